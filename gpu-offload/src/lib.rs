@@ -1,0 +1,1 @@
+//! GPU training (filled by the GPU issue).

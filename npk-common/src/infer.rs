@@ -1,0 +1,140 @@
+//! The one integer inference function, shared by the kernel programs, the userspace reference
+//! and the tests.
+//!
+//! # Why the accumulator cannot overflow
+//! Every input of a layer is an int8 code (`-128..=127`), every weight is int8, and a layer has
+//! at most [`MAX_WIDTH`] = 128 inputs, so `|sum w*x| <= 128 * 128 * 128 = 2^21`. A validated
+//! model has `|bias| < 2^30` ([`crate::model::BIAS_LIMIT`]), so `|bias + sum| < 2^30 + 2^21 < 2^31`.
+//! The 64-bit requantization product is below `2^31 * 2^31 = 2^62`. Sums use wrapping adds
+//! anyway, so kernel and userspace agree bit for bit even on a model that skipped validation.
+//!
+//! # How loops run
+//! The kernel cannot afford to have the verifier walk 128 x 128 iterations, so the loop over a
+//! layer's neurons is abstracted by [`NeuronLoop`]: userspace runs a plain `for`, the eBPF
+//! program runs the same closure through the `bpf_loop` helper. The arithmetic is identical.
+
+use crate::fixed::{clamp, requantize};
+use crate::model::{INPUT_MAX, INPUT_MIN, LayerParams, MAX_CLASSES, MAX_INPUTS, MAX_LAYERS, MAX_WIDTH, Model};
+
+/// Drives `body(i)` for `i in 0..n`.
+pub trait NeuronLoop {
+    fn run<F: FnMut(u32)>(&mut self, n: u32, body: F);
+}
+
+/// A plain loop: the userspace driver.
+pub struct PlainLoop;
+
+impl NeuronLoop for PlainLoop {
+    #[inline(always)]
+    fn run<F: FnMut(u32)>(&mut self, n: u32, mut body: F) {
+        for i in 0..n {
+            body(i);
+        }
+    }
+}
+
+/// Working memory of one inference: raw features in, activations ping-ponging between the two
+/// buffers. Lives in a per-CPU map in the kernel (it is far beyond the 512-byte stack).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Scratch {
+    /// Raw integer features, as [`crate::model::InputQuant`] expects them.
+    pub features: [i32; MAX_INPUTS],
+    pub act: [[i32; MAX_WIDTH]; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<Scratch>() == 4 * (MAX_INPUTS + 2 * MAX_WIDTH));
+
+impl Scratch {
+    pub const fn new() -> Self {
+        Self { features: [0; MAX_INPUTS], act: [[0; MAX_WIDTH]; 2] }
+    }
+
+    /// The logits left by the last [`infer`] on `model`: buffer `num_layers % 2`.
+    pub fn logits<'a>(&'a self, model: &Model) -> &'a [i32] {
+        let classes = (model.header.num_classes as usize).min(MAX_CLASSES);
+        &self.act[model.header.num_layers as usize & 1][..classes]
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Raw feature `i` -> int8 code.
+#[inline(always)]
+fn quantize_input(model: &Model, raw: &[i32; MAX_INPUTS], i: usize) -> i32 {
+    let q = &model.input;
+    // i64 so that `raw - offset` cannot overflow; clamped to i32 range to keep the
+    // requantization product below 2^62.
+    let centered = raw[i] as i64 - q.offset[i] as i64;
+    let centered = clamp(centered, i32::MIN + 1, i32::MAX) as i64;
+    clamp(requantize(centered, q.multiplier[i], q.shift[i]), INPUT_MIN, INPUT_MAX)
+}
+
+/// One output neuron of a dense layer. The dot product runs in chunks of 8 over the real input
+/// width: fixed-size chunks unroll, and the chunk count bound lets the verifier see every index.
+#[inline(always)]
+fn neuron(layer: &LayerParams, o: usize, input: &[i32; MAX_WIDTH], output: &mut [i32; MAX_WIDTH]) {
+    const CHUNK: usize = 8;
+    let o = o & (MAX_WIDTH - 1);
+    let row = &layer.weights[o];
+    let chunks = (layer.in_dim as usize).div_ceil(CHUNK);
+    let mut acc = layer.bias[o];
+    for c in 0..MAX_WIDTH / CHUNK {
+        if c >= chunks {
+            break;
+        }
+        let base = c * CHUNK;
+        for k in 0..CHUNK {
+            acc = acc.wrapping_add((row[base + k] as i32).wrapping_mul(input[base + k]));
+        }
+    }
+    let v = requantize(acc as i64, layer.multiplier[o], layer.shift[o]) + layer.output_zero_point as i64;
+    output[o] = clamp(v, layer.act_min, layer.act_max);
+}
+
+/// Runs `model` on `scratch.features`; returns the class (the first largest logit). The logits
+/// stay in `scratch` (see [`Scratch::logits`]).
+///
+/// `model` must have passed [`Model::validate`] for the result to mean anything, but no model,
+/// however corrupted, makes this function index out of bounds, overflow or loop longer than
+/// `MAX_LAYERS * MAX_WIDTH` neurons.
+#[inline(always)]
+pub fn infer<L: NeuronLoop>(model: &Model, scratch: &mut Scratch, looper: &mut L) -> u32 {
+    let header = &model.header;
+    let num_layers = header.num_layers as usize;
+    let Scratch { features, act } = scratch;
+    let [a, b] = act;
+
+    let inputs = (header.num_inputs as usize).min(MAX_INPUTS) as u32;
+    looper.run(inputs, |i| {
+        let i = i as usize & (MAX_INPUTS - 1);
+        a[i] = quantize_input(model, features, i);
+    });
+
+    for l in 0..MAX_LAYERS {
+        if l >= num_layers {
+            break;
+        }
+        let layer = &model.layers[l];
+        let (input, output) = if l & 1 == 0 { (&*a, &mut *b) } else { (&*b, &mut *a) };
+        let out_dim = (layer.out_dim as usize).min(MAX_WIDTH) as u32;
+        looper.run(out_dim, |o| neuron(layer, o as usize, input, output));
+    }
+
+    let logits = if num_layers & 1 == 0 { &*a } else { &*b };
+    let classes = (header.num_classes as usize).min(MAX_CLASSES);
+    let mut best = 0;
+    for c in 1..MAX_CLASSES {
+        if c >= classes {
+            break;
+        }
+        if logits[c] > logits[best] {
+            best = c;
+        }
+    }
+    best as u32
+}

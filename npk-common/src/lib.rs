@@ -1,0 +1,16 @@
+//! The contract between npk's kernel programs and its userspace tools.
+//!
+//! Everything here is `no_std` and float-free on the paths the kernel uses: the model layout
+//! stored in BPF maps ([`model`]), fixed-point requantization ([`fixed`]), the one integer
+//! inference function ([`infer`]), packet parsing and the feature vector ([`packet`]) and the
+//! names and value types of every map ([`maps`]).
+#![no_std]
+#![deny(clippy::float_arithmetic)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod fixed;
+pub mod infer;
+pub mod maps;
+pub mod model;

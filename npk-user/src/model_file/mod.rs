@@ -1,0 +1,1 @@
+//! The `.npk` model file: float model, input normalization and quantized model, versioned and checksummed.

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs everything npk needs to build, test and run its demo on Debian 12 (x86_64, root).
+# Idempotent: a second run only checks and returns in a few seconds.
+#
+# Other distributions need the same pieces: rustup with the stable toolchain named in
+# rust-toolchain.toml, the pinned nightly below with rust-src (it builds the eBPF object),
+# bpf-linker linked against that nightly's own LLVM, iproute2, strace, and python3 with NumPy
+# (for the baseline benchmark only).
+set -euo pipefail
+
+# The nightly that compiles the eBPF crate. Pinned: a newer nightly brings a newer LLVM and
+# breaks a bpf-linker built against the old one.
+NIGHTLY=nightly-2026-05-20
+BPF_LINKER_VERSION=0.13.0
+STABLE=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$(dirname "$0")/../rust-toolchain.toml")
+
+say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+command -v rustup >/dev/null || die "rustup not found: install it from https://rustup.rs first"
+
+if ! rustup run "$STABLE" rustc -V >/dev/null 2>&1; then
+    say "installing Rust $STABLE"
+    rustup toolchain install "$STABLE" --profile minimal -c rustfmt -c clippy
+fi
+rustup component list --toolchain "$STABLE" --installed | grep -q '^clippy' ||
+    rustup component add --toolchain "$STABLE" clippy rustfmt
+
+if ! rustup run "$NIGHTLY" rustc -V >/dev/null 2>&1 ||
+    ! rustup component list --toolchain "$NIGHTLY" --installed | grep -q '^rust-src'; then
+    say "installing $NIGHTLY with rust-src"
+    rustup toolchain install "$NIGHTLY" --profile minimal -c rust-src
+fi
+
+# bpf-linker must use the nightly's libLLVM: Debian's LLVM 14 is too old. We give cargo a
+# prefix of symlinks to the nightly's library instead of a system llvm-config.
+llvm_major=$(rustup run "$NIGHTLY" rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+prefix="$HOME/.local/share/npk/llvm-$NIGHTLY"
+stamp="$prefix/bpf-linker-$BPF_LINKER_VERSION"
+if [ ! -f "$stamp" ] || ! command -v bpf-linker >/dev/null; then
+    say "building bpf-linker $BPF_LINKER_VERSION against LLVM $llvm_major of $NIGHTLY (about a minute)"
+    sysroot_lib="$(rustup run "$NIGHTLY" rustc --print sysroot)/lib"
+    so=$(basename "$(ls "$sysroot_lib"/libLLVM.so.* | head -n1)")
+    mkdir -p "$prefix/lib"
+    ln -sf "$sysroot_lib/$so" "$prefix/lib/libLLVM.so"
+    ln -sf "$sysroot_lib/$so" "$prefix/lib/$so"
+    LLVM_PREFIX="$prefix" rustup run "$STABLE" cargo install "bpf-linker@$BPF_LINKER_VERSION" \
+        --locked --force --no-default-features --features "llvm-$llvm_major"
+    touch "$stamp"
+fi
+
+# Tools the integration tests, benchmarks and demo call.
+missing=()
+command -v ip >/dev/null || missing+=(iproute2)
+command -v strace >/dev/null || missing+=(strace)
+command -v python3 >/dev/null || missing+=(python3 python3-pip)
+if [ ${#missing[@]} -gt 0 ]; then
+    command -v apt-get >/dev/null || die "please install: ${missing[*]}"
+    say "installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! python3 -c 'import numpy' 2>/dev/null; then
+    say "installing NumPy (the baseline benchmark)"
+    python3 -m pip install --quiet numpy
+fi
+
+mountpoint -q /sys/fs/bpf 2>/dev/null || mount -t bpf bpf /sys/fs/bpf 2>/dev/null ||
+    say "warning: could not mount bpffs at /sys/fs/bpf (needed only for --pin)"
+
+say "ready: $(rustup run "$STABLE" rustc -V), $NIGHTLY (LLVM $llvm_major), bpf-linker $BPF_LINKER_VERSION"
