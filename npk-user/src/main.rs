@@ -1,7 +1,11 @@
-fn main() -> anyhow::Result<()> {
-    let mut ebpf = npk::kernel::load_object()?;
-    let prog: &mut aya::programs::Xdp = ebpf.program_mut("npk_classify").unwrap().try_into()?;
-    prog.load()?;
-    println!("loaded");
-    Ok(())
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    match npk::cli::Cli::parse().run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("npk: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
