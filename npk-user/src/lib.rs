@@ -4,5 +4,7 @@ pub mod cli;
 pub mod dataset;
 pub mod kernel;
 pub mod model_file;
+pub mod packets;
 pub mod quantize;
+pub mod rng;
 pub mod train;
