@@ -135,7 +135,7 @@ pub(crate) struct Kernels {
 
 impl Kernels {
     pub fn load(ctx: &Arc<CudaContext>) -> Result<Self, GpuError> {
-        let module = ctx.load_module(compile()?)?;
+        let module = ctx.load_module(compile()?).map_err(GpuError::KernelLoad)?;
         let [
             bias_act,
             relu_backward,
@@ -145,7 +145,7 @@ impl Kernels {
             sgd,
             adam,
             argmax,
-        ] = NAMES.map(|name| module.load_function(name));
+        ] = NAMES.map(|name| module.load_function(name).map_err(GpuError::KernelLoad));
         Ok(Self {
             bias_act: bias_act?,
             relu_backward: relu_backward?,

@@ -109,6 +109,11 @@ pub enum GpuError {
     },
     #[error("NVRTC could not compile the kernels: {0}")]
     Compile(String),
+    /// The usual cause is an NVRTC newer than the driver (`CUDA_ERROR_UNSUPPORTED_PTX_VERSION`).
+    #[error(
+        "the CUDA driver could not load the NVRTC-built kernels (is libnvrtc newer than the driver?): {0}"
+    )]
+    KernelLoad(DriverError),
     #[error("CUDA driver: {0}")]
     Driver(#[from] DriverError),
     #[error("cuBLAS: {0}")]

@@ -45,6 +45,13 @@ pub struct GpuTrainer {
     predictions: CudaSlice<u32>,
 }
 
+// npk may move a trainer to a worker thread: every public call starts with a copy or an
+// allocation, which binds the CUDA context to the calling thread first.
+const _: fn() = || {
+    fn is_send<T: Send>() {}
+    is_send::<GpuTrainer>();
+};
+
 /// Hyper-parameters plus the per-parameter state, in the layout of `params`.
 enum OptimizerState {
     Sgd {
