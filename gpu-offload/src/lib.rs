@@ -47,6 +47,8 @@ pub enum GpuOptimizer {
     },
 }
 
+/// What can go wrong: shape errors name the layer, field, row or limit and are found before any
+/// GPU call; `Unavailable` names the missing driver, device or library.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
     #[error("GPU unavailable: {0}")]
