@@ -118,7 +118,9 @@ pub struct Headers {
 
 #[inline(always)]
 fn be16<F: Frame + ?Sized>(f: &F, off: usize) -> Result<u16, ParseError> {
-    f.read::<2>(off).map(u16::from_be_bytes).ok_or(ParseError::Truncated)
+    f.read::<2>(off)
+        .map(u16::from_be_bytes)
+        .ok_or(ParseError::Truncated)
 }
 
 #[inline(always)]
@@ -129,7 +131,9 @@ fn byte<F: Frame + ?Sized>(f: &F, off: usize) -> Result<u8, ParseError> {
 /// The frame holds at least `end` bytes (a whole header ending there).
 #[inline(always)]
 fn need<F: Frame + ?Sized>(f: &F, end: usize) -> Result<(), ParseError> {
-    f.read::<1>(end - 1).map(|_| ()).ok_or(ParseError::Truncated)
+    f.read::<1>(end - 1)
+        .map(|_| ())
+        .ok_or(ParseError::Truncated)
 }
 
 /// Parses Ethernet (one 802.1Q/802.1ad tag), IPv4 (with options) or IPv6 (hop-by-hop, routing
@@ -236,7 +240,11 @@ pub fn parse<F: Frame + ?Sized>(f: &F) -> Result<Headers, ParseError> {
 
 #[inline(always)]
 fn sat_i32(v: u64) -> i32 {
-    if v > i32::MAX as u64 { i32::MAX } else { v as i32 }
+    if v > i32::MAX as u64 {
+        i32::MAX
+    } else {
+        v as i32
+    }
 }
 
 /// Updates the flow with this packet seen at `now_ns` and writes the feature vector.
@@ -248,7 +256,11 @@ pub fn observe(h: &Headers, flow: &mut FlowState, now_ns: u64, out: &mut [i32; N
         IAT_NONE_US as u64
     } else {
         let gap_us = now_ns.saturating_sub(flow.last_ns) / 1000;
-        if gap_us > IAT_NONE_US as u64 { IAT_NONE_US as u64 } else { gap_us }
+        if gap_us > IAT_NONE_US as u64 {
+            IAT_NONE_US as u64
+        } else {
+            gap_us
+        }
     };
     flow.last_ns = now_ns;
     flow.packets = flow.packets.saturating_add(1);
@@ -317,7 +329,10 @@ mod tests {
         let h = parse(&ipv4_tcp(8, 10)[..]).unwrap();
         assert_eq!(h.ip_version, 4);
         assert_eq!(h.ip_header_len, 28);
-        assert_eq!((h.key.src_port, h.key.dst_port, h.key.protocol), (1234, 80, PROTO_TCP));
+        assert_eq!(
+            (h.key.src_port, h.key.dst_port, h.key.protocol),
+            (1234, 80, PROTO_TCP)
+        );
         assert_eq!(h.tcp_flags, 0x12);
         assert_eq!(h.tcp_window, 512);
         assert_eq!(h.payload_len, 10);

@@ -36,7 +36,11 @@ const DEFAULT_CONFIG: Config = Config {
 #[inline(always)]
 pub fn classify(frame: Option<HeaderBuf>, wire_len: u64) -> Verdict {
     let config = CONFIG.get(0).unwrap_or(&DEFAULT_CONFIG);
-    let fail = if config.flags & FLAG_FAIL_CLOSED != 0 { Verdict::Drop } else { Verdict::Pass };
+    let fail = if config.flags & FLAG_FAIL_CLOSED != 0 {
+        Verdict::Drop
+    } else {
+        Verdict::Pass
+    };
     let Some(stats) = STATS.get_ptr_mut(0) else {
         return fail;
     };
@@ -105,7 +109,9 @@ fn classify_ip(
             // A full LRU evicts for us; if even that fails, the packet is a flow of its own.
             packet.spare_flow = FlowState::default();
             let _ = FLOWS.insert(&headers.key, &packet.spare_flow, 0);
-            FLOWS.get_ptr_mut(&headers.key).unwrap_or(&raw mut packet.spare_flow)
+            FLOWS
+                .get_ptr_mut(&headers.key)
+                .unwrap_or(&raw mut packet.spare_flow)
         }
     };
     // SAFETY: map value. Concurrent CPUs may race on a flow's counters; they are statistics,
@@ -114,7 +120,11 @@ fn classify_ip(
     observe_stage(headers, flow, now, &mut scratch.features);
 
     let (_, model) = active_model().ok_or(Outcome::NoModel)?;
-    let every = if config.reinfer_every == 0 { 1 } else { config.reinfer_every };
+    let every = if config.reinfer_every == 0 {
+        1
+    } else {
+        config.reinfer_every
+    };
     let cached = flow.since_infer > 0
         && flow.since_infer < every
         && flow.model_version == model.header.model_version;
@@ -139,12 +149,24 @@ fn classify_ip(
     stats.class_bytes[c] += wire_len;
     let action = config.class_action[c];
     if action == Action::Sample as u8 || config.flags & FLAG_SAMPLE_ALL != 0 {
-        sample(now, &headers.key, class, version, cached, &scratch.features, stats);
+        sample(
+            now,
+            &headers.key,
+            class,
+            version,
+            cached,
+            &scratch.features,
+            stats,
+        );
     }
     if config.flags & FLAG_RECORD_LAST != 0 {
         record(now, class, version, cached, scratch);
     }
-    Ok(if action == Action::Drop as u8 { Verdict::Drop } else { Verdict::Pass })
+    Ok(if action == Action::Drop as u8 {
+        Verdict::Drop
+    } else {
+        Verdict::Pass
+    })
 }
 
 /// Parsing as a subprogram whose result goes to map memory: after it returns, every parse path

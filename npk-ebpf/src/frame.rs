@@ -36,7 +36,8 @@ impl HeaderBuf {
     pub fn from_skb(ctx: &TcContext) -> Option<Self> {
         let (buf, len) = Self::window(ctx.len() as usize)?;
         // SAFETY: as above.
-        let r = unsafe { bpf_skb_load_bytes(ctx.skb.skb as *const _, 0, buf as *mut _, len as u32) };
+        let r =
+            unsafe { bpf_skb_load_bytes(ctx.skb.skb as *const _, 0, buf as *mut _, len as u32) };
         (r == 0).then_some(Self { buf, len })
     }
 
@@ -64,6 +65,8 @@ impl Frame for HeaderBuf {
             return None;
         }
         // SAFETY: offset < MAX_HEADER_OFFSET and N <= 16 keep the read inside the buffer.
-        Some(unsafe { core::ptr::read_unaligned((self.buf as *const u8).add(offset) as *const [u8; N]) })
+        Some(unsafe {
+            core::ptr::read_unaligned((self.buf as *const u8).add(offset) as *const [u8; N])
+        })
     }
 }

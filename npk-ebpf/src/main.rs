@@ -46,9 +46,10 @@ pub fn npk_bare(ctx: XdpContext) -> u32 {
     };
     // Fold every parsed field into the verdict so none of the parsing is optimised away.
     match parse(&frame) {
-        Ok(h) if h.ip_len ^ h.payload_len ^ h.tcp_window ^ h.ip_header_len == u32::MAX
-            && h.key.src_port ^ h.key.dst_port ^ h.icmp_type == u16::MAX
-            && h.key.src[15] ^ h.key.dst[15] ^ h.ttl ^ h.tcp_flags == 0xff =>
+        Ok(h)
+            if h.ip_len ^ h.payload_len ^ h.tcp_window ^ h.ip_header_len == u32::MAX
+                && h.key.src_port ^ h.key.dst_port ^ h.icmp_type == u16::MAX
+                && h.key.src[15] ^ h.key.dst[15] ^ h.ttl ^ h.tcp_flags == 0xff =>
         {
             xdp_action::XDP_DROP
         }

@@ -27,7 +27,12 @@ impl NeuronLoop for BpfLoop {
         }
         // SAFETY: the helper calls `step` n times with our context; n <= MAX_WIDTH.
         unsafe {
-            bpf_loop(n, step::<F> as *const () as *mut c_void, &mut body as *mut F as *mut c_void, 0);
+            bpf_loop(
+                n,
+                step::<F> as *const () as *mut c_void,
+                &mut body as *mut F as *mut c_void,
+                0,
+            );
         }
     }
 }

@@ -1,5 +1,6 @@
 //! npk's userspace library; the `npk` binary is a thin CLI over it. Modules follow the
 //! pipeline: dataset -> train -> quantize -> model_file -> kernel.
+pub mod bench;
 pub mod cli;
 pub mod dataset;
 pub mod kernel;

@@ -1,5 +1,6 @@
 //! The `npk` command line: one module per subcommand, doc comments are the help text.
 
+mod bench;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -7,7 +8,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use npk_common::model::{MAX_LAYERS, MAX_WIDTH};
 
 #[derive(Debug, Parser)]
-#[command(name = "npk", version, about = "Neural packet kernel: train an MLP, quantize it, run it in the kernel")]
+#[command(
+    name = "npk",
+    version,
+    about = "Neural packet kernel: train an MLP, quantize it, run it in the kernel"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -15,6 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Benchmarks that print numbers.
+    Bench(bench::BenchArgs),
     /// Check the kernel classifier against the userspace reference on generated frames.
     Verify(verify::VerifyArgs),
 }
@@ -22,6 +29,7 @@ pub enum Command {
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
+            Command::Bench(a) => bench::run(a),
             Command::Verify(a) => verify::run(a),
         }
     }
@@ -38,12 +46,16 @@ impl std::str::FromStr for Hidden {
         let widths = s
             .split(',')
             .map(|w| {
-                let w: usize =
-                    w.trim().parse().map_err(|_| format!("`{w}` is not a layer width"))?;
+                let w: usize = w
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{w}` is not a layer width"))?;
                 if (1..=MAX_WIDTH).contains(&w) {
                     Ok(w)
                 } else {
-                    Err(format!("width {w} is outside 1..={MAX_WIDTH} (the kernel maximum)"))
+                    Err(format!(
+                        "width {w} is outside 1..={MAX_WIDTH} (the kernel maximum)"
+                    ))
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;

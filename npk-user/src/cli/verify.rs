@@ -30,9 +30,15 @@ pub struct VerifyArgs {
 pub fn run(args: VerifyArgs) -> Result<()> {
     ensure!((2..=16).contains(&args.classes), "--classes must be 2..=16");
     let model = verify::random_packet_model(&args.hidden.0, args.classes, args.seed)?;
-    let kind = if args.tc { ProgramKind::Tc } else { ProgramKind::Xdp };
+    let kind = if args.tc {
+        ProgramKind::Tc
+    } else {
+        ProgramKind::Xdp
+    };
     let pb = progress_bar(args.packets, args.json);
-    let report = verify::verify(&model, kind, args.packets, args.seed, |n| pb.set_position(n))?;
+    let report = verify::verify(&model, kind, args.packets, args.seed, |n| {
+        pb.set_position(n)
+    })?;
     pb.finish_and_clear();
     for p in &report.first_problems {
         eprintln!("mismatch: {p}");

@@ -46,7 +46,10 @@ impl ProgramKind {
 fn check_privileges() -> Result<()> {
     // SAFETY: plain libc calls with valid arguments.
     unsafe {
-        let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        let unlimited = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
         libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited);
         ensure!(
             libc::geteuid() == 0,
@@ -72,7 +75,9 @@ impl Classifier {
         );
         let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading npk's eBPF object")?;
         let name = kind.name();
-        let prog = ebpf.program_mut(name).with_context(|| format!("program {name} missing"))?;
+        let prog = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?;
         let loaded = match kind {
             ProgramKind::Xdp | ProgramKind::Bare => {
                 let p: &mut Xdp = prog.try_into()?;
@@ -83,7 +88,9 @@ impl Classifier {
                 p.load()
             }
         };
-        loaded.map_err(verifier_error).with_context(|| format!("the kernel refused {name}"))?;
+        loaded
+            .map_err(verifier_error)
+            .with_context(|| format!("the kernel refused {name}"))?;
         let mut classifier = Self { ebpf, kind };
         classifier.array::<u32>(MAP_ACTIVE)?.set(0, NO_MODEL, 0)?;
         classifier.set_config(&Config {
@@ -96,7 +103,10 @@ impl Classifier {
     }
 
     fn array<T: aya::Pod>(&mut self, name: &str) -> Result<Array<&mut MapData, T>> {
-        let map = self.ebpf.map_mut(name).with_context(|| format!("map {name} missing"))?;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .with_context(|| format!("map {name} missing"))?;
         Ok(Array::try_from(map)?)
     }
 
@@ -115,7 +125,9 @@ impl Classifier {
         if slot == NO_MODEL {
             return Ok(None);
         }
-        Ok(Some(Box::new(self.array::<Model>(MAP_MODELS)?.get(&(slot & 1), 0)?)))
+        Ok(Some(Box::new(
+            self.array::<Model>(MAP_MODELS)?.get(&(slot & 1), 0)?,
+        )))
     }
 
     /// Replaces the model atomically; returns the version it was given.
@@ -134,7 +146,11 @@ impl Classifier {
         let previous = self.active_model()?;
         let version = previous.as_ref().map_or(0, |m| m.header.model_version) + 1;
         let active = self.array::<u32>(MAP_ACTIVE)?.get(&0, 0)?;
-        let target = if active == NO_MODEL { 0 } else { (active & 1) ^ 1 };
+        let target = if active == NO_MODEL {
+            0
+        } else {
+            (active & 1) ^ 1
+        };
         let mut versioned = Box::new(*model);
         versioned.header.model_version = version;
 
@@ -142,7 +158,8 @@ impl Classifier {
         let start = seq.get(&target, 0)?;
         let start = start + (start & 1); // even: a previous push may have died mid-write
         seq.set(target, start + 1, 0)?;
-        self.array::<Model>(MAP_MODELS)?.set(target, &*versioned, 0)?;
+        self.array::<Model>(MAP_MODELS)?
+            .set(target, *versioned, 0)?;
         self.array::<u64>(MAP_SLOT_SEQ)?.set(target, start + 2, 0)?;
         self.array::<u32>(MAP_ACTIVE)?.set(0, target, 0)?;
         Ok(version)
@@ -150,7 +167,10 @@ impl Classifier {
 
     /// Counters summed over CPUs.
     pub fn counters(&mut self) -> Result<Counters> {
-        let map = self.ebpf.map_mut(MAP_STATS).context("map NPK_STATS missing")?;
+        let map = self
+            .ebpf
+            .map_mut(MAP_STATS)
+            .context("map NPK_STATS missing")?;
         let per_cpu: PerCpuArray<&mut MapData, Counters> = PerCpuArray::try_from(map)?;
         Ok(sum_counters(per_cpu.get(&0, 0)?.iter()))
     }
@@ -165,7 +185,11 @@ impl Classifier {
     pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<(u32, Duration)> {
         let name = self.kind.name();
         let prog = self.ebpf.program(name).context("program missing")?;
-        let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::new() };
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::new()
+        };
         let result = match self.kind {
             ProgramKind::Tc => <&SchedClassifier>::try_from(prog)?.test_run(opts)?,
             _ => <&Xdp>::try_from(prog)?.test_run(opts)?,
@@ -175,7 +199,10 @@ impl Classifier {
 
     /// Kernel statistics of the loaded program (verified instructions, run time).
     pub fn program_info(&self) -> Result<ProgramInfo> {
-        let prog = self.ebpf.program(self.kind.name()).context("program missing")?;
+        let prog = self
+            .ebpf
+            .program(self.kind.name())
+            .context("program missing")?;
         Ok(match self.kind {
             ProgramKind::Tc => <&SchedClassifier>::try_from(prog)?.info()?,
             _ => <&Xdp>::try_from(prog)?.info()?,

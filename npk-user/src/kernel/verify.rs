@@ -58,7 +58,10 @@ pub fn random_packet_model(hidden: &[usize], classes: usize, seed: u64) -> Resul
     dims.push(classes);
     for l in 0..dims.len() - 1 {
         let (inp, out) = (dims[l], dims[l + 1]);
-        anyhow::ensure!((1..=MAX_WIDTH).contains(&out), "width {out} outside 1..={MAX_WIDTH}");
+        anyhow::ensure!(
+            (1..=MAX_WIDTH).contains(&out),
+            "width {out} outside 1..={MAX_WIDTH}"
+        );
         let last = l == dims.len() - 2;
         let layer = &mut m.layers[l];
         layer.in_dim = inp as u32;
@@ -83,7 +86,8 @@ pub fn random_packet_model(hidden: &[usize], classes: usize, seed: u64) -> Resul
             layer.shift[o] = shift;
         }
     }
-    m.validate().map_err(|e| anyhow::anyhow!("random model invalid: {e}"))?;
+    m.validate()
+        .map_err(|e| anyhow::anyhow!("random model invalid: {e}"))?;
     Ok(m)
 }
 
@@ -126,12 +130,18 @@ pub fn verify(
         class_action,
         _pad: [0; 2],
     })?;
-    let version = classifier.active_model()?.context("model not active")?.header.model_version;
+    let version = classifier
+        .active_model()?
+        .context("model not active")?
+        .header
+        .model_version;
     let (pass, drop) = match kind {
         ProgramKind::Tc => (0u32, 2u32), // TC_ACT_OK, TC_ACT_SHOT
         _ => (2u32, 1u32),               // XDP_PASS, XDP_DROP
     };
 
+    // The skb test runner also refuses IP frames shorter than the fixed IP header.
+    let min_len = if kind == ProgramKind::Tc { 14 + 40 } else { 14 };
     let mut rng = Rng::new(seed);
     // Few enough flows that the kernel's LRU never evicts one the reference still tracks.
     let flows_keys = flow_pool(&mut rng, 512);
@@ -155,20 +165,26 @@ pub fn verify(
         if n % 4096 == 0 {
             progress(n);
         }
-        let (_, frame) = random_frame(&mut rng, &flows_keys);
+        let (_, frame) = random_frame(&mut rng, &flows_keys, min_len);
         report.packets += 1;
         let action = match classifier.test_run(&frame, 1) {
             Ok((action, _)) => action,
             Err(e) => {
                 report.errors += 1;
-                note(&mut report, format!("frame {n}: test run failed: {e:#}"));
+                note(
+                    &mut report,
+                    format!("frame {n} ({} bytes): test run failed: {e:#}", frame.len()),
+                );
                 continue;
             }
         };
         let record = classifier.last_record()?;
         if record.seq != last_seq + 1 {
             report.errors += 1;
-            note(&mut report, format!("frame {n}: the program left no record"));
+            note(
+                &mut report,
+                format!("frame {n}: the program left no record"),
+            );
             last_seq = record.seq;
             continue;
         }
@@ -195,8 +211,10 @@ pub fn verify(
             Ok(h) => {
                 report.valid += 1;
                 let flow = flows.entry(h.key).or_default();
-                let features: &mut [i32; NUM_FEATURES] =
-                    scratch.features.first_chunk_mut().expect("MAX_INPUTS >= NUM_FEATURES");
+                let features: &mut [i32; NUM_FEATURES] = scratch
+                    .features
+                    .first_chunk_mut()
+                    .expect("MAX_INPUTS >= NUM_FEATURES");
                 observe(&h, flow, record.now_ns, features);
                 let class = infer(model, &mut scratch, &mut PlainLoop);
                 let logits = scratch.logits(model);

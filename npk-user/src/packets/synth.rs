@@ -126,9 +126,21 @@ pub fn flow_pool(rng: &mut Rng, count: usize) -> Vec<FlowKey> {
             FlowKey {
                 src,
                 dst,
-                src_port: if ports { 1024 + rng.below(60000) as u16 } else { 0 },
-                dst_port: if ports { [53, 80, 443, 22, 8080][i % 5] } else { 0 },
-                protocol: if v6 && protocol == PROTO_ICMP { PROTO_ICMPV6 } else { protocol },
+                src_port: if ports {
+                    1024 + rng.below(60000) as u16
+                } else {
+                    0
+                },
+                dst_port: if ports {
+                    [53, 80, 443, 22, 8080][i % 5]
+                } else {
+                    0
+                },
+                protocol: if v6 && protocol == PROTO_ICMP {
+                    PROTO_ICMPV6
+                } else {
+                    protocol
+                },
                 _pad: [0; 3],
             }
         })
@@ -136,8 +148,10 @@ pub fn flow_pool(rng: &mut Rng, count: usize) -> Vec<FlowKey> {
 }
 
 /// One frame: mostly valid packets of `flows`, plus VLAN tags, IP options, IPv6 extension
-/// headers, truncated frames and garbage.
-pub fn random_frame(rng: &mut Rng, flows: &[FlowKey]) -> (FrameKind, Vec<u8>) {
+/// headers, truncated frames and garbage, none shorter than `min_len` bytes (at least 14: the
+/// kernel's test runner, like every NIC, refuses frames shorter than an Ethernet header).
+pub fn random_frame(rng: &mut Rng, flows: &[FlowKey], min_len: usize) -> (FrameKind, Vec<u8>) {
+    let min_len = min_len.max(14);
     let key = flows[rng.below(flows.len() as u64) as usize];
     let ipv6 = key.src[..10] != [0u8; 10];
     let spec = FrameSpec {
@@ -145,7 +159,11 @@ pub fn random_frame(rng: &mut Rng, flows: &[FlowKey]) -> (FrameKind, Vec<u8>) {
         ipv6,
         vlan: rng.bool(0.2).then(|| rng.below(4096) as u16),
         options: if rng.bool(0.3) {
-            if ipv6 { 8 * (1 + rng.below(3) as usize) } else { 4 * rng.below(11) as usize }
+            if ipv6 {
+                8 * (1 + rng.below(3) as usize)
+            } else {
+                4 * rng.below(11) as usize
+            }
         } else {
             0
         },
@@ -156,12 +174,11 @@ pub fn random_frame(rng: &mut Rng, flows: &[FlowKey]) -> (FrameKind, Vec<u8>) {
     let roll = rng.below(100);
     if roll < 8 {
         let mut frame = spec.build();
-        // The kernel's test runner (and every NIC) refuses frames shorter than Ethernet's header.
-        let cut = 14 + rng.below(frame.len() as u64 - 14) as usize;
+        let cut = min_len + rng.below(frame.len().saturating_sub(min_len) as u64 + 1) as usize;
         frame.truncate(cut);
         (FrameKind::Truncated, frame)
     } else if roll < 14 {
-        let mut frame = vec![0u8; 14 + rng.below(200) as usize];
+        let mut frame = vec![0u8; min_len + rng.below(200) as usize];
         rng.fill_bytes(&mut frame);
         if rng.bool(0.7) {
             // Claim IPv4/IPv6 so the garbage reaches the IP parser.
@@ -184,7 +201,7 @@ mod tests {
         let mut rng = Rng::new(3);
         let flows = flow_pool(&mut rng, 40);
         for _ in 0..2000 {
-            let (kind, frame) = random_frame(&mut rng, &flows);
+            let (kind, frame) = random_frame(&mut rng, &flows, 14);
             if kind == FrameKind::Valid {
                 let h = parse(&frame[..]).expect("valid frame parses");
                 assert!(flows.contains(&h.key), "{:?}", h.key);
