@@ -32,6 +32,15 @@ pub enum ProgramKind {
 }
 
 impl ProgramKind {
+    /// The feature schema a model must have to run in this program (`None`: any).
+    pub fn schema(self) -> Option<FeatureSchema> {
+        match self {
+            Self::Xdp | Self::Tc | Self::Bare => Some(FeatureSchema::PacketV1),
+        }
+    }
+}
+
+impl ProgramKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Xdp => PROG_CLASSIFY,
@@ -137,12 +146,14 @@ impl Classifier {
     /// index flipped, so each packet sees exactly one whole model (see npk_common::maps).
     pub fn push(&mut self, model: &Model) -> Result<u32> {
         model.validate().context("the model is not valid")?;
-        let schema = model.header.feature_schema;
-        ensure!(
-            schema == FeatureSchema::PacketV1 as u32,
-            "the model was trained on tabular CSV features, not packet features: the classifier \
-             computes packet features (train on `npk features`/`npk capture` output)"
-        );
+        if let Some(schema) = self.kind.schema() {
+            ensure!(
+                model.header.feature_schema == schema as u32,
+                "the model was trained on tabular CSV features, not packet features: {} \
+                 computes packet features (train on `npk features`/`npk capture` output)",
+                self.kind.name()
+            );
+        }
         let previous = self.active_model()?;
         let version = previous.as_ref().map_or(0, |m| m.header.model_version) + 1;
         let active = self.array::<u32>(MAP_ACTIVE)?.get(&0, 0)?;
