@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "npk", version, about = "Neural packet kernel: train an MLP, quantize it, run it in the kernel")]
+#[command(
+    name = "npk",
+    version,
+    about = "Neural packet kernel: train an MLP, quantize it, run it in the kernel"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
