@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod inspect;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "npk",
@@ -14,11 +16,15 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    Inspect(inspect::InspectArgs),
+}
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
-        match self.command {}
+        match self.command {
+            Command::Inspect(args) => inspect::run(args),
+        }
     }
 }
 
