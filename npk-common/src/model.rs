@@ -208,6 +208,8 @@ impl core::fmt::Display for ModelError {
     }
 }
 
+impl core::error::Error for ModelError {}
+
 impl Model {
     /// Layers in use.
     pub fn active_layers(&self) -> &[LayerParams] {

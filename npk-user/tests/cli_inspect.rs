@@ -83,7 +83,13 @@ fn inspect_prints_layers_and_totals() {
     model_file().save(&path).unwrap();
     let out = inspect(&path, false);
     let text = String::from_utf8(out.stdout).unwrap();
-    eprintln!("{text}"); let j = inspect(&path, true); eprintln!("{}", String::from_utf8_lossy(&j.stdout)); eprintln!("{}", String::from_utf8_lossy(&inspect(&dir.path().join("x"), false).stderr));
+    eprintln!("{text}");
+    let j = inspect(&path, true);
+    eprintln!("{}", String::from_utf8_lossy(&j.stdout));
+    eprintln!(
+        "{}",
+        String::from_utf8_lossy(&inspect(&dir.path().join("x"), false).stderr)
+    );
     assert!(
         out.status.success(),
         "{text}\n{}",
