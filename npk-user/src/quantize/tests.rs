@@ -8,14 +8,15 @@ use super::*;
 use crate::train::Dense;
 
 /// Trains a float model on `train_set`, quantizes it with `train_set` as calibration, and returns
-/// (float test accuracy, quantized test accuracy, float/quantized agreement on the test set).
+/// (float test accuracy, quantized test accuracy, float/quantized agreement on the test set,
+/// the chosen input clip).
 fn float_vs_quantized(
     train_set: &Dataset,
     test_set: &Dataset,
     hidden: &[usize],
     epochs: usize,
     seed: u64,
-) -> (f64, f64, f64) {
+) -> (f64, f64, f64, f64) {
     let mut rng = Rng::new(seed);
     let std = fit_standardizer(train_set);
     let mut dims = vec![train_set.num_features];
@@ -32,6 +33,7 @@ fn float_vs_quantized(
         accuracy(test_set, float),
         accuracy(test_set, |row| q.predict(row)),
         agree as f64 / test_set.len() as f64,
+        q.calibration.input_clip,
     )
 }
 
@@ -39,7 +41,7 @@ fn float_vs_quantized(
 fn iris_quantized_keeps_accuracy() {
     let data = load_csv("iris.csv");
     let (train_set, test_set) = split(&data, 5, &mut Rng::new(1));
-    let (float, quant, agree) = float_vs_quantized(&train_set, &test_set, &[16, 16], 200, 2);
+    let (float, quant, agree, _) = float_vs_quantized(&train_set, &test_set, &[16, 16], 200, 2);
     eprintln!("iris 16,16: float {float:.3} quantized {quant:.3} agreement {agree:.3}");
     assert!(quant >= 0.93, "quantized accuracy {quant}");
     assert!(float - quant <= 0.01, "float {float} quantized {quant}");
@@ -49,8 +51,12 @@ fn iris_quantized_keeps_accuracy() {
 fn mixed_range_features_keep_accuracy() {
     let data = mixed_ranges(&mut Rng::new(3), 3000, 0.02);
     let (train_set, test_set) = split(&data, 5, &mut Rng::new(4));
-    let (float, quant, agree) = float_vs_quantized(&train_set, &test_set, &[16, 16], 60, 5);
-    eprintln!("mixed ranges 16,16: float {float:.3} quantized {quant:.3} agreement {agree:.3}");
+    let (float, quant, agree, clip) = float_vs_quantized(&train_set, &test_set, &[16, 16], 60, 5);
+    eprintln!(
+        "mixed ranges 16,16: float {float:.3} quantized {quant:.3} agreement {agree:.3} clip {clip}"
+    );
+    // Unclipped, the latency outliers leave its bulk ~1 input code (measured: quantized 0.66).
+    assert!(clip < 1.0, "clip {clip}");
     assert!(quant >= 0.90, "quantized accuracy {quant}");
     assert!(float - quant <= 0.03, "float {float} quantized {quant}");
 }
@@ -71,6 +77,25 @@ fn mixed_range_features_agree_with_teacher() {
     let agree = accuracy(&data, |row| q.predict(row));
     eprintln!("mixed ranges, teacher labels: agreement {agree:.4}");
     assert!(agree >= 0.97, "agreement {agree}");
+}
+
+/// 64 sparse pixel features (mostly 0, rare large z) through 64- and 32-wide layers. A random
+/// teacher weighs a pixel that is lit in a handful of rows like any other, so that pixel's wide
+/// input range coarsens every weight row: measured agreement 0.964 here, while trained models
+/// on digits agreed with their quantized versions on every test row (5 seeds).
+#[test]
+fn digits_agree_with_teacher() {
+    let mut rng = Rng::new(8);
+    let mut data = load_csv("digits.csv");
+    let std = fit_standardizer(&data);
+    let mlp = random_mlp(&mut rng, &[data.num_features, 64, 32, 10]);
+    data.labels = (0..data.len())
+        .map(|r| argmax(&float_logits(&mlp, &std, data.row(r))) as u32)
+        .collect();
+    let q = quantize(&mlp, &std, &data, FeatureSchema::Tabular).unwrap();
+    let agree = accuracy(&data, |row| q.predict(row));
+    eprintln!("digits 64,32, teacher labels: agreement {agree:.4}");
+    assert!(agree >= 0.95, "agreement {agree}");
 }
 
 #[test]
