@@ -5,7 +5,8 @@
 //! feature or neuron with a wide range never costs the others their resolution:
 //! - Input feature `j`: raw `i32` = `round(x * 2^f_j)` ([`InputEncoding`]); the kernel turns it
 //!   into the int8 code `q_j = clamp(round((raw - offset_j) * r_j), -127, 127)`, which stands for
-//!   the standardized value `z_j = q_j * s_j` with `s_j = max|z_j| / 127` over the calibration set.
+//!   the standardized value `z_j = q_j * s_j` with `s_j = c_j / 127`, where the clip `c_j` is a
+//!   quantile of `|z_j|` over the calibration set (see [`INPUT_CLIP_QUANTILES`]).
 //! - Layer `l`, output `o`: with the layer's input scales `s_in[i]`, the real weight row
 //!   `W'[o][i] = W[o][i] * s_in[i]` is quantized symmetrically with `s_acc[o] = max|W'[o]| / 127`,
 //!   so one accumulator unit is worth `s_acc[o]`; the bias becomes `round(b[o] / s_acc[o])`.
