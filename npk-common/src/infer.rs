@@ -93,6 +93,10 @@ const CHUNK: usize = 8;
 
 /// Output neurons `BLOCK * b ..` of a dense layer.
 #[inline(always)]
+#[expect(
+    clippy::needless_range_loop,
+    reason = "explicit indices with constant bounds are what the verifier can follow"
+)]
 fn neuron_block(
     layer: &LayerParams,
     b: usize,
@@ -130,6 +134,10 @@ fn neuron_block(
 /// however corrupted, makes this function index out of bounds, overflow or loop longer than
 /// `MAX_LAYERS * MAX_WIDTH` neurons.
 #[inline(always)]
+#[expect(
+    clippy::needless_range_loop,
+    reason = "explicit indices with constant bounds are what the verifier can follow"
+)]
 pub fn infer<L: NeuronLoop>(model: &Model, scratch: &mut Scratch, looper: &mut L) -> u32 {
     let header = &model.header;
     let num_layers = header.num_layers as usize;

@@ -1,5 +1,6 @@
 //! The `npk` command line: one module per subcommand, doc comments are the help text.
 
+mod attach;
 mod bench;
 mod inspect;
 mod verify;
@@ -21,6 +22,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Attach the classifier with a model to an interface.
+    Attach(attach::AttachArgs),
+    /// Detach what `npk attach --pin` left on an interface.
+    Detach(attach::DetachArgs),
+    /// Replace the model of a running classifier atomically, without reloading it.
+    Push(attach::PushArgs),
+    /// Per-class counters, drops, pps and ns per packet of an attached classifier.
+    Stats(attach::StatsArgs),
     /// Benchmarks that print numbers.
     Bench(bench::BenchArgs),
     /// Check the kernel classifier against the userspace reference on generated frames.
@@ -32,6 +41,10 @@ pub enum Command {
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
+            Command::Attach(a) => attach::run_attach(a),
+            Command::Detach(a) => attach::run_detach(a),
+            Command::Push(a) => attach::run_push(a),
+            Command::Stats(a) => attach::run_stats(a),
             Command::Bench(a) => bench::run(a),
             Command::Verify(a) => verify::run(a),
             Command::Inspect(a) => inspect::run(a),

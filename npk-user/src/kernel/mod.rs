@@ -1,6 +1,7 @@
 //! npk's eBPF programs in the kernel: loading, model pushes (hot swap), configuration,
 //! counters, attachment.
 
+pub mod attach;
 pub mod verify;
 
 use std::{path::Path, time::Duration};
@@ -81,8 +82,10 @@ pub struct ControlMaps {
 
 impl ControlMaps {
     fn take(ebpf: &mut Ebpf) -> Result<Self> {
-        let mut take =
-            |name: &str| ebpf.take_map(name).with_context(|| format!("map {name} missing"));
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("map {name} missing"))
+        };
         Ok(Self {
             models: take(MAP_MODELS)?,
             slot_seq: take(MAP_SLOT_SEQ)?,
@@ -121,7 +124,8 @@ impl ControlMaps {
             (MAP_STATS, &self.stats),
             (MAP_LAST, &self.last),
         ] {
-            map.pin(dir.join(name)).with_context(|| format!("pinning {name}"))?;
+            map.pin(dir.join(name))
+                .with_context(|| format!("pinning {name}"))?;
         }
         Ok(())
     }
@@ -167,7 +171,11 @@ impl ControlMaps {
         let previous = self.active_model()?;
         let version = previous.as_ref().map_or(0, |m| m.header.model_version) + 1;
         let active = self.active_slot()?;
-        let target = if active == NO_MODEL { 0 } else { (active & 1) ^ 1 };
+        let target = if active == NO_MODEL {
+            0
+        } else {
+            (active & 1) ^ 1
+        };
         let mut versioned = Box::new(*model);
         versioned.header.model_version = version;
 
