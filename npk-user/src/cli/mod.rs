@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod train;
+
 #[derive(Debug, Parser)]
 #[command(name = "npk", version, about = "Neural packet kernel: train an MLP, quantize it, run it in the kernel")]
 pub struct Cli {
@@ -10,11 +12,15 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    Train(train::TrainArgs),
+}
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
-        match self.command {}
+        match self.command {
+            Command::Train(args) => train::run(args),
+        }
     }
 }
 
