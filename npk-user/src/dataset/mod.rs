@@ -487,6 +487,10 @@ mod tests {
             load_err("a,b,label\n1,2,\n"),
             "t.csv: line 2, column 'label': '' is not a number"
         );
+        let e =
+            Dataset::from_reader(&b"a,label\n1,0\n\xff,1\n"[..], Path::new("t.csv")).unwrap_err();
+        assert!(matches!(e, DatasetError::Csv { line: 3, .. }), "{e:?}");
+        assert_eq!(e.to_string(), "t.csv: line 3: cannot read CSV");
     }
 
     #[test]

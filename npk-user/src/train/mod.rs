@@ -707,6 +707,13 @@ mod tests {
             .validate(4, 3)
             .is_ok()
         );
+        let (mut empty, _) = iris();
+        empty.features.clear();
+        empty.labels.clear();
+        assert_eq!(
+            train(&empty, &config(), |_| {}).unwrap_err(),
+            TrainError::NoData
+        );
     }
 
     #[test]
