@@ -14,7 +14,9 @@
 //! program runs the same closure through the `bpf_loop` helper. The arithmetic is identical.
 
 use crate::fixed::{clamp, requantize};
-use crate::model::{INPUT_MAX, INPUT_MIN, LayerParams, MAX_CLASSES, MAX_INPUTS, MAX_LAYERS, MAX_WIDTH, Model};
+use crate::model::{
+    INPUT_MAX, INPUT_MIN, LayerParams, MAX_CLASSES, MAX_INPUTS, MAX_LAYERS, MAX_WIDTH, Model,
+};
 
 /// Drives `body(i)` for `i in 0..n`.
 pub trait NeuronLoop {
@@ -47,7 +49,10 @@ const _: () = assert!(core::mem::size_of::<Scratch>() == 4 * (MAX_INPUTS + 2 * M
 
 impl Scratch {
     pub const fn new() -> Self {
-        Self { features: [0; MAX_INPUTS], act: [[0; MAX_WIDTH]; 2] }
+        Self {
+            features: [0; MAX_INPUTS],
+            act: [[0; MAX_WIDTH]; 2],
+        }
     }
 
     /// The logits left by the last [`infer`] on `model`: buffer `num_layers % 2`.
@@ -71,7 +76,11 @@ fn quantize_input(model: &Model, raw: &[i32; MAX_INPUTS], i: usize) -> i32 {
     // requantization product below 2^62.
     let centered = raw[i] as i64 - q.offset[i] as i64;
     let centered = clamp(centered, i32::MIN + 1, i32::MAX) as i64;
-    clamp(requantize(centered, q.multiplier[i], q.shift[i]), INPUT_MIN, INPUT_MAX)
+    clamp(
+        requantize(centered, q.multiplier[i], q.shift[i]),
+        INPUT_MIN,
+        INPUT_MAX,
+    )
 }
 
 /// One output neuron of a dense layer. The dot product runs in chunks of 8 over the real input
@@ -92,7 +101,8 @@ fn neuron(layer: &LayerParams, o: usize, input: &[i32; MAX_WIDTH], output: &mut 
             acc = acc.wrapping_add((row[base + k] as i32).wrapping_mul(input[base + k]));
         }
     }
-    let v = requantize(acc as i64, layer.multiplier[o], layer.shift[o]) + layer.output_zero_point as i64;
+    let v = requantize(acc as i64, layer.multiplier[o], layer.shift[o])
+        + layer.output_zero_point as i64;
     output[o] = clamp(v, layer.act_min, layer.act_max);
 }
 
@@ -120,7 +130,11 @@ pub fn infer<L: NeuronLoop>(model: &Model, scratch: &mut Scratch, looper: &mut L
             break;
         }
         let layer = &model.layers[l];
-        let (input, output) = if l & 1 == 0 { (&*a, &mut *b) } else { (&*b, &mut *a) };
+        let (input, output) = if l & 1 == 0 {
+            (&*a, &mut *b)
+        } else {
+            (&*b, &mut *a)
+        };
         let out_dim = (layer.out_dim as usize).min(MAX_WIDTH) as u32;
         looper.run(out_dim, |o| neuron(layer, o as usize, input, output));
     }

@@ -14,3 +14,4 @@ pub mod fixed;
 pub mod infer;
 pub mod maps;
 pub mod model;
+pub mod packet;

@@ -1,4 +1,197 @@
-//! Names of the programs and maps, defined once for both sides.
+//! Names and value types of the programs and maps, defined once for both sides.
+//!
+//! # Model slots and the hot swap
+//! [`MAP_MODELS`] holds two [`crate::model::Model`] slots; [`MAP_ACTIVE`] says which one packets
+//! use; [`MAP_SLOT_SEQ`] holds a sequence counter per slot (odd while userspace writes it).
+//! A push writes the inactive slot (seq odd -> write -> seq even) and then flips the active index.
+//! The kernel reads the slot's seq before and after an inference and throws the result away if it
+//! changed (the slot was rewritten under it by a second push), so no packet is ever classified by a
+//! mix of two models. The model version lives in the model header, read inside that window.
 
-/// The XDP classifier program.
+use crate::model::MAX_CLASSES;
+use crate::packet::FlowKey;
+use bytemuck::{Pod, Zeroable};
+
+/// The XDP classifier.
 pub const PROG_CLASSIFY: &str = "npk_classify";
+/// The same classifier as a TC (clsact) program.
+pub const PROG_CLASSIFY_TC: &str = "npk_classify_tc";
+/// A program that parses like the classifier and passes: the benchmark's baseline.
+pub const PROG_BARE: &str = "npk_bare";
+
+/// `Array<Model>`, [`MODEL_SLOTS`] entries.
+pub const MAP_MODELS: &str = "NPK_MODELS";
+pub const MODEL_SLOTS: u32 = 2;
+/// `Array<u64>`, one sequence counter per model slot.
+pub const MAP_SLOT_SEQ: &str = "NPK_SLOT_SEQ";
+/// `Array<u32>`, one entry: the active slot (0 or 1), or [`NO_MODEL`].
+pub const MAP_ACTIVE: &str = "NPK_ACTIVE";
+pub const NO_MODEL: u32 = u32::MAX;
+/// `Array<Config>`, one entry.
+pub const MAP_CONFIG: &str = "NPK_CONFIG";
+/// `PerCpuArray<Scratch>`, one entry: features and activations of the running inference.
+pub const MAP_SCRATCH: &str = "NPK_SCRATCH";
+/// `LruHashMap<FlowKey, FlowState>`: per-flow state and the verdict cache.
+pub const MAP_FLOWS: &str = "NPK_FLOWS";
+pub const FLOW_CAPACITY: u32 = 65536;
+/// `PerCpuArray<Counters>`, one entry.
+pub const MAP_STATS: &str = "NPK_STATS";
+/// `RingBuf` of [`Sample`]s.
+pub const MAP_SAMPLES: &str = "NPK_SAMPLES";
+pub const SAMPLES_BYTES: u32 = 1 << 20;
+
+/// What the classifier does with a packet of a class.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Let it through (counted like every packet).
+    Pass = 0,
+    Drop = 1,
+    /// Let it through; the class exists to be counted.
+    Count = 2,
+    /// Let it through and copy its features and verdict to the [`MAP_SAMPLES`] ring buffer.
+    Sample = 3,
+}
+
+impl Action {
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Pass),
+            1 => Some(Self::Drop),
+            2 => Some(Self::Count),
+            3 => Some(Self::Sample),
+            _ => None,
+        }
+    }
+}
+
+/// [`Config::flags`]: drop packets that cannot be parsed or classified (default: pass them).
+pub const FLAG_FAIL_CLOSED: u32 = 1;
+/// [`Config::flags`]: sample every classified packet whatever its class (for `npk capture`).
+pub const FLAG_SAMPLE_ALL: u32 = 2;
+
+/// # Layout
+/// 32 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct Config {
+    /// Re-run the model on a flow every this many packets (1 = every packet; 0 is read as 1).
+    pub reinfer_every: u32,
+    pub flags: u32,
+    /// An [`Action`] per class.
+    pub class_action: [u8; MAX_CLASSES],
+    pub _pad: [u32; 2],
+}
+
+/// Per-flow state: the inputs of the flow features and the verdict cache.
+///
+/// # Layout
+/// 64 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FlowState {
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub bytes: u64,
+    pub packets: u32,
+    pub syn: u32,
+    pub fin_rst: u32,
+    pub ack: u32,
+    /// The last verdict and the version of the model that gave it.
+    pub class: u32,
+    pub model_version: u32,
+    /// Packets since the last inference.
+    pub since_infer: u32,
+    pub _pad: [u32; 3],
+}
+
+/// Per-CPU counters. Userspace sums them over CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct Counters {
+    pub class_packets: [u64; MAX_CLASSES],
+    pub class_bytes: [u64; MAX_CLASSES],
+    pub dropped: u64,
+    /// Frames that are not IP (ARP, ...): always passed.
+    pub non_ip: u64,
+    /// IP frames with an impossible header.
+    pub unparsed: u64,
+    /// Frames that ended inside a header.
+    pub truncated: u64,
+    /// Packets seen with no model loaded.
+    pub no_model: u64,
+    /// Inferences run (the rest used a cached verdict).
+    pub inferences: u64,
+    /// Inferences retried because a push rewrote the slot under them.
+    pub swap_retries: u64,
+    /// Packets given the fail action because retries ran out.
+    pub swap_failures: u64,
+    /// Samples lost because the ring buffer was full.
+    pub samples_lost: u64,
+}
+
+/// One sampled packet, as the ring buffer carries it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct Sample {
+    pub timestamp_ns: u64,
+    pub flow: FlowKey,
+    pub class: u32,
+    pub model_version: u32,
+    /// Whether `class` came from the verdict cache rather than this packet's features.
+    pub cached: u32,
+    pub _pad: u32,
+    pub features: [i32; crate::packet::NUM_FEATURES],
+}
+
+const _: () = assert!(core::mem::size_of::<Config>() == 32);
+const _: () = assert!(core::mem::size_of::<FlowState>() == 64);
+const _: () = assert!(core::mem::size_of::<Counters>() == 8 * (2 * MAX_CLASSES + 9));
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain-old-data without padding (size asserts above).
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::FlowState {}
+    unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::Sample {}
+}
+
+/// `Array<InferenceRecord>`, one entry: the last classification, written only while
+/// [`FLAG_RECORD_LAST`] is set (by `npk verify`, which compares it with the userspace reference).
+pub const MAP_LAST: &str = "NPK_LAST";
+pub const FLAG_RECORD_LAST: u32 = 4;
+
+/// What happened to the last packet (see [`MAP_LAST`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct InferenceRecord {
+    pub now_ns: u64,
+    /// Bumped for every recorded packet.
+    pub seq: u64,
+    /// An [`Outcome`] value.
+    pub outcome: u32,
+    pub class: u32,
+    pub model_version: u32,
+    pub cached: u32,
+    pub features: [i32; crate::packet::NUM_FEATURES],
+    pub logits: [i32; MAX_CLASSES],
+}
+
+/// How the classifier finished with a packet.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Classified = 1,
+    NotIp = 2,
+    Truncated = 3,
+    Malformed = 4,
+    NoModel = 5,
+    SwapFailure = 6,
+}
+
+#[cfg(feature = "user")]
+mod pod_record {
+    // SAFETY: plain-old-data without padding.
+    unsafe impl aya::Pod for super::InferenceRecord {}
+}

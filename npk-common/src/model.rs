@@ -115,7 +115,8 @@ pub struct Model {
 
 const _: () = assert!(core::mem::size_of::<ModelHeader>() == 32);
 const _: () = assert!(core::mem::size_of::<InputQuant>() == 3 * 4 * MAX_INPUTS);
-const _: () = assert!(core::mem::size_of::<LayerParams>() == 32 + 3 * 4 * MAX_WIDTH + MAX_WIDTH * MAX_WIDTH);
+const _: () =
+    assert!(core::mem::size_of::<LayerParams>() == 32 + 3 * 4 * MAX_WIDTH + MAX_WIDTH * MAX_WIDTH);
 const _: () = assert!(
     core::mem::size_of::<Model>()
         == 32 + 3 * 4 * MAX_INPUTS + MAX_LAYERS * core::mem::size_of::<LayerParams>()
@@ -132,13 +133,31 @@ pub enum ModelError {
     Inputs(u32),
     Classes(u32),
     /// Layer `layer`'s input width differs from the previous layer's output width.
-    Chain { layer: u32, expected: u32, found: u32 },
-    Width { layer: u32, width: u32 },
-    Shift { layer: u32, neuron: u32, shift: i32 },
-    Bias { layer: u32, neuron: u32 },
+    Chain {
+        layer: u32,
+        expected: u32,
+        found: u32,
+    },
+    Width {
+        layer: u32,
+        width: u32,
+    },
+    Shift {
+        layer: u32,
+        neuron: u32,
+        shift: i32,
+    },
+    Bias {
+        layer: u32,
+        neuron: u32,
+    },
     /// A weight outside `in_dim`/`out_dim` is not zero.
-    Padding { layer: u32 },
-    Clamp { layer: u32 },
+    Padding {
+        layer: u32,
+    },
+    Clamp {
+        layer: u32,
+    },
 }
 
 impl core::fmt::Display for ModelError {
@@ -153,14 +172,25 @@ impl core::fmt::Display for ModelError {
             Self::Layers(n) => write!(f, "{n} layers: must be 1..={MAX_LAYERS}"),
             Self::Inputs(n) => write!(f, "{n} inputs: must be 1..={MAX_INPUTS}"),
             Self::Classes(n) => write!(f, "{n} classes: must be 2..={MAX_CLASSES}"),
-            Self::Chain { layer, expected, found } => write!(
+            Self::Chain {
+                layer,
+                expected,
+                found,
+            } => write!(
                 f,
                 "layer {layer} takes {found} inputs but the previous layer gives {expected}"
             ),
             Self::Width { layer, width } => {
-                write!(f, "layer {layer} has width {width}: must be 1..={MAX_WIDTH}")
+                write!(
+                    f,
+                    "layer {layer} has width {width}: must be 1..={MAX_WIDTH}"
+                )
             }
-            Self::Shift { layer, neuron, shift } => write!(
+            Self::Shift {
+                layer,
+                neuron,
+                shift,
+            } => write!(
                 f,
                 "layer {layer} neuron {neuron}: shift {shift} outside 1..={MAX_SHIFT}"
             ),
@@ -168,12 +198,17 @@ impl core::fmt::Display for ModelError {
                 write!(f, "layer {layer} neuron {neuron}: |bias| >= 2^30")
             }
             Self::Padding { layer } => {
-                write!(f, "layer {layer}: weights outside its dimensions are not zero")
+                write!(
+                    f,
+                    "layer {layer}: weights outside its dimensions are not zero"
+                )
             }
             Self::Clamp { layer } => write!(f, "layer {layer}: activation clamp is inverted"),
         }
     }
 }
+
+impl core::error::Error for ModelError {}
 
 impl Model {
     /// Layers in use.
@@ -215,7 +250,11 @@ impl Model {
         for i in 0..MAX_INPUTS {
             let s = self.input.shift[i];
             if i < h.num_inputs as usize && !(1..=MAX_SHIFT).contains(&s) {
-                return Err(ModelError::Shift { layer: 0, neuron: i as u32, shift: s });
+                return Err(ModelError::Shift {
+                    layer: 0,
+                    neuron: i as u32,
+                    shift: s,
+                });
             }
         }
         let mut width = h.num_inputs;
@@ -228,10 +267,17 @@ impl Model {
                 continue;
             }
             if l.in_dim != width {
-                return Err(ModelError::Chain { layer, expected: width, found: l.in_dim });
+                return Err(ModelError::Chain {
+                    layer,
+                    expected: width,
+                    found: l.in_dim,
+                });
             }
             if l.out_dim == 0 || l.out_dim as usize > MAX_WIDTH {
-                return Err(ModelError::Width { layer, width: l.out_dim });
+                return Err(ModelError::Width {
+                    layer,
+                    width: l.out_dim,
+                });
             }
             if l.act_min > l.act_max {
                 return Err(ModelError::Clamp { layer });
@@ -241,10 +287,17 @@ impl Model {
                 if live {
                     let shift = l.shift[o];
                     if !(1..=MAX_SHIFT).contains(&shift) {
-                        return Err(ModelError::Shift { layer, neuron: o as u32, shift });
+                        return Err(ModelError::Shift {
+                            layer,
+                            neuron: o as u32,
+                            shift,
+                        });
                     }
                     if l.bias[o].unsigned_abs() >= BIAS_LIMIT as u32 {
-                        return Err(ModelError::Bias { layer, neuron: o as u32 });
+                        return Err(ModelError::Bias {
+                            layer,
+                            neuron: o as u32,
+                        });
                     }
                 }
                 let row = &l.weights[o];

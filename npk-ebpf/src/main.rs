@@ -1,12 +1,60 @@
+//! npk's kernel programs. See npk_common for the contract they share with userspace.
 #![no_std]
 #![no_main]
+// Inline asm for a compiler barrier (see model.rs); the eBPF crate builds with nightly.
+#![feature(asm_experimental_arch)]
 #![deny(clippy::float_arithmetic)]
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+mod classify;
+mod frame;
+mod maps;
+mod model;
 
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+use npk_common::packet::parse;
+
+use crate::{classify::Verdict, frame::HeaderBuf};
+
+/// Classifies every packet with the active model and acts per class.
 #[xdp]
-pub fn npk_classify(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
+pub fn npk_classify(ctx: XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    match classify::classify(HeaderBuf::from_xdp(&ctx), len) {
+        Verdict::Pass => xdp_action::XDP_PASS,
+        Verdict::Drop => xdp_action::XDP_DROP,
+    }
+}
+
+/// The classifier as a TC (clsact) program, for egress and where XDP does not fit.
+#[classifier]
+pub fn npk_classify_tc(ctx: TcContext) -> i32 {
+    match classify::classify(HeaderBuf::from_skb(&ctx), ctx.len() as u64) {
+        Verdict::Pass => TC_ACT_OK,
+        Verdict::Drop => TC_ACT_SHOT,
+    }
+}
+
+/// Parses like the classifier and passes: the benchmark's baseline.
+#[xdp]
+pub fn npk_bare(ctx: XdpContext) -> u32 {
+    let Some(frame) = HeaderBuf::from_xdp(&ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    // Fold every parsed field into the verdict so none of the parsing is optimised away.
+    match parse(&frame) {
+        Ok(h)
+            if h.ip_len ^ h.payload_len ^ h.tcp_window ^ h.ip_header_len == u32::MAX
+                && h.key.src_port ^ h.key.dst_port ^ h.icmp_type == u16::MAX
+                && h.key.src[15] ^ h.key.dst[15] ^ h.ttl ^ h.tcp_flags == 0xff =>
+        {
+            xdp_action::XDP_DROP
+        }
+        _ => xdp_action::XDP_PASS,
+    }
 }
 
 #[cfg(not(test))]

@@ -1,8 +1,11 @@
 //! npk's userspace library; the `npk` binary is a thin CLI over it. Modules follow the
 //! pipeline: dataset -> train -> quantize -> model_file -> kernel.
+pub mod bench;
 pub mod cli;
 pub mod dataset;
 pub mod kernel;
 pub mod model_file;
+pub mod packets;
 pub mod quantize;
+pub mod rng;
 pub mod train;

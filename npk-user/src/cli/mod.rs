@@ -1,11 +1,20 @@
 //! The `npk` command line: one module per subcommand, doc comments are the help text.
 
+mod bench;
+mod verify;
+
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use npk_common::model::{MAX_LAYERS, MAX_WIDTH};
 
 pub mod train;
 
 #[derive(Debug, Parser)]
-#[command(name = "npk", version, about = "Neural packet kernel: train an MLP, quantize it, run it in the kernel")]
+#[command(
+    name = "npk",
+    version,
+    about = "Neural packet kernel: train an MLP, quantize it, run it in the kernel"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -14,14 +23,68 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Train(train::TrainArgs),
+    /// Benchmarks that print numbers.
+    Bench(bench::BenchArgs),
+    /// Check the kernel classifier against the userspace reference on generated frames.
+    Verify(verify::VerifyArgs),
 }
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Train(args) => train::run(args),
+            Command::Bench(a) => bench::run(a),
+            Command::Verify(a) => verify::run(a),
         }
     }
+}
+
+/// Hidden layer widths, parsed from `16,16` and checked against the kernel's limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hidden(pub Vec<usize>);
+
+impl std::str::FromStr for Hidden {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let widths = s
+            .split(',')
+            .map(|w| {
+                let w: usize = w
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{w}` is not a layer width"))?;
+                if (1..=MAX_WIDTH).contains(&w) {
+                    Ok(w)
+                } else {
+                    Err(format!(
+                        "width {w} is outside 1..={MAX_WIDTH} (the kernel maximum)"
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if widths.len() >= MAX_LAYERS {
+            return Err(format!(
+                "{} hidden layers: the kernel runs at most {MAX_LAYERS} layers ({} hidden + output)",
+                widths.len(),
+                MAX_LAYERS - 1
+            ));
+        }
+        Ok(Self(widths))
+    }
+}
+
+/// A bar on a terminal, nothing in --json mode or when piped.
+pub fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
+            .expect("static template"),
+    );
+    pb
 }
 
 #[cfg(test)]

@@ -1,0 +1,380 @@
+//! Packet parsing and the packet feature vector (schema [`crate::model::FeatureSchema::PacketV1`]).
+//!
+//! The parser reads through the [`Frame`] trait: the kernel implements it over a copy of the
+//! frame's first [`MAX_HEADER_OFFSET`] bytes, userspace over a byte slice with the same window,
+//! so both sides parse every frame identically.
+//!
+//! # Features (all i32, in this order)
+//! | # | feature | source |
+//! |---|---|---|
+//! | 0 | IP version (4 or 6) | header |
+//! | 1 | IP protocol / IPv6 next header | header |
+//! | 2 | IP packet length in bytes (IPv4 total length, IPv6 40 + payload length) | header |
+//! | 3 | TTL / hop limit | header |
+//! | 4 | IP header bytes (IPv4 options and IPv6 extension headers included) | header |
+//! | 5 | source port (0 without TCP/UDP) | header |
+//! | 6 | destination port (0 without TCP/UDP) | header |
+//! | 7 | TCP flags (FIN=1 SYN=2 RST=4 PSH=8 ACK=16 URG=32 ECE=64 CWR=128) | header |
+//! | 8 | TCP window | header |
+//! | 9 | L4 payload bytes | header |
+//! | 10 | ICMP/ICMPv6 type + 1 (0 when not ICMP) | header |
+//! | 11 | packets of the flow so far, this one included (saturating) | flow |
+//! | 12 | mean packet size of the flow (IP bytes) | flow |
+//! | 13 | microseconds since the flow's previous packet ([`IAT_NONE_US`] for the first) | flow |
+//! | 14 | SYN packets of the flow | flow |
+//! | 15 | FIN or RST packets of the flow | flow |
+//!
+//! A flow is the 5-tuple [`FlowKey`] in one direction.
+
+use crate::maps::FlowState;
+use bytemuck::{Pod, Zeroable};
+
+pub const NUM_FEATURES: usize = 16;
+/// Headers are read from the first this many bytes of a frame (Ethernet + VLAN + a 60-byte
+/// IPv4 header or IPv6 with extension headers + TCP with options fit easily).
+pub const MAX_HEADER_OFFSET: usize = 256;
+/// Inter-arrival feature of a flow's first packet, and the cap for long gaps (10 s).
+pub const IAT_NONE_US: u32 = 10_000_000;
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_HLEN: usize = 14;
+
+/// Byte access to the first [`MAX_HEADER_OFFSET`] bytes of a frame: the kernel copies them
+/// into a buffer once (the verifier follows variable offsets into a buffer far better than into
+/// packet memory), so headers ending beyond them read as truncated on both sides.
+pub trait Frame {
+    /// `N` bytes at `offset`, or `None` when they do not end within the header window.
+    fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
+}
+
+/// A frame in memory: the userspace reader, with the kernel's window limit.
+impl Frame for [u8] {
+    #[inline(always)]
+    fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let window = self.len().min(MAX_HEADER_OFFSET);
+        if offset >= MAX_HEADER_OFFSET || offset + N > window {
+            return None;
+        }
+        self[offset..offset + N].try_into().ok()
+    }
+}
+
+/// The 5-tuple of a flow. IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`).
+///
+/// # Layout
+/// 40 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    pub _pad: [u8; 3],
+}
+
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain-old-data without padding (size assert above).
+    unsafe impl aya::Pod for super::FlowKey {}
+}
+
+/// Why a frame was not classified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not IPv4/IPv6 (ARP, LLDP, ...): always passed, never a fail action.
+    NotIp,
+    /// The frame ends inside a header.
+    Truncated,
+    /// A header field is impossible (IPv4 IHL < 5, version mismatch).
+    Malformed,
+}
+
+/// The header fields the features need.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    pub key: FlowKey,
+    pub ip_version: u8,
+    pub ttl: u8,
+    pub tcp_flags: u8,
+    /// ICMP type + 1, 0 when not ICMP.
+    pub icmp_type: u16,
+    pub ip_len: u32,
+    pub ip_header_len: u32,
+    pub tcp_window: u32,
+    pub payload_len: u32,
+}
+
+#[inline(always)]
+fn be16<F: Frame + ?Sized>(f: &F, off: usize) -> Result<u16, ParseError> {
+    f.read::<2>(off)
+        .map(u16::from_be_bytes)
+        .ok_or(ParseError::Truncated)
+}
+
+#[inline(always)]
+fn byte<F: Frame + ?Sized>(f: &F, off: usize) -> Result<u8, ParseError> {
+    f.read::<1>(off).map(|b| b[0]).ok_or(ParseError::Truncated)
+}
+
+/// The frame holds at least `end` bytes (a whole header ending there).
+#[inline(always)]
+fn need<F: Frame + ?Sized>(f: &F, end: usize) -> Result<(), ParseError> {
+    f.read::<1>(end - 1)
+        .map(|_| ())
+        .ok_or(ParseError::Truncated)
+}
+
+/// Parses Ethernet (one 802.1Q/802.1ad tag), IPv4 (with options) or IPv6 (hop-by-hop, routing
+/// and destination options headers), then TCP, UDP or ICMP.
+#[inline(always)]
+pub fn parse<F: Frame + ?Sized>(f: &F) -> Result<Headers, ParseError> {
+    let mut off = ETH_HLEN;
+    let mut ethertype = be16(f, 12)?;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        ethertype = be16(f, 16)?;
+        off += 4;
+    }
+    let mut h = Headers::default();
+    let l4_off;
+    let l4_end;
+    match ethertype {
+        ETH_P_IP => {
+            let vihl = byte(f, off)?;
+            let ihl = (vihl & 0x0f) as usize * 4;
+            if vihl >> 4 != 4 || ihl < 20 {
+                return Err(ParseError::Malformed);
+            }
+            h.ip_version = 4;
+            h.ip_len = be16(f, off + 2)? as u32;
+            h.ttl = byte(f, off + 8)?;
+            h.key.protocol = byte(f, off + 9)?;
+            let src = f.read::<4>(off + 12).ok_or(ParseError::Truncated)?;
+            let dst = f.read::<4>(off + 16).ok_or(ParseError::Truncated)?;
+            h.key.src[10] = 0xff;
+            h.key.src[11] = 0xff;
+            h.key.src[12..].copy_from_slice(&src);
+            h.key.dst[10] = 0xff;
+            h.key.dst[11] = 0xff;
+            h.key.dst[12..].copy_from_slice(&dst);
+            h.ip_header_len = ihl as u32;
+            let fragment_offset = be16(f, off + 6)? & 0x1fff;
+            // The options must be in the frame too. Checked after the fixed fields: the
+            // verifier cannot derive their bounds from this variable-offset check.
+            need(f, off + ihl)?;
+            l4_off = off + ihl;
+            l4_end = off as u32 + h.ip_len;
+            if fragment_offset != 0 {
+                // Later fragments carry no L4 header.
+                h.payload_len = h.ip_len.saturating_sub(ihl as u32);
+                return Ok(h);
+            }
+        }
+        ETH_P_IPV6 => {
+            if byte(f, off)? >> 4 != 6 {
+                return Err(ParseError::Malformed);
+            }
+            h.ip_version = 6;
+            h.ip_len = 40 + be16(f, off + 4)? as u32;
+            h.ttl = byte(f, off + 7)?;
+            h.key.src = f.read::<16>(off + 8).ok_or(ParseError::Truncated)?;
+            h.key.dst = f.read::<16>(off + 24).ok_or(ParseError::Truncated)?;
+            let mut next = byte(f, off + 6)?;
+            let mut ext = off + 40;
+            // Up to two extension headers; anything deeper is classified by its next-header value.
+            for _ in 0..2 {
+                if !matches!(next, 0 | 43 | 60) {
+                    break;
+                }
+                let len = (byte(f, ext + 1)? as usize + 1) * 8;
+                next = byte(f, ext)?;
+                ext += len;
+            }
+            h.key.protocol = next;
+            h.ip_header_len = (ext - off) as u32;
+            l4_off = ext;
+            l4_end = off as u32 + h.ip_len;
+        }
+        _ => return Err(ParseError::NotIp),
+    }
+    let payload = |header_len: usize| l4_end.saturating_sub((l4_off + header_len) as u32);
+    match h.key.protocol {
+        PROTO_TCP => {
+            h.key.src_port = be16(f, l4_off)?;
+            h.key.dst_port = be16(f, l4_off + 2)?;
+            let data_off = (byte(f, l4_off + 12)? >> 4) as usize * 4;
+            if data_off < 20 {
+                return Err(ParseError::Malformed);
+            }
+            need(f, l4_off + data_off)?;
+            h.tcp_flags = byte(f, l4_off + 13)?;
+            h.tcp_window = be16(f, l4_off + 14)? as u32;
+            h.payload_len = payload(data_off);
+        }
+        PROTO_UDP => {
+            h.key.src_port = be16(f, l4_off)?;
+            h.key.dst_port = be16(f, l4_off + 2)?;
+            need(f, l4_off + 8)?;
+            h.payload_len = payload(8);
+        }
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            h.icmp_type = byte(f, l4_off)? as u16 + 1;
+            need(f, l4_off + 8)?;
+            h.payload_len = payload(8);
+        }
+        _ => h.payload_len = payload(0),
+    }
+    Ok(h)
+}
+
+#[inline(always)]
+fn sat_i32(v: u64) -> i32 {
+    if v > i32::MAX as u64 {
+        i32::MAX
+    } else {
+        v as i32
+    }
+}
+
+/// Updates the flow with this packet seen at `now_ns` and writes the feature vector.
+/// The one feature function: the kernel, `npk features`/`npk capture` and the tests call it.
+#[inline(always)]
+pub fn observe(h: &Headers, flow: &mut FlowState, now_ns: u64, out: &mut [i32; NUM_FEATURES]) {
+    let iat_us = if flow.packets == 0 {
+        flow.first_ns = now_ns;
+        IAT_NONE_US as u64
+    } else {
+        let gap_us = now_ns.saturating_sub(flow.last_ns) / 1000;
+        if gap_us > IAT_NONE_US as u64 {
+            IAT_NONE_US as u64
+        } else {
+            gap_us
+        }
+    };
+    flow.last_ns = now_ns;
+    flow.packets = flow.packets.saturating_add(1);
+    flow.bytes = flow.bytes.saturating_add(h.ip_len as u64);
+    const SYN: u8 = 0x02;
+    const FIN_RST: u8 = 0x01 | 0x04;
+    const ACK: u8 = 0x10;
+    if h.key.protocol == PROTO_TCP {
+        flow.syn += (h.tcp_flags & SYN != 0) as u32;
+        flow.fin_rst += (h.tcp_flags & FIN_RST != 0) as u32;
+        flow.ack += (h.tcp_flags & ACK != 0) as u32;
+    }
+    *out = [
+        h.ip_version as i32,
+        h.key.protocol as i32,
+        sat_i32(h.ip_len as u64),
+        h.ttl as i32,
+        sat_i32(h.ip_header_len as u64),
+        h.key.src_port as i32,
+        h.key.dst_port as i32,
+        h.tcp_flags as i32,
+        sat_i32(h.tcp_window as u64),
+        sat_i32(h.payload_len as u64),
+        h.icmp_type as i32,
+        sat_i32(flow.packets as u64),
+        sat_i32(flow.bytes / flow.packets as u64),
+        iat_us as i32,
+        sat_i32(flow.syn as u64),
+        sat_i32(flow.fin_rst as u64),
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    fn eth(ethertype: u16) -> Vec<u8> {
+        let mut v = std::vec![0u8; 12];
+        v.extend_from_slice(&ethertype.to_be_bytes());
+        v
+    }
+
+    fn ipv4_tcp(options: usize, payload: usize) -> Vec<u8> {
+        let mut f = eth(ETH_P_IP);
+        let ihl = 20 + options;
+        let total = (ihl + 20 + payload) as u16;
+        f.push(0x40 | (ihl / 4) as u8);
+        f.push(0);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0x40, 0, 64, PROTO_TCP, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend(std::iter::repeat_n(1u8, options));
+        f.extend_from_slice(&1234u16.to_be_bytes());
+        f.extend_from_slice(&80u16.to_be_bytes());
+        f.extend_from_slice(&[0; 8]);
+        f.push(5 << 4);
+        f.push(0x12);
+        f.extend_from_slice(&512u16.to_be_bytes());
+        f.extend_from_slice(&[0; 4]);
+        f.extend(std::iter::repeat_n(0xaa, payload));
+        f
+    }
+
+    #[test]
+    fn parses_ipv4_tcp_with_options() {
+        let h = parse(&ipv4_tcp(8, 10)[..]).unwrap();
+        assert_eq!(h.ip_version, 4);
+        assert_eq!(h.ip_header_len, 28);
+        assert_eq!(
+            (h.key.src_port, h.key.dst_port, h.key.protocol),
+            (1234, 80, PROTO_TCP)
+        );
+        assert_eq!(h.tcp_flags, 0x12);
+        assert_eq!(h.tcp_window, 512);
+        assert_eq!(h.payload_len, 10);
+        assert_eq!(h.key.src[12..], [10, 0, 0, 1]);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let full = ipv4_tcp(4, 0);
+        for n in 0..full.len() {
+            let r = parse(&full[..n]);
+            assert!(r.is_err(), "prefix {n} parsed");
+        }
+        assert!(parse(&full[..]).is_ok());
+    }
+
+    #[test]
+    fn vlan_and_non_ip() {
+        let mut f = eth(ETH_P_8021Q);
+        f.extend_from_slice(&[0, 5]);
+        f.extend_from_slice(&ETH_P_IP.to_be_bytes());
+        f.extend_from_slice(&ipv4_tcp(0, 0)[14..]);
+        assert_eq!(parse(&f[..]).unwrap().key.dst_port, 80);
+        assert_eq!(parse(&eth(0x0806)[..]), Err(ParseError::NotIp));
+        let mut bad = ipv4_tcp(0, 0);
+        bad[14] = 0x44; // IHL 4
+        assert_eq!(parse(&bad[..]), Err(ParseError::Malformed));
+    }
+
+    #[test]
+    fn flow_features_accumulate() {
+        let h = parse(&ipv4_tcp(0, 0)[..]).unwrap();
+        let mut flow = FlowState::default();
+        let mut out = [0; NUM_FEATURES];
+        observe(&h, &mut flow, 1_000_000, &mut out);
+        assert_eq!(out[11], 1);
+        assert_eq!(out[13], IAT_NONE_US as i32);
+        assert_eq!(out[14], 1);
+        observe(&h, &mut flow, 1_500_000, &mut out);
+        assert_eq!(out[11], 2);
+        assert_eq!(out[12], 40);
+        assert_eq!(out[13], 500);
+        assert_eq!(out[14], 2);
+    }
+}

@@ -1,0 +1,248 @@
+//! The classifier shared by the XDP and TC programs: parse, update the flow, infer or reuse the
+//! flow's cached verdict, count, act.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use npk_common::{
+    maps::{
+        Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_RECORD_LAST, FLAG_SAMPLE_ALL, FlowState,
+        Outcome, Sample,
+    },
+    model::{MAX_CLASSES, MAX_INPUTS},
+    packet::{Headers, NUM_FEATURES, ParseError, observe, parse},
+};
+
+use crate::{
+    frame::HeaderBuf,
+    maps::{CONFIG, FLOWS, LAST, PACKET, SAMPLES, SCRATCH, STATS},
+    model::{ModelError, active_model, classify as run_model},
+};
+
+/// What the program should do with the packet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Drop,
+}
+
+const DEFAULT_CONFIG: Config = Config {
+    reinfer_every: 1,
+    flags: 0,
+    class_action: [Action::Pass as u8; MAX_CLASSES],
+    _pad: [0; 2],
+};
+
+/// Classifies one frame of `wire_len` bytes (`frame` is `None` when its bytes could not be
+/// copied: an empty frame).
+#[inline(always)]
+pub fn classify(frame: Option<HeaderBuf>, wire_len: u64) -> Verdict {
+    let config = CONFIG.get(0).unwrap_or(&DEFAULT_CONFIG);
+    let fail = if config.flags & FLAG_FAIL_CLOSED != 0 {
+        Verdict::Drop
+    } else {
+        Verdict::Pass
+    };
+    let Some(stats) = STATS.get_ptr_mut(0) else {
+        return fail;
+    };
+    // SAFETY: per-CPU map value, only this program on this CPU touches it.
+    let stats = unsafe { &mut *stats };
+    let (outcome, verdict) = match classify_ip(frame, wire_len, config, stats) {
+        Ok(v) => (Outcome::Classified, v),
+        Err(Outcome::NotIp) => {
+            stats.non_ip += 1;
+            (Outcome::NotIp, Verdict::Pass)
+        }
+        Err(outcome) => {
+            match outcome {
+                Outcome::Truncated => stats.truncated += 1,
+                Outcome::Malformed => stats.unparsed += 1,
+                Outcome::NoModel => stats.no_model += 1,
+                _ => stats.swap_failures += 1,
+            }
+            (outcome, fail)
+        }
+    };
+    if outcome != Outcome::Classified && config.flags & FLAG_RECORD_LAST != 0 {
+        if let Some(last) = LAST.get_ptr_mut(0) {
+            // SAFETY: map value; only `npk verify` reads it, between test runs.
+            let last = unsafe { &mut *last };
+            last.outcome = outcome as u32;
+            last.seq += 1;
+        }
+    }
+    if verdict == Verdict::Drop {
+        stats.dropped += 1;
+    }
+    verdict
+}
+
+#[inline(always)]
+fn classify_ip(
+    frame: Option<HeaderBuf>,
+    wire_len: u64,
+    config: &Config,
+    stats: &mut Counters,
+) -> Result<Verdict, Outcome> {
+    let frame = frame.ok_or(Outcome::Truncated)?;
+    let packet = PACKET.get_ptr_mut(0).ok_or(Outcome::NoModel)?;
+    // SAFETY: per-CPU map value, used by one program run at a time on this CPU.
+    let packet = unsafe { &mut *packet };
+    let headers = &mut packet.headers;
+    match parse_stage(&frame, headers) {
+        0 => {}
+        code => {
+            return Err(match code {
+                1 => Outcome::NotIp,
+                2 => Outcome::Truncated,
+                _ => Outcome::Malformed,
+            });
+        }
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Outcome::NoModel)?;
+    // SAFETY: per-CPU scratch, used by one program run at a time on this CPU.
+    let scratch = unsafe { &mut *scratch };
+
+    let flow = match FLOWS.get_ptr_mut(&headers.key) {
+        Some(f) => f,
+        None => {
+            // A full LRU evicts for us; if even that fails, the packet is a flow of its own.
+            packet.spare_flow = FlowState::default();
+            let _ = FLOWS.insert(&headers.key, &packet.spare_flow, 0);
+            FLOWS
+                .get_ptr_mut(&headers.key)
+                .unwrap_or(&raw mut packet.spare_flow)
+        }
+    };
+    // SAFETY: map value. Concurrent CPUs may race on a flow's counters; they are statistics,
+    // a lost update only skews a feature slightly.
+    let flow = unsafe { &mut *flow };
+    observe_stage(headers, flow, now, &mut scratch.features);
+
+    let (_, model) = active_model().ok_or(Outcome::NoModel)?;
+    let every = if config.reinfer_every == 0 {
+        1
+    } else {
+        config.reinfer_every
+    };
+    let cached = flow.since_infer > 0
+        && flow.since_infer < every
+        && flow.model_version == model.header.model_version;
+    let (class, version) = if cached {
+        flow.since_infer += 1;
+        (flow.class, flow.model_version)
+    } else {
+        stats.inferences += 1;
+        let (class, version) =
+            run_model(scratch, &mut stats.swap_retries).map_err(|e| match e {
+                ModelError::NoModel => Outcome::NoModel,
+                ModelError::SwapConflict => Outcome::SwapFailure,
+            })?;
+        flow.class = class;
+        flow.model_version = version;
+        flow.since_infer = 1;
+        (class, version)
+    };
+
+    let c = class as usize & (MAX_CLASSES - 1);
+    stats.class_packets[c] += 1;
+    stats.class_bytes[c] += wire_len;
+    let action = config.class_action[c];
+    if action == Action::Sample as u8 || config.flags & FLAG_SAMPLE_ALL != 0 {
+        sample(
+            now,
+            &headers.key,
+            class,
+            version,
+            cached,
+            &scratch.features,
+            stats,
+        );
+    }
+    if config.flags & FLAG_RECORD_LAST != 0 {
+        record(now, class, version, cached, scratch);
+    }
+    Ok(if action == Action::Drop as u8 {
+        Verdict::Drop
+    } else {
+        Verdict::Pass
+    })
+}
+
+/// Parsing as a subprogram whose result goes to map memory: after it returns, every parse path
+/// leaves the same verifier state, so the paths do not multiply through the rest of the program.
+#[inline(never)]
+fn parse_stage(frame: &HeaderBuf, out: &mut Headers) -> u32 {
+    match parse(frame) {
+        Ok(h) => {
+            *out = h;
+            0
+        }
+        Err(ParseError::NotIp) => 1,
+        Err(ParseError::Truncated) => 2,
+        Err(ParseError::Malformed) => 3,
+    }
+}
+
+/// Flow update + features, a subprogram for the same reason as [`parse_stage`].
+#[inline(never)]
+fn observe_stage(h: &Headers, flow: &mut FlowState, now: u64, features: &mut [i32; MAX_INPUTS]) {
+    if let Some(out) = features.first_chunk_mut::<NUM_FEATURES>() {
+        observe(h, flow, now, out);
+    }
+}
+
+#[inline(always)]
+fn sample(
+    now: u64,
+    key: &npk_common::packet::FlowKey,
+    class: u32,
+    version: u32,
+    cached: bool,
+    features: &[i32; MAX_INPUTS],
+    stats: &mut Counters,
+) {
+    let Some(mut entry) = SAMPLES.reserve::<Sample>(0) else {
+        stats.samples_lost += 1;
+        return;
+    };
+    let s = entry.as_mut_ptr();
+    // SAFETY: the reserved entry is ours until submit.
+    unsafe {
+        (*s).timestamp_ns = now;
+        (*s).flow = *key;
+        (*s).class = class;
+        (*s).model_version = version;
+        (*s).cached = cached as u32;
+        (*s)._pad = 0;
+        if let Some(f) = features.first_chunk::<NUM_FEATURES>() {
+            (*s).features = *f;
+        }
+    }
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn record(now: u64, class: u32, version: u32, cached: bool, scratch: &npk_common::infer::Scratch) {
+    let Some(last) = LAST.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: map value; only `npk verify` reads it, between test runs.
+    let last = unsafe { &mut *last };
+    last.now_ns = now;
+    last.seq += 1;
+    last.outcome = Outcome::Classified as u32;
+    last.class = class;
+    last.model_version = version;
+    last.cached = cached as u32;
+    if let Some(f) = scratch.features.first_chunk::<NUM_FEATURES>() {
+        last.features = *f;
+    }
+    // The logits are in the buffer the last layer wrote (see Scratch::logits).
+    if let Some((_, model)) = active_model() {
+        let buf = &scratch.act[model.header.num_layers as usize & 1];
+        if let Some(l) = buf.first_chunk::<MAX_CLASSES>() {
+            last.logits = *l;
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The maps, declared once for all programs in the object (names from npk_common::maps).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+};
+use npk_common::{
+    infer::Scratch,
+    maps::{
+        Config, Counters, FLOW_CAPACITY, FlowState, InferenceRecord, MODEL_SLOTS, SAMPLES_BYTES,
+    },
+    model::Model,
+    packet::FlowKey,
+};
+
+#[map(name = "NPK_MODELS")]
+pub static MODELS: Array<Model> = Array::with_max_entries(MODEL_SLOTS, 0);
+#[map(name = "NPK_SLOT_SEQ")]
+pub static SLOT_SEQ: Array<u64> = Array::with_max_entries(MODEL_SLOTS, 0);
+#[map(name = "NPK_ACTIVE")]
+pub static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+#[map(name = "NPK_CONFIG")]
+pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+#[map(name = "NPK_SCRATCH")]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+#[map(name = "NPK_FLOWS")]
+pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(FLOW_CAPACITY, 0);
+#[map(name = "NPK_STATS")]
+pub static STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+#[map(name = "NPK_SAMPLES")]
+pub static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLES_BYTES, 0);
+/// Per-CPU working memory of the packet path (see [`PacketScratch`]).
+#[map(name = "NPK_PACKET")]
+pub static PACKET: PerCpuArray<PacketScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Kept in a map rather than on the stack: the 512-byte stack is small, and values in map
+/// memory do not multiply the verifier's states.
+pub struct PacketScratch {
+    /// Copy of the frame's first bytes (see frame.rs).
+    pub buf: [u8; crate::frame::HEADER_BUF],
+    pub headers: npk_common::packet::Headers,
+    /// Flow state used when the flow table cannot take the flow.
+    pub spare_flow: FlowState,
+}
+#[map(name = "NPK_LAST")]
+pub static LAST: Array<InferenceRecord> = Array::with_max_entries(1, 0);

@@ -1,0 +1,99 @@
+//! Running the active model: the `bpf_loop` driver for npk_common's `infer` and the read side of
+//! the double-buffered hot swap (see npk_common::maps).
+
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated::bpf_loop;
+use npk_common::{
+    infer::{NeuronLoop, Scratch, infer},
+    maps::NO_MODEL,
+    model::Model,
+};
+
+use crate::maps::{ACTIVE, MODELS, SLOT_SEQ};
+
+/// Runs each neuron as one `bpf_loop` iteration: the verifier checks the body once, whatever
+/// the layer width.
+pub struct BpfLoop;
+
+impl NeuronLoop for BpfLoop {
+    #[inline(always)]
+    fn run<F: FnMut(u32)>(&mut self, n: u32, mut body: F) {
+        extern "C" fn step<F: FnMut(u32)>(index: u64, ctx: *mut c_void) -> i64 {
+            // SAFETY: ctx is the `&mut F` passed to bpf_loop below, alive for the whole call.
+            let body = unsafe { &mut *(ctx as *mut F) };
+            body(index as u32);
+            0
+        }
+        // SAFETY: the helper calls `step` n times with our context; n <= MAX_WIDTH.
+        unsafe {
+            bpf_loop(
+                n,
+                step::<F> as *const () as *mut c_void,
+                &mut body as *mut F as *mut c_void,
+                0,
+            );
+        }
+    }
+}
+
+/// Keeps the compiler from moving memory accesses across this point (BPF has no fence
+/// instruction; the JIT and x86 keep loads in program order).
+#[inline(always)]
+fn compiler_barrier() {
+    // SAFETY: an empty asm block without `nomem` is a compiler-only memory barrier.
+    unsafe { core::arch::asm!("", options(nostack, preserves_flags)) };
+}
+
+/// Hides a value's origin from LLVM so that it cannot fold range checks away.
+#[inline(always)]
+pub fn opaque(x: usize) -> usize {
+    // A stack round trip: LLVM forgets the value, the verifier keeps its bounds.
+    core::hint::black_box(x)
+}
+
+pub enum ModelError {
+    NoModel,
+    /// The slot was rewritten under every attempt.
+    SwapConflict,
+}
+
+/// The active model, or `None` before the first push.
+#[inline(always)]
+pub fn active_model() -> Option<(u32, &'static Model)> {
+    let slot = *ACTIVE.get(0)?;
+    if slot == NO_MODEL {
+        return None;
+    }
+    let slot = slot & 1;
+    Some((slot, MODELS.get(slot)?))
+}
+
+/// Classifies `scratch.features` with the active model. Returns (class, model version) and the
+/// number of retries caused by concurrent pushes. The slot's sequence number is read before and
+/// after the inference: if it moved, the result may mix two models and is thrown away.
+#[inline(always)]
+pub fn classify(scratch: &mut Scratch, retries: &mut u64) -> Result<(u32, u32), ModelError> {
+    for _ in 0..3 {
+        let Some((slot, model)) = active_model() else {
+            return Err(ModelError::NoModel);
+        };
+        let Some(seq) = SLOT_SEQ.get_ptr(slot) else {
+            return Err(ModelError::NoModel);
+        };
+        // SAFETY: seq points into the map value; volatile keeps the two reads where they are.
+        let before = unsafe { core::ptr::read_volatile(seq) };
+        compiler_barrier();
+        if before & 1 == 0 {
+            let class = infer(model, scratch, &mut BpfLoop);
+            let version = unsafe { core::ptr::read_volatile(&model.header.model_version) };
+            compiler_barrier();
+            let after = unsafe { core::ptr::read_volatile(seq) };
+            if before == after {
+                return Ok((class, version));
+            }
+        }
+        *retries += 1;
+    }
+    Err(ModelError::SwapConflict)
+}

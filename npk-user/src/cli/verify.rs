@@ -1,0 +1,61 @@
+//! `npk verify`: kernel vs userspace reference, bit for bit, through BPF_PROG_TEST_RUN.
+
+use anyhow::{Result, ensure};
+use clap::Args;
+
+use super::{Hidden, progress_bar};
+use crate::kernel::{ProgramKind, verify};
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Hidden layer widths of the random packet model, e.g. 32,32.
+    #[arg(long, default_value = "16,16")]
+    hidden: Hidden,
+    /// Frames to generate and run.
+    #[arg(long, default_value_t = 10_000)]
+    packets: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Classes of the random model.
+    #[arg(long, default_value_t = 4)]
+    classes: usize,
+    /// Check the TC program instead of XDP.
+    #[arg(long)]
+    tc: bool,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: VerifyArgs) -> Result<()> {
+    ensure!((2..=16).contains(&args.classes), "--classes must be 2..=16");
+    let model = verify::random_packet_model(&args.hidden.0, args.classes, args.seed)?;
+    let kind = if args.tc {
+        ProgramKind::Tc
+    } else {
+        ProgramKind::Xdp
+    };
+    let pb = progress_bar(args.packets, args.json);
+    let report = verify::verify(&model, kind, args.packets, args.seed, |n| {
+        pb.set_position(n)
+    })?;
+    pb.finish_and_clear();
+    for p in &report.first_problems {
+        eprintln!("mismatch: {p}");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} frames ({} classified, {} rejected by the parser): {} mismatches, {} errors",
+            report.packets, report.valid, report.rejected, report.mismatches, report.errors
+        );
+    }
+    ensure!(
+        report.mismatches == 0 && report.errors == 0,
+        "kernel and reference disagree ({} mismatches, {} errors)",
+        report.mismatches,
+        report.errors
+    );
+    Ok(())
+}

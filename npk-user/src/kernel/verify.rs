@@ -1,0 +1,249 @@
+//! `npk verify`: runs the real classifier through BPF_PROG_TEST_RUN on generated frames and
+//! checks every result (features, logits, class, action) against the userspace reference built
+//! from the same npk-common code.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use npk_common::{
+    fixed::quantize_multiplier,
+    infer::{PlainLoop, Scratch, infer},
+    maps::{Action, Config, FLAG_RECORD_LAST, FlowState, Outcome},
+    model::{
+        FeatureSchema, HIDDEN_MAX, HIDDEN_MIN, HIDDEN_ZERO_POINT, LOGIT_MAX, LOGIT_MIN,
+        MAX_CLASSES, MAX_LAYERS, MAX_WIDTH, MODEL_FORMAT_VERSION, MODEL_MAGIC, Model,
+    },
+    packet::{FlowKey, NUM_FEATURES, ParseError, observe, parse},
+};
+use serde::Serialize;
+
+use super::{Classifier, ProgramKind};
+use crate::{
+    packets::synth::{flow_pool, random_frame},
+    rng::Rng,
+};
+
+/// Typical magnitude of each packet feature, used to give random models sensible input scales.
+const FEATURE_RANGE: [f64; NUM_FEATURES] = [
+    6.0, 60.0, 1500.0, 255.0, 80.0, 65535.0, 65535.0, 255.0, 65535.0, 1500.0, 140.0, 1000.0,
+    1500.0, 1e7, 100.0, 100.0,
+];
+
+/// A random but well-formed packet-schema model: weights uniform int8, scales that keep the
+/// activations spread over the int8 range (so differences would show).
+pub fn random_packet_model(hidden: &[usize], classes: usize, seed: u64) -> Result<Box<Model>> {
+    anyhow::ensure!(
+        hidden.len() < MAX_LAYERS,
+        "at most {} hidden layers",
+        MAX_LAYERS - 1
+    );
+    let mut rng = Rng::new(seed);
+    let mut m: Box<Model> = bytemuck::allocation::zeroed_box();
+    m.header.magic = MODEL_MAGIC;
+    m.header.format_version = MODEL_FORMAT_VERSION;
+    m.header.model_version = 1;
+    m.header.feature_schema = FeatureSchema::PacketV1 as u32;
+    m.header.num_inputs = NUM_FEATURES as u32;
+    m.header.num_classes = classes as u32;
+    m.header.num_layers = hidden.len() as u32 + 1;
+    for (i, range) in FEATURE_RANGE.iter().enumerate() {
+        let (mult, shift) = quantize_multiplier(127.0 / range * (0.5 + rng.unit_f64()))
+            .context("input scale out of range")?;
+        m.input.offset[i] = (range * 0.2 * rng.unit_f64()) as i32;
+        m.input.multiplier[i] = mult;
+        m.input.shift[i] = shift;
+    }
+    let mut dims = vec![NUM_FEATURES];
+    dims.extend_from_slice(hidden);
+    dims.push(classes);
+    for l in 0..dims.len() - 1 {
+        let (inp, out) = (dims[l], dims[l + 1]);
+        anyhow::ensure!(
+            (1..=MAX_WIDTH).contains(&out),
+            "width {out} outside 1..={MAX_WIDTH}"
+        );
+        let last = l == dims.len() - 2;
+        let layer = &mut m.layers[l];
+        layer.in_dim = inp as u32;
+        layer.out_dim = out as u32;
+        (layer.output_zero_point, layer.act_min, layer.act_max) = if last {
+            (0, LOGIT_MIN, LOGIT_MAX)
+        } else {
+            (HIDDEN_ZERO_POINT, HIDDEN_MIN, HIDDEN_MAX)
+        };
+        // Accumulators have a spread of about sqrt(in) * 73 * 73; aim outputs at ~40 (int8)
+        // or ~4000 (logits).
+        let target = if last { 4000.0 } else { 40.0 };
+        let real = target / ((inp as f64).sqrt() * 73.0 * 73.0);
+        for o in 0..out {
+            for i in 0..inp {
+                layer.weights[o][i] = rng.range_i64(-127, 127) as i8;
+            }
+            layer.bias[o] = rng.range_i64(-20_000, 20_000) as i32;
+            let (mult, shift) = quantize_multiplier(real * (0.5 + rng.unit_f64()))
+                .context("layer scale out of range")?;
+            layer.multiplier[o] = mult;
+            layer.shift[o] = shift;
+        }
+    }
+    m.validate()
+        .map_err(|e| anyhow::anyhow!("random model invalid: {e}"))?;
+    Ok(m)
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub packets: u64,
+    pub mismatches: u64,
+    pub errors: u64,
+    /// Frames per outcome, for the human summary.
+    #[serde(skip)]
+    pub valid: u64,
+    #[serde(skip)]
+    pub rejected: u64,
+    #[serde(skip)]
+    pub first_problems: Vec<String>,
+}
+
+/// Runs `packets` frames through the kernel program of `kind` with `model` loaded and compares
+/// each with the reference. `progress` is called every 4096 frames.
+pub fn verify(
+    model: &Model,
+    kind: ProgramKind,
+    packets: u64,
+    seed: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<VerifyReport> {
+    let mut classifier = Classifier::load(kind)?;
+    classifier.push(model)?;
+    let classes = model.header.num_classes as usize;
+    // Every other class drops, so the returned action is checked too.
+    let mut class_action = [Action::Pass as u8; MAX_CLASSES];
+    for (c, a) in class_action.iter_mut().enumerate().take(classes) {
+        if c % 2 == 1 {
+            *a = Action::Drop as u8;
+        }
+    }
+    classifier.set_config(&Config {
+        reinfer_every: 1,
+        flags: FLAG_RECORD_LAST,
+        class_action,
+        _pad: [0; 2],
+    })?;
+    let version = classifier
+        .active_model()?
+        .context("model not active")?
+        .header
+        .model_version;
+    let (pass, drop) = match kind {
+        ProgramKind::Tc => (0u32, 2u32), // TC_ACT_OK, TC_ACT_SHOT
+        _ => (2u32, 1u32),               // XDP_PASS, XDP_DROP
+    };
+
+    // The skb test runner also refuses IP frames shorter than the fixed IP header.
+    let min_len = if kind == ProgramKind::Tc { 14 + 40 } else { 14 };
+    let mut rng = Rng::new(seed);
+    // Few enough flows that the kernel's LRU never evicts one the reference still tracks.
+    let flows_keys = flow_pool(&mut rng, 512);
+    let mut flows: HashMap<FlowKey, FlowState> = HashMap::new();
+    let mut scratch = Box::new(Scratch::new());
+    let mut report = VerifyReport {
+        packets: 0,
+        mismatches: 0,
+        errors: 0,
+        valid: 0,
+        rejected: 0,
+        first_problems: Vec::new(),
+    };
+    let mut last_seq = classifier.last_record()?.seq;
+    let note = |report: &mut VerifyReport, what: String| {
+        if report.first_problems.len() < 10 {
+            report.first_problems.push(what);
+        }
+    };
+    for n in 0..packets {
+        if n % 4096 == 0 {
+            progress(n);
+        }
+        let (_, frame) = random_frame(&mut rng, &flows_keys, min_len);
+        report.packets += 1;
+        let action = match classifier.test_run(&frame, 1) {
+            Ok((action, _)) => action,
+            Err(e) => {
+                report.errors += 1;
+                note(
+                    &mut report,
+                    format!("frame {n} ({} bytes): test run failed: {e:#}", frame.len()),
+                );
+                continue;
+            }
+        };
+        let record = classifier.last_record()?;
+        if record.seq != last_seq + 1 {
+            report.errors += 1;
+            note(
+                &mut report,
+                format!("frame {n}: the program left no record"),
+            );
+            last_seq = record.seq;
+            continue;
+        }
+        last_seq = record.seq;
+        match parse(&frame[..]) {
+            Err(e) => {
+                report.rejected += 1;
+                let expected = match e {
+                    ParseError::NotIp => Outcome::NotIp,
+                    ParseError::Truncated => Outcome::Truncated,
+                    ParseError::Malformed => Outcome::Malformed,
+                };
+                if record.outcome != expected as u32 || action != pass {
+                    report.mismatches += 1;
+                    note(
+                        &mut report,
+                        format!(
+                            "frame {n}: reference {expected:?}, kernel outcome {} action {action}",
+                            record.outcome
+                        ),
+                    );
+                }
+            }
+            Ok(h) => {
+                report.valid += 1;
+                let flow = flows.entry(h.key).or_default();
+                let features: &mut [i32; NUM_FEATURES] = scratch
+                    .features
+                    .first_chunk_mut()
+                    .expect("MAX_INPUTS >= NUM_FEATURES");
+                observe(&h, flow, record.now_ns, features);
+                let class = infer(model, &mut scratch, &mut PlainLoop);
+                let logits = scratch.logits(model);
+                let want_action = if class_action[class as usize] == Action::Drop as u8 {
+                    drop
+                } else {
+                    pass
+                };
+                let same = record.outcome == Outcome::Classified as u32
+                    && record.features[..] == scratch.features[..NUM_FEATURES]
+                    && record.class == class
+                    && record.logits[..classes] == *logits
+                    && record.model_version == version
+                    && action == want_action;
+                if !same {
+                    report.mismatches += 1;
+                    note(
+                        &mut report,
+                        format!(
+                            "frame {n}: reference class {class} logits {logits:?}, kernel outcome {} class {} logits {:?} action {action}",
+                            record.outcome,
+                            record.class,
+                            &record.logits[..classes]
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    progress(packets);
+    Ok(report)
+}

@@ -1,0 +1,3 @@
+//! Packets on the userspace side: building frames (tests, `npk verify`, benchmarks) and turning
+//! frames into the same feature vectors as the kernel.
+pub mod synth;
