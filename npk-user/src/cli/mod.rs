@@ -1,6 +1,7 @@
 //! The `npk` command line: one module per subcommand, doc comments are the help text.
 
 mod bench;
+mod inspect;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Check the kernel classifier against the userspace reference on generated frames.
     Verify(verify::VerifyArgs),
+    /// Show a model file: layers, shapes, scales, requantization, parameter and MAC counts.
+    Inspect(inspect::InspectArgs),
 }
 
 impl Cli {
@@ -35,6 +38,7 @@ impl Cli {
             Command::Train(args) => train::run(args),
             Command::Bench(a) => bench::run(a),
             Command::Verify(a) => verify::run(a),
+            Command::Inspect(a) => inspect::run(a),
         }
     }
 }
