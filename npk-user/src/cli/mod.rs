@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use npk_common::model::{MAX_LAYERS, MAX_WIDTH};
 
+pub mod eval;
 pub mod train;
 
 #[derive(Debug, Parser)]
@@ -24,6 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Train(train::TrainArgs),
+    Eval(eval::EvalArgs),
     /// Benchmarks that print numbers.
     Bench(bench::BenchArgs),
     /// Check the kernel classifier against the userspace reference on generated frames.
@@ -36,6 +38,7 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Train(args) => train::run(args),
+            Command::Eval(args) => eval::run(args),
             Command::Bench(a) => bench::run(a),
             Command::Verify(a) => verify::run(a),
             Command::Inspect(a) => inspect::run(a),

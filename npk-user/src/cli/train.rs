@@ -1,4 +1,5 @@
-//! `npk train`: load a CSV file, split it, train the float MLP and report test accuracy.
+//! `npk train`: load a CSV file, split it, train the float MLP, quantize it, save both and report
+//! their accuracy on the test split.
 
 use std::{
     io::{self, IsTerminal},
@@ -7,14 +8,19 @@ use std::{
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use npk_common::model::FeatureSchema;
 use serde::Serialize;
 
+use super::eval::score;
 use crate::{
     dataset::{Dataset, Standardizer},
+    model_file::ModelFile,
+    quantize::quantize,
     train::{self, EpochStats, TrainConfig, parse_hidden},
 };
 
-/// Train an MLP on a CSV file and report its accuracy on a held-out test split.
+/// Train an MLP on a CSV file, quantize it for the kernel and save both; reports accuracy on a
+/// held-out test split.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
     /// CSV file: a header row, numeric feature columns, an integer label 0..K-1 last.
@@ -40,6 +46,9 @@ pub struct TrainArgs {
     /// Fraction of each class held out for testing, in (0, 1).
     #[arg(long, default_value_t = 0.2, value_name = "F")]
     pub test_split: f64,
+    /// Model file to write: float model, standardization and the quantized kernel model.
+    #[arg(long, value_name = "MODEL")]
+    pub out: PathBuf,
     /// Print one JSON object as the last line of stdout (epoch lines go to stderr).
     #[arg(long)]
     pub json: bool,
@@ -62,6 +71,7 @@ impl TrainArgs {
 #[derive(Serialize)]
 struct Report {
     float_accuracy: f64,
+    quantized_accuracy: f64,
     train_seconds: f64,
     test_samples: usize,
     epochs: usize,
@@ -73,10 +83,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.validate(data.num_features, data.num_classes)?;
     let (train_raw, test_raw) = data.split(args.test_split, args.seed)?;
     let standardizer = Standardizer::fit(&train_raw);
-    let (train_set, test_set) = (
-        standardizer.apply(&train_raw),
-        standardizer.apply(&test_raw),
-    );
+    let train_set = standardizer.apply(&train_raw);
 
     let bar = epoch_bar(config.epochs as u64, args.json);
     let mut train_seconds = 0.0;
@@ -102,22 +109,28 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     })?;
     bar.finish_and_clear();
 
-    let float_accuracy = mlp.accuracy(&test_set);
+    // Calibrated on the raw training rows: the quantized model folds standardization in.
+    let quantized = quantize(&mlp, &standardizer, &train_raw, FeatureSchema::Tabular)
+        .context("quantizing the trained model")?;
+    let scores = score(&mlp, &standardizer, &quantized, &test_raw);
+    let widths: Vec<String> = mlp
+        .layers
+        .iter()
+        .map(|l| l.in_dim.to_string())
+        .chain([mlp.num_classes().to_string()])
+        .collect();
+    ModelFile::new(mlp, standardizer, quantized, data.feature_names).save(&args.out)?;
+
     if args.json {
         let report = Report {
-            float_accuracy,
+            float_accuracy: scores.float_accuracy,
+            quantized_accuracy: scores.quantized_accuracy,
             train_seconds,
-            test_samples: test_set.len(),
+            test_samples: scores.samples,
             epochs: config.epochs,
         };
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        let widths: Vec<String> = mlp
-            .layers
-            .iter()
-            .map(|l| l.in_dim.to_string())
-            .chain([mlp.num_classes().to_string()])
-            .collect();
         println!(
             "trained {} ({}, lr {}) on {} rows for {} epochs in {train_seconds:.3} s",
             widths.join("-"),
@@ -127,9 +140,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             config.epochs
         );
         println!(
-            "float test accuracy:     {float_accuracy:.4} ({} rows)",
-            test_set.len()
+            "float test accuracy:     {:.4} ({} rows)",
+            scores.float_accuracy, scores.samples
         );
+        println!("quantized test accuracy: {:.4}", scores.quantized_accuracy);
+        println!("model written to {}", args.out.display());
     }
     Ok(())
 }
