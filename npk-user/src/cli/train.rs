@@ -29,7 +29,8 @@ pub struct TrainArgs {
     /// Hidden layer widths, input side first: at most 3 layers of 1..=128 units.
     #[arg(long, default_value = "16,16", value_name = "W1,W2,...")]
     pub hidden: String,
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    /// Passes over the training split.
+    #[arg(long, default_value_t = 50, value_name = "N")]
     pub epochs: usize,
     /// Rows per mini-batch.
     #[arg(long, default_value_t = 16, value_name = "B")]
