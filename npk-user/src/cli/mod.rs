@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use npk_common::model::{MAX_LAYERS, MAX_WIDTH};
 
+pub mod eval;
+pub mod train;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "npk",
@@ -22,6 +25,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Train an MLP on a CSV file, quantize it to int8 and save a model file.
+    Train(train::TrainArgs),
+    /// Score a model file on a CSV file: float, quantized and their agreement.
+    Eval(eval::EvalArgs),
     /// Attach the classifier with a model to an interface.
     Attach(attach::AttachArgs),
     /// Detach what `npk attach --pin` left on an interface.
@@ -41,6 +48,8 @@ pub enum Command {
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
+            Command::Train(args) => train::run(args),
+            Command::Eval(args) => eval::run(args),
             Command::Attach(a) => attach::run_attach(a),
             Command::Detach(a) => attach::run_detach(a),
             Command::Push(a) => attach::run_push(a),
