@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 [ "$(id -u)" = 0 ] || { echo "test: the kernel tests need root (sudo bash scripts/test.sh)" >&2; exit 1; }
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --release -- -D warnings
-cargo test --workspace --release
+cargo clippy --all-targets --release -- -D warnings
+cargo test --release
