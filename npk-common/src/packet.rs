@@ -30,6 +30,26 @@ use crate::maps::FlowState;
 use bytemuck::{Pod, Zeroable};
 
 pub const NUM_FEATURES: usize = 16;
+/// Column names of the features, in order: the header of `npk features`/`npk capture` CSV files,
+/// by which `npk train` recognizes packet data.
+pub const FEATURE_NAMES: [&str; NUM_FEATURES] = [
+    "ip_version",
+    "protocol",
+    "ip_len",
+    "ttl",
+    "ip_header_len",
+    "src_port",
+    "dst_port",
+    "tcp_flags",
+    "tcp_window",
+    "payload_len",
+    "icmp_type",
+    "flow_packets",
+    "flow_mean_size",
+    "flow_iat_us",
+    "flow_syn",
+    "flow_fin_rst",
+];
 /// Headers are read from the first this many bytes of a frame (Ethernet + VLAN + a 60-byte
 /// IPv4 header or IPv6 with extension headers + TCP with options fit easily).
 pub const MAX_HEADER_OFFSET: usize = 256;

@@ -2,6 +2,7 @@
 
 mod attach;
 mod bench;
+mod features;
 mod inspect;
 mod verify;
 
@@ -43,6 +44,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Show a model file: layers, shapes, scales, requantization, parameter and MAC counts.
     Inspect(inspect::InspectArgs),
+    /// Turn a pcap/pcapng capture into labelled packet features (CSV) for `npk train`.
+    Features(features::FeaturesArgs),
 }
 
 impl Cli {
@@ -57,6 +60,7 @@ impl Cli {
             Command::Bench(a) => bench::run(a),
             Command::Verify(a) => verify::run(a),
             Command::Inspect(a) => inspect::run(a),
+            Command::Features(a) => features::run(a),
         }
     }
 }

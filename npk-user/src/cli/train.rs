@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use npk_common::model::FeatureSchema;
+use npk_common::{model::FeatureSchema, packet::FEATURE_NAMES};
 use serde::Serialize;
 
 use super::eval::score;
@@ -23,7 +23,8 @@ use crate::{
 /// held-out test split.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// CSV file: a header row, numeric feature columns, an integer label 0..K-1 last.
+    /// CSV file: a header row, numeric feature columns, an integer label 0..K-1 last. A header
+    /// of the packet feature names (`npk features` output) makes a model for `npk attach`.
     #[arg(long, value_name = "FILE.csv")]
     pub data: PathBuf,
     /// Hidden layer widths, input side first: at most 3 layers of 1..=128 units.
@@ -111,8 +112,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     // Calibrated on the raw training rows: the quantized model folds standardization in.
-    let quantized = quantize(&mlp, &standardizer, &train_raw, FeatureSchema::Tabular)
-        .context("quantizing the trained model")?;
+    let quantized = quantize(
+        &mlp,
+        &standardizer,
+        &train_raw,
+        schema_of(&data.feature_names),
+    )
+    .context("quantizing the trained model")?;
     let scores = score(&mlp, &standardizer, &quantized, &test_raw);
     let widths: Vec<String> = mlp
         .layers
@@ -148,6 +154,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         println!("model written to {}", args.out.display());
     }
     Ok(())
+}
+
+/// Packet features (a CSV from `npk features`/`npk capture`/`npk gen`, recognized by its header)
+/// make a model for the kernel classifier; any other columns a tabular model.
+pub fn schema_of(feature_names: &[String]) -> FeatureSchema {
+    if feature_names == FEATURE_NAMES {
+        FeatureSchema::PacketV1
+    } else {
+        FeatureSchema::Tabular
+    }
 }
 
 /// One tick per epoch, drawn on stdout only when it is a terminal and no JSON is wanted.

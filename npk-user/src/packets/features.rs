@@ -1,0 +1,171 @@
+//! Feature vectors in userspace, computed exactly as the kernel computes them: the same
+//! [`parse`] and [`observe`] from npk-common over a flow table keyed like the kernel's.
+//!
+//! One difference remains by design: the kernel's flow table is an LRU of
+//! [`npk_common::maps::FLOW_CAPACITY`] flows, this one never evicts, so the two agree while
+//! fewer flows than that are live.
+
+use std::{collections::HashMap, io::Write, path::Path};
+
+use npk_common::{
+    maps::FlowState,
+    packet::{FEATURE_NAMES, FlowKey, NUM_FEATURES, ParseError, observe, parse},
+};
+
+/// Per-flow state of every flow seen so far.
+#[derive(Debug, Default)]
+pub struct FlowTable {
+    flows: HashMap<FlowKey, FlowState>,
+}
+
+impl FlowTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses `frame` (Ethernet) seen at `now_ns`, updates its flow and returns its features and
+    /// flow key; frames the kernel would not classify give the parser's reason.
+    pub fn observe(
+        &mut self,
+        frame: &[u8],
+        now_ns: u64,
+    ) -> Result<(FlowKey, [i32; NUM_FEATURES]), ParseError> {
+        let h = parse(frame)?;
+        let mut out = [0; NUM_FEATURES];
+        observe(&h, self.flows.entry(h.key).or_default(), now_ns, &mut out);
+        Ok((h.key, out))
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+}
+
+/// Frames that produced no feature vector, by reason (the kernel counts them the same way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    pub non_ip: u64,
+    pub truncated: u64,
+    pub malformed: u64,
+}
+
+impl Skipped {
+    pub fn count(&mut self, e: ParseError) {
+        match e {
+            ParseError::NotIp => self.non_ip += 1,
+            ParseError::Truncated => self.truncated += 1,
+            ParseError::Malformed => self.malformed += 1,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.non_ip + self.truncated + self.malformed
+    }
+}
+
+/// Writes labelled feature rows as CSV: a header of [`FEATURE_NAMES`] and `label`, then one row
+/// per packet. `npk train` recognizes the header and trains a packet model.
+pub struct FeatureCsv<W: Write> {
+    out: csv::Writer<W>,
+    rows: u64,
+}
+
+impl FeatureCsv<std::fs::File> {
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        Self::new(std::fs::File::create(path)?)
+    }
+}
+
+impl<W: Write> FeatureCsv<W> {
+    pub fn new(out: W) -> std::io::Result<Self> {
+        let mut out = csv::Writer::from_writer(out);
+        out.write_record(FEATURE_NAMES.iter().chain(&["label"]))?;
+        Ok(Self { out, rows: 0 })
+    }
+
+    pub fn write(&mut self, features: &[i32; NUM_FEATURES], label: u32) -> std::io::Result<()> {
+        let mut cells = [0i64; NUM_FEATURES + 1];
+        for (c, &f) in cells.iter_mut().zip(features) {
+            *c = i64::from(f);
+        }
+        cells[NUM_FEATURES] = i64::from(label);
+        self.out.serialize(cells).map_err(std::io::Error::other)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Flushes everything to the underlying writer.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.out.flush()?;
+        self.out
+            .into_inner()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        dataset::Dataset,
+        packets::synth::{FrameSpec, v4_mapped},
+    };
+    use npk_common::packet::PROTO_UDP;
+
+    fn udp(src_port: u16, payload: usize) -> Vec<u8> {
+        FrameSpec {
+            key: FlowKey {
+                src: v4_mapped([10, 0, 0, 1]),
+                dst: v4_mapped([10, 0, 0, 2]),
+                src_port,
+                dst_port: 53,
+                protocol: PROTO_UDP,
+                _pad: [0; 3],
+            },
+            ipv6: false,
+            vlan: None,
+            options: 0,
+            tcp_flags: 0,
+            ttl: 64,
+            payload,
+        }
+        .build()
+    }
+
+    #[test]
+    fn flows_are_tracked_per_five_tuple() {
+        let mut t = FlowTable::new();
+        let (_, a1) = t.observe(&udp(1000, 10), 1_000_000).unwrap();
+        let (_, b1) = t.observe(&udp(2000, 30), 1_100_000).unwrap();
+        let (_, a2) = t.observe(&udp(1000, 30), 1_250_000).unwrap();
+        assert_eq!((a1[11], b1[11], a2[11]), (1, 1, 2));
+        assert_eq!(a2[13], 250, "250 us since the flow's previous packet");
+        assert_eq!(a2[12], (38 + 58) / 2, "mean IP length of the flow");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.observe(&[0u8; 10], 0), Err(ParseError::Truncated));
+    }
+
+    #[test]
+    fn csv_round_trips_through_the_dataset_loader() {
+        let mut t = FlowTable::new();
+        let mut csv = FeatureCsv::new(Vec::new()).unwrap();
+        for (i, port) in [1000u16, 2000, 1000].into_iter().enumerate() {
+            let (_, f) = t.observe(&udp(port, 20), i as u64 * 1000).unwrap();
+            csv.write(&f, i as u32 % 2).unwrap();
+        }
+        assert_eq!(csv.rows(), 3);
+        let bytes = csv.finish().unwrap();
+        let d = Dataset::from_reader(&bytes[..], Path::new("f.csv")).unwrap();
+        assert_eq!(d.feature_names, FEATURE_NAMES);
+        assert_eq!(d.labels, [0, 1, 0]);
+        assert_eq!(d.row(2)[11], 2.0);
+    }
+}
