@@ -1,5 +1,9 @@
-//! Packets on the userspace side: building frames (tests, `npk verify`, benchmarks) and turning
-//! frames into the same feature vectors as the kernel.
+//! Packets on the userspace side: building frames (tests, `npk verify`, benchmarks), reading
+//! captures and turning frames into the same feature vectors as the kernel, and generating
+//! labelled traffic in a throwaway network namespace.
 pub mod features;
+pub mod lab;
 pub mod pcap;
 pub mod synth;
+pub mod traffic;
+pub mod wire;

@@ -1,0 +1,255 @@
+//! A throwaway network for generated traffic: a network namespace joined to the caller's by a
+//! veth pair. The namespace end has one IPv4 address per traffic source, the host end one
+//! address, all in one /27 of 10.200.0.0/16 chosen per process and lab.
+//!
+//! Everything is removed when the [`Lab`] is dropped; namespaces left by a process that was
+//! killed outright are removed by the next [`Lab::create`]. A process that wants cleanup on
+//! Ctrl-C or SIGTERM checks [`stop_flag`] in its loops and returns normally.
+
+use std::{
+    fs::File,
+    io,
+    net::Ipv4Addr,
+    os::fd::AsRawFd,
+    process::Command,
+    sync::{
+        Once,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+};
+
+/// Names of lab namespaces start with this, then `<pid>-<n>`.
+const NETNS_PREFIX: &str = "npkd-";
+/// Usable addresses in a lab's /27, after the host end's.
+pub const MAX_SOURCES: usize = 29;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("network namespaces and veth pairs need root (CAP_NET_ADMIN + CAP_SYS_ADMIN)")]
+    NotRoot,
+    #[error("a lab has at most {MAX_SOURCES} source addresses, {0} were asked for")]
+    TooManySources(usize),
+    #[error("running `ip {args}`: {source} (is iproute2 installed?)")]
+    Spawn {
+        args: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`ip {args}` failed: {stderr}")]
+    Ip { args: String, stderr: String },
+    #[error("entering network namespace {netns}: {source}")]
+    Enter {
+        netns: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Runs `ip` with `args`.
+fn ip(args: &[&str]) -> Result<(), LabError> {
+    let joined = args.join(" ");
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|source| LabError::Spawn {
+            args: joined.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(LabError::Ip {
+            args: joined,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A namespace with one end of a veth pair; the other end stays in the caller's namespace.
+#[derive(Debug)]
+pub struct Lab {
+    pub netns: String,
+    /// The veth end in the caller's namespace: attach the classifier here to see the traffic
+    /// the namespace sends.
+    pub host_if: String,
+    /// The veth end inside [`Lab::netns`].
+    pub ns_if: String,
+    pub host_addr: Ipv4Addr,
+    /// The namespace end's addresses, one per traffic source.
+    pub ns_addrs: Vec<Ipv4Addr>,
+}
+
+static LABS: AtomicU32 = AtomicU32::new(0);
+
+impl Lab {
+    /// Creates the namespace and the veth pair with `sources` addresses inside, brings both
+    /// ends up, and turns IPv6 off inside so the namespace sends no neighbour discovery.
+    pub fn create(sources: usize) -> Result<Self, LabError> {
+        if sources > MAX_SOURCES {
+            return Err(LabError::TooManySources(sources));
+        }
+        // SAFETY: plain libc call.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(LabError::NotRoot);
+        }
+        remove_orphans();
+        let pid = std::process::id();
+        let n = LABS.fetch_add(1, Ordering::Relaxed);
+        // Interface names have at most 15 bytes: "nd" + pid in hex (<= 6) + lab number + end.
+        let tag = format!("nd{pid:x}{n}");
+        let block = (pid.wrapping_mul(8).wrapping_add(n)) % 2048;
+        let base = u32::from(Ipv4Addr::new(10, 200, 0, 0)) + block * 32;
+        // Fields first, so that Drop cleans up whatever the steps below created.
+        let lab = Self {
+            netns: format!("{NETNS_PREFIX}{pid}-{n}"),
+            host_if: format!("{tag}h"),
+            ns_if: format!("{tag}n"),
+            host_addr: Ipv4Addr::from(base + 1),
+            ns_addrs: (0..sources as u32)
+                .map(|i| Ipv4Addr::from(base + 2 + i))
+                .collect(),
+        };
+        let (ns, h, p) = (&lab.netns, &lab.host_if, &lab.ns_if);
+        ip(&["netns", "add", ns])?;
+        lab.in_netns(|| {
+            for conf in ["all", "default"] {
+                // Absent without IPv6 support: then there is nothing to turn off.
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1");
+            }
+        })?;
+        ip(&[
+            "link", "add", h, "type", "veth", "peer", "name", p, "netns", ns,
+        ])?;
+        ip(&["addr", "add", &format!("{}/27", lab.host_addr), "dev", h])?;
+        ip(&["link", "set", h, "up"])?;
+        for a in &lab.ns_addrs {
+            ip(&["-n", ns, "addr", "add", &format!("{a}/27"), "dev", p])?;
+        }
+        ip(&["-n", ns, "link", "set", p, "up"])?;
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        Ok(lab)
+    }
+
+    /// Moves the calling thread into the namespace: sockets it creates from now on live there.
+    pub fn enter(&self) -> Result<(), LabError> {
+        let path = format!("/run/netns/{}", self.netns);
+        let enter_error = |source| LabError::Enter {
+            netns: self.netns.clone(),
+            source,
+        };
+        let file = File::open(&path).map_err(enter_error)?;
+        // SAFETY: setns on a valid namespace fd; it affects only this thread.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(enter_error(io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a thread inside the namespace.
+    pub fn in_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, LabError> {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                self.enter()?;
+                Ok(f())
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth end inside it, and with it the pair; the
+        // host end is deleted explicitly in case the namespace step failed half-way. Errors
+        // are expected for the parts that were never created.
+        let _ = ip(&["netns", "del", &self.netns]);
+        let _ = ip(&["link", "del", &self.host_if]);
+    }
+}
+
+/// Deletes lab namespaces whose process is gone (killed before its labs were dropped).
+fn remove_orphans() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(NETNS_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", &name]);
+        }
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Set once SIGINT or SIGTERM arrives; the first call installs the handlers, which only set
+/// the flag, so loops that check it end and everything is cleaned up on the way out.
+pub fn stop_flag() -> &'static AtomicBool {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_stop_signal as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            for signal in [libc::SIGINT, libc::SIGTERM] {
+                libc::sigaction(signal, &action, std::ptr::null_mut());
+            }
+        }
+    });
+    &STOP
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_reaches_across_from_every_source_and_cleans_up() {
+        let lab = Lab::create(3).expect("root is required (CI runs as root)");
+        let host = std::net::UdpSocket::bind((lab.host_addr, 0)).unwrap();
+        host.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let to = host.local_addr().unwrap();
+        lab.in_netns(|| {
+            for &a in &lab.ns_addrs {
+                let s = std::net::UdpSocket::bind((a, 0)).unwrap();
+                s.send_to(b"hi", to).unwrap();
+            }
+        })
+        .unwrap();
+        let mut buf = [0u8; 8];
+        let mut from = Vec::new();
+        for _ in &lab.ns_addrs {
+            let (n, peer) = host.recv_from(&mut buf).expect("a datagram from each source");
+            assert_eq!(&buf[..n], b"hi");
+            from.push(peer.ip());
+        }
+        from.sort();
+        let want: Vec<std::net::IpAddr> = lab.ns_addrs.iter().map(|&a| a.into()).collect();
+        assert_eq!(from, want);
+        let (netns, host_if) = (lab.netns.clone(), lab.host_if.clone());
+        drop(lab);
+        assert!(!std::path::Path::new(&format!("/run/netns/{netns}")).exists());
+        assert!(ip(&["link", "show", &host_if]).is_err());
+    }
+
+    #[test]
+    fn too_many_sources_is_refused_before_anything_is_created() {
+        assert_eq!(
+            Lab::create(MAX_SOURCES + 1).unwrap_err().to_string(),
+            "a lab has at most 29 source addresses, 30 were asked for"
+        );
+    }
+}
