@@ -232,7 +232,9 @@ mod tests {
         let mut buf = [0u8; 8];
         let mut from = Vec::new();
         for _ in &lab.ns_addrs {
-            let (n, peer) = host.recv_from(&mut buf).expect("a datagram from each source");
+            let (n, peer) = host
+                .recv_from(&mut buf)
+                .expect("a datagram from each source");
             assert_eq!(&buf[..n], b"hi");
             from.push(peer.ip());
         }
