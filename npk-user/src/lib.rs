@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cli;
 pub mod dataset;
+pub mod demo;
 pub mod kernel;
 pub mod model_file;
 pub mod packets;

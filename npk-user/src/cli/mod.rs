@@ -2,7 +2,10 @@
 
 mod attach;
 mod bench;
+mod capture;
+mod demo;
 mod features;
+mod r#gen;
 mod inspect;
 mod verify;
 
@@ -46,6 +49,12 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Turn a pcap/pcapng capture into labelled packet features (CSV) for `npk train`.
     Features(features::FeaturesArgs),
+    /// Record live packets' features, as the kernel computes them, into a labelled CSV.
+    Capture(capture::CaptureArgs),
+    /// Generate labelled benign and attack traffic in a new namespace, recorded into a CSV.
+    Gen(r#gen::GenArgs),
+    /// The whole pipeline on generated traffic in a throwaway namespace, with a live table.
+    Demo(demo::DemoArgs),
 }
 
 impl Cli {
@@ -61,6 +70,9 @@ impl Cli {
             Command::Verify(a) => verify::run(a),
             Command::Inspect(a) => inspect::run(a),
             Command::Features(a) => features::run(a),
+            Command::Capture(a) => capture::run(a),
+            Command::Gen(a) => r#gen::run(a),
+            Command::Demo(a) => demo::run(a),
         }
     }
 }

@@ -24,10 +24,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use npk_common::packet::{FlowKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use npk_common::{
+    maps::Sample,
+    packet::{FlowKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP},
+};
 use serde::Serialize;
 
 use super::{
+    capture::Sampler,
     lab::{Lab, LabError},
     synth::v4_mapped,
     wire::{TCP_SYN, TcpSegment, icmp_echo, ipv4, udp},
@@ -292,6 +296,27 @@ pub fn run(
             .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+/// [`run`] while reading `sampler` (the classifier on the lab's host end): `on_sample` gets
+/// every sample with the scenario that sent its packet (`None`: not generated traffic).
+pub fn run_sampled(
+    lab: &Lab,
+    config: &GenConfig,
+    stop: &AtomicBool,
+    sampler: &mut Sampler,
+    mut on_sample: impl FnMut(Option<Scenario>, &Sample),
+    mut on_tick: impl FnMut(),
+) -> Result<Vec<ScenarioReport>, GenError> {
+    let mut drain = || sampler.drain(|s| on_sample(scenario_of(lab, &s.flow), s));
+    let reports = run(lab, config, stop, || {
+        drain();
+        on_tick();
+    })?;
+    // The last packets' samples may still be on their way through the stack.
+    std::thread::sleep(Duration::from_millis(50));
+    drain();
+    Ok(reports)
 }
 
 /// When to send the next event.

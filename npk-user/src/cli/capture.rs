@@ -1,0 +1,117 @@
+//! `npk capture`: features of live traffic exactly as the kernel computed them.
+
+use std::{
+    path::PathBuf,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, ensure};
+use npk_common::model::MAX_CLASSES;
+use serde::Serialize;
+
+use crate::{
+    kernel::attach::AttachMode,
+    packets::{capture, features::FeatureCsv, lab::stop_flag},
+};
+
+/// Record the features of live packets on an interface, as the kernel classifier computes
+/// them, into a labelled CSV for `npk train`.
+#[derive(Debug, clap::Args)]
+pub struct CaptureArgs {
+    #[arg(long)]
+    pub iface: String,
+    /// The class of every packet captured.
+    #[arg(long, value_name = "N")]
+    pub label: u32,
+    /// How long to capture (Ctrl-C ends it early, keeping what was captured).
+    #[arg(long, value_name = "S")]
+    pub seconds: u64,
+    /// CSV file to write: the packet feature columns and `label`.
+    #[arg(long, value_name = "FILE.csv")]
+    pub out: PathBuf,
+    /// Where to attach: skb works on any interface, native needs driver support.
+    #[arg(long, value_enum, default_value = "skb")]
+    pub mode: AttachMode,
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    rows: u64,
+    seconds: f64,
+    /// Packets the kernel classified but could not sample (ring buffer full).
+    samples_lost: u64,
+}
+
+/// Longest capture: a day.
+const MAX_SECONDS: u64 = 86_400;
+
+pub fn run(args: CaptureArgs) -> Result<()> {
+    ensure!(
+        (args.label as usize) < MAX_CLASSES,
+        "--label {}: classes are 0..={} (the kernel model's MAX_CLASSES)",
+        args.label,
+        MAX_CLASSES - 1
+    );
+    ensure!(
+        (1..=MAX_SECONDS).contains(&args.seconds),
+        "--seconds {}: must be 1..={MAX_SECONDS}",
+        args.seconds
+    );
+    let mut csv = FeatureCsv::create(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let stop = stop_flag();
+    let (attachment, mut sampler) = capture::start(&args.iface, args.mode)?;
+    if !args.json {
+        eprintln!(
+            "capturing on {} for {} s (Ctrl-C stops early)",
+            args.iface, args.seconds
+        );
+    }
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(args.seconds);
+    let mut write_error = None;
+    let mut drain = |csv: &mut FeatureCsv<_>| {
+        sampler.drain(|s| {
+            if write_error.is_none() {
+                write_error = csv.write(&s.features, args.label).err();
+            }
+        });
+    };
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        drain(&mut csv);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drain(&mut csv);
+    let seconds = start.elapsed().as_secs_f64();
+    let samples_lost = attachment.classifier.counters()?.samples_lost;
+    drop(attachment);
+    if let Some(e) = write_error {
+        return Err(e).with_context(|| format!("writing {}", args.out.display()));
+    }
+    let rows = csv.rows();
+    csv.finish()
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let report = Report {
+        rows,
+        seconds,
+        samples_lost,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{rows} packets in {seconds:.1} s written to {}{}",
+            args.out.display(),
+            if samples_lost > 0 {
+                format!(" ({samples_lost} more were lost: the ring buffer was full)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,562 @@
+//! `npk demo`: the whole pipeline in one command.
+//!
+//! 1. A lab: a network namespace joined to this one by a veth pair.
+//! 2. Capture: labelled benign and attack traffic from the namespace, recorded by the kernel
+//!    classifier on the veth's host end (features exactly as the kernel computes them).
+//! 3. Train the MLP on it (classes balanced per scenario), quantize it to int8.
+//! 4. Attach the model (attacks dropped), replay fresh traffic from other seeds, and score
+//!    every packet's verdict against the generator's label, with a live table.
+//! 5. A confusion matrix and the training curve as SVG; the model and the captured data too.
+//!
+//! The lab and the attachment are removed on every way out: errors, panics, Ctrl-C.
+
+pub mod svg;
+
+use std::{
+    cell::{Cell, RefCell},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use npk_common::{
+    maps::{Action, Counters},
+    model::{FeatureSchema, MAX_CLASSES, Model},
+    packet::{FEATURE_NAMES, NUM_FEATURES},
+};
+use serde::Serialize;
+
+use crate::{
+    cli::eval::{Scores, score},
+    dataset::{Dataset, Standardizer},
+    kernel::attach::{self, AttachMode},
+    model_file::ModelFile,
+    packets::{
+        capture::{self, Sampler, sample_all},
+        features::FeatureCsv,
+        lab::Lab,
+        traffic::{self, CLASS_NAMES, GenConfig, Scenario},
+    },
+    quantize::quantize,
+    rng::Rng,
+    train::{self, EpochStats, OptimizerKind, TrainConfig},
+};
+
+/// What the demo does; the CLI's defaults are the README's numbers.
+#[derive(Clone, Debug)]
+pub struct DemoConfig {
+    /// Traffic recorded for training.
+    pub capture: Duration,
+    /// Fresh traffic classified by the attached model.
+    pub replay: Duration,
+    /// Multiplies every scenario's rate.
+    pub rate_scale: f64,
+    pub hidden: Vec<usize>,
+    pub epochs: usize,
+    /// Training rows per scenario (resampled: rare benign traffic weighs as much as a flood).
+    pub rows_per_scenario: usize,
+    pub seed: u64,
+    pub mode: AttachMode,
+    /// Where the model, the captured CSV and the pictures go.
+    pub out_dir: PathBuf,
+}
+
+/// Verdicts on the replayed traffic: every labelled packet the kernel classified. Class 0
+/// (benign) passes, every other class is dropped. The `--json` line.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Rates {
+    pub accuracy: f64,
+    pub packets: u64,
+    pub attack_drop_rate: f64,
+    pub benign_drop_rate: f64,
+}
+
+/// Everything the demo measured.
+#[derive(Clone, Debug)]
+pub struct DemoReport {
+    pub rates: Rates,
+    /// `confusion[true][predicted]` over classes, on the replayed traffic.
+    pub confusion: Vec<Vec<u64>>,
+    /// Accuracy of the float and the quantized model on held-out captured rows.
+    pub held_out: Scores,
+    /// Replayed packets the kernel classified but could not sample (not in the rates).
+    pub samples_lost: u64,
+    /// The captured CSV, the model, the training curve and the confusion matrix.
+    pub files: Vec<PathBuf>,
+}
+
+const CLASSES: usize = CLASS_NAMES.len();
+
+/// Runs the demo; `say` gets every line meant for a person.
+pub fn run(
+    config: &DemoConfig,
+    stop: &AtomicBool,
+    say: &mut dyn FnMut(&str),
+) -> Result<DemoReport> {
+    ensure!(
+        config.rows_per_scenario >= 10,
+        "rows per scenario must be at least 10"
+    );
+    std::fs::create_dir_all(&config.out_dir)
+        .with_context(|| format!("creating {}", config.out_dir.display()))?;
+    let lab = Lab::create(Scenario::ALL.len())?;
+    say(&format!(
+        "lab: namespace {} with {} sources, veth {} (host end {}, classifier here)",
+        lab.netns,
+        lab.ns_addrs.len(),
+        lab.host_if,
+        lab.host_addr
+    ));
+
+    let csv_path = config.out_dir.join("capture.csv");
+    let rows = record(&lab, config, stop, &csv_path, say)?;
+    interrupted(stop)?;
+
+    let trained = train_model(&rows, config, say)?;
+    let model_path = config.out_dir.join("model.npk");
+    trained
+        .file
+        .save(&model_path)
+        .with_context(|| format!("saving {}", model_path.display()))?;
+    let curve_path = config.out_dir.join("training.svg");
+    let loss: Vec<f64> = trained.epochs.iter().map(|e| f64::from(e.loss)).collect();
+    let acc: Vec<f64> = trained
+        .epochs
+        .iter()
+        .map(|e| f64::from(e.train_accuracy))
+        .collect();
+    write(
+        &curve_path,
+        &svg::curves(
+            "npk demo: training",
+            &[
+                svg::Series {
+                    name: "training loss (cross-entropy)",
+                    values: &loss,
+                    range: None,
+                },
+                svg::Series {
+                    name: "training accuracy",
+                    values: &acc,
+                    range: Some((0.0, 1.0)),
+                },
+            ],
+        ),
+    )?;
+    interrupted(stop)?;
+
+    let (confusion, samples_lost) = replay(&lab, &trained.file.quantized.model, config, stop, say)?;
+    interrupted(stop)?;
+    drop(lab);
+    let rates = summarize(&confusion);
+    say(&format!(
+        "result: {} packets, accuracy {:.4}, attack packets dropped {:.2}%, benign packets \
+         dropped {:.2}%{}",
+        rates.packets,
+        rates.accuracy,
+        rates.attack_drop_rate * 100.0,
+        rates.benign_drop_rate * 100.0,
+        if samples_lost > 0 {
+            format!(" ({samples_lost} packets not sampled: ring buffer full)")
+        } else {
+            String::new()
+        }
+    ));
+    say(&confusion_text(&confusion));
+    let confusion_path = config.out_dir.join("confusion.svg");
+    write(
+        &confusion_path,
+        &svg::confusion(
+            &CLASS_NAMES,
+            &confusion,
+            &format!(
+                "npk demo: {} replayed packets, accuracy {:.2}%",
+                rates.packets,
+                rates.accuracy * 100.0
+            ),
+        ),
+    )?;
+    Ok(DemoReport {
+        rates,
+        confusion,
+        held_out: trained.held_out,
+        samples_lost,
+        files: vec![csv_path, model_path, curve_path, confusion_path],
+    })
+}
+
+fn interrupted(stop: &AtomicBool) -> Result<()> {
+    if stop.load(Ordering::Relaxed) {
+        bail!("interrupted; the namespace and the classifier were removed");
+    }
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Feature rows per scenario (indexed like [`Scenario::ALL`]).
+type Rows = Vec<Vec<[i32; NUM_FEATURES]>>;
+
+/// Phase 2: all scenarios at once through the kernel, recorded per scenario and into `csv`.
+fn record(
+    lab: &Lab,
+    config: &DemoConfig,
+    stop: &AtomicBool,
+    csv_path: &Path,
+    say: &mut dyn FnMut(&str),
+) -> Result<Rows> {
+    say(&format!(
+        "capture: {} s of labelled traffic through the kernel classifier (features only)",
+        config.capture.as_secs_f64()
+    ));
+    let mut csv =
+        FeatureCsv::create(csv_path).with_context(|| format!("creating {}", csv_path.display()))?;
+    let (attachment, mut sampler) = capture::start(&lab.host_if, config.mode)?;
+    let gen_config = GenConfig {
+        scenarios: Scenario::ALL.to_vec(),
+        duration: config.capture,
+        max_events: u64::MAX,
+        rate_scale: config.rate_scale,
+        seed: config.seed,
+    };
+    let mut rows: Rows = vec![Vec::new(); Scenario::ALL.len()];
+    let mut write_error = None;
+    let recorded = Cell::new(0u64);
+    let start = Instant::now();
+    let mut next_note = Duration::from_secs(5);
+    let sent = traffic::run_sampled(
+        lab,
+        &gen_config,
+        stop,
+        &mut sampler,
+        |scenario, sample| {
+            if let Some(s) = scenario {
+                let i = Scenario::ALL.iter().position(|&a| a == s).unwrap_or(0);
+                rows[i].push(sample.features);
+                recorded.set(recorded.get() + 1);
+                if write_error.is_none() {
+                    write_error = csv.write(&sample.features, s.class()).err();
+                }
+            }
+        },
+        || {
+            if start.elapsed() >= next_note {
+                next_note += Duration::from_secs(5);
+                say(&format!(
+                    "  {:>3.0} s: {} packets recorded",
+                    start.elapsed().as_secs_f64(),
+                    recorded.get()
+                ));
+            }
+        },
+    )?;
+    let lost = attachment.classifier.counters()?.samples_lost;
+    drop(attachment);
+    if let Some(e) = write_error {
+        return Err(e).with_context(|| format!("writing {}", csv_path.display()));
+    }
+    csv.finish()
+        .with_context(|| format!("writing {}", csv_path.display()))?;
+    let per: Vec<String> = Scenario::ALL
+        .iter()
+        .zip(&rows)
+        .zip(&sent)
+        .map(|((s, r), sent)| format!("{} {} ({} sent)", s.name(), r.len(), sent.events))
+        .collect();
+    say(&format!(
+        "  recorded per scenario: {}{}",
+        per.join(", "),
+        if lost > 0 {
+            format!("; {lost} not sampled (ring buffer full)")
+        } else {
+            String::new()
+        }
+    ));
+    Ok(rows)
+}
+
+struct Trained {
+    file: ModelFile,
+    epochs: Vec<EpochStats>,
+    held_out: Scores,
+}
+
+/// Phase 3: a fifth of each scenario's rows held out, the rest resampled to
+/// `rows_per_scenario` each, trained, quantized, scored on the held-out rows.
+fn train_model(rows: &Rows, config: &DemoConfig, say: &mut dyn FnMut(&str)) -> Result<Trained> {
+    let mut rng = Rng::new(config.seed ^ 0x7a11);
+    let (mut train_rows, mut test_rows) = (Vec::new(), Vec::new());
+    for (s, rows) in Scenario::ALL.iter().zip(rows) {
+        ensure!(
+            rows.len() >= 10,
+            "scenario {} left only {} packets in the capture: too few to learn from (is the \
+             machine very busy? try a longer --capture)",
+            s.name(),
+            rows.len()
+        );
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let (test, train) = order.split_at(rows.len() / 5);
+        test_rows.extend(test.iter().map(|&i| (rows[i], s.class())));
+        let want = config.rows_per_scenario;
+        let picks = train
+            .iter()
+            .copied()
+            .take(want)
+            .chain((train.len()..want).map(|_| train[rng.below(train.len() as u64) as usize]));
+        train_rows.extend(picks.map(|i| (rows[i], s.class())));
+    }
+    let dataset = |rows: &[([i32; NUM_FEATURES], u32)]| Dataset {
+        feature_names: FEATURE_NAMES.iter().map(|n| n.to_string()).collect(),
+        features: rows
+            .iter()
+            .flat_map(|(f, _)| f.iter().map(|&v| v as f32))
+            .collect(),
+        labels: rows.iter().map(|&(_, l)| l).collect(),
+        num_features: NUM_FEATURES,
+        num_classes: CLASSES,
+    };
+    let (train_raw, test_raw) = (dataset(&train_rows), dataset(&test_rows));
+    let standardizer = Standardizer::fit(&train_raw);
+    let train_set = standardizer.apply(&train_raw);
+    let train_config = TrainConfig {
+        hidden: config.hidden.clone(),
+        epochs: config.epochs,
+        batch: 64,
+        optimizer: OptimizerKind::Adam,
+        lr: 0.01,
+        seed: config.seed,
+    };
+    say(&format!(
+        "train: {} rows ({} per scenario), {} epochs",
+        train_raw.len(),
+        config.rows_per_scenario,
+        config.epochs
+    ));
+    let mut epochs = Vec::new();
+    let mlp = train::train(&train_set, &train_config, |e| {
+        epochs.push(*e);
+        if e.epoch % 5 == 0 || e.epoch == config.epochs {
+            say(&format!(
+                "  epoch {:>3}  loss {:.4}  train acc {:.4}",
+                e.epoch, e.loss, e.train_accuracy
+            ));
+        }
+    })?;
+    let quantized = quantize(&mlp, &standardizer, &train_raw, FeatureSchema::PacketV1)
+        .context("quantizing the trained model")?;
+    let held_out = score(&mlp, &standardizer, &quantized, &test_raw);
+    say(&format!(
+        "  held-out captured packets: float {:.4}, int8 {:.4} ({} packets)",
+        held_out.float_accuracy, held_out.quantized_accuracy, held_out.samples
+    ));
+    let file = ModelFile::new(mlp, standardizer, quantized, train_raw.feature_names);
+    Ok(Trained {
+        file,
+        epochs,
+        held_out,
+    })
+}
+
+/// Phase 4: the model attached with attacks dropped, fresh traffic, every verdict scored:
+/// returns `confusion[true][predicted]` and the packets that went unsampled.
+fn replay(
+    lab: &Lab,
+    model: &Model,
+    config: &DemoConfig,
+    stop: &AtomicBool,
+    say: &mut dyn FnMut(&str),
+) -> Result<(Vec<Vec<u64>>, u64)> {
+    let mut class_action = [Action::Pass as u8; MAX_CLASSES];
+    for a in class_action.iter_mut().take(CLASSES).skip(1) {
+        *a = Action::Drop as u8;
+    }
+    let mut attachment = attach::attach(
+        &lab.host_if,
+        config.mode,
+        model,
+        &sample_all(class_action),
+        false,
+    )?;
+    let mut sampler = Sampler::take(&mut attachment.classifier)?;
+    say(&format!(
+        "replay: {} s of fresh traffic, model attached to {} ({:?}), attacks dropped",
+        config.replay.as_secs_f64(),
+        lab.host_if,
+        config.mode
+    ));
+    let header: Vec<String> = CLASS_NAMES.iter().map(|n| format!("{n:>10}")).collect();
+    say(&format!(
+        "  {:>4} {:>7} {} {:>8} {:>8} {:>7}",
+        "t(s)",
+        "pps",
+        header.join(""),
+        "dropped",
+        "accuracy",
+        "ns/pkt"
+    ));
+    let gen_config = GenConfig {
+        scenarios: Scenario::ALL.to_vec(),
+        duration: config.replay,
+        max_events: u64::MAX,
+        rate_scale: config.rate_scale,
+        seed: config.seed.wrapping_add(1),
+    };
+    let confusion = RefCell::new(vec![vec![0u64; CLASSES]; CLASSES]);
+    let start = Instant::now();
+    let mut last = Snapshot::take(&attachment.classifier.counters()?, &lab.host_if, start);
+    let mut tick_error = None;
+    traffic::run_sampled(
+        lab,
+        &gen_config,
+        stop,
+        &mut sampler,
+        |scenario, sample| {
+            if let Some(s) = scenario {
+                let predicted = (sample.class as usize).min(CLASSES - 1);
+                confusion.borrow_mut()[s.class() as usize][predicted] += 1;
+            }
+        },
+        || {
+            if last.at.elapsed() < Duration::from_secs(1) || tick_error.is_some() {
+                return;
+            }
+            match attachment.classifier.counters() {
+                Ok(c) => {
+                    let now = Snapshot::take(&c, &lab.host_if, start);
+                    say(&now.row(&last, &c, &confusion.borrow()));
+                    last = now;
+                }
+                Err(e) => tick_error = Some(e),
+            }
+        },
+    )?;
+    if let Some(e) = tick_error {
+        return Err(e.context("reading the classifier's counters"));
+    }
+    let lost = attachment.classifier.counters()?.samples_lost;
+    Ok((confusion.into_inner(), lost))
+}
+
+/// Kernel counters and run time at one moment.
+struct Snapshot {
+    at: Instant,
+    /// Seconds since the replay started.
+    t: f64,
+    packets: u64,
+    run_ns: u64,
+    runs: u64,
+}
+
+impl Snapshot {
+    fn take(c: &Counters, iface: &str, start: Instant) -> Self {
+        let (run_ns, runs) = attach::program_info(iface)
+            .map(|i| (i.run_time().as_nanos() as u64, i.run_count()))
+            .unwrap_or((0, 0));
+        Self {
+            at: Instant::now(),
+            t: start.elapsed().as_secs_f64(),
+            packets: c.class_packets.iter().sum(),
+            run_ns,
+            runs,
+        }
+    }
+
+    /// A live table row: rates since `before`, totals since the start.
+    fn row(&self, before: &Snapshot, c: &Counters, confusion: &[Vec<u64>]) -> String {
+        let dt = (self.at - before.at).as_secs_f64();
+        let pps = (self.packets - before.packets) as f64 / dt;
+        let runs = self.runs.saturating_sub(before.runs);
+        let ns = if runs > 0 {
+            format!(
+                "{:.0}",
+                self.run_ns.saturating_sub(before.run_ns) as f64 / runs as f64
+            )
+        } else {
+            "-".into()
+        };
+        let per_class: String = c.class_packets[..CLASSES]
+            .iter()
+            .map(|n| format!("{n:>10}"))
+            .collect();
+        let (right, total) = hits(confusion);
+        let accuracy = if total > 0 {
+            format!("{:.4}", right as f64 / total as f64)
+        } else {
+            "-".into()
+        };
+        format!(
+            "  {:>4.0} {pps:>7.0} {per_class} {:>8} {accuracy:>8} {ns:>7}",
+            self.t, c.dropped,
+        )
+    }
+}
+
+fn hits(confusion: &[Vec<u64>]) -> (u64, u64) {
+    let right = (0..confusion.len()).map(|i| confusion[i][i]).sum();
+    let total = confusion.iter().flatten().sum();
+    (right, total)
+}
+
+/// The rates of a confusion matrix whose class 0 is benign (passed) and the rest attacks.
+fn summarize(confusion: &[Vec<u64>]) -> Rates {
+    let (right, total) = hits(confusion);
+    let rate = |num: u64, den: u64| {
+        if den > 0 {
+            num as f64 / den as f64
+        } else {
+            0.0
+        }
+    };
+    let benign: u64 = confusion[0].iter().sum();
+    let attack: u64 = confusion[1..].iter().flatten().sum();
+    let attack_passed: u64 = confusion[1..].iter().map(|row| row[0]).sum();
+    Rates {
+        accuracy: rate(right, total),
+        packets: total,
+        attack_drop_rate: rate(attack - attack_passed, attack),
+        benign_drop_rate: rate(benign - confusion[0][0], benign),
+    }
+}
+
+fn confusion_text(confusion: &[Vec<u64>]) -> String {
+    let mut s = format!("  {:>12} predicted:", "true \\");
+    for n in CLASS_NAMES {
+        s += &format!("{n:>11}");
+    }
+    for (t, row) in confusion.iter().enumerate() {
+        s += &format!("\n  {:>22}", CLASS_NAMES[t]);
+        for n in row {
+            s += &format!("{n:>11}");
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_count_any_attack_class_as_a_drop() {
+        // benign: 98 right, 2 called udp_flood; syn_flood: 90 right, 5 port_scan, 5 benign.
+        let mut m = vec![vec![0u64; CLASSES]; CLASSES];
+        m[0][0] = 98;
+        m[0][2] = 2;
+        m[1][1] = 90;
+        m[1][3] = 5;
+        m[1][0] = 5;
+        let r = summarize(&m);
+        assert_eq!(r.packets, 200);
+        assert_eq!(r.accuracy, 188.0 / 200.0);
+        assert_eq!(r.benign_drop_rate, 0.02);
+        assert_eq!(r.attack_drop_rate, 0.95);
+        let empty = summarize(&vec![vec![0; CLASSES]; CLASSES]);
+        assert_eq!((empty.accuracy, empty.benign_drop_rate), (0.0, 0.0));
+    }
+}

@@ -1,0 +1,110 @@
+//! Feature vectors exactly as the kernel computed them: the classifier runs with
+//! [`FLAG_SAMPLE_ALL`] and copies every classified packet's features, flow and verdict into its
+//! ring buffer, which [`Sampler`] reads. Training data taken this way comes from the real data
+//! path: the driver's frames, the kernel's clock, the kernel's flow table.
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use npk_common::{
+    fixed::quantize_multiplier,
+    maps::{Action, Config, FLAG_SAMPLE_ALL, MAP_SAMPLES, Sample},
+    model::{
+        FeatureSchema, LOGIT_MAX, LOGIT_MIN, MAX_CLASSES, MODEL_FORMAT_VERSION, MODEL_MAGIC, Model,
+    },
+    packet::NUM_FEATURES,
+};
+
+use crate::kernel::{
+    Classifier,
+    attach::{self, AttachMode, Attachment},
+};
+
+/// The model a capture runs: the classifier computes features only for packets it classifies,
+/// so one must be loaded. One layer of zero weights: every packet is class 0, and passes.
+pub fn pass_model() -> Box<Model> {
+    let mut m: Box<Model> = bytemuck::allocation::zeroed_box();
+    let h = &mut m.header;
+    h.magic = MODEL_MAGIC;
+    h.format_version = MODEL_FORMAT_VERSION;
+    h.model_version = 1;
+    h.feature_schema = FeatureSchema::PacketV1 as u32;
+    h.num_layers = 1;
+    h.num_inputs = NUM_FEATURES as u32;
+    h.num_classes = 2;
+    let (mult, shift) = quantize_multiplier(1.0).expect("1.0 is a valid multiplier");
+    m.input.multiplier[..NUM_FEATURES].fill(mult);
+    m.input.shift[..NUM_FEATURES].fill(shift);
+    let l = &mut m.layers[0];
+    l.in_dim = NUM_FEATURES as u32;
+    l.out_dim = 2;
+    (l.act_min, l.act_max) = (LOGIT_MIN, LOGIT_MAX);
+    l.multiplier[..2].fill(mult);
+    l.shift[..2].fill(shift);
+    m
+}
+
+/// Infer every packet, sample every packet, act per class as `class_action` says.
+pub fn sample_all(class_action: [u8; MAX_CLASSES]) -> Config {
+    Config {
+        reinfer_every: 1,
+        flags: FLAG_SAMPLE_ALL,
+        class_action,
+        _pad: [0; 2],
+    }
+}
+
+/// Attaches the classifier to `iface` to record features: [`pass_model`], every class passes,
+/// every packet sampled. Dropping the attachment detaches.
+pub fn start(iface: &str, mode: AttachMode) -> Result<(Attachment, Sampler)> {
+    let config = sample_all([Action::Pass as u8; MAX_CLASSES]);
+    let mut attachment = attach::attach(iface, mode, &pass_model(), &config, false)?;
+    let sampler = Sampler::take(&mut attachment.classifier)?;
+    Ok((attachment, sampler))
+}
+
+/// Reads the classifier's sample ring buffer.
+pub struct Sampler {
+    ring: RingBuf<MapData>,
+}
+
+impl Sampler {
+    /// Takes the ring buffer map out of `classifier` (the kernel side keeps writing it).
+    pub fn take(classifier: &mut Classifier) -> Result<Self> {
+        let map = classifier
+            .ebpf
+            .take_map(MAP_SAMPLES)
+            .with_context(|| format!("map {MAP_SAMPLES} missing (taken already?)"))?;
+        Ok(Self {
+            ring: RingBuf::try_from(map).context("opening the sample ring buffer")?,
+        })
+    }
+
+    /// Calls `f` for every sample waiting; returns how many there were. Never blocks.
+    pub fn drain(&mut self, mut f: impl FnMut(&Sample)) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.ring.next() {
+            if let Some(bytes) = item.get(..size_of::<Sample>()) {
+                f(&bytemuck::pod_read_unaligned(bytes));
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use npk_common::infer::{PlainLoop, Scratch, infer};
+
+    #[test]
+    fn the_pass_model_is_valid_and_says_class_0() {
+        let m = pass_model();
+        m.validate().unwrap();
+        let mut scratch = Box::new(Scratch::new());
+        for v in [0, 1, -5, i32::MAX] {
+            scratch.features[..NUM_FEATURES].fill(v);
+            assert_eq!(infer(&m, &mut scratch, &mut PlainLoop), 0);
+        }
+    }
+}
