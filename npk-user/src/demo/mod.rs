@@ -390,7 +390,7 @@ fn replay(
         lab.host_if,
         config.mode
     ));
-    let header: Vec<String> = CLASS_NAMES.iter().map(|n| format!("{n:>10}")).collect();
+    let header: Vec<String> = CLASS_NAMES.iter().map(|n| format!("{n:>11}")).collect();
     say(&format!(
         "  {:>4} {:>7} {} {:>8} {:>8} {:>7}",
         "t(s)",
@@ -482,7 +482,7 @@ impl Snapshot {
         };
         let per_class: String = c.class_packets[..CLASSES]
             .iter()
-            .map(|n| format!("{n:>10}"))
+            .map(|n| format!("{n:>11}"))
             .collect();
         let (right, total) = hits(confusion);
         let accuracy = if total > 0 {

@@ -83,13 +83,13 @@ pub fn confusion(names: &[&str], matrix: &[Vec<u64>], title: &str) -> String {
 pub struct Series<'a> {
     pub name: &'a str,
     pub values: &'a [f64],
-    /// The y axis; `None`: from 0 (or the least value) to the largest value.
+    /// The y axis; `None`: from the least value to the largest.
     pub range: Option<(f64, f64)>,
 }
 
 /// One line chart per series, stacked.
 pub fn curves(title: &str, series: &[Series]) -> String {
-    let (width, panel, left, top, gap) = (640.0, 200.0, 70.0, 40.0, 50.0);
+    let (width, panel, left, top, gap) = (640.0, 200.0, 70.0, 60.0, 50.0);
     let plot_w = width - left - 30.0;
     let height = top + series.len() as f64 * (panel + gap);
     let mut s = format!(
@@ -113,10 +113,12 @@ pub fn curves(title: &str, series: &[Series]) -> String {
         let (lo, hi) = range.unwrap_or_else(|| {
             let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            if lo.is_finite() && hi > lo {
-                (lo.min(0.0), hi)
-            } else {
-                (0.0, 1.0)
+            match (lo.is_finite(), hi > lo) {
+                (true, true) => (lo, hi),
+                // A constant series sits in the middle.
+                (true, false) => (lo - 1.0, lo + 1.0),
+                // No values.
+                _ => (0.0, 1.0),
             }
         });
         let x = |i: usize| left + plot_w * i as f64 / (values.len().max(2) - 1) as f64;
@@ -201,7 +203,19 @@ mod tests {
         assert_eq!(svg.matches("<polyline").count(), 2);
         let first = svg.split("points=\"").nth(1).unwrap();
         let points: Vec<&str> = first.split('"').next().unwrap().split(' ').collect();
-        assert_eq!(points, ["70.0,40.0", "340.0,140.0", "610.0,190.0"]);
+        // From 1 at the top to 0.25 at the bottom of the first panel (y 60 to 260).
+        assert_eq!(points, ["70.0,60.0", "340.0,193.3", "610.0,260.0"]);
         assert!(!svg.contains("NaN"));
+        for values in [&[][..], &[2.0, 2.0]] {
+            let svg = curves(
+                "flat",
+                &[Series {
+                    name: "x",
+                    values,
+                    range: None,
+                }],
+            );
+            assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        }
     }
 }
