@@ -15,6 +15,7 @@ use super::eval::score;
 use crate::{
     dataset::{Dataset, Standardizer},
     model_file::ModelFile,
+    packets::features::packet_standardizer,
     quantize::quantize,
     train::{self, EpochStats, TrainConfig, parse_hidden},
 };
@@ -84,7 +85,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let data = Dataset::load_csv(&args.data)?;
     config.validate(data.num_features, data.num_classes)?;
     let (train_raw, test_raw) = data.split(args.test_split, args.seed)?;
-    let standardizer = Standardizer::fit(&train_raw);
+    let schema = schema_of(&data.feature_names);
+    let standardizer = match schema {
+        FeatureSchema::PacketV1 => packet_standardizer(&train_raw),
+        FeatureSchema::Tabular => Standardizer::fit(&train_raw),
+    };
     let train_set = standardizer.apply(&train_raw);
 
     let bar = epoch_bar(config.epochs as u64, args.json);
@@ -112,13 +117,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     // Calibrated on the raw training rows: the quantized model folds standardization in.
-    let quantized = quantize(
-        &mlp,
-        &standardizer,
-        &train_raw,
-        schema_of(&data.feature_names),
-    )
-    .context("quantizing the trained model")?;
+    let quantized = quantize(&mlp, &standardizer, &train_raw, schema)
+        .context("quantizing the trained model")?;
     let scores = score(&mlp, &standardizer, &quantized, &test_raw);
     let widths: Vec<String> = mlp
         .layers

@@ -7,6 +7,8 @@
 
 use std::{collections::HashMap, io::Write, path::Path};
 
+use crate::dataset::{Dataset, Standardizer};
+
 use npk_common::{
     maps::FlowState,
     packet::{FEATURE_NAMES, FlowKey, NUM_FEATURES, ParseError, observe, parse},
@@ -43,6 +45,18 @@ impl FlowTable {
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()
     }
+}
+
+/// The standardization for a packet model: per-feature mean and std of `train`, with the means
+/// rounded to integers. The kernel centres each raw (integer) feature on an integer offset, the
+/// mean rounded, and the quantizer leaves the rounding out of the first layer's bias; for
+/// features with a small spread (SYN counts, flags) that half-unit shift is up to a standard
+/// deviation. Trained on integer means, the float model sees what the kernel computes: measured
+/// on one demo capture over 5 seeds, int8/float agreement went from 0.9945-0.9996 to 1.0000.
+pub fn packet_standardizer(train: &Dataset) -> Standardizer {
+    let mut s = Standardizer::fit(train);
+    s.mean.iter_mut().for_each(|m| *m = m.round());
+    s
 }
 
 /// Frames that produced no feature vector, by reason (the kernel counts them the same way).
@@ -114,10 +128,7 @@ impl<W: Write> FeatureCsv<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        dataset::Dataset,
-        packets::synth::{FrameSpec, v4_mapped},
-    };
+    use crate::packets::synth::{FrameSpec, v4_mapped};
     use npk_common::packet::PROTO_UDP;
 
     fn udp(src_port: u16, payload: usize) -> Vec<u8> {
