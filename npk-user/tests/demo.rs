@@ -58,7 +58,10 @@ fn a_short_demo_meets_the_bar_and_cleans_up() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed: {stderr}");
     eprintln!("{stderr}");
-    assert!(start.elapsed() < Duration::from_secs(120), "demo too slow");
+    // Release (CI) runs take ~13 s; unoptimized training is ten times slower.
+    if !cfg!(debug_assertions) {
+        assert!(start.elapsed() < Duration::from_secs(60), "demo too slow");
+    }
 
     let last = stdout.lines().last().expect("a JSON line");
     let v: serde_json::Value = serde_json::from_str(last).expect(last);
