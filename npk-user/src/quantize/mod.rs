@@ -342,6 +342,9 @@ fn build(
 
     let mut frac_bits = Vec::with_capacity(n_in);
     let mut input_scales = Vec::with_capacity(n_in);
+    // The kernel subtracts an integer offset; what it differs from the mean, in standardized
+    // units, is folded into the first layer's biases below.
+    let mut offset_shift = Vec::with_capacity(n_in);
     for j in 0..n_in {
         let max_x = stats.max_abs_x[j];
         let f = match schema {
@@ -367,7 +370,9 @@ fn build(
             name: name(j),
             multiplier: r,
         })?;
-        model.input.offset[j] = (f64::from(std.mean[j]) * pow).round() as i32;
+        let offset = (f64::from(std.mean[j]) * pow).round();
+        model.input.offset[j] = offset as i32;
+        offset_shift.push((f64::from(std.mean[j]) * pow - offset) / (f64::from(std.std[j]) * pow));
         model.input.multiplier[j] = m;
         model.input.shift[j] = sh;
         frac_bits.push(f);
@@ -402,6 +407,22 @@ fn build(
             (0, LOGIT_MIN, LOGIT_MAX)
         };
         let row = |o: usize| &dense.weights[o * dense.in_dim..(o + 1) * dense.in_dim];
+        // The kernel's first layer sees z + offset_shift: W (z + d) + b' = W z + b needs
+        // b' = b - W d.
+        let float_bias: Vec<f64> = (0..dense.out_dim)
+            .map(|o| {
+                let b = f64::from(dense.bias[o]);
+                if l == 0 {
+                    b - row(o)
+                        .iter()
+                        .zip(&offset_shift)
+                        .map(|(&w, &d)| f64::from(w) * d)
+                        .sum::<f64>()
+                } else {
+                    b
+                }
+            })
+            .collect();
         // A bias too large for BIAS_Q_MAX accumulator units coarsens the row's scale instead:
         // the row's weights are then negligible next to it anyway.
         let mut acc_scales: Vec<f64> = (0..dense.out_dim)
@@ -410,7 +431,7 @@ fn build(
                     .iter()
                     .zip(in_scales)
                     .fold(0.0, |a: f64, (&w, &s)| a.max((f64::from(w) * s).abs()));
-                (max_w / 127.0).max(f64::from(dense.bias[o]).abs() / BIAS_Q_MAX)
+                (max_w / 127.0).max(float_bias[o].abs() / BIAS_Q_MAX)
             })
             .collect();
         // A neuron with zero weights and bias outputs 0 whatever its scale. The output layer
@@ -432,7 +453,7 @@ fn build(
                 *s_acc = zero_row_scale;
             }
             let s_acc = *s_acc;
-            let bias = f64::from(dense.bias[o]);
+            let bias = float_bias[o];
             let s_out = if hidden {
                 // Output codes finer than one accumulator unit carry no information, and a
                 // nearly dead neuron's tiny max would otherwise need a multiplier beyond 2^30.
