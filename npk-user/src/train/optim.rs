@@ -99,12 +99,17 @@ pub struct Adam {
 }
 
 impl Adam {
+    /// The usual defaults (Kingma & Ba), also handed to the GPU trainer.
+    pub const BETA1: f32 = 0.9;
+    pub const BETA2: f32 = 0.999;
+    pub const EPS: f32 = 1e-8;
+
     pub fn new(mlp: &Mlp, lr: f32) -> Self {
         Self {
             lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
+            beta1: Self::BETA1,
+            beta2: Self::BETA2,
+            eps: Self::EPS,
             steps: 0,
             m: DenseGrads::zeros_for(mlp),
             v: DenseGrads::zeros_for(mlp),
