@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use npk_common::model::{MAX_CLASSES, MAX_INPUTS, MAX_LAYERS, MAX_WIDTH};
 
-use self::gemm::{Layout, gemm};
+use self::gemm::{Layout, gemm_nn, gemm_nt};
 pub use self::optim::{Adam, DenseGrads, Optimizer, OptimizerKind, Sgd};
 use self::rng::Rng;
 use crate::dataset::Dataset;
@@ -175,21 +175,16 @@ impl Dense {
     /// # Shapes
     /// `x`: `batch x in_dim`; `y`: `batch x out_dim`.
     fn forward_into(&self, x: &[f32], batch: usize, relu: bool, y: &mut [f32]) {
-        gemm(
+        gemm_nt(
             batch,
             self.in_dim,
             self.out_dim,
             x,
-            Layout::Normal,
             &self.weights,
-            Layout::Transposed,
+            &self.bias,
+            relu,
             y,
         );
-        for row in y.chunks_exact_mut(self.out_dim) {
-            for (v, &b) in row.iter_mut().zip(&self.bias) {
-                *v = if relu { (*v + b).max(0.0) } else { *v + b };
-            }
-        }
     }
 }
 
@@ -404,14 +399,14 @@ impl Trainer {
             };
             let g = &mut self.grads[l];
             // dW = deltaᵀ · input: (out x m) · (m x in).
-            gemm(
+            gemm_nn(
                 layer.out_dim,
                 m,
                 layer.in_dim,
                 delta,
                 Layout::Transposed,
                 input,
-                Layout::Normal,
+                None,
                 &mut g.weights,
             );
             g.bias.fill(0.0);
@@ -421,23 +416,18 @@ impl Trainer {
                 }
             }
             if l > 0 {
-                // d input = delta · W: (m x out) · (out x in), then the ReLU gate.
-                let prev = &mut lower[l - 1][..m * layer.in_dim];
-                gemm(
+                // d input = delta · W: (m x out) · (out x in), gated by the ReLU's derivative
+                // (the input is the previous layer's ReLU output).
+                gemm_nn(
                     m,
                     layer.out_dim,
                     layer.in_dim,
                     delta,
                     Layout::Normal,
                     &layer.weights,
-                    Layout::Normal,
-                    prev,
+                    Some(input),
+                    &mut lower[l - 1][..m * layer.in_dim],
                 );
-                for (d, &a) in prev.iter_mut().zip(input) {
-                    if a <= 0.0 {
-                        *d = 0.0;
-                    }
-                }
             }
         }
         StepStats {
