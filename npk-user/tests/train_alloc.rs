@@ -44,7 +44,6 @@ fn steps_and_predictions_allocate_nothing() {
     let mut rng = Rng::new(3);
     for optimizer in [OptimizerKind::Adam, OptimizerKind::Sgd] {
         let mlp = Mlp::new(inputs, &[16, 12], classes, &mut rng);
-        let layers = mlp.layers.len();
         let mut trainer = Trainer::new(mlp.clone(), optimizer.build(&mlp, 0.01), max_batch);
         let x: Vec<f32> = (0..max_batch * inputs)
             .map(|_| rng.normal() as f32)
