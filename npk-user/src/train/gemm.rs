@@ -65,6 +65,18 @@ impl Out {
         }
     }
 
+    /// Row `i`, columns `j..j + len`, as a slice.
+    ///
+    /// # Safety
+    /// No other task touches these columns while the slice lives.
+    #[inline(always)]
+    unsafe fn row_mut<'a>(self, i: usize, j: usize, len: usize) -> &'a mut [f32] {
+        assert!(i < self.rows && j + len <= self.cols);
+        // SAFETY: in bounds (asserted; `new` checked the buffer's length), exclusive by the
+        // caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.cols + j), len) }
+    }
+
     /// # Safety
     /// `i < rows`, `j < cols`, and no other task writes column `j`.
     #[inline(always)]
@@ -181,8 +193,8 @@ impl Tiles for Avx2 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
-        _mm256_storeu_ps,
+        __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_hadd_ps, _mm256_loadu_ps,
+        _mm256_permute2f128_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
     };
 
     use super::{L, Out, hsum};
@@ -203,6 +215,22 @@ mod avx2 {
         // SAFETY: `out` holds L floats.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
         out
+    }
+
+    /// The horizontal sums of eight vectors, by a tree of `hadd`s.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum8(v: [__m256; 8]) -> [f32; L] {
+        let t0 = _mm256_hadd_ps(v[0], v[1]);
+        let t1 = _mm256_hadd_ps(v[2], v[3]);
+        let t2 = _mm256_hadd_ps(v[4], v[5]);
+        let t3 = _mm256_hadd_ps(v[6], v[7]);
+        // Lane halves: u0 = [sums of v0..v3 over the low 4 lanes | over the high 4 lanes].
+        let u0 = _mm256_hadd_ps(t0, t1);
+        let u1 = _mm256_hadd_ps(t2, t3);
+        let low = _mm256_permute2f128_ps::<0x20>(u0, u1);
+        let high = _mm256_permute2f128_ps::<0x31>(u0, u1);
+        lanes(_mm256_add_ps(low, high))
     }
 
     /// See `Tiles::nt_tile`.
@@ -240,9 +268,30 @@ mod avx2 {
             p += L;
         }
         let mut sums = [[0.0f32; C]; R];
+        if R * C == 8 {
+            // The common 4 x 2 tile: all eight horizontal sums at once.
+            let mut flat = [_mm256_setzero_ps(); 8];
+            for r in 0..R {
+                for c in 0..C {
+                    flat[r * C + c] = acc[r][c];
+                }
+            }
+            let all = hsum8(flat);
+            for r in 0..R {
+                for c in 0..C {
+                    sums[r][c] = all[r * C + c];
+                }
+            }
+        } else {
+            for r in 0..R {
+                for c in 0..C {
+                    sums[r][c] = hsum(lanes(acc[r][c]));
+                }
+            }
+        }
         for r in 0..R {
             for c in 0..C {
-                let mut s = hsum(lanes(acc[r][c]));
+                let mut s = sums[r][c];
                 for q in full..k {
                     s = ar[r][q].mul_add(br[c][q], s);
                 }
@@ -646,9 +695,20 @@ fn nn_store<const R: usize, const V: usize>(
     j: usize,
 ) {
     for (r, row) in t.iter().enumerate() {
+        let start = (i + r) * out.cols + j;
+        // SAFETY: row i + r < rows, columns j..j + V * L lie inside this task's range (nn_cols),
+        // so no other task touches them while this slice lives.
+        let dst = unsafe { out.row_mut(i + r, j, V * L) };
         for (v, lanes) in row.iter().enumerate() {
-            for (l, &x) in lanes.iter().enumerate() {
-                store_gated(gate, out, i + r, j + v * L + l, x);
+            let dst = &mut dst[v * L..(v + 1) * L];
+            match gate {
+                None => dst.copy_from_slice(lanes),
+                Some(g) => {
+                    let g = &g[start + v * L..start + (v + 1) * L];
+                    for ((d, &x), &g) in dst.iter_mut().zip(lanes).zip(g) {
+                        *d = if g > 0.0 { x } else { 0.0 };
+                    }
+                }
             }
         }
     }
