@@ -356,6 +356,16 @@ impl Trainer {
         }
     }
 
+    /// Forward and backward without the update: the gradient of the mean loss over the batch
+    /// (kept in the trainer; the next [`Self::step`] overwrites it). For timing the backward
+    /// pass apart from the update.
+    ///
+    /// # Shapes
+    /// As [`Self::step`].
+    pub fn gradients(&mut self, x: &[f32], labels: &[u32]) -> StepStats {
+        self.forward_backward(x, labels)
+    }
+
     /// Fills `self.grads` with the gradient of the mean loss over the batch.
     fn forward_backward(&mut self, x: &[f32], labels: &[u32]) -> StepStats {
         let m = labels.len();
