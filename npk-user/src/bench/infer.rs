@@ -9,7 +9,7 @@ use npk_common::{
 };
 use serde::Serialize;
 
-use crate::kernel::{Classifier, ProgramKind};
+use crate::kernel::{BpfStats, Classifier, ProgramKind};
 use crate::packets::synth::{FrameSpec, v4_mapped};
 
 #[derive(Debug, Serialize)]
@@ -50,31 +50,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
-
-/// Turns the kernel's per-program run-time accounting off while it lives (it adds two clock reads
-/// to every run of every program) and restores the previous setting.
-struct BpfStatsOff(Option<String>);
-
-impl BpfStatsOff {
-    fn new() -> Self {
-        let previous = std::fs::read_to_string(BPF_STATS).ok();
-        let _ = std::fs::write(BPF_STATS, "0");
-        Self(previous)
-    }
-}
-
-impl Drop for BpfStatsOff {
-    fn drop(&mut self) {
-        if let Some(v) = &self.0 {
-            let _ = std::fs::write(BPF_STATS, v.trim());
-        }
-    }
-}
-
 /// Times `model` in the XDP classifier (inference on every packet) against `npk_bare`.
 pub fn run(model: &Model, rounds: u32, repeat: u32) -> Result<InferBench> {
-    let _stats_off = BpfStatsOff::new();
+    // Stats accounting adds two clock reads to every run of every program.
+    let _stats_off = BpfStats::set(false);
     let mut classifier = Classifier::load(ProgramKind::Xdp)?;
     classifier.push(model)?;
     classifier.set_config(&Config {

@@ -17,7 +17,7 @@ use npk_common::{
     model::Model,
 };
 
-use super::{Classifier, ProgramKind};
+use super::{BpfStats, Classifier, ProgramKind};
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 
@@ -42,6 +42,8 @@ pub struct Attachment {
     pub iface: String,
     dir: PathBuf,
     persistent: bool,
+    /// Restores kernel.bpf_stats_enabled when a foreground attachment ends.
+    _stats: Option<BpfStats>,
     _link: Option<FdLink>,
 }
 
@@ -94,8 +96,8 @@ pub fn attach(
     let mut classifier = Classifier::load(kind)?;
     classifier.push(model)?;
     classifier.set_config(config)?;
-    // run_time_ns/run_cnt for `npk stats` (a global switch; costs a few ns per run).
-    let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
+    // run_time_ns/run_cnt for `npk stats` (costs two clock reads per run).
+    let stats = BpfStats::set(true);
 
     let name = kind.name();
     let prog = classifier
@@ -160,6 +162,7 @@ pub fn attach(
         iface: iface.to_string(),
         dir,
         persistent: false,
+        _stats: None,
         _link: None,
     };
     pinned?;
@@ -167,8 +170,10 @@ pub fn attach(
         link.pin(attachment.dir.join("link"))
             .context("pinning the link")?;
         attachment.persistent = true;
+        stats.keep();
     } else {
         attachment._link = Some(link);
+        attachment._stats = Some(stats);
     }
     Ok(attachment)
 }

@@ -51,6 +51,33 @@ impl ProgramKind {
     }
 }
 
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// The kernel's per-program run-time accounting (run_time_ns/run_cnt), a global switch set for
+/// as long as the guard lives and restored after.
+pub struct BpfStats(Option<String>);
+
+impl BpfStats {
+    pub fn set(enabled: bool) -> Self {
+        let previous = std::fs::read_to_string(BPF_STATS).ok();
+        let _ = std::fs::write(BPF_STATS, if enabled { "1" } else { "0" });
+        Self(previous)
+    }
+
+    /// Leaves the setting as it is now when the guard goes (a pinned attachment keeps it on).
+    pub fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        if let Some(v) = &self.0 {
+            let _ = std::fs::write(BPF_STATS, v.trim());
+        }
+    }
+}
+
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF memory to it, and explains a
 /// missing privilege up front instead of an EPERM deep inside a load.
 fn check_privileges() -> Result<()> {
