@@ -441,6 +441,10 @@ fn nt_rows<const C: usize, K: Tiles>(
             let t = K::nt_tile::<4, C>(k, a, b, i, j);
             nt_store(t, bias, relu, out, i, j);
             i += 4;
+        } else if i + 2 <= out.rows {
+            let t = K::nt_tile::<2, C>(k, a, b, i, j);
+            nt_store(t, bias, relu, out, i, j);
+            i += 2;
         } else {
             let t = K::nt_tile::<1, C>(k, a, b, i, j);
             nt_store(t, bias, relu, out, i, j);
@@ -641,6 +645,10 @@ fn nn_rows<const V: usize, const T: bool, K: Tiles>(
             let t = K::nn_tile::<4, V, T>(k, a, b, out, i, j);
             nn_store(t, gate, out, i, j);
             i += 4;
+        } else if i + 2 <= out.rows {
+            let t = K::nn_tile::<2, V, T>(k, a, b, out, i, j);
+            nn_store(t, gate, out, i, j);
+            i += 2;
         } else {
             let t = K::nn_tile::<1, V, T>(k, a, b, out, i, j);
             nn_store(t, gate, out, i, j);
