@@ -1,5 +1,5 @@
-//! `npk train`: load a CSV file, split it, train the float MLP, quantize it, save both and report
-//! their accuracy on the test split.
+//! `npk train`: load a CSV file, split it, train the float MLP on the CPU or the GPU; with
+//! `--out`, quantize it, save both and report their accuracy on the test split.
 
 use std::{
     io::{self, IsTerminal},
@@ -20,15 +20,16 @@ use crate::{
     train::{self, EpochStats, TrainConfig, parse_hidden},
 };
 
-/// Train an MLP on a CSV file, quantize it for the kernel and save both; reports accuracy on a
-/// held-out test split.
+/// Train an MLP on a CSV file and, with --out, quantize it for the kernel and save both; reports
+/// accuracy on a held-out test split.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
     /// CSV file: a header row, numeric feature columns, an integer label 0..K-1 last. A header
     /// of the packet feature names (`npk features` output) makes a model for `npk attach`.
     #[arg(long, value_name = "FILE.csv")]
     pub data: PathBuf,
-    /// Hidden layer widths, input side first: at most 3 layers of 1..=128 units.
+    /// Hidden layer widths, input side first. With --out (a model for the kernel): at most 3
+    /// layers of 1..=128 units; without it any number and width trains.
     #[arg(long, default_value = "16,16", value_name = "W1,W2,...")]
     pub hidden: String,
     /// Passes over the training split.
@@ -50,8 +51,12 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.2, value_name = "F")]
     pub test_split: f64,
     /// Model file to write: float model, standardization and the quantized kernel model.
+    /// Without it the float model is trained and scored only.
     #[arg(long, value_name = "MODEL")]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
+    /// Where to train: cpu, or gpu (device 0, through CUDA; fails when there is none).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
     /// Print one JSON object as the last line of stdout (epoch lines go to stderr).
     #[arg(long)]
     pub json: bool,
@@ -70,11 +75,18 @@ impl TrainArgs {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    Cpu,
+    Gpu,
+}
+
 /// The `--json` line; field names are relied upon by scripts and bench/mlp_numpy.py.
 #[derive(Serialize)]
 struct Report {
     float_accuracy: f64,
-    quantized_accuracy: f64,
+    /// `null` without --out (nothing was quantized).
+    quantized_accuracy: Option<f64>,
     train_seconds: f64,
     test_samples: usize,
     epochs: usize,
@@ -83,7 +95,11 @@ struct Report {
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let data = Dataset::load_csv(&args.data)?;
-    config.validate(data.num_features, data.num_classes)?;
+    if args.out.is_some() {
+        config.check_kernel_limits(data.num_features, data.num_classes)?;
+    } else {
+        config.validate(data.num_features, data.num_classes)?;
+    }
     let (train_raw, test_raw) = data.split(args.test_split, args.seed)?;
     let schema = schema_of(&data.feature_names);
     let standardizer = match schema {
@@ -94,13 +110,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 
     let bar = epoch_bar(config.epochs as u64, args.json);
     let mut train_seconds = 0.0;
-    let mlp = train::train(&train_set, &config, |e: &EpochStats| {
+    let on_epoch = |e: &EpochStats| {
+        let accuracy = e
+            .train_accuracy
+            .map_or(String::new(), |a| format!("  train acc {a:.4}"));
         let line = format!(
-            "epoch {:>w$}/{}  loss {:.4}  train acc {:.4}  {:.2}s",
+            "epoch {:>w$}/{}  loss {:.4}{accuracy}  {:.2}s",
             e.epoch,
             config.epochs,
             e.loss,
-            e.train_accuracy,
             e.elapsed.as_secs_f64(),
             w = config.epochs.to_string().len()
         );
@@ -113,45 +131,65 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         bar.inc(1);
         train_seconds = e.elapsed.as_secs_f64();
-    })?;
+    };
+    let mlp = match args.device {
+        Device::Cpu => train::train(&train_set, &config, on_epoch)?,
+        Device::Gpu => train::gpu::train_gpu(&train_set, &config, on_epoch)?,
+    };
     bar.finish_and_clear();
 
-    // Calibrated on the raw training rows: the quantized model folds standardization in.
-    let quantized = quantize(&mlp, &standardizer, &train_raw, schema)
-        .context("quantizing the trained model")?;
-    let scores = score(&mlp, &standardizer, &quantized, &test_raw);
     let widths: Vec<String> = mlp
         .layers
         .iter()
         .map(|l| l.in_dim.to_string())
         .chain([mlp.num_classes().to_string()])
         .collect();
-    ModelFile::new(mlp, standardizer, quantized, data.feature_names).save(&args.out)?;
+    let summary = format!(
+        "trained {} ({}, lr {}) on {} rows for {} epochs in {train_seconds:.3} s on the {}",
+        widths.join("-"),
+        config.optimizer,
+        config.lr,
+        train_set.len(),
+        config.epochs,
+        match args.device {
+            Device::Cpu => "CPU",
+            Device::Gpu => "GPU",
+        }
+    );
+    let (float_accuracy, quantized_accuracy) = match &args.out {
+        Some(out) => {
+            // Calibrated on the raw training rows: the quantized model folds standardization in.
+            let quantized = quantize(&mlp, &standardizer, &train_raw, schema)
+                .context("quantizing the trained model")?;
+            let scores = score(&mlp, &standardizer, &quantized, &test_raw);
+            ModelFile::new(mlp, standardizer, quantized, data.feature_names).save(out)?;
+            (scores.float_accuracy, Some(scores.quantized_accuracy))
+        }
+        None => (mlp.accuracy(&standardizer.apply(&test_raw)), None),
+    };
 
     if args.json {
         let report = Report {
-            float_accuracy: scores.float_accuracy,
-            quantized_accuracy: scores.quantized_accuracy,
+            float_accuracy,
+            quantized_accuracy,
             train_seconds,
-            test_samples: scores.samples,
+            test_samples: test_raw.len(),
             epochs: config.epochs,
         };
         println!("{}", serde_json::to_string(&report)?);
     } else {
+        println!("{summary}");
         println!(
-            "trained {} ({}, lr {}) on {} rows for {} epochs in {train_seconds:.3} s",
-            widths.join("-"),
-            config.optimizer,
-            config.lr,
-            train_set.len(),
-            config.epochs
+            "float test accuracy:     {float_accuracy:.4} ({} rows)",
+            test_raw.len()
         );
-        println!(
-            "float test accuracy:     {:.4} ({} rows)",
-            scores.float_accuracy, scores.samples
-        );
-        println!("quantized test accuracy: {:.4}", scores.quantized_accuracy);
-        println!("model written to {}", args.out.display());
+        if let Some(q) = quantized_accuracy {
+            println!("quantized test accuracy: {q:.4}");
+        }
+        match &args.out {
+            Some(out) => println!("model written to {}", out.display()),
+            None => println!("no --out: nothing quantized or saved"),
+        }
     }
     Ok(())
 }

@@ -124,7 +124,7 @@ pub fn run(
     let acc: Vec<f64> = trained
         .epochs
         .iter()
-        .map(|e| f64::from(e.train_accuracy))
+        .filter_map(|e| e.train_accuracy.map(f64::from))
         .collect();
     write(
         &curve_path,

@@ -5,6 +5,7 @@
 //! model plus every buffer a training step needs, sized once for the largest batch.
 
 mod gemm;
+pub mod gpu;
 pub mod optim;
 pub mod rng;
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use npk_common::model::{MAX_CLASSES, MAX_INPUTS, MAX_LAYERS, MAX_WIDTH};
 
-use self::gemm::{Layout, gemm};
+use self::gemm::{Layout, gemm_nn, gemm_nt};
 pub use self::optim::{Adam, DenseGrads, Optimizer, OptimizerKind, Sgd};
 use self::rng::Rng;
 use crate::dataset::Dataset;
@@ -26,6 +27,12 @@ pub enum TrainError {
         "hidden layer list '{list}': '{item}' is not a width (expected positive integers separated by commas, like 16,16)"
     )]
     HiddenList { list: String, item: String },
+    #[error("hidden layer {0} has width 0: must be at least 1")]
+    ZeroWidth(usize),
+    #[error("no input features: the data needs at least one feature column")]
+    NoFeatures,
+    #[error("{0} classes: need at least 2")]
+    TooFewClasses(usize),
     #[error(
         "{0} hidden layers: at most {max} (the kernel runs at most MAX_LAYERS = {MAX_LAYERS} dense layers, the output layer included)",
         max = MAX_LAYERS - 1
@@ -78,27 +85,18 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// Checks the configuration against the data shape and the kernel's fixed limits.
+    /// Checks what any float training needs: non-empty layers and data shape, a usable batch,
+    /// epoch count and learning rate. Any width and depth trains; [`Self::check_kernel_limits`]
+    /// adds the limits of a model that is to be quantized for the kernel.
     pub fn validate(&self, num_inputs: usize, num_classes: usize) -> Result<(), TrainError> {
-        if self.hidden.len() > MAX_LAYERS - 1 {
-            return Err(TrainError::Layers(self.hidden.len()));
+        if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
+            return Err(TrainError::ZeroWidth(i + 1));
         }
-        if let Some((i, &w)) = self
-            .hidden
-            .iter()
-            .enumerate()
-            .find(|&(_, &w)| !(1..=MAX_WIDTH).contains(&w))
-        {
-            return Err(TrainError::Width {
-                layer: i + 1,
-                width: w,
-            });
+        if num_inputs == 0 {
+            return Err(TrainError::NoFeatures);
         }
-        if !(1..=MAX_INPUTS).contains(&num_inputs) {
-            return Err(TrainError::Inputs(num_inputs));
-        }
-        if !(2..=MAX_CLASSES).contains(&num_classes) {
-            return Err(TrainError::Classes(num_classes));
+        if num_classes < 2 {
+            return Err(TrainError::TooFewClasses(num_classes));
         }
         if self.batch == 0 {
             return Err(TrainError::Batch);
@@ -108,6 +106,38 @@ impl TrainConfig {
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(TrainError::LearningRate(self.lr));
+        }
+        Ok(())
+    }
+
+    /// [`Self::validate`], plus the kernel's fixed limits (layers, widths, inputs, classes):
+    /// checked before training a model that will be quantized, so that no time is spent on a
+    /// model the kernel cannot run.
+    pub fn check_kernel_limits(
+        &self,
+        num_inputs: usize,
+        num_classes: usize,
+    ) -> Result<(), TrainError> {
+        self.validate(num_inputs, num_classes)?;
+        if self.hidden.len() > MAX_LAYERS - 1 {
+            return Err(TrainError::Layers(self.hidden.len()));
+        }
+        if let Some((i, &w)) = self
+            .hidden
+            .iter()
+            .enumerate()
+            .find(|&(_, &w)| w > MAX_WIDTH)
+        {
+            return Err(TrainError::Width {
+                layer: i + 1,
+                width: w,
+            });
+        }
+        if num_inputs > MAX_INPUTS {
+            return Err(TrainError::Inputs(num_inputs));
+        }
+        if num_classes > MAX_CLASSES {
+            return Err(TrainError::Classes(num_classes));
         }
         Ok(())
     }
@@ -145,21 +175,16 @@ impl Dense {
     /// # Shapes
     /// `x`: `batch x in_dim`; `y`: `batch x out_dim`.
     fn forward_into(&self, x: &[f32], batch: usize, relu: bool, y: &mut [f32]) {
-        gemm(
+        gemm_nt(
             batch,
             self.in_dim,
             self.out_dim,
             x,
-            Layout::Normal,
             &self.weights,
-            Layout::Transposed,
+            &self.bias,
+            relu,
             y,
         );
-        for row in y.chunks_exact_mut(self.out_dim) {
-            for (v, &b) in row.iter_mut().zip(&self.bias) {
-                *v = if relu { (*v + b).max(0.0) } else { *v + b };
-            }
-        }
     }
 }
 
@@ -296,9 +321,23 @@ impl Trainer {
         stats
     }
 
-    /// Fills `self.grads` with the gradient of the mean loss over the batch.
-    fn forward_backward(&mut self, x: &[f32], labels: &[u32]) -> StepStats {
-        let m = labels.len();
+    /// The predicted class of each row of a batch, into `out` (one per row), through the
+    /// trainer's own buffers: nothing is allocated.
+    ///
+    /// # Shapes
+    /// `x`: `out.len() x num_inputs`, `1 <= out.len() <= max_batch`.
+    pub fn predict(&mut self, x: &[f32], out: &mut [u32]) {
+        let m = out.len();
+        self.forward(x, m);
+        let k = self.mlp.num_classes();
+        let logits = &self.acts[self.acts.len() - 1][..m * k];
+        for (o, z) in out.iter_mut().zip(logits.chunks_exact(k)) {
+            *o = argmax(z) as u32;
+        }
+    }
+
+    /// Fills `self.acts` for a batch of `m` rows.
+    fn forward(&mut self, x: &[f32], m: usize) {
         assert!(
             (1..=self.max_batch).contains(&m),
             "batch of {m} rows, buffers hold {}",
@@ -315,7 +354,24 @@ impl Trainer {
             };
             layer.forward_into(input, m, l < last, &mut rest[0][..m * layer.out_dim]);
         }
+    }
 
+    /// Forward and backward without the update: the gradient of the mean loss over the batch
+    /// (kept in the trainer; the next [`Self::step`] overwrites it). For timing the backward
+    /// pass apart from the update.
+    ///
+    /// # Shapes
+    /// As [`Self::step`].
+    pub fn gradients(&mut self, x: &[f32], labels: &[u32]) -> StepStats {
+        self.forward_backward(x, labels)
+    }
+
+    /// Fills `self.grads` with the gradient of the mean loss over the batch.
+    fn forward_backward(&mut self, x: &[f32], labels: &[u32]) -> StepStats {
+        let m = labels.len();
+        self.forward(x, m);
+        let layers = &self.mlp.layers;
+        let last = layers.len() - 1;
         let k = layers[last].out_dim;
         let logits = &self.acts[last][..m * k];
         let delta = &mut self.deltas[last][..m * k];
@@ -353,14 +409,14 @@ impl Trainer {
             };
             let g = &mut self.grads[l];
             // dW = deltaᵀ · input: (out x m) · (m x in).
-            gemm(
+            gemm_nn(
                 layer.out_dim,
                 m,
                 layer.in_dim,
                 delta,
                 Layout::Transposed,
                 input,
-                Layout::Normal,
+                None,
                 &mut g.weights,
             );
             g.bias.fill(0.0);
@@ -370,23 +426,18 @@ impl Trainer {
                 }
             }
             if l > 0 {
-                // d input = delta · W: (m x out) · (out x in), then the ReLU gate.
-                let prev = &mut lower[l - 1][..m * layer.in_dim];
-                gemm(
+                // d input = delta · W: (m x out) · (out x in), gated by the ReLU's derivative
+                // (the input is the previous layer's ReLU output).
+                gemm_nn(
                     m,
                     layer.out_dim,
                     layer.in_dim,
                     delta,
                     Layout::Normal,
                     &layer.weights,
-                    Layout::Normal,
-                    prev,
+                    Some(input),
+                    &mut lower[l - 1][..m * layer.in_dim],
                 );
-                for (d, &a) in prev.iter_mut().zip(input) {
-                    if a <= 0.0 {
-                        *d = 0.0;
-                    }
-                }
             }
         }
         StepStats {
@@ -403,30 +454,62 @@ pub struct EpochStats {
     pub epoch: usize,
     /// Mean training loss over the epoch's rows, measured before each batch's update.
     pub loss: f32,
-    /// Training accuracy over the epoch, measured like `loss`.
-    pub train_accuracy: f32,
+    /// Training accuracy over the epoch, measured like `loss`; `None` on the GPU, whose step
+    /// reports the loss only.
+    pub train_accuracy: Option<f32>,
     /// Since training started.
     pub elapsed: Duration,
 }
 
 /// Trains a new model on `data` (standardized features): He init and per-epoch shuffles both
 /// seeded by `config.seed`, mini-batches of `config.batch` rows (the last one may be smaller).
-/// Calls `on_epoch` after every epoch.
+/// Calls `on_epoch` after every epoch. Any layer sizes train; see
+/// [`TrainConfig::check_kernel_limits`] for a model meant for the kernel.
 pub fn train(
     data: &Dataset,
     config: &TrainConfig,
-    mut on_epoch: impl FnMut(&EpochStats),
+    on_epoch: impl FnMut(&EpochStats),
 ) -> Result<Mlp, TrainError> {
+    let (mut rng, mlp) = init(data, config)?;
+    let optimizer = config.optimizer.build(&mlp, config.lr);
+    let mut trainer = Trainer::new(mlp, optimizer, config.batch.min(data.len()));
+    run_epochs(data, config, &mut rng, on_epoch, |x, y| {
+        let s = trainer.step(x, y);
+        Ok::<_, std::convert::Infallible>((s.loss, Some(s.correct)))
+    })
+    .unwrap_or_else(|never| match never {});
+    Ok(trainer.into_mlp())
+}
+
+/// Validates `config` against `data` and draws the initial He weights; the returned generator
+/// goes on to draw the shuffles, as in every run with this seed.
+fn init(data: &Dataset, config: &TrainConfig) -> Result<(Rng, Mlp), TrainError> {
     config.validate(data.num_features, data.num_classes)?;
     if data.is_empty() {
         return Err(TrainError::NoData);
     }
-    let (n, d) = (data.len(), data.num_features);
     let mut rng = Rng::new(config.seed);
-    let mlp = Mlp::new(d, &config.hidden, data.num_classes, &mut rng);
-    let optimizer = config.optimizer.build(&mlp, config.lr);
+    let mlp = Mlp::new(
+        data.num_features,
+        &config.hidden,
+        data.num_classes,
+        &mut rng,
+    );
+    Ok((rng, mlp))
+}
+
+/// The epoch loop of every device: shuffle, gather each mini-batch into one buffer, call
+/// `step(x, labels)`, which returns the batch's mean loss and, where the device reports it,
+/// its number of correct predictions.
+fn run_epochs<E>(
+    data: &Dataset,
+    config: &TrainConfig,
+    rng: &mut Rng,
+    mut on_epoch: impl FnMut(&EpochStats),
+    mut step: impl FnMut(&[f32], &[u32]) -> Result<(f32, Option<usize>), E>,
+) -> Result<(), E> {
+    let (n, d) = (data.len(), data.num_features);
     let batch = config.batch.min(n);
-    let mut trainer = Trainer::new(mlp, optimizer, batch);
     let mut order: Vec<usize> = (0..n).collect();
     let mut x = vec![0.0; batch * d];
     let mut y = vec![0; batch];
@@ -434,25 +517,25 @@ pub fn train(
     for epoch in 1..=config.epochs {
         rng.shuffle(&mut order);
         let mut loss = 0.0;
-        let mut correct = 0;
+        let mut correct = Some(0);
         for rows in order.chunks(batch) {
             let m = rows.len();
             for (r, &i) in rows.iter().enumerate() {
                 x[r * d..(r + 1) * d].copy_from_slice(data.row(i));
                 y[r] = data.labels[i];
             }
-            let s = trainer.step(&x[..m * d], &y[..m]);
-            loss += f64::from(s.loss) * m as f64;
-            correct += s.correct;
+            let (batch_loss, batch_correct) = step(&x[..m * d], &y[..m])?;
+            loss += f64::from(batch_loss) * m as f64;
+            correct = correct.zip(batch_correct).map(|(a, b)| a + b);
         }
         on_epoch(&EpochStats {
             epoch,
             loss: (loss / n as f64) as f32,
-            train_accuracy: correct as f32 / n as f32,
+            train_accuracy: correct.map(|c| c as f32 / n as f32),
             elapsed: start.elapsed(),
         });
     }
-    Ok(trainer.into_mlp())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -632,7 +715,7 @@ mod tests {
 
     #[test]
     fn validation_names_each_limit() {
-        let err = |c: TrainConfig| c.validate(4, 3).unwrap_err().to_string();
+        let err = |c: TrainConfig| c.check_kernel_limits(4, 3).unwrap_err().to_string();
         assert_eq!(
             err(TrainConfig {
                 hidden: vec![16, 129],
@@ -642,10 +725,10 @@ mod tests {
         );
         assert_eq!(
             err(TrainConfig {
-                hidden: vec![0],
+                hidden: vec![8, 0],
                 ..config()
             }),
-            "hidden layer 1 has width 0: must be 1..=128 (the kernel's MAX_WIDTH)"
+            "hidden layer 2 has width 0: must be at least 1"
         );
         assert_eq!(
             err(TrainConfig {
@@ -684,19 +767,30 @@ mod tests {
             .is_err()
         );
         assert_eq!(
-            config().validate(4, 17).unwrap_err().to_string(),
+            config().check_kernel_limits(4, 17).unwrap_err().to_string(),
             "17 classes: must be 2..=16 (the kernel's MAX_CLASSES)"
         );
         assert_eq!(
-            config().validate(129, 3).unwrap_err().to_string(),
+            config()
+                .check_kernel_limits(129, 3)
+                .unwrap_err()
+                .to_string(),
             "129 input features: must be 1..=128 (the kernel's MAX_INPUTS)"
+        );
+        assert_eq!(
+            config().validate(0, 3).unwrap_err().to_string(),
+            "no input features: the data needs at least one feature column"
+        );
+        assert_eq!(
+            config().validate(4, 1).unwrap_err().to_string(),
+            "1 classes: need at least 2"
         );
         assert!(
             TrainConfig {
                 hidden: vec![128; 3],
                 ..config()
             }
-            .validate(128, 16)
+            .check_kernel_limits(128, 16)
             .is_ok()
         );
         assert!(
@@ -704,8 +798,18 @@ mod tests {
                 hidden: vec![],
                 ..config()
             }
-            .validate(4, 3)
+            .check_kernel_limits(4, 3)
             .is_ok()
+        );
+        // Float training alone takes any width, depth, input and class count.
+        let wide = TrainConfig {
+            hidden: vec![1600, 2600, 1600, 2500],
+            ..config()
+        };
+        assert!(wide.validate(200, 40).is_ok());
+        assert_eq!(
+            wide.check_kernel_limits(4, 3).unwrap_err(),
+            TrainError::Layers(4)
         );
         let (mut empty, _) = iris();
         empty.features.clear();

@@ -77,12 +77,74 @@ impl Optimizer for Sgd {
     fn step(&mut self, mlp: &mut Mlp, grads: &[DenseGrads]) {
         let (lr, mu) = (self.lr, self.momentum);
         for_each_tensor(mlp, grads, [&mut self.velocity], |w, g, [v]| {
-            for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
-                *v = mu * *v + g;
-                *w -= lr * *v;
-            }
+            in_chunks(w, g, [v], |w, g, [v]| {
+                #[cfg(target_arch = "x86_64")]
+                if super::gemm::avx2_fma() {
+                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                    unsafe { sgd_avx2(w, g, v, lr, mu) };
+                    return;
+                }
+                sgd_update(w, g, v, lr, mu);
+            });
         });
     }
+}
+
+/// Below this many parameters a tensor is updated on the calling thread.
+const PARALLEL_PARAMS: usize = 1 << 20;
+/// Parameters per parallel task, at most.
+const TASK_PARAMS: usize = 1 << 17;
+
+/// Runs `f` on the tensor and its states as a whole, or on matching pieces of them over the
+/// rayon pool when the tensor is large: the update is memory-bound, and one core does not
+/// saturate the memory bus. Halves recursively through `rayon::join`, which allocates nothing.
+fn in_chunks<const S: usize, F>(w: &mut [f32], g: &[f32], states: [&mut [f32]; S], f: F)
+where
+    F: Fn(&mut [f32], &[f32], [&mut [f32]; S]) + Sync,
+{
+    fn halves<const S: usize, F>(w: &mut [f32], g: &[f32], states: [&mut [f32]; S], f: &F)
+    where
+        F: Fn(&mut [f32], &[f32], [&mut [f32]; S]) + Sync,
+    {
+        if w.len() <= TASK_PARAMS {
+            return f(w, g, states);
+        }
+        let mid = w.len() / 2;
+        let (w1, w2) = w.split_at_mut(mid);
+        let (g1, g2) = g.split_at(mid);
+        let mut right: [&mut [f32]; S] = [(); S].map(|_| <&mut [f32]>::default());
+        let mut i = 0;
+        let left = states.map(|s| {
+            let (a, b) = s.split_at_mut(mid);
+            right[i] = b;
+            i += 1;
+            a
+        });
+        rayon::join(|| halves(w1, g1, left, f), || halves(w2, g2, right, f));
+    }
+    if w.len() < PARALLEL_PARAMS {
+        f(w, g, states);
+    } else {
+        halves(w, g, states, &f);
+    }
+}
+
+#[inline(always)]
+fn sgd_update(w: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, mu: f32) {
+    let n = w.len();
+    let (g, v) = (&g[..n], &mut v[..n]);
+    for i in 0..n {
+        v[i] = mu * v[i] + g[i];
+        w[i] -= lr * v[i];
+    }
+}
+
+/// [`sgd_update`] vectorized for AVX2; the same arithmetic (no fused multiply-adds), so the
+/// same results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn sgd_avx2(w: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, mu: f32) {
+    sgd_update(w, g, v, lr, mu);
 }
 
 /// Adam (Kingma & Ba) with bias correction:
@@ -99,12 +161,17 @@ pub struct Adam {
 }
 
 impl Adam {
+    /// The usual defaults (Kingma & Ba), also handed to the GPU trainer.
+    pub const BETA1: f32 = 0.9;
+    pub const BETA2: f32 = 0.999;
+    pub const EPS: f32 = 1e-8;
+
     pub fn new(mlp: &Mlp, lr: f32) -> Self {
         Self {
             lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
+            beta1: Self::BETA1,
+            beta2: Self::BETA2,
+            eps: Self::EPS,
             steps: 0,
             m: DenseGrads::zeros_for(mlp),
             v: DenseGrads::zeros_for(mlp),
@@ -118,14 +185,55 @@ impl Optimizer for Adam {
         let (b1, b2, lr, eps) = (self.beta1, self.beta2, self.lr, self.eps);
         let c1 = 1.0 / (1.0 - f64::from(b1).powi(self.steps)) as f32;
         let c2 = 1.0 / (1.0 - f64::from(b2).powi(self.steps)) as f32;
+        let k = AdamStep {
+            b1,
+            b2,
+            lr,
+            eps,
+            c1,
+            c2,
+        };
         for_each_tensor(mlp, grads, [&mut self.m, &mut self.v], |w, g, [m, v]| {
-            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                *w -= lr * (*m * c1) / ((*v * c2).sqrt() + eps);
-            }
+            in_chunks(w, g, [m, v], |w, g, [m, v]| {
+                #[cfg(target_arch = "x86_64")]
+                if super::gemm::avx2_fma() {
+                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                    unsafe { adam_avx2(w, g, m, v, &k) };
+                    return;
+                }
+                adam_update(w, g, m, v, &k);
+            });
         });
     }
+}
+
+/// The scalars of one Adam step; `c1`, `c2` are the bias corrections `1 / (1 - beta^t)`.
+struct AdamStep {
+    b1: f32,
+    b2: f32,
+    lr: f32,
+    eps: f32,
+    c1: f32,
+    c2: f32,
+}
+
+#[inline(always)]
+fn adam_update(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &AdamStep) {
+    let n = w.len();
+    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+    for i in 0..n {
+        m[i] = k.b1 * m[i] + (1.0 - k.b1) * g[i];
+        v[i] = k.b2 * v[i] + (1.0 - k.b2) * g[i] * g[i];
+        w[i] -= k.lr * (m[i] * k.c1) / ((v[i] * k.c2).sqrt() + k.eps);
+    }
+}
+
+/// [`adam_update`] vectorized for AVX2 (8 square roots and divisions at a time); the same
+/// arithmetic, so the same results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn adam_avx2(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &AdamStep) {
+    adam_update(w, g, m, v, k);
 }
 
 /// Which optimizer `npk train --optimizer` builds.
