@@ -385,7 +385,7 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply, WireError> {
     let raw_status = u16::from_le_bytes([head[6], head[7]]);
     let status = Status::from_u16(raw_status).ok_or(WireError::UnknownStatus(raw_status))?;
     let logit_bytes = bytes.len() - REPLY_HEADER_LEN;
-    if logit_bytes % 4 != 0 || logit_bytes / 4 > MAX_CLASSES {
+    if !logit_bytes.is_multiple_of(4) || logit_bytes / 4 > MAX_CLASSES {
         return Err(WireError::LogitBytes(logit_bytes));
     }
     let num_logits = logit_bytes / 4;
@@ -575,7 +575,9 @@ mod tests {
         bad_magic[0] = b'X';
         let mut bad_version = good.clone();
         bad_version[4] = 2;
-        let cases: [(&[u8], Option<&Model>, Status, u32, u32); 8] = [
+        // (request, model, status, echoed request id, detail)
+        type Case<'a> = (&'a [u8], Option<&'a Model>, Status, u32, u32);
+        let cases: [Case; 8] = [
             (&good[..15], Some(&m), Status::ShortPacket, 77, 0),
             (&good[..11], Some(&m), Status::ShortPacket, 0, 0),
             (&[], Some(&m), Status::ShortPacket, 0, 0),

@@ -16,6 +16,9 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// ns per packet of the kernel classifier vs a parse-only program (BPF_PROG_TEST_RUN).
     Infer(InferArgs),
+    /// Requests/s and latency of the kernel inference server vs the userspace one, over a
+    /// veth pair made for the run.
+    Serve(super::serve::BenchServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +44,7 @@ pub struct InferArgs {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchCommand::Infer(a) => infer(a),
+        BenchCommand::Serve(a) => super::serve::bench(a),
     }
 }
 

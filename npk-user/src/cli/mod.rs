@@ -1,6 +1,8 @@
 //! The `npk` command line: one module per subcommand, doc comments are the help text.
 
 mod bench;
+mod client;
+mod serve;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +26,10 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Check the kernel classifier against the userspace reference on generated frames.
     Verify(verify::VerifyArgs),
+    /// Answer inference requests over UDP, in the kernel (XDP) or from userspace.
+    Serve(serve::ServeArgs),
+    /// Send inference requests to `npk serve` and check every reply.
+    Client(client::ClientArgs),
 }
 
 impl Cli {
@@ -31,6 +37,8 @@ impl Cli {
         match self.command {
             Command::Bench(a) => bench::run(a),
             Command::Verify(a) => verify::run(a),
+            Command::Serve(a) => serve::run(a),
+            Command::Client(a) => client::run(a),
         }
     }
 }

@@ -1,0 +1,326 @@
+//! `npk serve`: answer inference requests (npk_common::wire over UDP) in the kernel (XDP) or
+//! from a userspace socket, until Ctrl-C, SIGTERM or --seconds.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, ensure};
+use aya::programs::XdpMode;
+use clap::{Args, ValueEnum};
+use npk_common::{
+    model::Model,
+    wire::{DEFAULT_PORT, ServeCounters, Status},
+};
+
+use super::Hidden;
+use crate::{
+    netlab::stop_flag,
+    serve::{
+        ServerEvent,
+        bench::{BenchConfig, Mode, run as run_bench},
+        kernel::KernelServer,
+        model::random_tabular_model,
+        user::{Io, UserServer},
+    },
+};
+
+/// How often the kernel server's process looks at the counters and the stop flag: the only
+/// system calls it makes while serving.
+const POLL: Duration = Duration::from_millis(250);
+
+/// The model to serve or to check replies against. Until model files can be loaded here,
+/// a random tabular model: every process given the same arguments builds the same model.
+#[derive(Clone, Debug, Args)]
+pub struct ModelArgs {
+    /// Inputs (features per request) of the random model.
+    #[arg(long, default_value_t = 4)]
+    pub inputs: usize,
+    /// Hidden layer widths of the random model.
+    #[arg(long, default_value = "16,16")]
+    pub hidden: Hidden,
+    /// Classes of the random model.
+    #[arg(long, default_value_t = 3)]
+    pub classes: usize,
+    /// Seed of the random model's weights.
+    #[arg(long, default_value_t = 1)]
+    pub model_seed: u64,
+}
+
+impl ModelArgs {
+    pub fn build(&self) -> Result<Box<Model>> {
+        random_tabular_model(self.inputs, &self.hidden.0, self.classes, self.model_seed)
+            .context("building the random model")
+    }
+
+    /// The same arguments for another npk process.
+    pub fn to_args(&self) -> Vec<String> {
+        let hidden: Vec<String> = self.hidden.0.iter().map(usize::to_string).collect();
+        vec![
+            "--inputs".into(),
+            self.inputs.to_string(),
+            "--hidden".into(),
+            hidden.join(","),
+            "--classes".into(),
+            self.classes.to_string(),
+            "--model-seed".into(),
+            self.model_seed.to_string(),
+        ]
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum IoArg {
+    /// One recvfrom and one sendto per request.
+    Plain,
+    /// Batches through recvmmsg/sendmmsg.
+    Mmsg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XdpModeArg {
+    /// Generic XDP (after the socket buffer is built): works on every interface.
+    Skb,
+    /// Driver XDP; on a veth, replies need an XDP program on the peer (see --peer).
+    Native,
+}
+
+impl XdpModeArg {
+    pub fn mode(self) -> XdpMode {
+        match self {
+            Self::Skb => XdpMode::Skb,
+            Self::Native => XdpMode::Driver,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Serve in the kernel: attach the XDP server to this interface.
+    #[arg(
+        long,
+        value_name = "IFACE",
+        conflicts_with = "user",
+        required_unless_present = "user"
+    )]
+    kernel: Option<String>,
+    /// Serve from a userspace UDP socket.
+    #[arg(long)]
+    user: bool,
+    /// UDP port served.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Address the userspace server binds.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Userspace I/O style.
+    #[arg(long, value_enum, default_value_t = IoArg::Mmsg)]
+    io: IoArg,
+    /// Datagrams per recvmmsg/sendmmsg call (--io mmsg).
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// XDP attach mode (--kernel).
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Skb)]
+    xdp_mode: XdpModeArg,
+    /// Also attach to this veth peer, NETNS:IFACE, so that native-mode replies are accepted
+    /// there (npk_serve passes them on).
+    #[arg(long, value_name = "NETNS:IFACE")]
+    peer: Option<String>,
+    /// Stop after this many seconds (default: at Ctrl-C or SIGTERM).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// One JSON line when serving starts and one with the counters at the end.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    ensure!(args.port != 0, "--port 0 cannot be served");
+    let model = args.model.build()?;
+    let stop = stop_flag();
+    if let Some(s) = args.seconds {
+        ensure!(
+            s.is_finite() && s > 0.0,
+            "--seconds must be a positive number, not {s}"
+        );
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(s));
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let start = Instant::now();
+    let counters = match &args.kernel {
+        Some(iface) => {
+            let mut server = KernelServer::load(&model, args.port)?;
+            server.attach(iface, args.xdp_mode.mode())?;
+            if let Some(peer) = &args.peer {
+                let (netns, peer_if) = peer
+                    .split_once(':')
+                    .with_context(|| format!("--peer {peer}: expected NETNS:IFACE"))?;
+                server.attach_in_netns(netns, peer_if, args.xdp_mode.mode())?;
+            }
+            ready(
+                &args,
+                &format!("in the kernel on {iface} ({:?} XDP)", args.xdp_mode),
+            );
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(POLL);
+            }
+            server.counters()?
+        }
+        None => {
+            let io = match args.io {
+                IoArg::Plain => Io::Plain,
+                IoArg::Mmsg => Io::Mmsg { batch: args.batch },
+            };
+            let mut server = UserServer::bind(SocketAddr::new(args.bind, args.port), model, io)?;
+            ready(
+                &args,
+                &format!("from userspace ({}) on {}", io.name(), server.local_addr()?),
+            );
+            server.run(stop)?
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&ServerEvent::from_counters("stopped", &counters))?
+        );
+    } else {
+        print_counters(&counters, start.elapsed());
+    }
+    Ok(())
+}
+
+fn ready(args: &ServeArgs, what: &str) {
+    if args.json {
+        let event = ServerEvent::from_counters("ready", &bytemuck::Zeroable::zeroed());
+        println!(
+            "{}",
+            serde_json::to_string(&event).expect("a plain struct serializes")
+        );
+    } else {
+        println!(
+            "serving port {} {what} (pid {}); Ctrl-C stops",
+            args.port,
+            std::process::id()
+        );
+    }
+}
+
+fn print_counters(c: &ServeCounters, elapsed: Duration) {
+    println!(
+        "{} requests in {:.1} s; replies:",
+        c.requests,
+        elapsed.as_secs_f64()
+    );
+    for s in Status::ALL {
+        let n = c.replies[s as usize];
+        if n > 0 {
+            println!("  {:<20} {n}", s.name());
+        }
+    }
+    if c.malformed + c.unsupported + c.tx_errors > 0 {
+        println!(
+            "  malformed {} unsupported {} tx errors {}",
+            c.malformed, c.unsupported, c.tx_errors
+        );
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BenchServeArgs {
+    /// Requests per server.
+    #[arg(long, default_value_t = 200_000)]
+    requests: u64,
+    /// Requests in flight per client thread.
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// Client threads (one socket each).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Datagrams per recvmmsg/sendmmsg call of the batched userspace server.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// XDP mode of the kernel server; native also attaches it to the namespace's veth end.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Native)]
+    xdp_mode: XdpModeArg,
+    /// Run each server under `strace -c -f` and report its system calls per request.
+    #[arg(long)]
+    strace: bool,
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Print the summary as one JSON line (last line).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub fn bench(args: BenchServeArgs) -> Result<()> {
+    ensure!(args.requests >= 1, "--requests must be at least 1");
+    ensure!(args.window >= 1, "--window must be at least 1");
+    ensure!(
+        (1..=64).contains(&args.threads),
+        "--threads {} outside 1..=64",
+        args.threads
+    );
+    ensure!(args.port != 0, "--port 0 cannot be served");
+    let model = args.model.build()?;
+    let config = BenchConfig {
+        exe: std::env::current_exe().context("locating the npk binary")?,
+        model_args: args.model.to_args(),
+        requests: args.requests,
+        window: args.window,
+        threads: args.threads,
+        batch: args.batch,
+        xdp_mode: match args.xdp_mode {
+            XdpModeArg::Skb => "skb",
+            XdpModeArg::Native => "native",
+        }
+        .to_string(),
+        strace: args.strace,
+        port: args.port,
+        modes: vec![Mode::Kernel, Mode::UserPlain, Mode::UserMmsg],
+    };
+    let json = args.json;
+    let (_, summary) = run_bench(&config, &model, stop_flag(), |run| {
+        if json {
+            return;
+        }
+        let r = &run.client;
+        let per_request = run.syscalls_per_request.map_or(String::new(), |s| {
+            format!(", {s:.4} server syscalls/request")
+        });
+        println!(
+            "{:<10} {:>10.0} requests/s  p50 {:>7.1} us  p99 {:>7.1} us  mismatches {} lost {}{per_request}",
+            run.mode, r.rps, r.p50_us, r.p99_us, r.mismatches, r.lost
+        );
+        if let Some(t) = &run.syscalls {
+            println!("  strace -c of the {} server process:", run.mode);
+            for line in t.text.lines() {
+                println!("    {line}");
+            }
+        }
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "kernel / best userspace ({}): {:.2}x requests/s; mismatches {}",
+            summary.user_mode,
+            summary.kernel_rps / summary.user_rps.max(f64::MIN_POSITIVE),
+            summary.mismatches
+        );
+    }
+    ensure!(
+        summary.mismatches == 0,
+        "{} replies differed from the reference",
+        summary.mismatches
+    );
+    Ok(())
+}
