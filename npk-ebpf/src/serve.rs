@@ -9,9 +9,10 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{xdp_action, xdp_md},
     helpers::generated::{
-        bpf_csum_diff, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_csum_diff, bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
+        bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -282,7 +283,6 @@ fn answer(
             return None;
         }
     }
-    let reply = buf.udp.get_mut(PAYLOAD_AT..)?;
     let model = model_header();
     let active = match model {
         Ok(Some(h)) => Some(ActiveModel {
@@ -292,70 +292,110 @@ fn answer(
         _ => None,
     };
     let version = active.map_or(0, |a| a.version);
-    let (status, id, class, detail, classes) = match (check_request(&buf.head, len, active), model)
-    {
-        // Pushes kept rewriting the slot: we cannot say whether a model is there.
-        (Err(r), Err(())) if r.status == Status::NoModel => {
-            (Status::Retry, r.request_id, NO_CLASS, 0, 0)
-        }
-        (Err(r), _) => (r.status, r.request_id, NO_CLASS, r.detail, 0),
-        (Ok(id), Ok(Some(h))) => match infer_request(ctx, payload_off, &h, stats, reply)? {
-            Ok(class) => (Status::Ok, id, class, 0, h.num_classes as usize),
-            Err(s) => (s, id, NO_CLASS, 0, 0),
+    let (status, classes) = match (check_request(&buf.head, len, active), model) {
+        (Ok(id), Ok(Some(h))) => match infer_request(ctx.ctx, buf, &h, stats, id) {
+            INFERRED => (Status::Ok, h.num_classes as usize),
+            RETRY => (Status::Retry, 0),
+            NO_MODEL => (Status::NoModel, 0),
+            _ => return None,
         },
-        // Unreachable: check_request accepts nothing without a model.
-        (Ok(id), _) => (Status::NoModel, id, NO_CLASS, 0, 0),
+        (check, model) => {
+            let (status, id, detail) = match check {
+                // Pushes kept rewriting the slot: whether a model is there is unknown.
+                Err(r) if r.status == Status::NoModel && model.is_err() => {
+                    (Status::Retry, r.request_id, 0)
+                }
+                Err(r) => (r.status, r.request_id, r.detail),
+                // Unreachable: check_request accepts nothing without a model.
+                Ok(id) => (Status::NoModel, id, 0),
+            };
+            let header = reply_header(buf)?;
+            write_reply_header(header, status, id, NO_CLASS, version, detail);
+            (status, 0)
+        }
     };
-    let header = reply.first_chunk_mut::<REPLY_HEADER_LEN>()?;
-    write_reply_header(header, status, id, class, version, detail);
     Some((status, REPLY_HEADER_LEN + 4 * classes.min(MAX_CLASSES)))
 }
 
-/// Loads the features, runs the model and copies the logits after the reply header.
-/// `Ok(class)`, or the status of a request that lost its model to a push.
 #[inline(always)]
+fn reply_header(buf: &mut ServeBuf) -> Option<&mut [u8; REPLY_HEADER_LEN]> {
+    buf.udp.get_mut(PAYLOAD_AT..)?.first_chunk_mut()
+}
+
+/// [`infer_request`] results.
+const INFERRED: u32 = 0;
+const RETRY: u32 = 1;
+const NO_MODEL: u32 = 2;
+const UNREADABLE: u32 = 3;
+
+/// Loads the features, runs the model and writes the whole reply after the UDP header.
+/// Returns [`INFERRED`], [`RETRY`] (pushes replaced the model during the inference),
+/// [`NO_MODEL`] (the model went away) or [`UNREADABLE`] (the features could not be copied;
+/// nothing written).
+///
+/// A subprogram: the class is only known inside it (the argmax has a path per class), so the
+/// rest of the program is verified once, not once per class.
+#[inline(never)]
 fn infer_request(
-    ctx: &XdpContext,
-    payload_off: usize,
+    ctx: *mut xdp_md,
+    buf: &mut ServeBuf,
     model: &ModelHeader,
     stats: &mut ServeCounters,
-    reply: &mut [u8],
-) -> Option<Result<u32, Status>> {
-    let scratch = SCRATCH.get_ptr_mut(0)?;
+    request_id: u32,
+) -> u32 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return UNREADABLE;
+    };
     // SAFETY: per-CPU scratch, used by one program run at a time on this CPU.
     let scratch: &mut Scratch = unsafe { &mut *scratch };
     // The features are little-endian int32s, as in scratch.features: one copy. check_request
     // made sure the payload holds exactly num_inputs of them (1..=MAX_INPUTS).
     let bytes = 4 * model.num_inputs as usize;
     let bytes = ((opaque(bytes) - 1) & (4 * scratch.features.len() - 1)) + 1;
+    let offset = buf.parsed.l4 + 8 + REQUEST_HEADER_LEN;
     // SAFETY: features holds 4 * MAX_INPUTS >= bytes bytes; the helper checks the frame.
     let r = unsafe {
         bpf_xdp_load_bytes(
-            ctx.ctx,
-            (payload_off + REQUEST_HEADER_LEN) as u32,
+            ctx,
+            offset as u32,
             scratch.features.as_mut_ptr() as *mut c_void,
             bytes as u32,
         )
     };
     if r != 0 {
-        return None;
+        return UNREADABLE;
     }
-    let (class, version) = match classify(scratch, &mut stats.swap_retries) {
-        Ok(r) => r,
-        Err(ModelError::NoModel) => return Some(Err(Status::NoModel)),
-        Err(ModelError::SwapConflict) => return Some(Err(Status::Retry)),
+    let result = classify(scratch, &mut stats.swap_retries);
+    let Some(reply) = buf
+        .udp
+        .get_mut(PAYLOAD_AT..PAYLOAD_AT + REPLY_HEADER_LEN + 4 * MAX_CLASSES)
+    else {
+        return UNREADABLE;
     };
-    if version != model.model_version {
-        // A push landed between the check and the inference: the feature count and the
-        // logits' buffer were the old model's.
-        return Some(Err(Status::Retry));
+    let (header, logits_out) = reply.split_at_mut(REPLY_HEADER_LEN);
+    let Some(header) = header.first_chunk_mut::<REPLY_HEADER_LEN>() else {
+        return UNREADABLE;
+    };
+    match result {
+        // The version check catches a push between the request check and the inference: the
+        // feature count and the logits' buffer were the old model's.
+        Ok((class, version)) if version == model.model_version => {
+            write_reply_header(header, Status::Ok, request_id, class, version, 0);
+            let logits = &scratch.act[model.num_layers as usize & 1];
+            for (chunk, l) in logits_out.chunks_exact_mut(4).zip(logits.iter()) {
+                chunk.copy_from_slice(&l.to_le_bytes());
+            }
+            INFERRED
+        }
+        Err(ModelError::NoModel) => {
+            write_reply_header(header, Status::NoModel, request_id, NO_CLASS, 0, 0);
+            NO_MODEL
+        }
+        _ => {
+            write_reply_header(header, Status::Retry, request_id, NO_CLASS, 0, 0);
+            RETRY
+        }
     }
-    let logits = &scratch.act[model.num_layers as usize & 1];
-    let out = reply.get_mut(REPLY_HEADER_LEN..REPLY_HEADER_LEN + 4 * MAX_CLASSES)?;
-    for (chunk, l) in out.chunks_exact_mut(4).zip(logits.iter().take(MAX_CLASSES)) {
-        chunk.copy_from_slice(&l.to_le_bytes());
-    }
-    Some(Ok(class))
 }
 
 /// Folds a checksum partial sum to 16 bits.
@@ -460,7 +500,7 @@ fn rewrite_headers(
     udp[UDP_AT + 6..UDP_AT + 8].copy_from_slice(&sum.to_le_bytes());
 }
 
-/// Resizes the frame to the reply and writes the rewritten headers and the reply into it.
+/// Resizes the frame to the reply's length and writes the rewritten headers and the reply into it.
 #[inline(always)]
 fn transmit(
     ctx: &XdpContext,
@@ -472,8 +512,16 @@ fn transmit(
     let l4 = p.l4;
     let new_len = l4 + 8 + reply_len;
     let delta = new_len as i64 - frame_len as i64;
-    // SAFETY: the helper checks the new length against the frame's buffer.
-    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
+    // Every byte of the reply is written below, so the frame may grow at either end. Generic
+    // XDP guarantees headroom (256 bytes) but not tailroom: a short request's skb may have
+    // none, so growth goes to the front first.
+    // SAFETY: the helpers check the new bounds against the frame's buffer.
+    let resized = unsafe {
+        delta == 0
+            || (delta > 0 && bpf_xdp_adjust_head(ctx.ctx, -delta as i32) == 0)
+            || bpf_xdp_adjust_tail(ctx.ctx, delta as i32) == 0
+    };
+    if !resized {
         return false;
     }
     // l4 is in 34..=86: Ethernet + IP (see parse).

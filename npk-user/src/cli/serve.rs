@@ -155,7 +155,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let start = Instant::now();
     let counters = match &args.kernel {
         Some(iface) => {
-            let mut server = KernelServer::load(&model, args.port)?;
+            let mut server = KernelServer::load(args.port)?;
+            server.push(&model)?;
             server.attach(iface, args.xdp_mode.mode())?;
             if let Some(peer) = &args.peer {
                 let (netns, peer_if) = peer

@@ -189,16 +189,7 @@ fn run_mode(
     if stop.load(Ordering::Relaxed) {
         bail!("interrupted");
     }
-    let stopped = server.stop()?;
-    let syscalls = match &trace_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading strace's summary {}", path.display()))?;
-            let _ = std::fs::remove_file(path);
-            Some(strace::parse(&text).with_context(|| format!("parsing {}", path.display()))?)
-        }
-        None => None,
-    };
+    let (stopped, syscalls) = server.stop()?;
     let syscalls_per_request = syscalls
         .as_ref()
         .filter(|_| stopped.requests > 0)
@@ -288,8 +279,8 @@ impl ServerChild {
         )
     }
 
-    /// SIGTERM to the server, then its `stopped` line.
-    fn stop(mut self) -> Result<ServerEvent> {
+    /// SIGTERM to the server; returns its `stopped` line and, when traced, strace's table.
+    fn stop(mut self) -> Result<(ServerEvent, Option<SyscallTable>)> {
         self.terminate();
         let status = self.child.wait().context("waiting for the server")?;
         let mut last = None;
@@ -300,7 +291,17 @@ impl ServerChild {
                 last = Some(e);
             }
         }
-        last.with_context(|| format!("the server ended ({status}) without its counters"))
+        let last =
+            last.with_context(|| format!("the server ended ({status}) without its counters"))?;
+        let syscalls = match &self.trace_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading strace's summary {}", path.display()))?;
+                Some(strace::parse(&text).with_context(|| format!("parsing {}", path.display()))?)
+            }
+            None => None,
+        };
+        Ok((last, syscalls))
     }
 
     /// Asks the server to stop and gives it EXIT_TIMEOUT before killing it.

@@ -24,18 +24,18 @@ pub struct KernelServer {
 }
 
 impl KernelServer {
-    /// Loads and verifies the program, pushes `model` and serves `port` (nothing attached yet).
-    pub fn load(model: &Model, port: u16) -> Result<Self> {
+    /// Loads and verifies the program and serves `port` (nothing attached yet). Until a model
+    /// is pushed, requests are answered NO_MODEL.
+    pub fn load(port: u16) -> Result<Self> {
         ensure!(port != 0, "port 0 cannot be served");
-        let mut classifier = Classifier::load(ProgramKind::Serve)?;
-        classifier.push(model)?;
+        let classifier = Classifier::load(ProgramKind::Serve)?;
         let mut server = Self { classifier };
         server.set_port(port)?;
         Ok(server)
     }
 
-    /// Replaces the model atomically (in-flight requests finish on the old one or are
-    /// answered RETRY); returns the new model version.
+    /// Installs or replaces the model atomically (in-flight requests finish on the old one or
+    /// are answered RETRY); returns the new model version (1 for the first push).
     pub fn push(&mut self, model: &Model) -> Result<u32> {
         self.classifier.push(model)
     }
