@@ -21,7 +21,7 @@ use std::{
 pub enum NetLabError {
     #[error("network namespaces and veth pairs need root (CAP_NET_ADMIN + CAP_SYS_ADMIN)")]
     NotRoot,
-    #[error("running `ip {args}`: {source} (is iproute2 installed?)")]
+    #[error("running `{args}`: {source} (are iproute2 and sh installed?)")]
     Spawn {
         args: String,
         #[source]
@@ -35,6 +35,8 @@ pub enum NetLabError {
         #[source]
         source: io::Error,
     },
+    #[error("setting RPS masks with `{script}` failed: {stderr}")]
+    Steer { script: String, stderr: String },
     #[error("the thread working in network namespace {0} panicked")]
     Panicked(String),
 }
@@ -60,7 +62,7 @@ pub fn ip(args: &[&str]) -> Result<(), NetLabError> {
         .args(args)
         .output()
         .map_err(|source| NetLabError::Spawn {
-            args: joined.clone(),
+            args: format!("ip {joined}"),
             source,
         })?;
     if !out.status.success() {
@@ -113,6 +115,43 @@ impl NetLab {
     /// wherever they are used afterwards.
     pub fn in_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetLabError> {
         in_netns(&self.netns, f)
+    }
+
+    /// Steers the receive processing of each veth end to a CPU set (RPS bit masks): what
+    /// arrives on the host end is processed on `host_cpus`, on the namespace end on `ns_cpus`.
+    /// Without it, a packet is processed on the CPU that sent it.
+    pub fn steer_receive(&self, host_cpus: u64, ns_cpus: u64) -> Result<(), NetLabError> {
+        let script = |iface: &str, mask: u64| {
+            format!(
+                "for q in /sys/class/net/{iface}/queues/rx-*; do echo {mask:x} > $q/rps_cpus || exit 1; done"
+            )
+        };
+        let host = script(&self.host_if, host_cpus);
+        // The namespace end's sysfs is only visible to a process in the namespace with sysfs
+        // remounted, which `ip netns exec` does.
+        let ns = script(&self.ns_if, ns_cpus);
+        for (args, what) in [
+            (vec!["sh", "-c", host.as_str()], host.clone()),
+            (
+                vec!["ip", "netns", "exec", &self.netns, "sh", "-c", ns.as_str()],
+                ns.clone(),
+            ),
+        ] {
+            let out = Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .map_err(|source| NetLabError::Spawn {
+                    args: what.clone(),
+                    source,
+                })?;
+            if !out.status.success() {
+                return Err(NetLabError::Steer {
+                    script: what,
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -20,9 +20,10 @@ use crate::{
     netlab::stop_flag,
     serve::{
         ServerEvent,
-        bench::{BenchConfig, Mode, run as run_bench},
+        bench::{BenchConfig, Mode, Pin, run as run_bench},
         kernel::KernelServer,
         model::random_tabular_model,
+        pin_to_cpu,
         user::{Io, UserServer},
     },
 };
@@ -131,6 +132,9 @@ pub struct ServeArgs {
     /// Stop after this many seconds (default: at Ctrl-C or SIGTERM).
     #[arg(long)]
     seconds: Option<f64>,
+    /// Pin the server process to this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
     /// One JSON line when serving starts and one with the counters at the end.
     #[arg(long)]
     json: bool,
@@ -141,6 +145,9 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> Result<()> {
     ensure!(args.port != 0, "--port 0 cannot be served");
     let model = args.model.build()?;
+    if let Some(cpu) = args.cpu {
+        pin_to_cpu(cpu).with_context(|| format!("--cpu {cpu}"))?;
+    }
     let stop = stop_flag();
     if let Some(s) = args.seconds {
         ensure!(
@@ -248,11 +255,21 @@ pub struct BenchServeArgs {
     #[arg(long, default_value_t = 64)]
     batch: usize,
     /// XDP mode of the kernel server; native also attaches it to the namespace's veth end.
-    #[arg(long, value_enum, default_value_t = XdpModeArg::Native)]
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Skb)]
     xdp_mode: XdpModeArg,
-    /// Run each server under `strace -c -f` and report its system calls per request.
+    /// Also run each server once under `strace -c -f` and report its system calls per
+    /// request (the timed runs are not traced).
     #[arg(long)]
     strace: bool,
+    /// Timed runs per server, interleaved; the median is reported.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// CPUs for the client and the server side, CLIENT,SERVER (e.g. 0,1): client threads and
+    /// reply processing on one, the server process or XDP program and request processing on
+    /// the other (RPS on the veth pair). `none`: the scheduler decides, and the XDP program
+    /// runs on the sending client's CPU.
+    #[arg(long, default_value = "none")]
+    pin: PinArg,
     #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
     /// Print the summary as one JSON line (last line).
@@ -271,6 +288,7 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
         args.threads
     );
     ensure!(args.port != 0, "--port 0 cannot be served");
+    ensure!(args.rounds >= 1, "--rounds must be at least 1");
     let model = args.model.build()?;
     let config = BenchConfig {
         exe: std::env::current_exe().context("locating the npk binary")?,
@@ -287,6 +305,8 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
         strace: args.strace,
         port: args.port,
         modes: vec![Mode::Kernel, Mode::UserPlain, Mode::UserMmsg],
+        rounds: args.rounds,
+        pin: args.pin.0,
     };
     let json = args.json;
     let (_, summary) = run_bench(&config, &model, stop_flag(), |run| {
@@ -324,4 +344,40 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
         summary.mismatches
     );
     Ok(())
+}
+
+/// `--pin CLIENT,SERVER` or `none`.
+#[derive(Clone, Copy, Debug)]
+pub struct PinArg(Option<Pin>);
+
+impl std::str::FromStr for PinArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "none" {
+            return Ok(Self(None));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let parse = |c: &str| -> Result<usize, String> {
+            let cpu: usize = c
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{c}` is not a CPU number"))?;
+            if cpu >= cpus {
+                return Err(format!("CPU {cpu}: this machine has CPUs 0..{cpus}"));
+            }
+            Ok(cpu)
+        };
+        let (client, server) = s
+            .split_once(',')
+            .ok_or_else(|| format!("`{s}`: expected CLIENT,SERVER (e.g. 0,1) or none"))?;
+        let pin = Pin {
+            client: parse(client)?,
+            server: parse(server)?,
+        };
+        if pin.client == pin.server {
+            return Err("the client and the server need different CPUs".into());
+        }
+        Ok(Self(Some(pin)))
+    }
 }

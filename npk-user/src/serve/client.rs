@@ -52,6 +52,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     pub model_id: u32,
     pub seed: u64,
+    /// Pin every client thread to this CPU.
+    pub cpu: Option<usize>,
 }
 
 impl ClientConfig {
@@ -67,6 +69,7 @@ impl ClientConfig {
             timeout: Duration::from_secs(1),
             model_id: ANY_MODEL,
             seed: 1,
+            cpu: None,
         }
     }
 }
@@ -191,6 +194,10 @@ pub fn run(
                 let rate = config.rate.map(|r| r / threads as f64);
                 let cases = &cases;
                 s.spawn(move || {
+                    if let Some(cpu) = config.cpu {
+                        super::pin_to_cpu(cpu)
+                            .map_err(|e| ServeError::io(format!("pinning to CPU {cpu}"), e))?;
+                    }
                     let mut w = Worker::new(config, cases, quota, rate, start);
                     w.run(&socket, stop).map(|()| w)
                 })
