@@ -1,13 +1,24 @@
-//! Builds the eBPF object with the pinned nightly and bpf-linker (scripts/setup.sh installs
-//! both) and leaves it in OUT_DIR for `include_bytes!`.
+//! Builds the eBPF object (crate npk-ebpf) with the pinned nightly and bpf-linker that
+//! scripts/setup.sh installs, and leaves it in OUT_DIR for `include_bytes!`.
+//!
+//! We drive cargo ourselves rather than through aya-build to choose the BPF CPU version (v4:
+//! sign-extending loads and 32-bit jumps, supported by kernels >= 6.6) and to print the inner
+//! build's output only when it fails.
 use std::{env, fs, path::PathBuf, process::Command};
 
 /// Keep in sync with scripts/setup.sh.
 const EBPF_TOOLCHAIN: &str = "nightly-2026-05-20";
+const BPF_CPU: &str = "v4";
 
 fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let object = out_dir.join("npk");
+    let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap()).join("..");
+    for dir in ["npk-ebpf", "npk-common"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    println!("cargo:rerun-if-env-changed=PATH");
+
     let have_linker = Command::new("bpf-linker").arg("--version").output().is_ok();
     let have_nightly = Command::new("rustup")
         .args(["run", EBPF_TOOLCHAIN, "rustc", "-V"])
@@ -22,16 +33,50 @@ fn main() {
         fs::write(&object, b"").expect("write stub eBPF object");
         return;
     }
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let ebpf_dir = manifest_dir.parent().unwrap().join("npk-ebpf");
-    let common_dir = manifest_dir.parent().unwrap().join("npk-common");
-    println!("cargo:rerun-if-changed={}", common_dir.display());
-    let package = aya_build::Package {
-        name: "npk-ebpf",
-        root_dir: ebpf_dir.to_str().unwrap(),
-        ..Default::default()
-    };
-    if let Err(e) = aya_build::build_ebpf([package], aya_build::Toolchain::Custom(EBPF_TOOLCHAIN)) {
-        panic!("building the eBPF object failed (see the warnings above): {e:#}");
+
+    let target_dir = out_dir.join("ebpf-target");
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap();
+    let rustflags = [
+        format!("--cfg=bpf_target_arch=\"{arch}\""),
+        "-Cdebuginfo=2".into(),
+        "-Clink-arg=--btf".into(),
+        format!("-Ctarget-cpu={BPF_CPU}"),
+    ]
+    .join("\x1f");
+    let output = Command::new("rustup")
+        .args([
+            "run",
+            EBPF_TOOLCHAIN,
+            "cargo",
+            "build",
+            "--package",
+            "npk-ebpf",
+            "--bins",
+        ])
+        .args([
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(&root)
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("run cargo for the eBPF crate");
+    if !output.status.success() {
+        let log = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("Compiling"))
+            .collect();
+        panic!("building the eBPF object failed:\n{}", lines.join("\n"));
     }
+    let built = target_dir.join("bpfel-unknown-none/release/npk");
+    fs::copy(&built, &object).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
 }

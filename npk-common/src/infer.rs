@@ -83,27 +83,48 @@ fn quantize_input(model: &Model, raw: &[i32; MAX_INPUTS], i: usize) -> i32 {
     )
 }
 
-/// One output neuron of a dense layer. The dot product runs in chunks of 8 over the real input
-/// width: fixed-size chunks unroll, and the chunk count bound lets the verifier see every index.
+/// Neurons computed per loop step: each input is loaded once for all of them, and the loop
+/// driver's per-step cost is shared. Rows past `out_dim` are zero, so a partial last block
+/// computes harmless values in unused slots, identically on both sides.
+pub const BLOCK: usize = 4;
+/// Inputs per inner step: fixed-size chunks unroll, and a chunk-count bound lets the verifier see
+/// every index.
+const CHUNK: usize = 8;
+
+/// Output neurons `BLOCK * b ..` of a dense layer.
 #[inline(always)]
-fn neuron(layer: &LayerParams, o: usize, input: &[i32; MAX_WIDTH], output: &mut [i32; MAX_WIDTH]) {
-    const CHUNK: usize = 8;
-    let o = o & (MAX_WIDTH - 1);
-    let row = &layer.weights[o];
+#[expect(
+    clippy::needless_range_loop,
+    reason = "explicit indices with constant bounds are what the verifier can follow"
+)]
+fn neuron_block(
+    layer: &LayerParams,
+    b: usize,
+    input: &[i32; MAX_WIDTH],
+    output: &mut [i32; MAX_WIDTH],
+) {
+    let first = (b * BLOCK) & (MAX_WIDTH - 1) & !(BLOCK - 1);
+    let rows: [&[i8; MAX_WIDTH]; BLOCK] = core::array::from_fn(|k| &layer.weights[first + k]);
+    let mut acc: [i32; BLOCK] = core::array::from_fn(|k| layer.bias[first + k]);
     let chunks = (layer.in_dim as usize).div_ceil(CHUNK);
-    let mut acc = layer.bias[o];
     for c in 0..MAX_WIDTH / CHUNK {
         if c >= chunks {
             break;
         }
         let base = c * CHUNK;
-        for k in 0..CHUNK {
-            acc = acc.wrapping_add((row[base + k] as i32).wrapping_mul(input[base + k]));
+        for i in base..base + CHUNK {
+            let x = input[i];
+            for k in 0..BLOCK {
+                acc[k] = acc[k].wrapping_add((rows[k][i] as i32).wrapping_mul(x));
+            }
         }
     }
-    let v = requantize(acc as i64, layer.multiplier[o], layer.shift[o])
-        + layer.output_zero_point as i64;
-    output[o] = clamp(v, layer.act_min, layer.act_max);
+    for k in 0..BLOCK {
+        let o = first + k;
+        let v = requantize(acc[k] as i64, layer.multiplier[o], layer.shift[o])
+            + layer.output_zero_point as i64;
+        output[o] = clamp(v, layer.act_min, layer.act_max);
+    }
 }
 
 /// Runs `model` on `scratch.features`; returns the class (the first largest logit). The logits
@@ -113,16 +134,23 @@ fn neuron(layer: &LayerParams, o: usize, input: &[i32; MAX_WIDTH], output: &mut 
 /// however corrupted, makes this function index out of bounds, overflow or loop longer than
 /// `MAX_LAYERS * MAX_WIDTH` neurons.
 #[inline(always)]
+#[expect(
+    clippy::needless_range_loop,
+    reason = "explicit indices with constant bounds are what the verifier can follow"
+)]
 pub fn infer<L: NeuronLoop>(model: &Model, scratch: &mut Scratch, looper: &mut L) -> u32 {
     let header = &model.header;
     let num_layers = header.num_layers as usize;
     let Scratch { features, act } = scratch;
     let [a, b] = act;
 
-    let inputs = (header.num_inputs as usize).min(MAX_INPUTS) as u32;
-    looper.run(inputs, |i| {
-        let i = i as usize & (MAX_INPUTS - 1);
-        a[i] = quantize_input(model, features, i);
+    // Inputs past num_inputs have multiplier 0 and come out as 0 whatever the feature slot holds.
+    let inputs = (header.num_inputs as usize).min(MAX_INPUTS);
+    looper.run(inputs.div_ceil(BLOCK) as u32, |b| {
+        let first = (b as usize * BLOCK) & (MAX_INPUTS - 1) & !(BLOCK - 1);
+        for i in first..first + BLOCK {
+            a[i] = quantize_input(model, features, i);
+        }
     });
 
     for l in 0..MAX_LAYERS {
@@ -135,8 +163,10 @@ pub fn infer<L: NeuronLoop>(model: &Model, scratch: &mut Scratch, looper: &mut L
         } else {
             (&*b, &mut *a)
         };
-        let out_dim = (layer.out_dim as usize).min(MAX_WIDTH) as u32;
-        looper.run(out_dim, |o| neuron(layer, o as usize, input, output));
+        let out_dim = (layer.out_dim as usize).min(MAX_WIDTH);
+        looper.run(out_dim.div_ceil(BLOCK) as u32, |b| {
+            neuron_block(layer, b as usize, input, output)
+        });
     }
 
     let logits = if num_layers & 1 == 0 { &*a } else { &*b };

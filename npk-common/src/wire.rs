@@ -117,17 +117,44 @@ impl Status {
 }
 
 /// What a server knows about its active model when it checks a request.
+///
+/// Plain fields rather than an `Option`: in the kernel every path must leave defined values
+/// (an empty `Option`'s payload is undefined, LLVM may spill it from any register, and the
+/// verifier refuses to read a register never written).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ActiveModel {
+    pub loaded: bool,
+    /// Meaningful only when `loaded`.
     pub version: u32,
     pub num_inputs: u32,
 }
 
-/// A request that cannot be served, and what its error reply says.
+impl ActiveModel {
+    pub const NONE: Self = Self {
+        loaded: false,
+        version: 0,
+        num_inputs: 0,
+    };
+
+    pub fn of(model: Option<&Model>) -> Self {
+        match model {
+            Some(m) => Self {
+                loaded: true,
+                version: m.header.model_version,
+                num_inputs: m.header.num_inputs,
+            },
+            None => Self::NONE,
+        }
+    }
+}
+
+/// The outcome of [`check_request`]: status OK means the request can be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rejection {
+pub struct Checked {
     pub status: Status,
+    /// 0 when the request is too short to hold one.
     pub request_id: u32,
+    /// The reply's detail field.
     pub detail: u32,
 }
 
@@ -142,46 +169,34 @@ fn le32(b: &[u8; REQUEST_HEADER_LEN], off: usize) -> u32 {
 }
 
 /// Checks a request of `len` payload bytes whose first `min(len, 16)` bytes are in `head`
-/// (the rest of `head` is ignored). Returns the request id when the request can be served.
+/// (the rest of `head` is ignored).
 ///
 /// Fixed-size input and plain integer logic: the kernel program runs this same function.
 #[inline(always)]
-pub fn check_request(
-    head: &[u8; REQUEST_HEADER_LEN],
-    len: usize,
-    model: Option<ActiveModel>,
-) -> Result<u32, Rejection> {
+pub fn check_request(head: &[u8; REQUEST_HEADER_LEN], len: usize, model: &ActiveModel) -> Checked {
     // The request id sits before the model id so that a request cut short after it still has
     // its id echoed.
     let request_id = if len >= 12 { le32(head, 8) } else { 0 };
-    let reject = |status, detail| {
-        Err(Rejection {
-            status,
-            request_id,
-            detail,
-        })
+    let (status, detail) = if len < REQUEST_HEADER_LEN {
+        (Status::ShortPacket, 0)
+    } else if le32(head, 0) != REQUEST_MAGIC {
+        (Status::BadMagic, 0)
+    } else if le16(head, 4) != WIRE_VERSION {
+        (Status::BadVersion, WIRE_VERSION as u32)
+    } else if !model.loaded {
+        (Status::NoModel, 0)
+    } else if le32(head, 12) != ANY_MODEL && le32(head, 12) != model.version {
+        (Status::ModelMismatch, 0)
+    } else if len - REQUEST_HEADER_LEN != 4 * model.num_inputs as usize {
+        (Status::WrongFeatureCount, model.num_inputs)
+    } else {
+        (Status::Ok, 0)
     };
-    if len < REQUEST_HEADER_LEN {
-        return reject(Status::ShortPacket, 0);
+    Checked {
+        status,
+        request_id,
+        detail,
     }
-    if le32(head, 0) != REQUEST_MAGIC {
-        return reject(Status::BadMagic, 0);
-    }
-    if le16(head, 4) != WIRE_VERSION {
-        return reject(Status::BadVersion, WIRE_VERSION as u32);
-    }
-    let Some(model) = model else {
-        return reject(Status::NoModel, 0);
-    };
-    let model_id = le32(head, 12);
-    if model_id != ANY_MODEL && model_id != model.version {
-        return reject(Status::ModelMismatch, 0);
-    }
-    let feature_bytes = len - REQUEST_HEADER_LEN;
-    if feature_bytes != 4 * model.num_inputs as usize {
-        return reject(Status::WrongFeatureCount, model.num_inputs);
-    }
-    Ok(request_id)
 }
 
 /// Writes a reply header.
@@ -224,22 +239,19 @@ pub fn respond<L: NeuronLoop>(
     let mut head = [0u8; REQUEST_HEADER_LEN];
     let n = request.len().min(REQUEST_HEADER_LEN);
     head[..n].copy_from_slice(&request[..n]);
-    let active = model.map(|m| ActiveModel {
-        version: m.header.model_version,
-        num_inputs: m.header.num_inputs,
-    });
-    let version = active.map_or(0, |a| a.version);
+    let active = ActiveModel::of(model);
+    let version = if active.loaded { active.version } else { 0 };
     let Some(header) = out.first_chunk_mut::<REPLY_HEADER_LEN>() else {
         return 0; // unreachable: MAX_REPLY_LEN > REPLY_HEADER_LEN
     };
-    let (request_id, model) = match (check_request(&head, request.len(), active), model) {
-        (Ok(id), Some(m)) => (id, m),
-        (Err(r), _) => {
-            write_reply_header(header, r.status, r.request_id, NO_CLASS, version, r.detail);
-            return REPLY_HEADER_LEN;
-        }
-        (Ok(_), None) => return 0, // unreachable: check_request needs a model to say Ok
+    let checked = check_request(&head, request.len(), &active);
+    let (Status::Ok, Some(model)) = (checked.status, model) else {
+        // (check_request says OK only with a model loaded.)
+        let c = checked;
+        write_reply_header(header, c.status, c.request_id, NO_CLASS, version, c.detail);
+        return REPLY_HEADER_LEN;
     };
+    let request_id = checked.request_id;
     let features = &request[REQUEST_HEADER_LEN..];
     for (f, b) in scratch.features.iter_mut().zip(features.chunks_exact(4)) {
         *f = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);

@@ -63,6 +63,9 @@ pub struct ServeBuf {
     /// Pseudo-header, UDP header and reply payload, contiguous for one checksum call.
     udp: [u8; UDP_BUF],
     parsed: Parsed,
+    /// The last inference's class and model version (see [`npk_serve_infer`]).
+    class: u32,
+    version: u32,
 }
 
 enum Parse {
@@ -121,10 +124,14 @@ pub fn serve(ctx: &XdpContext) -> u32 {
         }
     }
     stats.requests += 1;
-    let Some((status, reply_len)) = answer(ctx, buf, stats) else {
+    let Answer {
+        status,
+        len: reply_len,
+    } = answer(ctx, buf, stats);
+    if reply_len == 0 {
         stats.tx_errors += 1;
         return xdp_action::XDP_DROP;
-    };
+    }
     let parsed = buf.parsed;
     rewrite_headers(&mut buf.frame, &mut buf.udp, &parsed, reply_len);
     if !transmit(ctx, buf, &parsed, frame_len, reply_len) {
@@ -230,16 +237,25 @@ fn parse_headers(
     })
 }
 
-/// The active model's header, read under its slot's sequence counter so that it is one
-/// model's, never half of two. `Err` when pushes kept rewriting it.
+/// What [`model_header`] found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ModelState {
+    Loaded,
+    Absent,
+    /// Pushes kept rewriting the slot while it was read.
+    Busy,
+}
+
+/// Copies the active model's header into `out`, read under its slot's sequence counter so
+/// that it is one model's, never half of two. `out` is left alone unless `Loaded`.
 #[inline(always)]
-fn model_header() -> Result<Option<ModelHeader>, ()> {
+fn model_header(out: &mut ModelHeader) -> ModelState {
     for _ in 0..3 {
         let Some((slot, model)) = active_model() else {
-            return Ok(None);
+            return ModelState::Absent;
         };
         let Some(seq) = SLOT_SEQ.get_ptr(slot) else {
-            return Ok(None);
+            return ModelState::Absent;
         };
         // SAFETY: pointers into map values. Volatile reads keep their order: seq, header, seq.
         let (before, header, after) = unsafe {
@@ -250,20 +266,28 @@ fn model_header() -> Result<Option<ModelHeader>, ()> {
             )
         };
         if before & 1 == 0 && before == after {
-            return Ok(Some(header));
+            *out = header;
+            return ModelState::Loaded;
         }
     }
-    Err(())
+    ModelState::Busy
 }
 
-/// Checks the request and writes the reply payload to `buf.udp[PAYLOAD_AT..]`. Returns its
-/// status and length, or `None` when the request's bytes could not be read.
+/// A reply written to `buf.udp[PAYLOAD_AT..]`, or `len` 0 when the request's bytes could not
+/// be read. (A plain struct, not an `Option`: see npk_common::wire::ActiveModel.)
+struct Answer {
+    status: Status,
+    len: usize,
+}
+
+const UNANSWERED: Answer = Answer {
+    status: Status::Ok,
+    len: 0,
+};
+
+/// Checks the request and writes the reply payload.
 #[inline(always)]
-fn answer(
-    ctx: &XdpContext,
-    buf: &mut ServeBuf,
-    stats: &mut ServeCounters,
-) -> Option<(Status, usize)> {
+fn answer(ctx: &XdpContext, buf: &mut ServeBuf, stats: &mut ServeCounters) -> Answer {
     let payload_off = buf.parsed.l4 + 8;
     let len = buf.parsed.payload_len;
     buf.head = [0; REQUEST_HEADER_LEN];
@@ -280,41 +304,64 @@ fn answer(
             )
         };
         if r != 0 {
-            return None;
+            return UNANSWERED;
         }
     }
-    let model = model_header();
-    let active = match model {
-        Ok(Some(h)) => Some(ActiveModel {
-            version: h.model_version,
-            num_inputs: h.num_inputs,
-        }),
-        _ => None,
+    let mut header = ModelHeader {
+        magic: 0,
+        format_version: 0,
+        model_version: 0,
+        feature_schema: 0,
+        num_layers: 0,
+        num_inputs: 0,
+        num_classes: 0,
+        _pad: 0,
     };
-    let version = active.map_or(0, |a| a.version);
-    let (status, classes) = match (check_request(&buf.head, len, active), model) {
-        (Ok(id), Ok(Some(h))) => match infer_request(ctx.ctx, buf, &h, stats, id) {
-            INFERRED => (Status::Ok, h.num_classes as usize),
-            RETRY => (Status::Retry, 0),
-            NO_MODEL => (Status::NoModel, 0),
-            _ => return None,
-        },
-        (check, model) => {
-            let (status, id, detail) = match check {
-                // Pushes kept rewriting the slot: whether a model is there is unknown.
-                Err(r) if r.status == Status::NoModel && model.is_err() => {
-                    (Status::Retry, r.request_id, 0)
+    let state = model_header(&mut header);
+    let active = ActiveModel {
+        loaded: state == ModelState::Loaded,
+        version: header.model_version,
+        num_inputs: header.num_inputs,
+    };
+    let checked = check_request(&buf.head, len, &active);
+    let mut status = checked.status;
+    if status == Status::Ok {
+        status = match npk_serve_infer(ctx.ctx, header.num_inputs) {
+            // The version check catches a push between the request check and the inference:
+            // the feature count and the logits' buffer were the old model's.
+            INFERRED if buf.version == header.model_version => {
+                if write_ok_reply(buf, checked.request_id, &header).is_none() {
+                    return UNANSWERED;
                 }
-                Err(r) => (r.status, r.request_id, r.detail),
-                // Unreachable: check_request accepts nothing without a model.
-                Ok(id) => (Status::NoModel, id, 0),
-            };
-            let header = reply_header(buf)?;
-            write_reply_header(header, status, id, NO_CLASS, version, detail);
-            (status, 0)
-        }
+                return Answer {
+                    status: Status::Ok,
+                    len: REPLY_HEADER_LEN + 4 * (header.num_classes as usize).min(MAX_CLASSES),
+                };
+            }
+            INFERRED | RETRY => Status::Retry,
+            NO_MODEL => Status::NoModel,
+            _ => return UNANSWERED,
+        };
+    }
+    // When pushes kept rewriting the slot, whether a model is there is unknown.
+    if status == Status::NoModel && state == ModelState::Busy {
+        status = Status::Retry;
+    }
+    let Some(out) = reply_header(buf) else {
+        return UNANSWERED;
     };
-    Some((status, REPLY_HEADER_LEN + 4 * classes.min(MAX_CLASSES)))
+    write_reply_header(
+        out,
+        status,
+        checked.request_id,
+        NO_CLASS,
+        header.model_version,
+        checked.detail,
+    );
+    Answer {
+        status,
+        len: REPLY_HEADER_LEN,
+    }
 }
 
 #[inline(always)]
@@ -328,29 +375,30 @@ const RETRY: u32 = 1;
 const NO_MODEL: u32 = 2;
 const UNREADABLE: u32 = 3;
 
-/// Loads the features, runs the model and writes the whole reply after the UDP header.
-/// Returns [`INFERRED`], [`RETRY`] (pushes replaced the model during the inference),
-/// [`NO_MODEL`] (the model went away) or [`UNREADABLE`] (the features could not be copied;
-/// nothing written).
+/// Loads the request's `num_inputs` features and runs the model; on [`INFERRED`] the class
+/// and the model version are in [`ServeBuf::class`]/[`ServeBuf::version`] and the logits in
+/// the scratch. Otherwise [`RETRY`] (pushes kept replacing the model), [`NO_MODEL`] (the model
+/// went away) or [`UNREADABLE`] (the features could not be copied).
 ///
-/// A subprogram: the class is only known inside it (the argmax has a path per class), so the
-/// rest of the program is verified once, not once per class.
+/// A global function: the verifier checks it once, on its own, with unknown arguments,
+/// however many ways the program reaches the call (the inference alone is several hundred
+/// thousand verified instructions, and the argmax's path per class ends here too).
+#[unsafe(no_mangle)]
 #[inline(never)]
-fn infer_request(
-    ctx: *mut xdp_md,
-    buf: &mut ServeBuf,
-    model: &ModelHeader,
-    stats: &mut ServeCounters,
-    request_id: u32,
-) -> u32 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+pub extern "C" fn npk_serve_infer(ctx: *mut xdp_md, num_inputs: u32) -> u32 {
+    let (Some(scratch), Some(buf), Some(stats)) = (
+        SCRATCH.get_ptr_mut(0),
+        SERVE_BUF.get_ptr_mut(0),
+        SERVE_STATS.get_ptr_mut(0),
+    ) else {
         return UNREADABLE;
     };
-    // SAFETY: per-CPU scratch, used by one program run at a time on this CPU.
-    let scratch: &mut Scratch = unsafe { &mut *scratch };
+    // SAFETY: per-CPU map values, used by one program run at a time on this CPU.
+    let (scratch, buf, stats): (&mut Scratch, &mut ServeBuf, &mut ServeCounters) =
+        unsafe { (&mut *scratch, &mut *buf, &mut *stats) };
     // The features are little-endian int32s, as in scratch.features: one copy. check_request
     // made sure the payload holds exactly num_inputs of them (1..=MAX_INPUTS).
-    let bytes = 4 * model.num_inputs as usize;
+    let bytes = 4 * (num_inputs as usize).max(1);
     let bytes = ((opaque(bytes) - 1) & (4 * scratch.features.len() - 1)) + 1;
     let offset = buf.parsed.l4 + 8 + REQUEST_HEADER_LEN;
     // SAFETY: features holds 4 * MAX_INPUTS >= bytes bytes; the helper checks the frame.
@@ -365,37 +413,40 @@ fn infer_request(
     if r != 0 {
         return UNREADABLE;
     }
-    let result = classify(scratch, &mut stats.swap_retries);
-    let Some(reply) = buf
-        .udp
-        .get_mut(PAYLOAD_AT..PAYLOAD_AT + REPLY_HEADER_LEN + 4 * MAX_CLASSES)
-    else {
-        return UNREADABLE;
-    };
-    let (header, logits_out) = reply.split_at_mut(REPLY_HEADER_LEN);
-    let Some(header) = header.first_chunk_mut::<REPLY_HEADER_LEN>() else {
-        return UNREADABLE;
-    };
-    match result {
-        // The version check catches a push between the request check and the inference: the
-        // feature count and the logits' buffer were the old model's.
-        Ok((class, version)) if version == model.model_version => {
-            write_reply_header(header, Status::Ok, request_id, class, version, 0);
-            let logits = &scratch.act[model.num_layers as usize & 1];
-            for (chunk, l) in logits_out.chunks_exact_mut(4).zip(logits.iter()) {
-                chunk.copy_from_slice(&l.to_le_bytes());
-            }
+    match classify(scratch, &mut stats.swap_retries) {
+        Ok((class, version)) => {
+            buf.class = class;
+            buf.version = version;
             INFERRED
         }
-        Err(ModelError::NoModel) => {
-            write_reply_header(header, Status::NoModel, request_id, NO_CLASS, 0, 0);
-            NO_MODEL
-        }
-        _ => {
-            write_reply_header(header, Status::Retry, request_id, NO_CLASS, 0, 0);
-            RETRY
-        }
+        Err(ModelError::NoModel) => NO_MODEL,
+        Err(ModelError::SwapConflict) => RETRY,
     }
+}
+
+/// Writes an OK reply: header, then the logits the last inference of `model` left.
+#[inline(always)]
+fn write_ok_reply(buf: &mut ServeBuf, request_id: u32, model: &ModelHeader) -> Option<()> {
+    let scratch = SCRATCH.get_ptr(0)?;
+    // SAFETY: per-CPU scratch, used by one program run at a time on this CPU.
+    let logits = unsafe { &(*scratch).act[model.num_layers as usize & 1] };
+    let (class, version) = (buf.class, buf.version);
+    let reply = buf
+        .udp
+        .get_mut(PAYLOAD_AT..PAYLOAD_AT + REPLY_HEADER_LEN + 4 * MAX_CLASSES)?;
+    let (header, logits_out) = reply.split_at_mut(REPLY_HEADER_LEN);
+    write_reply_header(
+        header.first_chunk_mut()?,
+        Status::Ok,
+        request_id,
+        class,
+        version,
+        0,
+    );
+    for (chunk, l) in logits_out.chunks_exact_mut(4).zip(logits.iter()) {
+        chunk.copy_from_slice(&l.to_le_bytes());
+    }
+    Some(())
 }
 
 /// Folds a checksum partial sum to 16 bits.

@@ -37,6 +37,9 @@ pub struct InferArgs {
     repeat: u32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Time this packet-feature model file instead of a random model.
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -53,14 +56,21 @@ fn infer(args: InferArgs) -> Result<()> {
         args.rounds >= 1 && args.repeat >= 1,
         "--rounds and --repeat must be >= 1"
     );
-    let model = random_packet_model(&args.hidden.0, args.classes, args.seed)?;
+    let model = match &args.model {
+        Some(path) => crate::model_file::ModelFile::load(path)?.quantized.model,
+        None => random_packet_model(&args.hidden.0, args.classes, args.seed)?,
+    };
     let r = bench::infer::run(&model, args.rounds, args.repeat)?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "hidden {:?}: {:.1} ns/packet, bare {:.1} ns/packet, {} MACs -> {:.3} ns/MAC, {} verified insns",
-            args.hidden.0,
+            "model {}: {:.1} ns/packet, bare {:.1} ns/packet, {} MACs -> {:.3} ns/MAC, {} verified insns",
+            args.model
+                .as_ref()
+                .map_or(format!("hidden {:?}", args.hidden.0), |p| p
+                    .display()
+                    .to_string()),
             r.ns_per_packet,
             r.bare_ns_per_packet,
             r.macs,

@@ -1,13 +1,18 @@
 //! The `npk` command line: one module per subcommand, doc comments are the help text.
 
+mod attach;
 mod bench;
 mod client;
+mod inspect;
 mod serve;
 mod verify;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use npk_common::model::{MAX_LAYERS, MAX_WIDTH};
+
+pub mod eval;
+pub mod train;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,10 +27,24 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Train an MLP on a CSV file, quantize it to int8 and save a model file.
+    Train(train::TrainArgs),
+    /// Score a model file on a CSV file: float, quantized and their agreement.
+    Eval(eval::EvalArgs),
+    /// Attach the classifier with a model to an interface.
+    Attach(attach::AttachArgs),
+    /// Detach what `npk attach --pin` left on an interface.
+    Detach(attach::DetachArgs),
+    /// Replace the model of a running classifier atomically, without reloading it.
+    Push(attach::PushArgs),
+    /// Per-class counters, drops, pps and ns per packet of an attached classifier.
+    Stats(attach::StatsArgs),
     /// Benchmarks that print numbers.
     Bench(bench::BenchArgs),
     /// Check the kernel classifier against the userspace reference on generated frames.
     Verify(verify::VerifyArgs),
+    /// Show a model file: layers, shapes, scales, requantization, parameter and MAC counts.
+    Inspect(inspect::InspectArgs),
     /// Answer inference requests over UDP, in the kernel (XDP) or from userspace.
     Serve(serve::ServeArgs),
     /// Send inference requests to `npk serve` and check every reply.
@@ -35,8 +54,15 @@ pub enum Command {
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
+            Command::Train(args) => train::run(args),
+            Command::Eval(args) => eval::run(args),
+            Command::Attach(a) => attach::run_attach(a),
+            Command::Detach(a) => attach::run_detach(a),
+            Command::Push(a) => attach::run_push(a),
+            Command::Stats(a) => attach::run_stats(a),
             Command::Bench(a) => bench::run(a),
             Command::Verify(a) => verify::run(a),
+            Command::Inspect(a) => inspect::run(a),
             Command::Serve(a) => serve::run(a),
             Command::Client(a) => client::run(a),
         }

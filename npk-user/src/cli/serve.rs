@@ -171,9 +171,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
                     .with_context(|| format!("--peer {peer}: expected NETNS:IFACE"))?;
                 server.attach_in_netns(netns, peer_if, args.xdp_mode.mode())?;
             }
+            let insns = server.verified_insns()?;
             ready(
                 &args,
-                &format!("in the kernel on {iface} ({:?} XDP)", args.xdp_mode),
+                &format!(
+                    "in the kernel on {iface} ({:?} XDP, {insns} instructions verified)",
+                    args.xdp_mode
+                ),
             );
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(POLL);

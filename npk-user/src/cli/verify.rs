@@ -16,6 +16,9 @@ pub struct VerifyArgs {
     packets: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Check this packet-feature model file instead of a random model.
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
     /// Classes of the random model.
     #[arg(long, default_value_t = 4)]
     classes: usize,
@@ -29,7 +32,10 @@ pub struct VerifyArgs {
 
 pub fn run(args: VerifyArgs) -> Result<()> {
     ensure!((2..=16).contains(&args.classes), "--classes must be 2..=16");
-    let model = verify::random_packet_model(&args.hidden.0, args.classes, args.seed)?;
+    let model = match &args.model {
+        Some(path) => crate::model_file::ModelFile::load(path)?.quantized.model,
+        None => verify::random_packet_model(&args.hidden.0, args.classes, args.seed)?,
+    };
     let kind = if args.tc {
         ProgramKind::Tc
     } else {

@@ -1,6 +1,105 @@
 //! Datasets: CSV files (header row, numeric features, integer label last), splits and
 //! feature standardization.
 
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use npk_common::model::{MAX_CLASSES, MAX_INPUTS};
+
+use crate::train::rng::Rng;
+
+/// Why a CSV file cannot be used, or a split cannot be made. File errors name the file, the
+/// 1-based line (the header is line 1) and the column.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("cannot open {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: line {line}: cannot read CSV", path.display())]
+    Csv {
+        path: PathBuf,
+        line: u64,
+        #[source]
+        source: csv::Error,
+    },
+    #[error("{}: empty file, expected a header row", path.display())]
+    Empty { path: PathBuf },
+    #[error("{}: line 1: need at least one feature column before the label column", path.display())]
+    NoFeatures { path: PathBuf },
+    #[error(
+        "{}: line 1: {found} feature columns, at most {MAX_INPUTS} (the kernel model's MAX_INPUTS)",
+        path.display()
+    )]
+    TooManyFeatures { path: PathBuf, found: usize },
+    #[error("{}: only a header row, no data rows", path.display())]
+    HeaderOnly { path: PathBuf },
+    #[error("{}: line {line}: {found} fields, but the header has {expected}", path.display())]
+    Ragged {
+        path: PathBuf,
+        line: u64,
+        expected: usize,
+        found: usize,
+    },
+    #[error("{}: line {line}, column '{column}': '{value}' is not a number", path.display())]
+    NotNumeric {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error("{}: line {line}, column '{column}': '{value}' is not a finite f32 number", path.display())]
+    NotFinite {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error("{}: line {line}, column '{column}': label {value} is negative", path.display())]
+    LabelNegative {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error("{}: line {line}, column '{column}': label {value} is not an integer", path.display())]
+    LabelFractional {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error(
+        "{}: line {line}, column '{column}': label {value} is over {} (the kernel model has at most MAX_CLASSES = {MAX_CLASSES} classes)",
+        path.display(),
+        MAX_CLASSES - 1
+    )]
+    LabelTooLarge {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error("{}: column '{column}': {found} distinct class(es), need at least 2", path.display())]
+    TooFewClasses {
+        path: PathBuf,
+        column: String,
+        found: usize,
+    },
+    #[error("test fraction {0} must be in [0, 1)")]
+    TestFraction(f64),
+    #[error("a test fraction of {fraction} over {rows} rows leaves the {side} split empty")]
+    EmptySplit {
+        side: &'static str,
+        fraction: f64,
+        rows: usize,
+    },
+}
+
 /// A labelled table of float features, row-major.
 ///
 /// # Shapes
@@ -26,6 +125,218 @@ impl Dataset {
     pub fn row(&self, i: usize) -> &[f32] {
         &self.features[i * self.num_features..(i + 1) * self.num_features]
     }
+
+    /// Reads a CSV file: a header row naming the columns, numeric feature columns and an integer
+    /// label `0..K` in the last column. `num_classes` is the largest label + 1.
+    pub fn load_csv(path: &Path) -> Result<Self, DatasetError> {
+        let file = File::open(path).map_err(|source| DatasetError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_reader(file, path)
+    }
+
+    /// [`Self::load_csv`] on any reader; `path` only names the source in errors.
+    pub fn from_reader(reader: impl std::io::Read, path: &Path) -> Result<Self, DatasetError> {
+        let p = || path.to_owned();
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(true)
+            // Ragged rows are reported by us, with the line number and field counts.
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(reader);
+        let header = csv
+            .headers()
+            .map_err(|source| DatasetError::Csv {
+                path: p(),
+                line: 1,
+                source,
+            })?
+            .clone();
+        if header.is_empty() || header.iter().all(str::is_empty) {
+            return Err(DatasetError::Empty { path: p() });
+        }
+        let num_features = header.len() - 1;
+        if num_features == 0 {
+            return Err(DatasetError::NoFeatures { path: p() });
+        }
+        if num_features > MAX_INPUTS {
+            return Err(DatasetError::TooManyFeatures {
+                path: p(),
+                found: num_features,
+            });
+        }
+        let label_column = header[num_features].to_owned();
+
+        let mut features = Vec::new();
+        let mut labels = Vec::new();
+        let mut record = csv::StringRecord::new();
+        let mut line = 1;
+        loop {
+            match csv.read_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(source) => {
+                    let line = source.position().map_or(line + 1, |pos| pos.line());
+                    return Err(DatasetError::Csv {
+                        path: p(),
+                        line,
+                        source,
+                    });
+                }
+            }
+            line = record.position().map_or(line + 1, |pos| pos.line());
+            if record.len() != header.len() {
+                return Err(DatasetError::Ragged {
+                    path: p(),
+                    line,
+                    expected: header.len(),
+                    found: record.len(),
+                });
+            }
+            let number = |column: &str, cell: &str| {
+                parse_finite(cell).map_err(|not_a_number| {
+                    let (path, column, value) = (p(), column.to_owned(), cell.to_owned());
+                    if not_a_number {
+                        DatasetError::NotNumeric {
+                            path,
+                            line,
+                            column,
+                            value,
+                        }
+                    } else {
+                        DatasetError::NotFinite {
+                            path,
+                            line,
+                            column,
+                            value,
+                        }
+                    }
+                })
+            };
+            for (column, cell) in header.iter().zip(record.iter()).take(num_features) {
+                features.push(number(column, cell)? as f32);
+            }
+            let cell = &record[num_features];
+            let label = parse_label(number(&label_column, cell)?)
+                .map_err(|make| make(p(), line, label_column.clone(), cell.to_owned()))?;
+            labels.push(label);
+        }
+        if labels.is_empty() {
+            return Err(DatasetError::HeaderOnly { path: p() });
+        }
+        let mut present = [false; MAX_CLASSES];
+        for &l in &labels {
+            present[l as usize] = true;
+        }
+        let distinct = present.iter().filter(|&&b| b).count();
+        if distinct < 2 {
+            return Err(DatasetError::TooFewClasses {
+                path: p(),
+                column: label_column,
+                found: distinct,
+            });
+        }
+        let num_classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
+        Ok(Self {
+            feature_names: header
+                .iter()
+                .take(num_features)
+                .map(str::to_owned)
+                .collect(),
+            features,
+            labels,
+            num_features,
+            num_classes,
+        })
+    }
+
+    /// Stratified split into `(train, test)`: within each class, a seeded shuffle puts
+    /// `round(count * test_fraction)` rows into the test split, but always leaves at least one row
+    /// of every class to train on. Rows keep their file order inside each split.
+    pub fn split(&self, test_fraction: f64, seed: u64) -> Result<(Dataset, Dataset), DatasetError> {
+        if !(0.0..1.0).contains(&test_fraction) {
+            return Err(DatasetError::TestFraction(test_fraction));
+        }
+        let mut rng = Rng::new(seed);
+        let mut train = Vec::with_capacity(self.len());
+        let mut test = Vec::new();
+        for class in 0..self.num_classes as u32 {
+            let mut rows: Vec<usize> = (0..self.len())
+                .filter(|&i| self.labels[i] == class)
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            rng.shuffle(&mut rows);
+            let n_test = ((rows.len() as f64 * test_fraction).round() as usize).min(rows.len() - 1);
+            test.extend_from_slice(&rows[..n_test]);
+            train.extend_from_slice(&rows[n_test..]);
+        }
+        for (side, rows) in [("train", &train), ("test", &test)] {
+            if rows.is_empty() {
+                return Err(DatasetError::EmptySplit {
+                    side,
+                    fraction: test_fraction,
+                    rows: self.len(),
+                });
+            }
+        }
+        train.sort_unstable();
+        test.sort_unstable();
+        Ok((self.subset(&train), self.subset(&test)))
+    }
+
+    fn subset(&self, rows: &[usize]) -> Dataset {
+        Dataset {
+            feature_names: self.feature_names.clone(),
+            features: rows.iter().flat_map(|&i| self.row(i)).copied().collect(),
+            labels: rows.iter().map(|&i| self.labels[i]).collect(),
+            num_features: self.num_features,
+            num_classes: self.num_classes,
+        }
+    }
+}
+
+/// Parses a cell as f64; `Err(true)` when it is not a number, `Err(false)` when it is NaN, infinite
+/// or beyond the f32 range.
+fn parse_finite(cell: &str) -> Result<f64, bool> {
+    let v: f64 = cell.parse().map_err(|_| true)?;
+    if v.is_finite() && v.abs() <= f64::from(f32::MAX) {
+        Ok(v)
+    } else {
+        Err(false)
+    }
+}
+
+type LabelError = fn(PathBuf, u64, String, String) -> DatasetError;
+
+/// Labels are integers in `0..MAX_CLASSES`; `2.0` is accepted as `2`.
+fn parse_label(v: f64) -> Result<u32, LabelError> {
+    if v < 0.0 {
+        Err(|path, line, column, value| DatasetError::LabelNegative {
+            path,
+            line,
+            column,
+            value,
+        })
+    } else if v.fract() != 0.0 {
+        Err(|path, line, column, value| DatasetError::LabelFractional {
+            path,
+            line,
+            column,
+            value,
+        })
+    } else if v > (MAX_CLASSES - 1) as f64 {
+        Err(|path, line, column, value| DatasetError::LabelTooLarge {
+            path,
+            line,
+            column,
+            value,
+        })
+    } else {
+        Ok(v as u32)
+    }
 }
 
 /// Per-feature mean and standard deviation, fitted on the training split only.
@@ -34,4 +345,272 @@ pub struct Standardizer {
     pub mean: Vec<f32>,
     /// Never zero: constant features get 1.
     pub std: Vec<f32>,
+}
+
+impl Standardizer {
+    /// Population mean and standard deviation per feature, accumulated in f64. A feature whose
+    /// values are all equal gets std 1, so it standardizes to 0 instead of dividing by zero.
+    pub fn fit(data: &Dataset) -> Self {
+        let d = data.num_features;
+        let n = data.len().max(1) as f64;
+        let mut mean = vec![0f64; d];
+        let mut min = vec![f32::INFINITY; d];
+        let mut max = vec![f32::NEG_INFINITY; d];
+        for i in 0..data.len() {
+            for (j, &x) in data.row(i).iter().enumerate() {
+                mean[j] += f64::from(x);
+                min[j] = min[j].min(x);
+                max[j] = max[j].max(x);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0f64; d];
+        for i in 0..data.len() {
+            for (j, &x) in data.row(i).iter().enumerate() {
+                var[j] += (f64::from(x) - mean[j]).powi(2);
+            }
+        }
+        let std = (0..d)
+            .map(|j| {
+                if min[j] < max[j] {
+                    (var[j] / n).sqrt() as f32
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        Self {
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            std,
+        }
+    }
+
+    /// `out[j] = (row[j] - mean[j]) / std[j]`.
+    pub fn apply_row(&self, row: &[f32], out: &mut [f32]) {
+        for (((o, &x), &m), &s) in out.iter_mut().zip(row).zip(&self.mean).zip(&self.std) {
+            *o = (x - m) / s;
+        }
+    }
+
+    /// A standardized copy of `data`.
+    pub fn apply(&self, data: &Dataset) -> Dataset {
+        let mut out = data.clone();
+        for (dst, src) in out
+            .features
+            .chunks_exact_mut(data.num_features)
+            .zip(data.features.chunks_exact(data.num_features))
+        {
+            self.apply_row(src, dst);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn load(text: &str) -> Result<Dataset, DatasetError> {
+        Dataset::from_reader(text.as_bytes(), Path::new("t.csv"))
+    }
+
+    #[track_caller]
+    fn load_err(text: &str) -> String {
+        load(text).expect_err("should be rejected").to_string()
+    }
+
+    #[test]
+    fn parses_features_labels_and_names() {
+        let d = load("a, b ,label\n1,2.5,0\n-3,4e1,1\n\n5,6,2.0\n").unwrap();
+        assert_eq!(d.feature_names, ["a", "b"]);
+        assert_eq!(d.features, [1.0, 2.5, -3.0, 40.0, 5.0, 6.0]);
+        assert_eq!(d.labels, [0, 1, 2]);
+        assert_eq!((d.num_features, d.num_classes, d.len()), (2, 3, 3));
+        assert_eq!(d.row(1), [-3.0, 40.0]);
+    }
+
+    #[test]
+    fn num_classes_counts_absent_middle_labels() {
+        let d = load("x,y\n1,0\n2,3\n").unwrap();
+        assert_eq!(d.num_classes, 4);
+    }
+
+    #[test]
+    fn loads_the_shipped_datasets() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data");
+        let iris = Dataset::load_csv(&root.join("iris.csv")).unwrap();
+        assert_eq!(
+            (iris.len(), iris.num_features, iris.num_classes),
+            (150, 4, 3)
+        );
+        let digits = Dataset::load_csv(&root.join("digits.csv")).unwrap();
+        assert_eq!(
+            (digits.len(), digits.num_features, digits.num_classes),
+            (1797, 64, 10)
+        );
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let e = Dataset::load_csv(Path::new("/nonexistent/x.csv")).unwrap_err();
+        assert_eq!(e.to_string(), "cannot open /nonexistent/x.csv");
+    }
+
+    #[test]
+    fn rejects_each_bad_cell_with_file_line_and_column() {
+        assert_eq!(
+            load_err("a,b,label\n1,2,0\n1,zz,1\n"),
+            "t.csv: line 3, column 'b': 'zz' is not a number"
+        );
+        assert_eq!(
+            load_err("a,b,label\n1,NaN,0\n"),
+            "t.csv: line 2, column 'b': 'NaN' is not a finite f32 number"
+        );
+        assert_eq!(
+            load_err("a,b,label\n1,2,0\ninf,2,1\n"),
+            "t.csv: line 3, column 'a': 'inf' is not a finite f32 number"
+        );
+        assert_eq!(
+            load_err("a,b,label\n1e39,2,0\n"),
+            "t.csv: line 2, column 'a': '1e39' is not a finite f32 number"
+        );
+        assert_eq!(
+            load_err("a,b,label\n1,2,0\n1,2\n"),
+            "t.csv: line 3: 2 fields, but the header has 3"
+        );
+        assert_eq!(
+            load_err("a,b,label\n1,2,0,4\n"),
+            "t.csv: line 2: 4 fields, but the header has 3"
+        );
+        assert_eq!(
+            load_err("a,b,label\n1,2,\n"),
+            "t.csv: line 2, column 'label': '' is not a number"
+        );
+        let e =
+            Dataset::from_reader(&b"a,label\n1,0\n\xff,1\n"[..], Path::new("t.csv")).unwrap_err();
+        assert!(matches!(e, DatasetError::Csv { line: 3, .. }), "{e:?}");
+        assert_eq!(e.to_string(), "t.csv: line 3: cannot read CSV");
+    }
+
+    #[test]
+    fn rejects_bad_labels() {
+        assert_eq!(
+            load_err("a,cls\n1,0\n1,-1\n"),
+            "t.csv: line 3, column 'cls': label -1 is negative"
+        );
+        assert_eq!(
+            load_err("a,cls\n1,0\n1,1.5\n"),
+            "t.csv: line 3, column 'cls': label 1.5 is not an integer"
+        );
+        assert_eq!(
+            load_err("a,cls\n1,0\n1,16\n"),
+            "t.csv: line 3, column 'cls': label 16 is over 15 (the kernel model has at most MAX_CLASSES = 16 classes)"
+        );
+        assert!(load("a,cls\n1,0\n1,15\n").is_ok());
+        assert_eq!(
+            load_err("a,cls\n1,1\n2,1\n"),
+            "t.csv: column 'cls': 1 distinct class(es), need at least 2"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        assert_eq!(load_err(""), "t.csv: empty file, expected a header row");
+        assert_eq!(
+            load_err("a,b,label\n"),
+            "t.csv: only a header row, no data rows"
+        );
+        assert_eq!(
+            load_err("label\n1\n"),
+            "t.csv: line 1: need at least one feature column before the label column"
+        );
+        let header: Vec<String> = (0..=MAX_INPUTS).map(|i| format!("f{i}")).collect();
+        let text = format!("{},label\n", header.join(","));
+        assert_eq!(
+            load_err(&text),
+            "t.csv: line 1: 129 feature columns, at most 128 (the kernel model's MAX_INPUTS)"
+        );
+        let header: Vec<String> = (0..MAX_INPUTS).map(|i| format!("f{i}")).collect();
+        let row = vec!["0"; MAX_INPUTS].join(",");
+        let text = format!("{},label\n{row},0\n{row},1\n", header.join(","));
+        assert_eq!(load(&text).unwrap().num_features, MAX_INPUTS);
+    }
+
+    fn blobs(per_class: &[usize]) -> Dataset {
+        let mut text = String::from("x,label\n");
+        for (class, &n) in per_class.iter().enumerate() {
+            for i in 0..n {
+                text += &format!("{},{class}\n", i * 10 + class);
+            }
+        }
+        load(&text).unwrap()
+    }
+
+    #[test]
+    fn split_is_stratified_disjoint_and_seeded() {
+        let d = blobs(&[50, 30, 20]);
+        let (train, test) = d.split(0.2, 1).unwrap();
+        let count = |s: &Dataset, c: u32| s.labels.iter().filter(|&&l| l == c).count();
+        assert_eq!(
+            [count(&test, 0), count(&test, 1), count(&test, 2)],
+            [10, 6, 4]
+        );
+        assert_eq!(
+            [count(&train, 0), count(&train, 1), count(&train, 2)],
+            [40, 24, 16]
+        );
+        // Every row lands in exactly one split (x values are unique).
+        let mut all: Vec<f32> = train
+            .features
+            .iter()
+            .chain(&test.features)
+            .copied()
+            .collect();
+        all.sort_by(f32::total_cmp);
+        let mut orig = d.features.clone();
+        orig.sort_by(f32::total_cmp);
+        assert_eq!(all, orig);
+        assert_eq!(d.split(0.2, 1).unwrap(), (train.clone(), test.clone()));
+        assert_ne!(d.split(0.2, 2).unwrap().1, test);
+        assert_eq!(test.num_classes, 3);
+    }
+
+    #[test]
+    fn split_keeps_a_training_row_of_every_class() {
+        let d = blobs(&[1, 1, 10]);
+        let (train, test) = d.split(0.6, 0).unwrap();
+        assert_eq!(train.labels.iter().filter(|&&l| l < 2).count(), 2);
+        assert_eq!(test.len(), 6);
+    }
+
+    #[test]
+    fn split_rejects_bad_fractions_and_empty_sides() {
+        let d = blobs(&[5, 5]);
+        assert_eq!(
+            d.split(1.0, 0).unwrap_err().to_string(),
+            "test fraction 1 must be in [0, 1)"
+        );
+        assert!(d.split(-0.1, 0).is_err());
+        assert!(d.split(f64::NAN, 0).is_err());
+        assert_eq!(
+            d.split(0.0, 0).unwrap_err().to_string(),
+            "a test fraction of 0 over 10 rows leaves the test split empty"
+        );
+        assert!(d.split(0.05, 0).is_err());
+    }
+
+    #[test]
+    fn standardizer_centres_scales_and_handles_constant_features() {
+        let d = load("a,b,label\n1,7,0\n3,7,1\n5,7,0\n").unwrap();
+        let s = Standardizer::fit(&d);
+        assert_eq!(s.mean, [3.0, 7.0]);
+        assert_eq!(s.std, [(8.0f32 / 3.0).sqrt(), 1.0]);
+        let z = s.apply(&d);
+        assert_eq!(z.labels, d.labels);
+        let col_a: Vec<f32> = (0..3).map(|i| z.row(i)[0]).collect();
+        assert!((col_a.iter().sum::<f32>()).abs() < 1e-6);
+        assert!((col_a.iter().map(|x| x * x).sum::<f32>() / 3.0 - 1.0).abs() < 1e-6);
+        assert!((0..3).all(|i| z.row(i)[1] == 0.0));
+    }
 }

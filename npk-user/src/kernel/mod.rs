@@ -1,14 +1,15 @@
 //! npk's eBPF programs in the kernel: loading, model pushes (hot swap), configuration,
 //! counters, attachment.
 
+pub mod attach;
 pub mod verify;
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result, ensure};
 use aya::{
     Ebpf,
-    maps::{Array, MapData, PerCpuArray},
+    maps::{Array, Map, MapData, PerCpuArray},
     programs::{ProgramInfo, SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use npk_common::{
@@ -54,6 +55,33 @@ impl ProgramKind {
     }
 }
 
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// The kernel's per-program run-time accounting (run_time_ns/run_cnt), a global switch set for
+/// as long as the guard lives and restored after.
+pub struct BpfStats(Option<String>);
+
+impl BpfStats {
+    pub fn set(enabled: bool) -> Self {
+        let previous = std::fs::read_to_string(BPF_STATS).ok();
+        let _ = std::fs::write(BPF_STATS, if enabled { "1" } else { "0" });
+        Self(previous)
+    }
+
+    /// Leaves the setting as it is now when the guard goes (a pinned attachment keeps it on).
+    pub fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        if let Some(v) = &self.0 {
+            let _ = std::fs::write(BPF_STATS, v.trim());
+        }
+    }
+}
+
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF memory to it, and explains a
 /// missing privilege up front instead of an EPERM deep inside a load.
 fn check_privileges() -> Result<()> {
@@ -72,10 +100,143 @@ fn check_privileges() -> Result<()> {
     Ok(())
 }
 
-/// The classifier's object loaded into the kernel: programs verified, maps created.
+/// The maps userspace writes and reads, owned: taken from a freshly loaded object or opened
+/// from their pins in bpffs (`npk push`/`npk stats` after `npk attach`).
+pub struct ControlMaps {
+    models: Map,
+    slot_seq: Map,
+    active: Map,
+    config: Map,
+    stats: Map,
+    last: Map,
+}
+
+impl ControlMaps {
+    fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("map {name} missing"))
+        };
+        Ok(Self {
+            models: take(MAP_MODELS)?,
+            slot_seq: take(MAP_SLOT_SEQ)?,
+            active: take(MAP_ACTIVE)?,
+            config: take(MAP_CONFIG)?,
+            stats: take(MAP_STATS)?,
+            last: take(MAP_LAST)?,
+        })
+    }
+
+    /// Opens the maps pinned in `dir` by `npk attach`.
+    pub fn from_pins(dir: &Path) -> Result<Self> {
+        let open = |name: &str| -> Result<Map> {
+            let path = dir.join(name);
+            let data = MapData::from_pin(&path)
+                .with_context(|| format!("opening pinned map {}", path.display()))?;
+            Ok(Map::from_map_data(data)?)
+        };
+        Ok(Self {
+            models: open(MAP_MODELS)?,
+            slot_seq: open(MAP_SLOT_SEQ)?,
+            active: open(MAP_ACTIVE)?,
+            config: open(MAP_CONFIG)?,
+            stats: open(MAP_STATS)?,
+            last: open(MAP_LAST)?,
+        })
+    }
+
+    /// Pins every control map into `dir` (which must exist, on bpffs).
+    pub fn pin(&self, dir: &Path) -> Result<()> {
+        for (name, map) in [
+            (MAP_MODELS, &self.models),
+            (MAP_SLOT_SEQ, &self.slot_seq),
+            (MAP_ACTIVE, &self.active),
+            (MAP_CONFIG, &self.config),
+            (MAP_STATS, &self.stats),
+            (MAP_LAST, &self.last),
+        ] {
+            map.pin(dir.join(name))
+                .with_context(|| format!("pinning {name}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn set_config(&mut self, config: &Config) -> Result<()> {
+        Array::<_, Config>::try_from(&mut self.config)?.set(0, config, 0)?;
+        Ok(())
+    }
+
+    pub fn config(&self) -> Result<Config> {
+        Ok(Array::<_, Config>::try_from(&self.config)?.get(&0, 0)?)
+    }
+
+    fn active_slot(&self) -> Result<u32> {
+        Ok(Array::<_, u32>::try_from(&self.active)?.get(&0, 0)?)
+    }
+
+    /// The active model, if one was pushed.
+    pub fn active_model(&self) -> Result<Option<Box<Model>>> {
+        let slot = self.active_slot()?;
+        if slot == NO_MODEL {
+            return Ok(None);
+        }
+        let models = Array::<_, Model>::try_from(&self.models)?;
+        Ok(Some(Box::new(models.get(&(slot & 1), 0)?)))
+    }
+
+    /// Replaces the model atomically; returns the version it was given.
+    ///
+    /// The model is checked first (`schema`: what the program computes; `None`: anything):
+    /// a model the kernel cannot use changes nothing. Then the inactive slot is written under its
+    /// sequence counter (odd while writing) and the active index flipped, so each packet sees
+    /// exactly one whole model (see npk_common::maps).
+    pub fn push(&mut self, model: &Model, schema: Option<FeatureSchema>) -> Result<u32> {
+        model.validate().context("the model is not valid")?;
+        if let Some(schema) = schema {
+            ensure!(
+                model.header.feature_schema == schema as u32,
+                "the model's features are not {schema:?} (was it trained on tabular CSV data? \
+                 the classifier needs a model trained on `npk features`/`npk capture` output)"
+            );
+        }
+        let previous = self.active_model()?;
+        let version = previous.as_ref().map_or(0, |m| m.header.model_version) + 1;
+        let active = self.active_slot()?;
+        let target = if active == NO_MODEL {
+            0
+        } else {
+            (active & 1) ^ 1
+        };
+        let mut versioned = Box::new(*model);
+        versioned.header.model_version = version;
+
+        let mut seq = Array::<_, u64>::try_from(&mut self.slot_seq)?;
+        let start = seq.get(&target, 0)?;
+        let start = start + (start & 1); // even: a previous push may have died mid-write
+        seq.set(target, start + 1, 0)?;
+        Array::<_, Model>::try_from(&mut self.models)?.set(target, *versioned, 0)?;
+        seq.set(target, start + 2, 0)?;
+        Array::<_, u32>::try_from(&mut self.active)?.set(0, target, 0)?;
+        Ok(version)
+    }
+
+    /// Counters summed over CPUs.
+    pub fn counters(&self) -> Result<Counters> {
+        let per_cpu = PerCpuArray::<_, Counters>::try_from(&self.stats)?;
+        Ok(sum_counters(per_cpu.get(&0, 0)?.iter()))
+    }
+
+    /// The last classification record (needs [`npk_common::maps::FLAG_RECORD_LAST`]).
+    pub fn last_record(&self) -> Result<InferenceRecord> {
+        Ok(Array::<_, InferenceRecord>::try_from(&self.last)?.get(&0, 0)?)
+    }
+}
+
+/// The classifier's object loaded into the kernel: program verified, maps created.
 pub struct Classifier {
     pub ebpf: Ebpf,
     pub kind: ProgramKind,
+    pub maps: ControlMaps,
 }
 
 impl Classifier {
@@ -104,95 +265,35 @@ impl Classifier {
         loaded
             .map_err(verifier_error)
             .with_context(|| format!("the kernel refused {name}"))?;
-        let mut classifier = Self { ebpf, kind };
-        classifier.array::<u32>(MAP_ACTIVE)?.set(0, NO_MODEL, 0)?;
-        classifier.set_config(&Config {
+        let mut maps = ControlMaps::take(&mut ebpf)?;
+        Array::<_, u32>::try_from(&mut maps.active)?.set(0, NO_MODEL, 0)?;
+        maps.set_config(&Config {
             reinfer_every: 1,
             flags: 0,
             class_action: [0; MAX_CLASSES],
             _pad: [0; 2],
         })?;
-        Ok(classifier)
+        Ok(Self { ebpf, kind, maps })
     }
 
-    fn array<T: aya::Pod>(&mut self, name: &str) -> Result<Array<&mut MapData, T>> {
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .with_context(|| format!("map {name} missing"))?;
-        Ok(Array::try_from(map)?)
+    pub fn push(&mut self, model: &Model) -> Result<u32> {
+        self.maps.push(model, self.kind.schema())
     }
 
     pub fn set_config(&mut self, config: &Config) -> Result<()> {
-        self.array::<Config>(MAP_CONFIG)?.set(0, config, 0)?;
-        Ok(())
+        self.maps.set_config(config)
     }
 
-    pub fn config(&mut self) -> Result<Config> {
-        Ok(self.array::<Config>(MAP_CONFIG)?.get(&0, 0)?)
+    pub fn active_model(&self) -> Result<Option<Box<Model>>> {
+        self.maps.active_model()
     }
 
-    /// The active model, if one was pushed.
-    pub fn active_model(&mut self) -> Result<Option<Box<Model>>> {
-        let slot = self.array::<u32>(MAP_ACTIVE)?.get(&0, 0)?;
-        if slot == NO_MODEL {
-            return Ok(None);
-        }
-        Ok(Some(Box::new(
-            self.array::<Model>(MAP_MODELS)?.get(&(slot & 1), 0)?,
-        )))
+    pub fn counters(&self) -> Result<Counters> {
+        self.maps.counters()
     }
 
-    /// Replaces the model atomically; returns the version it was given.
-    ///
-    /// The model is checked first: a model the kernel cannot use changes nothing. Then the
-    /// inactive slot is written under its sequence counter (odd while writing) and the active
-    /// index flipped, so each packet sees exactly one whole model (see npk_common::maps).
-    pub fn push(&mut self, model: &Model) -> Result<u32> {
-        model.validate().context("the model is not valid")?;
-        if let Some(schema) = self.kind.schema() {
-            ensure!(
-                model.header.feature_schema == schema as u32,
-                "the model was trained on tabular CSV features, not packet features: {} \
-                 computes packet features (train on `npk features`/`npk capture` output)",
-                self.kind.name()
-            );
-        }
-        let previous = self.active_model()?;
-        let version = previous.as_ref().map_or(0, |m| m.header.model_version) + 1;
-        let active = self.array::<u32>(MAP_ACTIVE)?.get(&0, 0)?;
-        let target = if active == NO_MODEL {
-            0
-        } else {
-            (active & 1) ^ 1
-        };
-        let mut versioned = Box::new(*model);
-        versioned.header.model_version = version;
-
-        let mut seq = self.array::<u64>(MAP_SLOT_SEQ)?;
-        let start = seq.get(&target, 0)?;
-        let start = start + (start & 1); // even: a previous push may have died mid-write
-        seq.set(target, start + 1, 0)?;
-        self.array::<Model>(MAP_MODELS)?
-            .set(target, *versioned, 0)?;
-        self.array::<u64>(MAP_SLOT_SEQ)?.set(target, start + 2, 0)?;
-        self.array::<u32>(MAP_ACTIVE)?.set(0, target, 0)?;
-        Ok(version)
-    }
-
-    /// Counters summed over CPUs.
-    pub fn counters(&mut self) -> Result<Counters> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_STATS)
-            .context("map NPK_STATS missing")?;
-        let per_cpu: PerCpuArray<&mut MapData, Counters> = PerCpuArray::try_from(map)?;
-        Ok(sum_counters(per_cpu.get(&0, 0)?.iter()))
-    }
-
-    /// The last classification record (needs [`npk_common::maps::FLAG_RECORD_LAST`]).
-    pub fn last_record(&mut self) -> Result<InferenceRecord> {
-        Ok(self.array::<InferenceRecord>(MAP_LAST)?.get(&0, 0)?)
+    pub fn last_record(&self) -> Result<InferenceRecord> {
+        self.maps.last_record()
     }
 
     /// Runs the program on `frame` through BPF_PROG_TEST_RUN `repeat` times; returns the

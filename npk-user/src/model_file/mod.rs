@@ -1,1 +1,483 @@
-//! The `.npk` model file: float model, input normalization and quantized model, versioned and checksummed.
+//! The `.npk` model file: float model, input normalization and quantized model, versioned and
+//! checksummed. The layout is specified in docs/model-format.md.
+
+mod codec;
+#[cfg(test)]
+mod tests;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use npk_common::model::{FeatureSchema, MAX_INPUTS, MAX_LAYERS, Model, ModelError};
+
+use crate::dataset::Standardizer;
+use crate::quantize::{
+    CalibrationInfo, InputEncoding, LayerScales, MAX_FRAC_BITS, Quantized, Scales,
+};
+use crate::train::{Dense, Mlp};
+use codec::{Reader, Writer};
+
+/// The first four bytes of every model file.
+pub const FILE_MAGIC: [u8; 4] = *b"NPKF";
+/// Bumped whenever the payload layout changes; [`ModelFile::load`] reads only this version.
+pub const FILE_FORMAT_VERSION: u32 = 1;
+/// Magic, format version, payload length (u64), CRC32 of the payload.
+pub const HEADER_LEN: usize = 4 + 4 + 8 + 4;
+/// Longest feature name, in bytes (UTF-8).
+pub const MAX_NAME_LEN: usize = 1024;
+/// Real model files are ~100 KB; anything this large is not one, and is not read into memory.
+pub const MAX_FILE_LEN: u64 = 64 << 20;
+
+// The quantized `Model` is stored as its in-memory bytes, which are little-endian only on
+// little-endian hosts (every target npk builds for: x86_64, aarch64, bpfel).
+const _: () = assert!(
+    cfg!(target_endian = "little"),
+    "the model file stores the Model block little-endian"
+);
+
+/// Who wrote a model file, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provenance {
+    pub created_unix_secs: u64,
+    /// The `npk` version that wrote the file.
+    pub npk_version: String,
+}
+
+impl Provenance {
+    /// This build of npk, now.
+    pub fn now() -> Self {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            created_unix_secs: secs,
+            npk_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// Everything `npk` keeps about a trained model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelFile {
+    /// The float model, reading standardized features.
+    pub mlp: Mlp,
+    pub standardizer: Standardizer,
+    /// The integer model for the kernel, with its input encoding and scales.
+    pub quantized: Quantized,
+    /// One per input feature.
+    pub feature_names: Vec<String>,
+    pub provenance: Provenance,
+}
+
+/// A model file that cannot be read or written: the file and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {kind}", path.display())]
+pub struct ModelFileError {
+    pub path: PathBuf,
+    pub kind: ModelFileErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFileErrorKind {
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    #[error("cannot write: {0}")]
+    Write(std::io::Error),
+    #[error("the file is empty")]
+    Empty,
+    #[error("{found} bytes: larger than any model file (limit {MAX_FILE_LEN})")]
+    TooLarge { found: u64 },
+    #[error("truncated: expected {expected} bytes, found {found}")]
+    Truncated { expected: u64, found: u64 },
+    #[error("expected {expected} bytes, found {found}: data after the payload")]
+    TrailingData { expected: u64, found: u64 },
+    #[error("not an npk model file: magic {}, expected \"NPKF\"", found.escape_ascii())]
+    BadMagic { found: [u8; 4] },
+    #[error("unsupported format version: found {found}, supported {supported}")]
+    UnsupportedVersion { found: u32, supported: u32 },
+    #[error("checksum mismatch: stored CRC32 {stored:#010x}, payload has {computed:#010x}")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("malformed payload at byte {offset}: {what}")]
+    Malformed { offset: usize, what: String },
+    #[error("inconsistent dims: {0}")]
+    Inconsistent(String),
+    #[error("bad value: {0}")]
+    BadValue(String),
+    #[error("the quantized model is invalid: {0}")]
+    InvalidModel(ModelError),
+}
+
+impl ModelFile {
+    /// A model file stamped with this build's version and the current time.
+    pub fn new(
+        mlp: Mlp,
+        standardizer: Standardizer,
+        quantized: Quantized,
+        feature_names: Vec<String>,
+    ) -> Self {
+        Self {
+            mlp,
+            standardizer,
+            quantized,
+            feature_names,
+            provenance: Provenance::now(),
+        }
+    }
+
+    /// The feature schema of the quantized model.
+    pub fn schema(&self) -> Option<FeatureSchema> {
+        FeatureSchema::from_u32(self.quantized.model.header.feature_schema)
+    }
+
+    /// Writes the file atomically: a temporary file in the same directory, synced, then
+    /// renamed over `path`, so readers see the old file or the new one, never a mix.
+    pub fn save(&self, path: &Path) -> Result<(), ModelFileError> {
+        let err = |kind| ModelFileError {
+            path: path.to_owned(),
+            kind,
+        };
+        let bytes = self.to_bytes().map_err(err)?;
+        let name = path.file_name().ok_or_else(|| {
+            err(ModelFileErrorKind::Write(std::io::Error::other(
+                "the path names no file",
+            )))
+        })?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".tmp-{}", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| {
+            // Best effort: the temporary file may not even exist.
+            let _ = std::fs::remove_file(&tmp);
+            err(ModelFileErrorKind::Write(e))
+        })
+    }
+
+    /// Reads and checks a model file: header, checksum, payload and the consistency of all
+    /// its parts, including [`Model::validate`].
+    pub fn load(path: &Path) -> Result<ModelFile, ModelFileError> {
+        let err = |kind| ModelFileError {
+            path: path.to_owned(),
+            kind,
+        };
+        let len = std::fs::metadata(path)
+            .map_err(|e| err(ModelFileErrorKind::Read(e)))?
+            .len();
+        if len > MAX_FILE_LEN {
+            return Err(err(ModelFileErrorKind::TooLarge { found: len }));
+        }
+        let bytes = std::fs::read(path).map_err(|e| err(ModelFileErrorKind::Read(e)))?;
+        Self::from_bytes(&bytes).map_err(err)
+    }
+
+    /// The file's bytes; fails if the parts do not fit together.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ModelFileErrorKind> {
+        self.check()?;
+        let mut w = Writer::default();
+        let q = &self.quantized;
+        // Metadata.
+        w.u32(q.model.header.feature_schema);
+        w.len(self.feature_names.len());
+        for name in &self.feature_names {
+            w.bytes(name.as_bytes());
+        }
+        w.u64(self.provenance.created_unix_secs);
+        w.bytes(self.provenance.npk_version.as_bytes());
+        // Float model.
+        w.len(self.mlp.layers.len());
+        for d in &self.mlp.layers {
+            w.len(d.in_dim);
+            w.len(d.out_dim);
+            w.f32s(&d.weights);
+            w.f32s(&d.bias);
+        }
+        w.f32s(&self.standardizer.mean);
+        w.f32s(&self.standardizer.std);
+        // Quantization.
+        w.bytes(&q.encoding.frac_bits);
+        w.f64s(&q.scales.input);
+        w.len(q.scales.layers.len());
+        for l in &q.scales.layers {
+            w.f64s(&l.acc);
+            w.f64s(&l.output);
+        }
+        w.f64(q.calibration.input_clip);
+        w.f64(q.calibration.agreement);
+        w.bytes(bytemuck::bytes_of(&*q.model));
+
+        let payload = w.buf;
+        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+        out.extend_from_slice(&FILE_MAGIC);
+        out.extend_from_slice(&FILE_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+
+    /// Parses and checks a whole file image. Never panics, whatever the bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<ModelFile, ModelFileErrorKind> {
+        use ModelFileErrorKind as E;
+        let found = bytes.len() as u64;
+        if bytes.is_empty() {
+            return Err(E::Empty);
+        }
+        let Some(&[a, b, c, d]) = bytes.get(..4) else {
+            return Err(E::Truncated {
+                expected: HEADER_LEN as u64,
+                found,
+            });
+        };
+        let magic = [a, b, c, d];
+        if magic != FILE_MAGIC {
+            return Err(E::BadMagic { found: magic });
+        }
+        let header = bytes.get(..HEADER_LEN).ok_or(E::Truncated {
+            expected: HEADER_LEN as u64,
+            found,
+        })?;
+        let mut h = Reader::new(header);
+        h.u32("magic")?;
+        let version = h.u32("format version")?;
+        if version != FILE_FORMAT_VERSION {
+            return Err(E::UnsupportedVersion {
+                found: version,
+                supported: FILE_FORMAT_VERSION,
+            });
+        }
+        let payload_len = h.u64("payload length")?;
+        let stored_crc = h.u32("checksum")?;
+        let expected = (HEADER_LEN as u64).saturating_add(payload_len);
+        if found < expected {
+            return Err(E::Truncated { expected, found });
+        }
+        if found > expected {
+            return Err(E::TrailingData { expected, found });
+        }
+        let payload = &bytes[HEADER_LEN..];
+        let computed = crc32fast::hash(payload);
+        if computed != stored_crc {
+            return Err(E::Checksum {
+                stored: stored_crc,
+                computed,
+            });
+        }
+        let file = decode_payload(&mut Reader::new(payload))?;
+        file.check()?;
+        Ok(file)
+    }
+
+    /// Every part describes the same network: dims chain, lengths match, the quantized model
+    /// validates.
+    fn check(&self) -> Result<(), ModelFileErrorKind> {
+        let bad = |msg: String| Err(ModelFileErrorKind::Inconsistent(msg));
+        let layers = &self.mlp.layers;
+        if layers.is_empty() || layers.len() > MAX_LAYERS {
+            return bad(format!(
+                "the float MLP has {} layers: must be 1..={MAX_LAYERS}",
+                layers.len()
+            ));
+        }
+        for (l, d) in layers.iter().enumerate() {
+            if d.weights.len() != d.in_dim * d.out_dim || d.bias.len() != d.out_dim {
+                return bad(format!(
+                    "float layer {l} is {}x{} but holds {} weights and {} biases",
+                    d.out_dim,
+                    d.in_dim,
+                    d.weights.len(),
+                    d.bias.len()
+                ));
+            }
+            if l > 0 && d.in_dim != layers[l - 1].out_dim {
+                return bad(format!(
+                    "float layer {l} takes {} inputs but layer {} gives {}",
+                    d.in_dim,
+                    l - 1,
+                    layers[l - 1].out_dim
+                ));
+            }
+        }
+        let n_in = layers[0].in_dim;
+        let q = &self.quantized;
+        let s = &self.standardizer;
+        for (what, len) in [
+            ("feature names", self.feature_names.len()),
+            ("standardizer means", s.mean.len()),
+            ("standardizer deviations", s.std.len()),
+            ("input encodings", q.encoding.frac_bits.len()),
+            ("input scales", q.scales.input.len()),
+        ] {
+            if len != n_in {
+                return bad(format!("{len} {what} for a float MLP of {n_in} inputs"));
+            }
+        }
+        if let Some(j) = self
+            .feature_names
+            .iter()
+            .position(|n| n.len() > MAX_NAME_LEN)
+        {
+            return Err(ModelFileErrorKind::BadValue(format!(
+                "feature {j}: name of {} bytes, at most {MAX_NAME_LEN}",
+                self.feature_names[j].len()
+            )));
+        }
+        if let Some(j) = s.std.iter().position(|&v| !(v.is_finite() && v > 0.0)) {
+            return Err(ModelFileErrorKind::BadValue(format!(
+                "feature {j}: standardizer std {} is not finite and positive",
+                s.std[j]
+            )));
+        }
+        if let Some(j) = q.encoding.frac_bits.iter().position(|&f| f > MAX_FRAC_BITS) {
+            return Err(ModelFileErrorKind::BadValue(format!(
+                "feature {j}: {} fractional bits, at most {MAX_FRAC_BITS}",
+                q.encoding.frac_bits[j]
+            )));
+        }
+        if q.scales.layers.len() != layers.len() {
+            return bad(format!(
+                "{} layers of scales for {} float layers",
+                q.scales.layers.len(),
+                layers.len()
+            ));
+        }
+        for (l, (sc, d)) in q.scales.layers.iter().zip(layers).enumerate() {
+            if sc.acc.len() != d.out_dim || sc.output.len() != d.out_dim {
+                return bad(format!(
+                    "layer {l}: {} accumulator and {} output scales for {} outputs",
+                    sc.acc.len(),
+                    sc.output.len(),
+                    d.out_dim
+                ));
+            }
+        }
+        let h = &q.model.header;
+        let classes = layers[layers.len() - 1].out_dim;
+        if (
+            h.num_layers as usize,
+            h.num_inputs as usize,
+            h.num_classes as usize,
+        ) != (layers.len(), n_in, classes)
+        {
+            return bad(format!(
+                "the quantized model has {} layers, {} inputs and {} classes; the float MLP {}, {n_in} and {classes}",
+                h.num_layers,
+                h.num_inputs,
+                h.num_classes,
+                layers.len()
+            ));
+        }
+        q.model
+            .validate()
+            .map_err(ModelFileErrorKind::InvalidModel)?;
+        for (l, (p, d)) in q.model.active_layers().iter().zip(layers).enumerate() {
+            if (p.in_dim as usize, p.out_dim as usize) != (d.in_dim, d.out_dim) {
+                return bad(format!(
+                    "layer {l} is {}x{} quantized but {}x{} float",
+                    p.out_dim, p.in_dim, d.out_dim, d.in_dim
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode_payload(r: &mut Reader) -> Result<ModelFile, ModelFileErrorKind> {
+    let schema = r.u32("feature schema")?;
+    if FeatureSchema::from_u32(schema).is_none() {
+        return Err(r.malformed(format!("unknown feature schema {schema}")));
+    }
+    let n_names = r.len("feature name count")?;
+    if n_names > MAX_INPUTS {
+        return Err(r.malformed(format!("{n_names} feature names, at most {MAX_INPUTS}")));
+    }
+    let mut feature_names = Vec::with_capacity(n_names);
+    for i in 0..n_names {
+        feature_names.push(r.string(&format!("feature name {i}"))?);
+    }
+    let provenance = Provenance {
+        created_unix_secs: r.u64("creation time")?,
+        npk_version: r.string("npk version")?,
+    };
+
+    let n_layers = r.len("float layer count")?;
+    if n_layers > MAX_LAYERS {
+        return Err(r.malformed(format!("{n_layers} float layers, at most {MAX_LAYERS}")));
+    }
+    let mut layers = Vec::with_capacity(n_layers);
+    for l in 0..n_layers {
+        let in_dim = r.len(&format!("layer {l} input width"))?;
+        let out_dim = r.len(&format!("layer {l} output width"))?;
+        let weights = r.f32s(&format!("layer {l} weights"))?;
+        let bias = r.f32s(&format!("layer {l} biases"))?;
+        layers.push(Dense {
+            in_dim,
+            out_dim,
+            weights,
+            bias,
+        });
+    }
+    let standardizer = Standardizer {
+        mean: r.f32s("standardizer means")?,
+        std: r.f32s("standardizer deviations")?,
+    };
+
+    let frac_bits = r.bytes("input encoding")?.to_vec();
+    let input = r.f64s("input scales")?;
+    let n_scale_layers = r.len("scale layer count")?;
+    if n_scale_layers > MAX_LAYERS {
+        return Err(r.malformed(format!(
+            "{n_scale_layers} layers of scales, at most {MAX_LAYERS}"
+        )));
+    }
+    let mut scale_layers = Vec::with_capacity(n_scale_layers);
+    for l in 0..n_scale_layers {
+        let acc = r.f64s(&format!("layer {l} accumulator scales"))?;
+        let output = r.f64s(&format!("layer {l} output scales"))?;
+        scale_layers.push(LayerScales { acc, output });
+    }
+    let calibration = CalibrationInfo {
+        input_clip: r.f64("input clip")?,
+        agreement: r.f64("agreement")?,
+    };
+
+    let raw = r.bytes("quantized model")?;
+    let mut model: Box<Model> = bytemuck::zeroed_box();
+    let dst = bytemuck::bytes_of_mut(&mut *model);
+    if raw.len() != dst.len() {
+        return Err(r.malformed(format!(
+            "the quantized model has {} bytes, expected {}",
+            raw.len(),
+            dst.len()
+        )));
+    }
+    dst.copy_from_slice(raw);
+    r.finish()?;
+    if model.header.feature_schema != schema {
+        return Err(ModelFileErrorKind::Inconsistent(format!(
+            "metadata says feature schema {schema}, the quantized model {}",
+            model.header.feature_schema
+        )));
+    }
+    Ok(ModelFile {
+        mlp: Mlp { layers },
+        standardizer,
+        quantized: Quantized {
+            model,
+            encoding: InputEncoding { frac_bits },
+            scales: Scales {
+                input,
+                layers: scale_layers,
+            },
+            calibration,
+        },
+        feature_names,
+        provenance,
+    })
+}

@@ -86,6 +86,16 @@ impl KernelServer {
         Ok(())
     }
 
+    /// Instructions the verifier processed to accept the program (the inference is a global
+    /// function, verified on its own and counted apart by some kernels).
+    pub fn verified_insns(&self) -> Result<u32> {
+        Ok(self
+            .classifier
+            .program_info()?
+            .verified_instruction_count()
+            .unwrap_or(0))
+    }
+
     /// Counters summed over CPUs.
     pub fn counters(&mut self) -> Result<ServeCounters> {
         let map = self

@@ -1,0 +1,172 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::quantize::quantize;
+use crate::quantize::testutil::{Rng, fit_standardizer, mixed_ranges, random_mlp};
+
+fn sample(seed: u64) -> ModelFile {
+    let mut rng = Rng::new(seed);
+    let data = mixed_ranges(&mut rng, 200, 0.02);
+    let std = fit_standardizer(&data);
+    let mlp = random_mlp(&mut rng, &[data.num_features, 12, 8, 3]);
+    let q = quantize(&mlp, &std, &data, FeatureSchema::Tabular).unwrap();
+    ModelFile::new(mlp, std, q, data.feature_names)
+}
+
+/// Rewrites the header's checksum so that a mutated payload reaches the parser.
+fn reseal(bytes: &mut [u8]) {
+    let crc = crc32fast::hash(&bytes[HEADER_LEN..]);
+    bytes[16..20].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn save_load_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.npk");
+    let file = sample(1);
+    file.save(&path).unwrap();
+    // Saving again replaces the file and leaves no temporary behind.
+    file.save(&path).unwrap();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    let loaded = ModelFile::load(&path).unwrap();
+    assert_eq!(loaded, file);
+    let row = [0.9f32, 5e5, 60.0, 7.0, 1e-3];
+    assert_eq!(loaded.quantized.predict(&row), file.quantized.predict(&row));
+}
+
+#[test]
+fn header_errors_name_the_problem() {
+    use ModelFileErrorKind as E;
+    let good = sample(2).to_bytes().unwrap();
+    let len = good.len() as u64;
+    let kind = |b: &[u8]| ModelFile::from_bytes(b).unwrap_err();
+
+    assert!(matches!(kind(&[]), E::Empty));
+    assert!(matches!(
+        kind(b"NP"),
+        E::Truncated {
+            expected: 20,
+            found: 2
+        }
+    ));
+    assert!(matches!(
+        kind(&good[..10]),
+        E::Truncated {
+            expected: 20,
+            found: 10
+        }
+    ));
+    assert!(matches!(kind(&good[..100]), E::Truncated { expected, found: 100 } if expected == len));
+    let mut long = good.clone();
+    long.push(0);
+    assert!(matches!(kind(&long), E::TrailingData { expected, .. } if expected == len));
+
+    let mut magic = good.clone();
+    magic[..4].copy_from_slice(b"\x7fELF");
+    assert_eq!(
+        kind(&magic).to_string(),
+        "not an npk model file: magic \\x7fELF, expected \"NPKF\""
+    );
+
+    let mut version = good.clone();
+    version[4..8].copy_from_slice(&7u32.to_le_bytes());
+    assert_eq!(
+        kind(&version).to_string(),
+        "unsupported format version: found 7, supported 1"
+    );
+
+    let mut flipped = good.clone();
+    flipped[HEADER_LEN + 50] ^= 0x10;
+    assert!(
+        kind(&flipped)
+            .to_string()
+            .starts_with("checksum mismatch: stored CRC32 0x")
+    );
+}
+
+#[test]
+fn payload_errors_name_the_problem() {
+    use ModelFileErrorKind as E;
+    let mut file = sample(3);
+    file.standardizer.mean.pop();
+    assert_eq!(
+        file.to_bytes().unwrap_err().to_string(),
+        "inconsistent dims: 4 standardizer means for a float MLP of 5 inputs"
+    );
+
+    let mut file = sample(3);
+    file.quantized.model.layers[1].shift[2] = 0;
+    assert_eq!(
+        file.to_bytes().unwrap_err().to_string(),
+        "the quantized model is invalid: layer 1 neuron 2: shift 0 outside 1..=62"
+    );
+
+    // A consistent payload with a bad value, sealed with a valid checksum.
+    let mut bytes = sample(3).to_bytes().unwrap();
+    bytes[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&9u32.to_le_bytes());
+    reseal(&mut bytes);
+    assert!(matches!(
+        ModelFile::from_bytes(&bytes).unwrap_err(),
+        E::Malformed { offset: 4, ref what } if what == "unknown feature schema 9"
+    ));
+}
+
+#[test]
+fn load_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.npk");
+    std::fs::write(&path, b"").unwrap();
+    let err = ModelFile::load(&path).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("{}: the file is empty", path.display())
+    );
+    let missing = dir.path().join("missing.npk");
+    let err = ModelFile::load(&missing).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}: cannot read: ", missing.display())),
+        "{err}"
+    );
+    let err = sample(4)
+        .save(&dir.path().join("no/such/dir/m.npk"))
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot write"), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// No byte string makes `from_bytes` panic: random bytes, truncations, bit flips (with the
+    /// checksum left stale or resealed so the parser sees them) and random overwrites.
+    #[test]
+    fn from_bytes_never_panics(
+        seed in 0u64..4,
+        cut in any::<prop::sample::Index>(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 0u8..8), 1..4),
+        reseal_crc in any::<bool>(),
+        junk in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let good = sample(seed).to_bytes().unwrap();
+        prop_assert!(ModelFile::from_bytes(&junk).is_err());
+        prop_assert!(ModelFile::from_bytes(&good[..cut.index(good.len())]).is_err());
+        let mut bad = good.clone();
+        for (at, bit) in &flips {
+            let i = at.index(bad.len());
+            bad[i] ^= 1 << bit;
+        }
+        if reseal_crc {
+            reseal(&mut bad);
+        }
+        // A flip may land on bytes whose value nothing checks (a float weight); it must parse
+        // or fail, never panic.
+        let _ = ModelFile::from_bytes(&bad);
+        // Overwrite a window of the payload with junk, then reseal.
+        let mut over = good.clone();
+        let start = HEADER_LEN + cut.index(good.len() - HEADER_LEN);
+        let end = (start + junk.len()).min(over.len());
+        over[start..end].copy_from_slice(&junk[..end - start]);
+        reseal(&mut over);
+        let _ = ModelFile::from_bytes(&over);
+    }
+}
