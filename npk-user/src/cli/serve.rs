@@ -3,6 +3,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
+    path::PathBuf,
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
@@ -17,6 +18,7 @@ use npk_common::{
 
 use super::Hidden;
 use crate::{
+    model_file::ModelFile,
     netlab::stop_flag,
     serve::{
         ServerEvent,
@@ -32,10 +34,17 @@ use crate::{
 /// system calls it makes while serving.
 const POLL: Duration = Duration::from_millis(250);
 
-/// The model to serve or to check replies against. Until model files can be loaded here,
-/// a random tabular model: every process given the same arguments builds the same model.
+/// The model to serve or to check replies against: a model file, or a random tabular model
+/// (every process given the same arguments builds the same one).
 #[derive(Clone, Debug, Args)]
 pub struct ModelArgs {
+    /// Model file (`npk train --out`); without it, a random model as described below.
+    #[arg(
+        long,
+        value_name = "MODEL",
+        conflicts_with_all = ["inputs", "hidden", "classes", "model_seed"]
+    )]
+    pub model: Option<PathBuf>,
     /// Inputs (features per request) of the random model.
     #[arg(long, default_value_t = 4)]
     pub inputs: usize,
@@ -52,14 +61,23 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn build(&self) -> Result<Box<Model>> {
+        if let Some(path) = &self.model {
+            return Ok(ModelFile::load(path)?.quantized.model);
+        }
         random_tabular_model(self.inputs, &self.hidden.0, self.classes, self.model_seed)
             .context("building the random model")
     }
 
     /// The same arguments for another npk process.
-    pub fn to_args(&self) -> Vec<String> {
+    pub fn to_args(&self) -> Result<Vec<String>> {
+        if let Some(path) = &self.model {
+            // Absolute: the other process may run elsewhere.
+            let path = std::path::absolute(path)
+                .with_context(|| format!("resolving {}", path.display()))?;
+            return Ok(vec!["--model".into(), path.display().to_string()]);
+        }
         let hidden: Vec<String> = self.hidden.0.iter().map(usize::to_string).collect();
-        vec![
+        Ok(vec![
             "--inputs".into(),
             self.inputs.to_string(),
             "--hidden".into(),
@@ -68,7 +86,7 @@ impl ModelArgs {
             self.classes.to_string(),
             "--model-seed".into(),
             self.model_seed.to_string(),
-        ]
+        ])
     }
 }
 
@@ -296,7 +314,7 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
     let model = args.model.build()?;
     let config = BenchConfig {
         exe: std::env::current_exe().context("locating the npk binary")?,
-        model_args: args.model.to_args(),
+        model_args: args.model.to_args()?,
         requests: args.requests,
         window: args.window,
         threads: args.threads,

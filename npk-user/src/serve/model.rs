@@ -1,7 +1,7 @@
 //! The model a server answers with and the features a client asks about.
 //!
-//! Until trained model files can be loaded here, servers and clients agree on a random tabular
-//! model built from the same arguments (inputs, hidden widths, classes, seed).
+//! Servers and clients agree on the model by loading the same model file, or by building the
+//! same random tabular model from the same arguments (inputs, hidden widths, classes, seed).
 
 use npk_common::{
     fixed::quantize_multiplier,
@@ -13,9 +13,9 @@ use npk_common::{
 
 use crate::rng::Rng;
 
-/// Raw tabular features are fixed point with 16 fractional bits; the random model's inputs
-/// are scaled for values of a few units.
-pub const FEATURE_ONE: i32 = 1 << 16;
+/// The random model's raw features are fixed point with 16 fractional bits, its input scales
+/// made for values of a few units.
+const FEATURE_ONE: i32 = 1 << 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelSpecError {
@@ -105,14 +105,22 @@ pub fn random_tabular_model(
     Ok(m)
 }
 
-/// Random features for `model`: mostly within a few units, with 1 in 32 at the i32 extremes
-/// so that the clamping paths are exercised too.
+/// Random features for `model`, spread over its input codes: each feature is the raw value
+/// that quantizes to a code drawn from -160..=160 (so some clip), and 1 in 32 is an i32
+/// extreme, so that the clamping paths are exercised too. Works for any model, random or
+/// trained, whatever its fixed-point encoding.
 pub fn random_features(rng: &mut Rng, model: &Model) -> Vec<i32> {
-    (0..model.header.num_inputs)
-        .map(|_| match rng.below(64) {
+    let q = &model.input;
+    (0..model.header.num_inputs as usize)
+        .map(|i| match rng.below(64) {
             0 => i32::MIN,
             1 => i32::MAX,
-            _ => rng.range_i64(-3 * FEATURE_ONE as i64, 3 * FEATURE_ONE as i64) as i32,
+            _ => {
+                // code = (raw - offset) * multiplier / 2^shift
+                let raw_per_code = (q.shift[i] as f64).exp2() / f64::from(q.multiplier[i].max(1));
+                let code = rng.range_i64(-160, 160) as f64;
+                (f64::from(q.offset[i]) + code * raw_per_code).round() as i32
+            }
         })
         .collect()
 }
