@@ -25,7 +25,7 @@ use crate::{
         bench::{BenchConfig, Mode, Pin, run as run_bench},
         kernel::KernelServer,
         model::random_tabular_model,
-        pin_to_cpu,
+        pin_to_cpu, process_cpu_time,
         user::{Io, UserServer},
     },
 };
@@ -178,7 +178,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         });
     }
     let start = Instant::now();
-    let counters = match &args.kernel {
+    let cpu_start = process_cpu_time();
+    let (counters, cpu_ns_per_request) = match &args.kernel {
         Some(iface) => {
             let mut server = KernelServer::load(args.port)?;
             server.push(&model)?;
@@ -200,7 +201,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(POLL);
             }
-            server.counters()?
+            // Every frame the program saw was a request in a benchmark; elsewhere passed
+            // frames (cheap) lower the mean.
+            (server.counters()?, server.ns_per_run()?)
         }
         None => {
             let io = match args.io {
@@ -212,16 +215,23 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 &args,
                 &format!("from userspace ({}) on {}", io.name(), server.local_addr()?),
             );
-            server.run(stop)?
+            let counters = server.run(stop)?;
+            let cpu = (process_cpu_time() - cpu_start).as_nanos() as f64;
+            (
+                counters,
+                (counters.requests > 0).then(|| cpu / counters.requests as f64),
+            )
         }
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&ServerEvent::from_counters("stopped", &counters))?
-        );
+        let mut event = ServerEvent::from_counters("stopped", &counters);
+        event.cpu_ns_per_request = cpu_ns_per_request;
+        println!("{}", serde_json::to_string(&event)?);
     } else {
         print_counters(&counters, start.elapsed());
+        if let Some(ns) = cpu_ns_per_request {
+            println!("server CPU time: {ns:.0} ns per request");
+        }
     }
     Ok(())
 }
@@ -270,6 +280,10 @@ pub struct BenchServeArgs {
     /// Requests in flight per client thread.
     #[arg(long, default_value_t = 64)]
     window: usize,
+    /// Offered load in requests/s over all client threads, to compare latencies at equal
+    /// load (default: as fast as replies come back).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Client threads (one socket each).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -311,11 +325,15 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
     );
     ensure!(args.port != 0, "--port 0 cannot be served");
     ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    if let Some(r) = args.rate {
+        ensure!(r.is_finite() && r > 0.0, "--rate must be positive, not {r}");
+    }
     let model = args.model.build()?;
     let config = BenchConfig {
         exe: std::env::current_exe().context("locating the npk binary")?,
         model_args: args.model.to_args()?,
         requests: args.requests,
+        rate: args.rate,
         window: args.window,
         threads: args.threads,
         batch: args.batch,
@@ -336,11 +354,14 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
             return;
         }
         let r = &run.client;
+        let cpu = run.server.cpu_ns_per_request.map_or(String::new(), |ns| {
+            format!(", server CPU {ns:.0} ns/request")
+        });
         let per_request = run.syscalls_per_request.map_or(String::new(), |s| {
             format!(", {s:.4} server syscalls/request")
         });
         println!(
-            "{:<10} {:>10.0} requests/s  p50 {:>7.1} us  p99 {:>7.1} us  mismatches {} lost {}{per_request}",
+            "{:<10} {:>10.0} requests/s  p50 {:>7.1} us  p99 {:>7.1} us  mismatches {} lost {}{cpu}{per_request}",
             run.mode, r.rps, r.p50_us, r.p99_us, r.mismatches, r.lost
         );
         if let Some(t) = &run.syscalls {

@@ -59,6 +59,8 @@ pub struct BenchConfig {
     /// `npk serve` arguments that rebuild `model` in the server.
     pub model_args: Vec<String>,
     pub requests: u64,
+    /// Offered load in requests/s (`None`: as fast as replies come back).
+    pub rate: Option<f64>,
     pub window: usize,
     pub threads: usize,
     pub batch: usize,
@@ -244,6 +246,7 @@ fn run_mode(
     let target = (lab.host_addr, config.port).into();
     let mut client_config = ClientConfig::new(target);
     client_config.requests = Some(config.requests);
+    client_config.rate = config.rate;
     client_config.window = config.window;
     client_config.cpu = config.pin.map(|p| p.client);
     let sockets = lab

@@ -21,6 +21,9 @@ const TEST_RUN_OUT: usize = 4096;
 
 pub struct KernelServer {
     classifier: Classifier,
+    /// Keeps the kernel's run-time accounting on while the server lives (`None` where the
+    /// kernel refuses BPF_ENABLE_STATS).
+    _stats: Option<std::os::fd::OwnedFd>,
 }
 
 impl KernelServer {
@@ -29,7 +32,11 @@ impl KernelServer {
     pub fn load(port: u16) -> Result<Self> {
         ensure!(port != 0, "port 0 cannot be served");
         let classifier = Classifier::load(ProgramKind::Serve)?;
-        let mut server = Self { classifier };
+        let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
+        let mut server = Self {
+            classifier,
+            _stats: stats,
+        };
         server.set_port(port)?;
         Ok(server)
     }
@@ -94,6 +101,14 @@ impl KernelServer {
             .program_info()?
             .verified_instruction_count()
             .unwrap_or(0))
+    }
+
+    /// Mean kernel time per program run so far (every frame the program saw), or `None`
+    /// before the first run.
+    pub fn ns_per_run(&self) -> Result<Option<f64>> {
+        let info = self.classifier.program_info()?;
+        Ok((info.run_count() > 0)
+            .then(|| info.run_time().as_nanos() as f64 / info.run_count() as f64))
     }
 
     /// Counters summed over CPUs.

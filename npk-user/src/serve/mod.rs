@@ -53,6 +53,11 @@ pub struct ServerEvent {
     /// Replies by status name.
     pub replies: std::collections::BTreeMap<String, u64>,
     pub tx_errors: u64,
+    /// Server CPU time per request: the XDP program's run time (kernel accounting), or the
+    /// userspace server process's user + system time. Packet processing on the way to the
+    /// server (the stack, for the userspace server) is not in either.
+    #[serde(default)]
+    pub cpu_ns_per_request: Option<f64>,
 }
 
 impl ServerEvent {
@@ -67,8 +72,24 @@ impl ServerEvent {
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             tx_errors: c.tx_errors,
+            cpu_ns_per_request: None,
         }
     }
+}
+
+/// User + system CPU time this process has used.
+pub fn process_cpu_time() -> std::time::Duration {
+    // SAFETY: getrusage fills the struct we pass.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let tv = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec as u64)
+            + std::time::Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// Asks for big socket buffers (forced past rmem_max/wmem_max when root); a smaller buffer
