@@ -21,7 +21,7 @@ use std::{
 pub enum NetLabError {
     #[error("network namespaces and veth pairs need root (CAP_NET_ADMIN + CAP_SYS_ADMIN)")]
     NotRoot,
-    #[error("running `{args}`: {source} (are iproute2 and sh installed?)")]
+    #[error("running `{args}` (are iproute2 and sh installed?)")]
     Spawn {
         args: String,
         #[source]
@@ -29,7 +29,7 @@ pub enum NetLabError {
     },
     #[error("`ip {args}` failed: {stderr}")]
     Ip { args: String, stderr: String },
-    #[error("entering network namespace {netns}: {source}")]
+    #[error("entering network namespace {netns}")]
     Enter {
         netns: String,
         #[source]

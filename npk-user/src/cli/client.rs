@@ -102,6 +102,13 @@ pub fn run(args: ClientArgs) -> Result<()> {
     } else {
         print_report(&report);
     }
+    if report.replies == 0 && report.sent > 0 {
+        bail!(
+            "no replies to {} requests: is a server listening at {}?",
+            report.sent,
+            args.target
+        );
+    }
     if report.mismatches > 0 {
         bail!(
             "{} replies differ from the reference (first: {})",
@@ -118,8 +125,8 @@ pub fn print_report(r: &ClientReport) {
         r.sent, r.replies, r.ok, r.seconds, r.rps, r.p50_us, r.p99_us
     );
     println!(
-        "mismatches {}, lost {}, unexpected {}",
-        r.mismatches, r.lost, r.unexpected
+        "mismatches {}, lost {}, unexpected {}; client CPU {:.0} ns per request",
+        r.mismatches, r.lost, r.unexpected, r.cpu_ns_per_request
     );
     for p in &r.problems {
         println!("  {p}");

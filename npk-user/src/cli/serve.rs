@@ -297,6 +297,10 @@ pub struct BenchServeArgs {
     /// request (the timed runs are not traced).
     #[arg(long)]
     strace: bool,
+    /// Requests of each traced run (strace slows servers down by an order of magnitude; the
+    /// startup's system calls are spread over these).
+    #[arg(long, default_value_t = 100_000)]
+    strace_requests: u64,
     /// Timed runs per server, interleaved; the median is reported.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
@@ -316,7 +320,10 @@ pub struct BenchServeArgs {
 }
 
 pub fn bench(args: BenchServeArgs) -> Result<()> {
-    ensure!(args.requests >= 1, "--requests must be at least 1");
+    ensure!(
+        args.requests >= 1 && args.strace_requests >= 1,
+        "--requests and --strace-requests must be at least 1"
+    );
     ensure!(args.window >= 1, "--window must be at least 1");
     ensure!(
         (1..=64).contains(&args.threads),
@@ -343,6 +350,7 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
         }
         .to_string(),
         strace: args.strace,
+        strace_requests: args.strace_requests,
         port: args.port,
         modes: vec![Mode::Kernel, Mode::UserPlain, Mode::UserMmsg],
         rounds: args.rounds,
@@ -355,7 +363,10 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
         }
         let r = &run.client;
         let cpu = run.server.cpu_ns_per_request.map_or(String::new(), |ns| {
-            format!(", server CPU {ns:.0} ns/request")
+            format!(
+                ", CPU ns/request: server {ns:.0} client {:.0}",
+                r.cpu_ns_per_request
+            )
         });
         let per_request = run.syscalls_per_request.map_or(String::new(), |s| {
             format!(", {s:.4} server syscalls/request")

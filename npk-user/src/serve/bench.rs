@@ -68,6 +68,8 @@ pub struct BenchConfig {
     /// that XDP_TX frames are accepted there.
     pub xdp_mode: String,
     pub strace: bool,
+    /// Requests of the traced runs (strace slows a server down by an order of magnitude).
+    pub strace_requests: u64,
     pub port: u16,
     pub modes: Vec<Mode>,
     /// Timed runs per mode (the median is kept).
@@ -245,7 +247,11 @@ fn run_mode(
 
     let target = (lab.host_addr, config.port).into();
     let mut client_config = ClientConfig::new(target);
-    client_config.requests = Some(config.requests);
+    client_config.requests = Some(if traced {
+        config.strace_requests
+    } else {
+        config.requests
+    });
     client_config.rate = config.rate;
     client_config.window = config.window;
     client_config.cpu = config.pin.map(|p| p.client);

@@ -90,6 +90,10 @@ pub struct ClientReport {
     pub rps: f64,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// CPU time (user + system) of this process per reply. With the kernel server on the
+    /// same machine this includes the XDP program: it runs in the softirq of the client's
+    /// send.
+    pub cpu_ns_per_request: f64,
     #[serde(skip)]
     pub problems: Vec<String>,
 }
@@ -180,6 +184,7 @@ pub fn run(
     }
     let cases = build_cases(model, config)?;
     let threads = sockets.len() as u64;
+    let cpu_start = super::process_cpu_time();
     let start = Instant::now();
     let results: Vec<Result<Worker, ServeError>> = std::thread::scope(|s| {
         let handles: Vec<_> = sockets
@@ -233,6 +238,10 @@ pub fn run(
     } else {
         0.0
     };
+    if report.replies > 0 {
+        let cpu = super::process_cpu_time() - cpu_start;
+        report.cpu_ns_per_request = cpu.as_nanos() as f64 / report.replies as f64;
+    }
     report.p50_us = percentile_us(&mut latencies, 0.50);
     report.p99_us = percentile_us(&mut latencies, 0.99);
     Ok(report)

@@ -19,7 +19,7 @@ const SOCKET_BUFFER: i32 = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]
