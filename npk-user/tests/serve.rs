@@ -412,7 +412,16 @@ fn userspace_server_over_veth_in_both_io_styles() {
 #[test]
 fn bench_serve_runs_every_server_under_strace() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_npk"))
-        .args(["bench", "serve", "--requests", "3000", "--strace", "--json"])
+        .args([
+            "bench",
+            "serve",
+            "--requests",
+            "3000",
+            "--strace",
+            "--strace-requests",
+            "3000",
+            "--json",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -437,4 +446,88 @@ fn bench_serve_runs_every_server_under_strace() {
     }
     assert_eq!(v["mismatches"], 0);
     assert_eq!(v["lost"], 0);
+}
+
+#[test]
+fn xdp_push_swaps_the_model_between_requests() {
+    let (a, b) = (iris_like(), random_tabular_model(4, &[8], 5, 9).unwrap());
+    let mut server = KernelServer::load(PORT).unwrap();
+    let req = request(3, 0, &[70_000, -20_000, 5, 131_072]);
+    for (version, model) in [(1, &a), (2, &b), (3, &a)] {
+        assert_eq!(server.push(model).unwrap(), version);
+        let (reply, d) = serve_once(&mut server, V4, &req);
+        assert_eq!((d.status, d.model_version), (Status::Ok, version));
+        let mut expected = reference(&req, Some(model));
+        expected[16..20].copy_from_slice(&version.to_le_bytes());
+        assert_eq!(reply, expected, "version {version}");
+    }
+}
+
+/// Pushes alternate between two models while requests flow: every reply is one model's whole
+/// answer (the version says which) or RETRY, never a mix.
+#[test]
+fn hot_swap_under_traffic_never_mixes_models() {
+    let models = [
+        iris_like(),
+        random_tabular_model(4, &[16, 16], 3, 77).unwrap(),
+    ];
+    let lab = NetLab::create().unwrap();
+    let mut server = KernelServer::load(PORT).unwrap();
+    server.push(&models[0]).unwrap();
+    server.attach(&lab.host_if, XdpMode::Skb).unwrap();
+    let target: SocketAddr = (lab.host_addr, PORT).into();
+    let socket = lab
+        .in_netns(|| client::connect_sockets(target, 1))
+        .unwrap()
+        .unwrap()
+        .remove(0);
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let done = AtomicBool::new(false);
+    let mut rng = npk::rng::Rng::new(11);
+    let requests: Vec<Vec<u8>> = (0..64)
+        .map(|i| request(i, 0, &random_features(&mut rng, &models[0])))
+        .collect();
+    let (mut ok, mut retry) = (0, 0);
+    std::thread::scope(|s| {
+        let pusher = s.spawn(|| {
+            let mut pushes = 0;
+            while !done.load(Ordering::Relaxed) {
+                server.push(&models[(pushes + 1) % 2]).unwrap();
+                pushes += 1;
+            }
+            pushes
+        });
+        let mut buf = [0u8; 256];
+        for round in 0..100 {
+            for r in &requests {
+                socket.send(r).unwrap();
+            }
+            for _ in 0..requests.len() {
+                let n = socket.recv(&mut buf).unwrap();
+                let d = decode_reply(&buf[..n]).unwrap();
+                let req = &requests[d.request_id as usize];
+                match d.status {
+                    Status::Ok => {
+                        // Odd versions are models[0] (pushes alternate, starting with it).
+                        let model = &models[(d.model_version as usize + 1) % 2];
+                        let mut expected = reference(req, Some(model));
+                        expected[16..20].copy_from_slice(&d.model_version.to_le_bytes());
+                        assert_eq!(&buf[..n], &expected[..], "round {round}");
+                        ok += 1;
+                    }
+                    Status::Retry => retry += 1,
+                    s => panic!("status {s:?}"),
+                }
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        assert!(
+            pusher.join().unwrap() > 10,
+            "pushes happened during the traffic"
+        );
+    });
+    assert_eq!(ok + retry, 6400);
+    assert!(ok > 6000, "{ok} OK, {retry} RETRY");
 }
