@@ -369,7 +369,7 @@ fn reply_header(buf: &mut ServeBuf) -> Option<&mut [u8; REPLY_HEADER_LEN]> {
     buf.udp.get_mut(PAYLOAD_AT..)?.first_chunk_mut()
 }
 
-/// [`infer_request`] results.
+/// [`npk_serve_infer`] results.
 const INFERRED: u32 = 0;
 const RETRY: u32 = 1;
 const NO_MODEL: u32 = 2;
