@@ -293,12 +293,11 @@ pub struct BenchServeArgs {
     /// XDP mode of the kernel server; native also attaches it to the namespace's veth end.
     #[arg(long, value_enum, default_value_t = XdpModeArg::Skb)]
     xdp_mode: XdpModeArg,
-    /// Also run each server once under `strace -c -f` and report its system calls per
-    /// request (the timed runs are not traced).
+    /// Also run each server once more with `strace -c -f` attached once it serves (startup
+    /// not counted) and report its system calls per request; the timed runs are not traced.
     #[arg(long)]
     strace: bool,
-    /// Requests of each traced run (strace slows servers down by an order of magnitude; the
-    /// startup's system calls are spread over these).
+    /// Requests of each traced run (strace slows servers down by an order of magnitude).
     #[arg(long, default_value_t = 100_000)]
     strace_requests: u64,
     /// Timed runs per server, interleaved; the median is reported.

@@ -1,6 +1,6 @@
 //! `npk bench serve`: the kernel server and the userspace server (both I/O styles) under the
-//! same load over a veth pair made for the run; optionally each server process under
-//! `strace -c` to count its system calls per request.
+//! same load over a veth pair made for the run; optionally one more run per server with
+//! `strace -c -f` attached once it serves, to count its system calls per request.
 //!
 //! Servers run as child processes (`npk serve ...`), so that strace sees exactly one server;
 //! the client runs in this process with its sockets inside the lab's namespace. Every exit
@@ -94,7 +94,7 @@ pub struct ModeRun {
     /// The second, traced run (--strace): its replies are checked too, its speed is strace's.
     pub traced_client: Option<ClientReport>,
     pub syscalls: Option<SyscallTable>,
-    /// Server process system calls (startup included) per request it saw, in the traced run.
+    /// Server process system calls while serving per request it saw, in the traced run.
     pub syscalls_per_request: Option<f64>,
 }
 
@@ -242,8 +242,11 @@ fn run_mode(
             mode.name()
         ))
     });
-    let mut server = ServerChild::spawn(&config.exe, &args, trace_file.as_deref())?;
+    let mut server = ServerChild::spawn(&config.exe, &args)?;
     server.wait_ready(stop)?;
+    if let Some(file) = &trace_file {
+        server.trace(file)?;
+    }
 
     let target = (lab.host_addr, config.port).into();
     let mut client_config = ClientConfig::new(target);
@@ -266,51 +269,33 @@ fn run_mode(
     Ok((report, stopped, syscalls))
 }
 
-/// A server process (under strace or not), stopped and reaped on drop.
+/// A server process, optionally traced once it serves; stopped and reaped on drop.
 struct ServerChild {
     child: Child,
-    /// The npk process itself (strace's child when traced): the one to signal.
-    server_pid: Option<u32>,
     lines: mpsc::Receiver<String>,
-    trace_file: Option<PathBuf>,
+    tracer: Option<Tracer>,
+}
+
+/// `strace -c` attached to the serving process: it counts the serving phase only, not the
+/// startup (loading and verifying the program alone takes thousands of calls).
+struct Tracer {
+    child: Child,
+    file: PathBuf,
 }
 
 impl ServerChild {
-    fn spawn(exe: &Path, args: &[String], trace_file: Option<&Path>) -> Result<Self> {
-        let mut command = match trace_file {
-            Some(file) => {
-                let mut c = Command::new("strace");
-                c.args(["-c", "-f", "-o"]).arg(file).arg(exe);
-                c
-            }
-            None => Command::new(exe),
-        };
-        let mut child = command
+    fn spawn(exe: &Path, args: &[String]) -> Result<Self> {
+        let mut child = Command::new(exe)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {}{}",
-                    if trace_file.is_some() { "strace " } else { "" },
-                    exe.display()
-                )
-            })?;
+            .with_context(|| format!("starting {}", exe.display()))?;
         let stdout = child.stdout.take().context("no stdout pipe")?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         Ok(Self {
             child,
-            server_pid: None,
-            lines,
-            trace_file: trace_file.map(Path::to_path_buf),
+            lines: line_channel(stdout),
+            tracer: None,
         })
     }
 
@@ -325,7 +310,6 @@ impl ServerChild {
                     if let Ok(e) = serde_json::from_str::<ServerEvent>(&line)
                         && e.event == "ready"
                     {
-                        self.server_pid = Some(e.pid);
                         return Ok(());
                     }
                 }
@@ -339,6 +323,41 @@ impl ServerChild {
         bail!(
             "the server did not report ready within {} s",
             READY_TIMEOUT.as_secs()
+        )
+    }
+
+    /// Attaches `strace -c -f -o file` to the server and waits until it traces.
+    fn trace(&mut self, file: &Path) -> Result<()> {
+        let mut child = Command::new("strace")
+            .args(["-c", "-f", "-o"])
+            .arg(file)
+            .arg("-p")
+            .arg(self.child.id().to_string())
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting strace (is it installed?)")?;
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        self.tracer = Some(Tracer {
+            child,
+            file: file.to_path_buf(),
+        });
+        let lines = line_channel(stderr);
+        let start = Instant::now();
+        while start.elapsed() < EXIT_TIMEOUT {
+            match lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.contains("attached") => {
+                    // Keep draining strace's messages so that it never blocks on them.
+                    std::thread::spawn(move || while lines.recv().is_ok() {});
+                    return Ok(());
+                }
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        bail!(
+            "strace did not attach to the server (pid {})",
+            self.child.id()
         )
     }
 
@@ -356,11 +375,20 @@ impl ServerChild {
         }
         let last =
             last.with_context(|| format!("the server ended ({status}) without its counters"))?;
-        let syscalls = match &self.trace_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading strace's summary {}", path.display()))?;
-                Some(strace::parse(&text).with_context(|| format!("parsing {}", path.display()))?)
+        let syscalls = match &mut self.tracer {
+            Some(t) => {
+                // strace writes its table once the traced process is gone.
+                let traced =
+                    wait_timeout(&mut t.child, EXIT_TIMEOUT).context("waiting for strace")?;
+                if !traced {
+                    bail!("strace did not finish after the server exited");
+                }
+                let text = std::fs::read_to_string(&t.file)
+                    .with_context(|| format!("reading strace's summary {}", t.file.display()))?;
+                Some(
+                    strace::parse(&text)
+                        .with_context(|| format!("parsing {}", t.file.display()))?,
+                )
             }
             None => None,
         };
@@ -372,17 +400,11 @@ impl ServerChild {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
-        let pid = self.server_pid.unwrap_or(self.child.id());
-        // SAFETY: signals a process this struct started (or strace's child of it).
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        while start.elapsed() < EXIT_TIMEOUT {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        // SAFETY: signals the process this struct started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        if !wait_timeout(&mut self.child, EXIT_TIMEOUT).unwrap_or(false) {
+            let _ = self.child.kill();
         }
-        let _ = self.child.kill();
     }
 }
 
@@ -390,8 +412,37 @@ impl Drop for ServerChild {
     fn drop(&mut self) {
         self.terminate();
         let _ = self.child.wait();
-        if let Some(f) = &self.trace_file {
-            let _ = std::fs::remove_file(f);
+        if let Some(t) = &mut self.tracer {
+            if !wait_timeout(&mut t.child, EXIT_TIMEOUT).unwrap_or(false) {
+                let _ = t.child.kill();
+            }
+            let _ = t.child.wait();
+            let _ = std::fs::remove_file(&t.file);
         }
     }
+}
+
+/// Whether `child` exited within `timeout` (polled: std has no timed wait).
+fn wait_timeout(child: &mut Child, timeout: Duration) -> std::io::Result<bool> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if child.try_wait()?.is_some() {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(false)
+}
+
+/// The lines of `pipe`, read on a thread.
+fn line_channel(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
