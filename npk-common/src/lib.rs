@@ -3,7 +3,7 @@
 //! Everything here is `no_std` and float-free on the paths the kernel uses: the model layout
 //! stored in BPF maps ([`model`]), fixed-point requantization ([`fixed`]), the one integer
 //! inference function ([`infer`]), packet parsing and the feature vector ([`packet`]) and the
-//! names and value types of every map ([`maps`]).
+//! names and value types of every map ([`maps`]) and the UDP inference protocol ([`wire`]).
 #![no_std]
 #![deny(clippy::float_arithmetic)]
 
@@ -15,3 +15,4 @@ pub mod infer;
 pub mod maps;
 pub mod model;
 pub mod packet;
+pub mod wire;

@@ -9,6 +9,7 @@ mod classify;
 mod frame;
 mod maps;
 mod model;
+mod serve;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
@@ -55,6 +56,13 @@ pub fn npk_bare(ctx: XdpContext) -> u32 {
         }
         _ => xdp_action::XDP_PASS,
     }
+}
+
+/// Answers npk inference requests (UDP, npk_common::wire) in place and sends the reply back
+/// out of the interface; every other frame passes.
+#[xdp]
+pub fn npk_serve(ctx: XdpContext) -> u32 {
+    serve::serve(&ctx)
 }
 
 #[cfg(not(test))]

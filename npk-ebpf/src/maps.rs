@@ -11,6 +11,7 @@ use npk_common::{
     },
     model::Model,
     packet::FlowKey,
+    wire::{ServeConfig, ServeCounters},
 };
 
 #[map(name = "NPK_MODELS")]
@@ -44,3 +45,12 @@ pub struct PacketScratch {
 }
 #[map(name = "NPK_LAST")]
 pub static LAST: Array<InferenceRecord> = Array::with_max_entries(1, 0);
+
+/// The inference server's configuration (npk_common::wire::ServeConfig).
+#[map(name = "NPK_SERVE_CFG")]
+pub static SERVE_CONFIG: Array<ServeConfig> = Array::with_max_entries(1, 0);
+#[map(name = "NPK_SERVE_STATS")]
+pub static SERVE_STATS: PerCpuArray<ServeCounters> = PerCpuArray::with_max_entries(1, 0);
+/// Per-CPU working memory of the inference server.
+#[map(name = "NPK_SERVE_BUF")]
+pub static SERVE_BUF: PerCpuArray<crate::serve::ServeBuf> = PerCpuArray::with_max_entries(1, 0);

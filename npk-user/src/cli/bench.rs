@@ -21,6 +21,9 @@ pub enum BenchCommand {
     /// Training and inference time per epoch, CPU and GPU, small and large networks, beside
     /// the NumPy baseline (bench/mlp_numpy.py) run on the same rows.
     Train(TrainBenchArgs),
+    /// Requests/s and latency of the kernel inference server vs the userspace one, over a
+    /// veth pair made for the run.
+    Serve(super::serve::BenchServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +93,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchCommand::Infer(a) => infer(a),
         BenchCommand::Train(a) => train(a),
+        BenchCommand::Serve(a) => super::serve::bench(a),
     }
 }
 

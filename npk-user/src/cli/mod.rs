@@ -3,10 +3,12 @@
 mod attach;
 mod bench;
 mod capture;
+mod client;
 mod demo;
 mod features;
 mod r#gen;
 mod inspect;
+mod serve;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +57,10 @@ pub enum Command {
     Gen(r#gen::GenArgs),
     /// The whole pipeline on generated traffic in a throwaway namespace, with a live table.
     Demo(demo::DemoArgs),
+    /// Answer inference requests over UDP, in the kernel (XDP) or from userspace.
+    Serve(serve::ServeArgs),
+    /// Send inference requests to `npk serve` and check every reply.
+    Client(client::ClientArgs),
 }
 
 impl Cli {
@@ -73,6 +79,8 @@ impl Cli {
             Command::Capture(a) => capture::run(a),
             Command::Gen(a) => r#gen::run(a),
             Command::Demo(a) => demo::run(a),
+            Command::Serve(a) => serve::run(a),
+            Command::Client(a) => client::run(a),
         }
     }
 }

@@ -30,6 +30,8 @@ pub enum ProgramKind {
     Tc,
     /// The parse-only baseline (XDP).
     Bare,
+    /// The UDP inference server (XDP, npk_common::wire): features come from requests.
+    Serve,
 }
 
 impl ProgramKind {
@@ -37,6 +39,7 @@ impl ProgramKind {
     pub fn schema(self) -> Option<FeatureSchema> {
         match self {
             Self::Xdp | Self::Tc | Self::Bare => Some(FeatureSchema::PacketV1),
+            Self::Serve => None,
         }
     }
 }
@@ -47,6 +50,7 @@ impl ProgramKind {
             Self::Xdp => PROG_CLASSIFY,
             Self::Tc => PROG_CLASSIFY_TC,
             Self::Bare => PROG_BARE,
+            Self::Serve => npk_common::wire::PROG_SERVE,
         }
     }
 }
@@ -249,7 +253,7 @@ impl Classifier {
             .program_mut(name)
             .with_context(|| format!("program {name} missing"))?;
         let loaded = match kind {
-            ProgramKind::Xdp | ProgramKind::Bare => {
+            ProgramKind::Xdp | ProgramKind::Bare | ProgramKind::Serve => {
                 let p: &mut Xdp = prog.try_into()?;
                 p.load()
             }

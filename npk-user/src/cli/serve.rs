@@ -1,0 +1,437 @@
+//! `npk serve`: answer inference requests (npk_common::wire over UDP) in the kernel (XDP) or
+//! from a userspace socket, until Ctrl-C, SIGTERM or --seconds.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, ensure};
+use aya::programs::XdpMode;
+use clap::{Args, ValueEnum};
+use npk_common::{
+    model::Model,
+    wire::{DEFAULT_PORT, ServeCounters, Status},
+};
+
+use super::Hidden;
+use crate::{
+    model_file::ModelFile,
+    netlab::stop_flag,
+    serve::{
+        ServerEvent,
+        bench::{BenchConfig, Mode, Pin, run as run_bench},
+        kernel::KernelServer,
+        model::random_tabular_model,
+        pin_to_cpu, process_cpu_time,
+        user::{Io, UserServer},
+    },
+};
+
+/// How often the kernel server's process looks at the counters and the stop flag: the only
+/// system calls it makes while serving.
+const POLL: Duration = Duration::from_millis(250);
+
+/// The model to serve or to check replies against: a model file, or a random tabular model
+/// (every process given the same arguments builds the same one).
+#[derive(Clone, Debug, Args)]
+pub struct ModelArgs {
+    /// Model file (`npk train --out`); without it, a random model as described below.
+    #[arg(
+        long,
+        value_name = "MODEL",
+        conflicts_with_all = ["inputs", "hidden", "classes", "model_seed"]
+    )]
+    pub model: Option<PathBuf>,
+    /// Inputs (features per request) of the random model.
+    #[arg(long, default_value_t = 4)]
+    pub inputs: usize,
+    /// Hidden layer widths of the random model.
+    #[arg(long, default_value = "16,16")]
+    pub hidden: Hidden,
+    /// Classes of the random model.
+    #[arg(long, default_value_t = 3)]
+    pub classes: usize,
+    /// Seed of the random model's weights.
+    #[arg(long, default_value_t = 1)]
+    pub model_seed: u64,
+}
+
+impl ModelArgs {
+    pub fn build(&self) -> Result<Box<Model>> {
+        if let Some(path) = &self.model {
+            return Ok(ModelFile::load(path)?.quantized.model);
+        }
+        random_tabular_model(self.inputs, &self.hidden.0, self.classes, self.model_seed)
+            .context("building the random model")
+    }
+
+    /// The same arguments for another npk process.
+    pub fn to_args(&self) -> Result<Vec<String>> {
+        if let Some(path) = &self.model {
+            // Absolute: the other process may run elsewhere.
+            let path = std::path::absolute(path)
+                .with_context(|| format!("resolving {}", path.display()))?;
+            return Ok(vec!["--model".into(), path.display().to_string()]);
+        }
+        let hidden: Vec<String> = self.hidden.0.iter().map(usize::to_string).collect();
+        Ok(vec![
+            "--inputs".into(),
+            self.inputs.to_string(),
+            "--hidden".into(),
+            hidden.join(","),
+            "--classes".into(),
+            self.classes.to_string(),
+            "--model-seed".into(),
+            self.model_seed.to_string(),
+        ])
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum IoArg {
+    /// One recvfrom and one sendto per request.
+    Plain,
+    /// Batches through recvmmsg/sendmmsg.
+    Mmsg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XdpModeArg {
+    /// Generic XDP (after the socket buffer is built): works on every interface.
+    Skb,
+    /// Driver XDP; on a veth, replies need an XDP program on the peer (see --peer).
+    Native,
+}
+
+impl XdpModeArg {
+    pub fn mode(self) -> XdpMode {
+        match self {
+            Self::Skb => XdpMode::Skb,
+            Self::Native => XdpMode::Driver,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Serve in the kernel: attach the XDP server to this interface.
+    #[arg(
+        long,
+        value_name = "IFACE",
+        conflicts_with = "user",
+        required_unless_present = "user"
+    )]
+    kernel: Option<String>,
+    /// Serve from a userspace UDP socket.
+    #[arg(long)]
+    user: bool,
+    /// UDP port served.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Address the userspace server binds.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Userspace I/O style.
+    #[arg(long, value_enum, default_value_t = IoArg::Mmsg)]
+    io: IoArg,
+    /// Datagrams per recvmmsg/sendmmsg call (--io mmsg).
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// XDP attach mode (--kernel).
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Skb)]
+    xdp_mode: XdpModeArg,
+    /// Also attach to this veth peer, NETNS:IFACE, so that native-mode replies are accepted
+    /// there (npk_serve passes them on).
+    #[arg(long, value_name = "NETNS:IFACE")]
+    peer: Option<String>,
+    /// Stop after this many seconds (default: at Ctrl-C or SIGTERM).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Pin the server process to this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// One JSON line when serving starts and one with the counters at the end.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    ensure!(args.port != 0, "--port 0 cannot be served");
+    let model = args.model.build()?;
+    if let Some(cpu) = args.cpu {
+        pin_to_cpu(cpu).with_context(|| format!("--cpu {cpu}"))?;
+    }
+    let stop = stop_flag();
+    if let Some(s) = args.seconds {
+        ensure!(
+            s.is_finite() && s > 0.0,
+            "--seconds must be a positive number, not {s}"
+        );
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(s));
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let start = Instant::now();
+    let cpu_start = process_cpu_time();
+    let (counters, cpu_ns_per_request) = match &args.kernel {
+        Some(iface) => {
+            let mut server = KernelServer::load(args.port)?;
+            server.push(&model)?;
+            server.attach(iface, args.xdp_mode.mode())?;
+            if let Some(peer) = &args.peer {
+                let (netns, peer_if) = peer
+                    .split_once(':')
+                    .with_context(|| format!("--peer {peer}: expected NETNS:IFACE"))?;
+                server.attach_in_netns(netns, peer_if, args.xdp_mode.mode())?;
+            }
+            let insns = server.verified_insns()?;
+            ready(
+                &args,
+                &format!(
+                    "in the kernel on {iface} ({:?} XDP, {insns} instructions verified)",
+                    args.xdp_mode
+                ),
+            );
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(POLL);
+            }
+            // Every frame the program saw was a request in a benchmark; elsewhere passed
+            // frames (cheap) lower the mean.
+            (server.counters()?, server.ns_per_run()?)
+        }
+        None => {
+            let io = match args.io {
+                IoArg::Plain => Io::Plain,
+                IoArg::Mmsg => Io::Mmsg { batch: args.batch },
+            };
+            let mut server = UserServer::bind(SocketAddr::new(args.bind, args.port), model, io)?;
+            ready(
+                &args,
+                &format!("from userspace ({}) on {}", io.name(), server.local_addr()?),
+            );
+            let counters = server.run(stop)?;
+            let cpu = (process_cpu_time() - cpu_start).as_nanos() as f64;
+            (
+                counters,
+                (counters.requests > 0).then(|| cpu / counters.requests as f64),
+            )
+        }
+    };
+    if args.json {
+        let mut event = ServerEvent::from_counters("stopped", &counters);
+        event.cpu_ns_per_request = cpu_ns_per_request;
+        println!("{}", serde_json::to_string(&event)?);
+    } else {
+        print_counters(&counters, start.elapsed());
+        if let Some(ns) = cpu_ns_per_request {
+            println!("server CPU time: {ns:.0} ns per request");
+        }
+    }
+    Ok(())
+}
+
+fn ready(args: &ServeArgs, what: &str) {
+    if args.json {
+        let event = ServerEvent::from_counters("ready", &bytemuck::Zeroable::zeroed());
+        println!(
+            "{}",
+            serde_json::to_string(&event).expect("a plain struct serializes")
+        );
+    } else {
+        println!(
+            "serving port {} {what} (pid {}); Ctrl-C stops",
+            args.port,
+            std::process::id()
+        );
+    }
+}
+
+fn print_counters(c: &ServeCounters, elapsed: Duration) {
+    println!(
+        "{} requests in {:.1} s; replies:",
+        c.requests,
+        elapsed.as_secs_f64()
+    );
+    for s in Status::ALL {
+        let n = c.replies[s as usize];
+        if n > 0 {
+            println!("  {:<20} {n}", s.name());
+        }
+    }
+    if c.malformed + c.unsupported + c.tx_errors > 0 {
+        println!(
+            "  malformed {} unsupported {} tx errors {}",
+            c.malformed, c.unsupported, c.tx_errors
+        );
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BenchServeArgs {
+    /// Requests per server.
+    #[arg(long, default_value_t = 200_000)]
+    requests: u64,
+    /// Requests in flight per client thread.
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// Offered load in requests/s over all client threads, to compare latencies at equal
+    /// load (default: as fast as replies come back).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Client threads (one socket each). The kernel server runs in the softirq of the
+    /// client's sends, so one client thread leaves it one CPU: the default is two.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Datagrams per recvmmsg/sendmmsg call of the batched userspace server.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// XDP mode of the kernel server; native also attaches it to the namespace's veth end.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Skb)]
+    xdp_mode: XdpModeArg,
+    /// Also run each server once more with `strace -c -f` attached once it serves (startup
+    /// not counted) and report its system calls per request; the timed runs are not traced.
+    #[arg(long)]
+    strace: bool,
+    /// Requests of each traced run (strace slows servers down by an order of magnitude).
+    #[arg(long, default_value_t = 100_000)]
+    strace_requests: u64,
+    /// Timed runs per server, interleaved; the median is reported.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// CPUs for the client and the server side, CLIENT,SERVER (e.g. 0,1): client threads and
+    /// reply processing on one, the server process or XDP program and request processing on
+    /// the other (RPS on the veth pair). `none`: the scheduler decides, and the XDP program
+    /// runs on the sending client's CPU.
+    #[arg(long, default_value = "none")]
+    pin: PinArg,
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Print the summary as one JSON line (last line).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub fn bench(args: BenchServeArgs) -> Result<()> {
+    ensure!(
+        args.requests >= 1 && args.strace_requests >= 1,
+        "--requests and --strace-requests must be at least 1"
+    );
+    ensure!(args.window >= 1, "--window must be at least 1");
+    ensure!(
+        (1..=64).contains(&args.threads),
+        "--threads {} outside 1..=64",
+        args.threads
+    );
+    ensure!(args.port != 0, "--port 0 cannot be served");
+    ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    if let Some(r) = args.rate {
+        ensure!(r.is_finite() && r > 0.0, "--rate must be positive, not {r}");
+    }
+    let model = args.model.build()?;
+    let config = BenchConfig {
+        exe: std::env::current_exe().context("locating the npk binary")?,
+        model_args: args.model.to_args()?,
+        requests: args.requests,
+        rate: args.rate,
+        window: args.window,
+        threads: args.threads,
+        batch: args.batch,
+        xdp_mode: match args.xdp_mode {
+            XdpModeArg::Skb => "skb",
+            XdpModeArg::Native => "native",
+        }
+        .to_string(),
+        strace: args.strace,
+        strace_requests: args.strace_requests,
+        port: args.port,
+        modes: vec![Mode::Kernel, Mode::UserPlain, Mode::UserMmsg],
+        rounds: args.rounds,
+        pin: args.pin.0,
+    };
+    let json = args.json;
+    let (_, summary) = run_bench(&config, &model, stop_flag(), |run| {
+        if json {
+            return;
+        }
+        let r = &run.client;
+        let cpu = run.server.cpu_ns_per_request.map_or(String::new(), |ns| {
+            format!(
+                ", CPU ns/request: server {ns:.0} client {:.0}",
+                r.cpu_ns_per_request
+            )
+        });
+        let per_request = run.syscalls_per_request.map_or(String::new(), |s| {
+            format!(", {s:.4} server syscalls/request")
+        });
+        println!(
+            "{:<10} {:>10.0} requests/s  p50 {:>7.1} us  p99 {:>7.1} us  mismatches {} lost {}{cpu}{per_request}",
+            run.mode, r.rps, r.p50_us, r.p99_us, r.mismatches, r.lost
+        );
+        if let Some(t) = &run.syscalls {
+            println!("  strace -c of the {} server process:", run.mode);
+            for line in t.text.lines() {
+                println!("    {line}");
+            }
+        }
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "kernel / best userspace ({}): {:.2}x requests/s; mismatches {}",
+            summary.user_mode,
+            summary.kernel_rps / summary.user_rps.max(f64::MIN_POSITIVE),
+            summary.mismatches
+        );
+    }
+    ensure!(
+        summary.mismatches == 0,
+        "{} replies differed from the reference",
+        summary.mismatches
+    );
+    Ok(())
+}
+
+/// `--pin CLIENT,SERVER` or `none`.
+#[derive(Clone, Copy, Debug)]
+pub struct PinArg(Option<Pin>);
+
+impl std::str::FromStr for PinArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "none" {
+            return Ok(Self(None));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let parse = |c: &str| -> Result<usize, String> {
+            let cpu: usize = c
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{c}` is not a CPU number"))?;
+            if cpu >= cpus {
+                return Err(format!("CPU {cpu}: this machine has CPUs 0..{cpus}"));
+            }
+            Ok(cpu)
+        };
+        let (client, server) = s
+            .split_once(',')
+            .ok_or_else(|| format!("`{s}`: expected CLIENT,SERVER (e.g. 0,1) or none"))?;
+        let pin = Pin {
+            client: parse(client)?,
+            server: parse(server)?,
+        };
+        if pin.client == pin.server {
+            return Err("the client and the server need different CPUs".into());
+        }
+        Ok(Self(Some(pin)))
+    }
+}

@@ -1,0 +1,448 @@
+//! `npk bench serve`: the kernel server and the userspace server (both I/O styles) under the
+//! same load over a veth pair made for the run; optionally one more run per server with
+//! `strace -c -f` attached once it serves, to count its system calls per request.
+//!
+//! Servers run as child processes (`npk serve ...`), so that strace sees exactly one server;
+//! the client runs in this process with its sockets inside the lab's namespace. Every exit
+//! path (errors, Ctrl-C, SIGTERM) stops the children and deletes the lab.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use npk_common::model::Model;
+use serde::Serialize;
+
+use super::{
+    ServerEvent,
+    client::{self, ClientConfig, ClientReport},
+    strace::{self, SyscallTable},
+};
+use crate::netlab::NetLab;
+
+/// Loading and verifying the program can take a while on a busy machine.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Niceness of the benchmark and its servers (see [`run`]).
+const BENCH_NICE: i32 = -10;
+
+/// Which server a run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Kernel,
+    UserPlain,
+    UserMmsg,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kernel => "kernel",
+            Self::UserPlain => "user-plain",
+            Self::UserMmsg => "user-mmsg",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// The npk binary that runs the servers.
+    pub exe: PathBuf,
+    /// `npk serve` arguments that rebuild `model` in the server.
+    pub model_args: Vec<String>,
+    pub requests: u64,
+    /// Offered load in requests/s (`None`: as fast as replies come back).
+    pub rate: Option<f64>,
+    pub window: usize,
+    pub threads: usize,
+    pub batch: usize,
+    /// `skb` or `native`; native also attaches the program to the namespace's veth end so
+    /// that XDP_TX frames are accepted there.
+    pub xdp_mode: String,
+    pub strace: bool,
+    /// Requests of the traced runs (strace slows a server down by an order of magnitude).
+    pub strace_requests: u64,
+    pub port: u16,
+    pub modes: Vec<Mode>,
+    /// Timed runs per mode (the median is kept).
+    pub rounds: usize,
+    /// CPUs of the client and the server side, or `None` to let the scheduler choose.
+    pub pin: Option<Pin>,
+}
+
+/// Which CPU does what (see [`NetLab::steer_receive`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pin {
+    pub client: usize,
+    pub server: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ModeRun {
+    pub mode: &'static str,
+    /// The timed run (no tracing).
+    pub client: ClientReport,
+    pub server: ServerEvent,
+    /// The second, traced run (--strace): its replies are checked too, its speed is strace's.
+    pub traced_client: Option<ClientReport>,
+    pub syscalls: Option<SyscallTable>,
+    /// Server process system calls while serving per request it saw, in the traced run.
+    pub syscalls_per_request: Option<f64>,
+}
+
+/// The benchmark's one-line result (user_* is the userspace mode with the most requests/s).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BenchSummary {
+    pub kernel_rps: f64,
+    pub user_rps: f64,
+    pub kernel_p50_us: f64,
+    pub kernel_p99_us: f64,
+    pub user_p50_us: f64,
+    pub user_p99_us: f64,
+    pub user_syscalls_per_request: Option<f64>,
+    pub kernel_server_syscalls_per_request: Option<f64>,
+    pub mismatches: u64,
+    pub lost: u64,
+    pub user_mode: String,
+    pub xdp_mode: String,
+}
+
+/// Runs every configured mode `rounds` times, interleaved (the machine's load drifts), keeps
+/// each mode's median run by requests/s, then (--strace) one traced run per mode. `on_mode`
+/// sees each mode's result (for progress output).
+pub fn run(
+    config: &BenchConfig,
+    model: &Model,
+    stop: &AtomicBool,
+    mut on_mode: impl FnMut(&ModeRun),
+) -> Result<(Vec<ModeRun>, BenchSummary)> {
+    let lab = NetLab::create().context("creating the veth pair and namespace")?;
+    if let Some(pin) = config.pin {
+        // Requests are processed (XDP, or the stack up to the userspace server's socket) on
+        // the server's CPU, replies on the client's.
+        lab.steer_receive(1 << pin.server, 1 << pin.client)?;
+    }
+    // Other work on the machine preempts the userspace server and client but not the XDP
+    // program (softirq): a higher priority keeps the comparison fair. Children inherit it.
+    // SAFETY: plain libc call on this process.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BENCH_NICE) };
+    let mut timed: Vec<Vec<(ClientReport, ServerEvent)>> = vec![Vec::new(); config.modes.len()];
+    let mut mismatches = 0;
+    let mut lost = 0;
+    for _ in 0..config.rounds.max(1) {
+        for (i, &mode) in config.modes.iter().enumerate() {
+            let (client, server, _) = run_mode(config, model, &lab, mode, false, stop)
+                .with_context(|| format!("benchmarking the {} server", mode.name()))?;
+            mismatches += client.mismatches;
+            lost += client.lost;
+            timed[i].push((client, server));
+        }
+    }
+    let mut runs = Vec::new();
+    for (&mode, mut results) in config.modes.iter().zip(timed) {
+        results.sort_by(|a, b| a.0.rps.total_cmp(&b.0.rps));
+        let (client, server) = results.swap_remove(results.len() / 2);
+        let mut run = ModeRun {
+            mode: mode.name(),
+            client,
+            server,
+            traced_client: None,
+            syscalls: None,
+            syscalls_per_request: None,
+        };
+        // ptrace stops the server at every system call: count them in a separate run so
+        // that the timed runs are not slowed down.
+        if config.strace {
+            let (client, server, table) = run_mode(config, model, &lab, mode, true, stop)
+                .with_context(|| format!("benchmarking the {} server under strace", mode.name()))?;
+            mismatches += client.mismatches;
+            lost += client.lost;
+            run.syscalls_per_request = table
+                .as_ref()
+                .filter(|_| server.requests > 0)
+                .map(|t| t.total_calls as f64 / server.requests as f64);
+            run.syscalls = table;
+            run.traced_client = Some(client);
+        }
+        on_mode(&run);
+        runs.push(run);
+    }
+    drop(lab);
+    let mut summary = BenchSummary {
+        xdp_mode: config.xdp_mode.clone(),
+        mismatches,
+        lost,
+        ..BenchSummary::default()
+    };
+    if let Some(k) = runs.iter().find(|r| r.mode == Mode::Kernel.name()) {
+        summary.kernel_rps = k.client.rps;
+        summary.kernel_p50_us = k.client.p50_us;
+        summary.kernel_p99_us = k.client.p99_us;
+        summary.kernel_server_syscalls_per_request = k.syscalls_per_request;
+    }
+    let best_user = runs
+        .iter()
+        .filter(|r| r.mode != Mode::Kernel.name())
+        .max_by(|a, b| a.client.rps.total_cmp(&b.client.rps));
+    if let Some(u) = best_user {
+        summary.user_rps = u.client.rps;
+        summary.user_p50_us = u.client.p50_us;
+        summary.user_p99_us = u.client.p99_us;
+        summary.user_syscalls_per_request = u.syscalls_per_request;
+        summary.user_mode = u.mode.to_string();
+    }
+    Ok((runs, summary))
+}
+
+fn run_mode(
+    config: &BenchConfig,
+    model: &Model,
+    lab: &NetLab,
+    mode: Mode,
+    traced: bool,
+    stop: &AtomicBool,
+) -> Result<(ClientReport, ServerEvent, Option<SyscallTable>)> {
+    let port = config.port.to_string();
+    let mut args: Vec<String> = vec!["serve".into(), "--json".into(), "--port".into(), port];
+    match mode {
+        Mode::Kernel => {
+            args.extend(["--kernel".into(), lab.host_if.clone()]);
+            args.extend(["--xdp-mode".into(), config.xdp_mode.clone()]);
+            if config.xdp_mode == "native" {
+                args.extend(["--peer".into(), format!("{}:{}", lab.netns, lab.ns_if)]);
+            }
+        }
+        Mode::UserPlain | Mode::UserMmsg => {
+            args.extend(["--user".into(), "--bind".into(), lab.host_addr.to_string()]);
+            let io = if mode == Mode::UserPlain {
+                "plain"
+            } else {
+                "mmsg"
+            };
+            args.extend(["--io".into(), io.into()]);
+            args.extend(["--batch".into(), config.batch.to_string()]);
+        }
+    }
+    if let Some(pin) = config.pin {
+        args.extend(["--cpu".into(), pin.server.to_string()]);
+    }
+    args.extend(config.model_args.iter().cloned());
+    let trace_file = traced.then(|| {
+        std::env::temp_dir().join(format!(
+            "npk-strace-{}-{}.txt",
+            std::process::id(),
+            mode.name()
+        ))
+    });
+    let mut server = ServerChild::spawn(&config.exe, &args)?;
+    server.wait_ready(stop)?;
+    if let Some(file) = &trace_file {
+        server.trace(file)?;
+    }
+
+    let target = (lab.host_addr, config.port).into();
+    let mut client_config = ClientConfig::new(target);
+    client_config.requests = Some(if traced {
+        config.strace_requests
+    } else {
+        config.requests
+    });
+    client_config.rate = config.rate;
+    client_config.window = config.window;
+    client_config.cpu = config.pin.map(|p| p.client);
+    let sockets = lab
+        .in_netns(|| client::connect_sockets(target, config.threads))?
+        .context("creating the client sockets in the namespace")?;
+    let report = client::run(&client_config, model, sockets, stop)?;
+    if stop.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    let (stopped, syscalls) = server.stop()?;
+    Ok((report, stopped, syscalls))
+}
+
+/// A server process, optionally traced once it serves; stopped and reaped on drop.
+struct ServerChild {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    tracer: Option<Tracer>,
+}
+
+/// `strace -c` attached to the serving process: it counts the serving phase only, not the
+/// startup (loading and verifying the program alone takes thousands of calls).
+struct Tracer {
+    child: Child,
+    file: PathBuf,
+}
+
+impl ServerChild {
+    fn spawn(exe: &Path, args: &[String]) -> Result<Self> {
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let stdout = child.stdout.take().context("no stdout pipe")?;
+        Ok(Self {
+            child,
+            lines: line_channel(stdout),
+            tracer: None,
+        })
+    }
+
+    fn wait_ready(&mut self, stop: &AtomicBool) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < READY_TIMEOUT {
+            if stop.load(Ordering::Relaxed) {
+                bail!("interrupted");
+            }
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Ok(e) = serde_json::from_str::<ServerEvent>(&line)
+                        && e.event == "ready"
+                    {
+                        return Ok(());
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait()?;
+                    bail!("the server exited before serving ({status}); its error is above");
+                }
+            }
+        }
+        bail!(
+            "the server did not report ready within {} s",
+            READY_TIMEOUT.as_secs()
+        )
+    }
+
+    /// Attaches `strace -c -f -o file` to the server and waits until it traces.
+    fn trace(&mut self, file: &Path) -> Result<()> {
+        let mut child = Command::new("strace")
+            .args(["-c", "-f", "-o"])
+            .arg(file)
+            .arg("-p")
+            .arg(self.child.id().to_string())
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting strace (is it installed?)")?;
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        self.tracer = Some(Tracer {
+            child,
+            file: file.to_path_buf(),
+        });
+        let lines = line_channel(stderr);
+        let start = Instant::now();
+        while start.elapsed() < EXIT_TIMEOUT {
+            match lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.contains("attached") => {
+                    // Keep draining strace's messages so that it never blocks on them.
+                    std::thread::spawn(move || while lines.recv().is_ok() {});
+                    return Ok(());
+                }
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        bail!(
+            "strace did not attach to the server (pid {})",
+            self.child.id()
+        )
+    }
+
+    /// SIGTERM to the server; returns its `stopped` line and, when traced, strace's table.
+    fn stop(mut self) -> Result<(ServerEvent, Option<SyscallTable>)> {
+        self.terminate();
+        let status = self.child.wait().context("waiting for the server")?;
+        let mut last = None;
+        while let Ok(line) = self.lines.recv_timeout(EXIT_TIMEOUT) {
+            if let Ok(e) = serde_json::from_str::<ServerEvent>(&line)
+                && e.event == "stopped"
+            {
+                last = Some(e);
+            }
+        }
+        let last =
+            last.with_context(|| format!("the server ended ({status}) without its counters"))?;
+        let syscalls = match &mut self.tracer {
+            Some(t) => {
+                // strace writes its table once the traced process is gone.
+                let traced =
+                    wait_timeout(&mut t.child, EXIT_TIMEOUT).context("waiting for strace")?;
+                if !traced {
+                    bail!("strace did not finish after the server exited");
+                }
+                let text = std::fs::read_to_string(&t.file)
+                    .with_context(|| format!("reading strace's summary {}", t.file.display()))?;
+                Some(
+                    strace::parse(&text)
+                        .with_context(|| format!("parsing {}", t.file.display()))?,
+                )
+            }
+            None => None,
+        };
+        Ok((last, syscalls))
+    }
+
+    /// Asks the server to stop and gives it EXIT_TIMEOUT before killing it.
+    fn terminate(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SAFETY: signals the process this struct started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        if !wait_timeout(&mut self.child, EXIT_TIMEOUT).unwrap_or(false) {
+            let _ = self.child.kill();
+        }
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        self.terminate();
+        let _ = self.child.wait();
+        if let Some(t) = &mut self.tracer {
+            if !wait_timeout(&mut t.child, EXIT_TIMEOUT).unwrap_or(false) {
+                let _ = t.child.kill();
+            }
+            let _ = t.child.wait();
+            let _ = std::fs::remove_file(&t.file);
+        }
+    }
+}
+
+/// Whether `child` exited within `timeout` (polled: std has no timed wait).
+fn wait_timeout(child: &mut Child, timeout: Duration) -> std::io::Result<bool> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if child.try_wait()?.is_some() {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(false)
+}
+
+/// The lines of `pipe`, read on a thread.
+fn line_channel(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}

@@ -1,0 +1,213 @@
+//! The userspace inference server: the same protocol and the same `respond` (PlainLoop infer)
+//! as the kernel server, over an ordinary UDP socket. Two I/O styles: one recvfrom/sendto
+//! pair per request, or batches through recvmmsg/sendmmsg.
+
+use std::{
+    io,
+    mem::MaybeUninit,
+    net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use npk_common::{
+    infer::{PlainLoop, Scratch},
+    model::Model,
+    wire::{MAX_REPLY_LEN, ServeCounters, respond},
+};
+
+use super::ServeError;
+
+/// Requests longer than this are cut (and answered WRONG_FEATURE_COUNT: the longest valid
+/// request is far shorter).
+const RECV_BUF: usize = 2048;
+/// How often a blocked receive wakes up to look at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(200);
+
+/// How the server moves datagrams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Io {
+    /// One recvfrom and one sendto per request.
+    Plain,
+    /// recvmmsg (up to `batch` datagrams, waiting for the first only) and one sendmmsg.
+    Mmsg { batch: usize },
+}
+
+impl Io {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Mmsg { .. } => "mmsg",
+        }
+    }
+}
+
+pub struct UserServer {
+    socket: UdpSocket,
+    model: Box<Model>,
+    io: Io,
+    scratch: Scratch,
+    counters: ServeCounters,
+}
+
+impl UserServer {
+    pub fn bind(addr: SocketAddr, model: Box<Model>, io: Io) -> Result<Self, ServeError> {
+        if let Io::Mmsg { batch } = io
+            && !(1..=1024).contains(&batch)
+        {
+            return Err(ServeError::Batch(batch));
+        }
+        let socket =
+            UdpSocket::bind(addr).map_err(|e| ServeError::io(format!("binding {addr}"), e))?;
+        socket
+            .set_read_timeout(Some(STOP_POLL))
+            .map_err(|e| ServeError::io("setting the receive timeout", e))?;
+        super::grow_buffers(&socket);
+        Ok(Self {
+            socket,
+            model,
+            io,
+            scratch: Scratch::new(),
+            counters: bytemuck::Zeroable::zeroed(),
+        })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
+        self.socket
+            .local_addr()
+            .map_err(|e| ServeError::io("reading the socket address", e))
+    }
+
+    /// Serves until `stop` is set; returns the counters.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<ServeCounters, ServeError> {
+        match self.io {
+            Io::Plain => self.run_plain(stop)?,
+            Io::Mmsg { batch } => self.run_mmsg(stop, batch)?,
+        }
+        Ok(self.counters)
+    }
+
+    /// Answers one request into `out`; returns the reply length.
+    fn answer(&mut self, request: &[u8], out: &mut [u8; MAX_REPLY_LEN]) -> usize {
+        self.counters.requests += 1;
+        let n = respond(
+            request,
+            Some(&self.model),
+            &mut self.scratch,
+            &mut PlainLoop,
+            out,
+        );
+        let status = u16::from_le_bytes([out[6], out[7]]) as usize;
+        if let Some(c) = self.counters.replies.get_mut(status) {
+            *c += 1;
+        }
+        n
+    }
+
+    fn run_plain(&mut self, stop: &AtomicBool) -> Result<(), ServeError> {
+        let mut request = [0u8; RECV_BUF];
+        let mut reply = [0u8; MAX_REPLY_LEN];
+        while !stop.load(Ordering::Relaxed) {
+            let (n, from) = match self.socket.recv_from(&mut request) {
+                Ok(r) => r,
+                Err(e) if is_transient(&e) => continue,
+                Err(e) => return Err(ServeError::io("recvfrom", e)),
+            };
+            let len = self.answer(&request[..n], &mut reply);
+            if self.socket.send_to(&reply[..len], from).is_err() {
+                self.counters.tx_errors += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn run_mmsg(&mut self, stop: &AtomicBool, batch: usize) -> Result<(), ServeError> {
+        let fd = self.socket.as_raw_fd();
+        let mut requests = vec![[0u8; RECV_BUF]; batch];
+        let mut replies = vec![[0u8; MAX_REPLY_LEN]; batch];
+        // SAFETY (zeroed): sockaddr_storage, iovec and mmsghdr are plain C structs.
+        let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; batch];
+        let mut rx_iov: Vec<libc::iovec> = requests
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: RECV_BUF,
+            })
+            .collect();
+        let mut tx_iov: Vec<libc::iovec> = replies
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: 0,
+            })
+            .collect();
+        let mut rx: Vec<libc::mmsghdr> =
+            vec![unsafe { MaybeUninit::zeroed().assume_init() }; batch];
+        let mut tx: Vec<libc::mmsghdr> =
+            vec![unsafe { MaybeUninit::zeroed().assume_init() }; batch];
+        for i in 0..batch {
+            rx[i].msg_hdr.msg_iov = &mut rx_iov[i];
+            rx[i].msg_hdr.msg_iovlen = 1;
+            rx[i].msg_hdr.msg_name = (&raw mut addrs[i]).cast();
+            tx[i].msg_hdr.msg_iov = &mut tx_iov[i];
+            tx[i].msg_hdr.msg_iovlen = 1;
+            tx[i].msg_hdr.msg_name = (&raw mut addrs[i]).cast();
+        }
+        while !stop.load(Ordering::Relaxed) {
+            for m in rx.iter_mut() {
+                m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+            }
+            // SAFETY: every header points at live buffers of the stated sizes.
+            let got = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    rx.as_mut_ptr(),
+                    batch as u32,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            if got < 0 {
+                let e = io::Error::last_os_error();
+                if is_transient(&e) {
+                    continue;
+                }
+                return Err(ServeError::io("recvmmsg", e));
+            }
+            let got = got as usize;
+            for i in 0..got {
+                let n = (rx[i].msg_len as usize).min(RECV_BUF);
+                let len = self.answer(&requests[i][..n], &mut replies[i]);
+                tx_iov[i].iov_len = len;
+                tx[i].msg_hdr.msg_namelen = rx[i].msg_hdr.msg_namelen;
+            }
+            let mut sent = 0;
+            while sent < got {
+                // SAFETY: as above; the first `got` headers are filled in.
+                let r =
+                    unsafe { libc::sendmmsg(fd, tx[sent..].as_mut_ptr(), (got - sent) as u32, 0) };
+                if r < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    // The datagram at `sent` cannot go out (e.g. no route back): skip it.
+                    self.counters.tx_errors += 1;
+                    sent += 1;
+                    continue;
+                }
+                sent += r as usize;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Errors a serving loop shrugs off: the stop-flag poll timeout and signals.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}

@@ -1,0 +1,533 @@
+//! The inference servers end to end: the XDP program through BPF_PROG_TEST_RUN (every reply
+//! frame decoded, its checksums recomputed and its payload compared with the userspace
+//! reference), then real traffic over a veth pair to the kernel and the userspace servers, and
+//! `npk bench serve` as a user runs it. Needs root, as CI has.
+
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use aya::programs::XdpMode;
+use npk::{
+    netlab::NetLab,
+    serve::{
+        client::{self, ClientConfig},
+        kernel::KernelServer,
+        model::{random_features, random_tabular_model},
+        user::{Io, UserServer},
+    },
+};
+use npk_common::{
+    infer::{PlainLoop, Scratch},
+    model::Model,
+    wire::{MAX_REPLY_LEN, MAX_REQUEST_LEN, Reply, Status, decode_reply, encode_request, respond},
+};
+
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const PORT: u16 = 7878;
+const CLIENT_PORT: u16 = 40000;
+const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+
+fn iris_like() -> Box<Model> {
+    random_tabular_model(4, &[16, 16], 3, 1).unwrap()
+}
+
+fn digits_like() -> Box<Model> {
+    random_tabular_model(64, &[64, 32], 10, 2).unwrap()
+}
+
+/// Frame shape knobs.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    ipv6: bool,
+    vlan: bool,
+    /// IPv4 option bytes (multiple of 4).
+    options: usize,
+    /// Zero bytes after the IP packet (Ethernet padding).
+    padding: usize,
+    dst_port: u16,
+}
+
+const V4: Shape = Shape {
+    ipv6: false,
+    vlan: false,
+    options: 0,
+    padding: 0,
+    dst_port: PORT,
+};
+
+/// Internet checksum (RFC 1071) over `data`, folded, not complemented.
+fn ones_sum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for c in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// A UDP frame from A (10.0.0.1 / fd00::1, CLIENT_PORT) to B (10.0.0.2 / fd00::2).
+fn udp_frame(shape: Shape, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&MAC_B);
+    f.extend_from_slice(&MAC_A);
+    if shape.vlan {
+        f.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+    }
+    let udp_len = 8 + payload.len();
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&CLIENT_PORT.to_be_bytes());
+    udp.extend_from_slice(&shape.dst_port.to_be_bytes());
+    udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    if shape.ipv6 {
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        f.extend_from_slice(&[17, 64]);
+        f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    } else {
+        f.extend_from_slice(&[0x08, 0x00]);
+        let ihl = 20 + shape.options;
+        let mut ip = vec![0x40 | (ihl / 4) as u8, 0];
+        ip.extend_from_slice(&((ihl + udp_len) as u16).to_be_bytes());
+        ip.extend_from_slice(&[0, 1, 0x40, 0, 33, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        ip.extend(std::iter::repeat_n(1u8, shape.options));
+        let sum = !ones_sum(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        f.extend_from_slice(&ip);
+    }
+    f.extend_from_slice(&udp);
+    f.extend(std::iter::repeat_n(0u8, shape.padding));
+    f
+}
+
+/// Checks every header of a reply frame to a request of `shape` and returns its UDP payload.
+#[track_caller]
+fn reply_payload(shape: Shape, frame: &[u8]) -> Vec<u8> {
+    assert_eq!(&frame[..6], &MAC_A, "destination MAC is the requester's");
+    assert_eq!(&frame[6..12], &MAC_B);
+    let l3 = if shape.vlan {
+        assert_eq!(&frame[12..16], &[0x81, 0x00, 0x00, 0x07], "VLAN tag kept");
+        18
+    } else {
+        14
+    };
+    let (l4, pseudo) = if shape.ipv6 {
+        let ip = &frame[l3..l3 + 40];
+        assert_eq!(
+            &ip[8..24],
+            &[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]
+        );
+        assert_eq!(
+            &ip[24..40],
+            &[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+        );
+        assert_eq!(ip[7], 64, "hop limit");
+        let payload_len = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+        assert_eq!(payload_len, frame.len() - l3 - 40, "IPv6 payload length");
+        let mut pseudo = ip[8..40].to_vec();
+        pseudo.extend_from_slice(&(payload_len as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, 17]);
+        (l3 + 40, pseudo)
+    } else {
+        let ihl = ((frame[l3] & 0xf) * 4) as usize;
+        assert_eq!(ihl, 20 + shape.options);
+        let ip = &frame[l3..l3 + ihl];
+        assert_eq!(ones_sum(ip), 0xffff, "IPv4 header checksum");
+        assert_eq!(
+            u16::from_be_bytes([ip[2], ip[3]]) as usize,
+            frame.len() - l3,
+            "IPv4 total length"
+        );
+        assert_eq!(&ip[12..16], &[10, 0, 0, 2]);
+        assert_eq!(&ip[16..20], &[10, 0, 0, 1]);
+        assert_eq!(ip[8], 64, "TTL");
+        let mut pseudo = ip[12..20].to_vec();
+        pseudo.extend_from_slice(&[0, 17]);
+        pseudo.extend_from_slice(&((frame.len() - l3 - ihl) as u16).to_be_bytes());
+        (l3 + ihl, pseudo)
+    };
+    let udp = &frame[l4..];
+    assert_eq!(u16::from_be_bytes([udp[0], udp[1]]), shape.dst_port);
+    assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), CLIENT_PORT);
+    assert_eq!(u16::from_be_bytes([udp[4], udp[5]]) as usize, udp.len());
+    assert_ne!(&udp[6..8], &[0, 0], "UDP checksum filled in");
+    let mut summed = pseudo;
+    summed.extend_from_slice(udp);
+    assert_eq!(ones_sum(&summed), 0xffff, "UDP checksum");
+    udp[8..].to_vec()
+}
+
+fn reference(request: &[u8], model: Option<&Model>) -> Vec<u8> {
+    let mut out = [0u8; MAX_REPLY_LEN];
+    let n = respond(
+        request,
+        model,
+        &mut Scratch::new(),
+        &mut PlainLoop,
+        &mut out,
+    );
+    out[..n].to_vec()
+}
+
+fn request(id: u32, model_id: u32, features: &[i32]) -> Vec<u8> {
+    let mut buf = [0u8; MAX_REQUEST_LEN];
+    let n = encode_request(&mut buf, id, model_id, features).unwrap();
+    buf[..n].to_vec()
+}
+
+/// Sends `payload` in a frame of `shape` through the program; returns the decoded reply.
+#[track_caller]
+fn serve_once(server: &mut KernelServer, shape: Shape, payload: &[u8]) -> (Vec<u8>, Reply) {
+    let (action, out) = server.test_run(&udp_frame(shape, payload)).unwrap();
+    assert_eq!(
+        action,
+        XDP_TX,
+        "{shape:?}, payload of {} bytes",
+        payload.len()
+    );
+    let reply = reply_payload(shape, &out);
+    let decoded = decode_reply(&reply).unwrap();
+    (reply, decoded)
+}
+
+#[test]
+fn xdp_replies_match_the_reference_bit_for_bit() {
+    let shapes = [
+        V4,
+        Shape {
+            vlan: true,
+            options: 12,
+            padding: 20,
+            ..V4
+        },
+        Shape { options: 40, ..V4 },
+        Shape { ipv6: true, ..V4 },
+        Shape {
+            ipv6: true,
+            vlan: true,
+            padding: 6,
+            ..V4
+        },
+    ];
+    for (model, name) in [(iris_like(), "iris-like"), (digits_like(), "digits-like")] {
+        let mut server = KernelServer::load(PORT).unwrap();
+        assert_eq!(server.push(&model).unwrap(), 1);
+        let mut rng = npk::rng::Rng::new(5);
+        for i in 0..300u32 {
+            let shape = shapes[i as usize % shapes.len()];
+            let req = request(i, 0, &random_features(&mut rng, &model));
+            let (reply, decoded) = serve_once(&mut server, shape, &req);
+            assert_eq!(decoded.status, Status::Ok, "{name}");
+            assert_eq!(
+                reply,
+                reference(&req, Some(&model)),
+                "{name} request {i} {shape:?}"
+            );
+        }
+        let c = server.counters().unwrap();
+        assert_eq!(
+            (c.requests, c.replies[Status::Ok as usize]),
+            (300, 300),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn xdp_bad_requests_get_error_statuses_and_are_counted() {
+    let model = iris_like();
+    let mut server = KernelServer::load(PORT).unwrap();
+    let good = request(31, 0, &[1, 2, 3, 4]);
+
+    // Before any push.
+    let (reply, d) = serve_once(&mut server, V4, &good);
+    assert_eq!(d.status, Status::NoModel);
+    assert_eq!(reply, reference(&good, None));
+
+    server.push(&model).unwrap();
+    let mut bad_magic = good.clone();
+    bad_magic[1] = 0;
+    let mut bad_version = good.clone();
+    bad_version[4] = 7;
+    let cases: [(&str, Vec<u8>, Status); 8] = [
+        ("empty", vec![], Status::ShortPacket),
+        ("3 bytes", good[..3].to_vec(), Status::ShortPacket),
+        ("15 bytes", good[..15].to_vec(), Status::ShortPacket),
+        ("magic", bad_magic, Status::BadMagic),
+        ("version", bad_version, Status::BadVersion),
+        (
+            "model id",
+            request(31, 2, &[1, 2, 3, 4]),
+            Status::ModelMismatch,
+        ),
+        (
+            "5 features",
+            request(31, 0, &[1, 2, 3, 4, 5]),
+            Status::WrongFeatureCount,
+        ),
+        (
+            "half a feature",
+            good[..good.len() - 2].to_vec(),
+            Status::WrongFeatureCount,
+        ),
+    ];
+    for (what, req, status) in &cases {
+        for shape in [V4, Shape { ipv6: true, ..V4 }] {
+            let (reply, d) = serve_once(&mut server, shape, req);
+            assert_eq!(d.status, *status, "{what}");
+            assert_eq!(reply, reference(req, Some(&model)), "{what} {shape:?}");
+        }
+    }
+    // The model id names the active version: 1 now, 2 after another push.
+    let pinned = request(8, 1, &[1, 2, 3, 4]);
+    assert_eq!(serve_once(&mut server, V4, &pinned).1.status, Status::Ok);
+    assert_eq!(server.push(&digits_like()).unwrap(), 2);
+    let (_, d) = serve_once(&mut server, V4, &pinned);
+    assert_eq!((d.status, d.model_version), (Status::ModelMismatch, 2));
+    let (_, d) = serve_once(&mut server, V4, &good);
+    assert_eq!((d.status, d.detail), (Status::WrongFeatureCount, 64));
+
+    let c = server.counters().unwrap();
+    assert_eq!(c.replies[Status::NoModel as usize], 1);
+    assert_eq!(c.replies[Status::ShortPacket as usize], 6);
+    assert_eq!(c.replies[Status::BadMagic as usize], 2);
+    assert_eq!(c.replies[Status::BadVersion as usize], 2);
+    assert_eq!(c.replies[Status::ModelMismatch as usize], 3);
+    assert_eq!(c.replies[Status::WrongFeatureCount as usize], 5);
+    assert_eq!(c.replies[Status::Ok as usize], 1);
+    assert_eq!(c.requests, c.replies_total());
+}
+
+#[test]
+fn xdp_passes_everything_else() {
+    let mut server = KernelServer::load(PORT).unwrap();
+    server.push(&iris_like()).unwrap();
+    let req = request(1, 0, &[1, 2, 3, 4]);
+    let other_port = udp_frame(Shape { dst_port: 53, ..V4 }, &req);
+    let mut tcp = udp_frame(V4, &req);
+    tcp[14 + 9] = 6;
+    let mut arp = udp_frame(V4, &req);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    let mut fragment = udp_frame(V4, &req);
+    fragment[14 + 6] = 0x20; // more fragments
+    let mut long_udp = udp_frame(V4, &req);
+    long_udp[14 + 20 + 5] += 4; // UDP length beyond the IP packet
+    let mut long_ip = udp_frame(V4, &req);
+    long_ip[14 + 3] += 4; // IP total length beyond the frame
+    let truncated = udp_frame(V4, &req)[..40].to_vec();
+    for (what, frame) in [
+        ("other port", &other_port),
+        ("tcp", &tcp),
+        ("arp", &arp),
+        ("fragment", &fragment),
+        ("udp length", &long_udp),
+        ("ip length", &long_ip),
+        ("truncated", &truncated),
+    ] {
+        let (action, out) = server.test_run(frame).unwrap();
+        assert_eq!(action, XDP_PASS, "{what}");
+        assert_eq!(&out, frame, "{what}: untouched");
+    }
+    let c = server.counters().unwrap();
+    assert_eq!(
+        (c.requests, c.passed, c.unsupported, c.malformed),
+        (0, 3, 1, 3)
+    );
+}
+
+/// Runs `requests` through the client against `target` from inside `lab`.
+#[track_caller]
+fn load(lab: &NetLab, target: SocketAddr, model: &Model, requests: u64, bad_every: usize) {
+    let mut config = ClientConfig::new(target);
+    config.requests = Some(requests);
+    config.bad_every = bad_every;
+    let sockets = lab
+        .in_netns(|| client::connect_sockets(target, 2))
+        .unwrap()
+        .unwrap();
+    let report = client::run(&config, model, sockets, &AtomicBool::new(false)).unwrap();
+    assert_eq!(
+        (
+            report.sent,
+            report.replies,
+            report.mismatches,
+            report.lost,
+            report.unexpected
+        ),
+        (requests, requests, 0, 0, 0),
+        "{:?}",
+        report.problems
+    );
+    assert!(report.p50_us > 0.0 && report.p99_us >= report.p50_us);
+}
+
+#[test]
+fn kernel_server_over_veth_in_both_xdp_modes() {
+    let model = digits_like();
+    for mode in [XdpMode::Skb, XdpMode::Driver] {
+        let lab = NetLab::create().unwrap();
+        let mut server = KernelServer::load(PORT).unwrap();
+        server.push(&model).unwrap();
+        server.attach(&lab.host_if, mode).unwrap();
+        if mode == XdpMode::Driver {
+            server
+                .attach_in_netns(&lab.netns, &lab.ns_if, mode)
+                .unwrap();
+        }
+        load(&lab, (lab.host_addr, PORT).into(), &model, 2000, 10);
+        let c = server.counters().unwrap();
+        assert_eq!(c.requests, 2000, "{mode:?}");
+        assert_eq!(c.replies[Status::Ok as usize], 1800, "{mode:?}");
+        assert_eq!(c.tx_errors, 0, "{mode:?}");
+    }
+}
+
+#[test]
+fn userspace_server_over_veth_in_both_io_styles() {
+    let model = iris_like();
+    for io in [Io::Plain, Io::Mmsg { batch: 16 }] {
+        let lab = NetLab::create().unwrap();
+        let mut server = UserServer::bind((lab.host_addr, 0).into(), model.clone(), io).unwrap();
+        let target = server.local_addr().unwrap();
+        let stop = AtomicBool::new(false);
+        let counters = std::thread::scope(|s| {
+            let serving = s.spawn(|| server.run(&stop).unwrap());
+            load(&lab, target, &model, 2000, 10);
+            stop.store(true, Ordering::Relaxed);
+            serving.join().unwrap()
+        });
+        assert_eq!(counters.requests, 2000, "{io:?}");
+        assert_eq!(counters.replies[Status::Ok as usize], 1800, "{io:?}");
+    }
+}
+
+#[test]
+fn bench_serve_runs_every_server_under_strace() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_npk"))
+        .args([
+            "bench",
+            "serve",
+            "--requests",
+            "3000",
+            "--strace",
+            "--strace-requests",
+            "3000",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap();
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    for key in [
+        "kernel_rps",
+        "user_rps",
+        "kernel_p50_us",
+        "kernel_p99_us",
+        "user_p50_us",
+        "user_p99_us",
+        "user_syscalls_per_request",
+        "kernel_server_syscalls_per_request",
+    ] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {last}");
+    }
+    assert_eq!(v["mismatches"], 0);
+    assert_eq!(v["lost"], 0);
+}
+
+#[test]
+fn xdp_push_swaps_the_model_between_requests() {
+    let (a, b) = (iris_like(), random_tabular_model(4, &[8], 5, 9).unwrap());
+    let mut server = KernelServer::load(PORT).unwrap();
+    let req = request(3, 0, &[70_000, -20_000, 5, 131_072]);
+    for (version, model) in [(1, &a), (2, &b), (3, &a)] {
+        assert_eq!(server.push(model).unwrap(), version);
+        let (reply, d) = serve_once(&mut server, V4, &req);
+        assert_eq!((d.status, d.model_version), (Status::Ok, version));
+        let mut expected = reference(&req, Some(model));
+        expected[16..20].copy_from_slice(&version.to_le_bytes());
+        assert_eq!(reply, expected, "version {version}");
+    }
+}
+
+/// Pushes alternate between two models while requests flow: every reply is one model's whole
+/// answer (the version says which) or RETRY, never a mix.
+#[test]
+fn hot_swap_under_traffic_never_mixes_models() {
+    let models = [
+        iris_like(),
+        random_tabular_model(4, &[16, 16], 3, 77).unwrap(),
+    ];
+    let lab = NetLab::create().unwrap();
+    let mut server = KernelServer::load(PORT).unwrap();
+    server.push(&models[0]).unwrap();
+    server.attach(&lab.host_if, XdpMode::Skb).unwrap();
+    let target: SocketAddr = (lab.host_addr, PORT).into();
+    let socket = lab
+        .in_netns(|| client::connect_sockets(target, 1))
+        .unwrap()
+        .unwrap()
+        .remove(0);
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let done = AtomicBool::new(false);
+    let mut rng = npk::rng::Rng::new(11);
+    let requests: Vec<Vec<u8>> = (0..64)
+        .map(|i| request(i, 0, &random_features(&mut rng, &models[0])))
+        .collect();
+    let (mut ok, mut retry) = (0, 0);
+    std::thread::scope(|s| {
+        let pusher = s.spawn(|| {
+            let mut pushes = 0;
+            while !done.load(Ordering::Relaxed) {
+                server.push(&models[(pushes + 1) % 2]).unwrap();
+                pushes += 1;
+            }
+            pushes
+        });
+        let mut buf = [0u8; 256];
+        for round in 0..100 {
+            for r in &requests {
+                socket.send(r).unwrap();
+            }
+            for _ in 0..requests.len() {
+                let n = socket.recv(&mut buf).unwrap();
+                let d = decode_reply(&buf[..n]).unwrap();
+                let req = &requests[d.request_id as usize];
+                match d.status {
+                    Status::Ok => {
+                        // Odd versions are models[0] (pushes alternate, starting with it).
+                        let model = &models[(d.model_version as usize + 1) % 2];
+                        let mut expected = reference(req, Some(model));
+                        expected[16..20].copy_from_slice(&d.model_version.to_le_bytes());
+                        assert_eq!(&buf[..n], &expected[..], "round {round}");
+                        ok += 1;
+                    }
+                    Status::Retry => retry += 1,
+                    s => panic!("status {s:?}"),
+                }
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        assert!(
+            pusher.join().unwrap() > 10,
+            "pushes happened during the traffic"
+        );
+    });
+    assert_eq!(ok + retry, 6400);
+    assert!(ok > 6000, "{ok} OK, {retry} RETRY");
+}
