@@ -1,9 +1,10 @@
-//! A throwaway network for tests and benchmarks that need real packets but no NIC: a network
-//! namespace and a veth pair with one end in it, each end with an IPv4 address in its own /30.
+//! A throwaway network for tests, benchmarks and generated traffic: a network namespace joined
+//! to the caller's by a veth pair. The namespace end has one IPv4 address per traffic source, the host end one
+//! address, all in one /27 of 10.200.0.0/16 chosen per process and lab.
 //!
-//! Names and addresses are unique per process and lab, so labs of parallel tests do not
-//! collide. Everything is removed when the [`NetLab`] is dropped; a process that wants that to
-//! happen on Ctrl-C or SIGTERM too checks [`stop_flag`] in its loops and returns normally.
+//! Everything is removed when the [`NetLab`] is dropped; namespaces left by a process that was
+//! killed outright are removed by the next [`NetLab::create`]. A process that wants cleanup on
+//! Ctrl-C or SIGTERM checks [`stop_flag`] in its loops and returns normally.
 
 use std::{
     fs::File,
@@ -17,11 +18,18 @@ use std::{
     },
 };
 
+/// Names of lab namespaces start with this, then `<pid>-<n>`.
+const NETNS_PREFIX: &str = "npkd-";
+/// Usable addresses in a lab's /27, after the host end's.
+pub const MAX_SOURCES: usize = 29;
+
 #[derive(Debug, thiserror::Error)]
 pub enum NetLabError {
     #[error("network namespaces and veth pairs need root (CAP_NET_ADMIN + CAP_SYS_ADMIN)")]
     NotRoot,
-    #[error("running `{args}` (are iproute2 and sh installed?)")]
+    #[error("a lab has at most {MAX_SOURCES} source addresses, {0} were asked for")]
+    TooManySources(usize),
+    #[error("running `ip {args}`: {source} (is iproute2 installed?)")]
     Spawn {
         args: String,
         #[source]
@@ -29,7 +37,7 @@ pub enum NetLabError {
     },
     #[error("`ip {args}` failed: {stderr}")]
     Ip { args: String, stderr: String },
-    #[error("entering network namespace {netns}")]
+    #[error("entering network namespace {netns}: {source}")]
     Enter {
         netns: String,
         #[source]
@@ -37,23 +45,7 @@ pub enum NetLabError {
     },
     #[error("setting RPS masks with `{script}` failed: {stderr}")]
     Steer { script: String, stderr: String },
-    #[error("the thread working in network namespace {0} panicked")]
-    Panicked(String),
 }
-
-/// A namespace with one end of a veth pair; the other end stays in the caller's namespace.
-#[derive(Debug)]
-pub struct NetLab {
-    pub netns: String,
-    /// The veth end in the caller's namespace.
-    pub host_if: String,
-    /// The veth end inside [`NetLab::netns`].
-    pub ns_if: String,
-    pub host_addr: Ipv4Addr,
-    pub ns_addr: Ipv4Addr,
-}
-
-static LABS: AtomicU32 = AtomicU32::new(0);
 
 /// Runs `ip` with `args`.
 pub fn ip(args: &[&str]) -> Result<(), NetLabError> {
@@ -62,7 +54,7 @@ pub fn ip(args: &[&str]) -> Result<(), NetLabError> {
         .args(args)
         .output()
         .map_err(|source| NetLabError::Spawn {
-            args: format!("ip {joined}"),
+            args: joined.clone(),
             source,
         })?;
     if !out.status.success() {
@@ -74,45 +66,77 @@ pub fn ip(args: &[&str]) -> Result<(), NetLabError> {
     Ok(())
 }
 
+/// A namespace with one end of a veth pair; the other end stays in the caller's namespace.
+#[derive(Debug)]
+pub struct NetLab {
+    pub netns: String,
+    /// The veth end in the caller's namespace: attach the classifier here to see the traffic
+    /// the namespace sends.
+    pub host_if: String,
+    /// The veth end inside [`NetLab::netns`].
+    pub ns_if: String,
+    pub host_addr: Ipv4Addr,
+    /// The namespace end's addresses, one per traffic source.
+    pub ns_addrs: Vec<Ipv4Addr>,
+}
+
+static LABS: AtomicU32 = AtomicU32::new(0);
+
 impl NetLab {
-    /// Creates the namespace and the veth pair, addresses them and brings them up.
-    pub fn create() -> Result<Self, NetLabError> {
+    /// Creates the namespace and the veth pair with `sources` addresses inside, brings both
+    /// ends up, and turns IPv6 off inside so the namespace sends no neighbour discovery.
+    pub fn create(sources: usize) -> Result<Self, NetLabError> {
+        if sources > MAX_SOURCES {
+            return Err(NetLabError::TooManySources(sources));
+        }
         // SAFETY: plain libc call.
         if unsafe { libc::geteuid() } != 0 {
             return Err(NetLabError::NotRoot);
         }
+        remove_orphans();
         let pid = std::process::id();
         let n = LABS.fetch_add(1, Ordering::Relaxed);
-        // Interface names have at most 15 bytes: "nk" + pid in hex (<= 6) + lab number + end.
-        let tag = format!("nk{pid:x}{n}");
-        // One /30 in 10.64.0.0/10 per (process, lab).
-        let block = ((pid as u64 * 64 + n as u64) % (1 << 20)) as u32;
-        let base = u32::from(Ipv4Addr::new(10, 64, 0, 0)) + block * 4;
+        // Interface names have at most 15 bytes: "nd" + pid in hex (<= 6) + lab number + end.
+        let tag = format!("nd{pid:x}{n}");
+        let block = (pid.wrapping_mul(8).wrapping_add(n)) % 2048;
+        let base = u32::from(Ipv4Addr::new(10, 200, 0, 0)) + block * 32;
         // Fields first, so that Drop cleans up whatever the steps below created.
         let lab = Self {
-            netns: format!("npk-{pid}-{n}"),
+            netns: format!("{NETNS_PREFIX}{pid}-{n}"),
             host_if: format!("{tag}h"),
             ns_if: format!("{tag}n"),
             host_addr: Ipv4Addr::from(base + 1),
-            ns_addr: Ipv4Addr::from(base + 2),
+            ns_addrs: (0..sources as u32)
+                .map(|i| Ipv4Addr::from(base + 2 + i))
+                .collect(),
         };
-        let host_cidr = format!("{}/30", lab.host_addr);
-        let ns_cidr = format!("{}/30", lab.ns_addr);
         let (ns, h, p) = (&lab.netns, &lab.host_if, &lab.ns_if);
         ip(&["netns", "add", ns])?;
+        lab.in_netns(|| {
+            for conf in ["all", "default"] {
+                // Absent without IPv6 support: then there is nothing to turn off.
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1");
+            }
+        })?;
         ip(&[
             "link", "add", h, "type", "veth", "peer", "name", p, "netns", ns,
         ])?;
-        ip(&["addr", "add", &host_cidr, "dev", h])?;
+        ip(&["addr", "add", &format!("{}/27", lab.host_addr), "dev", h])?;
         ip(&["link", "set", h, "up"])?;
-        ip(&["-n", ns, "addr", "add", &ns_cidr, "dev", p])?;
+        for a in &lab.ns_addrs {
+            ip(&["-n", ns, "addr", "add", &format!("{a}/27"), "dev", p])?;
+        }
         ip(&["-n", ns, "link", "set", p, "up"])?;
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
         Ok(lab)
     }
 
-    /// Runs `f` on a thread inside the namespace. Sockets it creates stay in the namespace
-    /// wherever they are used afterwards.
+    /// Moves the calling thread into the namespace: sockets it creates from now on live there.
+    pub fn enter(&self) -> Result<(), NetLabError> {
+        enter(&self.netns)
+    }
+
+    /// Runs `f` on a thread inside the namespace.
     pub fn in_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetLabError> {
         in_netns(&self.netns, f)
     }
@@ -165,26 +189,52 @@ impl Drop for NetLab {
     }
 }
 
-/// Runs `f` on a thread that has entered network namespace `netns` (a name under
-/// /run/netns, as `ip netns` creates).
+/// Runs `f` on a thread that has entered network namespace `netns` (a name under /run/netns,
+/// as `ip netns` creates).
 pub fn in_netns<T: Send>(netns: &str, f: impl FnOnce() -> T + Send) -> Result<T, NetLabError> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter(netns)?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Moves the calling thread into network namespace `netns`.
+fn enter(netns: &str) -> Result<(), NetLabError> {
     let path = format!("/run/netns/{netns}");
     let enter_error = |source| NetLabError::Enter {
         netns: netns.to_string(),
         source,
     };
     let file = File::open(&path).map_err(enter_error)?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: setns on a valid namespace fd; it affects only this thread.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(enter_error(io::Error::last_os_error()));
-            }
-            Ok(f())
-        })
-        .join()
-        .map_err(|_| NetLabError::Panicked(netns.to_string()))?
-    })
+    // SAFETY: setns on a valid namespace fd; it affects only this thread.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(enter_error(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Deletes lab namespaces whose process is gone (killed before its labs were dropped).
+fn remove_orphans() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(NETNS_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", &name]);
+        }
+    }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -193,10 +243,8 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-/// Set once SIGINT or SIGTERM arrives; the first call installs the handlers.
-///
-/// The handlers are installed without SA_RESTART, so a blocking call on the thread that gets
-/// the signal returns EINTR; loops should also use timeouts, as another thread may get it.
+/// Set once SIGINT or SIGTERM arrives; the first call installs the handlers, which only set
+/// the flag, so loops that check it end and everything is cleaned up on the way out.
 pub fn stop_flag() -> &'static AtomicBool {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
@@ -218,20 +266,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lab_reaches_across_and_cleans_up() {
-        let lab = NetLab::create().expect("root is required (CI runs as root)");
+    fn lab_reaches_across_from_every_source_and_cleans_up() {
+        let lab = NetLab::create(3).expect("root is required (CI runs as root)");
         let host = std::net::UdpSocket::bind((lab.host_addr, 0)).unwrap();
-        let to = host.local_addr().unwrap();
-        lab.in_netns(|| {
-            let s = std::net::UdpSocket::bind((lab.ns_addr, 0)).unwrap();
-            s.send_to(b"hi", to).unwrap();
-        })
-        .unwrap();
         host.set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
+        let to = host.local_addr().unwrap();
+        lab.in_netns(|| {
+            for &a in &lab.ns_addrs {
+                let s = std::net::UdpSocket::bind((a, 0)).unwrap();
+                s.send_to(b"hi", to).unwrap();
+            }
+        })
+        .unwrap();
         let mut buf = [0u8; 8];
-        let (n, from) = host.recv_from(&mut buf).unwrap();
-        assert_eq!((&buf[..n], from.ip()), (&b"hi"[..], lab.ns_addr.into()));
+        let mut from = Vec::new();
+        for _ in &lab.ns_addrs {
+            let (n, peer) = host
+                .recv_from(&mut buf)
+                .expect("a datagram from each source");
+            assert_eq!(&buf[..n], b"hi");
+            from.push(peer.ip());
+        }
+        from.sort();
+        let want: Vec<std::net::IpAddr> = lab.ns_addrs.iter().map(|&a| a.into()).collect();
+        assert_eq!(from, want);
         let (netns, host_if) = (lab.netns.clone(), lab.host_if.clone());
         drop(lab);
         assert!(!std::path::Path::new(&format!("/run/netns/{netns}")).exists());
@@ -239,8 +298,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_namespace_is_a_clear_error() {
-        let e = in_netns("npk-no-such-namespace", || ()).unwrap_err();
-        assert!(e.to_string().contains("npk-no-such-namespace"), "{e}");
+    fn too_many_sources_is_refused_before_anything_is_created() {
+        assert_eq!(
+            NetLab::create(MAX_SOURCES + 1).unwrap_err().to_string(),
+            "a lab has at most 29 source addresses, 30 were asked for"
+        );
     }
 }

@@ -14,9 +14,9 @@ use npk::{
     dataset::Dataset,
     kernel::{Classifier, ProgramKind},
     model_file::ModelFile,
+    netlab::NetLab,
     packets::{
         capture::pass_model,
-        lab::Lab,
         synth::{flow_pool, random_frame},
     },
     rng::Rng,
@@ -255,7 +255,7 @@ fn bad_captures_and_arguments_get_clear_errors() {
 
 #[test]
 fn live_capture_records_what_the_kernel_saw() {
-    let lab = Lab::create(1).unwrap();
+    let lab = NetLab::create(1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("live.csv");
     let child = Command::new(NPK)

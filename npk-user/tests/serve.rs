@@ -373,7 +373,7 @@ fn load(lab: &NetLab, target: SocketAddr, model: &Model, requests: u64, bad_ever
 fn kernel_server_over_veth_in_both_xdp_modes() {
     let model = digits_like();
     for mode in [XdpMode::Skb, XdpMode::Driver] {
-        let lab = NetLab::create().unwrap();
+        let lab = NetLab::create(1).unwrap();
         let mut server = KernelServer::load(PORT).unwrap();
         server.push(&model).unwrap();
         server.attach(&lab.host_if, mode).unwrap();
@@ -394,7 +394,7 @@ fn kernel_server_over_veth_in_both_xdp_modes() {
 fn userspace_server_over_veth_in_both_io_styles() {
     let model = iris_like();
     for io in [Io::Plain, Io::Mmsg { batch: 16 }] {
-        let lab = NetLab::create().unwrap();
+        let lab = NetLab::create(1).unwrap();
         let mut server = UserServer::bind((lab.host_addr, 0).into(), model.clone(), io).unwrap();
         let target = server.local_addr().unwrap();
         let stop = AtomicBool::new(false);
@@ -471,7 +471,7 @@ fn hot_swap_under_traffic_never_mixes_models() {
         iris_like(),
         random_tabular_model(4, &[16, 16], 3, 77).unwrap(),
     ];
-    let lab = NetLab::create().unwrap();
+    let lab = NetLab::create(1).unwrap();
     let mut server = KernelServer::load(PORT).unwrap();
     server.push(&models[0]).unwrap();
     server.attach(&lab.host_if, XdpMode::Skb).unwrap();

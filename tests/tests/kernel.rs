@@ -8,10 +8,13 @@ use std::{
 };
 
 use aya::maps::RingBuf;
-use npk::kernel::{
-    ProgramKind,
-    attach::{self, AttachMode, pin_dir},
-    verify::{random_packet_model, verify},
+use npk::{
+    kernel::{
+        ProgramKind,
+        attach::{self, AttachMode, pin_dir},
+        verify::{random_packet_model, verify},
+    },
+    netlab::NetLab,
 };
 use npk_common::{
     infer::{PlainLoop, Scratch, infer},
@@ -20,69 +23,18 @@ use npk_common::{
     packet::NUM_FEATURES,
 };
 
-#[track_caller]
-fn sh(cmd: &str) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("run sh");
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+/// Sends `count` UDP datagrams from the lab's namespace to its host end, in the background.
+fn send_udp(lab: &NetLab, count: u32) -> Child {
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         for i in range({count}):\n  s.sendto(b'x'*(20+i%200),('{}',9000+i%50))\n",
+        lab.host_addr
     );
-}
-
-/// A namespace with a veth pair: `host` end in the root namespace (10.77.N.1), peer inside
-/// (10.77.N.2). Removed on drop.
-struct Lab {
-    ns: String,
-    host: String,
-    subnet: u8,
-}
-
-impl Lab {
-    fn new(tag: &str, subnet: u8) -> Self {
-        let ns = format!("npkt-{tag}");
-        let host = format!("npkh{tag}");
-        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
-        let _ = Command::new("ip").args(["link", "del", &host]).output();
-        sh(&format!("ip netns add {ns}"));
-        sh(&format!(
-            "ip link add {host} type veth peer name eth0 netns {ns}"
-        ));
-        sh(&format!(
-            "ip addr add 10.77.{subnet}.1/24 dev {host} && ip link set {host} up"
-        ));
-        sh(&format!(
-            "ip -n {ns} addr add 10.77.{subnet}.2/24 dev eth0 && ip -n {ns} link set eth0 up && ip -n {ns} link set lo up"
-        ));
-        Self { ns, host, subnet }
-    }
-
-    /// Sends `count` UDP datagrams from the namespace to the host end (in the background).
-    fn send_udp(&self, count: u32) -> Child {
-        let script = format!(
-            "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-             for i in range({count}):\n  s.sendto(b'x'*(20+i%200),('10.77.{}.1',9000+i%50))\n",
-            self.subnet
-        );
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns, "python3", "-c", &script])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn sender")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host])
-            .output();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-    }
+    Command::new("ip")
+        .args(["netns", "exec", &lab.netns, "python3", "-c", &script])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn sender")
 }
 
 fn config(flags: u32, drop_class: Option<usize>) -> Config {
@@ -126,14 +78,11 @@ fn test_run_matches_reference_bit_for_bit() {
 
 #[test]
 fn real_traffic_is_counted_per_class_in_every_mode() {
-    for (i, mode) in [AttachMode::Native, AttachMode::Skb, AttachMode::Tc]
-        .into_iter()
-        .enumerate()
-    {
-        let lab = Lab::new(&format!("m{i}"), 10 + i as u8);
+    for mode in [AttachMode::Native, AttachMode::Skb, AttachMode::Tc] {
+        let lab = NetLab::create(1).unwrap();
         let model = random_packet_model(&[16, 16], 3, 11).unwrap();
-        let a = attach::attach(&lab.host, mode, &model, &config(0, None), false).unwrap();
-        let mut sender = lab.send_udp(2000);
+        let a = attach::attach(&lab.host_if, mode, &model, &config(0, None), false).unwrap();
+        let mut sender = send_udp(&lab, 2000);
         assert!(sender.wait().unwrap().success());
         std::thread::sleep(Duration::from_millis(200));
         let c = a.classifier.counters().unwrap();
@@ -147,23 +96,26 @@ fn real_traffic_is_counted_per_class_in_every_mode() {
             "{mode:?}: every packet inferred with reinfer 1"
         );
         drop(a);
-        assert!(!pin_dir(&lab.host).exists(), "{mode:?}: pins left behind");
+        assert!(
+            !pin_dir(&lab.host_if).exists(),
+            "{mode:?}: pins left behind"
+        );
     }
 }
 
 #[test]
 fn a_dropping_class_drops_real_packets() {
-    let lab = Lab::new("drop", 20);
+    let lab = NetLab::create(1).unwrap();
     let model = random_packet_model(&[16], 2, 5).unwrap();
     let a = attach::attach(
-        &lab.host,
+        &lab.host_if,
         AttachMode::Skb,
         &model,
         &config(0, Some(0)),
         false,
     )
     .unwrap();
-    let mut sender = lab.send_udp(1000);
+    let mut sender = send_udp(&lab, 1000);
     assert!(sender.wait().unwrap().success());
     std::thread::sleep(Duration::from_millis(200));
     let c = a.classifier.counters().unwrap();
@@ -172,13 +124,13 @@ fn a_dropping_class_drops_real_packets() {
 
 #[test]
 fn hot_swap_under_traffic_never_mixes_models() {
-    let lab = Lab::new("swap", 30);
+    let lab = NetLab::create(1).unwrap();
     let models = [
         random_packet_model(&[32, 32], 4, 100).unwrap(),
         random_packet_model(&[32, 32], 4, 200).unwrap(),
     ];
     let mut a = attach::attach(
-        &lab.host,
+        &lab.host_if,
         AttachMode::Skb,
         &models[0],
         &config(FLAG_SAMPLE_ALL, None),
@@ -186,7 +138,7 @@ fn hot_swap_under_traffic_never_mixes_models() {
     )
     .unwrap();
     let mut ring = RingBuf::try_from(a.classifier.ebpf.take_map(MAP_SAMPLES).unwrap()).unwrap();
-    let mut sender = lab.send_udp(20_000);
+    let mut sender = send_udp(&lab, 20_000);
     let (mut checked, mut pushes) = (0u64, 0u32);
     let mut versions_seen = std::collections::HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -222,25 +174,40 @@ fn hot_swap_under_traffic_never_mixes_models() {
 
 #[test]
 fn pinned_attach_survives_its_handle_and_detach_removes_everything() {
-    let lab = Lab::new("pin", 40);
+    let lab = NetLab::create(1).unwrap();
     let model = random_packet_model(&[16], 2, 3).unwrap();
-    drop(attach::attach(&lab.host, AttachMode::Skb, &model, &config(0, None), true).unwrap());
-    let dir = pin_dir(&lab.host);
+    drop(
+        attach::attach(
+            &lab.host_if,
+            AttachMode::Skb,
+            &model,
+            &config(0, None),
+            true,
+        )
+        .unwrap(),
+    );
+    let dir = pin_dir(&lab.host_if);
     assert!(dir.join("link").exists());
-    let mut sender = lab.send_udp(300);
+    let mut sender = send_udp(&lab, 300);
     assert!(sender.wait().unwrap().success());
     std::thread::sleep(Duration::from_millis(200));
     let maps = npk::kernel::ControlMaps::from_pins(&dir).unwrap();
     assert!(maps.counters().unwrap().class_packets.iter().sum::<u64>() >= 300);
     // A second attach on the same interface is refused before anything changes.
-    let err = attach::attach(&lab.host, AttachMode::Skb, &model, &config(0, None), true)
-        .err()
-        .unwrap();
+    let err = attach::attach(
+        &lab.host_if,
+        AttachMode::Skb,
+        &model,
+        &config(0, None),
+        true,
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("already attached"), "{err}");
-    attach::detach(&lab.host).unwrap();
+    attach::detach(&lab.host_if).unwrap();
     assert!(!dir.exists());
     let xdp = Command::new("ip")
-        .args(["link", "show", &lab.host])
+        .args(["link", "show", &lab.host_if])
         .output()
         .unwrap();
     assert!(
@@ -248,8 +215,8 @@ fn pinned_attach_survives_its_handle_and_detach_removes_everything() {
         "program still attached"
     );
     assert!(
-        attach::detach(&lab.host).is_err(),
+        attach::detach(&lab.host_if).is_err(),
         "second detach must say nothing is attached"
     );
-    assert!(!Path::new("/sys/fs/bpf/npk").join(&lab.host).exists());
+    assert!(!Path::new("/sys/fs/bpf/npk").join(&lab.host_if).exists());
 }

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use crate::{
     kernel::attach::AttachMode,
-    packets::{capture, features::FeatureCsv, lab::stop_flag},
+    netlab::stop_flag,
+    packets::{capture, features::FeatureCsv},
 };
 
 /// Record the features of live packets on an interface, as the kernel classifier computes

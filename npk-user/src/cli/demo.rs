@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use crate::{
     demo::{self, DemoConfig},
     kernel::attach::AttachMode,
-    packets::lab::stop_flag,
+    netlab::stop_flag,
     train::parse_hidden,
 };
 

@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use crate::{
     kernel::attach::AttachMode,
+    netlab::{NetLab, stop_flag},
     packets::{
         capture,
         features::FeatureCsv,
-        lab::{Lab, stop_flag},
         traffic::{self, CLASS_NAMES, GenConfig, Scenario, ScenarioReport},
     },
 };
@@ -68,7 +68,7 @@ pub fn run(args: GenArgs) -> Result<()> {
     let mut csv = FeatureCsv::create(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let stop = stop_flag();
-    let lab = Lab::create(Scenario::ALL.len())?;
+    let lab = NetLab::create(Scenario::ALL.len())?;
     let (attachment, mut sampler) = capture::start(&lab.host_if, args.mode)?;
     if !args.json {
         eprintln!(

@@ -27,6 +27,7 @@ use npk_common::{
 };
 use serde::Serialize;
 
+use crate::netlab::NetLab;
 use crate::{
     cli::eval::{Scores, score},
     dataset::{Dataset, Standardizer},
@@ -35,7 +36,6 @@ use crate::{
     packets::{
         capture::{self, Sampler, sample_all},
         features::{FeatureCsv, packet_standardizer},
-        lab::Lab,
         traffic::{self, CLASS_NAMES, GenConfig, Scenario},
     },
     quantize::quantize,
@@ -100,7 +100,7 @@ pub fn run(
     );
     std::fs::create_dir_all(&config.out_dir)
         .with_context(|| format!("creating {}", config.out_dir.display()))?;
-    let lab = Lab::create(Scenario::ALL.len())?;
+    let lab = NetLab::create(Scenario::ALL.len())?;
     say(&format!(
         "lab: namespace {} with {} sources, veth {} (host end {}, classifier here)",
         lab.netns,
@@ -202,7 +202,7 @@ type Rows = Vec<Vec<[i32; NUM_FEATURES]>>;
 
 /// Phase 2: all scenarios at once through the kernel, recorded per scenario and into `csv`.
 fn record(
-    lab: &Lab,
+    lab: &NetLab,
     config: &DemoConfig,
     stop: &AtomicBool,
     csv_path: &Path,
@@ -446,7 +446,7 @@ impl Candidate {
 /// Phase 4: the model attached with attacks dropped, fresh traffic, every verdict scored:
 /// returns `confusion[true][predicted]` and the packets that went unsampled.
 fn replay(
-    lab: &Lab,
+    lab: &NetLab,
     model: &Model,
     config: &DemoConfig,
     stop: &AtomicBool,

@@ -1,4 +1,4 @@
-//! Labelled traffic: benign and attack scenarios sent from a [`Lab`] namespace to the lab's
+//! Labelled traffic: benign and attack scenarios sent from a [`NetLab`] namespace to the lab's
 //! host end, where the classifier is attached. Each scenario sends from its own address in the
 //! namespace, so every packet's label follows from its source address ([`scenario_of`]).
 //!
@@ -24,6 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::netlab::{NetLab, NetLabError};
 use npk_common::{
     maps::Sample,
     packet::{FlowKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP},
@@ -32,7 +33,6 @@ use serde::Serialize;
 
 use super::{
     capture::Sampler,
-    lab::{Lab, LabError},
     synth::v4_mapped,
     wire::{TCP_SYN, TcpSegment, icmp_echo, ipv4, udp},
 };
@@ -125,13 +125,13 @@ impl Scenario {
     }
 
     /// The namespace address it sends from.
-    pub fn source(self, lab: &Lab) -> Option<Ipv4Addr> {
+    pub fn source(self, lab: &NetLab) -> Option<Ipv4Addr> {
         lab.ns_addrs.get(self.index()).copied()
     }
 }
 
 /// The scenario that sent packets of flow `key` in `lab`, if any did.
-pub fn scenario_of(lab: &Lab, key: &FlowKey) -> Option<Scenario> {
+pub fn scenario_of(lab: &NetLab, key: &FlowKey) -> Option<Scenario> {
     let src = Ipv4Addr::new(key.src[12], key.src[13], key.src[14], key.src[15]);
     if key.src != v4_mapped(src.octets()) {
         return None;
@@ -145,7 +145,7 @@ pub enum GenError {
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
-    Lab(#[from] LabError),
+    Lab(#[from] NetLabError),
     #[error("starting the {what} responder on {addr}")]
     Responder {
         what: &'static str,
@@ -218,7 +218,7 @@ pub struct ScenarioReport {
 /// they need on the host end, until each has sent its count, the duration is over or `stop`
 /// is set. `on_tick` runs on the calling thread every few milliseconds meanwhile.
 pub fn run(
-    lab: &Lab,
+    lab: &NetLab,
     config: &GenConfig,
     stop: &AtomicBool,
     mut on_tick: impl FnMut(),
@@ -301,7 +301,7 @@ pub fn run(
 /// [`run`] while reading `sampler` (the classifier on the lab's host end): `on_sample` gets
 /// every sample with the scenario that sent its packet (`None`: not generated traffic).
 pub fn run_sampled(
-    lab: &Lab,
+    lab: &NetLab,
     config: &GenConfig,
     stop: &AtomicBool,
     sampler: &mut Sampler,
@@ -644,7 +644,7 @@ mod tests {
 
     #[test]
     fn every_scenario_has_a_source_and_a_named_class() {
-        let lab = Lab::create(Scenario::ALL.len()).expect("root is required (CI runs as root)");
+        let lab = NetLab::create(Scenario::ALL.len()).expect("root is required (CI runs as root)");
         for s in Scenario::ALL {
             let src = s.source(&lab).unwrap();
             let key = FlowKey {
@@ -687,7 +687,7 @@ mod tests {
 
     #[test]
     fn every_scenario_sends_within_its_bounds() {
-        let lab = Lab::create(Scenario::ALL.len()).expect("root is required (CI runs as root)");
+        let lab = NetLab::create(Scenario::ALL.len()).expect("root is required (CI runs as root)");
         let config = GenConfig {
             scenarios: Scenario::ALL.to_vec(),
             duration: Duration::from_secs(2),

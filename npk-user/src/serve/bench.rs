@@ -124,7 +124,7 @@ pub fn run(
     stop: &AtomicBool,
     mut on_mode: impl FnMut(&ModeRun),
 ) -> Result<(Vec<ModeRun>, BenchSummary)> {
-    let lab = NetLab::create().context("creating the veth pair and namespace")?;
+    let lab = NetLab::create(1).context("creating the veth pair and namespace")?;
     if let Some(pin) = config.pin {
         // Requests are processed (XDP, or the stack up to the userspace server's socket) on
         // the server's CPU, replies on the client's.
