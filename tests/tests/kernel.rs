@@ -12,9 +12,10 @@ use npk::{
     kernel::{
         ProgramKind,
         attach::{self, AttachMode, pin_dir},
-        verify::{random_packet_model, verify},
+        verify::verify,
     },
     netlab::NetLab,
+    quantize::random::random_packet_model,
 };
 use npk_common::{
     infer::{PlainLoop, Scratch, infer},

@@ -6,13 +6,9 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use npk_common::{
-    fixed::quantize_multiplier,
     infer::{PlainLoop, Scratch, infer},
     maps::{Action, Config, FLAG_RECORD_LAST, FlowState, Outcome},
-    model::{
-        FeatureSchema, HIDDEN_MAX, HIDDEN_MIN, HIDDEN_ZERO_POINT, LOGIT_MAX, LOGIT_MIN,
-        MAX_CLASSES, MAX_LAYERS, MAX_WIDTH, MODEL_FORMAT_VERSION, MODEL_MAGIC, Model,
-    },
+    model::{MAX_CLASSES, Model},
     packet::{FlowKey, NUM_FEATURES, ParseError, observe, parse},
 };
 use serde::Serialize;
@@ -22,74 +18,6 @@ use crate::{
     packets::synth::{flow_pool, random_frame},
     rng::Rng,
 };
-
-/// Typical magnitude of each packet feature, used to give random models sensible input scales.
-const FEATURE_RANGE: [f64; NUM_FEATURES] = [
-    6.0, 60.0, 1500.0, 255.0, 80.0, 65535.0, 65535.0, 255.0, 65535.0, 1500.0, 140.0, 1000.0,
-    1500.0, 1e7, 100.0, 100.0,
-];
-
-/// A random but well-formed packet-schema model: weights uniform int8, scales that keep the
-/// activations spread over the int8 range (so differences would show).
-pub fn random_packet_model(hidden: &[usize], classes: usize, seed: u64) -> Result<Box<Model>> {
-    anyhow::ensure!(
-        hidden.len() < MAX_LAYERS,
-        "at most {} hidden layers",
-        MAX_LAYERS - 1
-    );
-    let mut rng = Rng::new(seed);
-    let mut m: Box<Model> = bytemuck::allocation::zeroed_box();
-    m.header.magic = MODEL_MAGIC;
-    m.header.format_version = MODEL_FORMAT_VERSION;
-    m.header.model_version = 1;
-    m.header.feature_schema = FeatureSchema::PacketV1 as u32;
-    m.header.num_inputs = NUM_FEATURES as u32;
-    m.header.num_classes = classes as u32;
-    m.header.num_layers = hidden.len() as u32 + 1;
-    for (i, range) in FEATURE_RANGE.iter().enumerate() {
-        let (mult, shift) = quantize_multiplier(127.0 / range * (0.5 + rng.unit_f64()))
-            .context("input scale out of range")?;
-        m.input.offset[i] = (range * 0.2 * rng.unit_f64()) as i32;
-        m.input.multiplier[i] = mult;
-        m.input.shift[i] = shift;
-    }
-    let mut dims = vec![NUM_FEATURES];
-    dims.extend_from_slice(hidden);
-    dims.push(classes);
-    for l in 0..dims.len() - 1 {
-        let (inp, out) = (dims[l], dims[l + 1]);
-        anyhow::ensure!(
-            (1..=MAX_WIDTH).contains(&out),
-            "width {out} outside 1..={MAX_WIDTH}"
-        );
-        let last = l == dims.len() - 2;
-        let layer = &mut m.layers[l];
-        layer.in_dim = inp as u32;
-        layer.out_dim = out as u32;
-        (layer.output_zero_point, layer.act_min, layer.act_max) = if last {
-            (0, LOGIT_MIN, LOGIT_MAX)
-        } else {
-            (HIDDEN_ZERO_POINT, HIDDEN_MIN, HIDDEN_MAX)
-        };
-        // Accumulators have a spread of about sqrt(in) * 73 * 73; aim outputs at ~40 (int8)
-        // or ~4000 (logits).
-        let target = if last { 4000.0 } else { 40.0 };
-        let real = target / ((inp as f64).sqrt() * 73.0 * 73.0);
-        for o in 0..out {
-            for i in 0..inp {
-                layer.weights[o][i] = rng.range_i64(-127, 127) as i8;
-            }
-            layer.bias[o] = rng.range_i64(-20_000, 20_000) as i32;
-            let (mult, shift) = quantize_multiplier(real * (0.5 + rng.unit_f64()))
-                .context("layer scale out of range")?;
-            layer.multiplier[o] = mult;
-            layer.shift[o] = shift;
-        }
-    }
-    m.validate()
-        .map_err(|e| anyhow::anyhow!("random model invalid: {e}"))?;
-    Ok(m)
-}
 
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {

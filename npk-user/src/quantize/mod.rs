@@ -29,6 +29,7 @@ use npk_common::model::{
 use crate::dataset::{Dataset, Standardizer};
 use crate::train::Mlp;
 
+pub mod random;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
