@@ -34,7 +34,7 @@ MASK = (1 << 64) - 1
 
 
 class Rng:
-    """Mirror of npk::train::rng::Rng."""
+    """Mirror of npk::rng::Rng."""
 
     def __init__(self, seed):
         x = seed & MASK

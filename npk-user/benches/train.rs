@@ -8,7 +8,8 @@ use std::{hint::black_box, path::Path, time::Duration};
 use criterion::{Criterion, criterion_group, criterion_main};
 use npk::{
     dataset::{Dataset, Standardizer},
-    train::{self, Mlp, OptimizerKind, TrainConfig, Trainer, rng::Rng},
+    rng::Rng,
+    train::{self, Mlp, OptimizerKind, TrainConfig, Trainer},
 };
 
 fn standardized(name: &str) -> Dataset {

@@ -3,10 +3,12 @@
 //! prints `skipped: <reason>` and passes.
 
 use gpu_offload::{GpuTrainer, gpu_available};
-use npk::train::{
-    Mlp, OptimizerKind, Trainer,
-    gpu::{from_gpu_layers, gpu_optimizer, to_gpu_layers},
+use npk::{
     rng::Rng,
+    train::{
+        Mlp, OptimizerKind, Trainer,
+        gpu::{from_gpu_layers, gpu_optimizer, to_gpu_layers},
+    },
 };
 
 /// Relative, with an absolute floor for values near zero; f32 sums in different orders

@@ -6,7 +6,10 @@ use std::{
     cell::Cell,
 };
 
-use npk::train::{Mlp, OptimizerKind, Trainer, rng::Rng};
+use npk::{
+    rng::Rng,
+    train::{Mlp, OptimizerKind, Trainer},
+};
 
 struct Counting;
 

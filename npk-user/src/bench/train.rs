@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     dataset::{Dataset, DatasetError, Standardizer},
+    rng::Rng,
     train::{
         self, Mlp, OptimizerKind, TrainConfig, TrainError, Trainer,
         gpu::{self, GpuTrainError},
-        rng::Rng,
     },
 };
 

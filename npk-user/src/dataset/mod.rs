@@ -8,7 +8,7 @@ use std::{
 
 use npk_common::model::{MAX_CLASSES, MAX_INPUTS};
 
-use crate::train::rng::Rng;
+use crate::rng::Rng;
 
 /// Why a CSV file cannot be used, or a split cannot be made. File errors name the file, the
 /// 1-based line (the header is line 1) and the column.

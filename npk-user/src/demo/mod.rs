@@ -298,9 +298,7 @@ fn train_model(rows: &Rows, config: &DemoConfig, say: &mut dyn FnMut(&str)) -> R
             rows.len()
         );
         let mut order: Vec<usize> = (0..rows.len()).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i as u64 + 1) as usize);
-        }
+        rng.shuffle(&mut order);
         let (test, train) = order.split_at(rows.len() / 5);
         test_rows.extend(test.iter().map(|&i| (rows[i], s.class())));
         let want = config.rows_per_scenario;
@@ -308,7 +306,7 @@ fn train_model(rows: &Rows, config: &DemoConfig, say: &mut dyn FnMut(&str)) -> R
             .iter()
             .copied()
             .take(want)
-            .chain((train.len()..want).map(|_| train[rng.below(train.len() as u64) as usize]));
+            .chain((train.len()..want).map(|_| train[rng.below(train.len())]));
         train_rows.extend(picks.map(|i| (rows[i], s.class())));
     }
     let dataset = |rows: &[([i32; NUM_FEATURES], u32)]| Dataset {

@@ -2,12 +2,12 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::quantize::quantize;
-use crate::quantize::testutil::{Rng, fit_standardizer, mixed_ranges, random_mlp};
+use crate::quantize::testutil::{Rng, mixed_ranges, random_mlp};
 
 fn sample(seed: u64) -> ModelFile {
     let mut rng = Rng::new(seed);
     let data = mixed_ranges(&mut rng, 200, 0.02);
-    let std = fit_standardizer(&data);
+    let std = Standardizer::fit(&data);
     let mlp = random_mlp(&mut rng, &[data.num_features, 12, 8, 3]);
     let q = quantize(&mlp, &std, &data, FeatureSchema::Tabular).unwrap();
     ModelFile::new(mlp, std, q, data.feature_names)

@@ -152,7 +152,7 @@ pub fn flow_pool(rng: &mut Rng, count: usize) -> Vec<FlowKey> {
 /// kernel's test runner, like every NIC, refuses frames shorter than an Ethernet header).
 pub fn random_frame(rng: &mut Rng, flows: &[FlowKey], min_len: usize) -> (FrameKind, Vec<u8>) {
     let min_len = min_len.max(14);
-    let key = flows[rng.below(flows.len() as u64) as usize];
+    let key = flows[rng.below(flows.len())];
     let ipv6 = key.src[..10] != [0u8; 10];
     let spec = FrameSpec {
         key,
@@ -160,25 +160,25 @@ pub fn random_frame(rng: &mut Rng, flows: &[FlowKey], min_len: usize) -> (FrameK
         vlan: rng.bool(0.2).then(|| rng.below(4096) as u16),
         options: if rng.bool(0.3) {
             if ipv6 {
-                8 * (1 + rng.below(3) as usize)
+                8 * (1 + rng.below(3))
             } else {
-                4 * rng.below(11) as usize
+                4 * rng.below(11)
             }
         } else {
             0
         },
-        tcp_flags: [0x02, 0x12, 0x10, 0x18, 0x11, 0x04][rng.below(6) as usize],
+        tcp_flags: [0x02, 0x12, 0x10, 0x18, 0x11, 0x04][rng.below(6)],
         ttl: rng.range_i64(1, 255) as u8,
-        payload: rng.below(1200) as usize,
+        payload: rng.below(1200),
     };
     let roll = rng.below(100);
     if roll < 8 {
         let mut frame = spec.build();
-        let cut = min_len + rng.below(frame.len().saturating_sub(min_len) as u64 + 1) as usize;
+        let cut = min_len + rng.below(frame.len().saturating_sub(min_len) + 1);
         frame.truncate(cut);
         (FrameKind::Truncated, frame)
     } else if roll < 14 {
-        let mut frame = vec![0u8; min_len + rng.below(200) as usize];
+        let mut frame = vec![0u8; min_len + rng.below(200)];
         rng.fill_bytes(&mut frame);
         if rng.bool(0.7) {
             // Claim IPv4/IPv6 so the garbage reaches the IP parser.

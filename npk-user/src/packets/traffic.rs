@@ -371,9 +371,7 @@ fn send(
             let ping_id = rng.below(1 << 16) as u16;
             let scan_port = 40000 + rng.below(20000) as u16;
             let mut scan_order: Vec<u16> = (1..=u16::MAX).filter(|&p| p != WEB_PORT).collect();
-            for i in (1..scan_order.len()).rev() {
-                scan_order.swap(i, rng.below(i as u64 + 1) as usize);
-            }
+            rng.shuffle(&mut scan_order);
             pace.run(|n| {
                 let (protocol, l4) = match raw_scenario {
                     Scenario::Ping => {
@@ -385,7 +383,7 @@ fn send(
                         (PROTO_ICMP, icmp_echo(ping_id, n as u16, &payload))
                     }
                     Scenario::IcmpFlood => {
-                        let mut payload = vec![0u8; rng.below(1025) as usize];
+                        let mut payload = vec![0u8; rng.below(1025)];
                         rng.fill_bytes(&mut payload);
                         (PROTO_ICMP, icmp_echo(ping_id, n as u16, &payload))
                     }
@@ -413,14 +411,14 @@ fn send(
                         (PROTO_TCP, syn.build(from, to))
                     }
                     _ => {
-                        let mut payload = vec![0u8; rng.below(513) as usize];
+                        let mut payload = vec![0u8; rng.below(513)];
                         rng.fill_bytes(&mut payload);
                         let src_port = 1024 + rng.below(64512) as u16;
                         let dst_port = 1024 + rng.below(64512) as u16;
                         (PROTO_UDP, udp(from, to, src_port, dst_port, &payload))
                     }
                 };
-                let id = 1 + rng.below(u64::from(u16::MAX)) as u16;
+                let id = 1 + rng.below(usize::from(u16::MAX)) as u16;
                 sock.send(&ipv4(from, to, protocol, TTL, id, &l4), to)
             })?
         }
@@ -443,17 +441,13 @@ fn dns_query(from: Ipv4Addr, to: Ipv4Addr, rng: &mut Rng) -> io::Result<bool> {
     let mut q = Vec::with_capacity(64);
     q.extend_from_slice(&(rng.next_u64() as u16).to_be_bytes());
     q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    let host = format!(
-        "{}{}",
-        NAMES[rng.below(NAMES.len() as u64) as usize],
-        rng.below(100)
-    );
+    let host = format!("{}{}", NAMES[rng.below(NAMES.len())], rng.below(100));
     for label in [host.as_str(), "example", "lab"] {
         q.push(label.len() as u8);
         q.extend_from_slice(label.as_bytes());
     }
     q.push(0);
-    let qtype: u16 = [1, 28, 15][rng.below(3) as usize];
+    let qtype: u16 = [1, 28, 15][rng.below(3)];
     q.extend_from_slice(&qtype.to_be_bytes());
     q.extend_from_slice(&[0, 1]);
     sock.send_to(&q, (to, DNS_PORT))?;
@@ -499,7 +493,7 @@ fn web_fetch(from: Ipv4Addr, to: Ipv4Addr, rng: &mut Rng) -> io::Result<()> {
         "style.css",
         "api/items",
         "img/logo.png",
-    ][rng.below(5) as usize];
+    ][rng.below(5)];
     write!(
         stream,
         "GET /{path}?v={} HTTP/1.1\r\nHost: lab.example\r\nAccept: */*\r\n\r\n",

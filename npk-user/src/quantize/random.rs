@@ -111,7 +111,7 @@ fn random_model(
         quantize_multiplier(scale).ok_or(ModelSpecError::Scale { layer, scale })
     };
     for (i, spec) in inputs.iter().enumerate() {
-        let (mult, shift) = scale(0, spec.scale * (0.5 + rng.unit_f64()))?;
+        let (mult, shift) = scale(0, spec.scale * (0.5 + rng.next_f64()))?;
         m.input.offset[i] = rng.range_i64(spec.offset.0, spec.offset.1) as i32;
         m.input.multiplier[i] = mult;
         m.input.shift[i] = shift;
@@ -140,7 +140,7 @@ fn random_model(
                 layer.weights[o][i] = rng.range_i64(-127, 127) as i8;
             }
             layer.bias[o] = rng.range_i64(-2_000, 2_000) as i32;
-            let (mult, shift) = scale(l + 1, real * (0.5 + rng.unit_f64()))?;
+            let (mult, shift) = scale(l + 1, real * (0.5 + rng.next_f64()))?;
             layer.multiplier[o] = mult;
             layer.shift[o] = shift;
         }

@@ -1,11 +1,10 @@
 use proptest::prelude::*;
 
 use super::testutil::{
-    Rng, accuracy, argmax, fit_standardizer, float_logits, load_csv, mixed_ranges, random_mlp,
-    split, standardized, train,
+    Rng, accuracy, argmax, float_logits, load_csv, mixed_ranges, random_mlp, split, standardized,
 };
 use super::*;
-use crate::train::Dense;
+use crate::train::{Dense, OptimizerKind, TrainConfig};
 
 /// Trains a float model on `train_set`, quantizes it with `train_set` as calibration, and returns
 /// (float test accuracy, quantized test accuracy, float/quantized agreement on the test set,
@@ -17,13 +16,16 @@ fn float_vs_quantized(
     epochs: usize,
     seed: u64,
 ) -> (f64, f64, f64, f64) {
-    let mut rng = Rng::new(seed);
-    let std = fit_standardizer(train_set);
-    let mut dims = vec![train_set.num_features];
-    dims.extend_from_slice(hidden);
-    dims.push(train_set.num_classes);
-    let mut mlp = random_mlp(&mut rng, &dims);
-    train(&mut mlp, &std, train_set, epochs, 0.02, &mut rng);
+    let std = Standardizer::fit(train_set);
+    let config = TrainConfig {
+        hidden: hidden.to_vec(),
+        epochs,
+        batch: 16,
+        optimizer: OptimizerKind::Adam,
+        lr: 0.01,
+        seed,
+    };
+    let mlp = crate::train::train(&std.apply(train_set), &config, |_| {}).unwrap();
     let q = quantize(&mlp, &std, train_set, FeatureSchema::Tabular).unwrap();
     let float = |row: &[f32]| argmax(&float_logits(&mlp, &std, row));
     let agree = (0..test_set.len())
@@ -37,11 +39,13 @@ fn float_vs_quantized(
     )
 }
 
+/// The README's iris run: `npk train --hidden 16,16 --epochs 100 --batch 16 --seed 1
+/// --test-split 0.2` (the same stratified split and trainer).
 #[test]
 fn iris_quantized_keeps_accuracy() {
     let data = load_csv("iris.csv");
-    let (train_set, test_set) = split(&data, 5, &mut Rng::new(1));
-    let (float, quant, agree, _) = float_vs_quantized(&train_set, &test_set, &[16, 16], 200, 2);
+    let (train_set, test_set) = data.split(0.2, 1).unwrap();
+    let (float, quant, agree, _) = float_vs_quantized(&train_set, &test_set, &[16, 16], 100, 1);
     eprintln!("iris 16,16: float {float:.3} quantized {quant:.3} agreement {agree:.3}");
     assert!(quant >= 0.93, "quantized accuracy {quant}");
     assert!(float - quant <= 0.01, "float {float} quantized {quant}");
@@ -67,7 +71,7 @@ fn mixed_range_features_keep_accuracy() {
 fn mixed_range_features_agree_with_teacher() {
     let mut rng = Rng::new(6);
     let mut data = mixed_ranges(&mut rng, 2000, 0.02);
-    let std = fit_standardizer(&data);
+    let std = Standardizer::fit(&data);
     let mlp = random_mlp(&mut rng, &[data.num_features, 32, 16, 4]);
     data.num_classes = 4;
     data.labels = (0..data.len())
@@ -87,7 +91,7 @@ fn mixed_range_features_agree_with_teacher() {
 fn digits_agree_with_teacher() {
     let mut rng = Rng::new(8);
     let mut data = load_csv("digits.csv");
-    let std = fit_standardizer(&data);
+    let std = Standardizer::fit(&data);
     let mlp = random_mlp(&mut rng, &[data.num_features, 64, 32, 10]);
     data.labels = (0..data.len())
         .map(|r| argmax(&float_logits(&mlp, &std, data.row(r))) as u32)
@@ -102,7 +106,7 @@ fn digits_agree_with_teacher() {
 fn frac_bits_follow_feature_range() {
     let mut rng = Rng::new(7);
     let data = mixed_ranges(&mut rng, 500, 0.02);
-    let std = fit_standardizer(&data);
+    let std = Standardizer::fit(&data);
     let mlp = random_mlp(&mut rng, &[data.num_features, 8, 3]);
     let q = quantize(&mlp, &std, &data, FeatureSchema::Tabular).unwrap();
     // ratio < 1 -> 24 bits; bytes < 2^20 -> 4; count < 2^7 -> 17; tiny < 2^-7 -> the cap.
@@ -174,7 +178,7 @@ fn dense(in_dim: usize, weights: &[f32], bias: &[f32]) -> Dense {
 #[test]
 fn degenerate_neurons_quantize() {
     let data = tiny_dataset(&[[0.0, 1.0], [1.0, 0.0], [0.5, 0.25], [2.0, -1.0]]);
-    let std = fit_standardizer(&data);
+    let std = Standardizer::fit(&data);
     let mlp = Mlp {
         layers: vec![
             dense(
@@ -201,7 +205,7 @@ fn degenerate_neurons_quantize() {
 #[test]
 fn unrepresentable_multiplier_names_layer_and_neuron() {
     let data = tiny_dataset(&[[0.0, 1.0], [1.0, 0.0], [3.0, 2.0]]);
-    let std = fit_standardizer(&data);
+    let std = Standardizer::fit(&data);
     // Both logits are ~1e-30 everywhere, so the logit scale is ~4e-35 while the weights are ~1.
     let mlp = Mlp {
         layers: vec![
@@ -231,7 +235,7 @@ fn unrepresentable_multiplier_names_layer_and_neuron() {
 #[test]
 fn bad_shapes_and_values_are_refused() {
     let data = tiny_dataset(&[[0.0, 1.0], [1.0, 0.0]]);
-    let std = fit_standardizer(&data);
+    let std = Standardizer::fit(&data);
     let good = Mlp {
         layers: vec![dense(2, &[1.0, 0.0, 0.0, 1.0], &[0.0, 0.0])],
     };
@@ -304,7 +308,7 @@ fn bad_shapes_and_values_are_refused() {
     );
 
     let huge = tiny_dataset(&[[0.0, 1.0], [1.0, 3e9]]);
-    let huge_std = fit_standardizer(&huge);
+    let huge_std = Standardizer::fit(&huge);
     assert_eq!(
         run(&good, &huge_std, &huge),
         "feature 1 (b): max |x| = 3e9 does not fit a raw i32 with 0 fractional bits"
@@ -372,7 +376,7 @@ fn error_bound(q: &Quantized, mlp: &Mlp, std: &Standardizer, row: &[f32]) -> Vec
 /// Rows of `features` columns, each feature with its own offset and magnitude (1e-3..1e6).
 fn random_rows(rng: &mut Rng, rows: usize, features: usize) -> Dataset {
     let scale: Vec<f64> = (0..features)
-        .map(|_| 10f64.powf(-3.0 + 9.0 * rng.uniform()))
+        .map(|_| 10f64.powf(-3.0 + 9.0 * rng.next_f64()))
         .collect();
     let offset: Vec<f64> = (0..features)
         .map(|j| scale[j] * 3.0 * rng.normal())
@@ -405,7 +409,7 @@ proptest! {
     ) {
         let mut rng = Rng::new(seed);
         let data = random_rows(&mut rng, rows, inputs);
-        let std = fit_standardizer(&data);
+        let std = Standardizer::fit(&data);
         let mut dims = vec![inputs];
         dims.extend(&hidden);
         dims.push(classes);

@@ -94,7 +94,7 @@ pub fn train_gpu(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::rng::Rng;
+    use crate::rng::Rng;
 
     #[test]
     fn layers_round_trip_and_hyperparameters_match_the_cpu() {

@@ -7,7 +7,6 @@
 mod gemm;
 pub mod gpu;
 pub mod optim;
-pub mod rng;
 
 use std::time::{Duration, Instant};
 
@@ -15,8 +14,8 @@ use npk_common::model::{MAX_CLASSES, MAX_INPUTS, MAX_LAYERS, MAX_WIDTH};
 
 use self::gemm::{Layout, gemm_nn, gemm_nt};
 pub use self::optim::{Adam, DenseGrads, Optimizer, OptimizerKind, Sgd};
-use self::rng::Rng;
 use crate::dataset::Dataset;
+use crate::rng::Rng;
 
 /// Why a training configuration cannot be used; each names the limit it breaks.
 #[derive(Debug, thiserror::Error, PartialEq)]
