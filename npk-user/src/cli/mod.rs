@@ -93,22 +93,12 @@ impl std::str::FromStr for Hidden {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let widths = s
-            .split(',')
-            .map(|w| {
-                let w: usize = w
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("`{w}` is not a layer width"))?;
-                if (1..=MAX_WIDTH).contains(&w) {
-                    Ok(w)
-                } else {
-                    Err(format!(
-                        "width {w} is outside 1..={MAX_WIDTH} (the kernel maximum)"
-                    ))
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let widths = crate::train::parse_hidden(s).map_err(|e| e.to_string())?;
+        if let Some(w) = widths.iter().find(|&&w| !(1..=MAX_WIDTH).contains(&w)) {
+            return Err(format!(
+                "width {w} is outside 1..={MAX_WIDTH} (the kernel maximum)"
+            ));
+        }
         if widths.len() >= MAX_LAYERS {
             return Err(format!(
                 "{} hidden layers: the kernel runs at most {MAX_LAYERS} layers ({} hidden + output)",
