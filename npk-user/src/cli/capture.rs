@@ -74,14 +74,7 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     }
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.seconds);
-    let mut write_error = None;
-    let mut drain = |csv: &mut FeatureCsv<_>| {
-        sampler.drain(|s| {
-            if write_error.is_none() {
-                write_error = csv.write(&s.features, args.label).err();
-            }
-        });
-    };
+    let mut drain = |csv: &mut FeatureCsv<_>| sampler.drain(|s| csv.write(&s.features, args.label));
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
         drain(&mut csv);
         std::thread::sleep(Duration::from_millis(10));
@@ -90,9 +83,6 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     let samples_lost = attachment.classifier.counters()?.samples_lost;
     drop(attachment);
-    if let Some(e) = write_error {
-        return Err(e).with_context(|| format!("writing {}", args.out.display()));
-    }
     let rows = csv.rows();
     csv.finish()
         .with_context(|| format!("writing {}", args.out.display()))?;

@@ -48,19 +48,12 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut flows = FlowTable::new();
     let mut skipped = Skipped::default();
-    let mut write_error = None;
     let summary = for_each_frame(&args.pcap, |f| {
         match flows.observe(f.frame, f.timestamp_ns) {
-            Ok((_, features)) if write_error.is_none() => {
-                write_error = csv.write(&features, args.label).err();
-            }
-            Ok(_) => {}
+            Ok((_, features)) => csv.write(&features, args.label),
             Err(e) => skipped.count(e),
         }
     })?;
-    if let Some(e) = write_error {
-        return Err(e).with_context(|| format!("writing {}", args.out.display()));
-    }
     let rows = csv.rows();
     csv.finish()
         .with_context(|| format!("writing {}", args.out.display()))?;

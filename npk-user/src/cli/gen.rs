@@ -77,18 +77,15 @@ pub fn run(args: GenArgs) -> Result<()> {
         );
     }
     let mut class_rows = vec![0u64; CLASS_NAMES.len()];
-    let mut write_error = None;
     let scenarios = traffic::run_sampled(
         &lab,
         &config,
         stop,
         &mut sampler,
         |scenario, sample| {
-            if let Some(s) = scenario
-                && write_error.is_none()
-            {
+            if let Some(s) = scenario {
                 class_rows[s.class() as usize] += 1;
-                write_error = csv.write(&sample.features, s.class()).err();
+                csv.write(&sample.features, s.class());
             }
         },
         || {},
@@ -98,9 +95,6 @@ pub fn run(args: GenArgs) -> Result<()> {
     drop(lab);
     if stop.load(Ordering::Relaxed) {
         bail!("interrupted; the namespace was removed");
-    }
-    if let Some(e) = write_error {
-        return Err(e).with_context(|| format!("writing {}", args.out.display()));
     }
     let rows = csv.rows();
     csv.finish()

@@ -223,7 +223,6 @@ fn record(
         seed: config.seed,
     };
     let mut rows: Rows = vec![Vec::new(); Scenario::ALL.len()];
-    let mut write_error = None;
     let recorded = Cell::new(0u64);
     let start = Instant::now();
     let mut next_note = Duration::from_secs(5);
@@ -237,9 +236,7 @@ fn record(
                 let i = Scenario::ALL.iter().position(|&a| a == s).unwrap_or(0);
                 rows[i].push(sample.features);
                 recorded.set(recorded.get() + 1);
-                if write_error.is_none() {
-                    write_error = csv.write(&sample.features, s.class()).err();
-                }
+                csv.write(&sample.features, s.class());
             }
         },
         || {
@@ -255,9 +252,6 @@ fn record(
     )?;
     let lost = attachment.classifier.counters()?.samples_lost;
     drop(attachment);
-    if let Some(e) = write_error {
-        return Err(e).with_context(|| format!("writing {}", csv_path.display()));
-    }
     csv.finish()
         .with_context(|| format!("writing {}", csv_path.display()))?;
     let per: Vec<String> = Scenario::ALL

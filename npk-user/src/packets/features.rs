@@ -83,9 +83,13 @@ impl Skipped {
 
 /// Writes labelled feature rows as CSV: a header of [`FEATURE_NAMES`] and `label`, then one row
 /// per packet. `npk train` recognizes the header and trains a packet model.
+///
+/// The first write error is kept and reported by [`FeatureCsv::finish`]; rows after it are
+/// dropped, so producers (packet loops, ring-buffer drains) need no error path of their own.
 pub struct FeatureCsv<W: Write> {
     out: csv::Writer<W>,
     rows: u64,
+    error: Option<std::io::Error>,
 }
 
 impl FeatureCsv<std::fs::File> {
@@ -98,26 +102,37 @@ impl<W: Write> FeatureCsv<W> {
     pub fn new(out: W) -> std::io::Result<Self> {
         let mut out = csv::Writer::from_writer(out);
         out.write_record(FEATURE_NAMES.iter().chain(&["label"]))?;
-        Ok(Self { out, rows: 0 })
+        Ok(Self {
+            out,
+            rows: 0,
+            error: None,
+        })
     }
 
-    pub fn write(&mut self, features: &[i32; NUM_FEATURES], label: u32) -> std::io::Result<()> {
+    pub fn write(&mut self, features: &[i32; NUM_FEATURES], label: u32) {
+        if self.error.is_some() {
+            return;
+        }
         let mut cells = [0i64; NUM_FEATURES + 1];
         for (c, &f) in cells.iter_mut().zip(features) {
             *c = i64::from(f);
         }
         cells[NUM_FEATURES] = i64::from(label);
-        self.out.serialize(cells).map_err(std::io::Error::other)?;
-        self.rows += 1;
-        Ok(())
+        match self.out.serialize(cells) {
+            Ok(()) => self.rows += 1,
+            Err(e) => self.error = Some(std::io::Error::other(e)),
+        }
     }
 
     pub fn rows(&self) -> u64 {
         self.rows
     }
 
-    /// Flushes everything to the underlying writer.
+    /// Flushes everything to the underlying writer, or reports the first write error.
     pub fn finish(mut self) -> std::io::Result<W> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
         self.out.flush()?;
         self.out
             .into_inner()
@@ -170,7 +185,7 @@ mod tests {
         let mut csv = FeatureCsv::new(Vec::new()).unwrap();
         for (i, port) in [1000u16, 2000, 1000].into_iter().enumerate() {
             let (_, f) = t.observe(&udp(port, 20), i as u64 * 1000).unwrap();
-            csv.write(&f, i as u32 % 2).unwrap();
+            csv.write(&f, i as u32 % 2);
         }
         assert_eq!(csv.rows(), 3);
         let bytes = csv.finish().unwrap();
