@@ -60,8 +60,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if ! python3 -c 'import numpy' 2>/dev/null; then
-    say "installing NumPy (the baseline benchmark)"
-    python3 -m pip install --quiet numpy
+    say "installing NumPy (only the NumPy baseline of the training benchmarks needs it)"
+    python3 -m pip install --quiet numpy 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages numpy 2>/dev/null ||
+        say "warning: could not install NumPy; npk bench train will show no NumPy column"
 fi
 
 mountpoint -q /sys/fs/bpf 2>/dev/null || mount -t bpf bpf /sys/fs/bpf 2>/dev/null ||
