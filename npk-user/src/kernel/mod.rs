@@ -42,9 +42,7 @@ impl ProgramKind {
             Self::Serve => None,
         }
     }
-}
 
-impl ProgramKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Xdp => PROG_CLASSIFY,
