@@ -12,6 +12,7 @@ extern crate std;
 
 pub mod fixed;
 pub mod infer;
+pub mod loadgen;
 pub mod maps;
 pub mod model;
 pub mod packet;

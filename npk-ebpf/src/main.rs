@@ -7,6 +7,7 @@
 
 mod classify;
 mod frame;
+mod loadgen;
 mod maps;
 mod model;
 mod serve;
@@ -63,6 +64,19 @@ pub fn npk_bare(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn npk_serve(ctx: XdpContext) -> u32 {
     serve::serve(&ctx)
+}
+
+/// The load generator of `npk bench serve --generator kernel`, run by BPF_PROG_TEST_RUN in
+/// live-frames mode: sends the next prebuilt request (XDP_TX).
+#[xdp]
+pub fn npk_loadgen(ctx: XdpContext) -> u32 {
+    loadgen::generate(&ctx)
+}
+
+/// Counts and checks the replies to npk_loadgen's requests and drops them; passes the rest.
+#[xdp]
+pub fn npk_replies(ctx: XdpContext) -> u32 {
+    loadgen::count_reply(&ctx)
 }
 
 #[cfg(not(test))]

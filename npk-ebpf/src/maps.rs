@@ -54,3 +54,20 @@ pub static SERVE_STATS: PerCpuArray<ServeCounters> = PerCpuArray::with_max_entri
 /// Per-CPU working memory of the inference server.
 #[map(name = "NPK_SERVE_BUF")]
 pub static SERVE_BUF: PerCpuArray<crate::serve::ServeBuf> = PerCpuArray::with_max_entries(1, 0);
+
+/// The in-kernel load generator and reply counter (npk_common::loadgen).
+#[map(name = "NPK_LG_CFG")]
+pub static LOADGEN_CONFIG: Array<npk_common::loadgen::LoadgenConfig> =
+    Array::with_max_entries(1, 0);
+#[map(name = "NPK_LG_FRAMES")]
+pub static LOADGEN_FRAMES: Array<npk_common::loadgen::FrameTemplate> =
+    Array::with_max_entries(npk_common::loadgen::MAX_CASES as u32, 0);
+#[map(name = "NPK_LG_EXPECT")]
+pub static LOADGEN_EXPECTED: Array<npk_common::loadgen::ExpectedReply> =
+    Array::with_max_entries(npk_common::loadgen::MAX_CASES as u32, 0);
+#[map(name = "NPK_LG_STATS")]
+pub static LOADGEN_STATS: PerCpuArray<npk_common::loadgen::LoadgenCounters> =
+    PerCpuArray::with_max_entries(1, 0);
+/// Per-CPU copy of the reply being checked.
+#[map(name = "NPK_LG_BUF")]
+pub static LOADGEN_BUF: PerCpuArray<crate::loadgen::ReplyBuf> = PerCpuArray::with_max_entries(1, 0);

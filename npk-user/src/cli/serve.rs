@@ -22,7 +22,7 @@ use crate::{
     netlab::stop_flag,
     serve::{
         ServerEvent,
-        bench::{BenchConfig, Mode, Pin, run as run_bench},
+        bench::{BenchConfig, Generator, Mode, Pin, run as run_bench},
         kernel::KernelServer,
         model::random_tabular_model,
         pin_to_cpu, process_cpu_time,
@@ -315,8 +315,20 @@ pub struct BenchServeArgs {
     /// Print the summary as one JSON line (last line).
     #[arg(long)]
     json: bool,
+    /// What sends the requests: `socket` (UDP sockets, as `npk client`) or `kernel`
+    /// (npk_loadgen in BPF_PROG_TEST_RUN live-frames mode, flat out, with an XDP reply
+    /// counter: no per-request system call on the measuring side). `kernel` runs the kernel
+    /// server in native mode.
+    #[arg(long, value_enum, default_value_t = GeneratorArg::Socket)]
+    generator: GeneratorArg,
     #[command(flatten)]
     model: ModelArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum GeneratorArg {
+    Socket,
+    Kernel,
 }
 
 pub fn bench(args: BenchServeArgs) -> Result<()> {
@@ -336,7 +348,16 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
         ensure!(r.is_finite() && r > 0.0, "--rate must be positive, not {r}");
     }
     let model = args.model.build()?;
+    let generator = match args.generator {
+        GeneratorArg::Socket => Generator::Socket,
+        GeneratorArg::Kernel => Generator::Kernel,
+    };
+    let xdp_mode = match (generator, args.xdp_mode) {
+        (Generator::Kernel, _) | (_, XdpModeArg::Native) => "native",
+        (Generator::Socket, XdpModeArg::Skb) => "skb",
+    };
     let config = BenchConfig {
+        generator,
         exe: std::env::current_exe().context("locating the npk binary")?,
         model_args: args.model.to_args()?,
         requests: args.requests,
@@ -344,11 +365,7 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
         window: args.window,
         threads: args.threads,
         batch: args.batch,
-        xdp_mode: match args.xdp_mode {
-            XdpModeArg::Skb => "skb",
-            XdpModeArg::Native => "native",
-        }
-        .to_string(),
+        xdp_mode: xdp_mode.to_string(),
         strace: args.strace,
         strace_requests: args.strace_requests,
         port: args.port,

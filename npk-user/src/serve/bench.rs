@@ -24,6 +24,7 @@ use serde::Serialize;
 use super::{
     ServerEvent,
     client::{self, ClientConfig, ClientReport},
+    livegen::{GenConfig, LiveGen},
     strace::{self, SyscallTable},
 };
 use crate::netlab::NetLab;
@@ -52,8 +53,30 @@ impl Mode {
     }
 }
 
+/// What sends the requests and checks the replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Generator {
+    /// `npk client`'s UDP sockets (client::run): costs the socket stack per request on the
+    /// same CPUs as the servers.
+    Socket,
+    /// npk_loadgen under BPF_PROG_TEST_RUN live frames and the npk_replies counter
+    /// (livegen): no socket and no system call per request; flat out, so the requests a
+    /// server cannot take are dropped and reported as lost.
+    Kernel,
+}
+
+impl Generator {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Socket => "socket",
+            Self::Kernel => "kernel",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
+    pub generator: Generator,
     /// The npk binary that runs the servers.
     pub exe: PathBuf,
     /// `npk serve` arguments that rebuild `model` in the server.
@@ -113,6 +136,7 @@ pub struct BenchSummary {
     pub lost: u64,
     pub user_mode: String,
     pub xdp_mode: String,
+    pub generator: String,
 }
 
 /// Runs every configured mode `rounds` times, interleaved (the machine's load drifts), keeps
@@ -134,13 +158,21 @@ pub fn run(
     // program (softirq): a higher priority keeps the comparison fair. Children inherit it.
     // SAFETY: plain libc call on this process.
     unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BENCH_NICE) };
+    let mut livegen = match config.generator {
+        Generator::Socket => None,
+        Generator::Kernel => Some(
+            LiveGen::load(&lab, model, &gen_config(config, config.requests))
+                .context("loading the in-kernel load generator")?,
+        ),
+    };
     let mut timed: Vec<Vec<(ClientReport, ServerEvent)>> = vec![Vec::new(); config.modes.len()];
     let mut mismatches = 0;
     let mut lost = 0;
     for _ in 0..config.rounds.max(1) {
         for (i, &mode) in config.modes.iter().enumerate() {
-            let (client, server, _) = run_mode(config, model, &lab, mode, false, stop)
-                .with_context(|| format!("benchmarking the {} server", mode.name()))?;
+            let (client, server, _) =
+                run_mode(config, model, &lab, livegen.as_mut(), mode, false, stop)
+                    .with_context(|| format!("benchmarking the {} server", mode.name()))?;
             mismatches += client.mismatches;
             lost += client.lost;
             timed[i].push((client, server));
@@ -161,8 +193,10 @@ pub fn run(
         // ptrace stops the server at every system call: count them in a separate run so
         // that the timed runs are not slowed down.
         if config.strace {
-            let (client, server, table) = run_mode(config, model, &lab, mode, true, stop)
-                .with_context(|| format!("benchmarking the {} server under strace", mode.name()))?;
+            let (client, server, table) =
+                run_mode(config, model, &lab, livegen.as_mut(), mode, true, stop).with_context(
+                    || format!("benchmarking the {} server under strace", mode.name()),
+                )?;
             mismatches += client.mismatches;
             lost += client.lost;
             run.syscalls_per_request = table
@@ -175,9 +209,11 @@ pub fn run(
         on_mode(&run);
         runs.push(run);
     }
+    drop(livegen);
     drop(lab);
     let mut summary = BenchSummary {
         xdp_mode: config.xdp_mode.clone(),
+        generator: config.generator.name().to_string(),
         mismatches,
         lost,
         ..BenchSummary::default()
@@ -202,10 +238,22 @@ pub fn run(
     Ok((runs, summary))
 }
 
+/// The kernel generator's settings for a run of `requests`.
+fn gen_config(config: &BenchConfig, requests: u64) -> GenConfig {
+    GenConfig {
+        port: config.port,
+        requests,
+        cases: npk_common::loadgen::MAX_CASES,
+        seed: 1,
+        cpu: config.pin.map(|p| p.client),
+    }
+}
+
 fn run_mode(
     config: &BenchConfig,
     model: &Model,
     lab: &NetLab,
+    livegen: Option<&mut LiveGen>,
     mode: Mode,
     traced: bool,
     stop: &AtomicBool,
@@ -216,7 +264,8 @@ fn run_mode(
         Mode::Kernel => {
             args.extend(["--kernel".into(), lab.host_if.clone()]);
             args.extend(["--xdp-mode".into(), config.xdp_mode.clone()]);
-            if config.xdp_mode == "native" {
+            // The kernel generator's counter is the namespace end's XDP program.
+            if config.xdp_mode == "native" && livegen.is_none() {
                 args.extend(["--peer".into(), format!("{}:{}", lab.netns, lab.ns_if)]);
             }
         }
@@ -242,19 +291,30 @@ fn run_mode(
             mode.name()
         ))
     });
+    let mut livegen = livegen;
+    if let Some(livegen) = livegen.as_deref_mut() {
+        // Before the server starts: the kernel server attaches to the host end itself.
+        livegen.set_host_pass(lab, mode != Mode::Kernel)?;
+    }
     let mut server = ServerChild::spawn(&config.exe, &args)?;
     server.wait_ready(stop)?;
     if let Some(file) = &trace_file {
         server.trace(file)?;
     }
 
-    let target = (lab.host_addr, config.port).into();
-    let mut client_config = ClientConfig::new(target);
-    client_config.requests = Some(if traced {
+    let requests = if traced {
         config.strace_requests
     } else {
         config.requests
-    });
+    };
+    if let Some(livegen) = livegen {
+        let report = livegen.run(lab, &gen_config(config, requests), stop)?;
+        let (stopped, syscalls) = server.stop()?;
+        return Ok((report, stopped, syscalls));
+    }
+    let target = (lab.host_addr, config.port).into();
+    let mut client_config = ClientConfig::new(target);
+    client_config.requests = Some(requests);
     client_config.rate = config.rate;
     client_config.window = config.window;
     client_config.cpu = config.pin.map(|p| p.client);

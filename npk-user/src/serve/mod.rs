@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod client;
 pub mod kernel;
+pub mod livegen;
 pub mod model;
 pub mod strace;
 pub mod user;

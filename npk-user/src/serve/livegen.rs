@@ -1,0 +1,377 @@
+//! The in-kernel load generator seen from userspace (npk_common::loadgen): builds the request
+//! frames and their reference replies, attaches the reply counter to the lab namespace's veth
+//! end and runs `npk_loadgen` flat out with BPF_PROG_TEST_RUN in XDP live-frames mode from a
+//! thread inside the namespace. Requests and replies cost no system call each: the only
+//! calls are one test run per [`CHUNK`] requests and the counter reads.
+
+use std::{
+    net::Ipv4Addr,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, PerCpuArray},
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use npk_common::{
+    infer::{PlainLoop, Scratch},
+    loadgen::{
+        ExpectedReply, FrameTemplate, LoadgenConfig, LoadgenCounters, MAP_LOADGEN_CONFIG,
+        MAP_LOADGEN_EXPECTED, MAP_LOADGEN_FRAMES, MAP_LOADGEN_STATS, MAX_CASES, PAYLOAD_OFFSET,
+        PROG_LOADGEN, PROG_REPLIES,
+    },
+    model::Model,
+    wire::{ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, encode_request, respond},
+};
+
+use super::{client::ClientReport, model::random_features};
+use crate::{kernel::EBPF_OBJECT, netlab::NetLab, rng::Rng};
+
+/// Frames per BPF_PROG_TEST_RUN call (the stop flag and the deadline are checked between).
+const CHUNK: u32 = 1 << 16;
+/// Frames per live-frames batch (the kernel's default, NAPI_POLL_WEIGHT).
+const BATCH: u32 = 64;
+/// The generator's UDP source port.
+const SOURCE_PORT: u16 = 40_000;
+/// Replies still arriving this long after the last one count; then the run is over.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// What the generator sends.
+#[derive(Clone, Debug)]
+pub struct GenConfig {
+    pub port: u16,
+    /// Requests to send (flat out).
+    pub requests: u64,
+    /// Distinct requests, 1..=16, a power of two.
+    pub cases: usize,
+    pub seed: u64,
+    /// Pin the generating thread to this CPU.
+    pub cpu: Option<usize>,
+}
+
+/// The generator and the reply counter, loaded and configured for one lab and model.
+pub struct LiveGen {
+    ebpf: Ebpf,
+    frame: Vec<u8>,
+    ns_ifindex: u32,
+    host_pass: Option<XdpLinkId>,
+}
+
+impl LiveGen {
+    /// Loads both programs, fills the frames and the expected replies for `model`, and
+    /// attaches the reply counter to the namespace end of `lab` (native mode: the kernel
+    /// server's XDP_TX frames reach a veth only through its XDP path).
+    pub fn load(lab: &NetLab, model: &Model, config: &GenConfig) -> Result<Self> {
+        ensure!(
+            !EBPF_OBJECT.is_empty(),
+            "this npk was built without the eBPF toolchain; run scripts/setup.sh and rebuild"
+        );
+        ensure!(
+            config.cases.is_power_of_two() && config.cases <= MAX_CASES,
+            "{} cases: must be a power of two up to {MAX_CASES}",
+            config.cases
+        );
+        let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading npk's eBPF object")?;
+        for name in [PROG_LOADGEN, PROG_REPLIES] {
+            let prog: &mut Xdp = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("the kernel refused {name}"))?;
+        }
+        let (ns_mac, ns_ifindex) = lab.in_netns(|| {
+            Ok::<_, anyhow::Error>((mac_of(&lab.ns_if)?, ifindex_of(&lab.ns_if)?))
+        })??;
+        let host_mac = mac_of(&lab.host_if)?;
+        let addrs = FrameAddrs {
+            src_mac: ns_mac,
+            dst_mac: host_mac,
+            src: lab.ns_addrs[0],
+            dst: lab.host_addr,
+            port: config.port,
+        };
+        let mut rng = Rng::new(config.seed);
+        let mut scratch = Scratch::new();
+        let mut frames = Vec::new();
+        let mut expected = Vec::new();
+        for _ in 0..config.cases {
+            let features = random_features(&mut rng, model);
+            let mut request = [0u8; MAX_REQUEST_LEN];
+            let n = encode_request(&mut request, 0, ANY_MODEL, &features)
+                .context("encoding a request")?;
+            let mut reply = [0u8; MAX_REPLY_LEN];
+            let len = respond(
+                &request[..n],
+                Some(model),
+                &mut scratch,
+                &mut PlainLoop,
+                &mut reply,
+            );
+            frames.push(request_frame(&addrs, &request[..n]));
+            let mut words = [0u32; MAX_REPLY_LEN / 4];
+            for (w, b) in words.iter_mut().zip(reply.chunks_exact(4)) {
+                *w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+            expected.push((ExpectedReply { words }, len));
+        }
+        let reply_len = expected[0].1 as u32;
+        let frame = frames[0].clone();
+        {
+            let mut map: Array<&mut MapData, FrameTemplate> =
+                Array::try_from(ebpf.map_mut(MAP_LOADGEN_FRAMES).context("frames map")?)?;
+            for (i, f) in frames.iter().enumerate() {
+                let mut t = FrameTemplate {
+                    bytes: [0; npk_common::loadgen::FRAME_TEMPLATE_LEN],
+                };
+                t.bytes[..f.len()].copy_from_slice(f);
+                map.set(i as u32, t, 0)?;
+            }
+        }
+        {
+            let mut map: Array<&mut MapData, ExpectedReply> =
+                Array::try_from(ebpf.map_mut(MAP_LOADGEN_EXPECTED).context("expected map")?)?;
+            for (i, (e, _)) in expected.iter().enumerate() {
+                map.set(i as u32, *e, 0)?;
+            }
+        }
+        let mut cfg: Array<&mut MapData, LoadgenConfig> =
+            Array::try_from(ebpf.map_mut(MAP_LOADGEN_CONFIG).context("config map")?)?;
+        cfg.set(
+            0,
+            LoadgenConfig {
+                frame_len: frame.len() as u32,
+                cases: config.cases as u32,
+                server_port: config.port,
+                _pad: 0,
+                reply_len,
+            },
+            0,
+        )?;
+        let counter = replies_program(&mut ebpf)?;
+        lab.in_netns(|| counter.attach(&lab.ns_if, XdpMode::Driver))?
+            .with_context(|| format!("attaching {PROG_REPLIES} to {} (native)", lab.ns_if))?;
+        Ok(Self {
+            ebpf,
+            frame,
+            ns_ifindex,
+            host_pass: None,
+        })
+    }
+
+    /// Attaches the reply counter (which passes requests) natively to the host end too, or
+    /// detaches it: a veth end takes XDP frames from its peer only with an XDP program of
+    /// its own, so a server that is not XDP (the userspace one) needs this one there.
+    pub fn set_host_pass(&mut self, lab: &NetLab, on: bool) -> Result<()> {
+        let prog = replies_program(&mut self.ebpf)?;
+        match (on, self.host_pass.take()) {
+            (true, None) => {
+                let id = prog
+                    .attach(&lab.host_if, XdpMode::Driver)
+                    .with_context(|| format!("attaching {PROG_REPLIES} to {}", lab.host_if))?;
+                self.host_pass = Some(id);
+            }
+            (false, Some(id)) => prog.detach(id)?,
+            (_, keep) => self.host_pass = keep,
+        }
+        Ok(())
+    }
+
+    /// Counters summed over CPUs.
+    pub fn counters(&self) -> Result<LoadgenCounters> {
+        let map = self
+            .ebpf
+            .map(MAP_LOADGEN_STATS)
+            .context("map NPK_LG_STATS missing")?;
+        let per_cpu: PerCpuArray<&MapData, LoadgenCounters> = PerCpuArray::try_from(map)?;
+        let mut total: LoadgenCounters = bytemuck::Zeroable::zeroed();
+        for c in per_cpu.get(&0, 0)?.iter() {
+            total.add(c);
+        }
+        Ok(total)
+    }
+
+    /// Sends `config.requests` requests flat out and waits for the replies; the report
+    /// counts this run only (the counters are read before and after).
+    pub fn run(
+        &mut self,
+        lab: &NetLab,
+        config: &GenConfig,
+        stop: &AtomicBool,
+    ) -> Result<ClientReport> {
+        let before = self.counters()?;
+        let mut ctx = [0u8; 24];
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress.
+        ctx[4..8].copy_from_slice(&(self.frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&self.ns_ifindex.to_ne_bytes());
+        let frame = self.frame.clone();
+        let program: &Xdp = self
+            .ebpf
+            .program(PROG_LOADGEN)
+            .context("program npk_loadgen missing")?
+            .try_into()?;
+        let cpu_start = super::process_cpu_time();
+        let start = Instant::now();
+        let generated = lab.in_netns(|| -> Result<()> {
+            if let Some(cpu) = config.cpu {
+                super::pin_to_cpu(cpu).with_context(|| format!("pinning to CPU {cpu}"))?;
+            }
+            let mut left = config.requests;
+            while left > 0 && !stop.load(Ordering::Relaxed) {
+                let n = left.min(CHUNK as u64) as u32;
+                program
+                    .test_run(TestRunOptions {
+                        data_in: Some(&frame),
+                        ctx_in: Some(&ctx),
+                        repeat: n,
+                        attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                        ..TestRunOptions::new()
+                    })
+                    .context("BPF_PROG_TEST_RUN (live frames) of npk_loadgen")?;
+                left -= n as u64;
+            }
+            Ok(())
+        })?;
+        generated?;
+        // Replies still in flight: wait until the count stops moving, and time the run to
+        // the last change seen.
+        let mut last = self.counters()?;
+        let mut last_change = Instant::now();
+        while last_change.elapsed() < SETTLE && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(1));
+            let now = self.counters()?;
+            if now.replies_total() != last.replies_total() {
+                last = now;
+                last_change = Instant::now();
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        let cpu = super::process_cpu_time() - cpu_start;
+        let mut run = last;
+        run.sent -= before.sent;
+        for (a, b) in run.replies.iter_mut().zip(before.replies) {
+            *a -= b;
+        }
+        run.mismatches -= before.mismatches;
+        for (a, b) in run.hist.iter_mut().zip(before.hist) {
+            *a -= b;
+        }
+        let replies = run.replies_total();
+        let seconds = (last_change - start).as_secs_f64();
+        Ok(ClientReport {
+            sent: run.sent,
+            replies,
+            ok: run.replies[Status::Ok as usize],
+            mismatches: run.mismatches,
+            lost: run.sent.saturating_sub(replies),
+            unexpected: 0,
+            seconds,
+            rps: if seconds > 0.0 {
+                replies as f64 / seconds
+            } else {
+                0.0
+            },
+            p50_us: run.latency_quantile_ns(50, 100) as f64 / 1000.0,
+            p99_us: run.latency_quantile_ns(99, 100) as f64 / 1000.0,
+            cpu_ns_per_request: if replies > 0 {
+                cpu.as_nanos() as f64 / replies as f64
+            } else {
+                0.0
+            },
+            problems: Vec::new(),
+        })
+    }
+}
+
+fn replies_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    Ok(ebpf
+        .program_mut(PROG_REPLIES)
+        .context("program npk_replies missing")?
+        .try_into()?)
+}
+
+/// Where the generator's frames go.
+struct FrameAddrs {
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    port: u16,
+}
+
+/// An Ethernet + IPv4 + UDP frame carrying `payload`. The UDP checksum is 0 ("none", legal
+/// over IPv4), so the generator may change the payload without recomputing it.
+fn request_frame(a: &FrameAddrs, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(PAYLOAD_OFFSET + payload.len());
+    f.extend_from_slice(&a.dst_mac);
+    f.extend_from_slice(&a.src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&a.src.octets());
+    ip[16..20].copy_from_slice(&a.dst.octets());
+    let sum = ip
+        .chunks_exact(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&SOURCE_PORT.to_be_bytes());
+    f.extend_from_slice(&a.port.to_be_bytes());
+    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The hardware address of `iface` in the calling thread's namespace.
+fn mac_of(iface: &str) -> Result<[u8; 6]> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").context("a socket for SIOCGIFHWADDR")?;
+    // SAFETY: ifreq is a plain C struct; zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    ensure!(
+        iface.len() < req.ifr_name.len(),
+        "interface name {iface} too long"
+    );
+    for (d, s) in req.ifr_name.iter_mut().zip(iface.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR fills the ifreq we pass on a valid socket.
+    let r = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SIOCGIFHWADDR,
+            &mut req,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("reading the MAC address of {iface}"));
+    }
+    // SAFETY: SIOCGIFHWADDR set the hwaddr member of the union.
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    Ok(std::array::from_fn(|i| data[i] as u8))
+}
+
+/// The index of `iface` in the calling thread's namespace.
+fn ifindex_of(iface: &str) -> Result<u32> {
+    let name = std::ffi::CString::new(iface).context("interface name with a NUL byte")?;
+    // SAFETY: a valid C string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("looking up interface {iface}"));
+    }
+    Ok(index)
+}
