@@ -531,3 +531,35 @@ fn hot_swap_under_traffic_never_mixes_models() {
     assert_eq!(ok + retry, 6400);
     assert!(ok > 6000, "{ok} OK, {retry} RETRY");
 }
+
+/// The in-kernel generator against the kernel server: every reply counted, timed and equal
+/// to the reference; a reply to a different model counts as a mismatch.
+#[test]
+fn kernel_generator_counts_and_checks_the_kernel_servers_replies() {
+    use npk::serve::livegen::{GenConfig, LiveGen};
+    let model = digits_like();
+    let lab = NetLab::create(1).unwrap();
+    let config = GenConfig {
+        port: PORT,
+        requests: 5000,
+        cases: 16,
+        seed: 3,
+        cpu: None,
+    };
+    let mut generator = LiveGen::load(&lab, &model, &config).unwrap();
+    let mut server = KernelServer::load(PORT).unwrap();
+    server.push(&model).unwrap();
+    server.attach(&lab.host_if, XdpMode::Driver).unwrap();
+    let stop = AtomicBool::new(false);
+    let r = generator.run(&lab, &config, &stop).unwrap();
+    assert_eq!(r.sent, 5000);
+    // The veth ring may drop a few of a flat-out burst; the server answers what it gets.
+    assert_eq!(r.replies, server.counters().unwrap().replies_total());
+    assert!(r.replies > 0 && r.replies + r.lost == r.sent, "{r:?}");
+    assert_eq!((r.ok, r.mismatches), (r.replies, 0), "{r:?}");
+    assert!(r.p50_us > 0.0 && r.p99_us >= r.p50_us, "{r:?}");
+    // The same requests answered by another model: every reply is flagged.
+    server.push(&iris_like()).unwrap();
+    let r = generator.run(&lab, &config, &stop).unwrap();
+    assert!(r.replies > 0 && r.mismatches == r.replies, "{r:?}");
+}
