@@ -4,10 +4,17 @@
 //! checks them against the userspace reference and drops them. Neither costs a system call
 //! per request, so the benchmark measures the servers rather than a socket client.
 //!
+//! # Pacing
+//! One BPF_PROG_TEST_RUN call lasts a whole run: the generator sends while [`GenState`] says a
+//! request is due and drops its frame otherwise (trains of [`TRAIN`] requests timed on
+//! `bpf_ktime_get_ns()`), and userspace interrupts the call once every request is sent.
+//! Pacing by calls is not an option: each call sets up a page pool (~25 ms).
+//!
 //! # Request ids
 //! The generator stamps each request id with the case it sent (bits 28..32) and the low 28
-//! bits of `bpf_ktime_get_ns()`: the reply counter knows which reply to expect and the latency
-//! (modulo 2^28 ns = 268 ms, far above any latency the lab sees).
+//! bits of `bpf_ktime_get_ns()` when its train started: the reply counter knows which reply
+//! to expect and the latency (modulo 2^28 ns = 268 ms, far above any latency the lab sees;
+//! a train's later requests count the few microseconds their train took to go out).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -25,6 +32,9 @@ pub const MAP_LOADGEN_FRAMES: &str = "NPK_LG_FRAMES";
 pub const MAP_LOADGEN_EXPECTED: &str = "NPK_LG_EXPECT";
 /// `PerCpuArray<LoadgenCounters>`, one entry.
 pub const MAP_LOADGEN_STATS: &str = "NPK_LG_STATS";
+/// `Array<GenState>`, one entry: written by userspace before a run, then by the generator
+/// (one generator thread at a time).
+pub const MAP_LOADGEN_STATE: &str = "NPK_LG_STATE";
 
 /// Distinct requests the generator cycles through (the case lives in 4 bits of the id).
 pub const MAX_CASES: usize = 16;
@@ -36,6 +46,15 @@ pub const PAYLOAD_OFFSET: usize = 14 + 20 + 8;
 /// masked length stays inside it.
 pub const FRAME_TEMPLATE_LEN: usize = 1024;
 const _: () = assert!(PAYLOAD_OFFSET + MAX_REQUEST_LEN <= FRAME_TEMPLATE_LEN);
+/// Requests a paced generator sends back to back, one train every TRAIN periods: servers see
+/// bursts, as a NIC's interrupt coalescing gives them, and each side wakes the other's NAPI
+/// thread once per train instead of once per request (a wake-up across CPUs costs more than
+/// a small model's inference in a VM).
+pub const TRAIN: u64 = 32;
+/// Trains a generator that fell behind (preempted) may send back to back to catch up.
+pub const CATCH_UP: u64 = 2;
+/// [`GenState`] times are in 1/2^TIME_SHIFT ns, so that a period keeps its fraction.
+pub const TIME_SHIFT: u32 = 8;
 /// Latency histogram buckets (see [`latency_bucket`]).
 pub const HIST_BUCKETS: usize = 128;
 
@@ -53,6 +72,81 @@ pub struct LoadgenConfig {
     pub _pad: u16,
     /// Reply payload length (every case has the same).
     pub reply_len: u32,
+}
+
+/// The generator's run: what is left to send and when.
+///
+/// # Layout
+/// 48 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct GenState {
+    /// Requests still to send; at 0 the generator drops its frames until interrupted.
+    pub remaining: u64,
+    /// Time between requests in 1/2^[`TIME_SHIFT`] ns; 0 sends flat out.
+    pub period: u64,
+    /// When the next request is due, in 1/2^[`TIME_SHIFT`] ns of `bpf_ktime_get_ns()`
+    /// (0: at once).
+    pub next_due: u64,
+    /// `bpf_ktime_get_ns()` when the first request went out (0: none yet); the run's
+    /// throughput is timed from it to the last reply.
+    pub first_sent_ns: u64,
+    /// Requests left in the current train.
+    pub credit: u64,
+    /// When the current train started (the stamp of its requests).
+    pub train_start_ns: u64,
+}
+
+impl GenState {
+    /// A run of `requests` at `rate` requests/s (`None` or 0: flat out).
+    pub fn new(requests: u64, rate: Option<u64>) -> Self {
+        let period = match rate {
+            Some(r) if r > 0 => (1_000_000_000u64 << TIME_SHIFT) / r,
+            _ => 0,
+        };
+        Self {
+            remaining: requests,
+            period,
+            next_due: 0,
+            first_sent_ns: 0,
+            credit: 0,
+            train_start_ns: 0,
+        }
+    }
+
+    /// Whether a request may go out now; if so, books it and returns its time stamp: when
+    /// its train started. `clock` reads `bpf_ktime_get_ns()`, which costs a VM's paravirtual
+    /// clock read: only once per train (per request when flat out). A generator that fell
+    /// behind catches up with at most [`CATCH_UP`] trains back to back, so a preempted
+    /// generator does not flood the server when it runs again.
+    #[inline(always)]
+    pub fn take(&mut self, clock: impl FnOnce() -> u64) -> Option<u64> {
+        if self.remaining == 0 {
+            return None;
+        }
+        if self.period == 0 {
+            self.train_start_ns = clock();
+        } else {
+            if self.credit == 0 {
+                let now_ns = clock();
+                let now = now_ns << TIME_SHIFT;
+                if now < self.next_due {
+                    return None;
+                }
+                let train = TRAIN * self.period;
+                let earliest = now.saturating_sub((CATCH_UP - 1) * train);
+                self.next_due = self.next_due.max(earliest) + train;
+                self.credit = TRAIN;
+                self.train_start_ns = now_ns;
+            }
+            self.credit -= 1;
+        }
+        self.remaining -= 1;
+        if self.first_sent_ns == 0 {
+            self.first_sent_ns = self.train_start_ns;
+        }
+        Some(self.train_start_ns)
+    }
 }
 
 /// One request frame, Ethernet header first; bytes past `frame_len` are unused.
@@ -82,13 +176,16 @@ pub struct LoadgenCounters {
     pub mismatches: u64,
     /// Latencies in ns, by [`latency_bucket`].
     pub hist: [u64; HIST_BUCKETS],
+    /// `bpf_ktime_get_ns()` of the last reply counted.
+    pub last_reply_ns: u64,
 }
 
 const _: () = assert!(core::mem::size_of::<LoadgenConfig>() == 16);
+const _: () = assert!(core::mem::size_of::<GenState>() == 48);
 const _: () = assert!(FRAME_TEMPLATE_LEN.is_power_of_two());
 const _: () = assert!(MAX_REPLY_LEN.is_multiple_of(4));
 const _: () =
-    assert!(core::mem::size_of::<LoadgenCounters>() == 8 * (2 + NUM_STATUSES + HIST_BUCKETS));
+    assert!(core::mem::size_of::<LoadgenCounters>() == 8 * (3 + NUM_STATUSES + HIST_BUCKETS));
 
 impl LoadgenCounters {
     /// Adds `other` into `self` (summing per-CPU values).
@@ -101,6 +198,21 @@ impl LoadgenCounters {
         for (a, b) in self.hist.iter_mut().zip(other.hist) {
             *a += b;
         }
+        self.last_reply_ns = self.last_reply_ns.max(other.last_reply_ns);
+    }
+
+    /// The counts of a run: `self` read after it, `before` read before it.
+    pub fn since(&self, before: &Self) -> Self {
+        let mut run = *self;
+        run.sent -= before.sent;
+        for (a, b) in run.replies.iter_mut().zip(before.replies) {
+            *a -= b;
+        }
+        run.mismatches -= before.mismatches;
+        for (a, b) in run.hist.iter_mut().zip(before.hist) {
+            *a -= b;
+        }
+        run
     }
 
     pub fn replies_total(&self) -> u64 {
@@ -151,6 +263,7 @@ pub fn bucket_floor(b: usize) -> u64 {
 mod pod {
     // SAFETY: plain-old-data without padding (size asserts above).
     unsafe impl aya::Pod for super::LoadgenConfig {}
+    unsafe impl aya::Pod for super::GenState {}
     unsafe impl aya::Pod for super::FrameTemplate {}
     unsafe impl aya::Pod for super::ExpectedReply {}
     unsafe impl aya::Pod for super::LoadgenCounters {}
@@ -171,6 +284,59 @@ mod tests {
             last = b;
         }
         assert_eq!(latency_bucket(STAMP_MASK), 107);
+    }
+
+    #[test]
+    fn paced_generator_sends_trains_at_its_rate_and_bounds_catch_up() {
+        // 1 M/s: a train of 32 every 32 us.
+        let mut g = GenState::new(1000, Some(1_000_000));
+        let mut sent = std::vec::Vec::new();
+        for now in (1_000_000..1_100_000).step_by(50) {
+            while let Some(stamp) = g.take(|| now) {
+                assert_eq!(stamp, now);
+                sent.push(now);
+            }
+        }
+        let train = TRAIN as usize;
+        // CATCH_UP trains at once (the bucket starts full), then one per 32 us.
+        assert_eq!(sent.len(), (CATCH_UP as usize + 3) * train);
+        assert!(
+            sent[..CATCH_UP as usize * train]
+                .iter()
+                .all(|&t| t == 1_000_000)
+        );
+        for (i, t) in sent[CATCH_UP as usize * train..].chunks(train).enumerate() {
+            assert!(
+                t.iter().all(|&t| t == 1_032_000 + 32_000 * i as u64),
+                "{t:?}"
+            );
+        }
+        // Preempted for 0.1 ms: CATCH_UP trains back to back, not 3.
+        let burst = (0..1000).filter(|_| g.take(|| 1_200_000).is_some()).count();
+        assert_eq!(burst as u64, CATCH_UP * TRAIN);
+        // The budget ends the run.
+        let mut g = GenState::new(3, None);
+        assert_eq!((0..10).filter(|&t| g.take(|| t).is_some()).count(), 3);
+        assert_eq!(g.remaining, 0);
+    }
+
+    #[test]
+    fn fractional_periods_keep_the_rate() {
+        // 300 k/s: 3333.33 ns per request; 100 trains after the first ones take
+        // 10.6667 ms, where a whole-ns period would take 10.6656.
+        let mut g = GenState::new(u64::MAX, Some(300_000));
+        let start = 1u64 << 40;
+        let mut n = 0;
+        let mut t = start;
+        while n < (CATCH_UP + 100) * TRAIN {
+            if g.take(|| t).is_some() {
+                n += 1;
+            } else {
+                t += 1;
+            }
+        }
+        let elapsed = t - start;
+        assert!(elapsed.abs_diff(10_666_667) <= 5, "{elapsed} ns");
     }
 
     #[test]

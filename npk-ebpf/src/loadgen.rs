@@ -20,7 +20,9 @@ use npk_common::{
 };
 
 use crate::{
-    maps::{LOADGEN_BUF, LOADGEN_CONFIG, LOADGEN_EXPECTED, LOADGEN_FRAMES, LOADGEN_STATS},
+    maps::{
+        LOADGEN_BUF, LOADGEN_CONFIG, LOADGEN_EXPECTED, LOADGEN_FRAMES, LOADGEN_STATE, LOADGEN_STATS,
+    },
     model::opaque,
 };
 
@@ -33,16 +35,26 @@ pub struct ReplyBuf {
     bytes: [u8; REPLY_BUF],
 }
 
-/// Rewrites the live frame into the next case's request, stamps its id and sends it out of
-/// the interface BPF_PROG_TEST_RUN was given. The frame is rewritten whole every time:
-/// live-frame pages are recycled with whatever the server left in them.
+/// When a request is due (GenState), rewrites the live frame into the next case's request,
+/// stamps its id and sends it out of the interface BPF_PROG_TEST_RUN was given; otherwise
+/// drops the frame. The frame is rewritten whole every time: live-frame pages are recycled
+/// with whatever the server left in them.
 #[inline(always)]
 pub fn generate(ctx: &XdpContext) -> u32 {
-    let (Some(config), Some(stats)) = (LOADGEN_CONFIG.get(0), LOADGEN_STATS.get_ptr_mut(0)) else {
+    let (Some(config), Some(state), Some(stats)) = (
+        LOADGEN_CONFIG.get(0),
+        LOADGEN_STATE.get_ptr_mut(0),
+        LOADGEN_STATS.get_ptr_mut(0),
+    ) else {
         return xdp_action::XDP_ABORTED;
     };
-    // SAFETY: per-CPU map value, used by one program run at a time on this CPU.
-    let stats = unsafe { &mut *stats };
+    // SAFETY: the state has one writer, the one generator thread (npk_common::loadgen); the
+    // stats are per-CPU, used by one program run at a time on this CPU.
+    let (state, stats) = unsafe { (&mut *state, &mut *stats) };
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let Some(stamp) = state.take(|| unsafe { bpf_ktime_get_ns() }) else {
+        return xdp_action::XDP_DROP;
+    };
     let case = stats.sent as u32 & config.cases.wrapping_sub(1) & (MAX_CASES as u32 - 1);
     let Some(frame) = LOADGEN_FRAMES.get_ptr(case) else {
         return xdp_action::XDP_ABORTED;
@@ -52,9 +64,7 @@ pub fn generate(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_ABORTED;
     }
     let len = ((opaque(len) - 1) & (FRAME_TEMPLATE_LEN - 1)) + 1;
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() } as u32;
-    let id = (case << CASE_SHIFT | now & STAMP_MASK).to_le_bytes();
+    let id = (case << CASE_SHIFT | stamp as u32 & STAMP_MASK).to_le_bytes();
     // SAFETY: the template holds FRAME_TEMPLATE_LEN >= len bytes, the id 4; the helper checks
     // the frame.
     let stored = unsafe {
@@ -116,8 +126,9 @@ pub fn count_reply(ctx: &XdpContext) -> u32 {
     stats.replies[status & (NUM_STATUSES - 1)] += 1;
     let id = le32(buf, PAYLOAD_OFFSET + 8);
     // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() } as u32;
-    let latency = now.wrapping_sub(id) & STAMP_MASK;
+    let now = unsafe { bpf_ktime_get_ns() };
+    stats.last_reply_ns = now;
+    let latency = (now as u32).wrapping_sub(id) & STAMP_MASK;
     // Restated where the verifier sees it (LLVM drops a mask it can prove redundant).
     let bucket = opaque(latency_bucket(latency)) & (HIST_BUCKETS - 1);
     stats.hist[bucket] += 1;

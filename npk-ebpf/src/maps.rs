@@ -65,6 +65,8 @@ pub static LOADGEN_FRAMES: Array<npk_common::loadgen::FrameTemplate> =
 #[map(name = "NPK_LG_EXPECT")]
 pub static LOADGEN_EXPECTED: Array<npk_common::loadgen::ExpectedReply> =
     Array::with_max_entries(npk_common::loadgen::MAX_CASES as u32, 0);
+#[map(name = "NPK_LG_STATE")]
+pub static LOADGEN_STATE: Array<npk_common::loadgen::GenState> = Array::with_max_entries(1, 0);
 #[map(name = "NPK_LG_STATS")]
 pub static LOADGEN_STATS: PerCpuArray<npk_common::loadgen::LoadgenCounters> =
     PerCpuArray::with_max_entries(1, 0);

@@ -43,8 +43,13 @@ pub enum NetLabError {
         #[source]
         source: io::Error,
     },
-    #[error("setting RPS masks with `{script}` failed: {stderr}")]
-    Steer { script: String, stderr: String },
+    #[error("`{script}` failed: {stderr}")]
+    Sysfs { script: String, stderr: String },
+    #[error("listing /proc: {source}")]
+    Proc {
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Runs `ip` with `args`.
@@ -145,15 +150,66 @@ impl NetLab {
     /// arrives on the host end is processed on `host_cpus`, on the namespace end on `ns_cpus`.
     /// Without it, a packet is processed on the CPU that sent it.
     pub fn steer_receive(&self, host_cpus: u64, ns_cpus: u64) -> Result<(), NetLabError> {
-        let script = |iface: &str, mask: u64| {
+        self.on_each_end(|iface| {
+            let mask = if iface == self.host_if {
+                host_cpus
+            } else {
+                ns_cpus
+            };
             format!(
                 "for q in /sys/class/net/{iface}/queues/rx-*; do echo {mask:x} > $q/rps_cpus || exit 1; done"
             )
+        })
+    }
+
+    /// Moves each end's NAPI polling (where a veth with an XDP program runs it and, for
+    /// frames it passes, the stack's receive path) out of softirq context on whichever CPU
+    /// sent the frame into kernel threads, which [`NetLab::napi_threads`] finds for pinning.
+    pub fn thread_napi(&self) -> Result<(), NetLabError> {
+        self.on_each_end(|iface| format!("echo 1 > /sys/class/net/{iface}/threaded"))
+    }
+
+    /// The NAPI threads of the host end and of the namespace end (thread ids). veth makes
+    /// its NAPI instances when an XDP program is attached and removes them on detach, so
+    /// look again after every attach.
+    pub fn napi_threads(&self) -> Result<(Vec<i32>, Vec<i32>), NetLabError> {
+        // The kernel names them "napi/<interface>-<napi id>", cut to 15 bytes.
+        let prefix = |iface: &str| {
+            let mut p = format!("napi/{iface}-");
+            p.truncate(15);
+            p
         };
-        let host = script(&self.host_if, host_cpus);
-        // The namespace end's sysfs is only visible to a process in the namespace with sysfs
-        // remounted, which `ip netns exec` does.
-        let ns = script(&self.ns_if, ns_cpus);
+        let (host, ns) = (prefix(&self.host_if), prefix(&self.ns_if));
+        let (mut host_threads, mut ns_threads) = (Vec::new(), Vec::new());
+        let proc_error = |source| NetLabError::Proc { source };
+        for entry in std::fs::read_dir("/proc").map_err(proc_error)?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // A process may end while we look: skip what cannot be read.
+            let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+                continue;
+            };
+            let comm = comm.trim_end();
+            if comm.starts_with(&host) {
+                host_threads.push(pid);
+            } else if comm.starts_with(&ns) {
+                ns_threads.push(pid);
+            }
+        }
+        Ok((host_threads, ns_threads))
+    }
+
+    /// Runs the shell script `script(interface)` for the host end here and for the namespace
+    /// end inside the namespace (its sysfs is only visible to a process there with sysfs
+    /// remounted, which `ip netns exec` does).
+    fn on_each_end(&self, script: impl Fn(&str) -> String) -> Result<(), NetLabError> {
+        let host = script(&self.host_if);
+        let ns = script(&self.ns_if);
         for (args, what) in [
             (vec!["sh", "-c", host.as_str()], host.clone()),
             (
@@ -169,7 +225,7 @@ impl NetLab {
                     source,
                 })?;
             if !out.status.success() {
-                return Err(NetLabError::Steer {
+                return Err(NetLabError::Sysfs {
                     script: what,
                     stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
                 });

@@ -409,19 +409,11 @@ fn userspace_server_over_veth_in_both_io_styles() {
     }
 }
 
-#[test]
-fn bench_serve_runs_every_server_under_strace() {
+/// `npk bench serve ARGS --json`: its summary line.
+fn bench_serve(args: &[&str]) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_npk"))
-        .args([
-            "bench",
-            "serve",
-            "--requests",
-            "3000",
-            "--strace",
-            "--strace-requests",
-            "3000",
-            "--json",
-        ])
+        .args(["bench", "serve", "--json"])
+        .args(args)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -430,8 +422,21 @@ fn bench_serve_runs_every_server_under_strace() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let last = stdout.lines().last().unwrap();
-    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn bench_serve_runs_every_server_under_strace() {
+    let v = bench_serve(&[
+        "--generator",
+        "socket",
+        "--requests",
+        "3000",
+        "--strace",
+        "--strace-requests",
+        "3000",
+    ]);
+    let last = v.to_string();
     for key in [
         "kernel_rps",
         "user_rps",
@@ -542,6 +547,7 @@ fn kernel_generator_counts_and_checks_the_kernel_servers_replies() {
     let config = GenConfig {
         port: PORT,
         requests: 5000,
+        rate: None,
         cases: 16,
         seed: 3,
         cpu: None,
@@ -562,4 +568,61 @@ fn kernel_generator_counts_and_checks_the_kernel_servers_replies() {
     server.push(&iris_like()).unwrap();
     let r = generator.run(&lab, &config, &stop).unwrap();
     assert!(r.replies > 0 && r.mismatches == r.replies, "{r:?}");
+}
+
+/// Paced, the generator sends exactly the requests asked at the rate asked (timed in the
+/// kernel from the first request to the last reply), and the kernel server keeps up.
+#[test]
+fn kernel_generator_keeps_its_rate() {
+    use npk::serve::livegen::{GenConfig, LiveGen};
+    let model = iris_like();
+    let lab = NetLab::create(1).unwrap();
+    let config = GenConfig {
+        port: PORT,
+        requests: 20_000,
+        rate: Some(50_000.0),
+        cases: 4,
+        seed: 5,
+        cpu: None,
+    };
+    let mut generator = LiveGen::load(&lab, &model, &config).unwrap();
+    let mut server = KernelServer::load(PORT).unwrap();
+    server.push(&model).unwrap();
+    server.attach(&lab.host_if, XdpMode::Driver).unwrap();
+    let r = generator
+        .run(&lab, &config, &AtomicBool::new(false))
+        .unwrap();
+    assert_eq!(r.sent, 20_000, "{r:?}");
+    assert_eq!((r.ok, r.mismatches), (r.replies, 0), "{r:?}");
+    assert!(r.lost <= 200, "{r:?}");
+    // 0.4 s of requests: a rate within 10% of the one asked.
+    assert!((45_000.0..55_000.0).contains(&r.rps), "{r:?}");
+}
+
+/// The default benchmark: the kernel generator searches each server's capacity and offers
+/// it that; every reply is checked; the server syscalls are strace's.
+#[test]
+fn bench_serve_searches_capacity_with_the_kernel_generator() {
+    let v = bench_serve(&[
+        "--servers",
+        "kernel,user-mmsg",
+        "--requests",
+        "50000",
+        "--strace",
+        "--strace-requests",
+        "5000",
+    ]);
+    let last = v.to_string();
+    for key in ["kernel_rps", "user_rps", "user_syscalls_per_request"] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {last}");
+    }
+    // The kernel server's process only polls its counters.
+    assert!(
+        v["kernel_server_syscalls_per_request"]
+            .as_f64()
+            .is_some_and(|x| x < 0.01),
+        "{last}"
+    );
+    assert_eq!(v["mismatches"], 0);
+    assert_eq!(v["generator"], "kernel");
 }

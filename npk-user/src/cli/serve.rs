@@ -153,6 +153,10 @@ pub struct ServeArgs {
     /// Pin the server process to this CPU.
     #[arg(long)]
     cpu: Option<usize>,
+    /// Kernel server: leave the kernel's per-run time accounting off (it reads the clock
+    /// twice per request); the server CPU time per request is then not reported.
+    #[arg(long)]
+    no_run_time: bool,
     /// One JSON line when serving starts and one with the counters at the end.
     #[arg(long)]
     json: bool,
@@ -182,6 +186,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let (counters, cpu_ns_per_request) = match &args.kernel {
         Some(iface) => {
             let mut server = KernelServer::load(args.port)?;
+            if args.no_run_time {
+                server.stop_run_time_stats();
+            }
             server.push(&model)?;
             server.attach(iface, args.xdp_mode.mode())?;
             if let Some(peer) = &args.peer {
@@ -280,8 +287,9 @@ pub struct BenchServeArgs {
     /// Requests in flight per client thread.
     #[arg(long, default_value_t = 64)]
     window: usize,
-    /// Offered load in requests/s over all client threads, to compare latencies at equal
-    /// load (default: as fast as replies come back).
+    /// Offered load in requests/s, the same for every server (default: the kernel generator
+    /// searches each server's capacity and offers it that; the socket client sends as fast
+    /// as replies come back).
     #[arg(long)]
     rate: Option<f64>,
     /// Client threads (one socket each). The kernel server runs in the softirq of the
@@ -304,25 +312,41 @@ pub struct BenchServeArgs {
     /// Timed runs per server, interleaved; the median is reported.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
-    /// CPUs for the client and the server side, CLIENT,SERVER (e.g. 0,1): client threads and
+    /// CPUs for the client and the server side, CLIENT,SERVER (e.g. 0,1): the generator and
     /// reply processing on one, the server process or XDP program and request processing on
-    /// the other (RPS on the veth pair). `none`: the scheduler decides, and the XDP program
-    /// runs on the sending client's CPU.
-    #[arg(long, default_value = "none")]
+    /// the other (NAPI threads with the kernel generator, RPS with the socket one). `none`:
+    /// the scheduler decides. `auto`: 0,1 with the kernel generator, none with sockets.
+    #[arg(long, default_value = "auto")]
     pin: PinArg,
     #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
     /// Print the summary as one JSON line (last line).
     #[arg(long)]
     json: bool,
-    /// What sends the requests: `socket` (UDP sockets, as `npk client`) or `kernel`
-    /// (npk_loadgen in BPF_PROG_TEST_RUN live-frames mode, flat out, with an XDP reply
-    /// counter: no per-request system call on the measuring side). `kernel` runs the kernel
-    /// server in native mode.
-    #[arg(long, value_enum, default_value_t = GeneratorArg::Socket)]
+    /// Servers to measure, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "kernel,user-plain,user-mmsg"
+    )]
+    servers: Vec<ServerArg>,
+    /// What sends the requests: `kernel` (npk_loadgen in BPF_PROG_TEST_RUN live-frames mode,
+    /// paced in the kernel, with an XDP reply counter that checks every reply: no system
+    /// call per request on the measuring side, so the servers' costs are what is measured;
+    /// runs the kernel server in native mode) or `socket` (UDP sockets, as `npk client`,
+    /// sharing the CPUs with the servers).
+    #[arg(long, value_enum, default_value_t = GeneratorArg::Kernel)]
     generator: GeneratorArg,
     #[command(flatten)]
     model: ModelArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ServerArg {
+    Kernel,
+    UserPlain,
+    UserMmsg,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -344,20 +368,18 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
     );
     ensure!(args.port != 0, "--port 0 cannot be served");
     ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    ensure!(!args.servers.is_empty(), "--servers names no server");
     if let Some(r) = args.rate {
-        ensure!(r.is_finite() && r > 0.0, "--rate must be positive, not {r}");
+        ensure!(
+            r.is_finite() && r >= 1.0,
+            "--rate must be at least 1 request/s, not {r}"
+        );
     }
     let model = args.model.build()?;
     let generator = match args.generator {
         GeneratorArg::Socket => Generator::Socket,
         GeneratorArg::Kernel => Generator::Kernel,
     };
-    // Each BPF_PROG_TEST_RUN call sets up a page pool (measured ~25 ms), so pacing by calls
-    // offers ~2,600 requests/s whatever the rate asked: the kernel generator runs flat out.
-    ensure!(
-        args.rate.is_none() || generator == Generator::Socket,
-        "--rate works with --generator socket only (the kernel generator runs flat out)"
-    );
     let xdp_mode = match (generator, args.xdp_mode) {
         (Generator::Kernel, _) | (_, XdpModeArg::Native) => "native",
         (Generator::Socket, XdpModeArg::Skb) => "skb",
@@ -375,9 +397,17 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
         strace: args.strace,
         strace_requests: args.strace_requests,
         port: args.port,
-        modes: vec![Mode::Kernel, Mode::UserPlain, Mode::UserMmsg],
+        modes: args
+            .servers
+            .iter()
+            .map(|s| match s {
+                ServerArg::Kernel => Mode::Kernel,
+                ServerArg::UserPlain => Mode::UserPlain,
+                ServerArg::UserMmsg => Mode::UserMmsg,
+            })
+            .collect(),
         rounds: args.rounds,
-        pin: args.pin.0,
+        pin: args.pin.resolve(generator),
     };
     let json = args.json;
     let (_, summary) = run_bench(&config, &model, stop_flag(), |run| {
@@ -385,17 +415,40 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
             return;
         }
         let r = &run.client;
-        let cpu = run.server.cpu_ns_per_request.map_or(String::new(), |ns| {
-            format!(
+        let cpu = match (run.server_cpu_ns_per_request, run.server.cpu_ns_per_request) {
+            (Some(ns), _) => format!(", server CPU {ns:.0} ns/request (whole CPU)"),
+            (None, Some(ns)) => format!(
                 ", CPU ns/request: server {ns:.0} client {:.0}",
                 r.cpu_ns_per_request
-            )
-        });
+            ),
+            (None, None) => String::new(),
+        };
         let per_request = run.syscalls_per_request.map_or(String::new(), |s| {
             format!(", {s:.4} server syscalls/request")
         });
+        if !run.trials.is_empty() {
+            let trials: Vec<String> = run
+                .trials
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{:.0}k {}",
+                        t.offered_rps / 1e3,
+                        if t.passed {
+                            "ok".to_string()
+                        } else {
+                            format!("lost {:.2}%", 100.0 * t.lost as f64 / t.sent.max(1) as f64)
+                        }
+                    )
+                })
+                .collect();
+            println!("{:<10} capacity search: {}", run.mode, trials.join(", "));
+        }
+        let offered = run
+            .offered_rps
+            .map_or(String::new(), |o| format!(" (offered {o:.0})"));
         println!(
-            "{:<10} {:>10.0} requests/s  p50 {:>7.1} us  p99 {:>7.1} us  mismatches {} lost {}{cpu}{per_request}",
+            "{:<10} {:>10.0} requests/s{offered}  p50 {:>7.1} us  p99 {:>7.1} us  mismatches {} lost {}{cpu}{per_request}",
             run.mode, r.rps, r.p50_us, r.p99_us, r.mismatches, r.lost
         );
         if let Some(t) = &run.syscalls {
@@ -407,7 +460,7 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
     })?;
     if json {
         println!("{}", serde_json::to_string(&summary)?);
-    } else {
+    } else if summary.user_rps > 0.0 && summary.kernel_rps > 0.0 {
         println!(
             "kernel / best userspace ({}): {:.2}x requests/s; mismatches {}",
             summary.user_mode,
@@ -423,16 +476,38 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--pin CLIENT,SERVER` or `none`.
+/// `--pin CLIENT,SERVER`, `none` or `auto`.
 #[derive(Clone, Copy, Debug)]
-pub struct PinArg(Option<Pin>);
+pub enum PinArg {
+    Cpus(Pin),
+    None,
+    Auto,
+}
+
+impl PinArg {
+    fn resolve(self, generator: Generator) -> Option<Pin> {
+        match self {
+            Self::Cpus(pin) => Some(pin),
+            Self::None => None,
+            Self::Auto => {
+                let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+                (generator == Generator::Kernel && cpus >= 2).then_some(Pin {
+                    client: 0,
+                    server: 1,
+                })
+            }
+        }
+    }
+}
 
 impl std::str::FromStr for PinArg {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        if s == "none" {
-            return Ok(Self(None));
+        match s {
+            "none" => return Ok(Self::None),
+            "auto" => return Ok(Self::Auto),
+            _ => {}
         }
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let parse = |c: &str| -> Result<usize, String> {
@@ -447,7 +522,7 @@ impl std::str::FromStr for PinArg {
         };
         let (client, server) = s
             .split_once(',')
-            .ok_or_else(|| format!("`{s}`: expected CLIENT,SERVER (e.g. 0,1) or none"))?;
+            .ok_or_else(|| format!("`{s}`: expected CLIENT,SERVER (e.g. 0,1), none or auto"))?;
         let pin = Pin {
             client: parse(client)?,
             server: parse(server)?,
@@ -455,6 +530,6 @@ impl std::str::FromStr for PinArg {
         if pin.client == pin.server {
             return Err("the client and the server need different CPUs".into());
         }
-        Ok(Self(Some(pin)))
+        Ok(Self::Cpus(pin))
     }
 }

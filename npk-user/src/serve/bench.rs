@@ -34,6 +34,24 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Niceness of the benchmark and its servers (see [`run`]).
 const BENCH_NICE: i32 = -10;
+/// The capacity search (kernel generator): trials of half a second's requests (at least
+/// TRIAL_MIN_REQUESTS), doubling the offered rate from SEARCH_START_RPS until a trial fails,
+/// then bisecting until the bounds are SEARCH_PRECISION apart.
+const TRIAL_SECONDS: f64 = 0.5;
+const TRIAL_MIN_REQUESTS: u64 = 20_000;
+const SEARCH_START_RPS: f64 = 50_000.0;
+const SEARCH_PRECISION: f64 = 0.02;
+const SEARCH_MAX_RPS: f64 = 50e6;
+const SEARCH_MIN_RPS: f64 = 1_000.0;
+/// A trial passes when at most this fraction of its requests goes unanswered and the replies
+/// keep up with the offered rate (RFC 2544's throughput, with a tolerance for the odd drop).
+pub const LOSS_TOLERANCE: f64 = 0.001;
+const KEEP_UP: f64 = 0.97;
+/// Timed runs at the capacity found, each offered CONFIRM_STEP of the last one's rate.
+const CONFIRM_ATTEMPTS: usize = 5;
+const CONFIRM_STEP: f64 = 0.9;
+/// SCHED_FIFO priority of the lab's NAPI threads (see [`pin_napi_threads`]).
+const NAPI_PRIORITY: i32 = 50;
 
 /// Which server a run measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +78,9 @@ pub enum Generator {
     /// same CPUs as the servers.
     Socket,
     /// npk_loadgen under BPF_PROG_TEST_RUN live frames and the npk_replies counter
-    /// (livegen): no socket and no system call per request; flat out, so the requests a
-    /// server cannot take are dropped and reported as lost.
+    /// (livegen): no socket and no system call per request. Without a rate, each server's
+    /// capacity is searched for (the highest rate it answers with at most LOSS_TOLERANCE
+    /// lost) and the timed run is offered that rate.
     Kernel,
 }
 
@@ -114,11 +133,66 @@ pub struct ModeRun {
     /// The timed run (no tracing).
     pub client: ClientReport,
     pub server: ServerEvent,
+    /// The rate the timed run was offered (kernel generator; `None`: as fast as replies come
+    /// back, or flat out).
+    pub offered_rps: Option<f64>,
+    /// Busy time of the server's CPU per reply in the timed run: everything that ran there
+    /// (NAPI thread, XDP program, the stack, the server process), so kernel and userspace
+    /// servers compare on one footing (kernel generator, pinned).
+    pub server_cpu_ns_per_request: Option<f64>,
+    /// The capacity search's trials before the timed run (kernel generator, no --rate).
+    pub trials: Vec<Trial>,
     /// The second, traced run (--strace): its replies are checked too, its speed is strace's.
     pub traced_client: Option<ClientReport>,
     pub syscalls: Option<SyscallTable>,
     /// Server process system calls while serving per request it saw, in the traced run.
     pub syscalls_per_request: Option<f64>,
+}
+
+/// One trial of the capacity search.
+#[derive(Clone, Debug, Serialize)]
+pub struct Trial {
+    pub offered_rps: f64,
+    pub rps: f64,
+    pub sent: u64,
+    pub lost: u64,
+    pub mismatches: u64,
+    pub passed: bool,
+}
+
+impl Trial {
+    /// Judges a run of `requests` offered at `rate`.
+    fn new(rate: f64, requests: u64, r: &ClientReport) -> Self {
+        Self {
+            offered_rps: rate,
+            rps: r.rps,
+            sent: r.sent,
+            lost: r.lost,
+            mismatches: r.mismatches,
+            passed: r.sent == requests
+                && r.lost as f64 <= LOSS_TOLERANCE * r.sent as f64
+                && r.rps >= KEEP_UP * rate,
+        }
+    }
+}
+
+/// One run of a server: what the generator saw, what the server said, strace's table.
+struct Measured {
+    client: ClientReport,
+    server: ServerEvent,
+    syscalls: Option<SyscallTable>,
+    offered_rps: Option<f64>,
+    server_cpu_ns_per_request: Option<f64>,
+    trials: Vec<Trial>,
+}
+
+/// The load of a run.
+#[derive(Clone, Copy, Debug)]
+enum Load {
+    /// At this rate (`None`: as fast as replies come back, or flat out).
+    Rate(Option<f64>),
+    /// At the capacity found by a search first (kernel generator).
+    Capacity,
 }
 
 /// The benchmark's one-line result (user_* is the userspace mode with the most requests/s).
@@ -132,6 +206,12 @@ pub struct BenchSummary {
     pub user_p99_us: f64,
     pub user_syscalls_per_request: Option<f64>,
     pub kernel_server_syscalls_per_request: Option<f64>,
+    /// The rates the timed runs were offered (kernel generator: the capacities found).
+    pub kernel_offered_rps: Option<f64>,
+    pub user_offered_rps: Option<f64>,
+    /// Busy time of the server's CPU per reply (kernel generator, pinned).
+    pub kernel_server_cpu_ns_per_request: Option<f64>,
+    pub user_server_cpu_ns_per_request: Option<f64>,
     pub mismatches: u64,
     pub lost: u64,
     pub user_mode: String,
@@ -150,6 +230,8 @@ pub fn run(
 ) -> Result<(Vec<ModeRun>, BenchSummary)> {
     let lab = NetLab::create(1).context("creating the veth pair and namespace")?;
     if let Some(pin) = config.pin {
+        // This process (the generator's driver, the counter reads) stays off the server's CPU.
+        super::pin_to_cpu(pin.client).with_context(|| format!("pinning to CPU {}", pin.client))?;
         // Requests are processed (XDP, or the stack up to the userspace server's socket) on
         // the server's CPU, replies on the client's.
         lab.steer_receive(1 << pin.server, 1 << pin.client)?;
@@ -161,50 +243,77 @@ pub fn run(
     let mut livegen = match config.generator {
         Generator::Socket => None,
         Generator::Kernel => Some(
-            LiveGen::load(&lab, model, &gen_config(config, config.requests))
+            LiveGen::load(&lab, model, &gen_config(config, config.requests, None))
                 .context("loading the in-kernel load generator")?,
         ),
     };
-    let mut timed: Vec<Vec<(ClientReport, ServerEvent)>> = vec![Vec::new(); config.modes.len()];
+    let load = match (config.generator, config.rate) {
+        (Generator::Kernel, None) => Load::Capacity,
+        (_, rate) => Load::Rate(rate),
+    };
+    let mut timed: Vec<Vec<Measured>> = config.modes.iter().map(|_| Vec::new()).collect();
     let mut mismatches = 0;
     let mut lost = 0;
     for _ in 0..config.rounds.max(1) {
         for (i, &mode) in config.modes.iter().enumerate() {
-            let (client, server, _) =
-                run_mode(config, model, &lab, livegen.as_mut(), mode, false, stop)
-                    .with_context(|| format!("benchmarking the {} server", mode.name()))?;
-            mismatches += client.mismatches;
-            lost += client.lost;
-            timed[i].push((client, server));
+            let m = run_mode(
+                config,
+                model,
+                &lab,
+                livegen.as_mut(),
+                mode,
+                load,
+                false,
+                stop,
+            )
+            .with_context(|| format!("benchmarking the {} server", mode.name()))?;
+            mismatches += m.client.mismatches + m.trials_mismatches();
+            lost += m.client.lost;
+            timed[i].push(m);
         }
     }
     let mut runs = Vec::new();
     for (&mode, mut results) in config.modes.iter().zip(timed) {
-        results.sort_by(|a, b| a.0.rps.total_cmp(&b.0.rps));
-        let (client, server) = results.swap_remove(results.len() / 2);
+        results.sort_by(|a, b| a.client.rps.total_cmp(&b.client.rps));
+        let m = results.swap_remove(results.len() / 2);
         let mut run = ModeRun {
             mode: mode.name(),
-            client,
-            server,
+            client: m.client,
+            server: m.server,
+            offered_rps: m.offered_rps,
+            server_cpu_ns_per_request: m.server_cpu_ns_per_request,
+            trials: m.trials,
             traced_client: None,
             syscalls: None,
             syscalls_per_request: None,
         };
         // ptrace stops the server at every system call: count them in a separate run so
-        // that the timed runs are not slowed down.
+        // that the timed runs are not slowed down. The kernel generator offers the timed
+        // run's rate (flat out, a traced server would see mostly drops).
         if config.strace {
-            let (client, server, table) =
-                run_mode(config, model, &lab, livegen.as_mut(), mode, true, stop).with_context(
-                    || format!("benchmarking the {} server under strace", mode.name()),
-                )?;
-            mismatches += client.mismatches;
-            lost += client.lost;
-            run.syscalls_per_request = table
+            let load = match load {
+                Load::Capacity => Load::Rate(run.offered_rps),
+                rate => rate,
+            };
+            let m = run_mode(
+                config,
+                model,
+                &lab,
+                livegen.as_mut(),
+                mode,
+                load,
+                true,
+                stop,
+            )
+            .with_context(|| format!("benchmarking the {} server under strace", mode.name()))?;
+            mismatches += m.client.mismatches;
+            run.syscalls_per_request = m
+                .syscalls
                 .as_ref()
-                .filter(|_| server.requests > 0)
-                .map(|t| t.total_calls as f64 / server.requests as f64);
-            run.syscalls = table;
-            run.traced_client = Some(client);
+                .filter(|_| m.server.requests > 0)
+                .map(|t| t.total_calls as f64 / m.server.requests as f64);
+            run.syscalls = m.syscalls;
+            run.traced_client = Some(m.client);
         }
         on_mode(&run);
         runs.push(run);
@@ -223,6 +332,8 @@ pub fn run(
         summary.kernel_p50_us = k.client.p50_us;
         summary.kernel_p99_us = k.client.p99_us;
         summary.kernel_server_syscalls_per_request = k.syscalls_per_request;
+        summary.kernel_offered_rps = k.offered_rps;
+        summary.kernel_server_cpu_ns_per_request = k.server_cpu_ns_per_request;
     }
     let best_user = runs
         .iter()
@@ -233,37 +344,52 @@ pub fn run(
         summary.user_p50_us = u.client.p50_us;
         summary.user_p99_us = u.client.p99_us;
         summary.user_syscalls_per_request = u.syscalls_per_request;
+        summary.user_offered_rps = u.offered_rps;
+        summary.user_server_cpu_ns_per_request = u.server_cpu_ns_per_request;
         summary.user_mode = u.mode.to_string();
     }
     Ok((runs, summary))
 }
 
-/// The kernel generator's settings for a run of `requests`.
-fn gen_config(config: &BenchConfig, requests: u64) -> GenConfig {
+/// The kernel generator's settings for a run of `requests` at `rate`.
+fn gen_config(config: &BenchConfig, requests: u64, rate: Option<f64>) -> GenConfig {
     GenConfig {
         port: config.port,
         requests,
+        rate,
         cases: npk_common::loadgen::MAX_CASES,
         seed: 1,
         cpu: config.pin.map(|p| p.client),
     }
 }
 
+impl Measured {
+    fn trials_mismatches(&self) -> u64 {
+        self.trials.iter().map(|t| t.mismatches).sum()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_mode(
     config: &BenchConfig,
     model: &Model,
     lab: &NetLab,
     livegen: Option<&mut LiveGen>,
     mode: Mode,
+    load: Load,
     traced: bool,
     stop: &AtomicBool,
-) -> Result<(ClientReport, ServerEvent, Option<SyscallTable>)> {
+) -> Result<Measured> {
     let port = config.port.to_string();
     let mut args: Vec<String> = vec!["serve".into(), "--json".into(), "--port".into(), port];
     match mode {
         Mode::Kernel => {
             args.extend(["--kernel".into(), lab.host_if.clone()]);
             args.extend(["--xdp-mode".into(), config.xdp_mode.clone()]);
+            if livegen.is_some() && config.pin.is_some() {
+                // The server CPU's busy time is measured instead, as for the userspace one.
+                args.push("--no-run-time".into());
+            }
             // The kernel generator's counter is the namespace end's XDP program.
             if config.xdp_mode == "native" && livegen.is_none() {
                 args.extend(["--peer".into(), format!("{}:{}", lab.netns, lab.ns_if)]);
@@ -308,25 +434,154 @@ fn run_mode(
         config.requests
     };
     if let Some(livegen) = livegen {
-        let report = livegen.run(lab, &gen_config(config, requests), stop)?;
-        let (stopped, syscalls) = server.stop()?;
-        return Ok((report, stopped, syscalls));
+        if let Some(pin) = config.pin {
+            pin_napi_threads(lab, pin)?;
+        }
+        // One run, with the server CPU's busy time per reply when it has a CPU of its own.
+        let run =
+            |livegen: &mut LiveGen, rate: Option<f64>| -> Result<(ClientReport, Option<f64>)> {
+                let busy = |pin: Option<Pin>| -> Result<Option<Duration>> {
+                    pin.map(|p| super::cpu_busy_time(p.server))
+                        .transpose()
+                        .context("reading /proc/stat")
+                };
+                let before = busy(config.pin)?;
+                let client = livegen.run(lab, &gen_config(config, requests, rate), stop)?;
+                let after = busy(config.pin)?;
+                let per_request = before
+                    .zip(after)
+                    .filter(|_| client.replies > 0)
+                    .map(|(b, a)| (a.saturating_sub(b)).as_nanos() as f64 / client.replies as f64);
+                Ok((client, per_request))
+            };
+        let (client, rate, server_cpu, trials) = match load {
+            Load::Rate(rate) => {
+                let (client, cpu) = run(livegen, rate)?;
+                (client, rate, cpu, Vec::new())
+            }
+            Load::Capacity => {
+                let (mut rate, mut trials) = find_capacity(config, lab, livegen, stop)?;
+                // The timed run is much longer than a trial: if the server does not sustain
+                // the rate found, offer CONFIRM_STEP of it, a few times at most.
+                let mut attempts = 1;
+                loop {
+                    let (client, cpu) = run(livegen, Some(rate))?;
+                    let trial = Trial::new(rate, requests, &client);
+                    if trial.passed || attempts == CONFIRM_ATTEMPTS {
+                        break (client, Some(rate), cpu, trials);
+                    }
+                    trials.push(trial);
+                    rate *= CONFIRM_STEP;
+                    attempts += 1;
+                }
+            }
+        };
+        let (server, syscalls) = server.stop()?;
+        return Ok(Measured {
+            client,
+            server,
+            syscalls,
+            offered_rps: rate,
+            server_cpu_ns_per_request: server_cpu,
+            trials,
+        });
     }
     let target = (lab.host_addr, config.port).into();
     let mut client_config = ClientConfig::new(target);
     client_config.requests = Some(requests);
-    client_config.rate = config.rate;
+    let Load::Rate(rate) = load else {
+        bail!("the capacity search needs the kernel generator");
+    };
+    client_config.rate = rate;
     client_config.window = config.window;
     client_config.cpu = config.pin.map(|p| p.client);
     let sockets = lab
         .in_netns(|| client::connect_sockets(target, config.threads))?
         .context("creating the client sockets in the namespace")?;
-    let report = client::run(&client_config, model, sockets, stop)?;
+    let client = client::run(&client_config, model, sockets, stop)?;
     if stop.load(Ordering::Relaxed) {
         bail!("interrupted");
     }
-    let (stopped, syscalls) = server.stop()?;
-    Ok((report, stopped, syscalls))
+    let (server, syscalls) = server.stop()?;
+    Ok(Measured {
+        client,
+        server,
+        syscalls,
+        offered_rps: rate,
+        server_cpu_ns_per_request: None,
+        trials: Vec::new(),
+    })
+}
+
+/// Moves NAPI polling into threads and pins the host end's (the server side) to the
+/// server's CPU and the namespace end's (the reply counter) to the client's, where the
+/// generator spins. All get a real-time priority: the priority softirq work has over
+/// processes when NAPI is not threaded (the Linux default), so the stack's receive path runs
+/// ahead of a userspace server as it would on a NIC's interrupt; an ordinary priority would
+/// also let the spinning generator delay the counter by a time slice (milliseconds, where a
+/// veth ring holds 256 frames). veth makes its NAPI instances on XDP attach, so this runs
+/// once the server is up.
+fn pin_napi_threads(lab: &NetLab, pin: Pin) -> Result<()> {
+    lab.thread_napi()?;
+    let (host, ns) = lab.napi_threads()?;
+    for (threads, iface, cpu) in [
+        (host, &lab.host_if, pin.server),
+        (ns, &lab.ns_if, pin.client),
+    ] {
+        if threads.is_empty() {
+            bail!("{iface} has no NAPI thread (threaded NAPI off, or no XDP program attached)");
+        }
+        for tid in threads {
+            super::pin_thread(tid, cpu)
+                .with_context(|| format!("pinning NAPI thread {tid} of {iface} to CPU {cpu}"))?;
+            super::make_realtime(tid, NAPI_PRIORITY)
+                .with_context(|| format!("making NAPI thread {tid} of {iface} real-time"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The highest offered rate the running server answers with at most LOSS_TOLERANCE lost:
+/// doubling from SEARCH_START_RPS until a trial fails, then bisecting.
+fn find_capacity(
+    config: &BenchConfig,
+    lab: &NetLab,
+    livegen: &mut LiveGen,
+    stop: &AtomicBool,
+) -> Result<(f64, Vec<Trial>)> {
+    let mut trials = Vec::new();
+    // A trial that fails is run once more: one hiccup of the VM's CPUs (a millisecond
+    // overflows a veth ring) should not decide the capacity.
+    let mut trial = |rate: f64| -> Result<bool> {
+        let requests = ((rate * TRIAL_SECONDS) as u64).max(TRIAL_MIN_REQUESTS);
+        for _ in 0..2 {
+            let r = livegen.run(lab, &gen_config(config, requests, Some(rate)), stop)?;
+            let trial = Trial::new(rate, requests, &r);
+            let passed = trial.passed;
+            trials.push(trial);
+            if passed {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    let (mut good, mut bad) = (0.0, SEARCH_START_RPS);
+    while bad < SEARCH_MAX_RPS && trial(bad)? {
+        good = bad;
+        bad *= 2.0;
+    }
+    while bad - good > SEARCH_PRECISION * bad && bad > SEARCH_MIN_RPS {
+        let mid = (good + bad) / 2.0;
+        if trial(mid)? {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    if good == 0.0 {
+        bail!("the server lost requests even at {bad:.0} requests/s");
+    }
+    Ok((good, trials))
 }
 
 /// A server process, optionally traced once it serves; stopped and reaped on drop.

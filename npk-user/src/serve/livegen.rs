@@ -1,12 +1,12 @@
 //! The in-kernel load generator seen from userspace (npk_common::loadgen): builds the request
 //! frames and their reference replies, attaches the reply counter to the lab namespace's veth
-//! end and runs `npk_loadgen` flat out with BPF_PROG_TEST_RUN in XDP live-frames mode from a
-//! thread inside the namespace. Requests and replies cost no system call each: the only
-//! calls are one test run per [`CHUNK`] requests and the counter reads.
+//! end and runs `npk_loadgen`, paced or flat out, with BPF_PROG_TEST_RUN in XDP live-frames
+//! mode from a thread inside the namespace. Requests and replies cost no system call each:
+//! the only calls are one test run per run, the signal that ends it and the counter reads.
 
 use std::{
     net::Ipv4Addr,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::{AtomicBool, AtomicI32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -19,9 +19,9 @@ use aya::{
 use npk_common::{
     infer::{PlainLoop, Scratch},
     loadgen::{
-        ExpectedReply, FrameTemplate, LoadgenConfig, LoadgenCounters, MAP_LOADGEN_CONFIG,
-        MAP_LOADGEN_EXPECTED, MAP_LOADGEN_FRAMES, MAP_LOADGEN_STATS, MAX_CASES, PAYLOAD_OFFSET,
-        PROG_LOADGEN, PROG_REPLIES,
+        ExpectedReply, FrameTemplate, GenState, LoadgenConfig, LoadgenCounters, MAP_LOADGEN_CONFIG,
+        MAP_LOADGEN_EXPECTED, MAP_LOADGEN_FRAMES, MAP_LOADGEN_STATE, MAP_LOADGEN_STATS, MAX_CASES,
+        PAYLOAD_OFFSET, PROG_LOADGEN, PROG_REPLIES,
     },
     model::Model,
     wire::{ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, encode_request, respond},
@@ -30,8 +30,6 @@ use npk_common::{
 use super::{client::ClientReport, model::random_features};
 use crate::{kernel::EBPF_OBJECT, netlab::NetLab, rng::Rng};
 
-/// Frames per BPF_PROG_TEST_RUN call (the stop flag and the deadline are checked between).
-const CHUNK: u32 = 1 << 16;
 /// Frames per live-frames batch (the kernel's default, NAPI_POLL_WEIGHT).
 const BATCH: u32 = 64;
 /// The generator's UDP source port.
@@ -43,8 +41,9 @@ const SETTLE: Duration = Duration::from_millis(100);
 #[derive(Clone, Debug)]
 pub struct GenConfig {
     pub port: u16,
-    /// Requests to send (flat out).
     pub requests: u64,
+    /// Offered load in requests/s (`None`: flat out).
+    pub rate: Option<f64>,
     /// Distinct requests, 1..=16, a power of two.
     pub cases: usize,
     pub seed: u64,
@@ -194,8 +193,16 @@ impl LiveGen {
         Ok(total)
     }
 
-    /// Sends `config.requests` requests flat out and waits for the replies; the report
-    /// counts this run only (the counters are read before and after).
+    fn state_map(&self) -> Result<Array<&MapData, GenState>> {
+        let map = self
+            .ebpf
+            .map(MAP_LOADGEN_STATE)
+            .context("map NPK_LG_STATE missing")?;
+        Ok(Array::try_from(map)?)
+    }
+
+    /// Sends `config.requests` requests at `config.rate` (or flat out) and waits for the
+    /// replies; the report counts this run only (the counters are read before and after).
     pub fn run(
         &mut self,
         lab: &NetLab,
@@ -203,38 +210,81 @@ impl LiveGen {
         stop: &AtomicBool,
     ) -> Result<ClientReport> {
         let before = self.counters()?;
+        let state = GenState::new(config.requests, config.rate.map(|r| r.round() as u64));
+        {
+            let mut map: Array<&mut MapData, GenState> = Array::try_from(
+                self.ebpf
+                    .map_mut(MAP_LOADGEN_STATE)
+                    .context("map NPK_LG_STATE missing")?,
+            )?;
+            map.set(0, state, 0)?;
+        }
+        install_wakeup_handler()?;
         let mut ctx = [0u8; 24];
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress.
         ctx[4..8].copy_from_slice(&(self.frame.len() as u32).to_ne_bytes());
         ctx[12..16].copy_from_slice(&self.ns_ifindex.to_ne_bytes());
-        let frame = self.frame.clone();
+        let frame = &self.frame;
         let program: &Xdp = self
             .ebpf
             .program(PROG_LOADGEN)
             .context("program npk_loadgen missing")?
             .try_into()?;
-        let cpu_start = super::process_cpu_time();
-        let start = Instant::now();
-        let generated = lab.in_netns(|| -> Result<()> {
-            if let Some(cpu) = config.cpu {
-                super::pin_to_cpu(cpu).with_context(|| format!("pinning to CPU {cpu}"))?;
-            }
-            let mut left = config.requests;
-            while left > 0 && !stop.load(Ordering::Relaxed) {
-                let n = left.min(CHUNK as u64) as u32;
-                program
-                    .test_run(TestRunOptions {
-                        data_in: Some(&frame),
+        let state_map = self.state_map()?;
+        let done = AtomicBool::new(false);
+        let tid = AtomicI32::new(0);
+        let generated = std::thread::scope(|s| {
+            let generator = s.spawn(|| -> Result<()> {
+                lab.enter()?;
+                if let Some(cpu) = config.cpu {
+                    super::pin_to_cpu(cpu).with_context(|| format!("pinning to CPU {cpu}"))?;
+                }
+                // SAFETY: plain libc calls on this thread.
+                unsafe {
+                    tid.store(libc::gettid(), Ordering::SeqCst);
+                    // The generator spins; whatever shares its CPU (the reply counter's NAPI
+                    // thread) goes first.
+                    libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+                }
+                while !done.load(Ordering::SeqCst) {
+                    let run = program.test_run(TestRunOptions {
+                        data_in: Some(frame),
                         ctx_in: Some(&ctx),
-                        repeat: n,
+                        repeat: u32::MAX,
                         attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
                         ..TestRunOptions::new()
-                    })
-                    .context("BPF_PROG_TEST_RUN (live frames) of npk_loadgen")?;
-                left -= n as u64;
+                    });
+                    // Interrupted by wake_up below (EINTR) once the run is over.
+                    if run.is_err() && done.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    run.context("BPF_PROG_TEST_RUN (live frames) of npk_loadgen")?;
+                }
+                Ok(())
+            });
+            // The test run ends only when interrupted: signal the generator once every
+            // request is out (or on Ctrl-C, or if the state cannot be read), and again until
+            // it stops, since a signal that lands between two calls is missed.
+            let mut watch = Ok(());
+            while !generator.is_finished() {
+                let over = match state_map.get(&0, 0) {
+                    Ok(s) => s.remaining == 0 || stop.load(Ordering::Relaxed),
+                    Err(e) => {
+                        watch = Err(e).context("reading the generator's state");
+                        true
+                    }
+                };
+                if over {
+                    done.store(true, Ordering::SeqCst);
+                    wake_up(tid.load(Ordering::SeqCst));
+                }
+                std::thread::sleep(Duration::from_millis(1));
             }
-            Ok(())
-        })?;
+            let joined = generator
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            watch.and(joined)
+        });
         generated?;
         // Replies still in flight: wait until the count stops moving, and time the run to
         // the last change seen.
@@ -251,18 +301,16 @@ impl LiveGen {
         if stop.load(Ordering::Relaxed) {
             bail!("interrupted");
         }
-        let cpu = super::process_cpu_time() - cpu_start;
-        let mut run = last;
-        run.sent -= before.sent;
-        for (a, b) in run.replies.iter_mut().zip(before.replies) {
-            *a -= b;
-        }
-        run.mismatches -= before.mismatches;
-        for (a, b) in run.hist.iter_mut().zip(before.hist) {
-            *a -= b;
-        }
+        let run = last.since(&before);
         let replies = run.replies_total();
-        let seconds = (last_change - start).as_secs_f64();
+        // Timed in the kernel, from the first request out to the last reply in: neither
+        // the test run's setup nor the settling wait above counts.
+        let first_sent = state_map.get(&0, 0)?.first_sent_ns;
+        let seconds = if replies > 0 {
+            run.last_reply_ns.saturating_sub(first_sent) as f64 / 1e9
+        } else {
+            0.0
+        };
         Ok(ClientReport {
             sent: run.sent,
             replies,
@@ -278,13 +326,35 @@ impl LiveGen {
             },
             p50_us: run.latency_quantile_ns(50, 100) as f64 / 1000.0,
             p99_us: run.latency_quantile_ns(99, 100) as f64 / 1000.0,
-            cpu_ns_per_request: if replies > 0 {
-                cpu.as_nanos() as f64 / replies as f64
-            } else {
-                0.0
-            },
+            // The generator spins between requests: its CPU time says nothing per request.
+            cpu_ns_per_request: 0.0,
             problems: Vec::new(),
         })
+    }
+}
+
+/// A no-op SIGUSR1 handler: the signal only has to interrupt the generator's system call
+/// (without a handler it would end the process).
+fn install_wakeup_handler() -> Result<()> {
+    extern "C" fn ignore(_: libc::c_int) {}
+    // SAFETY: sigaction with a zeroed struct, an empty mask and a handler that does nothing.
+    let r = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = ignore as *const () as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut())
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).context("installing a SIGUSR1 handler");
+    }
+    Ok(())
+}
+
+/// Sends SIGUSR1 to thread `tid` of this process (0: not started yet, nothing to do).
+fn wake_up(tid: i32) {
+    if tid != 0 {
+        // SAFETY: tgkill to a thread of this process, whose SIGUSR1 handler does nothing.
+        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGUSR1) };
     }
 }
 
