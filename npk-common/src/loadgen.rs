@@ -46,6 +46,8 @@ pub const PAYLOAD_OFFSET: usize = 14 + 20 + 8;
 /// masked length stays inside it.
 pub const FRAME_TEMPLATE_LEN: usize = 1024;
 const _: () = assert!(PAYLOAD_OFFSET + MAX_REQUEST_LEN <= FRAME_TEMPLATE_LEN);
+/// Bytes the test run's input frame has beyond the request (see npk_loadgen).
+pub const FRAME_PAD: usize = 64;
 /// Requests a paced generator sends back to back, one train every TRAIN periods: servers see
 /// bursts, as a NIC's interrupt coalescing gives them, and each side wakes the other's NAPI
 /// thread once per train instead of once per request (a wake-up across CPUs costs more than

@@ -19,9 +19,9 @@ use aya::{
 use npk_common::{
     infer::{PlainLoop, Scratch},
     loadgen::{
-        ExpectedReply, FrameTemplate, GenState, LoadgenConfig, LoadgenCounters, MAP_LOADGEN_CONFIG,
-        MAP_LOADGEN_EXPECTED, MAP_LOADGEN_FRAMES, MAP_LOADGEN_STATE, MAP_LOADGEN_STATS, MAX_CASES,
-        PAYLOAD_OFFSET, PROG_LOADGEN, PROG_REPLIES,
+        ExpectedReply, FRAME_PAD, FrameTemplate, GenState, LoadgenConfig, LoadgenCounters,
+        MAP_LOADGEN_CONFIG, MAP_LOADGEN_EXPECTED, MAP_LOADGEN_FRAMES, MAP_LOADGEN_STATE,
+        MAP_LOADGEN_STATS, MAX_CASES, PAYLOAD_OFFSET, PROG_LOADGEN, PROG_REPLIES,
     },
     model::Model,
     wire::{ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, encode_request, respond},
@@ -54,6 +54,7 @@ pub struct GenConfig {
 /// The generator and the reply counter, loaded and configured for one lab and model.
 pub struct LiveGen {
     ebpf: Ebpf,
+    /// The test run's input frame.
     frame: Vec<u8>,
     ns_ifindex: u32,
     host_pass: Option<XdpLinkId>,
@@ -118,7 +119,10 @@ impl LiveGen {
             expected.push((ExpectedReply { words }, len));
         }
         let reply_len = expected[0].1 as u32;
-        let frame = frames[0].clone();
+        let frame_len = frames[0].len();
+        // The test run's input: a request frame and FRAME_PAD bytes more (see npk_loadgen).
+        let mut frame = frames[0].clone();
+        frame.resize(frame_len + FRAME_PAD, 0);
         {
             let mut map: Array<&mut MapData, FrameTemplate> =
                 Array::try_from(ebpf.map_mut(MAP_LOADGEN_FRAMES).context("frames map")?)?;
@@ -142,7 +146,7 @@ impl LiveGen {
         cfg.set(
             0,
             LoadgenConfig {
-                frame_len: frame.len() as u32,
+                frame_len: frame_len as u32,
                 cases: config.cases as u32,
                 server_port: config.port,
                 _pad: 0,
