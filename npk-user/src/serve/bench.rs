@@ -144,6 +144,7 @@ pub struct ModeRun {
     pub trials: Vec<Trial>,
     /// The second, traced run (--strace): its replies are checked too, its speed is strace's.
     pub traced_client: Option<ClientReport>,
+    /// strace's table of the traced run.
     pub syscalls: Option<SyscallTable>,
     /// Server process system calls while serving per request it saw, in the traced run.
     pub syscalls_per_request: Option<f64>,
@@ -174,16 +175,6 @@ impl Trial {
                 && r.rps >= KEEP_UP * rate,
         }
     }
-}
-
-/// One run of a server: what the generator saw, what the server said, strace's table.
-struct Measured {
-    client: ClientReport,
-    server: ServerEvent,
-    syscalls: Option<SyscallTable>,
-    offered_rps: Option<f64>,
-    server_cpu_ns_per_request: Option<f64>,
-    trials: Vec<Trial>,
 }
 
 /// The load of a run.
@@ -251,7 +242,7 @@ pub fn run(
         (Generator::Kernel, None) => Load::Capacity,
         (_, rate) => Load::Rate(rate),
     };
-    let mut timed: Vec<Vec<Measured>> = config.modes.iter().map(|_| Vec::new()).collect();
+    let mut timed: Vec<Vec<ModeRun>> = config.modes.iter().map(|_| Vec::new()).collect();
     let mut mismatches = 0;
     let mut lost = 0;
     for _ in 0..config.rounds.max(1) {
@@ -275,18 +266,7 @@ pub fn run(
     let mut runs = Vec::new();
     for (&mode, mut results) in config.modes.iter().zip(timed) {
         results.sort_by(|a, b| a.client.rps.total_cmp(&b.client.rps));
-        let m = results.swap_remove(results.len() / 2);
-        let mut run = ModeRun {
-            mode: mode.name(),
-            client: m.client,
-            server: m.server,
-            offered_rps: m.offered_rps,
-            server_cpu_ns_per_request: m.server_cpu_ns_per_request,
-            trials: m.trials,
-            traced_client: None,
-            syscalls: None,
-            syscalls_per_request: None,
-        };
+        let mut run = results.swap_remove(results.len() / 2);
         // ptrace stops the server at every system call: count them in a separate run so
         // that the timed runs are not slowed down. The kernel generator offers the timed
         // run's rate (flat out, a traced server would see mostly drops).
@@ -363,12 +343,13 @@ fn gen_config(config: &BenchConfig, requests: u64, rate: Option<f64>) -> GenConf
     }
 }
 
-impl Measured {
+impl ModeRun {
     fn trials_mismatches(&self) -> u64 {
         self.trials.iter().map(|t| t.mismatches).sum()
     }
 }
 
+/// One run of a server as a ModeRun; `syscalls` is strace's table when `traced`.
 #[allow(clippy::too_many_arguments)]
 fn run_mode(
     config: &BenchConfig,
@@ -379,7 +360,7 @@ fn run_mode(
     load: Load,
     traced: bool,
     stop: &AtomicBool,
-) -> Result<Measured> {
+) -> Result<ModeRun> {
     let port = config.port.to_string();
     let mut args: Vec<String> = vec!["serve".into(), "--json".into(), "--port".into(), port];
     match mode {
@@ -477,13 +458,16 @@ fn run_mode(
             }
         };
         let (server, syscalls) = server.stop()?;
-        return Ok(Measured {
+        return Ok(ModeRun {
+            mode: mode.name(),
             client,
             server,
-            syscalls,
             offered_rps: rate,
             server_cpu_ns_per_request: server_cpu,
             trials,
+            traced_client: None,
+            syscalls,
+            syscalls_per_request: None,
         });
     }
     let target = (lab.host_addr, config.port).into();
@@ -503,13 +487,16 @@ fn run_mode(
         bail!("interrupted");
     }
     let (server, syscalls) = server.stop()?;
-    Ok(Measured {
+    Ok(ModeRun {
+        mode: mode.name(),
         client,
         server,
-        syscalls,
         offered_rps: rate,
         server_cpu_ns_per_request: None,
         trials: Vec::new(),
+        traced_client: None,
+        syscalls,
+        syscalls_per_request: None,
     })
 }
 

@@ -74,6 +74,7 @@ impl LiveGen {
             "{} cases: must be a power of two up to {MAX_CASES}",
             config.cases
         );
+        install_wakeup_handler()?;
         let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading npk's eBPF object")?;
         for name in [PROG_LOADGEN, PROG_REPLIES] {
             let prog: &mut Xdp = ebpf
@@ -223,7 +224,6 @@ impl LiveGen {
             )?;
             map.set(0, state, 0)?;
         }
-        install_wakeup_handler()?;
         let mut ctx = [0u8; 24];
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress.
         ctx[4..8].copy_from_slice(&(self.frame.len() as u32).to_ne_bytes());
