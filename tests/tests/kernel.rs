@@ -177,6 +177,8 @@ fn hot_swap_under_traffic_never_mixes_models() {
 fn pinned_attach_survives_its_handle_and_detach_removes_everything() {
     let lab = NetLab::create(1).unwrap();
     let model = random_packet_model(&[16], 2, 3).unwrap();
+    let bpf_stats = || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
+    let stats_before = bpf_stats();
     drop(
         attach::attach(
             &lab.host_if,
@@ -189,6 +191,8 @@ fn pinned_attach_survives_its_handle_and_detach_removes_everything() {
     );
     let dir = pin_dir(&lab.host_if);
     assert!(dir.join("link").exists());
+    // The run-time accounting stays on for `npk stats` after the attaching process is gone.
+    assert_eq!(bpf_stats().trim(), "1");
     let mut sender = send_udp(&lab, 300);
     assert!(sender.wait().unwrap().success());
     std::thread::sleep(Duration::from_millis(200));
@@ -207,6 +211,11 @@ fn pinned_attach_survives_its_handle_and_detach_removes_everything() {
     assert!(err.to_string().contains("already attached"), "{err}");
     attach::detach(&lab.host_if).unwrap();
     assert!(!dir.exists());
+    assert_eq!(
+        bpf_stats(),
+        stats_before,
+        "detach restores kernel.bpf_stats_enabled"
+    );
     let xdp = Command::new("ip")
         .args(["link", "show", &lab.host_if])
         .output()

@@ -4,7 +4,10 @@
 //! Layout: `/sys/fs/bpf/npk/<iface>/` holds the control maps (by map name), `prog` and `link`.
 //! The link pin keeps the program attached after npk exits; removing it detaches.
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::fd::OwnedFd,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context, Result, bail, ensure};
 use aya::programs::{
@@ -42,8 +45,10 @@ pub struct Attachment {
     pub iface: String,
     dir: PathBuf,
     persistent: bool,
-    /// Restores kernel.bpf_stats_enabled when a foreground attachment ends.
-    _stats: Option<BpfStats>,
+    /// Keeps the kernel's run-time accounting on while a foreground attachment lives
+    /// (BPF_ENABLE_STATS: counted by the kernel, so attachments side by side do not undo
+    /// each other, and released even if the process is killed).
+    _stats: Option<OwnedFd>,
     _link: Option<FdLink>,
 }
 
@@ -96,9 +101,8 @@ pub fn attach(
     let mut classifier = Classifier::load(kind)?;
     classifier.push(model)?;
     classifier.set_config(config)?;
-    // run_time_ns/run_cnt for `npk stats` (costs two clock reads per run).
-    let stats = BpfStats::set(true);
-
+    // run_time_ns/run_cnt for `npk stats` from the first packet (two clock reads per run).
+    let run_time_stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
     let name = kind.name();
     let prog = classifier
         .ebpf
@@ -170,10 +174,11 @@ pub fn attach(
         link.pin(attachment.dir.join("link"))
             .context("pinning the link")?;
         attachment.persistent = true;
-        stats.keep();
+        // The pins outlive this process, and its BPF_ENABLE_STATS with it.
+        BpfStats::on_for_pins();
     } else {
         attachment._link = Some(link);
-        attachment._stats = Some(stats);
+        attachment._stats = run_time_stats;
     }
     Ok(attachment)
 }
@@ -201,6 +206,14 @@ pub fn detach(iface: &str) -> Result<()> {
             .context("removing the link pin")?;
     }
     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    // Foreground attachments pin their maps too, but only `--pin` ones leave a link.
+    let pins_left = dir
+        .parent()
+        .and_then(|npk| std::fs::read_dir(npk).ok())
+        .is_some_and(|mut attached| {
+            attached.any(|a| a.is_ok_and(|a| a.path().join("link").exists()))
+        });
+    BpfStats::restore_after_pins(pins_left);
     Ok(())
 }
 

@@ -54,6 +54,9 @@ impl ProgramKind {
 }
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+/// The setting `npk attach --pin` found before it turned the accounting on, kept until the
+/// last pinned attachment is detached (the pins outlive the process that made them).
+const BPF_STATS_BEFORE_PINS: &str = "/run/npk/bpf_stats_enabled.before";
 
 /// The kernel's per-program run-time accounting (run_time_ns/run_cnt), a global switch set for
 /// as long as the guard lives and restored after.
@@ -66,9 +69,30 @@ impl BpfStats {
         Self(previous)
     }
 
-    /// Leaves the setting as it is now when the guard goes (a pinned attachment keeps it on).
-    pub fn keep(mut self) {
-        self.0 = None;
+    /// Turns the accounting on for a pinned attachment; the first of them saves the setting
+    /// it found for [`BpfStats::restore_after_pins`].
+    pub fn on_for_pins() {
+        let before = Path::new(BPF_STATS_BEFORE_PINS);
+        if !before.exists()
+            && let Ok(previous) = std::fs::read_to_string(BPF_STATS)
+            && before
+                .parent()
+                .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+        {
+            let _ = std::fs::write(before, previous.trim());
+        }
+        let _ = std::fs::write(BPF_STATS, "1");
+    }
+
+    /// Puts back the setting the first pinned attachment found, once none is left.
+    pub fn restore_after_pins(pins_left: bool) {
+        if pins_left {
+            return;
+        }
+        if let Ok(previous) = std::fs::read_to_string(BPF_STATS_BEFORE_PINS) {
+            let _ = std::fs::write(BPF_STATS, previous.trim());
+            let _ = std::fs::remove_file(BPF_STATS_BEFORE_PINS);
+        }
     }
 }
 
