@@ -522,8 +522,9 @@ mod tests {
         l.out_dim = 2;
         l.act_min = -32767;
         l.act_max = 32767;
-        l.weights[0][..3].copy_from_slice(&[1, 0, 0]);
-        l.weights[1][..3].copy_from_slice(&[0, 1, 1]);
+        for (o, i) in [(0, 0), (1, 1), (1, 2)] {
+            l.set_weight(o, i, 1);
+        }
         for o in 0..2 {
             l.multiplier[o] = 1 << 30;
             l.shift[o] = 30;

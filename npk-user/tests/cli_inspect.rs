@@ -153,7 +153,7 @@ fn inspect_refuses_bad_files() {
     let mut corrupt = bytes.clone();
     corrupt[bytes.len() / 2] ^= 0x40;
     let mut version = bytes.clone();
-    version[4..8].copy_from_slice(&2u32.to_le_bytes());
+    version[4..8].copy_from_slice(&1u32.to_le_bytes());
     let cases = [
         (
             write(dir.path(), "empty.npk", b""),
@@ -169,7 +169,7 @@ fn inspect_refuses_bad_files() {
         ),
         (
             write(dir.path(), "version.npk", &version),
-            "unsupported format version: found 2, supported 1".to_string(),
+            "unsupported format version: found 1, supported 2".to_string(),
         ),
         (
             write(dir.path(), "text.npk", b"hello"),

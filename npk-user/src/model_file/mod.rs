@@ -21,12 +21,12 @@ use codec::{Reader, Writer};
 /// The first four bytes of every model file.
 pub const FILE_MAGIC: [u8; 4] = *b"NPKF";
 /// Bumped whenever the payload layout changes; [`ModelFile::load`] reads only this version.
-pub const FILE_FORMAT_VERSION: u32 = 1;
+pub const FILE_FORMAT_VERSION: u32 = 2;
 /// Magic, format version, payload length (u64), CRC32 of the payload.
 pub const HEADER_LEN: usize = 4 + 4 + 8 + 4;
 /// Longest feature name, in bytes (UTF-8).
 pub const MAX_NAME_LEN: usize = 1024;
-/// Real model files are ~100 KB; anything this large is not one, and is not read into memory.
+/// Real model files are ~300 KB; anything this large is not one, and is not read into memory.
 pub const MAX_FILE_LEN: u64 = 64 << 20;
 
 // The quantized `Model` is stored as its in-memory bytes, which are little-endian only on

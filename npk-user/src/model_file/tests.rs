@@ -68,12 +68,15 @@ fn header_errors_name_the_problem() {
         "not an npk model file: magic \\x7fELF, expected \"NPKF\""
     );
 
-    let mut version = good.clone();
-    version[4..8].copy_from_slice(&7u32.to_le_bytes());
-    assert_eq!(
-        kind(&version).to_string(),
-        "unsupported format version: found 7, supported 1"
-    );
+    // 1: files from before the kernel layout stored weights as row pairs.
+    for old in [1u32, 7] {
+        let mut version = good.clone();
+        version[4..8].copy_from_slice(&old.to_le_bytes());
+        assert_eq!(
+            kind(&version).to_string(),
+            format!("unsupported format version: found {old}, supported 2")
+        );
+    }
 
     let mut flipped = good.clone();
     flipped[HEADER_LEN + 50] ^= 0x10;

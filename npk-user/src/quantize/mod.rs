@@ -465,7 +465,7 @@ fn build(
             let mut sum_w: i32 = 0;
             for (i, (&w, &s)) in row(o).iter().zip(in_scales).enumerate() {
                 let q = (f64::from(w) * s / s_acc).round().clamp(-127.0, 127.0) as i8;
-                p.weights[o][i] = q;
+                p.set_weight(o, i, q);
                 sum_w += i32::from(q);
             }
             p.bias[o] = (bias / s_acc).round() as i32 - zp_in * sum_w;

@@ -137,7 +137,7 @@ fn random_model(
         let real = target / ((inp as f64).sqrt() * 73.0 * 73.0);
         for o in 0..out {
             for i in 0..inp {
-                layer.weights[o][i] = rng.range_i64(-127, 127) as i8;
+                layer.set_weight(o, i, rng.range_i64(-127, 127) as i8);
             }
             layer.bias[o] = rng.range_i64(-2_000, 2_000) as i32;
             let (mult, shift) = scale(l + 1, real * (0.5 + rng.next_f64()))?;

@@ -363,7 +363,7 @@ fn error_bound(q: &Quantized, mlp: &Mlp, std: &Standardizer, row: &[f32]) -> Vec
                 let mut bound = (sc.acc[o] + sc.output[o]) / 2.0;
                 for i in 0..d.in_dim {
                     let w = f64::from(d.weights[o * d.in_dim + i]);
-                    let w_hat = f64::from(p.weights[o][i]) * sc.acc[o] / s_in[i];
+                    let w_hat = f64::from(p.weight(o, i)) * sc.acc[o] / s_in[i];
                     bound += (w - w_hat).abs() * x[i].abs() + w_hat.abs() * e[i];
                 }
                 bound + 1e-8 * (1.0 + acts[l][o].abs())
