@@ -236,12 +236,19 @@ pub fn run(
     // program (softirq): a higher priority keeps the comparison fair. Children inherit it.
     // SAFETY: plain libc call on this process.
     unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BENCH_NICE) };
-    let mut livegen = match config.generator {
+    let livegen = match config.generator {
         Generator::Socket => None,
         Generator::Kernel => Some(
             LiveGen::load(&lab, model, &gen_config(config, config.requests, None))
                 .context("loading the in-kernel load generator")?,
         ),
+    };
+    let mut bench = Bench {
+        config,
+        model,
+        lab: &lab,
+        livegen,
+        stop,
     };
     let load = match (config.generator, config.rate) {
         (Generator::Kernel, None) => Load::Capacity,
@@ -252,17 +259,9 @@ pub fn run(
     let mut lost = 0;
     for _ in 0..config.rounds.max(1) {
         for (i, &mode) in config.modes.iter().enumerate() {
-            let m = run_mode(
-                config,
-                model,
-                &lab,
-                livegen.as_mut(),
-                mode,
-                load,
-                false,
-                stop,
-            )
-            .with_context(|| format!("benchmarking the {} server", mode.name()))?;
+            let m = bench
+                .run_mode(mode, load, false)
+                .with_context(|| format!("benchmarking the {} server", mode.name()))?;
             mismatches += m.client.mismatches + m.trials_mismatches();
             lost += m.client.lost;
             timed[i].push(m);
@@ -280,17 +279,9 @@ pub fn run(
                 Load::Capacity => Load::Rate(run.offered_rps),
                 rate => rate,
             };
-            let m = run_mode(
-                config,
-                model,
-                &lab,
-                livegen.as_mut(),
-                mode,
-                load,
-                true,
-                stop,
-            )
-            .with_context(|| format!("benchmarking the {} server under strace", mode.name()))?;
+            let m = bench
+                .run_mode(mode, load, true)
+                .with_context(|| format!("benchmarking the {} server under strace", mode.name()))?;
             mismatches += m.client.mismatches;
             run.syscalls_per_request = m
                 .syscalls
@@ -303,7 +294,8 @@ pub fn run(
         on_mode(&run);
         runs.push(run);
     }
-    drop(livegen);
+    // The generator's programs go before the lab's interfaces.
+    drop(bench);
     drop(lab);
     let mut summary = BenchSummary {
         xdp_mode: config.xdp_mode.clone(),
@@ -354,78 +346,86 @@ impl ModeRun {
     }
 }
 
-/// One run of a server as a ModeRun; `syscalls` is strace's table when `traced`.
-#[allow(clippy::too_many_arguments)]
-fn run_mode(
-    config: &BenchConfig,
-    model: &Model,
-    lab: &NetLab,
-    livegen: Option<&mut LiveGen>,
-    mode: Mode,
-    load: Load,
-    traced: bool,
-    stop: &AtomicBool,
-) -> Result<ModeRun> {
-    let port = config.port.to_string();
-    let mut args: Vec<String> = vec!["serve".into(), "--json".into(), "--port".into(), port];
-    match mode {
-        Mode::Kernel => {
-            args.extend(["--kernel".into(), lab.host_if.clone()]);
-            args.extend(["--xdp-mode".into(), config.xdp_mode.clone()]);
-            if livegen.is_some() && config.pin.is_some() {
-                // The server CPU's busy time is measured instead, as for the userspace one.
-                args.push("--no-run-time".into());
-            }
-            // The kernel generator's counter is the namespace end's XDP program.
-            if config.xdp_mode == "native" && livegen.is_none() {
-                args.extend(["--peer".into(), format!("{}:{}", lab.netns, lab.ns_if)]);
-            }
-        }
-        Mode::UserPlain | Mode::UserMmsg => {
-            args.extend(["--user".into(), "--bind".into(), lab.host_addr.to_string()]);
-            let io = if mode == Mode::UserPlain {
-                "plain"
-            } else {
-                "mmsg"
-            };
-            args.extend(["--io".into(), io.into()]);
-            args.extend(["--batch".into(), config.batch.to_string()]);
-        }
-    }
-    if let Some(pin) = config.pin {
-        args.extend(["--cpu".into(), pin.server.to_string()]);
-    }
-    args.extend(config.model_args.iter().cloned());
-    let trace_file = traced.then(|| {
-        std::env::temp_dir().join(format!(
-            "npk-strace-{}-{}.txt",
-            std::process::id(),
-            mode.name()
-        ))
-    });
-    let mut livegen = livegen;
-    if let Some(livegen) = livegen.as_deref_mut() {
-        // Before the server starts: the kernel server attaches to the host end itself.
-        livegen.set_host_pass(lab, mode != Mode::Kernel)?;
-    }
-    let mut server = ServerChild::spawn(&config.exe, &args)?;
-    server.wait_ready(stop)?;
-    if let Some(file) = &trace_file {
-        server.trace(file)?;
-    }
+/// What every run of one benchmark shares.
+struct Bench<'a> {
+    config: &'a BenchConfig,
+    model: &'a Model,
+    lab: &'a NetLab,
+    /// The kernel generator (`None`: the socket client).
+    livegen: Option<LiveGen>,
+    stop: &'a AtomicBool,
+}
 
-    let requests = if traced {
-        config.strace_requests
-    } else {
-        config.requests
-    };
-    if let Some(livegen) = livegen {
-        if let Some(pin) = config.pin {
-            pin_napi_threads(lab, pin)?;
+impl Bench<'_> {
+    /// One run of a server as a ModeRun; `syscalls` is strace's table when `traced`.
+    fn run_mode(&mut self, mode: Mode, load: Load, traced: bool) -> Result<ModeRun> {
+        let Self {
+            config,
+            model,
+            lab,
+            ref mut livegen,
+            stop,
+        } = *self;
+        let port = config.port.to_string();
+        let mut args: Vec<String> = vec!["serve".into(), "--json".into(), "--port".into(), port];
+        match mode {
+            Mode::Kernel => {
+                args.extend(["--kernel".into(), lab.host_if.clone()]);
+                args.extend(["--xdp-mode".into(), config.xdp_mode.clone()]);
+                if livegen.is_some() && config.pin.is_some() {
+                    // The server CPU's busy time is measured instead, as for the userspace one.
+                    args.push("--no-run-time".into());
+                }
+                // The kernel generator's counter is the namespace end's XDP program.
+                if config.xdp_mode == "native" && livegen.is_none() {
+                    args.extend(["--peer".into(), format!("{}:{}", lab.netns, lab.ns_if)]);
+                }
+            }
+            Mode::UserPlain | Mode::UserMmsg => {
+                args.extend(["--user".into(), "--bind".into(), lab.host_addr.to_string()]);
+                let io = if mode == Mode::UserPlain {
+                    "plain"
+                } else {
+                    "mmsg"
+                };
+                args.extend(["--io".into(), io.into()]);
+                args.extend(["--batch".into(), config.batch.to_string()]);
+            }
         }
-        // One run, with the server CPU's busy time per reply when it has a CPU of its own.
-        let run =
-            |livegen: &mut LiveGen, rate: Option<f64>| -> Result<(ClientReport, Option<f64>)> {
+        if let Some(pin) = config.pin {
+            args.extend(["--cpu".into(), pin.server.to_string()]);
+        }
+        args.extend(config.model_args.iter().cloned());
+        let trace_file = traced.then(|| {
+            std::env::temp_dir().join(format!(
+                "npk-strace-{}-{}.txt",
+                std::process::id(),
+                mode.name()
+            ))
+        });
+        if let Some(livegen) = livegen.as_mut() {
+            // Before the server starts: the kernel server attaches to the host end itself.
+            livegen.set_host_pass(lab, mode != Mode::Kernel)?;
+        }
+        let mut server = ServerChild::spawn(&config.exe, &args)?;
+        server.wait_ready(stop)?;
+        if let Some(file) = &trace_file {
+            server.trace(file)?;
+        }
+
+        let requests = if traced {
+            config.strace_requests
+        } else {
+            config.requests
+        };
+        if let Some(livegen) = livegen {
+            if let Some(pin) = config.pin {
+                pin_napi_threads(lab, pin)?;
+            }
+            // One run, with the server CPU's busy time per reply when it has a CPU of its own.
+            let run = |livegen: &mut LiveGen,
+                       rate: Option<f64>|
+             -> Result<(ClientReport, Option<f64>)> {
                 let busy = |pin: Option<Pin>| -> Result<Option<Duration>> {
                     pin.map(|p| super::cpu_busy_time(p.server))
                         .transpose()
@@ -440,69 +440,70 @@ fn run_mode(
                     .map(|(b, a)| (a.saturating_sub(b)).as_nanos() as f64 / client.replies as f64);
                 Ok((client, per_request))
             };
-        let (client, rate, server_cpu, trials) = match load {
-            Load::Rate(rate) => {
-                let (client, cpu) = run(livegen, rate)?;
-                (client, rate, cpu, Vec::new())
-            }
-            Load::Capacity => {
-                let (mut rate, mut trials) = find_capacity(config, lab, livegen, stop)?;
-                // The timed run is much longer than a trial: if the server does not sustain
-                // the rate found, offer CONFIRM_STEP of it, a few times at most.
-                let mut attempts = 1;
-                loop {
-                    let (client, cpu) = run(livegen, Some(rate))?;
-                    let trial = Trial::new(rate, requests, &client);
-                    if trial.passed || attempts == CONFIRM_ATTEMPTS {
-                        break (client, Some(rate), cpu, trials);
-                    }
-                    trials.push(trial);
-                    rate *= CONFIRM_STEP;
-                    attempts += 1;
+            let (client, rate, server_cpu, trials) = match load {
+                Load::Rate(rate) => {
+                    let (client, cpu) = run(livegen, rate)?;
+                    (client, rate, cpu, Vec::new())
                 }
-            }
+                Load::Capacity => {
+                    let (mut rate, mut trials) = find_capacity(config, lab, livegen, stop)?;
+                    // The timed run is much longer than a trial: if the server does not sustain
+                    // the rate found, offer CONFIRM_STEP of it, a few times at most.
+                    let mut attempts = 1;
+                    loop {
+                        let (client, cpu) = run(livegen, Some(rate))?;
+                        let trial = Trial::new(rate, requests, &client);
+                        if trial.passed || attempts == CONFIRM_ATTEMPTS {
+                            break (client, Some(rate), cpu, trials);
+                        }
+                        trials.push(trial);
+                        rate *= CONFIRM_STEP;
+                        attempts += 1;
+                    }
+                }
+            };
+            let (server, syscalls) = server.stop()?;
+            return Ok(ModeRun {
+                mode: mode.name(),
+                client,
+                server,
+                offered_rps: rate,
+                server_cpu_ns_per_request: server_cpu,
+                trials,
+                traced_client: None,
+                syscalls,
+                syscalls_per_request: None,
+            });
+        }
+        let target = (lab.host_addr, config.port).into();
+        let mut client_config = ClientConfig::new(target);
+        client_config.requests = Some(requests);
+        let Load::Rate(rate) = load else {
+            bail!("the capacity search needs the kernel generator");
         };
+        client_config.rate = rate;
+        client_config.window = config.window;
+        client_config.cpu = config.pin.map(|p| p.client);
+        let sockets = lab
+            .in_netns(|| client::connect_sockets(target, config.threads))?
+            .context("creating the client sockets in the namespace")?;
+        let client = client::run(&client_config, model, sockets, stop)?;
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
         let (server, syscalls) = server.stop()?;
-        return Ok(ModeRun {
+        Ok(ModeRun {
             mode: mode.name(),
             client,
             server,
             offered_rps: rate,
-            server_cpu_ns_per_request: server_cpu,
-            trials,
+            server_cpu_ns_per_request: None,
+            trials: Vec::new(),
             traced_client: None,
             syscalls,
             syscalls_per_request: None,
-        });
+        })
     }
-    let target = (lab.host_addr, config.port).into();
-    let mut client_config = ClientConfig::new(target);
-    client_config.requests = Some(requests);
-    let Load::Rate(rate) = load else {
-        bail!("the capacity search needs the kernel generator");
-    };
-    client_config.rate = rate;
-    client_config.window = config.window;
-    client_config.cpu = config.pin.map(|p| p.client);
-    let sockets = lab
-        .in_netns(|| client::connect_sockets(target, config.threads))?
-        .context("creating the client sockets in the namespace")?;
-    let client = client::run(&client_config, model, sockets, stop)?;
-    if stop.load(Ordering::Relaxed) {
-        bail!("interrupted");
-    }
-    let (server, syscalls) = server.stop()?;
-    Ok(ModeRun {
-        mode: mode.name(),
-        client,
-        server,
-        offered_rps: rate,
-        server_cpu_ns_per_request: None,
-        trials: Vec::new(),
-        traced_client: None,
-        syscalls,
-        syscalls_per_request: None,
-    })
 }
 
 /// Moves NAPI polling into threads and pins the host end's (the server side) to the
