@@ -229,14 +229,16 @@ impl ControlMaps {
         } else {
             (active & 1) ^ 1
         };
-        let mut versioned = Box::new(*model);
+        // On the heap and passed by reference: a Model is ~270 KB.
+        let mut versioned: Box<Model> = bytemuck::zeroed_box();
+        *versioned = *model;
         versioned.header.model_version = version;
 
         let mut seq = Array::<_, u64>::try_from(&mut self.slot_seq)?;
         let start = seq.get(&target, 0)?;
         let start = start + (start & 1); // even: a previous push may have died mid-write
         seq.set(target, start + 1, 0)?;
-        Array::<_, Model>::try_from(&mut self.models)?.set(target, *versioned, 0)?;
+        Array::<_, Model>::try_from(&mut self.models)?.set(target, &*versioned, 0)?;
         seq.set(target, start + 2, 0)?;
         Array::<_, u32>::try_from(&mut self.active)?.set(0, target, 0)?;
         Ok(version)
