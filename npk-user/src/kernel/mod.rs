@@ -238,7 +238,7 @@ impl ControlMaps {
         let start = seq.get(&target, 0)?;
         let start = start + (start & 1); // even: a previous push may have died mid-write
         seq.set(target, start + 1, 0)?;
-        Array::<_, Model>::try_from(&mut self.models)?.set(target, &*versioned, 0)?;
+        Array::<_, Model>::try_from(&mut self.models)?.set(target, versioned, 0)?;
         seq.set(target, start + 2, 0)?;
         Array::<_, u32>::try_from(&mut self.active)?.set(0, target, 0)?;
         Ok(version)
