@@ -115,8 +115,8 @@ pub struct LayerParams {
 }
 
 impl LayerParams {
-    /// Weight `[o][i]` (0 outside the layer's rows and columns, and for a pair that is not
-    /// two int8 weights: [`Model::validate`] rejects those).
+    /// Weight `[o][i]` (0 outside `MAX_WIDTH`, and for a pair that is not two int8 weights:
+    /// [`Model::validate`] rejects those).
     pub fn weight(&self, o: usize, i: usize) -> i8 {
         let Some(&pair) = self.pairs.get(o / 2).and_then(|row| row.get(i)) else {
             return 0;
