@@ -53,7 +53,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Times `model` in the XDP classifier (inference on every packet) against `npk_bare`.
 pub fn run(model: &Model, rounds: u32, repeat: u32) -> Result<InferBench> {
     // Stats accounting adds two clock reads to every run of every program.
-    let _stats_off = BpfStats::set(false);
+    let _stats_off = BpfStats::off();
     let mut classifier = Classifier::load(ProgramKind::Xdp)?;
     classifier.push(model)?;
     classifier.set_config(&Config {

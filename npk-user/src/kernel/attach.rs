@@ -20,7 +20,7 @@ use npk_common::{
     model::Model,
 };
 
-use super::{BpfStats, Classifier, ProgramKind};
+use super::{BpfStats, Classifier, ProgramKind, run_time_stats};
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 
@@ -45,9 +45,7 @@ pub struct Attachment {
     pub iface: String,
     dir: PathBuf,
     persistent: bool,
-    /// Keeps the kernel's run-time accounting on while a foreground attachment lives
-    /// (BPF_ENABLE_STATS: counted by the kernel, so attachments side by side do not undo
-    /// each other, and released even if the process is killed).
+    /// Keeps the kernel's run-time accounting on while a foreground attachment lives.
     _stats: Option<OwnedFd>,
     _link: Option<FdLink>,
 }
@@ -102,7 +100,7 @@ pub fn attach(
     classifier.push(model)?;
     classifier.set_config(config)?;
     // run_time_ns/run_cnt for `npk stats` from the first packet (two clock reads per run).
-    let run_time_stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
+    let run_time_stats = run_time_stats();
     let name = kind.name();
     let prog = classifier
         .ebpf
@@ -213,7 +211,9 @@ pub fn detach(iface: &str) -> Result<()> {
         .is_some_and(|mut attached| {
             attached.any(|a| a.is_ok_and(|a| a.path().join("link").exists()))
         });
-    BpfStats::restore_after_pins(pins_left);
+    if !pins_left {
+        BpfStats::restore_after_pins();
+    }
     Ok(())
 }
 

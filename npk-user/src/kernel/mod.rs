@@ -4,7 +4,7 @@
 pub mod attach;
 pub mod verify;
 
-use std::{path::Path, time::Duration};
+use std::{os::fd::OwnedFd, path::Path, time::Duration};
 
 use anyhow::{Context, Result, ensure};
 use aya::{
@@ -58,14 +58,24 @@ const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 /// last pinned attachment is detached (the pins outlive the process that made them).
 const BPF_STATS_BEFORE_PINS: &str = "/run/npk/bpf_stats_enabled.before";
 
-/// The kernel's per-program run-time accounting (run_time_ns/run_cnt), a global switch set for
-/// as long as the guard lives and restored after.
+/// Keeps the kernel's per-program run-time accounting (run_time_ns/run_cnt, two clock reads per
+/// run) on while the handle lives: BPF_ENABLE_STATS, counted by the kernel, so holders side by
+/// side do not undo each other, and released even if the process is killed. `None` where the
+/// kernel refuses it.
+pub fn run_time_stats() -> Option<OwnedFd> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).ok()
+}
+
+/// The kernel's per-program run-time accounting as a global switch
+/// (kernel.bpf_stats_enabled): off while a guard from [`BpfStats::off`] lives, and the
+/// setting pinned attachments keep on.
 pub struct BpfStats(Option<String>);
 
 impl BpfStats {
-    pub fn set(enabled: bool) -> Self {
+    /// Turns the switch off until the guard goes, then restores what it was.
+    pub fn off() -> Self {
         let previous = std::fs::read_to_string(BPF_STATS).ok();
-        let _ = std::fs::write(BPF_STATS, if enabled { "1" } else { "0" });
+        let _ = std::fs::write(BPF_STATS, "0");
         Self(previous)
     }
 
@@ -84,11 +94,8 @@ impl BpfStats {
         let _ = std::fs::write(BPF_STATS, "1");
     }
 
-    /// Puts back the setting the first pinned attachment found, once none is left.
-    pub fn restore_after_pins(pins_left: bool) {
-        if pins_left {
-            return;
-        }
+    /// Puts back the setting the first pinned attachment found (call once none is left).
+    pub fn restore_after_pins() {
         if let Ok(previous) = std::fs::read_to_string(BPF_STATS_BEFORE_PINS) {
             let _ = std::fs::write(BPF_STATS, previous.trim());
             let _ = std::fs::remove_file(BPF_STATS_BEFORE_PINS);

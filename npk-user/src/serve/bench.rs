@@ -223,7 +223,7 @@ pub fn run(
     // turn on) reads the clock twice around every BPF program run, the generator's and the
     // counter's included: a paravirtual clock read in a VM, a quarter of the generator's CPU.
     // Off while the benchmark runs, restored after.
-    let _stats_off = BpfStats::set(false);
+    let _stats_off = BpfStats::off();
     let lab = NetLab::create(1).context("creating the veth pair and namespace")?;
     if let Some(pin) = config.pin {
         // This process (the generator's driver, the counter reads) stays off the server's CPU.

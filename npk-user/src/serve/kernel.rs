@@ -32,10 +32,9 @@ impl KernelServer {
     pub fn load(port: u16) -> Result<Self> {
         ensure!(port != 0, "port 0 cannot be served");
         let classifier = Classifier::load(ProgramKind::Serve)?;
-        let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
         let mut server = Self {
             classifier,
-            run_time_stats: stats,
+            run_time_stats: crate::kernel::run_time_stats(),
         };
         server.set_port(port)?;
         Ok(server)
