@@ -233,16 +233,11 @@ fn time_cpu_infer(data: &Dataset, config: &TrainConfig) -> Timing {
     let mlp = initial_mlp(data, config);
     let batch = config.batch.min(data.len());
     let mut trainer = Trainer::new(mlp.clone(), config.optimizer.build(&mlp, config.lr), batch);
-    let mut out = vec![0; batch];
-    let d = data.num_features;
-    let start = Instant::now();
-    for _ in 0..config.epochs {
-        for x in data.features.chunks(batch * d) {
-            let m = x.len() / d;
-            trainer.predict(x, &mut out[..m]);
-        }
-    }
-    Timing::new(start.elapsed().as_secs_f64(), config.epochs, data.len())
+    time_predict(data, config, batch, |x, out| {
+        trainer.predict(x, out);
+        Ok::<_, std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {})
 }
 
 fn time_gpu_infer(data: &Dataset, config: &TrainConfig) -> Result<Timing, String> {
@@ -254,14 +249,24 @@ fn time_gpu_infer(data: &Dataset, config: &TrainConfig) -> Result<Timing, String
         batch,
     )
     .map_err(|e| GpuTrainError::from(e).to_string())?;
+    time_predict(data, config, batch, |x, out| gpu.predict(x, out))
+        .map_err(|e| GpuTrainError::from(e).to_string())
+}
+
+/// Times `predict` over every batch of `data`, `config.epochs` times.
+fn time_predict<E>(
+    data: &Dataset,
+    config: &TrainConfig,
+    batch: usize,
+    mut predict: impl FnMut(&[f32], &mut [u32]) -> Result<(), E>,
+) -> Result<Timing, E> {
     let mut out = vec![0; batch];
     let d = data.num_features;
     let start = Instant::now();
     for _ in 0..config.epochs {
         for x in data.features.chunks(batch * d) {
             let m = x.len() / d;
-            gpu.predict(x, &mut out[..m])
-                .map_err(|e| GpuTrainError::from(e).to_string())?;
+            predict(x, &mut out[..m])?;
         }
     }
     Ok(Timing::new(
