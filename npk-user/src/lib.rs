@@ -7,6 +7,7 @@ pub mod demo;
 pub mod kernel;
 pub mod model_file;
 pub mod netlab;
+pub mod output;
 pub mod packets;
 pub mod quantize;
 pub mod rng;

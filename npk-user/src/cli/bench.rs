@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use super::Hidden;
-use crate::{bench, quantize::random::random_packet_model, train::parse_hidden};
+use crate::{bench, outln, quantize::random::random_packet_model, train::parse_hidden};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -132,16 +132,16 @@ fn train(args: TrainBenchArgs) -> Result<()> {
     })?;
     pb.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{}: {} training rows; GPU: {}",
         report.data.display(),
         report.train_rows,
         report.gpu.as_deref().unwrap_or_else(|e| e)
-    );
-    println!(
+    )?;
+    outln!(
         "{:<6} {:<20} {:>5} {:>4} {:<5} {:<4} {:>6} {:>12} {:>12} {:>12} {:>12} {:>8}",
         "net",
         "hidden",
@@ -155,7 +155,7 @@ fn train(args: TrainBenchArgs) -> Result<()> {
         "numpy s/ep",
         "numpy rows/s",
         "speedup"
-    );
+    )?;
     for r in &report.rows {
         let hidden: Vec<String> = r.hidden.iter().map(usize::to_string).collect();
         let timing = |t: &Result<bench::train::Timing, String>| match t {
@@ -171,7 +171,7 @@ fn train(args: TrainBenchArgs) -> Result<()> {
             None => String::new(),
         };
         let speedup = r.speedup.map_or(String::new(), |s| format!(" {s:>7.1}x"));
-        println!(
+        outln!(
             "{:<6} {:<20} {:>5} {:>4} {:<5} {:<4} {:>6} {}{numpy}{speedup}",
             r.net,
             hidden.join(","),
@@ -184,7 +184,7 @@ fn train(args: TrainBenchArgs) -> Result<()> {
             r.device,
             r.epochs,
             timing(&r.npk),
-        );
+        )?;
     }
     Ok(())
 }
@@ -200,9 +200,9 @@ fn infer(args: InferArgs) -> Result<()> {
     };
     let r = bench::infer::run(&model, args.rounds, args.repeat)?;
     if args.json {
-        println!("{}", serde_json::to_string(&r)?);
+        outln!("{}", serde_json::to_string(&r)?)?;
     } else {
-        println!(
+        outln!(
             "model {}: {:.1} ns/packet, bare {:.1} ns/packet, {} MACs -> {:.3} ns/MAC, {} verified insns",
             args.model
                 .as_ref()
@@ -214,7 +214,7 @@ fn infer(args: InferArgs) -> Result<()> {
             r.macs,
             r.ns_per_mac,
             r.verified_insns
-        );
+        )?;
     }
     Ok(())
 }

@@ -6,13 +6,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use npk_common::model::MAX_CLASSES;
 use serde::Serialize;
 
 use crate::{
     kernel::attach::AttachMode,
     netlab::stop_flag,
+    outln,
+    output::{Console, OutputPath},
     packets::{capture, features::FeatureCsv},
 };
 
@@ -62,15 +64,17 @@ pub fn run(args: CaptureArgs) -> Result<()> {
         "--seconds {}: must be 1..={MAX_SECONDS}",
         args.seconds
     );
-    let mut csv = FeatureCsv::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    // Written to a temporary file, which replaces --out only when the capture succeeded.
+    let out = OutputPath::check(&args.out, &[])?;
+    let mut csv = FeatureCsv::create(&out)?;
     let stop = stop_flag();
     let (attachment, mut sampler) = capture::start(&args.iface, args.mode)?;
     if !args.json {
-        eprintln!(
+        // A note: a closed stderr does not stop the capture.
+        let _ = Console::Stderr.line(format_args!(
             "capturing on {} for {} s (Ctrl-C stops early)",
             args.iface, args.seconds
-        );
+        ));
     }
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.seconds);
@@ -84,17 +88,16 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     let samples_lost = attachment.classifier.counters()?.samples_lost;
     drop(attachment);
     let rows = csv.rows();
-    csv.finish()
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    csv.commit()?;
     let report = Report {
         rows,
         seconds,
         samples_lost,
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
     } else {
-        println!(
+        outln!(
             "{rows} packets in {seconds:.1} s written to {}{}",
             args.out.display(),
             if samples_lost > 0 {
@@ -102,7 +105,7 @@ pub fn run(args: CaptureArgs) -> Result<()> {
             } else {
                 String::new()
             }
-        );
+        )?;
     }
     Ok(())
 }

@@ -8,6 +8,8 @@ use crate::{
     demo::{self, DemoConfig},
     kernel::attach::AttachMode,
     netlab::stop_flag,
+    outln,
+    output::{Console, ConsoleError},
     train::parse_hidden,
 };
 
@@ -70,12 +72,17 @@ pub fn run(args: DemoArgs) -> Result<()> {
         mode: args.mode,
         out_dir: args.out_dir,
     };
-    let json = args.json;
+    let console = if args.json {
+        Console::Stderr
+    } else {
+        Console::Stdout
+    };
+    // A line that cannot be printed does not stop the demo (it cleans up as it goes): the first
+    // such error is reported at the end.
+    let mut say_error: Option<ConsoleError> = None;
     let mut say = |line: &str| {
-        if json {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
+        if say_error.is_none() {
+            say_error = console.line(format_args!("{line}")).err();
         }
     };
     let report = demo::run(&config, stop_flag(), &mut say)?;
@@ -85,8 +92,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .map(|f| f.display().to_string())
         .collect();
     say(&format!("wrote {}", files.join(", ")));
-    if json {
-        println!("{}", serde_json::to_string(&report.rates)?);
+    if args.json {
+        outln!("{}", serde_json::to_string(&report.rates)?)?;
     }
-    Ok(())
+    match say_error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }

@@ -3,13 +3,17 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use npk_common::model::MAX_CLASSES;
 use serde::Serialize;
 
-use crate::packets::{
-    features::{FeatureCsv, FlowTable, Skipped},
-    pcap::for_each_frame,
+use crate::{
+    outln,
+    output::OutputPath,
+    packets::{
+        features::{FeatureCsv, FlowTable, Skipped},
+        pcap::for_each_frame,
+    },
 };
 
 /// Turn a pcap/pcapng capture (Ethernet or Linux cooked) into a labelled CSV for `npk train`.
@@ -44,8 +48,9 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         args.label,
         MAX_CLASSES - 1
     );
-    let mut csv = FeatureCsv::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    // The CSV replaces --out only once the whole capture was read.
+    let out = OutputPath::check(&args.out, &[&args.pcap])?;
+    let mut csv = FeatureCsv::create(&out)?;
     let mut flows = FlowTable::new();
     let mut skipped = Skipped::default();
     let summary = for_each_frame(&args.pcap, |f| {
@@ -55,8 +60,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         }
     })?;
     let rows = csv.rows();
-    csv.finish()
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    csv.commit()?;
     let report = Report {
         frames: summary.frames,
         rows,
@@ -64,9 +68,9 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         skipped,
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
     } else {
-        println!(
+        outln!(
             "{} frames -> {} rows over {} flows written to {} (skipped: {} non-IP, {} truncated, {} malformed)",
             report.frames,
             report.rows,
@@ -75,7 +79,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
             skipped.non_ip,
             skipped.truncated,
             skipped.malformed
-        );
+        )?;
     }
     Ok(())
 }

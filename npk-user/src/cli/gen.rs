@@ -2,12 +2,14 @@
 
 use std::{path::PathBuf, sync::atomic::Ordering, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::{
     kernel::attach::AttachMode,
     netlab::{NetLab, stop_flag},
+    outln,
+    output::{Console, OutputPath},
     packets::{
         capture,
         features::FeatureCsv,
@@ -65,16 +67,18 @@ pub fn run(args: GenArgs) -> Result<()> {
         seed: args.seed,
     };
     config.validate()?;
-    let mut csv = FeatureCsv::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    // Written to a temporary file, which replaces --out only when the run succeeded.
+    let out = OutputPath::check(&args.out, &[])?;
+    let mut csv = FeatureCsv::create(&out)?;
     let stop = stop_flag();
     let lab = NetLab::create(Scenario::ALL.len())?;
     let (attachment, mut sampler) = capture::start(&lab.host_if, args.mode)?;
     if !args.json {
-        eprintln!(
+        // A note: a closed stderr does not stop the run.
+        let _ = Console::Stderr.line(format_args!(
             "sending from namespace {} to {} for up to {} s (Ctrl-C stops early)",
             lab.netns, lab.host_addr, args.seconds
-        );
+        ));
     }
     let mut class_rows = vec![0u64; CLASS_NAMES.len()];
     let scenarios = traffic::run_sampled(
@@ -97,8 +101,7 @@ pub fn run(args: GenArgs) -> Result<()> {
         bail!("interrupted; the namespace was removed");
     }
     let rows = csv.rows();
-    csv.finish()
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    csv.commit()?;
     let report = Report {
         scenarios,
         rows,
@@ -106,23 +109,23 @@ pub fn run(args: GenArgs) -> Result<()> {
         samples_lost,
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
         return Ok(());
     }
     for s in &report.scenarios {
-        println!(
+        outln!(
             "{:<11} {:>8} sent {:>6} failed",
             s.scenario.name(),
             s.events,
             s.failures
-        );
+        )?;
     }
     let per_class: Vec<String> = CLASS_NAMES
         .iter()
         .zip(&report.class_rows)
         .map(|(n, r)| format!("{n} {r}"))
         .collect();
-    println!(
+    outln!(
         "{rows} rows written to {} ({}){}",
         args.out.display(),
         per_class.join(", "),
@@ -131,6 +134,6 @@ pub fn run(args: GenArgs) -> Result<()> {
         } else {
             String::new()
         }
-    );
+    )?;
     Ok(())
 }

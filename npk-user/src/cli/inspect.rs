@@ -7,7 +7,11 @@ use clap::Args;
 use npk_common::model::{FeatureSchema, Model};
 use serde::Serialize;
 
-use crate::model_file::{FILE_FORMAT_VERSION, ModelFile};
+use crate::{
+    model_file::{FILE_FORMAT_VERSION, ModelFile},
+    outln,
+    output::ConsoleError,
+};
 
 /// Show a model file: layers, shapes, scales, requantization, parameter and MAC counts.
 #[derive(Debug, Args)]
@@ -166,30 +170,49 @@ impl Report {
         }
     }
 
-    fn print_text(&self) {
-        println!(
+    fn print_text(&self) -> Result<(), ConsoleError> {
+        outln!(
             "{}: npk model file v{}, written by npk {} at unix time {}",
-            self.file, self.format_version, self.npk_version, self.created_unix_secs
-        );
-        println!(
+            self.file,
+            self.format_version,
+            self.npk_version,
+            self.created_unix_secs
+        )?;
+        outln!(
             "feature schema {}, {} inputs, {} classes, model version {}",
-            self.feature_schema, self.num_inputs, self.num_classes, self.model_version
-        );
-        println!(
+            self.feature_schema,
+            self.num_inputs,
+            self.num_classes,
+            self.model_version
+        )?;
+        outln!(
             "inputs: code = clamp(round((raw - offset) * multiplier), -127, 127), raw = round(x * 2^frac)"
-        );
-        println!(
+        )?;
+        outln!(
             "  {:>3}  {:<24} {:>4} {:>12} {:>11} {:>5} {:>11} {:>11}",
-            "#", "name", "frac", "offset", "multiplier", "shift", "z/code", "x/code"
-        );
+            "#",
+            "name",
+            "frac",
+            "offset",
+            "multiplier",
+            "shift",
+            "z/code",
+            "x/code"
+        )?;
         for (j, i) in self.inputs.iter().enumerate() {
-            println!(
+            outln!(
                 "  {j:>3}  {:<24} {:>4} {:>12} {:>11.4e} {:>5} {:>11.4e} {:>11.4e}",
-                i.name, i.frac_bits, i.offset, i.multiplier, i.shift, i.scale, i.raw_scale
-            );
+                i.name,
+                i.frac_bits,
+                i.offset,
+                i.multiplier,
+                i.shift,
+                i.scale,
+                i.raw_scale
+            )?;
         }
-        println!("layers: out = clamp(requantize(bias + W x, multiplier, shift) + zero point)");
-        println!(
+        outln!("layers: out = clamp(requantize(bias + W x, multiplier, shift) + zero point)")?;
+        outln!(
             "  {:>3}  {:>10} {:>5} {:>6} {:>6} {:>21} {:>21} {:>21} {:>5} {:>4} {:>13}",
             "#",
             "shape",
@@ -202,9 +225,9 @@ impl Report {
             "shift",
             "zp",
             "clamp"
-        );
+        )?;
         for l in &self.layers {
-            println!(
+            outln!(
                 "  {:>3}  {:>10} {:>5} {:>6} {:>6} {:>21} {:>21} {:>21} {:>5} {:>4} {:>13}",
                 l.index,
                 format!("{}x{}", l.out_dim, l.in_dim),
@@ -217,17 +240,21 @@ impl Report {
                 format!("{}..{}", l.shift.min, l.shift.max),
                 l.output_zero_point,
                 format!("{}..{}", l.clamp[0], l.clamp[1]),
-            );
+            )?;
         }
-        println!("logit scale {:.4e} per unit", self.logit_scale);
-        println!(
+        outln!("logit scale {:.4e} per unit", self.logit_scale)?;
+        outln!(
             "calibration: inputs clipped at quantile {} of |z|, integer/float agreement {:.4}",
-            self.input_clip_quantile, self.calibration_agreement
-        );
-        println!(
+            self.input_clip_quantile,
+            self.calibration_agreement
+        )?;
+        outln!(
             "{} parameters, {} MACs per inference, {} bytes in the kernel",
-            self.params, self.macs, self.kernel_bytes
-        );
+            self.params,
+            self.macs,
+            self.kernel_bytes
+        )?;
+        Ok(())
     }
 }
 
@@ -243,12 +270,12 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     let file = ModelFile::load(&args.model).context("cannot inspect the model")?;
     let report = Report::new(args.model.display().to_string(), &file);
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report).context("encoding the report as JSON")?
-        );
+        )?;
     } else {
-        report.print_text();
+        report.print_text()?;
     }
     Ok(())
 }

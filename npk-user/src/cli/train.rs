@@ -15,6 +15,7 @@ use super::eval::score;
 use crate::{
     dataset::{Dataset, Standardizer},
     model_file::ModelFile,
+    output::{Console, ConsoleError, OutputPath},
     packets::features::packet_standardizer,
     quantize::quantize,
     train::{self, EpochStats, TrainConfig, parse_hidden},
@@ -94,6 +95,18 @@ struct Report {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let config = args.config()?;
+    // Checked before any work: a model that cannot be written is not worth training.
+    let out = args
+        .out
+        .as_deref()
+        .map(|path| OutputPath::check(path, &[&args.data]))
+        .transpose()?;
+    // With the model on stdout, everything else goes to stderr.
+    let console = if out.as_ref().is_some_and(OutputPath::is_stdout) {
+        Console::Stderr
+    } else {
+        Console::Stdout
+    };
     let data = Dataset::load_csv(&args.data)?;
     if args.out.is_some() {
         config.check_kernel_limits(data.num_features, data.num_classes)?;
@@ -110,6 +123,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 
     let bar = epoch_bar(config.epochs as u64, args.json);
     let mut train_seconds = 0.0;
+    // An epoch line that cannot be printed (`| head -1` has gone) does not stop training: the
+    // first such error is reported once the model is written.
+    let mut epoch_line_error: Option<ConsoleError> = None;
     let on_epoch = |e: &EpochStats| {
         let accuracy = e
             .train_accuracy
@@ -124,10 +140,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         );
         if !bar.is_hidden() {
             bar.println(line);
-        } else if args.json {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
+        } else if epoch_line_error.is_none() {
+            let to = if args.json { Console::Stderr } else { console };
+            epoch_line_error = to.line(format_args!("{line}")).err();
         }
         bar.inc(1);
         train_seconds = e.elapsed.as_secs_f64();
@@ -156,13 +171,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             Device::Gpu => "GPU",
         }
     );
-    let (float_accuracy, quantized_accuracy) = match &args.out {
+    let (float_accuracy, quantized_accuracy) = match &out {
         Some(out) => {
             // Calibrated on the raw training rows: the quantized model folds standardization in.
             let quantized = quantize(&mlp, &standardizer, &train_raw, schema)
                 .context("quantizing the trained model")?;
             let scores = score(&mlp, &standardizer, &quantized, &test_raw);
-            ModelFile::new(mlp, standardizer, quantized, data.feature_names).save(out)?;
+            ModelFile::new(mlp, standardizer, quantized, data.feature_names).save_to(out)?;
             (scores.float_accuracy, Some(scores.quantized_accuracy))
         }
         None => (mlp.accuracy(&standardizer.apply(&test_raw)), None),
@@ -176,22 +191,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             test_samples: test_raw.len(),
             epochs: config.epochs,
         };
-        println!("{}", serde_json::to_string(&report)?);
+        console.line(format_args!("{}", serde_json::to_string(&report)?))?;
     } else {
-        println!("{summary}");
-        println!(
+        console.line(format_args!("{summary}"))?;
+        console.line(format_args!(
             "float test accuracy:     {float_accuracy:.4} ({} rows)",
             test_raw.len()
-        );
+        ))?;
         if let Some(q) = quantized_accuracy {
-            println!("quantized test accuracy: {q:.4}");
+            console.line(format_args!("quantized test accuracy: {q:.4}"))?;
         }
-        match &args.out {
-            Some(out) => println!("model written to {}", out.display()),
-            None => println!("no --out: nothing quantized or saved"),
+        match &out {
+            Some(out) => console.line(format_args!("model written to {}", out.path().display()))?,
+            None => console.line(format_args!("no --out: nothing quantized or saved"))?,
         }
     }
-    Ok(())
+    match epoch_line_error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 /// Packet features (a CSV from `npk features`/`npk capture`/`npk gen`, recognized by its header)

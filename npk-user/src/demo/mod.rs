@@ -14,7 +14,7 @@ pub mod svg;
 
 use std::{
     cell::{Cell, RefCell},
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -33,6 +33,7 @@ use crate::{
     dataset::{Dataset, Standardizer},
     kernel::attach::{self, AttachMode},
     model_file::ModelFile,
+    output::OutputPath,
     packets::{
         capture::{self, Sampler, sample_all},
         features::{FeatureCsv, packet_standardizer},
@@ -100,6 +101,12 @@ pub fn run(
     );
     std::fs::create_dir_all(&config.out_dir)
         .with_context(|| format!("creating {}", config.out_dir.display()))?;
+    // Every output is checked before the lab is made; each is written when its part is done.
+    let output = |name: &str| OutputPath::check(&config.out_dir.join(name), &[]);
+    let csv_out = output("capture.csv")?;
+    let model_out = output("model.npk")?;
+    let curve_out = output("training.svg")?;
+    let confusion_out = output("confusion.svg")?;
     let lab = NetLab::create(Scenario::ALL.len())?;
     say(&format!(
         "lab: namespace {} with {} sources, veth {} (host end {}, classifier here)",
@@ -109,26 +116,19 @@ pub fn run(
         lab.host_addr
     ));
 
-    let csv_path = config.out_dir.join("capture.csv");
-    let rows = record(&lab, config, stop, &csv_path, say)?;
+    let rows = record(&lab, config, stop, &csv_out, say)?;
     interrupted(stop)?;
 
     let trained = train_model(&rows, config, say)?;
-    let model_path = config.out_dir.join("model.npk");
-    trained
-        .file
-        .save(&model_path)
-        .with_context(|| format!("saving {}", model_path.display()))?;
-    let curve_path = config.out_dir.join("training.svg");
+    trained.file.save_to(&model_out)?;
     let loss: Vec<f64> = trained.epochs.iter().map(|e| f64::from(e.loss)).collect();
     let acc: Vec<f64> = trained
         .epochs
         .iter()
         .filter_map(|e| e.train_accuracy.map(f64::from))
         .collect();
-    write(
-        &curve_path,
-        &svg::curves(
+    curve_out.write_all(
+        svg::curves(
             "npk demo: training",
             &[
                 svg::Series {
@@ -142,7 +142,8 @@ pub fn run(
                     range: Some((0.0, 1.0)),
                 },
             ],
-        ),
+        )
+        .as_bytes(),
     )?;
     interrupted(stop)?;
 
@@ -164,10 +165,8 @@ pub fn run(
         }
     ));
     say(&confusion_text(&confusion));
-    let confusion_path = config.out_dir.join("confusion.svg");
-    write(
-        &confusion_path,
-        &svg::confusion(
+    confusion_out.write_all(
+        svg::confusion(
             &CLASS_NAMES,
             &confusion,
             &format!(
@@ -175,14 +174,18 @@ pub fn run(
                 rates.packets,
                 rates.accuracy * 100.0
             ),
-        ),
+        )
+        .as_bytes(),
     )?;
     Ok(DemoReport {
         rates,
         confusion,
         held_out: trained.held_out,
         samples_lost,
-        files: vec![csv_path, model_path, curve_path, confusion_path],
+        files: [csv_out, model_out, curve_out, confusion_out]
+            .iter()
+            .map(|o| o.path().to_owned())
+            .collect(),
     })
 }
 
@@ -193,10 +196,6 @@ fn interrupted(stop: &AtomicBool) -> Result<()> {
     Ok(())
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-}
-
 /// Feature rows per scenario (indexed like [`Scenario::ALL`]).
 type Rows = Vec<Vec<[i32; NUM_FEATURES]>>;
 
@@ -205,15 +204,14 @@ fn record(
     lab: &NetLab,
     config: &DemoConfig,
     stop: &AtomicBool,
-    csv_path: &Path,
+    csv_out: &OutputPath,
     say: &mut dyn FnMut(&str),
 ) -> Result<Rows> {
     say(&format!(
         "capture: {} s of labelled traffic through the kernel classifier (features only)",
         config.capture.as_secs_f64()
     ));
-    let mut csv =
-        FeatureCsv::create(csv_path).with_context(|| format!("creating {}", csv_path.display()))?;
+    let mut csv = FeatureCsv::create(csv_out)?;
     let (attachment, mut sampler) = capture::start(&lab.host_if, config.mode)?;
     let gen_config = GenConfig {
         scenarios: Scenario::ALL.to_vec(),
@@ -252,8 +250,7 @@ fn record(
     )?;
     let lost = attachment.classifier.counters()?.samples_lost;
     drop(attachment);
-    csv.finish()
-        .with_context(|| format!("writing {}", csv_path.display()))?;
+    csv.commit()?;
     let per: Vec<String> = Scenario::ALL
         .iter()
         .zip(&rows)

@@ -5,13 +5,15 @@ mod codec;
 #[cfg(test)]
 mod tests;
 
-use std::io::Write;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use npk_common::model::{FeatureSchema, MAX_INPUTS, MAX_LAYERS, Model, ModelError};
 
 use crate::dataset::Standardizer;
+use crate::output::{OutputErrorKind, OutputPath};
 use crate::quantize::{
     CalibrationInfo, InputEncoding, LayerScales, MAX_FRAC_BITS, Quantized, Scales,
 };
@@ -83,7 +85,9 @@ pub enum ModelFileErrorKind {
     #[error("cannot read: {0}")]
     Read(std::io::Error),
     #[error("cannot write: {0}")]
-    Write(std::io::Error),
+    Write(OutputErrorKind),
+    #[error("is a {0}, not a regular file: a model file is read whole and needs a size")]
+    NotAFile(&'static str),
     #[error("the file is empty")]
     Empty,
     #[error("{found} bytes: larger than any model file (limit {MAX_FILE_LEN})")]
@@ -130,50 +134,37 @@ impl ModelFile {
         FeatureSchema::from_u32(self.quantized.model.header.feature_schema)
     }
 
-    /// Writes the file atomically: a temporary file in the same directory, synced, then
-    /// renamed over `path`, so readers see the old file or the new one, never a mix.
+    /// Writes the file to `path` through [`OutputPath`]: atomically for a regular file, in
+    /// place for a device or FIFO.
     pub fn save(&self, path: &Path) -> Result<(), ModelFileError> {
-        let err = |kind| ModelFileError {
-            path: path.to_owned(),
-            kind,
-        };
-        let bytes = self.to_bytes().map_err(err)?;
-        let name = path.file_name().ok_or_else(|| {
-            err(ModelFileErrorKind::Write(std::io::Error::other(
-                "the path names no file",
-            )))
+        let out = OutputPath::check(path, &[]).map_err(|e| ModelFileError {
+            path: e.path,
+            kind: ModelFileErrorKind::Write(e.kind),
         })?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(".tmp-{}", std::process::id()));
-        let tmp = path.with_file_name(tmp_name);
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| {
-            // Best effort: the temporary file may not even exist.
-            let _ = std::fs::remove_file(&tmp);
-            err(ModelFileErrorKind::Write(e))
+        self.save_to(&out)
+    }
+
+    /// Writes the file to an output checked before the work that made the model.
+    pub fn save_to(&self, out: &OutputPath) -> Result<(), ModelFileError> {
+        let bytes = self.to_bytes().map_err(|kind| ModelFileError {
+            path: out.path().to_owned(),
+            kind,
+        })?;
+        out.write_all(&bytes).map_err(|e| ModelFileError {
+            path: e.path,
+            kind: ModelFileErrorKind::Write(e.kind),
         })
     }
 
     /// Reads and checks a model file: header, checksum, payload and the consistency of all
-    /// its parts, including [`Model::validate`].
+    /// its parts, including [`Model::validate`]. Only a regular file is read (a FIFO or a
+    /// device has no size to check), and at most [`MAX_FILE_LEN`] + 1 bytes of it.
     pub fn load(path: &Path) -> Result<ModelFile, ModelFileError> {
         let err = |kind| ModelFileError {
             path: path.to_owned(),
             kind,
         };
-        let len = std::fs::metadata(path)
-            .map_err(|e| err(ModelFileErrorKind::Read(e)))?
-            .len();
-        if len > MAX_FILE_LEN {
-            return Err(err(ModelFileErrorKind::TooLarge { found: len }));
-        }
-        let bytes = std::fs::read(path).map_err(|e| err(ModelFileErrorKind::Read(e)))?;
+        let bytes = read_capped(path).map_err(err)?;
         Self::from_bytes(&bytes).map_err(err)
     }
 
@@ -386,6 +377,46 @@ impl ModelFile {
         }
         Ok(())
     }
+}
+
+/// The bytes of the regular file `path`, refused when larger than [`MAX_FILE_LEN`].
+fn read_capped(path: &Path) -> Result<Vec<u8>, ModelFileErrorKind> {
+    use ModelFileErrorKind as E;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer before it is refused.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(E::Read)?;
+    let meta = file.metadata().map_err(E::Read)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        return Err(E::NotAFile(if kind.is_dir() {
+            "directory"
+        } else if kind.is_fifo() {
+            "FIFO"
+        } else if kind.is_char_device() {
+            "character device"
+        } else if kind.is_block_device() {
+            "block device"
+        } else {
+            "socket or special file"
+        }));
+    }
+    if meta.len() > MAX_FILE_LEN {
+        return Err(E::TooLarge { found: meta.len() });
+    }
+    // The file may grow after the size was read: never take more than the cap and a byte.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(E::Read)?;
+    if bytes.len() as u64 > MAX_FILE_LEN {
+        return Err(E::TooLarge {
+            found: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
 }
 
 fn decode_payload(r: &mut Reader) -> Result<ModelFile, ModelFileErrorKind> {

@@ -5,9 +5,12 @@
 //! [`npk_common::maps::FLOW_CAPACITY`] flows, this one never evicts, so the two agree while
 //! fewer flows than that are live.
 
-use std::{collections::HashMap, io::Write, path::Path};
+use std::{collections::HashMap, io::Write};
 
-use crate::dataset::{Dataset, Standardizer};
+use crate::{
+    dataset::{Dataset, Standardizer},
+    output::{AtomicOutput, OutputError, OutputErrorKind, OutputPath},
+};
 
 use npk_common::{
     maps::FlowState,
@@ -92,9 +95,25 @@ pub struct FeatureCsv<W: Write> {
     error: Option<std::io::Error>,
 }
 
-impl FeatureCsv<std::fs::File> {
-    pub fn create(path: &Path) -> std::io::Result<Self> {
-        Self::new(std::fs::File::create(path)?)
+impl FeatureCsv<AtomicOutput> {
+    /// A CSV for `out`, which shows it only once [committed](Self::commit).
+    pub fn create(out: &OutputPath) -> Result<Self, OutputError> {
+        let file = out.create()?;
+        Self::new(file).map_err(|e| OutputError {
+            path: out.path().to_owned(),
+            kind: OutputErrorKind::Write(e),
+        })
+    }
+
+    /// Finishes the CSV and makes it the output (see [`AtomicOutput::commit`]).
+    pub fn commit(self) -> Result<(), OutputError> {
+        let path = self.out.get_ref().path().to_owned();
+        self.finish()
+            .map_err(|e| OutputError {
+                path,
+                kind: OutputErrorKind::Write(e),
+            })?
+            .commit()
     }
 }
 
@@ -142,6 +161,8 @@ impl<W: Write> FeatureCsv<W> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::packets::synth::{FrameSpec, v4_mapped};
     use npk_common::packet::PROTO_UDP;

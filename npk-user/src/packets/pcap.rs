@@ -3,18 +3,32 @@
 //!
 //! Link types: Ethernet as is; Linux cooked captures (SLL, SLL2: what `tcpdump -i any` writes)
 //! get a synthetic Ethernet header carrying their protocol field, so [`npk_common::packet::parse`]
-//! reads every capture the same way. The file is read into memory whole.
+//! reads every capture the same way.
+//!
+//! The file is read as a stream, one record at a time (a FIFO works: `tcpdump -w - | ...`), so
+//! memory holds one record, and records are capped: a pcap frame at [`MAX_FRAME_LEN`], a
+//! pcapng block at [`MAX_BLOCK_LEN`], checked from the record's length field before it is read.
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+};
 
 use pcap_file::{
-    DataLink, PcapError,
+    DataLink, Endianness, PcapError,
     pcap::PcapParser,
     pcapng::{
         Block, PcapNgParser,
         blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
     },
 };
+
+/// Longest frame a pcap record may carry: libpcap's largest snapshot length
+/// (MAXIMUM_SNAPLEN), four times the largest IP packet.
+pub const MAX_FRAME_LEN: u32 = 262_144;
+/// Largest pcapng block: libpcap's limit for a block (a frame of [`MAX_FRAME_LEN`] with all
+/// its options fits many times over).
+pub const MAX_BLOCK_LEN: u32 = 16 << 20;
 
 /// Why a capture cannot be read. Record errors name the 1-based record (pcap: packet record;
 /// pcapng: block) and its byte offset in the file.
@@ -111,11 +125,11 @@ pub fn for_each_frame(
     path: &Path,
     on_frame: impl FnMut(&CapturedFrame),
 ) -> Result<CaptureSummary, CaptureError> {
-    let bytes = std::fs::read(path).map_err(|source| CaptureError::Read {
+    let file = std::fs::File::open(path).map_err(|source| CaptureError::Read {
         path: path.to_owned(),
         source,
     })?;
-    for_each_frame_in(&bytes, path, on_frame)
+    read_capture(Input::new(file), path, on_frame)
 }
 
 /// [`for_each_frame`] on a capture in memory; `path` only names it in errors.
@@ -124,19 +138,87 @@ pub fn for_each_frame_in(
     path: &Path,
     on_frame: impl FnMut(&CapturedFrame),
 ) -> Result<CaptureSummary, CaptureError> {
-    match bytes.get(..4) {
-        Some([0x0a, 0x0d, 0x0d, 0x0a]) => read_pcapng(bytes, path, on_frame),
-        Some(
-            [0xa1, 0xb2, 0xc3, 0xd4]
-            | [0xd4, 0xc3, 0xb2, 0xa1]
-            | [0xa1, 0xb2, 0x3c, 0x4d]
-            | [0x4d, 0x3c, 0xb2, 0xa1],
-        ) => read_pcap(bytes, path, on_frame),
-        _ => Err(CaptureError::NotACapture {
+    read_capture(Input::new(bytes), path, on_frame)
+}
+
+fn read_capture(
+    mut input: Input<impl Read>,
+    path: &Path,
+    on_frame: impl FnMut(&CapturedFrame),
+) -> Result<CaptureSummary, CaptureError> {
+    match input.fill(4).map_err(|source| CaptureError::Read {
+        path: path.to_owned(),
+        source,
+    })? {
+        [0x0a, 0x0d, 0x0d, 0x0a] => read_pcapng(input, path, on_frame),
+        [0xa1, 0xb2, 0xc3, 0xd4]
+        | [0xd4, 0xc3, 0xb2, 0xa1]
+        | [0xa1, 0xb2, 0x3c, 0x4d]
+        | [0x4d, 0x3c, 0xb2, 0xa1] => read_pcap(input, path, on_frame),
+        magic => Err(CaptureError::NotACapture {
             path: path.to_owned(),
-            magic: bytes[..bytes.len().min(4)].to_vec(),
+            magic: magic.to_vec(),
         }),
     }
+}
+
+/// The capture, buffered: the front of `buf[start..end]` is at byte `offset` of the file.
+struct Input<R> {
+    reader: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    offset: u64,
+}
+
+impl<R: Read> Input<R> {
+    fn new(reader: R) -> Self {
+        Self {
+            reader,
+            buf: vec![0; 1 << 16],
+            start: 0,
+            end: 0,
+            offset: 0,
+        }
+    }
+
+    /// The buffered bytes, read until there are `n` of them or the file ends.
+    fn fill(&mut self, n: usize) -> std::io::Result<&[u8]> {
+        if self.end - self.start < n {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.buf.len() < n {
+                self.buf.resize(n, 0);
+            }
+            while self.end < n {
+                match self.reader.read(&mut self.buf[self.end..]) {
+                    Ok(0) => break,
+                    Ok(k) => self.end += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(self.buffered())
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        self.offset += n as u64;
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize, endianness: Endianness) -> Option<u32> {
+    let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+    Some(match endianness {
+        Endianness::Big => u32::from_be_bytes(b),
+        Endianness::Little => u32::from_le_bytes(b),
+    })
 }
 
 fn crate_reason(e: &PcapError, left: usize) -> String {
@@ -149,16 +231,23 @@ fn crate_reason(e: &PcapError, left: usize) -> String {
 }
 
 fn read_pcap(
-    bytes: &[u8],
+    mut input: Input<impl Read>,
     path: &Path,
     mut on_frame: impl FnMut(&CapturedFrame),
 ) -> Result<CaptureSummary, CaptureError> {
+    let read_error = |source| CaptureError::Read {
+        path: path.to_owned(),
+        source,
+    };
     let header_error = |reason: String| CaptureError::Header {
         path: path.to_owned(),
         reason,
     };
-    let (mut rest, parser) =
+    let bytes = input.fill(24).map_err(read_error)?;
+    let (rest, parser) =
         PcapParser::new(bytes).map_err(|e| header_error(crate_reason(&e, bytes.len())))?;
+    let used = bytes.len() - rest.len();
+    input.consume(used);
     let header = parser.header();
     let link = Link::of(header.datalink).map_err(header_error)?;
     let frac_ns = match header.ts_resolution {
@@ -167,18 +256,33 @@ fn read_pcap(
     };
     let mut summary = CaptureSummary::default();
     let mut buf = Vec::new();
-    while !rest.is_empty() {
+    loop {
         let record = summary.frames + 1;
-        let offset = (bytes.len() - rest.len()) as u64;
+        let offset = input.offset;
         let record_error = |reason: String| CaptureError::Record {
             path: path.to_owned(),
             record,
             offset,
             reason,
         };
+        // Record header: seconds, fraction, captured length, original length.
+        let head = input.fill(16).map_err(read_error)?;
+        if head.is_empty() {
+            break;
+        }
+        if let Some(captured) = u32_at(head, 8, header.endianness) {
+            if captured > MAX_FRAME_LEN {
+                return Err(record_error(format!(
+                    "captured length {captured} is over npk's limit of {MAX_FRAME_LEN} bytes \
+                     (the largest snapshot length)"
+                )));
+            }
+            input.fill(16 + captured as usize).map_err(read_error)?;
+        }
+        let bytes = input.buffered();
         let (next, raw) = parser
-            .next_raw_packet(rest)
-            .map_err(|e| record_error(crate_reason(&e, rest.len())))?;
+            .next_raw_packet(bytes)
+            .map_err(|e| record_error(crate_reason(&e, bytes.len())))?;
         if u64::from(raw.ts_frac) * frac_ns >= 1_000_000_000 {
             return Err(record_error(format!(
                 "timestamp fraction {} is a second or more",
@@ -199,7 +303,8 @@ fn read_pcap(
             frame: link.ethernet(&raw.data, &mut buf),
         });
         summary.frames += 1;
-        rest = next;
+        let used = bytes.len() - next.len();
+        input.consume(used);
     }
     Ok(summary)
 }
@@ -250,34 +355,84 @@ impl Interface {
     }
 }
 
+/// Buffers the whole pcapng block at the front of `input`, refusing one over
+/// [`MAX_BLOCK_LEN`]; `section` is the byte order of the current section (`None` before the
+/// first). A block too short to say its length is left to the parser to report.
+fn fill_block(
+    input: &mut Input<impl Read>,
+    section: Option<Endianness>,
+) -> Result<Result<(), String>, std::io::Error> {
+    const SECTION_HEADER: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+    // Block type, total length, and (section headers) the byte-order magic.
+    let head = input.fill(12)?;
+    let endianness = if head.get(..4) == Some(&SECTION_HEADER[..]) {
+        match head.get(8..12) {
+            Some([0x1a, 0x2b, 0x3c, 0x4d]) => Endianness::Big,
+            _ => Endianness::Little,
+        }
+    } else {
+        section.unwrap_or(Endianness::Little)
+    };
+    let Some(len) = u32_at(head, 4, endianness) else {
+        return Ok(Ok(()));
+    };
+    if len > MAX_BLOCK_LEN {
+        return Ok(Err(format!(
+            "block length {len} is over npk's limit of {MAX_BLOCK_LEN} bytes"
+        )));
+    }
+    input.fill(len as usize)?;
+    Ok(Ok(()))
+}
+
 fn read_pcapng(
-    bytes: &[u8],
+    mut input: Input<impl Read>,
     path: &Path,
     mut on_frame: impl FnMut(&CapturedFrame),
 ) -> Result<CaptureSummary, CaptureError> {
-    let (mut rest, mut parser) = PcapNgParser::new(bytes).map_err(|e| CaptureError::Record {
+    let read_error = |source| CaptureError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let first_error = |reason: String| CaptureError::Record {
         path: path.to_owned(),
         record: 1,
         offset: 0,
-        reason: crate_reason(&e, bytes.len()),
-    })?;
+        reason,
+    };
+    fill_block(&mut input, None)
+        .map_err(read_error)?
+        .map_err(first_error)?;
+    let bytes = input.buffered();
+    let (rest, mut parser) =
+        PcapNgParser::new(bytes).map_err(|e| first_error(crate_reason(&e, bytes.len())))?;
+    let used = bytes.len() - rest.len();
+    input.consume(used);
     let mut summary = CaptureSummary {
         frames: 0,
         other_blocks: 1,
     };
     let mut buf = Vec::new();
-    while !rest.is_empty() {
+    loop {
         let record = summary.frames + summary.other_blocks + 1;
-        let offset = (bytes.len() - rest.len()) as u64;
+        let offset = input.offset;
         let record_error = |reason: String| CaptureError::Record {
             path: path.to_owned(),
             record,
             offset,
             reason,
         };
+        if input.fill(1).map_err(read_error)?.is_empty() {
+            break;
+        }
+        fill_block(&mut input, Some(parser.section().endianness))
+            .map_err(read_error)?
+            .map_err(record_error)?;
+        let bytes = input.buffered();
         let (next, block) = parser
-            .next_block(rest)
-            .map_err(|e| record_error(crate_reason(&e, rest.len())))?;
+            .next_block(bytes)
+            .map_err(|e| record_error(crate_reason(&e, bytes.len())))?;
+        let used = bytes.len() - next.len();
         let (interface_id, units, data) = match &block {
             Block::EnhancedPacket(p) => (
                 p.interface_id,
@@ -294,7 +449,7 @@ fn read_pcapng(
             }
             _ => {
                 summary.other_blocks += 1;
-                rest = next;
+                input.consume(used);
                 continue;
             }
         };
@@ -316,7 +471,7 @@ fn read_pcapng(
             frame: interface.link.ethernet(data, &mut buf),
         });
         summary.frames += 1;
-        rest = next;
+        input.consume(used);
     }
     Ok(summary)
 }
