@@ -146,18 +146,21 @@ fn read_capture(
     path: &Path,
     on_frame: impl FnMut(&CapturedFrame),
 ) -> Result<CaptureSummary, CaptureError> {
-    match input.fill(4).map_err(|source| CaptureError::Read {
+    let start = input.fill(4).map_err(|source| CaptureError::Read {
         path: path.to_owned(),
         source,
-    })? {
-        [0x0a, 0x0d, 0x0d, 0x0a] => read_pcapng(input, path, on_frame),
-        [0xa1, 0xb2, 0xc3, 0xd4]
-        | [0xd4, 0xc3, 0xb2, 0xa1]
-        | [0xa1, 0xb2, 0x3c, 0x4d]
-        | [0x4d, 0x3c, 0xb2, 0xa1] => read_pcap(input, path, on_frame),
-        magic => Err(CaptureError::NotACapture {
+    })?;
+    match start.get(..4) {
+        Some([0x0a, 0x0d, 0x0d, 0x0a]) => read_pcapng(input, path, on_frame),
+        Some(
+            [0xa1, 0xb2, 0xc3, 0xd4]
+            | [0xd4, 0xc3, 0xb2, 0xa1]
+            | [0xa1, 0xb2, 0x3c, 0x4d]
+            | [0x4d, 0x3c, 0xb2, 0xa1],
+        ) => read_pcap(input, path, on_frame),
+        _ => Err(CaptureError::NotACapture {
             path: path.to_owned(),
-            magic: magic.to_vec(),
+            magic: start[..start.len().min(4)].to_vec(),
         }),
     }
 }
@@ -703,6 +706,78 @@ mod tests {
         assert_eq!(
             read(&no_idb).unwrap_err().to_string(),
             "t.cap: record 2 at byte offset 28: packet of interface 0, but the section describes 0"
+        );
+    }
+
+    /// Hands out its bytes `step` at a time, like a pipe.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_capture_read_in_pieces_reads_the_same() {
+        for file in [
+            pcap(
+                TsResolution::NanoSecond,
+                DataLink::ETHERNET,
+                Endianness::Big,
+            ),
+            pcapng(Some(9), DataLink::ETHERNET),
+        ] {
+            let want = read(&file).unwrap();
+            for step in [1, 3, 7, 64] {
+                let mut got = Vec::new();
+                let s = read_capture(
+                    Input::new(Trickle { bytes: &file, step }),
+                    Path::new(P),
+                    |f| got.push((f.record, f.timestamp_ns, f.frame.to_vec())),
+                )
+                .unwrap();
+                assert_eq!((s, got), want, "{step} bytes at a time");
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_records_are_refused_before_they_are_read() {
+        // A pcap header allowing any length, then a record claiming 2^31 bytes.
+        let header = PcapHeader {
+            snaplen: u32::MAX,
+            endianness: Endianness::Little,
+            ..PcapHeader::default()
+        };
+        let mut file = PcapWriter::with_header(Vec::new(), header)
+            .unwrap()
+            .into_writer();
+        for field in [1u32, 0, 1 << 31, 1 << 31] {
+            file.extend_from_slice(&field.to_le_bytes());
+        }
+        assert_eq!(
+            read(&file).unwrap_err().to_string(),
+            "t.cap: record 1 at byte offset 24: captured length 2147483648 is over npk's limit \
+             of 262144 bytes (the largest snapshot length)"
+        );
+        let mut ng = pcapng(None, DataLink::ETHERNET);
+        let at = ng.len();
+        for field in [6u32, 0xffff_fff0] {
+            ng.extend_from_slice(&field.to_le_bytes());
+        }
+        assert_eq!(
+            read(&ng).unwrap_err().to_string(),
+            format!(
+                "t.cap: record 8 at byte offset {at}: block length 4294967280 is over npk's \
+                 limit of 16777216 bytes"
+            )
         );
     }
 

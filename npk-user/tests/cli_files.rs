@@ -1,0 +1,421 @@
+//! What `npk` does to the files and streams it is given: outputs are written only where and
+//! when they should be, inputs are read with bounds, and a closed or full stdout is handled.
+
+use std::{
+    ffi::{CString, OsStr},
+    fs::{self, File},
+    io::Read,
+    os::{
+        fd::{FromRawFd, OwnedFd},
+        unix::{ffi::OsStrExt, fs::FileTypeExt},
+    },
+    path::{Path, PathBuf},
+    process::{Command, ExitStatus, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use npk::{
+    model_file::ModelFile,
+    packets::synth::{FrameSpec, v4_mapped},
+};
+use npk_common::packet::{FlowKey, PROTO_UDP};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use tempfile::TempDir;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data")
+        .join(name)
+}
+
+fn npk(args: &[impl AsRef<OsStr>]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_npk"));
+    c.args(args);
+    c
+}
+
+fn output(args: &[impl AsRef<OsStr>]) -> Output {
+    npk(args).output().expect("run npk")
+}
+
+/// Expects failure with one `npk: error:` line containing every one of `parts`.
+#[track_caller]
+fn fails_with(out: &Output, parts: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.starts_with("npk: error: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for part in parts {
+        assert!(stderr.contains(part), "expected '{part}' in: {stderr}");
+    }
+    stderr
+}
+
+/// The same training run gives the same model (the file's creation time aside).
+#[track_caller]
+fn same_model(a: &Path, b: &Path) {
+    let (a, b) = (ModelFile::load(a).unwrap(), ModelFile::load(b).unwrap());
+    assert_eq!((a.mlp, a.quantized), (b.mlp, b.quantized));
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn train_args(out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "train",
+        "--data",
+        data("iris.csv").to_str().unwrap(),
+        "--epochs",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn model(dir: &TempDir) -> PathBuf {
+    let path = dir.path().join("m.npk");
+    let out = output(&train_args(&path, &[]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// A pcap of `n` UDP frames of one flow.
+fn capture(n: u8) -> Vec<u8> {
+    let frame = FrameSpec {
+        key: FlowKey {
+            src: v4_mapped([10, 0, 0, 1]),
+            dst: v4_mapped([10, 0, 0, 2]),
+            src_port: 1000,
+            dst_port: 53,
+            protocol: PROTO_UDP,
+            _pad: [0; 3],
+        },
+        ipv6: false,
+        vlan: None,
+        options: 0,
+        tcp_flags: 0,
+        ttl: 64,
+        payload: 20,
+    }
+    .build();
+    let mut w = PcapWriter::with_header(Vec::new(), PcapHeader::default()).unwrap();
+    for i in 0..n {
+        w.write_packet(&PcapPacket::new(
+            Duration::from_millis(u64::from(i)),
+            frame.len() as u32,
+            &frame,
+        ))
+        .unwrap();
+    }
+    w.into_writer()
+}
+
+fn features(pcap: &Path, out: &Path) -> Output {
+    output(&[
+        OsStr::new("features"),
+        OsStr::new("--pcap"),
+        pcap.as_os_str(),
+        OsStr::new("--label"),
+        OsStr::new("1"),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ])
+}
+
+/// A pipe whose reading end is already closed: every write to the other end is EPIPE.
+fn reader_gone() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: pipe() fills both descriptors, each then owned exactly once.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    Stdio::from(write)
+}
+
+fn dev_full() -> Stdio {
+    Stdio::from(File::options().write(true).open("/dev/full").unwrap())
+}
+
+/// Runs npk to its end within `limit`; returns its status, stderr and peak memory (KiB).
+fn bounded(args: &[impl AsRef<OsStr>], limit: Duration) -> (ExitStatus, String, i64) {
+    let mut child = npk(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let start = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is valid; wait4 only writes it.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if done == pid {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            let status = std::os::unix::process::ExitStatusExt::from_raw(status);
+            return (status, stderr, usage.ru_maxrss);
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!(
+                "npk {:?} still running after {limit:?}",
+                args.first().map(|a| a.as_ref())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_device_or_a_symlink_given_as_out_stays_what_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    // /dev/stdout's own shape, in a place of our own: a link to this process's fd 1.
+    let stdout_link = dir.path().join("stdout");
+    std::os::unix::fs::symlink("/proc/self/fd/1", &stdout_link).unwrap();
+    let out = output(&train_args(&stdout_link, &[]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        fs::symlink_metadata(&stdout_link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(&out.stdout[..4], b"NPKF", "the model went to stdout, alone");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("model written to"),
+        "the report on stderr: {stderr}"
+    );
+
+    // A character device node (/dev/null's numbers) is written in place.
+    let null = dir.path().join("null");
+    let c_path = CString::new(null.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid C string; mknod reads it only.
+    let made = unsafe { libc::mknod(c_path.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+    assert_eq!(made, 0, "mknod needs root (CI runs as root)");
+    assert!(output(&train_args(&null, &[])).status.success());
+    assert!(fs::metadata(&null).unwrap().file_type().is_char_device());
+
+    // A symlink to a model: the link stays, its target gets the new model.
+    let real = model(&dir);
+    let before = fs::read(&real).unwrap();
+    let link = dir.path().join("link.npk");
+    std::os::unix::fs::symlink("m.npk", &link).unwrap();
+    assert!(
+        output(&train_args(&link, &["--seed", "2"]))
+            .status
+            .success()
+    );
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_ne!(fs::read(&real).unwrap(), before);
+    assert_eq!(
+        names_in(dir.path()),
+        ["link.npk", "m.npk", "null", "stdout"]
+    );
+}
+
+#[test]
+fn an_output_that_is_an_input_is_refused_with_the_input_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("in.pcap");
+    fs::write(&pcap, capture(3)).unwrap();
+    let e = fails_with(&features(&pcap, &pcap), &["is also the input"]);
+    assert!(e.contains(pcap.to_str().unwrap()), "{e}");
+    assert_eq!(fs::read(&pcap).unwrap(), capture(3));
+    // The same through a hard link, and for train's --data.
+    let csv = dir.path().join("iris.csv");
+    fs::copy(data("iris.csv"), &csv).unwrap();
+    let alias = dir.path().join("alias.csv");
+    fs::hard_link(&csv, &alias).unwrap();
+    let args: Vec<&OsStr> = ["train", "--data"]
+        .map(OsStr::new)
+        .into_iter()
+        .chain([csv.as_os_str(), OsStr::new("--out"), alias.as_os_str()])
+        .collect();
+    fails_with(&output(&args), &["alias.csv: is also the input"]);
+    assert_eq!(fs::read(&csv).unwrap(), fs::read(data("iris.csv")).unwrap());
+    assert_eq!(names_in(dir.path()), ["alias.csv", "in.pcap", "iris.csv"]);
+}
+
+#[test]
+fn a_failed_features_run_leaves_the_output_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.csv");
+    fs::write(&out, "precious\n").unwrap();
+    let missing = dir.path().join("missing.pcap");
+    fails_with(&features(&missing, &out), &["cannot read", "missing.pcap"]);
+    assert_eq!(fs::read_to_string(&out).unwrap(), "precious\n");
+
+    // A capture cut inside its third record: two rows were made, none may be left behind.
+    let cut = dir.path().join("cut.pcap");
+    let whole = capture(3);
+    fs::write(&cut, &whole[..whole.len() - 10]).unwrap();
+    let fresh = dir.path().join("fresh.csv");
+    fails_with(&features(&cut, &fresh), &["record 3"]);
+    fails_with(&features(&cut, &out), &["record 3"]);
+    assert_eq!(fs::read_to_string(&out).unwrap(), "precious\n");
+    assert_eq!(names_in(dir.path()), ["cut.pcap", "out.csv"]);
+
+    // And a good run replaces it.
+    fs::write(&cut, &whole).unwrap();
+    assert!(features(&cut, &out).status.success());
+    assert_eq!(fs::read_to_string(&out).unwrap().lines().count(), 4);
+}
+
+#[test]
+fn an_unwritable_out_fails_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let digits = data("digits.csv");
+    for (out, message) in [
+        (
+            dir.path().join("no/such/m.npk"),
+            "does not exist".to_string(),
+        ),
+        (dir.path().to_owned(), "is a directory".into()),
+        (
+            PathBuf::from("/proc/m.npk"),
+            "cannot create a file in /proc".into(),
+        ),
+    ] {
+        let args: Vec<&OsStr> = ["train", "--data"]
+            .map(OsStr::new)
+            .into_iter()
+            .chain([digits.as_os_str(), OsStr::new("--epochs"), OsStr::new("20")])
+            .chain([OsStr::new("--out"), out.as_os_str()])
+            .collect();
+        let start = Instant::now();
+        let run = output(&args);
+        let e = fails_with(&run, &[out.to_str().unwrap(), &message]);
+        assert!(
+            !String::from_utf8_lossy(&run.stdout).contains("epoch"),
+            "trained before failing: {e}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+}
+
+#[test]
+fn endless_or_waiting_inputs_are_refused_quickly_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let c_path = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid C string; mkfifo reads it only.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let csv = dir.path().join("x.csv");
+    for (args, message) in [
+        (
+            vec![OsStr::new("inspect"), OsStr::new("/dev/zero")],
+            "/dev/zero: is a character device, not a regular file",
+        ),
+        (
+            vec![OsStr::new("inspect"), fifo.as_os_str()],
+            "fifo: is a FIFO, not a regular file",
+        ),
+        (
+            ["features", "--pcap", "/dev/zero", "--label", "0", "--out"]
+                .map(OsStr::new)
+                .into_iter()
+                .chain([csv.as_os_str()])
+                .collect(),
+            "/dev/zero: not a pcap or pcapng file",
+        ),
+    ] {
+        let (status, stderr, max_rss_kib) = bounded(&args, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(message),
+            "expected '{message}' in: {stderr}"
+        );
+        assert!(max_rss_kib < 64 << 10, "{max_rss_kib} KiB for {args:?}");
+    }
+    assert!(!csv.exists());
+}
+
+#[test]
+fn a_reader_that_goes_away_is_a_quiet_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(&dir);
+    // `npk inspect M | head -c1`, the reader gone before the first write.
+    for json in [false, true] {
+        let mut args = vec![OsStr::new("inspect"), m.as_os_str()];
+        if json {
+            args.push(OsStr::new("--json"));
+        }
+        let out = npk(&args).stdout(reader_gone()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert_eq!(stderr, "");
+    }
+    // `npk train ... | head -1`: training goes on and the model is written.
+    let out_path = dir.path().join("piped.npk");
+    let out = npk(&train_args(&out_path, &[]))
+        .stdout(reader_gone())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr, "");
+    same_model(&out_path, &m);
+}
+
+#[test]
+fn a_full_stdout_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(&dir);
+    for args in [
+        vec![OsStr::new("--help")],
+        vec![OsStr::new("inspect"), OsStr::new("--help")],
+        vec![OsStr::new("inspect"), m.as_os_str()],
+        vec![OsStr::new("inspect"), m.as_os_str(), OsStr::new("--json")],
+    ] {
+        let out = npk(&args).stdout(dev_full()).output().unwrap();
+        fails_with(&out, &["No space left on device"]);
+    }
+    // Training still writes its model, then reports that stdout is full.
+    let full = dir.path().join("full.npk");
+    let out = npk(&train_args(&full, &[]))
+        .stdout(dev_full())
+        .output()
+        .unwrap();
+    fails_with(
+        &out,
+        &["writing to standard output: No space left on device"],
+    );
+    same_model(&full, &m);
+}
