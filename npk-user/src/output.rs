@@ -517,6 +517,7 @@ mod tests {
         fs::write(&input, "capture").unwrap();
         let hard_link = dir.path().join("hard.pcap");
         fs::hard_link(&input, &hard_link).unwrap();
+        let new_csv = dir.path().join("new.csv");
         let cases = [
             (
                 dir.path().to_owned(),
@@ -540,7 +541,7 @@ mod tests {
             ),
             (
                 dir.path().join("./new.csv"),
-                &[dir.path().join("new.csv").as_path()][..],
+                &[new_csv.as_path()][..],
                 format!("{d}/./new.csv: is also the input {d}/new.csv: refusing to overwrite it"),
             ),
         ];
