@@ -299,6 +299,28 @@ fn a_failed_features_run_leaves_the_output_as_it_was() {
 }
 
 #[test]
+fn a_failed_capture_leaves_no_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("live.csv");
+    let args: Vec<&OsStr> = [
+        "capture",
+        "--iface",
+        "nosuchif0",
+        "--label",
+        "0",
+        "--seconds",
+        "1",
+        "--out",
+    ]
+    .map(OsStr::new)
+    .into_iter()
+    .chain([csv.as_os_str()])
+    .collect();
+    fails_with(&output(&args), &["nosuchif0"]);
+    assert_eq!(names_in(dir.path()), Vec::<String>::new());
+}
+
+#[test]
 fn an_unwritable_out_fails_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let digits = data("digits.csv");
