@@ -26,7 +26,7 @@ fn label_counts(path: &Path) -> BTreeMap<String, u64> {
 fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if !entry.file_name().to_string_lossy().parse::<u32>().is_ok() {
+        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
             continue;
         }
         if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::packets::{
     features::{FeatureCsv, FlowTable, Skipped},
-    lab::Labels,
+    lab::{Labels, scenario::ToolScenario},
     pcap::for_each_frame,
 };
 
@@ -26,6 +26,9 @@ pub struct FeaturesArgs {
     /// capture (its scenario's source address and time window); packets of no scenario are left out.
     #[arg(long, value_name = "FILE.json", conflicts_with = "label")]
     pub manifest: Option<PathBuf>,
+    /// With --manifest: write only this scenario's rows (features still see every packet).
+    #[arg(long, value_enum, requires = "manifest")]
+    pub only: Option<ToolScenario>,
     /// CSV file to write: the packet feature columns and `label`.
     #[arg(long, value_name = "FILE.csv")]
     pub out: PathBuf,
@@ -62,7 +65,10 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         match flows.observe(f.frame, f.timestamp_ns) {
             Ok((key, features)) => {
                 let label = match &labels {
-                    Some(l) => l.label(&key.src, f.timestamp_ns).map(|(_, class)| class),
+                    Some(l) => l
+                        .label(&key.src, f.timestamp_ns)
+                        .filter(|(scenario, _)| args.only.is_none_or(|o| o == *scenario))
+                        .map(|(_, class)| class),
                     None => args.label,
                 };
                 match label {
