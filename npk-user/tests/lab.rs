@@ -152,3 +152,56 @@ fn a_short_seeded_run_records_pcap_manifest_and_features_and_leaves_nothing_behi
         "work directory left"
     );
 }
+
+#[test]
+fn sigterm_mid_run_removes_the_namespaces_and_every_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, csv) = (dir.path().join("run.pcap"), dir.path().join("run.csv"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_npk"))
+        .args([
+            "gen",
+            "--lab",
+            "tools",
+            "--tools",
+            "web-small,ping,syn-flood",
+        ])
+        .args(["--seed", "9", "--seconds", "30", "--json", "--pcap"])
+        .arg(&pcap)
+        .arg("--out")
+        .arg(&csv)
+        .spawn()
+        .expect("running npk gen");
+    let pid = child.id();
+    let server = loop {
+        // The server's address is in dnsmasq's command line once the servers run.
+        let found = processes_with(&format!("npk-lab-{pid}-"));
+        if !found.is_empty() {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            break processes_with("--listen-address=")
+                .into_iter()
+                .find_map(|cmd| {
+                    cmd.split("--listen-address=")
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
+                })
+                .expect("dnsmasq runs");
+        }
+        assert!(child.try_wait().unwrap().is_none(), "npk gen ended early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "an interrupted run reports failure");
+    assert!(!pcap.exists(), "no pcap of an interrupted run");
+    let prefix = format!("npkd-{pid}-");
+    let left_netns = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        })
+        .unwrap_or(false);
+    assert!(!left_netns, "a namespace was left");
+    let left = processes_with(&server);
+    assert!(left.is_empty(), "processes left: {left:?}");
+}
