@@ -59,6 +59,31 @@ if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# The traffic lab (`npk gen --lab tools`, the held-out evaluation) drives real tools, each from
+# Debian's package of the same name. nginx's package starts a system service on install: a
+# policy-rc.d that answers 101 forbids that for the install (one already there stays untouched).
+tools=(hping3:hping3 nmap:nmap tcpdump:tcpdump nginx:nginx-light dnsmasq:dnsmasq-base
+    dig:bind9-dnsutils iperf3:iperf3 ping:iputils-ping slowhttptest:slowhttptest wrk:wrk
+    ethtool:ethtool curl:curl timeout:coreutils)
+lab_missing=()
+for pair in "${tools[@]}"; do
+    command -v "${pair%%:*}" >/dev/null || lab_missing+=("${pair#*:}")
+done
+if [ ${#lab_missing[@]} -gt 0 ]; then
+    command -v apt-get >/dev/null || die "please install: ${lab_missing[*]}"
+    say "installing the traffic lab's tools: ${lab_missing[*]}"
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+        trap '[ "$own_policy" = 1 ] && rm -f "$policy"' EXIT
+    fi
+    apt-get -o DPkg::Lock::Timeout=300 update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
+            "${lab_missing[@]}" >/dev/null
+    if [ "$own_policy" = 1 ]; then rm -f "$policy"; own_policy=0; fi
+fi
+
 if ! python3 -c 'import numpy' 2>/dev/null; then
     say "installing NumPy (only the NumPy baseline of the training benchmarks needs it)"
     python3 -m pip install --quiet numpy 2>/dev/null ||

@@ -12,6 +12,7 @@ use crate::{
     output::OutputPath,
     packets::{
         features::{FeatureCsv, FlowTable, Skipped},
+        lab::{Labels, scenario::ToolScenario},
         pcap::for_each_frame,
     },
 };
@@ -23,8 +24,15 @@ pub struct FeaturesArgs {
     #[arg(long, value_name = "FILE")]
     pub pcap: PathBuf,
     /// The class of every packet in the capture.
-    #[arg(long, value_name = "N")]
-    pub label: u32,
+    #[arg(long, value_name = "N", required_unless_present = "manifest")]
+    pub label: Option<u32>,
+    /// Label each packet by the `npk gen --lab tools` manifest of the run that recorded the
+    /// capture (its scenario's source address and time window); packets of no scenario are left out.
+    #[arg(long, value_name = "FILE.json", conflicts_with = "label")]
+    pub manifest: Option<PathBuf>,
+    /// With --manifest: write only this scenario's rows (features still see every packet).
+    #[arg(long, value_enum, requires = "manifest")]
+    pub only: Option<ToolScenario>,
     /// CSV file to write: the packet feature columns and `label`.
     #[arg(long, value_name = "FILE.csv")]
     pub out: PathBuf,
@@ -39,23 +47,42 @@ struct Report {
     rows: u64,
     flows: usize,
     skipped: Skipped,
+    /// With --manifest: packets from no scenario's address and window.
+    unlabelled: u64,
 }
 
 pub fn run(args: FeaturesArgs) -> Result<()> {
-    ensure!(
-        (args.label as usize) < MAX_CLASSES,
-        "--label {}: classes are 0..={} (the kernel model's MAX_CLASSES)",
-        args.label,
-        MAX_CLASSES - 1
-    );
+    if let Some(label) = args.label {
+        ensure!(
+            (label as usize) < MAX_CLASSES,
+            "--label {label}: classes are 0..={} (the kernel model's MAX_CLASSES)",
+            MAX_CLASSES - 1
+        );
+    }
     // The CSV replaces --out only once the whole capture was read.
-    let out = OutputPath::check(&args.out, &[&args.pcap])?;
+    let mut inputs = vec![args.pcap.as_path()];
+    inputs.extend(args.manifest.as_deref());
+    let out = OutputPath::check(&args.out, &inputs)?;
+    let labels = args.manifest.as_deref().map(Labels::load).transpose()?;
+    let mut unlabelled = 0u64;
     let mut csv = FeatureCsv::create(&out)?;
     let mut flows = FlowTable::new();
     let mut skipped = Skipped::default();
     let summary = for_each_frame(&args.pcap, |f| {
         match flows.observe(f.frame, f.timestamp_ns) {
-            Ok((_, features)) => csv.write(&features, args.label),
+            Ok((key, features)) => {
+                let label = match &labels {
+                    Some(l) => l
+                        .label(&key.src, f.timestamp_ns)
+                        .filter(|(scenario, _)| args.only.is_none_or(|o| o == *scenario))
+                        .map(|(_, class)| class),
+                    None => args.label,
+                };
+                match label {
+                    Some(class) => csv.write(&features, class),
+                    None => unlabelled += 1,
+                }
+            }
             Err(e) => skipped.count(e),
         }
     })?;
@@ -66,6 +93,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         rows,
         flows: flows.len(),
         skipped,
+        unlabelled,
     };
     if args.json {
         outln!("{}", serde_json::to_string(&report)?)?;

@@ -13,9 +13,23 @@ use crate::{
     packets::{
         capture,
         features::FeatureCsv,
+        lab::{
+            self, LabConfig,
+            scenario::{Family, ToolScenario},
+        },
         traffic::{self, CLASS_NAMES, GenConfig, Scenario, ScenarioReport},
     },
 };
+
+/// Which generator `npk gen` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LabKind {
+    /// npk's own packets (raw sockets and a responder), the demo's traffic.
+    Synthetic,
+    /// Real tools (nginx, dnsmasq, iperf3, curl, dig, ping, hping3, nmap) between two
+    /// namespaces, with settings drawn from the seed and recorded in a manifest.
+    Tools,
+}
 
 /// Generate labelled benign and attack traffic inside a new network namespace and record each
 /// packet's features, as the kernel classifier computes them, into a CSV for `npk train`.
@@ -47,6 +61,21 @@ pub struct GenArgs {
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// The generator.
+    #[arg(long, value_enum, default_value = "synthetic")]
+    pub lab: LabKind,
+    /// --lab tools: the scenarios (comma-separated; default: all).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = ToolScenario::ALL)]
+    pub tools: Vec<ToolScenario>,
+    /// --lab tools: the family the settings are drawn from (a and b share no value).
+    #[arg(long, value_enum, default_value = "any")]
+    pub family: Family,
+    /// --lab tools: also record the server's ingress with tcpdump into this pcap.
+    #[arg(long, value_name = "FILE.pcap")]
+    pub pcap: Option<PathBuf>,
+    /// --lab tools: where the run's manifest goes (default: the CSV's path with .json).
+    #[arg(long, value_name = "FILE.json")]
+    pub manifest: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,6 +88,9 @@ struct Report {
 }
 
 pub fn run(args: GenArgs) -> Result<()> {
+    if args.lab == LabKind::Tools {
+        return run_tools(args);
+    }
     let config = GenConfig {
         scenarios: args.scenarios.clone(),
         duration: Duration::from_secs(args.seconds),
@@ -134,6 +166,82 @@ pub fn run(args: GenArgs) -> Result<()> {
         } else {
             String::new()
         }
+    )?;
+    Ok(())
+}
+
+/// `--lab tools`: the real-tool lab, its kernel-recorded features into the CSV.
+fn run_tools(args: GenArgs) -> Result<()> {
+    let config = LabConfig {
+        scenarios: args.tools.clone(),
+        duration: Duration::from_secs(args.seconds),
+        seed: args.seed,
+        family: args.family,
+        pcap: args.pcap.clone(),
+        mode: args.mode,
+    };
+    config.validate()?;
+    lab::check_tools()?;
+    let manifest_path = args
+        .manifest
+        .clone()
+        .unwrap_or_else(|| args.out.with_extension("json"));
+    // Every output is checked before the run; each replaces its file only once it is complete.
+    let out = OutputPath::check(&args.out, &[])?;
+    let manifest_out = OutputPath::check(&manifest_path, &[&args.out])?;
+    if let Some(pcap) = &args.pcap {
+        OutputPath::check(pcap, &[&args.out, &manifest_path])?;
+    }
+    let mut csv = FeatureCsv::create(&out)?;
+    if !args.json {
+        eprintln!(
+            "running {} tool scenarios for {} s (Ctrl-C stops early)",
+            config.scenarios.len(),
+            args.seconds
+        );
+    }
+    let mut class_rows = vec![0u64; CLASS_NAMES.len()];
+    let (manifest, report) = lab::run(&config, stop_flag(), |label, sample| {
+        if let Some((_, class)) = label {
+            class_rows[class as usize] += 1;
+            csv.write(&sample.features, class);
+        }
+    })?;
+    let rows = csv.rows();
+    csv.commit()?;
+    manifest.write(&manifest_out)?;
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "rows": rows,
+                "class_rows": class_rows,
+                "unlabelled": manifest.unlabelled_packets,
+                "samples_lost": manifest.samples_lost,
+                "pcap_bytes": report.pcap_bytes,
+                "manifest": manifest_path,
+            })
+        )?;
+        return Ok(());
+    }
+    for s in &manifest.scenarios {
+        outln!(
+            "{:<14} {:<10} {:>8} packets from {} address(es), exit {:?}",
+            s.scenario.name(),
+            s.class,
+            s.packets,
+            s.sources.len(),
+            s.exit_codes
+        )?;
+    }
+    outln!(
+        "{rows} rows written to {}, manifest {}{}",
+        args.out.display(),
+        manifest_path.display(),
+        args.pcap
+            .as_ref()
+            .map(|p| format!(", pcap {}", p.display()))
+            .unwrap_or_default()
     )?;
     Ok(())
 }

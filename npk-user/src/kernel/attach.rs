@@ -50,11 +50,15 @@ pub struct Attachment {
     _link: Option<FdLink>,
 }
 
+/// The interface must exist in the calling thread's network namespace (where the attach
+/// happens; /sys/class/net shows the process's mount of sysfs, which may be another one's).
 fn check_iface(iface: &str) -> Result<()> {
+    let index = std::ffi::CString::new(iface)
+        // SAFETY: a NUL-terminated name.
+        .map(|name| unsafe { libc::if_nametoindex(name.as_ptr()) })
+        .unwrap_or(0);
     ensure!(
-        !iface.is_empty()
-            && !iface.contains('/')
-            && Path::new("/sys/class/net").join(iface).exists(),
+        !iface.is_empty() && !iface.contains('/') && index != 0,
         "no network interface named `{iface}` (see `ip link`)"
     );
     Ok(())

@@ -3,6 +3,7 @@
 //! labelled traffic in a throwaway network namespace.
 pub mod capture;
 pub mod features;
+pub mod lab;
 pub mod pcap;
 pub mod synth;
 pub mod traffic;

@@ -1,0 +1,719 @@
+//! The lab's scenarios and their settings: every setting is drawn per run from the run's seed,
+//! out of one of two disjoint families of values, so that a model trained on runs of family A
+//! can be tested on runs whose settings it never saw (family B).
+//!
+//! | scenario | class | tool |
+//! |---|---|---|
+//! | web-small | benign | curl, small objects, a new connection per request |
+//! | web-keepalive | benign | curl, small objects over one kept-alive connection |
+//! | web-large | benign | curl, megabyte objects at a limited rate |
+//! | slow-client | benign | curl reading a large object at a few KB/s |
+//! | dns | benign | dig batches against dnsmasq |
+//! | bulk-tcp | benign | iperf3 TCP (either direction) |
+//! | bulk-udp | benign | iperf3 UDP stream |
+//! | ping | benign | ping |
+//! | syn-flood | syn_flood | hping3 -S |
+//! | udp-flood | udp_flood | hping3 -2 |
+//! | icmp-flood | icmp_flood | hping3 -1 |
+//! | scan-syn | port_scan | nmap -sS |
+//! | scan-connect | port_scan | nmap -sT |
+//! | scan-stealth | port_scan | nmap -sF / -sX / -sN |
+//! | scan-udp | port_scan | nmap -sU |
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    packets::traffic::{BENIGN, CLASS_NAMES},
+    rng::Rng,
+};
+
+/// The server's TCP ports: nginx, iperf3 TCP, iperf3 UDP (its control connection is TCP too).
+pub const HTTP_PORT: u16 = 80;
+pub const IPERF_TCP_PORT: u16 = 5201;
+pub const IPERF_UDP_PORT: u16 = 5202;
+pub const DNS_PORT: u16 = 53;
+/// Objects nginx serves: `/o/<bytes>`.
+pub const OBJECT_SIZES: [u64; 7] = [
+    1 << 10,
+    2 << 10,
+    4 << 10,
+    16 << 10,
+    64 << 10,
+    1 << 20,
+    8 << 20,
+];
+/// Attack scenarios send from at most this many addresses each.
+pub const MAX_ATTACKERS: usize = 3;
+
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    clap::ValueEnum,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ToolScenario {
+    /// The primary address of the client namespace: a tool that cannot be told its source
+    /// address sends from it, so it is given to nmap -sT, which may ignore -S.
+    ScanConnect,
+    WebSmall,
+    WebKeepalive,
+    WebLarge,
+    SlowClient,
+    Dns,
+    BulkTcp,
+    BulkUdp,
+    Ping,
+    SynFlood,
+    UdpFlood,
+    IcmpFlood,
+    ScanSyn,
+    ScanStealth,
+    ScanUdp,
+}
+
+impl ToolScenario {
+    pub const ALL: [Self; 15] = [
+        Self::ScanConnect,
+        Self::WebSmall,
+        Self::WebKeepalive,
+        Self::WebLarge,
+        Self::SlowClient,
+        Self::Dns,
+        Self::BulkTcp,
+        Self::BulkUdp,
+        Self::Ping,
+        Self::SynFlood,
+        Self::UdpFlood,
+        Self::IcmpFlood,
+        Self::ScanSyn,
+        Self::ScanStealth,
+        Self::ScanUdp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ScanConnect => "scan-connect",
+            Self::WebSmall => "web-small",
+            Self::WebKeepalive => "web-keepalive",
+            Self::WebLarge => "web-large",
+            Self::SlowClient => "slow-client",
+            Self::Dns => "dns",
+            Self::BulkTcp => "bulk-tcp",
+            Self::BulkUdp => "bulk-udp",
+            Self::Ping => "ping",
+            Self::SynFlood => "syn-flood",
+            Self::UdpFlood => "udp-flood",
+            Self::IcmpFlood => "icmp-flood",
+            Self::ScanSyn => "scan-syn",
+            Self::ScanStealth => "scan-stealth",
+            Self::ScanUdp => "scan-udp",
+        }
+    }
+
+    /// The label of its packets, an index into [`CLASS_NAMES`].
+    pub fn class(self) -> u32 {
+        match self {
+            Self::SynFlood => 1,
+            Self::UdpFlood => 2,
+            Self::ScanConnect | Self::ScanSyn | Self::ScanStealth | Self::ScanUdp => 3,
+            Self::IcmpFlood => 4,
+            _ => BENIGN,
+        }
+    }
+
+    pub fn class_name(self) -> &'static str {
+        CLASS_NAMES[self.class() as usize]
+    }
+
+    pub fn is_attack(self) -> bool {
+        self.class() != BENIGN
+    }
+}
+
+/// Which pool each setting is drawn from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// The training family.
+    A,
+    /// Values disjoint from A's: the held-out family.
+    B,
+    /// Either pool, per setting.
+    Any,
+}
+
+/// Draws settings of one family.
+struct Draw<'a> {
+    rng: &'a mut Rng,
+    family: Family,
+}
+
+impl Draw<'_> {
+    fn use_a(&mut self) -> bool {
+        match self.family {
+            Family::A => true,
+            Family::B => false,
+            Family::Any => self.rng.bool(0.5),
+        }
+    }
+
+    fn pick<T: Copy>(&mut self, a: &[T], b: &[T]) -> T {
+        let pool = if self.use_a() { a } else { b };
+        pool[self.rng.below(pool.len())]
+    }
+
+    /// Uniform in family A's or B's inclusive range.
+    fn range(&mut self, a: (i64, i64), b: (i64, i64)) -> i64 {
+        let (lo, hi) = if self.use_a() { a } else { b };
+        self.rng.range_i64(lo, hi)
+    }
+}
+
+/// What hping3 sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HpingMode {
+    Syn,
+    Udp,
+    Icmp,
+}
+
+/// Destination port of a flood: one port, or one more every packet from a base (`-p ++N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PortPattern {
+    Fixed(u16),
+    Incrementing(u16),
+}
+
+/// nmap's scan technique.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum NmapTechnique {
+    #[serde(rename = "-sS")]
+    Syn,
+    #[serde(rename = "-sT")]
+    Connect,
+    #[serde(rename = "-sF")]
+    Fin,
+    #[serde(rename = "-sX")]
+    Xmas,
+    #[serde(rename = "-sN")]
+    Null,
+    #[serde(rename = "-sU")]
+    Udp,
+}
+
+impl NmapTechnique {
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Syn => "-sS",
+            Self::Connect => "-sT",
+            Self::Fin => "-sF",
+            Self::Xmas => "-sX",
+            Self::Null => "-sN",
+            Self::Udp => "-sU",
+        }
+    }
+}
+
+/// One scenario's settings for one run (recorded in the manifest).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "tool", rename_all = "kebab-case")]
+pub enum Settings {
+    Curl {
+        object_bytes: u64,
+        requests: u64,
+        requests_per_s: u32,
+        keep_alive: bool,
+        /// curl --limit-rate, bytes per second.
+        limit_bytes_per_s: Option<u64>,
+    },
+    Dig {
+        /// Queries per batch (one dig process each) and the pause between batches.
+        batch: u32,
+        pause_ms: u64,
+        qtype: &'static str,
+    },
+    Iperf3 {
+        udp: bool,
+        /// The server sends (-R): then what arrives at the server is ACKs.
+        reverse: bool,
+        bits_per_s: u64,
+        /// -l: bytes per write (UDP: per datagram).
+        length: u32,
+        port: u16,
+    },
+    Ping {
+        interval_ms: u64,
+        payload: u32,
+        ttl: u8,
+        count: u64,
+    },
+    Hping3 {
+        mode: HpingMode,
+        dst_port: Option<PortPattern>,
+        window: Option<u16>,
+        ttl: u8,
+        payload: u32,
+        gap_us: u64,
+        /// `-k -s PORT`: one source port (otherwise hping3 changes it every packet).
+        fixed_src_port: Option<u16>,
+        /// Per attacking address.
+        count: u64,
+    },
+    Nmap {
+        technique: NmapTechnique,
+        first_port: u16,
+        last_port: u16,
+        max_rate: u32,
+        /// --ttl (otherwise nmap's raw scans pick a random TTL per run).
+        ttl: Option<u8>,
+        /// -g: one source port for raw scans.
+        src_port: Option<u16>,
+    },
+}
+
+/// One scenario of one run: its settings, its source addresses and when it runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Planned {
+    pub scenario: ToolScenario,
+    pub settings: Settings,
+    pub sources: Vec<Ipv4Addr>,
+    /// From the run's start.
+    pub start: Duration,
+    pub duration: Duration,
+}
+
+/// How many source addresses each scenario of `scenarios` gets in a run of `seed`/`family`.
+pub fn address_counts(scenarios: &[ToolScenario], seed: u64, family: Family) -> Vec<usize> {
+    let mut rng = Rng::new(seed ^ 0xadd5);
+    let mut d = Draw {
+        rng: &mut rng,
+        family,
+    };
+    scenarios
+        .iter()
+        .map(|s| match s {
+            ToolScenario::SynFlood | ToolScenario::UdpFlood | ToolScenario::IcmpFlood => {
+                d.pick(&[1, 2], &[3, 1]).min(MAX_ATTACKERS)
+            }
+            _ => 1,
+        })
+        .collect()
+}
+
+/// Draws the settings and time window of `scenario` for a run of `run` seconds.
+pub fn plan(
+    scenario: ToolScenario,
+    sources: Vec<Ipv4Addr>,
+    run: Duration,
+    seed: u64,
+    family: Family,
+) -> Planned {
+    let mut rng = Rng::new(seed ^ (scenario as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let secs = run.as_secs_f64();
+    // Benign traffic runs the whole run; an attack starts in its first 40% and lasts 30-60%.
+    let (start, duration) = if scenario.is_attack() {
+        let start = secs * (0.05 + 0.35 * rng.next_f64());
+        let length = secs * (0.3 + 0.3 * rng.next_f64());
+        (start, length.min(secs - start))
+    } else {
+        (0.0, secs)
+    };
+    let mut d = Draw {
+        rng: &mut rng,
+        family,
+    };
+    let count_for = |gap_us: u64| ((duration * 1e6) / gap_us as f64).ceil() as u64 + 1;
+    let settings = match scenario {
+        ToolScenario::WebSmall | ToolScenario::WebKeepalive => {
+            let keep_alive = scenario == ToolScenario::WebKeepalive;
+            let requests_per_s = d.range((5, 15), (16, 40)) as u32;
+            Settings::Curl {
+                object_bytes: d.pick(&OBJECT_SIZES[..2], &OBJECT_SIZES[2..5]),
+                requests: (duration * f64::from(requests_per_s)).ceil() as u64,
+                requests_per_s,
+                keep_alive,
+                limit_bytes_per_s: None,
+            }
+        }
+        ToolScenario::WebLarge => Settings::Curl {
+            object_bytes: d.pick(&OBJECT_SIZES[5..6], &OBJECT_SIZES[6..]),
+            requests: 1000,
+            requests_per_s: 50,
+            keep_alive: true,
+            limit_bytes_per_s: Some(d.range((500_000, 1_500_000), (1_600_000, 4_000_000)) as u64),
+        },
+        ToolScenario::SlowClient => Settings::Curl {
+            object_bytes: OBJECT_SIZES[6],
+            requests: 1,
+            requests_per_s: 1,
+            keep_alive: true,
+            limit_bytes_per_s: Some(d.range((8_000, 24_000), (2_000, 6_000)) as u64),
+        },
+        ToolScenario::Dns => Settings::Dig {
+            batch: d.range((2, 5), (6, 12)) as u32,
+            pause_ms: d.range((100, 300), (301, 800)) as u64,
+            qtype: d.pick(&["A", "AAAA"], &["MX", "TXT"]),
+        },
+        ToolScenario::BulkTcp => Settings::Iperf3 {
+            udp: false,
+            reverse: d.rng.bool(0.5),
+            bits_per_s: d.range((5_000_000, 15_000_000), (16_000_000, 40_000_000)) as u64,
+            length: d.pick(&[131_072], &[16_384, 1_000]),
+            port: IPERF_TCP_PORT,
+        },
+        ToolScenario::BulkUdp => Settings::Iperf3 {
+            udp: true,
+            reverse: false,
+            bits_per_s: d.range((2_000_000, 6_000_000), (7_000_000, 14_000_000)) as u64,
+            length: d.range((1_000, 1_400), (200, 900)) as u32,
+            port: IPERF_UDP_PORT,
+        },
+        ToolScenario::Ping => {
+            let interval_ms = d.range((200, 500), (600, 1000)) as u64;
+            Settings::Ping {
+                interval_ms,
+                payload: d.pick(&[56], &[16, 120, 1000]),
+                ttl: d.pick(&[64], &[128, 255]),
+                count: (duration * 1000.0 / interval_ms as f64).ceil() as u64,
+            }
+        }
+        ToolScenario::SynFlood | ToolScenario::UdpFlood | ToolScenario::IcmpFlood => {
+            let gap_us = d.range((400, 1000), (150, 390)) as u64;
+            let mode = match scenario {
+                ToolScenario::SynFlood => HpingMode::Syn,
+                ToolScenario::UdpFlood => HpingMode::Udp,
+                _ => HpingMode::Icmp,
+            };
+            let dst_port = match mode {
+                HpingMode::Syn => Some(PortPattern::Fixed(HTTP_PORT)),
+                HpingMode::Udp => Some(if d.use_a() {
+                    PortPattern::Incrementing(d.rng.range_i64(1024, 30_000) as u16)
+                } else {
+                    PortPattern::Fixed([DNS_PORT, 123, 5202, 40_000][d.rng.below(4)])
+                }),
+                HpingMode::Icmp => None,
+            };
+            let payload = match mode {
+                HpingMode::Syn => d.pick(&[0], &[0, 16, 64]),
+                HpingMode::Udp => d.range((0, 512), (600, 1400)) as u32,
+                HpingMode::Icmp => d.range((0, 512), (600, 1400)) as u32,
+            };
+            let fixed_src_port = (mode != HpingMode::Icmp && !d.use_a())
+                .then(|| d.rng.range_i64(1024, 65_000) as u16);
+            Settings::Hping3 {
+                mode,
+                dst_port,
+                window: (mode == HpingMode::Syn)
+                    .then(|| d.pick(&[512, 1024, 4096], &[64_240, 29_200, 65_535, 8_192])),
+                ttl: d.pick(&[64], &[128, 255, 48]),
+                payload,
+                gap_us,
+                fixed_src_port,
+                count: count_for(gap_us),
+            }
+        }
+        ToolScenario::ScanSyn
+        | ToolScenario::ScanConnect
+        | ToolScenario::ScanStealth
+        | ToolScenario::ScanUdp => {
+            let technique = match scenario {
+                ToolScenario::ScanSyn => NmapTechnique::Syn,
+                ToolScenario::ScanConnect => NmapTechnique::Connect,
+                ToolScenario::ScanUdp => NmapTechnique::Udp,
+                _ => d.pick(
+                    &[NmapTechnique::Fin],
+                    &[NmapTechnique::Xmas, NmapTechnique::Null],
+                ),
+            };
+            let raw = technique != NmapTechnique::Connect;
+            let (first_port, span) = if d.use_a() {
+                (1, 1023)
+            } else {
+                (d.rng.range_i64(1025, 60_000) as u16, 4000)
+            };
+            Settings::Nmap {
+                technique,
+                first_port,
+                last_port: first_port.saturating_add(span),
+                max_rate: d.range((200, 600), (700, 1500)) as u32,
+                ttl: (raw && !d.use_a()).then(|| d.pick(&[64], &[64, 128])),
+                src_port: (raw && !d.use_a()).then(|| d.rng.range_i64(1024, 65_000) as u16),
+            }
+        }
+    };
+    Planned {
+        scenario,
+        settings,
+        sources,
+        start: Duration::from_secs_f64(start),
+        duration: Duration::from_secs_f64(duration.max(0.5)),
+    }
+}
+
+/// Where a client's tool talks to and through which interface.
+pub struct Target<'a> {
+    pub server: Ipv4Addr,
+    /// The client namespace's veth end (nmap's -e).
+    pub client_if: &'a str,
+}
+
+impl Planned {
+    /// The command lines (one per source address for floods, else one), each bounded by
+    /// `timeout` and by a count.
+    pub fn commands(&self, target: &Target) -> Vec<Vec<String>> {
+        let server = target.server.to_string();
+        // A second past the window for the tool to end on its own count first.
+        let bound = |argv: Vec<String>| {
+            let mut v = vec![
+                "timeout".to_string(),
+                "-k".into(),
+                "1".into(),
+                format!("{:.1}", self.duration.as_secs_f64() + 1.0),
+            ];
+            v.extend(argv);
+            v
+        };
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let src = self.sources[0].to_string();
+        match &self.settings {
+            Settings::Curl {
+                object_bytes,
+                requests,
+                requests_per_s,
+                keep_alive,
+                limit_bytes_per_s,
+            } => {
+                let mut v = s(&["curl", "-s", "-o", "/dev/null", "--interface", &src]);
+                v.extend(s(&["--rate", &format!("{requests_per_s}/s")]));
+                if !keep_alive {
+                    v.extend(s(&["-H", "Connection: close"]));
+                }
+                if let Some(rate) = limit_bytes_per_s {
+                    v.extend(s(&["--limit-rate", &rate.to_string()]));
+                }
+                // URL globbing: `requests` transfers from one process, output discarded.
+                v.push(format!(
+                    "http://{server}/o/{object_bytes}?[1-{}]",
+                    (*requests).max(1)
+                ));
+                vec![bound(v)]
+            }
+            Settings::Dig {
+                batch,
+                pause_ms,
+                qtype,
+            } => {
+                let names: Vec<String> = (0..*batch)
+                    .map(|i| format!("h{i}-$n.example.test {qtype}"))
+                    .collect();
+                let script = format!(
+                    "n=0; while :; do n=$((n+1)); printf '{}\\n' | dig -b {src} @{server} +tries=1 +time=1 -f - >/dev/null; sleep {:.3}; done",
+                    names.join("\\n"),
+                    *pause_ms as f64 / 1000.0
+                );
+                vec![bound(s(&["sh", "-c", &script]))]
+            }
+            Settings::Iperf3 {
+                udp,
+                reverse,
+                bits_per_s,
+                length,
+                port,
+            } => {
+                let mut v = s(&["iperf3", "-c", &server, "-B", &src, "-p", &port.to_string()]);
+                v.extend(s(&["-t", &format!("{}", self.duration.as_secs().max(1))]));
+                v.extend(s(&[
+                    "-b",
+                    &bits_per_s.to_string(),
+                    "-l",
+                    &length.to_string(),
+                ]));
+                if *udp {
+                    v.push("-u".into());
+                }
+                if *reverse {
+                    v.push("-R".into());
+                }
+                vec![bound(v)]
+            }
+            Settings::Ping {
+                interval_ms,
+                payload,
+                ttl,
+                count,
+            } => vec![bound(s(&[
+                "ping",
+                "-q",
+                "-n",
+                "-I",
+                &src,
+                "-i",
+                &format!("{:.3}", *interval_ms as f64 / 1000.0),
+                "-s",
+                &payload.to_string(),
+                "-t",
+                &ttl.to_string(),
+                "-c",
+                &count.to_string(),
+                &server,
+            ]))],
+            Settings::Hping3 {
+                mode,
+                dst_port,
+                window,
+                ttl,
+                payload,
+                gap_us,
+                fixed_src_port,
+                count,
+            } => self
+                .sources
+                .iter()
+                .map(|a| {
+                    let mut v = s(&["hping3", "-q", "-n", "-a", &a.to_string()]);
+                    v.push(
+                        match mode {
+                            HpingMode::Syn => "-S",
+                            HpingMode::Udp => "-2",
+                            HpingMode::Icmp => "-1",
+                        }
+                        .into(),
+                    );
+                    match dst_port {
+                        Some(PortPattern::Fixed(p)) => v.extend(s(&["-p", &p.to_string()])),
+                        Some(PortPattern::Incrementing(p)) => {
+                            v.extend(s(&["-p", &format!("++{p}")]))
+                        }
+                        None => {}
+                    }
+                    if let Some(w) = window {
+                        v.extend(s(&["-w", &w.to_string()]));
+                    }
+                    if let Some(p) = fixed_src_port {
+                        v.extend(s(&["-k", "-s", &p.to_string()]));
+                    }
+                    v.extend(s(&["-t", &ttl.to_string(), "-d", &payload.to_string()]));
+                    v.extend(s(&["-i", &format!("u{gap_us}"), "-c", &count.to_string()]));
+                    v.push(server.clone());
+                    bound(v)
+                })
+                .collect(),
+            Settings::Nmap {
+                technique,
+                first_port,
+                last_port,
+                max_rate,
+                ttl,
+                src_port,
+            } => {
+                let mut v = s(&[
+                    "nmap",
+                    technique.flag(),
+                    "-n",
+                    "-Pn",
+                    "-e",
+                    target.client_if,
+                ]);
+                v.extend(s(&["-S", &src, "--max-retries", "0", "-T4"]));
+                v.extend(s(&["--max-rate", &max_rate.to_string()]));
+                v.extend(s(&["-p", &format!("{first_port}-{last_port}")]));
+                if let Some(t) = ttl {
+                    v.extend(s(&["--ttl", &t.to_string()]));
+                }
+                if let Some(p) = src_port {
+                    v.extend(s(&["-g", &p.to_string()]));
+                }
+                v.extend(s(&["-oN", "/dev/null", &server]));
+                vec![bound(v)]
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_plans(seed: u64, family: Family) -> Vec<Planned> {
+        ToolScenario::ALL
+            .iter()
+            .map(|&s| {
+                plan(
+                    s,
+                    vec![Ipv4Addr::new(10, 0, 0, 2)],
+                    Duration::from_secs(20),
+                    seed,
+                    family,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_two_families_never_share_an_attack_setting() {
+        let key = |p: &Planned| match &p.settings {
+            Settings::Hping3 {
+                window,
+                ttl,
+                payload,
+                gap_us,
+                ..
+            } => vec![
+                format!("window {window:?}"),
+                format!("ttl {ttl}"),
+                format!("gap {gap_us}"),
+                format!("payload {payload} {:?}", p.scenario),
+            ],
+            Settings::Nmap {
+                first_port,
+                max_rate,
+                ..
+            } => vec![format!("ports {first_port}"), format!("rate {max_rate}")],
+            _ => vec![],
+        };
+        let collect = |family| {
+            let mut seen = std::collections::HashSet::new();
+            for seed in 0..50 {
+                for p in all_plans(seed, family) {
+                    seen.extend(
+                        key(&p)
+                            .into_iter()
+                            .filter(|k| !k.contains("payload 0 Syn") && k != "window None"),
+                    );
+                }
+            }
+            seen
+        };
+        let (a, b) = (collect(Family::A), collect(Family::B));
+        let shared: Vec<_> = a.intersection(&b).collect();
+        assert!(shared.is_empty(), "settings in both families: {shared:?}");
+    }
+
+    #[test]
+    fn plans_follow_the_seed_and_stay_inside_the_run() {
+        assert_eq!(all_plans(7, Family::Any), all_plans(7, Family::Any));
+        assert_ne!(all_plans(7, Family::Any), all_plans(8, Family::Any));
+        for p in all_plans(3, Family::Any) {
+            assert!(p.start + p.duration <= Duration::from_secs(20) + Duration::from_millis(1));
+            let target = Target {
+                server: Ipv4Addr::new(10, 0, 0, 1),
+                client_if: "veth0",
+            };
+            for argv in p.commands(&target) {
+                assert_eq!(argv[0], "timeout", "{argv:?} is bounded in time");
+            }
+        }
+    }
+}
