@@ -16,7 +16,7 @@ use crate::{
     dataset::{Dataset, Standardizer},
     model_file::ModelFile,
     packets::features::packet_standardizer,
-    quantize::quantize,
+    quantize::{agreement_warning, quantize},
     train::{self, EpochStats, TrainConfig, parse_hidden},
 };
 
@@ -87,6 +87,9 @@ struct Report {
     float_accuracy: f64,
     /// `null` without --out (nothing was quantized).
     quantized_accuracy: Option<f64>,
+    /// Fraction of test rows where the int8 and the float model pick the same class; `null`
+    /// without --out. Below `quantize::MIN_AGREEMENT` (0.98) train warns on stderr.
+    quantized_agreement: Option<f64>,
     train_seconds: f64,
     test_samples: usize,
     epochs: usize,
@@ -156,14 +159,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             Device::Gpu => "GPU",
         }
     );
-    let (float_accuracy, quantized_accuracy) = match &args.out {
+    let (float_accuracy, quantized) = match &args.out {
         Some(out) => {
             // Calibrated on the raw training rows: the quantized model folds standardization in.
             let quantized = quantize(&mlp, &standardizer, &train_raw, schema)
                 .context("quantizing the trained model")?;
             let scores = score(&mlp, &standardizer, &quantized, &test_raw);
             ModelFile::new(mlp, standardizer, quantized, data.feature_names).save(out)?;
-            (scores.float_accuracy, Some(scores.quantized_accuracy))
+            if let Some(warning) = agreement_warning(scores.agreement, scores.samples) {
+                eprintln!("{warning}");
+            }
+            (
+                scores.float_accuracy,
+                Some((scores.quantized_accuracy, scores.agreement)),
+            )
         }
         None => (mlp.accuracy(&standardizer.apply(&test_raw)), None),
     };
@@ -171,7 +180,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if args.json {
         let report = Report {
             float_accuracy,
-            quantized_accuracy,
+            quantized_accuracy: quantized.map(|(accuracy, _)| accuracy),
+            quantized_agreement: quantized.map(|(_, agreement)| agreement),
             train_seconds,
             test_samples: test_raw.len(),
             epochs: config.epochs,
@@ -183,8 +193,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             "float test accuracy:     {float_accuracy:.4} ({} rows)",
             test_raw.len()
         );
-        if let Some(q) = quantized_accuracy {
-            println!("quantized test accuracy: {q:.4}");
+        if let Some((accuracy, agreement)) = quantized {
+            println!("quantized test accuracy: {accuracy:.4}");
+            println!("int8/float agreement:    {agreement:.4}");
         }
         match &args.out {
             Some(out) => println!("model written to {}", out.display()),
