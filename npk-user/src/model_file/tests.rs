@@ -135,10 +135,13 @@ fn refused(bytes: &[u8]) -> String {
     err.to_string()
 }
 
+/// Where a test case writes its value.
+type Field<T> = fn(&mut ModelFile) -> &mut T;
+
 #[test]
 fn non_finite_floats_with_a_valid_checksum_are_refused() {
     const S32: f32 = 1234.567;
-    let f32_cases: [(fn(&mut ModelFile) -> &mut f32, f32, &str); 7] = [
+    let f32_cases: [(Field<f32>, f32, &str); 7] = [
         (
             |f| &mut f.mlp.layers[1].weights[3 * 12 + 7],
             f32::NAN,
@@ -183,7 +186,7 @@ fn non_finite_floats_with_a_valid_checksum_are_refused() {
     }
 
     const S64: f64 = 1234.56789;
-    let f64_cases: [(fn(&mut ModelFile) -> &mut f64, f64, &str); 5] = [
+    let f64_cases: [(Field<f64>, f64, &str); 5] = [
         (
             |f| &mut f.quantized.scales.input[3],
             f64::NAN,
