@@ -5,6 +5,7 @@ pub mod cli;
 pub mod dataset;
 pub mod demo;
 pub mod kernel;
+pub mod metrics;
 pub mod model_file;
 pub mod netlab;
 pub mod output;

@@ -202,5 +202,8 @@ fn eval_rejects_unusable_models_and_mismatched_files() {
     );
     let header = "sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm,label";
     std::fs::write(&csv, format!("{header}\n1,2,3,4,0\n1,2,3,4,3\n")).unwrap();
-    fails_with(&eval(&model, &csv), "labels go up to 3, but ");
+    fails_with(
+        &eval(&model, &csv),
+        "other.csv: line 3, column 'label': label 3, but the model predicts only 3 classes",
+    );
 }

@@ -8,28 +8,35 @@ use serde::Serialize;
 
 use crate::{
     dataset::{Dataset, Standardizer},
+    metrics::{ClassMetrics, Confusion},
     model_file::ModelFile,
-    quantize::Quantized,
+    quantize::{MIN_AGREEMENT, Quantized, agreement_warning},
     train::{Mlp, argmax},
 };
 
-/// Score a model file on a labelled CSV file: float accuracy, quantized accuracy and how often
-/// the two models agree.
+/// Score a model file on a labelled CSV file: accuracy, per-class precision, recall, F1 and
+/// support, and the confusion matrix of the float and the quantized model, and how often the
+/// two agree (a warning on stderr below 0.98). The file may hold any subset of the model's
+/// classes, one class too (`npk features --label N` output).
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     /// A model written by `npk train --out`.
     #[arg(long, value_name = "MODEL")]
     pub model: PathBuf,
-    /// CSV file with the model's feature columns, in the same order, and the label last.
+    /// CSV file with the model's feature columns, in the same order, and the label last
+    /// (0..K-1 for a model of K classes).
     #[arg(long, value_name = "FILE.csv")]
     pub data: PathBuf,
-    /// Print one JSON object as the last line of stdout.
+    /// Print one JSON object as the last line of stdout: samples, float_accuracy,
+    /// quantized_accuracy, agreement, min_agreement, and for "float" and "quantized" each
+    /// accuracy, per_class (class, support, predicted, precision, recall, f1; null where
+    /// undefined) and confusion ([true][predicted]).
     #[arg(long)]
     pub json: bool,
 }
 
-/// Accuracy of both models on one labelled set. The `--json` line of `npk eval`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+/// Both models scored on one labelled set.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Scores {
     pub samples: usize,
     /// The float model on standardized rows.
@@ -38,9 +45,46 @@ pub struct Scores {
     pub quantized_accuracy: f64,
     /// Fraction of rows where both models predict the same class.
     pub agreement: f64,
+    pub float: Confusion,
+    pub quantized: Confusion,
+}
+
+/// One model's part of the `--json` line.
+#[derive(Serialize)]
+struct ModelReport {
+    accuracy: f64,
+    per_class: Vec<ClassMetrics>,
+    /// `confusion[true][predicted]`.
+    confusion: Vec<Vec<u64>>,
+}
+
+impl From<&Confusion> for ModelReport {
+    fn from(c: &Confusion) -> Self {
+        Self {
+            accuracy: c.accuracy(),
+            per_class: c.per_class(),
+            confusion: c.rows(),
+        }
+    }
+}
+
+/// The `--json` line of `npk eval`; the field names are stable (documented in `--help`).
+#[derive(Serialize)]
+struct Report {
+    samples: usize,
+    float_accuracy: f64,
+    quantized_accuracy: f64,
+    agreement: f64,
+    /// The agreement below which eval warns.
+    min_agreement: f64,
+    float: ModelReport,
+    quantized: ModelReport,
 }
 
 /// Scores `mlp` (after `standardizer`) and `quantized` on the unstandardized rows of `raw`.
+///
+/// # Panics
+/// If a label of `raw` is not below the model's class count (loaders check it).
 pub fn score(
     mlp: &Mlp,
     standardizer: &Standardizer,
@@ -48,44 +92,66 @@ pub fn score(
     raw: &Dataset,
 ) -> Scores {
     let standardized = standardizer.apply(raw);
+    let classes = mlp.num_classes();
     let logits = mlp.forward(&standardized.features, raw.len());
     let mut scratch = Scratch::new();
-    let (mut float_hits, mut quant_hits, mut agree) = (0, 0, 0);
-    for (i, row_logits) in logits.chunks_exact(mlp.num_classes()).enumerate() {
+    let mut float = Confusion::new(classes);
+    let mut quant = Confusion::new(classes);
+    let mut agree = 0;
+    for (i, row_logits) in logits.chunks_exact(classes).enumerate() {
         let label = raw.labels[i] as usize;
         let f = argmax(row_logits);
         let q = quantized.infer(raw.row(i), &mut scratch);
-        float_hits += usize::from(f == label);
-        quant_hits += usize::from(q == label);
+        float.add(label, f);
+        quant.add(label, q);
         agree += usize::from(f == q);
     }
-    let n = raw.len().max(1) as f64;
     Scores {
         samples: raw.len(),
-        float_accuracy: float_hits as f64 / n,
-        quantized_accuracy: quant_hits as f64 / n,
-        agreement: agree as f64 / n,
+        float_accuracy: float.accuracy(),
+        quantized_accuracy: quant.accuracy(),
+        agreement: agree as f64 / raw.len().max(1) as f64,
+        float,
+        quantized: quant,
     }
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let model = ModelFile::load(&args.model)?;
-    let data = Dataset::load_csv(&args.data)?;
+    let data = Dataset::load_csv_for_model(&args.data, model.mlp.num_classes())?;
     check_columns(&model, &data, &args)?;
     let scores = score(&model.mlp, &model.standardizer, &model.quantized, &data);
+    if let Some(warning) = agreement_warning(scores.agreement, scores.samples) {
+        eprintln!("{warning}");
+    }
     if args.json {
-        println!("{}", serde_json::to_string(&scores)?);
+        let report = Report {
+            samples: scores.samples,
+            float_accuracy: scores.float_accuracy,
+            quantized_accuracy: scores.quantized_accuracy,
+            agreement: scores.agreement,
+            min_agreement: MIN_AGREEMENT,
+            float: (&scores.float).into(),
+            quantized: (&scores.quantized).into(),
+        };
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("{} rows of {}", scores.samples, args.data.display());
         println!("float accuracy:     {:.4}", scores.float_accuracy);
         println!("quantized accuracy: {:.4}", scores.quantized_accuracy);
         println!("agreement:          {:.4}", scores.agreement);
+        println!("\nfloat model:\n{}", scores.float.table(None));
+        println!(
+            "\nquantized model (the kernel's arithmetic):\n{}",
+            scores.quantized.table(None)
+        );
     }
     Ok(())
 }
 
-/// The file must have the model's feature columns, by name and in order, and no label the
-/// model cannot predict: otherwise the scores would silently mean nothing.
+/// The file must have the model's feature columns, by name and in order (its labels were
+/// checked against the model's classes as it loaded): otherwise the scores would silently
+/// mean nothing.
 fn check_columns(model: &ModelFile, data: &Dataset, args: &EvalArgs) -> anyhow::Result<()> {
     let (file, model_path) = (args.data.display(), args.model.display());
     if data.feature_names != model.feature_names {
@@ -106,13 +172,6 @@ fn check_columns(model: &ModelFile, data: &Dataset, args: &EvalArgs) -> anyhow::
         bail!(
             "{file}: line 1: column {} is '{found}', but {model_path} expects '{want}' there",
             j + 1
-        );
-    }
-    if data.num_classes > model.mlp.num_classes() {
-        bail!(
-            "{file}: labels go up to {}, but {model_path} predicts only {} classes",
-            data.num_classes - 1,
-            model.mlp.num_classes()
         );
     }
     Ok(())

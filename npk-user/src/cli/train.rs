@@ -17,7 +17,7 @@ use crate::{
     model_file::ModelFile,
     output::{Console, ConsoleError, OutputPath},
     packets::features::packet_standardizer,
-    quantize::quantize,
+    quantize::{agreement_warning, quantize},
     train::{self, EpochStats, TrainConfig, parse_hidden},
 };
 
@@ -51,8 +51,9 @@ pub struct TrainArgs {
     /// Fraction of each class held out for testing, in (0, 1).
     #[arg(long, default_value_t = 0.2, value_name = "F")]
     pub test_split: f64,
-    /// Model file to write: float model, standardization and the quantized kernel model.
-    /// Without it the float model is trained and scored only.
+    /// Model file to write: float model, standardization and the quantized kernel model; the
+    /// summary then gives the int8/float agreement on the test split, with a warning on stderr
+    /// below 0.98. Without it the float model is trained and scored only.
     #[arg(long, value_name = "MODEL")]
     pub out: Option<PathBuf>,
     /// Where to train: cpu, or gpu (device 0, through CUDA; fails when there is none).
@@ -88,6 +89,9 @@ struct Report {
     float_accuracy: f64,
     /// `null` without --out (nothing was quantized).
     quantized_accuracy: Option<f64>,
+    /// Fraction of test rows where the int8 and the float model pick the same class; `null`
+    /// without --out. Below `quantize::MIN_AGREEMENT` (0.98) train warns on stderr.
+    quantized_agreement: Option<f64>,
     train_seconds: f64,
     test_samples: usize,
     epochs: usize,
@@ -171,14 +175,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             Device::Gpu => "GPU",
         }
     );
-    let (float_accuracy, quantized_accuracy) = match &out {
+    let (float_accuracy, quantized) = match &out {
         Some(out) => {
             // Calibrated on the raw training rows: the quantized model folds standardization in.
             let quantized = quantize(&mlp, &standardizer, &train_raw, schema)
                 .context("quantizing the trained model")?;
             let scores = score(&mlp, &standardizer, &quantized, &test_raw);
             ModelFile::new(mlp, standardizer, quantized, data.feature_names).save_to(out)?;
-            (scores.float_accuracy, Some(scores.quantized_accuracy))
+            if let Some(warning) = agreement_warning(scores.agreement, scores.samples) {
+                eprintln!("{warning}");
+            }
+            (
+                scores.float_accuracy,
+                Some((scores.quantized_accuracy, scores.agreement)),
+            )
         }
         None => (mlp.accuracy(&standardizer.apply(&test_raw)), None),
     };
@@ -186,7 +196,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if args.json {
         let report = Report {
             float_accuracy,
-            quantized_accuracy,
+            quantized_accuracy: quantized.map(|(accuracy, _)| accuracy),
+            quantized_agreement: quantized.map(|(_, agreement)| agreement),
             train_seconds,
             test_samples: test_raw.len(),
             epochs: config.epochs,
@@ -198,8 +209,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             "float test accuracy:     {float_accuracy:.4} ({} rows)",
             test_raw.len()
         ))?;
-        if let Some(q) = quantized_accuracy {
-            console.line(format_args!("quantized test accuracy: {q:.4}"))?;
+        if let Some((accuracy, agreement)) = quantized {
+            console.line(format_args!("quantized test accuracy: {accuracy:.4}"))?;
+            console.line(format_args!("int8/float agreement:    {agreement:.4}"))?;
         }
         match &out {
             Some(out) => console.line(format_args!("model written to {}", out.path().display()))?,

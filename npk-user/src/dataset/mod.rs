@@ -84,6 +84,19 @@ pub enum DatasetError {
         column: String,
         value: String,
     },
+    #[error(
+        "{}: line {line}, column '{column}': label {value}, but the model predicts only {classes} \
+         classes (0..={})",
+        path.display(),
+        classes - 1
+    )]
+    LabelNotInModel {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+        classes: usize,
+    },
     #[error("{}: column '{column}': {found} distinct class(es), need at least 2", path.display())]
     TooFewClasses {
         path: PathBuf,
@@ -138,6 +151,36 @@ impl Dataset {
 
     /// [`Self::load_csv`] on any reader; `path` only names the source in errors.
     pub fn from_reader(reader: impl std::io::Read, path: &Path) -> Result<Self, DatasetError> {
+        Self::read(reader, path, None)
+    }
+
+    /// [`Self::load_csv`] for scoring a model of `classes` classes: one class is enough (a
+    /// capture of one kind of traffic, as `npk features --label N` writes), and a label
+    /// `>= classes` is refused with its line.
+    pub fn load_csv_for_model(path: &Path, classes: usize) -> Result<Self, DatasetError> {
+        let file = File::open(path).map_err(|source| DatasetError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_reader_for_model(file, path, classes)
+    }
+
+    /// [`Self::load_csv_for_model`] on any reader; `path` only names the source in errors.
+    pub fn from_reader_for_model(
+        reader: impl std::io::Read,
+        path: &Path,
+        classes: usize,
+    ) -> Result<Self, DatasetError> {
+        Self::read(reader, path, Some(classes))
+    }
+
+    /// `model_classes`: `None` to train (at least two classes), `Some(K)` to score a model of
+    /// `K` classes (labels below `K`, any number of them present).
+    fn read(
+        reader: impl std::io::Read,
+        path: &Path,
+        model_classes: Option<usize>,
+    ) -> Result<Self, DatasetError> {
         let p = || path.to_owned();
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(true)
@@ -220,6 +263,17 @@ impl Dataset {
             let cell = &record[num_features];
             let label = parse_label(number(&label_column, cell)?)
                 .map_err(|make| make(p(), line, label_column.clone(), cell.to_owned()))?;
+            if let Some(classes) = model_classes
+                && label as usize >= classes
+            {
+                return Err(DatasetError::LabelNotInModel {
+                    path: p(),
+                    line,
+                    column: label_column,
+                    value: cell.to_owned(),
+                    classes,
+                });
+            }
             labels.push(label);
         }
         if labels.is_empty() {
@@ -230,7 +284,7 @@ impl Dataset {
             present[l as usize] = true;
         }
         let distinct = present.iter().filter(|&&b| b).count();
-        if distinct < 2 {
+        if model_classes.is_none() && distinct < 2 {
             return Err(DatasetError::TooFewClasses {
                 path: p(),
                 column: label_column,
@@ -511,6 +565,19 @@ mod tests {
         assert_eq!(
             load_err("a,cls\n1,1\n2,1\n"),
             "t.csv: column 'cls': 1 distinct class(es), need at least 2"
+        );
+    }
+
+    #[test]
+    fn a_model_is_scored_on_one_class_and_refuses_labels_it_lacks() {
+        let for_model = |text: &str, classes| {
+            Dataset::from_reader_for_model(text.as_bytes(), Path::new("t.csv"), classes)
+        };
+        let d = for_model("a,cls\n1,1\n2,1\n", 3).unwrap();
+        assert_eq!((d.labels.as_slice(), d.num_classes), (&[1, 1][..], 2));
+        assert_eq!(
+            for_model("a,cls\n1,1\n2,3\n", 3).unwrap_err().to_string(),
+            "t.csv: line 3, column 'cls': label 3, but the model predicts only 3 classes (0..=2)"
         );
     }
 

@@ -319,12 +319,6 @@ impl ModelFile {
                 self.feature_names[j].len()
             )));
         }
-        if let Some(j) = s.std.iter().position(|&v| !(v.is_finite() && v > 0.0)) {
-            return Err(ModelFileErrorKind::BadValue(format!(
-                "feature {j}: standardizer std {} is not finite and positive",
-                s.std[j]
-            )));
-        }
         if let Some(j) = q.encoding.frac_bits.iter().position(|&f| f > MAX_FRAC_BITS) {
             return Err(ModelFileErrorKind::BadValue(format!(
                 "feature {j}: {} fractional bits, at most {MAX_FRAC_BITS}",
@@ -374,6 +368,80 @@ impl ModelFile {
                     p.out_dim, p.in_dim, d.out_dim, d.in_dim
                 ));
             }
+        }
+        self.check_values()
+    }
+
+    /// Every float the format constrains (docs/model-format.md, "Checks on load and save"):
+    /// weights, biases and means finite; deviations and scales finite and positive, the output
+    /// layer's all one logit scale; the input clip in (0, 1] and the agreement in [0, 1]. Runs
+    /// after the dims are checked: the indices below are in range.
+    fn check_values(&self) -> Result<(), ModelFileErrorKind> {
+        let bad = |what: String| Err(ModelFileErrorKind::BadValue(what));
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        for (l, d) in self.mlp.layers.iter().enumerate() {
+            if let Some(k) = d.weights.iter().position(|w| !w.is_finite()) {
+                return bad(format!(
+                    "float layer {l} weight [{}][{}] is {}",
+                    k / d.in_dim,
+                    k % d.in_dim,
+                    d.weights[k]
+                ));
+            }
+            if let Some(o) = d.bias.iter().position(|b| !b.is_finite()) {
+                return bad(format!("float layer {l} bias [{o}] is {}", d.bias[o]));
+            }
+        }
+        let s = &self.standardizer;
+        if let Some(j) = s.mean.iter().position(|m| !m.is_finite()) {
+            return bad(format!("standardizer mean [{j}] is {}", s.mean[j]));
+        }
+        if let Some(j) = s.std.iter().position(|&v| !positive(f64::from(v))) {
+            return bad(format!(
+                "standardizer deviation [{j}] is {}: must be finite and positive",
+                s.std[j]
+            ));
+        }
+        let scales = &self.quantized.scales;
+        if let Some(j) = scales.input.iter().position(|&v| !positive(v)) {
+            return bad(format!(
+                "input scale [{j}] is {}: must be finite and positive",
+                scales.input[j]
+            ));
+        }
+        for (l, layer) in scales.layers.iter().enumerate() {
+            for (what, values) in [("accumulator", &layer.acc), ("output", &layer.output)] {
+                if let Some(o) = values.iter().position(|&v| !positive(v)) {
+                    return bad(format!(
+                        "layer {l} {what} scale [{o}] is {}: must be finite and positive",
+                        values[o]
+                    ));
+                }
+            }
+        }
+        let logit = scales.logit();
+        if let Some(last) = scales.layers.last()
+            && let Some(o) = last.output.iter().position(|&v| v != logit)
+        {
+            return bad(format!(
+                "layer {} output scale [{o}] is {}, but [0] is {logit}: the output layer has one \
+                 logit scale",
+                scales.layers.len() - 1,
+                last.output[o]
+            ));
+        }
+        let c = &self.quantized.calibration;
+        if !(c.input_clip > 0.0 && c.input_clip <= 1.0) {
+            return bad(format!(
+                "input clip quantile {} is outside (0, 1]",
+                c.input_clip
+            ));
+        }
+        if !(0.0..=1.0).contains(&c.agreement) {
+            return bad(format!(
+                "calibration agreement {} is outside [0, 1]",
+                c.agreement
+            ));
         }
         Ok(())
     }

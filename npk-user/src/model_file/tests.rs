@@ -114,6 +114,158 @@ fn payload_errors_name_the_problem() {
     ));
 }
 
+/// `file`'s bytes with the one occurrence of `sentinel`'s bytes replaced by `value`'s and the
+/// checksum resealed: a file whose CRC is right but whose value `to_bytes` would refuse.
+fn poke(file: &ModelFile, sentinel: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut bytes = file.to_bytes().unwrap();
+    let at: Vec<usize> = (HEADER_LEN..=bytes.len() - sentinel.len())
+        .filter(|&i| bytes[i..i + sentinel.len()] == *sentinel)
+        .collect();
+    assert_eq!(at.len(), 1, "the sentinel must occur exactly once");
+    bytes[at[0]..at[0] + value.len()].copy_from_slice(value);
+    reseal(&mut bytes);
+    bytes
+}
+
+/// Loads `bytes`, expecting a bad-value error; returns its message.
+#[track_caller]
+fn refused(bytes: &[u8]) -> String {
+    let err = ModelFile::from_bytes(bytes).unwrap_err();
+    assert!(matches!(err, ModelFileErrorKind::BadValue(_)), "{err:?}");
+    err.to_string()
+}
+
+/// Where a test case writes its value.
+type Field<T> = fn(&mut ModelFile) -> &mut T;
+
+#[test]
+fn non_finite_floats_with_a_valid_checksum_are_refused() {
+    const S32: f32 = 1234.567;
+    let f32_cases: [(Field<f32>, f32, &str); 7] = [
+        (
+            |f| &mut f.mlp.layers[1].weights[3 * 12 + 7],
+            f32::NAN,
+            "bad value: float layer 1 weight [3][7] is NaN",
+        ),
+        (
+            |f| &mut f.mlp.layers[0].weights[0],
+            f32::NEG_INFINITY,
+            "bad value: float layer 0 weight [0][0] is -inf",
+        ),
+        (
+            |f| &mut f.mlp.layers[2].bias[2],
+            f32::INFINITY,
+            "bad value: float layer 2 bias [2] is inf",
+        ),
+        (
+            |f| &mut f.standardizer.mean[4],
+            f32::NAN,
+            "bad value: standardizer mean [4] is NaN",
+        ),
+        (
+            |f| &mut f.standardizer.std[1],
+            0.0,
+            "bad value: standardizer deviation [1] is 0: must be finite and positive",
+        ),
+        (
+            |f| &mut f.standardizer.std[2],
+            -1.0,
+            "bad value: standardizer deviation [2] is -1: must be finite and positive",
+        ),
+        (
+            |f| &mut f.standardizer.std[0],
+            f32::NAN,
+            "bad value: standardizer deviation [0] is NaN: must be finite and positive",
+        ),
+    ];
+    for (field, value, message) in f32_cases {
+        let mut file = sample(5);
+        *field(&mut file) = S32;
+        let bytes = poke(&file, &S32.to_le_bytes(), &value.to_le_bytes());
+        assert_eq!(refused(&bytes), message);
+    }
+
+    const S64: f64 = 1234.56789;
+    let f64_cases: [(Field<f64>, f64, &str); 5] = [
+        (
+            |f| &mut f.quantized.scales.input[3],
+            f64::NAN,
+            "bad value: input scale [3] is NaN: must be finite and positive",
+        ),
+        (
+            |f| &mut f.quantized.scales.input[0],
+            0.0,
+            "bad value: input scale [0] is 0: must be finite and positive",
+        ),
+        (
+            |f| &mut f.quantized.scales.input[1],
+            -0.5,
+            "bad value: input scale [1] is -0.5: must be finite and positive",
+        ),
+        (
+            |f| &mut f.quantized.scales.layers[0].acc[5],
+            f64::INFINITY,
+            "bad value: layer 0 accumulator scale [5] is inf: must be finite and positive",
+        ),
+        (
+            |f| &mut f.quantized.scales.layers[1].output[7],
+            -1.0,
+            "bad value: layer 1 output scale [7] is -1: must be finite and positive",
+        ),
+    ];
+    for (field, value, message) in f64_cases {
+        let mut file = sample(5);
+        *field(&mut file) = S64;
+        let bytes = poke(&file, &S64.to_le_bytes(), &value.to_le_bytes());
+        assert_eq!(refused(&bytes), message);
+    }
+
+    // Values that no sentinel can stand in for (`to_bytes` refuses them), written at their
+    // offsets: the output layer's 3 scales, the input clip and the agreement come right before
+    // the length-prefixed Model block.
+    let file = sample(5);
+    let logit = file.quantized.scales.logit();
+    let good = file.to_bytes().unwrap();
+    let clip_at = good.len() - (4 + std::mem::size_of::<Model>()) - 2 * 8;
+    let second_logit_at = clip_at - 2 * 8;
+    assert_eq!(good[second_logit_at..][..8], logit.to_le_bytes());
+    for (at, value, message) in [
+        (
+            second_logit_at,
+            2.0,
+            format!(
+                "bad value: layer 2 output scale [1] is 2, but [0] is {logit}: the output layer \
+                 has one logit scale"
+            ),
+        ),
+        (
+            clip_at,
+            0.0,
+            "bad value: input clip quantile 0 is outside (0, 1]".into(),
+        ),
+        (
+            clip_at + 8,
+            f64::NAN,
+            "bad value: calibration agreement NaN is outside [0, 1]".into(),
+        ),
+    ] {
+        let mut bytes = good.clone();
+        bytes[at..at + 8].copy_from_slice(&f64::to_le_bytes(value));
+        reseal(&mut bytes);
+        assert_eq!(refused(&bytes), message);
+    }
+}
+
+#[test]
+fn save_refuses_a_nan_weight() {
+    let mut file = sample(6);
+    file.mlp.layers[0].weights[1] = f32::NAN;
+    assert_eq!(
+        file.to_bytes().unwrap_err().to_string(),
+        "bad value: float layer 0 weight [0][1] is NaN"
+    );
+}
+
 #[test]
 fn load_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
