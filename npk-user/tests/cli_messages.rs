@@ -192,3 +192,79 @@ fn endless_csv_input_is_refused_in_bounded_memory() {
         "npk: error: /dev/zero: line 1: longer than 131072 bytes (the cap on one CSV line)"
     );
 }
+
+#[test]
+fn a_missing_namespace_names_its_cause_once() {
+    let netns = format!("npk-msg-missing-{}", std::process::id());
+    assert_eq!(
+        run_error(&["client", "--netns", &netns, "--requests", "1"]),
+        format!("entering network namespace {netns}: No such file or directory (os error 2)")
+    );
+}
+
+#[test]
+fn serve_without_a_server_kind_asks_for_one_of_them() {
+    let out = npk(&["serve"]);
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "error: the following required arguments were not provided:",
+            "  <--kernel <IFACE>|--user>"
+        ],
+        "{stderr}"
+    );
+}
+
+/// A client whose model has 16 inputs against a userspace server running a 4-input model:
+/// the error says what the server answered, not a hex dump.
+#[test]
+fn client_against_another_model_prints_the_servers_status() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_npk"))
+        .args(["serve", "--user", "--bind", "127.0.0.1", "--port", &port])
+        .args(["--inputs", "4", "--seconds", "20"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert!(ready.starts_with("serving port"), "{ready}");
+    let target = format!("127.0.0.1:{port}");
+    let out = npk(&[
+        "client",
+        "--target",
+        &target,
+        "--inputs",
+        "16",
+        "--requests",
+        "3",
+    ]);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let said = "server answered WRONG_FEATURE_COUNT: it expects 4 features, this request has 16 \
+                (expected OK)";
+    assert!(
+        stderr.starts_with("npk: error: 3 replies differ from the reference (first: request 0: ")
+            && stderr.contains(said),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(said) && !stdout.contains("expected ["),
+        "{stdout}"
+    );
+}

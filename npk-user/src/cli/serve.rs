@@ -116,14 +116,10 @@ impl XdpModeArg {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("server").args(["kernel", "user"]).required(true)))]
 pub struct ServeArgs {
     /// Serve in the kernel: attach the XDP server to this interface.
-    #[arg(
-        long,
-        value_name = "IFACE",
-        conflicts_with = "user",
-        required_unless_present = "user"
-    )]
+    #[arg(long, value_name = "IFACE")]
     kernel: Option<String>,
     /// Serve from a userspace UDP socket.
     #[arg(long)]
