@@ -185,7 +185,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
             if args.no_run_time {
                 server.stop_run_time_stats();
             }
-            server.push(&model)?;
+            let version = server.push(&model)?;
+            // What XDP passes (IP fragments, IPv6 extension headers) is answered here once
+            // the stack has reassembled it, with the model the kernel serves.
+            let mut pushed = model.clone();
+            pushed.header.model_version = version;
+            let mut passed = UserServer::bind_device(iface, args.port, pushed)?;
             server.attach(iface, args.xdp_mode.mode())?;
             if let Some(peer) = &args.peer {
                 let (netns, peer_if) = peer
@@ -201,12 +206,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
                     args.xdp_mode
                 ),
             );
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(POLL);
-            }
+            let passed = std::thread::scope(|s| {
+                let passed = s.spawn(|| passed.run(stop));
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(POLL);
+                }
+                passed.join().expect("the socket server does not panic")
+            })?;
+            let mut counters = server.counters()?;
+            counters.add(&passed);
             // Every frame the program saw was a request in a benchmark; elsewhere passed
             // frames (cheap) lower the mean.
-            (server.counters()?, server.ns_per_run()?)
+            (counters, server.ns_per_run()?)
         }
         None => {
             let io = match args.io {
