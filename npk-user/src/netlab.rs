@@ -29,7 +29,7 @@ pub enum NetLabError {
     NotRoot,
     #[error("a lab has at most {MAX_SOURCES} source addresses, {0} were asked for")]
     TooManySources(usize),
-    #[error("running `ip {args}`: {source} (is iproute2 installed?)")]
+    #[error("running `ip {args}` (is iproute2 installed?)")]
     Spawn {
         args: String,
         #[source]
@@ -37,7 +37,7 @@ pub enum NetLabError {
     },
     #[error("`ip {args}` failed: {stderr}")]
     Ip { args: String, stderr: String },
-    #[error("entering network namespace {netns}: {source}")]
+    #[error("entering network namespace {netns}")]
     Enter {
         netns: String,
         #[source]
@@ -45,7 +45,7 @@ pub enum NetLabError {
     },
     #[error("`{script}` failed: {stderr}")]
     Sysfs { script: String, stderr: String },
-    #[error("listing /proc: {source}")]
+    #[error("listing /proc")]
     Proc {
         #[source]
         source: io::Error,

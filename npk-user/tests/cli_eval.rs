@@ -166,7 +166,7 @@ fn eval_refuses_a_label_the_model_lacks_naming_the_line() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "npk: error: {}: line 4, column 'label': label 7, but the model predicts only 3 \
+            "npk: error: {}: line 4, column \"label\": label 7, but the model predicts only 3 \
              classes (0..=2)\n",
             csv.display()
         )

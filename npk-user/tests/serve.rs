@@ -628,3 +628,123 @@ fn bench_serve_searches_capacity_with_the_kernel_generator() {
     assert_eq!(v["mismatches"], 0);
     assert_eq!(v["generator"], "kernel");
 }
+
+/// Sends each request from inside `lab` to `target` and returns the replies (the model
+/// version, bytes 16..20, zeroed: it is the kernel's push count or the model file's).
+fn exchange(lab: &NetLab, target: SocketAddr, requests: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    lab.in_netns(|| {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        socket.connect(target).unwrap();
+        requests
+            .iter()
+            .map(|r| {
+                socket.send(r).unwrap();
+                let mut reply = [0u8; 2048];
+                let n = socket
+                    .recv(&mut reply)
+                    .unwrap_or_else(|e| panic!("no reply to a {}-byte request: {e}", r.len()));
+                let mut reply = reply[..n].to_vec();
+                reply[16..20].fill(0);
+                reply
+            })
+            .collect()
+    })
+    .unwrap()
+}
+
+/// `npk serve` with `args` until `f` returns; SIGTERM then.
+fn with_cli_server<T>(args: &[&str], f: impl FnOnce() -> T) -> T {
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_npk"))
+        .args(["serve", "--json", "--seconds", "60"])
+        .args([
+            "--inputs",
+            "64",
+            "--hidden",
+            "64,32",
+            "--classes",
+            "10",
+            "--model-seed",
+            "2",
+        ])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut ready).unwrap();
+    assert!(ready.contains("\"ready\""), "{args:?}: {ready}");
+    let result = f();
+    // SAFETY: kill() on our own child's pid.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let mut stopped = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut stopped).unwrap();
+    assert!(server.wait().unwrap().success(), "{args:?}: {stopped}");
+    assert!(stopped.contains("\"stopped\""), "{args:?}: {stopped}");
+    result
+}
+
+/// Both servers answer every request size the same: a valid request, one over the longest
+/// valid request but unfragmented, one fragmented by the sender (8000 bytes over a 1500-byte
+/// MTU) and a valid request fragmented by a 200-byte MTU. The kernel server passes
+/// fragments to the stack and answers them from its socket bound to the interface.
+#[test]
+fn kernel_and_userspace_servers_agree_on_every_request_size_and_fragments() {
+    let model = digits_like();
+    let mut rng = npk::rng::Rng::new(7);
+    let features = random_features(&mut rng, &model);
+    let valid = request(1, 0, &features);
+    let mut oversized = request(2, 0, &features);
+    oversized.resize(1400, 0);
+    let mut fragmented = request(3, 0, &features);
+    fragmented.resize(8000, 0);
+    let requests = [valid.clone(), oversized, fragmented, valid];
+    let expected: Vec<Vec<u8>> = requests
+        .iter()
+        .map(|r| {
+            let mut reply = reference(r, Some(&model));
+            reply[16..20].fill(0);
+            reply
+        })
+        .collect();
+    let statuses: Vec<Status> = expected
+        .iter()
+        .map(|r| decode_reply(r).unwrap().status)
+        .collect();
+    use Status::{Ok as Served, WrongFeatureCount};
+    assert_eq!(
+        statuses,
+        [Served, WrongFeatureCount, WrongFeatureCount, Served]
+    );
+
+    let lab = NetLab::create(1).unwrap();
+    let target: SocketAddr = (lab.host_addr, PORT).into();
+    let host = lab.host_addr.to_string();
+    let port = PORT.to_string();
+    let run = |server: &[&str]| {
+        let mut args = vec!["--port", &port];
+        args.extend_from_slice(server);
+        with_cli_server(&args, || {
+            let mut replies = exchange(&lab, target, &requests[..3]);
+            npk::netlab::ip(&[
+                "-n", &lab.netns, "link", "set", "dev", &lab.ns_if, "mtu", "200",
+            ])
+            .unwrap();
+            replies.extend(exchange(&lab, target, &requests[3..]));
+            npk::netlab::ip(&[
+                "-n", &lab.netns, "link", "set", "dev", &lab.ns_if, "mtu", "1500",
+            ])
+            .unwrap();
+            replies
+        })
+    };
+    assert_eq!(run(&["--kernel", &lab.host_if]), expected, "kernel server");
+    assert_eq!(
+        run(&["--user", "--bind", &host]),
+        expected,
+        "userspace server"
+    );
+}

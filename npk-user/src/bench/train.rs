@@ -47,7 +47,7 @@ const TEST_SPLIT: f64 = 0.2;
 pub enum BenchError {
     #[error(transparent)]
     Data(#[from] DatasetError),
-    #[error("{net}: {source}")]
+    #[error("{net}")]
     Config {
         net: String,
         #[source]

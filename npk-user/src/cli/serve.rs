@@ -116,14 +116,10 @@ impl XdpModeArg {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("server").args(["kernel", "user"]).required(true)))]
 pub struct ServeArgs {
     /// Serve in the kernel: attach the XDP server to this interface.
-    #[arg(
-        long,
-        value_name = "IFACE",
-        conflicts_with = "user",
-        required_unless_present = "user"
-    )]
+    #[arg(long, value_name = "IFACE")]
     kernel: Option<String>,
     /// Serve from a userspace UDP socket.
     #[arg(long)]
@@ -131,7 +127,8 @@ pub struct ServeArgs {
     /// UDP port served.
     #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
-    /// Address the userspace server binds.
+    /// Address the userspace server binds (--user; the kernel server's socket for IP
+    /// fragments binds all addresses of its interface).
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
     /// Userspace I/O style.
@@ -189,7 +186,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
             if args.no_run_time {
                 server.stop_run_time_stats();
             }
-            server.push(&model)?;
+            let version = server.push(&model)?;
+            // What XDP passes (IP fragments, IPv6 extension headers) is answered here once
+            // the stack has reassembled it, with the model the kernel serves.
+            let mut pushed = model.clone();
+            pushed.header.model_version = version;
+            let mut passed = UserServer::bind_device(iface, args.port, pushed)?;
             server.attach(iface, args.xdp_mode.mode())?;
             if let Some(peer) = &args.peer {
                 let (netns, peer_if) = peer
@@ -205,12 +207,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
                     args.xdp_mode
                 ),
             );
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(POLL);
-            }
+            let passed = std::thread::scope(|s| {
+                let passed = s.spawn(|| passed.run(stop));
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(POLL);
+                }
+                passed.join().expect("the socket server does not panic")
+            })?;
+            let mut counters = server.counters()?;
+            counters.add(&passed);
             // Every frame the program saw was a request in a benchmark; elsewhere passed
             // frames (cheap) lower the mean.
-            (server.counters()?, server.ns_per_run()?)
+            (counters, server.ns_per_run()?)
         }
         None => {
             let io = match args.io {
@@ -318,6 +326,7 @@ pub struct BenchServeArgs {
     /// the scheduler decides. `auto`: 0,1 with the kernel generator, none with sockets.
     #[arg(long, default_value = "auto")]
     pin: PinArg,
+    /// UDP port the servers listen on.
     #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
     /// Print the summary as one JSON line (last line).

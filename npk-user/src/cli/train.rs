@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::eval::score;
 use crate::{
-    dataset::{Dataset, Standardizer},
+    dataset::{Dataset, Standardizer, check_test_fraction},
     model_file::ModelFile,
     output::{Console, ConsoleError, OutputPath},
     packets::features::packet_standardizer,
@@ -33,23 +33,27 @@ pub struct TrainArgs {
     /// layers of 1..=128 units; without it any number and width trains.
     #[arg(long, default_value = "16,16", value_name = "W1,W2,...")]
     pub hidden: String,
-    /// Passes over the training split.
-    #[arg(long, default_value_t = 50, value_name = "N")]
+    /// Passes over the training split, at least 1.
+    #[arg(long, default_value_t = 50, value_name = "N", value_parser = parse_epochs,
+          allow_negative_numbers = true)]
     pub epochs: usize,
-    /// Rows per mini-batch.
-    #[arg(long, default_value_t = 16, value_name = "B")]
+    /// Rows per mini-batch, at least 1.
+    #[arg(long, default_value_t = 16, value_name = "B", value_parser = parse_batch,
+          allow_negative_numbers = true)]
     pub batch: usize,
     /// adam, or sgd (with momentum 0.9).
     #[arg(long, default_value = "adam")]
     pub optimizer: String,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.01, value_name = "X")]
+    /// Learning rate, a finite number > 0.
+    #[arg(long, default_value_t = 0.01, value_name = "X", value_parser = parse_lr,
+          allow_negative_numbers = true)]
     pub lr: f32,
     /// Seeds the split, the initial weights and the shuffles: same seed, same model.
     #[arg(long, default_value_t = 1, value_name = "S")]
     pub seed: u64,
     /// Fraction of each class held out for testing, in (0, 1).
-    #[arg(long, default_value_t = 0.2, value_name = "F")]
+    #[arg(long, default_value_t = 0.2, value_name = "F", value_parser = parse_test_split,
+          allow_negative_numbers = true)]
     pub test_split: f64,
     /// Model file to write: float model, standardization and the quantized kernel model; the
     /// summary then gives the int8/float agreement on the test split, with a warning on stderr
@@ -62,6 +66,39 @@ pub struct TrainArgs {
     /// Print one JSON object as the last line of stdout (epoch lines go to stderr).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--epochs`: the library's check ([`TrainConfig::validate`]) and wording, at parse time.
+fn parse_epochs(s: &str) -> Result<usize, String> {
+    at_least_one(s, |n| format!("{n} epochs: must be at least 1"))
+}
+
+/// `--batch`, as [`parse_epochs`].
+fn parse_batch(s: &str) -> Result<usize, String> {
+    at_least_one(s, |n| format!("batch size {n}: must be at least 1"))
+}
+
+/// A whole number >= 1; `below` words the refusal of a smaller one (negative included).
+fn at_least_one(s: &str, below: impl Fn(i128) -> String) -> Result<usize, String> {
+    match s.parse::<i128>() {
+        Ok(n) if n < 1 => Err(below(n)),
+        Ok(n) => usize::try_from(n).map_err(|_| format!("{n} is too large")),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
+fn parse_lr(s: &str) -> Result<f32, String> {
+    let lr: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if lr.is_finite() && lr > 0.0 {
+        Ok(lr)
+    } else {
+        Err(train::TrainError::LearningRate(lr).to_string())
+    }
+}
+
+fn parse_test_split(s: &str) -> Result<f64, String> {
+    let fraction: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    check_test_fraction(fraction).map_err(|e| e.to_string())
 }
 
 impl TrainArgs {

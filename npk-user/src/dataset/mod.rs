@@ -2,13 +2,29 @@
 //! feature standardization.
 
 use std::{
+    cell::Cell,
     fs::File,
+    io::{self, Read},
     path::{Path, PathBuf},
+    rc::Rc,
 };
 
 use npk_common::model::{MAX_CLASSES, MAX_INPUTS};
 
 use crate::rng::Rng;
+
+/// Longest CSV record (line) read, in bytes: 128 features of 40 characters each fit 25 times
+/// over. Bounds the memory of a file that never ends a line (`/dev/zero`).
+pub const MAX_RECORD_BYTES: usize = 128 * 1024;
+/// Most values (rows x columns, the label included) a file may hold: 1 GiB of f32. Bounds the
+/// memory of an endless input (a pipe, a device).
+pub const MAX_VALUES: usize = 1 << 28;
+/// Features are read by the kernel model as raw `i32` (`npk_common::infer`), `round(x * 2^f)`
+/// with at least 0 fractional bits (`quantize::InputEncoding`): |x| must stay below 2^31,
+/// as stored (f32).
+pub const FEATURE_LIMIT: f64 = 2_147_483_648.0;
+/// The open interval test fractions must lie in: 0 leaves no test row, 1 no training row.
+pub const TEST_FRACTION_RANGE: &str = "(0, 1)";
 
 /// Why a CSV file cannot be used, or a split cannot be made. File errors name the file, the
 /// 1-based line (the header is line 1) and the column.
@@ -27,10 +43,40 @@ pub enum DatasetError {
         #[source]
         source: csv::Error,
     },
+    #[error(
+        "{}: line {line}: longer than {cap} bytes (the cap on one CSV line)",
+        path.display()
+    )]
+    RecordTooLong {
+        path: PathBuf,
+        line: u64,
+        cap: usize,
+    },
+    #[error(
+        "{}: line {line}: more than {cap} values (rows x columns; the cap on one file)",
+        path.display()
+    )]
+    TooManyValues {
+        path: PathBuf,
+        line: u64,
+        cap: usize,
+    },
     #[error("{}: empty file, expected a header row", path.display())]
     Empty { path: PathBuf },
     #[error("{}: line 1: need at least one feature column before the label column", path.display())]
     NoFeatures { path: PathBuf },
+    #[error(
+        "{}: line 1: one column, but the header holds {count} {name}s: npk reads comma-separated \
+         files (convert it, e.g. `tr '{escaped}' ','`)",
+        path.display(),
+        name = separator.name(),
+        escaped = separator.escaped()
+    )]
+    OtherSeparator {
+        path: PathBuf,
+        separator: Separator,
+        count: usize,
+    },
     #[error(
         "{}: line 1: {found} feature columns, at most {MAX_INPUTS} (the kernel model's MAX_INPUTS)",
         path.display()
@@ -45,28 +91,39 @@ pub enum DatasetError {
         expected: usize,
         found: usize,
     },
-    #[error("{}: line {line}, column '{column}': '{value}' is not a number", path.display())]
+    #[error("{}: line {line}, column {column:?}: {value:?} is not a number", path.display())]
     NotNumeric {
         path: PathBuf,
         line: u64,
         column: String,
         value: String,
     },
-    #[error("{}: line {line}, column '{column}': '{value}' is not a finite f32 number", path.display())]
+    #[error("{}: line {line}, column {column:?}: {value:?} is not a finite number", path.display())]
     NotFinite {
         path: PathBuf,
         line: u64,
         column: String,
         value: String,
     },
-    #[error("{}: line {line}, column '{column}': label {value} is negative", path.display())]
+    #[error(
+        "{}: line {line}, column {column:?}: {value:?} is out of range: features must lie \
+         strictly between -2^31 and 2^31 (the kernel model reads them as raw i32)",
+        path.display()
+    )]
+    OutOfRange {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error("{}: line {line}, column {column:?}: label {value:?} is negative", path.display())]
     LabelNegative {
         path: PathBuf,
         line: u64,
         column: String,
         value: String,
     },
-    #[error("{}: line {line}, column '{column}': label {value} is not an integer", path.display())]
+    #[error("{}: line {line}, column {column:?}: label {value:?} is not an integer", path.display())]
     LabelFractional {
         path: PathBuf,
         line: u64,
@@ -74,7 +131,7 @@ pub enum DatasetError {
         value: String,
     },
     #[error(
-        "{}: line {line}, column '{column}': label {value} is over {} (the kernel model has at most MAX_CLASSES = {MAX_CLASSES} classes)",
+        "{}: line {line}, column {column:?}: label {value:?} is over {} (the kernel model has at most MAX_CLASSES = {MAX_CLASSES} classes)",
         path.display(),
         MAX_CLASSES - 1
     )]
@@ -85,7 +142,7 @@ pub enum DatasetError {
         value: String,
     },
     #[error(
-        "{}: line {line}, column '{column}': label {value}, but the model predicts only {classes} \
+        "{}: line {line}, column {column:?}: label {value}, but the model predicts only {classes} \
          classes (0..={})",
         path.display(),
         classes - 1
@@ -97,13 +154,13 @@ pub enum DatasetError {
         value: String,
         classes: usize,
     },
-    #[error("{}: column '{column}': {found} distinct class(es), need at least 2", path.display())]
+    #[error("{}: column {column:?}: {found} distinct class(es), need at least 2", path.display())]
     TooFewClasses {
         path: PathBuf,
         column: String,
         found: usize,
     },
-    #[error("test fraction {0} must be in [0, 1)")]
+    #[error("test fraction {0} must be in {TEST_FRACTION_RANGE}")]
     TestFraction(f64),
     #[error("a test fraction of {fraction} over {rows} rows leaves the {side} split empty")]
     EmptySplit {
@@ -150,8 +207,11 @@ impl Dataset {
     }
 
     /// [`Self::load_csv`] on any reader; `path` only names the source in errors.
-    pub fn from_reader(reader: impl std::io::Read, path: &Path) -> Result<Self, DatasetError> {
-        Self::read(reader, path, None)
+    ///
+    /// Memory stays bounded whatever the input: a record (line) longer than
+    /// [`MAX_RECORD_BYTES`] or a file of more than [`MAX_VALUES`] values is refused.
+    pub fn from_reader(reader: impl Read, path: &Path) -> Result<Self, DatasetError> {
+        Self::read(reader, path, None, MAX_RECORD_BYTES, MAX_VALUES)
     }
 
     /// [`Self::load_csv`] for scoring a model of `classes` classes: one class is enough (a
@@ -167,41 +227,60 @@ impl Dataset {
 
     /// [`Self::load_csv_for_model`] on any reader; `path` only names the source in errors.
     pub fn from_reader_for_model(
-        reader: impl std::io::Read,
+        reader: impl Read,
         path: &Path,
         classes: usize,
     ) -> Result<Self, DatasetError> {
-        Self::read(reader, path, Some(classes))
+        Self::read(reader, path, Some(classes), MAX_RECORD_BYTES, MAX_VALUES)
     }
 
     /// `model_classes`: `None` to train (at least two classes), `Some(K)` to score a model of
     /// `K` classes (labels below `K`, any number of them present).
     fn read(
-        reader: impl std::io::Read,
+        reader: impl Read,
         path: &Path,
         model_classes: Option<usize>,
+        max_record_bytes: usize,
+        max_values: usize,
     ) -> Result<Self, DatasetError> {
         let p = || path.to_owned();
+        let reader = RecordCap::new(reader, max_record_bytes);
+        let record_end = Rc::clone(&reader.record_end);
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(true)
             // Ragged rows are reported by us, with the line number and field counts.
             .flexible(true)
             .trim(csv::Trim::All)
             .from_reader(reader);
-        let header = csv
-            .headers()
-            .map_err(|source| DatasetError::Csv {
+        // The line a record that fails to read starts on: the one after the last record read.
+        let csv_error = |line: u64, source: csv::Error| match source.kind() {
+            csv::ErrorKind::Io(e) if e.get_ref().is_some_and(|e| e.is::<RecordTooLongError>()) => {
+                DatasetError::RecordTooLong {
+                    path: p(),
+                    line,
+                    cap: max_record_bytes,
+                }
+            }
+            _ => DatasetError::Csv {
                 path: p(),
-                line: 1,
+                line: source.position().map_or(line, |pos| pos.line()),
                 source,
-            })?
-            .clone();
+            },
+        };
+        let header = csv.headers().map_err(|e| csv_error(1, e))?.clone();
         if header.is_empty() || header.iter().all(str::is_empty) {
             return Err(DatasetError::Empty { path: p() });
         }
         let num_features = header.len() - 1;
         if num_features == 0 {
-            return Err(DatasetError::NoFeatures { path: p() });
+            return Err(match Separator::guess(&header[0]) {
+                Some((separator, count)) => DatasetError::OtherSeparator {
+                    path: p(),
+                    separator,
+                    count,
+                },
+                None => DatasetError::NoFeatures { path: p() },
+            });
         }
         if num_features > MAX_INPUTS {
             return Err(DatasetError::TooManyFeatures {
@@ -209,6 +288,7 @@ impl Dataset {
                 found: num_features,
             });
         }
+        record_end.set(csv.position().byte());
         let label_column = header[num_features].to_owned();
 
         let mut features = Vec::new();
@@ -219,15 +299,9 @@ impl Dataset {
             match csv.read_record(&mut record) {
                 Ok(true) => {}
                 Ok(false) => break,
-                Err(source) => {
-                    let line = source.position().map_or(line + 1, |pos| pos.line());
-                    return Err(DatasetError::Csv {
-                        path: p(),
-                        line,
-                        source,
-                    });
-                }
+                Err(source) => return Err(csv_error(line + 1, source)),
             }
+            record_end.set(csv.position().byte());
             line = record.position().map_or(line + 1, |pos| pos.line());
             if record.len() != header.len() {
                 return Err(DatasetError::Ragged {
@@ -237,28 +311,43 @@ impl Dataset {
                     found: record.len(),
                 });
             }
+            if features.len() + labels.len() + record.len() > max_values {
+                return Err(DatasetError::TooManyValues {
+                    path: p(),
+                    line,
+                    cap: max_values,
+                });
+            }
             let number = |column: &str, cell: &str| {
-                parse_finite(cell).map_err(|not_a_number| {
+                parse_finite(cell).map_err(|problem| {
                     let (path, column, value) = (p(), column.to_owned(), cell.to_owned());
-                    if not_a_number {
-                        DatasetError::NotNumeric {
+                    match problem {
+                        BadNumber::NotANumber => DatasetError::NotNumeric {
                             path,
                             line,
                             column,
                             value,
-                        }
-                    } else {
-                        DatasetError::NotFinite {
+                        },
+                        BadNumber::NotFinite => DatasetError::NotFinite {
                             path,
                             line,
                             column,
                             value,
-                        }
+                        },
                     }
                 })
             };
             for (column, cell) in header.iter().zip(record.iter()).take(num_features) {
-                features.push(number(column, cell)? as f32);
+                let x = number(column, cell)? as f32;
+                if f64::from(x).abs() >= FEATURE_LIMIT {
+                    return Err(DatasetError::OutOfRange {
+                        path: p(),
+                        line,
+                        column: column.to_owned(),
+                        value: cell.to_owned(),
+                    });
+                }
+                features.push(x);
             }
             let cell = &record[num_features];
             let label = parse_label(number(&label_column, cell)?)
@@ -309,9 +398,7 @@ impl Dataset {
     /// `round(count * test_fraction)` rows into the test split, but always leaves at least one row
     /// of every class to train on. Rows keep their file order inside each split.
     pub fn split(&self, test_fraction: f64, seed: u64) -> Result<(Dataset, Dataset), DatasetError> {
-        if !(0.0..1.0).contains(&test_fraction) {
-            return Err(DatasetError::TestFraction(test_fraction));
-        }
+        check_test_fraction(test_fraction)?;
         let mut rng = Rng::new(seed);
         let mut train = Vec::with_capacity(self.len());
         let mut test = Vec::new();
@@ -352,14 +439,108 @@ impl Dataset {
     }
 }
 
-/// Parses a cell as f64; `Err(true)` when it is not a number, `Err(false)` when it is NaN, infinite
-/// or beyond the f32 range.
-fn parse_finite(cell: &str) -> Result<f64, bool> {
-    let v: f64 = cell.parse().map_err(|_| true)?;
-    if v.is_finite() && v.abs() <= f64::from(f32::MAX) {
+/// `fraction` if it lies in [`TEST_FRACTION_RANGE`], the split's only check on it.
+pub fn check_test_fraction(fraction: f64) -> Result<f64, DatasetError> {
+    if fraction > 0.0 && fraction < 1.0 {
+        Ok(fraction)
+    } else {
+        Err(DatasetError::TestFraction(fraction))
+    }
+}
+
+/// Why a cell is not a usable number.
+enum BadNumber {
+    NotANumber,
+    /// NaN or infinite.
+    NotFinite,
+}
+
+fn parse_finite(cell: &str) -> Result<f64, BadNumber> {
+    let v: f64 = cell.parse().map_err(|_| BadNumber::NotANumber)?;
+    if v.is_finite() {
         Ok(v)
     } else {
-        Err(false)
+        Err(BadNumber::NotFinite)
+    }
+}
+
+/// A field separator other than the comma, recognised in a one-column header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Separator {
+    Semicolon,
+    Tab,
+    Pipe,
+}
+
+impl Separator {
+    const ALL: [Self; 3] = [Self::Semicolon, Self::Tab, Self::Pipe];
+
+    fn char(self) -> char {
+        match self {
+            Self::Semicolon => ';',
+            Self::Tab => '\t',
+            Self::Pipe => '|',
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Semicolon => "semicolon",
+            Self::Tab => "tab",
+            Self::Pipe => "pipe",
+        }
+    }
+
+    /// As `tr` takes it.
+    fn escaped(self) -> String {
+        self.char().escape_default().to_string()
+    }
+
+    /// The separator occurring most often in `header`, with its count.
+    fn guess(header: &str) -> Option<(Self, usize)> {
+        Self::ALL
+            .into_iter()
+            .map(|s| (s, header.matches(s.char()).count()))
+            .filter(|&(_, n)| n > 0)
+            .max_by_key(|&(_, n)| n)
+    }
+}
+
+/// The marker inside the I/O error [`RecordCap`] returns.
+#[derive(Debug, thiserror::Error)]
+#[error("CSV record too long")]
+struct RecordTooLongError;
+
+/// A reader that fails once it has been read `cap` bytes past the end of the last complete
+/// record (`record_end`, a byte offset the loader advances after every record).
+struct RecordCap<R> {
+    inner: R,
+    cap: u64,
+    read: u64,
+    record_end: Rc<Cell<u64>>,
+}
+
+impl<R> RecordCap<R> {
+    fn new(inner: R, cap: usize) -> Self {
+        Self {
+            inner,
+            cap: cap as u64,
+            read: 0,
+            record_end: Rc::new(Cell::new(0)),
+        }
+    }
+}
+
+impl<R: Read> Read for RecordCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let allowed = (self.record_end.get() + self.cap).saturating_sub(self.read);
+        if allowed == 0 {
+            return Err(io::Error::other(RecordTooLongError));
+        }
+        let n = buf.len().min(allowed.try_into().unwrap_or(usize::MAX));
+        let got = self.inner.read(&mut buf[..n])?;
+        self.read += got as u64;
+        Ok(got)
     }
 }
 
@@ -515,19 +696,19 @@ mod tests {
     fn rejects_each_bad_cell_with_file_line_and_column() {
         assert_eq!(
             load_err("a,b,label\n1,2,0\n1,zz,1\n"),
-            "t.csv: line 3, column 'b': 'zz' is not a number"
+            "t.csv: line 3, column \"b\": \"zz\" is not a number"
         );
         assert_eq!(
             load_err("a,b,label\n1,NaN,0\n"),
-            "t.csv: line 2, column 'b': 'NaN' is not a finite f32 number"
+            "t.csv: line 2, column \"b\": \"NaN\" is not a finite number"
         );
         assert_eq!(
             load_err("a,b,label\n1,2,0\ninf,2,1\n"),
-            "t.csv: line 3, column 'a': 'inf' is not a finite f32 number"
+            "t.csv: line 3, column \"a\": \"inf\" is not a finite number"
         );
         assert_eq!(
             load_err("a,b,label\n1e39,2,0\n"),
-            "t.csv: line 2, column 'a': '1e39' is not a finite f32 number"
+            "t.csv: line 2, column \"a\": \"1e39\" is out of range: features must lie strictly between -2^31 and 2^31 (the kernel model reads them as raw i32)"
         );
         assert_eq!(
             load_err("a,b,label\n1,2,0\n1,2\n"),
@@ -539,7 +720,7 @@ mod tests {
         );
         assert_eq!(
             load_err("a,b,label\n1,2,\n"),
-            "t.csv: line 2, column 'label': '' is not a number"
+            "t.csv: line 2, column \"label\": \"\" is not a number"
         );
         let e =
             Dataset::from_reader(&b"a,label\n1,0\n\xff,1\n"[..], Path::new("t.csv")).unwrap_err();
@@ -551,20 +732,20 @@ mod tests {
     fn rejects_bad_labels() {
         assert_eq!(
             load_err("a,cls\n1,0\n1,-1\n"),
-            "t.csv: line 3, column 'cls': label -1 is negative"
+            "t.csv: line 3, column \"cls\": label \"-1\" is negative"
         );
         assert_eq!(
             load_err("a,cls\n1,0\n1,1.5\n"),
-            "t.csv: line 3, column 'cls': label 1.5 is not an integer"
+            "t.csv: line 3, column \"cls\": label \"1.5\" is not an integer"
         );
         assert_eq!(
             load_err("a,cls\n1,0\n1,16\n"),
-            "t.csv: line 3, column 'cls': label 16 is over 15 (the kernel model has at most MAX_CLASSES = 16 classes)"
+            "t.csv: line 3, column \"cls\": label \"16\" is over 15 (the kernel model has at most MAX_CLASSES = 16 classes)"
         );
         assert!(load("a,cls\n1,0\n1,15\n").is_ok());
         assert_eq!(
             load_err("a,cls\n1,1\n2,1\n"),
-            "t.csv: column 'cls': 1 distinct class(es), need at least 2"
+            "t.csv: column \"cls\": 1 distinct class(es), need at least 2"
         );
     }
 
@@ -577,7 +758,7 @@ mod tests {
         assert_eq!((d.labels.as_slice(), d.num_classes), (&[1, 1][..], 2));
         assert_eq!(
             for_model("a,cls\n1,1\n2,3\n", 3).unwrap_err().to_string(),
-            "t.csv: line 3, column 'cls': label 3, but the model predicts only 3 classes (0..=2)"
+            "t.csv: line 3, column \"cls\": label 3, but the model predicts only 3 classes (0..=2)"
         );
     }
 
@@ -602,6 +783,80 @@ mod tests {
         let row = vec!["0"; MAX_INPUTS].join(",");
         let text = format!("{},label\n{row},0\n{row},1\n", header.join(","));
         assert_eq!(load(&text).unwrap().num_features, MAX_INPUTS);
+    }
+
+    #[test]
+    fn names_the_separator_of_a_semicolon_or_tab_file() {
+        assert_eq!(
+            load_err("a;b;label\n1;2;0\n"),
+            "t.csv: line 1: one column, but the header holds 2 semicolons: npk reads \
+             comma-separated files (convert it, e.g. `tr ';' ','`)"
+        );
+        assert_eq!(
+            load_err("a\tb\tc\tlabel\n1\t2\t3\t0\n"),
+            "t.csv: line 1: one column, but the header holds 3 tabs: npk reads \
+             comma-separated files (convert it, e.g. `tr '\\t' ','`)"
+        );
+    }
+
+    #[test]
+    fn refuses_features_beyond_the_raw_i32_range_at_load() {
+        assert_eq!(
+            load_err("a,b,label\n1,2,0\n3,1e30,1\n"),
+            "t.csv: line 3, column \"b\": \"1e30\" is out of range: features must lie strictly \
+             between -2^31 and 2^31 (the kernel model reads them as raw i32)"
+        );
+        // 2147483647 is 2^31 once stored as an f32.
+        assert!(load("a,label\n2147483647,0\n0,1\n").is_err());
+        let d = load("a,label\n2147483520,0\n-2147483520,1\n").unwrap();
+        assert_eq!(d.features, [2147483520.0, -2147483520.0]);
+    }
+
+    #[test]
+    fn shows_control_bytes_in_values_escaped() {
+        assert_eq!(
+            load_err("a,label\n5.1\0,0\n"),
+            "t.csv: line 2, column \"a\": \"5.1\\0\" is not a number"
+        );
+    }
+
+    #[test]
+    fn endless_input_stops_at_the_record_cap() {
+        let e = Dataset::from_reader(io::repeat(0), Path::new("zero")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("zero: line 1: longer than {MAX_RECORD_BYTES} bytes (the cap on one CSV line)")
+        );
+        let long_row = format!("a,label\n1,0\n{},1\n", "0".repeat(100));
+        let e =
+            Dataset::read(long_row.as_bytes(), Path::new("t"), None, 64, MAX_VALUES).unwrap_err();
+        assert!(
+            matches!(e, DatasetError::RecordTooLong { line: 3, .. }),
+            "{e:?}"
+        );
+        assert!(
+            Dataset::read(long_row.as_bytes(), Path::new("t"), None, 128, MAX_VALUES).is_ok()
+        );
+        // Rows of valid numbers without end stop at the value cap.
+        let endless = "x,label\n".as_bytes().chain(EndlessRows(0));
+        let e = Dataset::read(endless, Path::new("t"), None, 64, 1000).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t: line 502: more than 1000 values (rows x columns; the cap on one file)"
+        );
+    }
+
+    /// `1,0\n1,1\n` over and over; the field is the position in that pattern.
+    struct EndlessRows(usize);
+
+    impl Read for EndlessRows {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            for b in buf.iter_mut() {
+                *b = b"1,0\n1,1\n"[self.0 % 8];
+                self.0 += 1;
+            }
+            Ok(buf.len())
+        }
     }
 
     fn blobs(per_class: &[usize]) -> Dataset {
@@ -656,13 +911,13 @@ mod tests {
         let d = blobs(&[5, 5]);
         assert_eq!(
             d.split(1.0, 0).unwrap_err().to_string(),
-            "test fraction 1 must be in [0, 1)"
+            "test fraction 1 must be in (0, 1)"
         );
         assert!(d.split(-0.1, 0).is_err());
         assert!(d.split(f64::NAN, 0).is_err());
         assert_eq!(
             d.split(0.0, 0).unwrap_err().to_string(),
-            "a test fraction of 0 over 10 rows leaves the test split empty"
+            "test fraction 0 must be in (0, 1)"
         );
         assert!(d.split(0.05, 0).is_err());
     }

@@ -153,7 +153,7 @@ pub enum GenError {
         #[source]
         source: io::Error,
     },
-    #[error("scenario {}: {source}", scenario.name())]
+    #[error("scenario {}", scenario.name())]
     Scenario {
         scenario: Scenario,
         #[source]

@@ -373,7 +373,7 @@ fn build(
             FeatureSchema::PacketV1 => 0,
             FeatureSchema::Tabular => frac_bits_for(max_x),
         };
-        if max_x * f64::from(f).exp2() >= 2f64.powi(31) {
+        if max_x * f64::from(f).exp2() >= crate::dataset::FEATURE_LIMIT {
             return Err(QuantizeError::FeatureRange {
                 feature: j,
                 name: name(j),

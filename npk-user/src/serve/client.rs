@@ -19,7 +19,8 @@ use npk_common::{
     infer::{PlainLoop, Scratch},
     model::Model,
     wire::{
-        ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, encode_request, respond, set_request_id,
+        ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, REQUEST_HEADER_LEN, Status, decode_reply,
+        encode_request, respond, set_request_id,
     },
 };
 use serde::Serialize;
@@ -517,10 +518,8 @@ impl<'a> Worker<'a> {
         if !same {
             self.mismatches += 1;
             if self.problems.len() < KEEP_PROBLEMS {
-                self.problems.push(format!(
-                    "request {seq}: expected {:02x?}, got {:02x?}",
-                    expected, reply
-                ));
+                let problem = describe_mismatch(&self.cases[case].request, expected, reply);
+                self.problems.push(format!("request {seq}: {problem}"));
             }
         } else if u16::from_le_bytes([reply[6], reply[7]]) == Status::Ok as u16 {
             self.ok += 1;
@@ -546,11 +545,66 @@ impl<'a> Worker<'a> {
     }
 }
 
+/// Why `reply` is not the `expected` answer to `request`, in the protocol's words: the
+/// server's status and what it says (a server running another model answers every request
+/// with the same error), or the class and logits that differ.
+fn describe_mismatch(request: &[u8], expected: &[u8], reply: &[u8]) -> String {
+    let got = match decode_reply(reply) {
+        Ok(r) => r,
+        Err(e) => return format!("unreadable reply ({e}): {reply:02x?}"),
+    };
+    let Ok(want) = decode_reply(expected) else {
+        return format!("the reference reply does not decode: {expected:02x?}");
+    };
+    if got.status == want.status {
+        return match got.status {
+            Status::Ok => format!(
+                "class {} logits {:?}, the reference says class {} logits {:?}",
+                got.class,
+                got.logits(),
+                want.class,
+                want.logits()
+            ),
+            s => format!(
+                "{} reply with request id {}, class {}, detail {}; the reference has {}, {}, {}",
+                s.name(),
+                got.request_id,
+                got.class,
+                got.detail,
+                want.request_id,
+                want.class,
+                want.detail
+            ),
+        };
+    }
+    let features = request.len().saturating_sub(REQUEST_HEADER_LEN) / 4;
+    let said = match got.status {
+        Status::WrongFeatureCount => format!(
+            ": it expects {} features, this request has {features}",
+            got.detail
+        ),
+        Status::BadVersion => format!(": it speaks wire version {}", got.detail),
+        Status::ModelMismatch => format!(
+            ": its model is version {}, this request asks for model {}",
+            got.model_version,
+            request
+                .get(12..16)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        ),
+        Status::NoModel => ": it has no model loaded".to_string(),
+        _ => String::new(),
+    };
+    format!(
+        "server answered {}{said} (expected {})",
+        got.status.name(),
+        want.status.name()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::serve::model::random_tabular_model;
-    use npk_common::wire::decode_reply;
 
     #[test]
     fn bad_cases_cover_every_client_error_status() {
@@ -575,6 +629,31 @@ mod tests {
                 Status::ModelMismatch,
                 Status::ShortPacket
             ]
+        );
+    }
+
+    #[test]
+    fn a_server_with_another_model_is_described_by_its_status() {
+        let served = random_tabular_model(4, &[8], 3, 1).unwrap();
+        let local = random_tabular_model(16, &[8], 3, 1).unwrap();
+        let config = ClientConfig::new("127.0.0.1:1".parse().unwrap());
+        let case = &build_cases(&local, &config).unwrap()[0];
+        let mut reply = [0u8; MAX_REPLY_LEN];
+        let n = respond(
+            &case.request,
+            Some(&served),
+            &mut Scratch::new(),
+            &mut PlainLoop,
+            &mut reply,
+        );
+        assert_eq!(
+            describe_mismatch(&case.request, &case.reply, &reply[..n]),
+            "server answered WRONG_FEATURE_COUNT: it expects 4 features, this request has 16 \
+             (expected OK)"
+        );
+        assert_eq!(
+            describe_mismatch(&case.request, &case.reply, &[1, 2, 3]),
+            "unreadable reply (3 bytes: shorter than the 24-byte header): [01, 02, 03]"
         );
     }
 

@@ -73,6 +73,26 @@ impl UserServer {
         })
     }
 
+    /// The kernel server's other half: a socket on `port` that receives only from `iface`
+    /// (SO_BINDTODEVICE), IPv6 and IPv4 alike where IPv6 is available. `npk_serve` passes
+    /// what it cannot parse in XDP (IP fragments, IPv6 extension headers) to the stack; the
+    /// stack reassembles it and this answers it with the same [`respond`], so that a request
+    /// gets the same reply whatever its size or shape.
+    pub fn bind_device(iface: &str, port: u16, model: Box<Model>) -> Result<Self, ServeError> {
+        let what = || format!("binding UDP port {port} on {iface}");
+        let socket = device_socket(iface, port).map_err(|e| ServeError::io(what(), e))?;
+        socket
+            .set_read_timeout(Some(STOP_POLL))
+            .map_err(|e| ServeError::io("setting the receive timeout", e))?;
+        Ok(Self {
+            socket,
+            model,
+            io: Io::Plain,
+            scratch: Scratch::new(),
+            counters: bytemuck::Zeroable::zeroed(),
+        })
+    }
+
     pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
         self.socket
             .local_addr()
@@ -202,6 +222,80 @@ impl UserServer {
         }
         Ok(())
     }
+}
+
+/// A UDP socket bound to `port` on interface `iface` only: `[::]` with IPV6_V6ONLY off (both
+/// families), or `0.0.0.0` where the kernel has no IPv6.
+fn device_socket(iface: &str, port: u16) -> io::Result<UdpSocket> {
+    let check = |r: libc::c_int| {
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    };
+    // SAFETY: socket() has no memory arguments; the fd is owned right away.
+    let (fd, ipv6) = match check(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM, 0) }) {
+        Ok(fd) => (fd, true),
+        Err(_) => (
+            check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) })?,
+            false,
+        ),
+    };
+    // SAFETY: fd is a new socket nothing else owns.
+    let socket = unsafe { <UdpSocket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let set = |level, option, value: *const libc::c_void, len: usize| {
+        // SAFETY: `value` points at `len` readable bytes.
+        check(unsafe { libc::setsockopt(fd, level, option, value, len as libc::socklen_t) })
+    };
+    set(
+        libc::SOL_SOCKET,
+        libc::SO_BINDTODEVICE,
+        iface.as_ptr().cast(),
+        iface.len(),
+    )?;
+    let addr: SocketAddr = if ipv6 {
+        let off: libc::c_int = 0;
+        set(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&raw const off).cast(),
+            size_of::<libc::c_int>(),
+        )?;
+        (std::net::Ipv6Addr::UNSPECIFIED, port).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, port).into()
+    };
+    let (storage, len) = sockaddr_of(addr);
+    // SAFETY: `storage` holds a sockaddr of `len` bytes.
+    check(unsafe { libc::bind(fd, (&raw const storage).cast(), len) })?;
+    super::grow_buffers(&socket);
+    Ok(socket)
+}
+
+/// `addr` as a C socket address.
+fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
+            let sin = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above.
+            let sin6 = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
 }
 
 /// Errors a serving loop shrugs off: the stop-flag poll timeout and signals.
