@@ -69,7 +69,7 @@ pub fn run(args: GenArgs) -> Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let stop = stop_flag();
     let lab = NetLab::create(Scenario::ALL.len())?;
-    let (attachment, mut sampler) = capture::start(&lab.host_if, args.mode)?;
+    let (attachment, mut sampler) = capture::start(&lab.host_if.parse()?, args.mode)?;
     if !args.json {
         eprintln!(
             "sending from namespace {} to {} for up to {} s (Ctrl-C stops early)",

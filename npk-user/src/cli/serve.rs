@@ -18,6 +18,7 @@ use npk_common::{
 
 use super::Hidden;
 use crate::{
+    kernel::attach::IfaceName,
     model_file::ModelFile,
     netlab::stop_flag,
     serve::{
@@ -124,7 +125,7 @@ pub struct ServeArgs {
         conflicts_with = "user",
         required_unless_present = "user"
     )]
-    kernel: Option<String>,
+    kernel: Option<IfaceName>,
     /// Serve from a userspace UDP socket.
     #[arg(long)]
     user: bool,
@@ -190,7 +191,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 server.stop_run_time_stats();
             }
             server.push(&model)?;
-            server.attach(iface, args.xdp_mode.mode())?;
+            server.attach(iface.as_str(), args.xdp_mode.mode())?;
             if let Some(peer) = &args.peer {
                 let (netns, peer_if) = peer
                     .split_once(':')

@@ -31,7 +31,7 @@ use crate::netlab::NetLab;
 use crate::{
     cli::eval::{Scores, score},
     dataset::{Dataset, Standardizer},
-    kernel::attach::{self, AttachMode},
+    kernel::attach::{self, AttachMode, IfaceName},
     model_file::ModelFile,
     packets::{
         capture::{self, Sampler, sample_all},
@@ -214,7 +214,7 @@ fn record(
     ));
     let mut csv =
         FeatureCsv::create(csv_path).with_context(|| format!("creating {}", csv_path.display()))?;
-    let (attachment, mut sampler) = capture::start(&lab.host_if, config.mode)?;
+    let (attachment, mut sampler) = capture::start(&lab.host_if.parse()?, config.mode)?;
     let gen_config = GenConfig {
         scenarios: Scenario::ALL.to_vec(),
         duration: config.capture,
@@ -448,8 +448,9 @@ fn replay(
     for a in class_action.iter_mut().take(CLASSES).skip(1) {
         *a = Action::Drop as u8;
     }
+    let iface: IfaceName = lab.host_if.parse()?;
     let mut attachment = attach::attach(
-        &lab.host_if,
+        &iface,
         config.mode,
         model,
         &sample_all(class_action),
@@ -481,7 +482,7 @@ fn replay(
     };
     let confusion = RefCell::new(vec![vec![0u64; CLASSES]; CLASSES]);
     let start = Instant::now();
-    let mut last = Snapshot::take(&attachment.classifier.counters()?, &lab.host_if, start);
+    let mut last = Snapshot::take(&attachment.classifier.counters()?, &iface, start);
     let mut tick_error = None;
     traffic::run_sampled(
         lab,
@@ -500,7 +501,7 @@ fn replay(
             }
             match attachment.classifier.counters() {
                 Ok(c) => {
-                    let now = Snapshot::take(&c, &lab.host_if, start);
+                    let now = Snapshot::take(&c, &iface, start);
                     say(&now.row(&last, &c, &confusion.borrow()));
                     last = now;
                 }
@@ -526,7 +527,7 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn take(c: &Counters, iface: &str, start: Instant) -> Self {
+    fn take(c: &Counters, iface: &IfaceName, start: Instant) -> Self {
         let (run_ns, runs) = attach::program_info(iface)
             .map(|i| (i.run_time().as_nanos() as u64, i.run_count()))
             .unwrap_or((0, 0));
