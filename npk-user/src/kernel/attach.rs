@@ -416,21 +416,8 @@ pub fn attach(
     classifier.set_config(config)?;
     let prog_id = classifier.program_info()?.id();
 
-    // The directory is the lock: whoever creates it attaches; from here on dropping the
-    // attachment removes what was made.
-    let root = pin_root();
-    std::fs::create_dir_all(&root).map_err(io_error("creating", &root))?;
-    std::fs::create_dir(&dir).map_err(|source| match source.kind() {
-        ErrorKind::AlreadyExists => AttachError::Attaching {
-            iface: iface.clone(),
-            pid: Owner::read(&dir).map_or(0, |o| o.pid),
-        },
-        _ => AttachError::Io {
-            what: "creating",
-            path: dir.clone(),
-            source,
-        },
-    })?;
+    create_pin_dir(iface, &dir)?;
+    // From here on dropping the attachment removes what was made.
     let mut attachment = Attachment {
         classifier,
         iface: iface.clone(),
@@ -442,11 +429,6 @@ pub fn attach(
         _stats: None,
         _link: None,
     };
-    if let Some(owner) = Owner::current() {
-        owner
-            .record(&attachment.dir)
-            .map_err(io_error("recording the owner in", &attachment.dir))?;
-    }
     // run_time_ns/run_cnt for `npk stats` from the first packet (two clock reads per run).
     let run_time_stats = run_time_stats();
     let link = attach_link(&mut attachment.classifier, iface, mode)?;
@@ -466,6 +448,67 @@ pub fn attach(
         attachment._stats = run_time_stats;
     }
     Ok(attachment)
+}
+
+/// Creates `dir` with the `owner` link already in it: made as `<iface>:<pid>` (a name no
+/// interface can have), then renamed into place unless `dir` exists. The directory is the
+/// lock: whoever renames it into place attaches.
+fn create_pin_dir(iface: &IfaceName, dir: &Path) -> Result<(), AttachError> {
+    let root = pin_root();
+    std::fs::create_dir_all(&root).map_err(io_error("creating", &root))?;
+    let owner = Owner::current().ok_or_else(|| AttachError::Io {
+        what: "reading the start time of this process from",
+        path: "/proc/self/stat".into(),
+        source: io::Error::from(ErrorKind::InvalidData),
+    })?;
+    let staging = root.join(format!("{iface}:{}", owner.pid));
+    // Left by an earlier process with this pid that was killed right here.
+    let _ = remove_pins(&staging);
+    std::fs::create_dir(&staging).map_err(io_error("creating", &staging))?;
+    let moved = owner
+        .record(&staging)
+        .map_err(io_error("recording the owner in", &staging))
+        .and_then(|()| {
+            let (from, to) = (c_path(&staging)?, c_path(dir)?);
+            // SAFETY: renameat2 on two NUL-terminated paths.
+            let renamed = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    from.as_ptr(),
+                    libc::AT_FDCWD,
+                    to.as_ptr(),
+                    libc::RENAME_NOREPLACE,
+                )
+            };
+            if renamed == 0 {
+                return Ok(());
+            }
+            let source = io::Error::last_os_error();
+            Err(match source.kind() {
+                ErrorKind::AlreadyExists => AttachError::Attaching {
+                    iface: iface.clone(),
+                    pid: Owner::read(dir).map_or(0, |o| o.pid),
+                },
+                _ => AttachError::Io {
+                    what: "moving the new pins into",
+                    path: dir.to_path_buf(),
+                    source,
+                },
+            })
+        });
+    if moved.is_err() {
+        let _ = remove_pins(&staging);
+    }
+    moved
+}
+
+fn c_path(path: &Path) -> Result<std::ffi::CString, AttachError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| AttachError::Io {
+        what: "a NUL byte in",
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 /// Attaches the loaded program of `classifier` to `iface` through a bpf_link.
@@ -815,6 +858,19 @@ pub fn pin_dirs() -> Result<Vec<PinDir>, AttachError> {
             stale,
             kept,
         };
+        // `<iface>:<pid>`: an attach's directory before it is moved into place.
+        if let Some((_, pid)) = name
+            .split_once(':')
+            .filter(|(iface, _)| iface.parse::<IfaceName>().is_ok())
+            .and_then(|(iface, pid)| Some((iface, pid.parse::<u32>().ok()?)))
+        {
+            dirs.push(if Path::new(&format!("/proc/{pid}")).exists() {
+                judged(None, Some(format!("being attached by pid {pid}")))
+            } else {
+                judged(Some(Stale::Incomplete), None)
+            });
+            continue;
+        }
         let Ok(iface) = name.parse::<IfaceName>() else {
             dirs.push(judged(None, Some("not an interface name: not npk's".into())));
             continue;
