@@ -269,11 +269,17 @@ pub enum AttachError {
     )]
     Foreground { iface: IfaceName, pid: u32 },
     #[error(
-        "opening {}: permission denied. The pins belong to uid {uid} (mode {mode:o}): npk needs \
-         CAP_BPF and CAP_NET_ADMIN and read-write access to them; run it as that user or as root",
+        "opening {}: permission denied: the pins belong to uid {owner} (mode {mode:o}), this \
+         process runs as uid {uid}. npk needs read-write access to the pins besides CAP_BPF, \
+         CAP_PERFMON and CAP_NET_ADMIN: run it as uid {owner} or root",
         path.display()
     )]
-    PinPermission { path: PathBuf, uid: u32, mode: u32 },
+    PinPermission {
+        path: PathBuf,
+        owner: u32,
+        mode: u32,
+        uid: u32,
+    },
     #[error("{} is not npk's classifier (program `{name}`)", path.display())]
     ForeignProgram { path: PathBuf, name: String },
     #[error("{what} {}: {source}", path.display())]
@@ -672,8 +678,10 @@ fn open_pin_error(path: &Path, source: SyscallError) -> AttachError {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if denied => AttachError::PinPermission {
             path: path.to_path_buf(),
-            uid: meta.uid(),
+            owner: meta.uid(),
             mode: meta.mode() & 0o7777,
+            // SAFETY: geteuid cannot fail.
+            uid: unsafe { libc::geteuid() },
         },
         _ => AttachError::OpenPin {
             path: path.to_path_buf(),

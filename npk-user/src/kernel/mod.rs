@@ -113,14 +113,15 @@ impl Drop for BpfStats {
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {
     #[error(
-        "npk needs CAP_BPF and CAP_NET_ADMIN to load and attach eBPF programs and lacks \
-         {missing}: run it as root (sudo) or give it those capabilities (e.g. setpriv \
-         --inh-caps +bpf,+net_admin --ambient-caps +bpf,+net_admin)"
+        "npk needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN to load and attach its eBPF programs \
+         and lacks {missing}: run it as root (sudo) or give it those capabilities (e.g. \
+         setpriv --inh-caps +bpf,+perfmon,+net_admin --ambient-caps +bpf,+perfmon,+net_admin)"
     )]
     Missing { missing: String },
     #[error("reading the capabilities of this process from /proc/self/status: {0}")]
@@ -144,7 +145,9 @@ fn effective_capabilities() -> Result<u64, PrivilegeError> {
 
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF memory to it, and explains a
 /// missing privilege up front instead of an EPERM deep inside a load: loading XDP and TC
-/// programs takes CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN, root is not needed.
+/// programs takes CAP_BPF and CAP_NET_ADMIN, and npk's programs pass the verifier only with
+/// CAP_PERFMON too (without it the verifier refuses pointer arithmetic on packet and map
+/// pointers); CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON. Root is not needed.
 fn check_privileges() -> Result<(), PrivilegeError> {
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
@@ -156,15 +159,17 @@ fn check_privileges() -> Result<(), PrivilegeError> {
     let caps = effective_capabilities()?;
     let has = |cap: u32| caps & (1 << cap) != 0;
     let mut missing = Vec::new();
-    if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
-        missing.push("CAP_BPF");
+    for (cap, name) in [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")] {
+        if !has(cap) && !has(CAP_SYS_ADMIN) {
+            missing.push(name);
+        }
     }
     if !has(CAP_NET_ADMIN) {
         missing.push("CAP_NET_ADMIN");
     }
     if !missing.is_empty() {
         return Err(PrivilegeError::Missing {
-            missing: missing.join(" and "),
+            missing: missing.join(", "),
         });
     }
     Ok(())
