@@ -648,8 +648,12 @@ pub fn remove_pins(dir: &Path) -> Result<Leftovers, AttachError> {
             _ => {}
         }
     }
-    let mut unknown: Vec<String> = std::fs::read_dir(dir)
-        .map_err(io_error("listing", dir))?
+    let entries = match std::fs::read_dir(dir) {
+        // Removed meanwhile (by the attachment's own process, say): nothing left.
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Leftovers::default()),
+        entries => entries.map_err(io_error("listing", dir))?,
+    };
+    let mut unknown: Vec<String> = entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
