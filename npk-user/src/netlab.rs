@@ -327,7 +327,10 @@ impl LabNamespace {
     pub fn remove(&self) -> Result<(), NetLabError> {
         let deleted = ip(&["netns", "del", &self.netns]);
         // Gone meanwhile is fine: every NetLab::create removes orphans too.
-        if std::path::Path::new("/run/netns").join(&self.netns).exists() {
+        if std::path::Path::new("/run/netns")
+            .join(&self.netns)
+            .exists()
+        {
             deleted?;
         }
         if let Some(host_if) = self.host_if()
@@ -437,7 +440,14 @@ mod tests {
         let lab = LabNamespace::parse("npkd-4242-3").unwrap();
         assert_eq!(lab.owner, Some((4242, 3)));
         assert_eq!(lab.host_if().as_deref(), Some("nd10923h"));
-        for foreign in ["npkd-", "npkd-12", "npkd-12-", "npkd-x-1", "npkd-1-2-3", "npkd-+1-2"] {
+        for foreign in [
+            "npkd-",
+            "npkd-12",
+            "npkd-12-",
+            "npkd-x-1",
+            "npkd-1-2-3",
+            "npkd-+1-2",
+        ] {
             let ns = LabNamespace::parse(foreign).unwrap();
             assert_eq!(ns.owner, None, "{foreign}");
             assert!(!ns.is_orphan(), "{foreign}: must be kept");

@@ -154,7 +154,9 @@ impl Foreground {
 
     fn attach(iface: &str, model: &str) -> Self {
         Self::start(
-            &["attach", "--iface", iface, "--model", model, "--mode", "skb"],
+            &[
+                "attach", "--iface", iface, "--model", model, "--mode", "skb",
+            ],
             "attached to",
         )
     }
@@ -189,7 +191,10 @@ impl Foreground {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("npk did not exit within {within:?}; stderr: {:?}", self.seen);
+                panic!(
+                    "npk did not exit within {within:?}; stderr: {:?}",
+                    self.seen
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         };
@@ -223,17 +228,33 @@ fn names_that_are_not_interfaces_are_refused_before_any_path_is_built() {
     let iface = lab.host_if.as_str();
     // Someone's attachment, which a bad name must not reach.
     ok(&[
-        "attach", "--iface", iface, "--model", &models.two, "--mode", "skb", "--pin",
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &models.two,
+        "--mode",
+        "skb",
+        "--pin",
     ]);
     let sixteen = "abcdefghijklmnop";
-    for name in ["", ".", "..", "../npk", "a/b", "x y", "tab\t", "eth0:1", sixteen] {
+    for name in [
+        "", ".", "..", "../npk", "a/b", "x y", "tab\t", "eth0:1", sixteen,
+    ] {
         for args in [
             vec!["detach", "--iface", name],
             vec!["stats", "--iface", name],
             vec!["push", "--iface", name, "--model", &models.two],
             vec!["attach", "--iface", name, "--model", &models.two],
             vec![
-                "capture", "--iface", name, "--label", "0", "--seconds", "1", "--out",
+                "capture",
+                "--iface",
+                name,
+                "--label",
+                "0",
+                "--seconds",
+                "1",
+                "--out",
                 "/nonexistent/x.csv",
             ],
             vec!["serve", "--kernel", name, "--model", &models.two],
@@ -264,7 +285,14 @@ fn detach_removes_npks_pins_by_name_and_keeps_anything_else() {
     let lab = lab();
     let iface = lab.host_if.as_str();
     ok(&[
-        "attach", "--iface", iface, "--model", &models.two, "--mode", "skb", "--pin",
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &models.two,
+        "--mode",
+        "skb",
+        "--pin",
     ]);
     let dir = pins(iface);
     // bpffs holds pins, directories and symlinks: a symlink stands for someone else's file.
@@ -304,9 +332,20 @@ fn a_killed_attach_is_reported_by_push_and_stats_and_replaced_by_the_next_attach
         );
     }
     let out = ok(&[
-        "attach", "--iface", iface, "--model", &models.two, "--mode", "skb", "--pin",
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &models.two,
+        "--mode",
+        "skb",
+        "--pin",
     ]);
-    assert!(stderr(&out).contains("removed the stale pins"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("removed the stale pins"),
+        "{}",
+        stderr(&out)
+    );
     assert!(has_xdp(iface));
     ok(&["push", "--iface", iface, "--model", &models.two]);
     ok(&["stats", "--iface", iface]);
@@ -354,12 +393,25 @@ fn tc_mode_attaches_again_after_detach_and_leaves_qdiscs_alone() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let attach = ["attach", "--iface", iface, "--model", &models.two, "--mode", "tc", "--pin"];
+    let attach = [
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &models.two,
+        "--mode",
+        "tc",
+        "--pin",
+    ];
     for _ in 0..2 {
         ok(&attach);
         ok(&["detach", "--iface", iface]);
     }
-    assert!(!qdiscs().contains("clsact"), "npk left a qdisc: {}", qdiscs());
+    assert!(
+        !qdiscs().contains("clsact"),
+        "npk left a qdisc: {}",
+        qdiscs()
+    );
     // Someone's clsact qdisc is used as it is and kept.
     Command::new("tc")
         .args(["qdisc", "add", "dev", iface, "clsact"])
@@ -376,7 +428,15 @@ fn push_refuses_classes_without_an_action_and_other_features() {
     let lab = lab();
     let iface = lab.host_if.as_str();
     ok(&[
-        "attach", "--iface", iface, "--model", &models.two, "--mode", "skb", "--pin", "--action",
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &models.two,
+        "--mode",
+        "skb",
+        "--pin",
+        "--action",
         "1=drop",
     ]);
     let push = |model: &str, allow: bool| {
@@ -397,7 +457,11 @@ fn push_refuses_classes_without_an_action_and_other_features() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("Tabular"), "{}", stderr(&out));
     let out = push(&models.three, true);
-    assert!(stdout(&out).contains("model version 2 active"), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("model version 2 active"),
+        "{}",
+        stderr(&out)
+    );
     ok(&["detach", "--iface", iface]);
 }
 
@@ -421,7 +485,14 @@ fn cleanup_removes_what_a_killed_gen_left_and_keeps_the_rest() {
     let lab = lab();
     let iface = lab.host_if.as_str();
     ok(&[
-        "attach", "--iface", iface, "--model", &models.two, "--mode", "skb", "--pin",
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &models.two,
+        "--mode",
+        "skb",
+        "--pin",
     ]);
 
     // Any NetLab::create (tests run in parallel) also deletes orphaned lab namespaces; one
@@ -429,11 +500,23 @@ fn cleanup_removes_what_a_killed_gen_left_and_keeps_the_rest() {
     let netns_before = netns_path.exists();
     let dry = stdout(&ok(&["cleanup", "--dry-run"]));
     if netns_before && netns_path.exists() {
-        assert!(dry.contains(&format!("would remove namespace {netns}")), "{dry}");
+        assert!(
+            dry.contains(&format!("would remove namespace {netns}")),
+            "{dry}"
+        );
     }
-    assert!(dry.contains(&format!("would remove {}", pins(&veth).display())), "{dry}");
-    assert!(dry.contains(&format!("kept namespace {}", lab.netns)), "{dry}");
-    assert!(dry.contains(&format!("kept {}", pins(iface).display())), "{dry}");
+    assert!(
+        dry.contains(&format!("would remove {}", pins(&veth).display())),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!("kept namespace {}", lab.netns)),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!("kept {}", pins(iface).display())),
+        "{dry}"
+    );
     assert!(pins(&veth).exists(), "--dry-run removed something");
 
     let done = stdout(&ok(&["cleanup"]));
@@ -442,7 +525,10 @@ fn cleanup_removes_what_a_killed_gen_left_and_keeps_the_rest() {
         "{done}"
     );
     assert!(!netns_path.exists(), "namespace left");
-    assert!(!Path::new("/sys/class/net").join(&veth).exists(), "veth left");
+    assert!(
+        !Path::new("/sys/class/net").join(&veth).exists(),
+        "veth left"
+    );
     assert!(!pins(&veth).exists(), "pins left");
     assert!(Path::new("/run/netns").join(&lab.netns).exists());
     assert!(pins(iface).join("link").exists() && has_xdp(iface));
@@ -503,7 +589,10 @@ fn attach_push_stats_detach_work_with_capabilities_instead_of_root() {
     for mode in ["skb", "tc"] {
         for name in ["attach", "push", "stats", "detach"] {
             let line = step(&format!("{name}-{mode}"));
-            assert!(line.starts_with("rc=0"), "{name} ({mode}) as uid 65534: {line}");
+            assert!(
+                line.starts_with("rc=0"),
+                "{name} ({mode}) as uid 65534: {line}"
+            );
         }
     }
     let denied = step("push-root-pins");

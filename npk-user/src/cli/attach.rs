@@ -165,7 +165,7 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
         &args.iface,
         false,
         classes,
-        || Ok(attachment.classifier.counters()?),
+        || attachment.classifier.counters(),
         || Ok(attachment.lost()?),
     );
     drop(attachment);

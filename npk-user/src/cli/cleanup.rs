@@ -39,7 +39,8 @@ pub fn run(args: CleanupArgs) -> Result<()> {
             continue;
         }
         let veth = lab.host_if().unwrap_or_default();
-        match args.dry_run.then_some(Ok(())).unwrap_or_else(|| lab.remove()) {
+        let removed = if args.dry_run { Ok(()) } else { lab.remove() };
+        match removed {
             Ok(()) => println!(
                 "{verb} namespace {} and its veth pair {veth} (pid {pid} is gone)",
                 lab.netns

@@ -449,13 +449,8 @@ fn replay(
         *a = Action::Drop as u8;
     }
     let iface: IfaceName = lab.host_if.parse()?;
-    let mut attachment = attach::attach(
-        &iface,
-        config.mode,
-        model,
-        &sample_all(class_action),
-        false,
-    )?;
+    let mut attachment =
+        attach::attach(&iface, config.mode, model, &sample_all(class_action), false)?;
     let mut sampler = Sampler::take(&mut attachment.classifier)?;
     say(&format!(
         "replay: {} s of fresh traffic, model attached to {} ({:?}), attacks dropped",

@@ -35,8 +35,8 @@ use aya::{
 };
 use npk_common::{
     maps::{
-        Config, MAP_ACTIVE, MAP_CONFIG, MAP_FLOWS, MAP_LAST, MAP_MODELS, MAP_SAMPLES,
-        MAP_SLOT_SEQ, MAP_STATS, PROG_CLASSIFY, PROG_CLASSIFY_TC,
+        Config, MAP_ACTIVE, MAP_CONFIG, MAP_FLOWS, MAP_LAST, MAP_MODELS, MAP_SAMPLES, MAP_SLOT_SEQ,
+        MAP_STATS, PROG_CLASSIFY, PROG_CLASSIFY_TC,
     },
     model::Model,
 };
@@ -228,9 +228,9 @@ impl fmt::Display for Stale {
             Self::NotAttached { owner: None } => {
                 f.write_str("the program is not attached to the interface any more")
             }
-            Self::Incomplete => f.write_str(
-                "it has no program pin (an `npk attach` died while creating it)",
-            ),
+            Self::Incomplete => {
+                f.write_str("it has no program pin (an `npk attach` died while creating it)")
+            }
         }
     }
 }
@@ -243,7 +243,9 @@ pub enum AttachError {
         "bpffs is not mounted at {BPFFS}: run `mount -t bpf bpf {BPFFS}` (scripts/setup.sh does)"
     )]
     NoBpffs,
-    #[error("npk is already attached to {iface} ({how}): use `npk push` to change the model or {undo} first")]
+    #[error(
+        "npk is already attached to {iface} ({how}): use `npk push` to change the model or {undo} first"
+    )]
     AlreadyAttached {
         iface: IfaceName,
         how: String,
@@ -884,7 +886,10 @@ pub fn pin_dirs() -> Result<Vec<PinDir>, AttachError> {
             continue;
         }
         let Ok(iface) = name.parse::<IfaceName>() else {
-            dirs.push(judged(None, Some("not an interface name: not npk's".into())));
+            dirs.push(judged(
+                None,
+                Some("not an interface name: not npk's".into()),
+            ));
             continue;
         };
         if !entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -1097,7 +1102,14 @@ mod tests {
 
     #[test]
     fn interface_names_are_checked_as_the_kernel_does() {
-        for good in ["eth0", "a", "veth-x.100", "123456789012345", "nd1a2b3h", ".x"] {
+        for good in [
+            "eth0",
+            "a",
+            "veth-x.100",
+            "123456789012345",
+            "nd1a2b3h",
+            ".x",
+        ] {
             assert_eq!(good.parse::<IfaceName>().unwrap().as_str(), good);
         }
         assert_eq!("".parse::<IfaceName>(), Err(IfaceNameError::Empty));
