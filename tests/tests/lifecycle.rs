@@ -369,6 +369,32 @@ fn sighup_detaches_a_foreground_attach_like_sigint() {
 }
 
 #[test]
+fn sighup_ends_a_capture_with_its_pins_removed() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    let csv = models.dir.path().join("capture.csv");
+    let capture = Foreground::start(
+        &[
+            "capture",
+            "--iface",
+            iface,
+            "--label",
+            "0",
+            "--seconds",
+            "60",
+            "--out",
+            csv.to_str().unwrap(),
+        ],
+        "capturing on",
+    );
+    capture.signal(libc::SIGHUP);
+    let (success, err) = capture.exit(Duration::from_secs(10));
+    assert!(success, "{err}");
+    assert!(!pins(iface).exists(), "pins left after SIGHUP");
+}
+
+#[test]
 fn an_interface_deleted_under_a_foreground_attach_is_noticed() {
     let models = Models::new();
     let lab = lab();

@@ -272,7 +272,8 @@ pub fn run_stats(args: StatsArgs) -> Result<()> {
         || maps.counters(),
         || match attach::pin_state(&args.iface)? {
             Some(attach::PinState::Stale(stale)) => Ok(Some(stale)),
-            None => Ok(Some(attach::Stale::Incomplete)),
+            // Detached meanwhile.
+            None => Ok(Some(attach::Stale::NotAttached { owner: None })),
             _ => Ok(None),
         },
     )
