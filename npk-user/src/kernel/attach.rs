@@ -282,6 +282,12 @@ pub enum AttachError {
         mode: u32,
         uid: u32,
     },
+    #[error(
+        "removed npk's stale pins from {}, but it also holds files npk did not create ({names}): \
+         move them away and attach again",
+        dir.display()
+    )]
+    ForeignFiles { dir: PathBuf, names: String },
     #[error("{} is not npk's classifier (program `{name}`)", path.display())]
     ForeignProgram { path: PathBuf, name: String },
     #[error("{what} {}: {source}", path.display())]
@@ -384,7 +390,13 @@ pub fn attach(
     let replaced_stale = match pin_state(iface)? {
         None => None,
         Some(PinState::Stale(stale)) => {
-            remove_pins(&dir)?;
+            let left = remove_pins(&dir)?;
+            if !left.unknown.is_empty() {
+                return Err(AttachError::ForeignFiles {
+                    dir,
+                    names: left.unknown.join(", "),
+                });
+            }
             Some(stale)
         }
         Some(PinState::Attaching { pid }) => {
