@@ -3,8 +3,9 @@
 //! address, all in one /27 of 10.200.0.0/16 chosen per process and lab.
 //!
 //! Everything is removed when the [`NetLab`] is dropped; namespaces left by a process that was
-//! killed outright are removed by the next [`NetLab::create`]. A process that wants cleanup on
-//! Ctrl-C or SIGTERM checks [`stop_flag`] in its loops and returns normally.
+//! killed outright are removed by the next [`NetLab::create`] and by `npk cleanup`
+//! ([`lab_namespaces`]). A process that wants cleanup on
+//! Ctrl-C, SIGTERM or SIGHUP checks [`stop_flag`] in its loops and returns normally.
 
 use std::{
     fs::File,
@@ -101,15 +102,14 @@ impl NetLab {
         remove_orphans();
         let pid = std::process::id();
         let n = LABS.fetch_add(1, Ordering::Relaxed);
-        // Interface names have at most 15 bytes: "nd" + pid in hex (<= 6) + lab number + end.
-        let tag = format!("nd{pid:x}{n}");
         let block = (pid.wrapping_mul(8).wrapping_add(n)) % 2048;
         let base = u32::from(Ipv4Addr::new(10, 200, 0, 0)) + block * 32;
+        let (netns, host_if, ns_if) = lab_names(pid, n);
         // Fields first, so that Drop cleans up whatever the steps below created.
         let lab = Self {
-            netns: format!("{NETNS_PREFIX}{pid}-{n}"),
-            host_if: format!("{tag}h"),
-            ns_if: format!("{tag}n"),
+            netns,
+            host_if,
+            ns_if,
             host_addr: Ipv4Addr::from(base + 1),
             ns_addrs: (0..sources as u32)
                 .map(|i| Ipv4Addr::from(base + 2 + i))
@@ -273,23 +273,105 @@ fn enter(netns: &str) -> Result<(), NetLabError> {
     Ok(())
 }
 
+/// The names of lab `n` of process `pid`: namespace, host veth end, namespace veth end.
+fn lab_names(pid: u32, n: u32) -> (String, String, String) {
+    // Interface names have at most 15 bytes: "nd" + pid in hex (<= 6) + lab number + end.
+    let tag = format!("nd{pid:x}{n}");
+    (
+        format!("{NETNS_PREFIX}{pid}-{n}"),
+        format!("{tag}h"),
+        format!("{tag}n"),
+    )
+}
+
+/// A namespace in /run/netns named like a lab's (`npkd-...`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct LabNamespace {
+    pub netns: String,
+    /// The process and lab number its name carries (None: the rest of the name is not
+    /// `<pid>-<n>`, so it is not one of npk's).
+    pub owner: Option<(u32, u32)>,
+}
+
+impl LabNamespace {
+    fn parse(netns: &str) -> Option<Self> {
+        let rest = netns.strip_prefix(NETNS_PREFIX)?;
+        let number = |s: &str| {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u32>().ok())
+                .flatten()
+        };
+        let owner = rest
+            .split_once('-')
+            .and_then(|(pid, n)| Some((number(pid)?, number(n)?)));
+        Some(Self {
+            netns: netns.to_string(),
+            owner,
+        })
+    }
+
+    /// The veth end a lab keeps in the caller's namespace.
+    pub fn host_if(&self) -> Option<String> {
+        self.owner.map(|(pid, n)| lab_names(pid, n).1)
+    }
+
+    /// A leftover: a lab of a process that no longer runs (a pid that is now another
+    /// process's keeps it, which errs on the side of keeping).
+    pub fn is_orphan(&self) -> bool {
+        self.owner
+            .is_some_and(|(pid, _)| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    }
+
+    /// Deletes the namespace and, if something still holds the namespace alive, the lab's
+    /// veth pair (by its host end, only if that is a veth).
+    pub fn remove(&self) -> Result<(), NetLabError> {
+        let deleted = ip(&["netns", "del", &self.netns]);
+        // Gone meanwhile is fine: every NetLab::create removes orphans too.
+        if std::path::Path::new("/run/netns")
+            .join(&self.netns)
+            .exists()
+        {
+            deleted?;
+        }
+        if let Some(host_if) = self.host_if()
+            && is_veth(&host_if)
+        {
+            ip(&["link", "del", &host_if])?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `iface` exists in this namespace and is a veth.
+fn is_veth(iface: &str) -> bool {
+    Command::new("ip")
+        .args(["-o", "-d", "link", "show", "dev", iface])
+        .output()
+        .is_ok_and(|out| {
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .any(|w| w == "veth")
+        })
+}
+
+/// The namespaces in /run/netns named like labs (`npkd-...`); others are never listed.
+pub fn lab_namespaces() -> Vec<LabNamespace> {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return Vec::new();
+    };
+    let mut labs: Vec<LabNamespace> = entries
+        .flatten()
+        .filter_map(|e| LabNamespace::parse(&e.file_name().to_string_lossy()))
+        .collect();
+    labs.sort_by(|a, b| a.netns.cmp(&b.netns));
+    labs
+}
+
 /// Deletes lab namespaces whose process is gone (killed before its labs were dropped).
 fn remove_orphans() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(NETNS_PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = ip(&["netns", "del", &name]);
-        }
+    for lab in lab_namespaces().into_iter().filter(LabNamespace::is_orphan) {
+        let _ = lab.remove();
     }
 }
 
@@ -299,7 +381,7 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-/// Set once SIGINT or SIGTERM arrives; the first call installs the handlers, which only set
+/// Set once SIGINT, SIGTERM or SIGHUP (a closed terminal) arrives; the first call installs the handlers, which only set
 /// the flag, so loops that check it end and everything is cleaned up on the way out.
 pub fn stop_flag() -> &'static AtomicBool {
     static INSTALL: Once = Once::new();
@@ -309,7 +391,7 @@ pub fn stop_flag() -> &'static AtomicBool {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = on_stop_signal as *const () as usize;
             libc::sigemptyset(&mut action.sa_mask);
-            for signal in [libc::SIGINT, libc::SIGTERM] {
+            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
                 libc::sigaction(signal, &action, std::ptr::null_mut());
             }
         }
@@ -351,6 +433,28 @@ mod tests {
         drop(lab);
         assert!(!std::path::Path::new(&format!("/run/netns/{netns}")).exists());
         assert!(ip(&["link", "show", &host_if]).is_err());
+    }
+
+    #[test]
+    fn lab_namespace_names_are_npks_only_when_they_carry_a_pid_and_number() {
+        let lab = LabNamespace::parse("npkd-4242-3").unwrap();
+        assert_eq!(lab.owner, Some((4242, 3)));
+        assert_eq!(lab.host_if().as_deref(), Some("nd10923h"));
+        for foreign in [
+            "npkd-",
+            "npkd-12",
+            "npkd-12-",
+            "npkd-x-1",
+            "npkd-1-2-3",
+            "npkd-+1-2",
+        ] {
+            let ns = LabNamespace::parse(foreign).unwrap();
+            assert_eq!(ns.owner, None, "{foreign}");
+            assert!(!ns.is_orphan(), "{foreign}: must be kept");
+        }
+        assert_eq!(LabNamespace::parse("blue"), None);
+        let mine = LabNamespace::parse(&format!("npkd-{}-0", std::process::id())).unwrap();
+        assert!(!mine.is_orphan(), "a running process's lab is kept");
     }
 
     #[test]

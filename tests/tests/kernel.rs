@@ -11,7 +11,7 @@ use aya::maps::RingBuf;
 use npk::{
     kernel::{
         ProgramKind,
-        attach::{self, AttachMode, pin_dir},
+        attach::{self, AttachMode, IfaceName, pin_dir},
         verify::verify,
     },
     netlab::NetLab,
@@ -36,6 +36,10 @@ fn send_udp(lab: &NetLab, count: u32) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn sender")
+}
+
+fn iface(lab: &NetLab) -> IfaceName {
+    lab.host_if.parse().unwrap()
 }
 
 fn config(flags: u32, drop_class: Option<usize>) -> Config {
@@ -82,7 +86,7 @@ fn real_traffic_is_counted_per_class_in_every_mode() {
     for mode in [AttachMode::Native, AttachMode::Skb, AttachMode::Tc] {
         let lab = NetLab::create(1).unwrap();
         let model = random_packet_model(&[16, 16], 3, 11).unwrap();
-        let a = attach::attach(&lab.host_if, mode, &model, &config(0, None), false).unwrap();
+        let a = attach::attach(&iface(&lab), mode, &model, &config(0, None), false).unwrap();
         let mut sender = send_udp(&lab, 2000);
         assert!(sender.wait().unwrap().success());
         std::thread::sleep(Duration::from_millis(200));
@@ -98,7 +102,7 @@ fn real_traffic_is_counted_per_class_in_every_mode() {
         );
         drop(a);
         assert!(
-            !pin_dir(&lab.host_if).exists(),
+            !pin_dir(&iface(&lab)).exists(),
             "{mode:?}: pins left behind"
         );
     }
@@ -109,7 +113,7 @@ fn a_dropping_class_drops_real_packets() {
     let lab = NetLab::create(1).unwrap();
     let model = random_packet_model(&[16], 2, 5).unwrap();
     let a = attach::attach(
-        &lab.host_if,
+        &iface(&lab),
         AttachMode::Skb,
         &model,
         &config(0, Some(0)),
@@ -131,7 +135,7 @@ fn hot_swap_under_traffic_never_mixes_models() {
         random_packet_model(&[32, 32], 4, 200).unwrap(),
     ];
     let mut a = attach::attach(
-        &lab.host_if,
+        &iface(&lab),
         AttachMode::Skb,
         &models[0],
         &config(FLAG_SAMPLE_ALL, None),
@@ -181,7 +185,7 @@ fn pinned_attach_survives_its_handle_and_detach_removes_everything() {
     let stats_before = bpf_stats();
     drop(
         attach::attach(
-            &lab.host_if,
+            &iface(&lab),
             AttachMode::Skb,
             &model,
             &config(0, None),
@@ -189,7 +193,7 @@ fn pinned_attach_survives_its_handle_and_detach_removes_everything() {
         )
         .unwrap(),
     );
-    let dir = pin_dir(&lab.host_if);
+    let dir = pin_dir(&iface(&lab));
     assert!(dir.join("link").exists());
     // The run-time accounting stays on for `npk stats` after the attaching process is gone.
     assert_eq!(bpf_stats().trim(), "1");
@@ -200,7 +204,7 @@ fn pinned_attach_survives_its_handle_and_detach_removes_everything() {
     assert!(maps.counters().unwrap().class_packets.iter().sum::<u64>() >= 300);
     // A second attach on the same interface is refused before anything changes.
     let err = attach::attach(
-        &lab.host_if,
+        &iface(&lab),
         AttachMode::Skb,
         &model,
         &config(0, None),
@@ -209,7 +213,7 @@ fn pinned_attach_survives_its_handle_and_detach_removes_everything() {
     .err()
     .unwrap();
     assert!(err.to_string().contains("already attached"), "{err}");
-    attach::detach(&lab.host_if).unwrap();
+    attach::detach(&iface(&lab)).unwrap();
     assert!(!dir.exists());
     assert_eq!(
         bpf_stats(),
@@ -225,7 +229,7 @@ fn pinned_attach_survives_its_handle_and_detach_removes_everything() {
         "program still attached"
     );
     assert!(
-        attach::detach(&lab.host_if).is_err(),
+        attach::detach(&iface(&lab)).is_err(),
         "second detach must say nothing is attached"
     );
     assert!(!Path::new("/sys/fs/bpf/npk").join(&lab.host_if).exists());

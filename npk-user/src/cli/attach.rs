@@ -9,14 +9,15 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use npk_common::{
     maps::{Action, Config, Counters, FLAG_FAIL_CLOSED},
-    model::{MAX_CLASSES, Model},
+    model::{FeatureSchema, MAX_CLASSES, Model},
 };
 use serde::Serialize;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
     kernel::{
-        ControlMaps, ProgramKind,
-        attach::{self, AttachMode, pin_dir},
+        ControlMaps,
+        attach::{self, AttachMode, IfaceName, pin_dir},
     },
     model_file::ModelFile,
 };
@@ -57,9 +58,9 @@ impl std::str::FromStr for ClassAction {
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
-    /// Network interface to classify the packets of, as `ip link` names it.
+    /// The interface to classify the ingress traffic of (see `ip link`).
     #[arg(long)]
-    iface: String,
+    iface: IfaceName,
     /// A packet-feature model file (from `npk train` on `npk features`/`npk capture` data).
     #[arg(long)]
     model: PathBuf,
@@ -82,30 +83,35 @@ pub struct AttachArgs {
 
 #[derive(Debug, Args)]
 pub struct DetachArgs {
-    /// Interface whose classifier to remove, as given to `npk attach`.
+    /// The interface npk is attached to; stale pins of a killed attach are removed too.
     #[arg(long)]
-    iface: String,
+    iface: IfaceName,
 }
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Interface with an attached classifier (`npk attach`).
+    /// The interface npk is attached to.
     #[arg(long)]
-    iface: String,
-    /// The packet-feature model file that replaces the running one.
+    iface: IfaceName,
+    /// The new model: same features as the attached one, and no class the attachment's
+    /// actions do not cover (see --allow-unmapped-classes).
     #[arg(long)]
     model: PathBuf,
+    /// Accept a model with more classes than the one the attachment was configured for
+    /// (`npk attach --action`): the extra classes pass.
+    #[arg(long)]
+    allow_unmapped_classes: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Interface with an attached classifier (`npk attach`).
+    /// The interface npk is attached to.
     #[arg(long)]
-    iface: String,
+    iface: IfaceName,
     /// Print every second until Ctrl-C.
     #[arg(long)]
     watch: bool,
-    /// Print one JSON object per snapshot instead of the table.
+    /// One JSON object per snapshot.
     #[arg(long)]
     json: bool,
 }
@@ -132,7 +138,15 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
         class_action,
         _pad: [0; 2],
     };
+    // Caught before anything is attached: every stop signal from here on cleans up.
+    let stop = StopSignals::install()?;
     let attachment = attach::attach(&args.iface, args.mode, &model, &config, args.pin)?;
+    if let Some(stale) = &attachment.replaced_stale {
+        eprintln!(
+            "removed the stale pins of an earlier attach on {}: {stale}",
+            args.iface
+        );
+    }
     if args.pin {
         println!(
             "attached to {} ({:?}), pinned in {}; `npk detach --iface {}` removes it",
@@ -148,45 +162,101 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
         args.iface, args.mode
     );
     let classes = model.header.num_classes as usize;
-    let result = watch(&args.iface, false, classes, || {
-        attachment.classifier.counters()
-    });
+    let result = stop.watch(
+        &args.iface,
+        false,
+        classes,
+        || attachment.classifier.counters(),
+        || Ok(attachment.lost()?),
+    );
     drop(attachment);
-    eprintln!("detached from {}", args.iface);
+    match &result {
+        Ok(()) => eprintln!("detached from {}", args.iface),
+        Err(_) => eprintln!("pins of {} removed", args.iface),
+    }
     result
 }
 
 pub fn run_detach(args: DetachArgs) -> Result<()> {
-    attach::detach(&args.iface)?;
-    println!("detached from {}", args.iface);
+    let detached = attach::detach(&args.iface)?;
+    match &detached.stale {
+        None => println!("detached from {}", args.iface),
+        Some(stale) => println!(
+            "nothing was attached to {} any more ({stale}); removed its stale pins",
+            args.iface
+        ),
+    }
+    if !detached.leftovers.unknown.is_empty() {
+        eprintln!(
+            "kept {}: it also holds files npk did not create: {}",
+            pin_dir(&args.iface).display(),
+            detached.leftovers.unknown.join(", ")
+        );
+    }
     Ok(())
 }
 
 pub fn run_push(args: PushArgs) -> Result<()> {
     let model = load_model(&args.model)?;
-    let dir = pin_dir(&args.iface);
-    if !dir.exists() {
-        bail!(
-            "npk is not attached to {} (no {}): `npk attach` first",
-            args.iface,
-            dir.display()
-        );
-    }
+    let dir = attach::live_pins(&args.iface)?;
+    let kind = attach::pinned_kind(&dir)?;
     let mut maps = ControlMaps::from_pins(&dir)?;
-    let version = maps.push(&model, ProgramKind::Xdp.schema())?;
+    if let Some(active) = maps.active_model()? {
+        check_compatible(&active, &model, &args)?;
+    }
+    let version = maps.push(&model, kind.schema())?;
     println!("model version {version} active on {}", args.iface);
     Ok(())
 }
 
-pub fn run_stats(args: StatsArgs) -> Result<()> {
-    let dir = pin_dir(&args.iface);
-    if !dir.exists() {
+/// A pushed model must compute from the same features as the active one, and every class it
+/// can output must have the action `npk attach --action` chose: the attachment's actions
+/// cover the classes of the model it was configured with (later pushes keep that count unless
+/// --allow-unmapped-classes raised it).
+fn check_compatible(active: &Model, new: &Model, args: &PushArgs) -> Result<()> {
+    let (a, n) = (&active.header, &new.header);
+    let schema = |h: &npk_common::model::ModelHeader| {
+        format!(
+            "{:?} with {} inputs",
+            FeatureSchema::from_u32(h.feature_schema),
+            h.num_inputs
+        )
+    };
+    if (a.feature_schema, a.num_inputs) != (n.feature_schema, n.num_inputs) {
         bail!(
-            "npk is not attached to {} (no {})",
+            "{} computes from {} but the program on {} from {}: push a model trained on the \
+             same features",
+            args.model.display(),
+            schema(n),
             args.iface,
-            dir.display()
+            schema(a)
         );
     }
+    if n.num_classes > a.num_classes && !args.allow_unmapped_classes {
+        let unmapped: Vec<String> = (a.num_classes..n.num_classes)
+            .map(|c| c.to_string())
+            .collect();
+        bail!(
+            "{} has {} classes, the attachment on {} has actions for {} (classes 0..={}): \
+             class{} {} would have no action. Attach again with --action for them \
+             (`npk detach --iface {}`, `npk attach ... --action {}=...`), or push with \
+             --allow-unmapped-classes to let them pass",
+            args.model.display(),
+            n.num_classes,
+            args.iface,
+            a.num_classes,
+            a.num_classes - 1,
+            if unmapped.len() == 1 { "" } else { "es" },
+            unmapped.join(", "),
+            args.iface,
+            unmapped[0],
+        );
+    }
+    Ok(())
+}
+
+pub fn run_stats(args: StatsArgs) -> Result<()> {
+    let dir = attach::live_pins(&args.iface)?;
     let maps = ControlMaps::from_pins(&dir)?;
     let classes = maps
         .active_model()?
@@ -196,7 +266,18 @@ pub fn run_stats(args: StatsArgs) -> Result<()> {
         print_snapshot(&s, args.json)?;
         return Ok(());
     }
-    watch(&args.iface, args.json, classes as usize, || maps.counters())
+    StopSignals::install()?.watch(
+        &args.iface,
+        args.json,
+        classes as usize,
+        || maps.counters(),
+        || match attach::pin_state(&args.iface)? {
+            Some(attach::PinState::Stale(stale)) => Ok(Some(stale)),
+            // Detached meanwhile.
+            None => Ok(Some(attach::Stale::NotAttached { owner: None })),
+            _ => Ok(None),
+        },
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -219,7 +300,7 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn take(iface: &str, c: Counters, classes: usize, pps: Option<f64>) -> Self {
+    fn take(iface: &IfaceName, c: Counters, classes: usize, pps: Option<f64>) -> Self {
         let classes = classes.min(MAX_CLASSES);
         let avg = attach::program_info(iface).ok().and_then(|i| {
             let n = i.run_count();
@@ -275,35 +356,63 @@ fn print_snapshot(s: &Snapshot, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Prints a snapshot every second until SIGINT/SIGTERM.
-fn watch(
-    iface: &str,
-    json: bool,
-    classes: usize,
-    mut counters: impl FnMut() -> Result<Counters>,
-) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut last: Option<(Instant, u64)> = None;
-        loop {
-            tokio::select! {
-                _ = term.recv() => return Ok(()),
-                _ = int.recv() => return Ok(()),
-                _ = tick.tick() => {
-                    let c = counters()?;
-                    let total: u64 = c.class_packets.iter().sum();
-                    let now = Instant::now();
-                    let pps = last.map(|(t, n)| (total - n) as f64 / (now - t).as_secs_f64());
-                    last = Some((now, total));
-                    print_snapshot(&Snapshot::take(iface, c, classes, pps), json)?;
+/// SIGINT, SIGTERM and SIGHUP (a closed terminal), caught from before an attachment exists
+/// until it is gone, so that each of them ends the watch and the attachment is cleaned up.
+struct StopSignals {
+    rt: tokio::runtime::Runtime,
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let _context = rt.enter();
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("installing a {name} handler"))
+        };
+        Ok(Self {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+            rt,
+        })
+    }
+
+    /// Prints a snapshot every second until a stop signal (Ok) or until `lost` says the
+    /// attachment is gone (an error that says why).
+    fn watch(
+        mut self,
+        iface: &IfaceName,
+        json: bool,
+        classes: usize,
+        mut counters: impl FnMut() -> Result<Counters>,
+        mut lost: impl FnMut() -> Result<Option<attach::Stale>>,
+    ) -> Result<()> {
+        self.rt.block_on(async {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut last: Option<(Instant, u64)> = None;
+            loop {
+                tokio::select! {
+                    _ = self.term.recv() => return Ok(()),
+                    _ = self.int.recv() => return Ok(()),
+                    _ = self.hup.recv() => return Ok(()),
+                    _ = tick.tick() => {
+                        if let Some(why) = lost()? {
+                            bail!("the classifier on {iface} is gone: {why}");
+                        }
+                        let c = counters()?;
+                        let total: u64 = c.class_packets.iter().sum();
+                        let now = Instant::now();
+                        let pps = last.map(|(t, n)| (total - n) as f64 / (now - t).as_secs_f64());
+                        last = Some((now, total));
+                        print_snapshot(&Snapshot::take(iface, c, classes, pps), json)?;
+                    }
                 }
             }
-        }
-    })
+        })
+    }
 }

@@ -11,7 +11,7 @@ use npk_common::model::MAX_CLASSES;
 use serde::Serialize;
 
 use crate::{
-    kernel::attach::AttachMode,
+    kernel::attach::{AttachMode, IfaceName},
     netlab::stop_flag,
     outln,
     output::{Console, OutputPath},
@@ -22,9 +22,9 @@ use crate::{
 /// them, into a labelled CSV for `npk train`.
 #[derive(Debug, clap::Args)]
 pub struct CaptureArgs {
-    /// Network interface whose incoming packets are recorded, as `ip link` names it.
+    /// The interface whose ingress packets are recorded (see `ip link`).
     #[arg(long)]
-    pub iface: String,
+    pub iface: IfaceName,
     /// The class of every packet captured.
     #[arg(long, value_name = "N")]
     pub label: u32,

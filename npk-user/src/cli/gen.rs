@@ -104,7 +104,7 @@ pub fn run(args: GenArgs) -> Result<()> {
     let mut csv = FeatureCsv::create(&out)?;
     let stop = stop_flag();
     let lab = NetLab::create(Scenario::ALL.len())?;
-    let (attachment, mut sampler) = capture::start(&lab.host_if, args.mode)?;
+    let (attachment, mut sampler) = capture::start(&lab.host_if.parse()?, args.mode)?;
     if !args.json {
         // A note: a closed stderr does not stop the run.
         let _ = Console::Stderr.line(format_args!(

@@ -3,6 +3,7 @@
 mod attach;
 mod bench;
 mod capture;
+mod cleanup;
 mod client;
 mod demo;
 mod features;
@@ -56,6 +57,8 @@ pub enum Command {
     /// Per-class counters, drops, pps and ns per packet of an attached classifier.
     #[command(after_help = "Example:\n  sudo npk stats --iface eth0 --watch")]
     Stats(attach::StatsArgs),
+    /// Remove what killed npk commands left behind (namespaces, veths, stale pins), only that.
+    Cleanup(cleanup::CleanupArgs),
     /// Benchmarks that print numbers.
     Bench(bench::BenchArgs),
     /// Check the kernel classifier against the userspace reference on generated frames.
@@ -101,6 +104,7 @@ impl Cli {
             Command::Detach(a) => attach::run_detach(a),
             Command::Push(a) => attach::run_push(a),
             Command::Stats(a) => attach::run_stats(a),
+            Command::Cleanup(a) => cleanup::run(a),
             Command::Bench(a) => bench::run(a),
             Command::Verify(a) => verify::run(a),
             Command::Inspect(a) => inspect::run(a),

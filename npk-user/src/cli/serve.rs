@@ -18,6 +18,7 @@ use npk_common::{
 
 use super::Hidden;
 use crate::{
+    kernel::attach::IfaceName,
     model_file::ModelFile,
     netlab::stop_flag,
     serve::{
@@ -120,7 +121,7 @@ impl XdpModeArg {
 pub struct ServeArgs {
     /// Serve in the kernel: attach the XDP server to this interface.
     #[arg(long, value_name = "IFACE")]
-    kernel: Option<String>,
+    kernel: Option<IfaceName>,
     /// Serve from a userspace UDP socket.
     #[arg(long)]
     user: bool,
@@ -191,8 +192,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             // the stack has reassembled it, with the model the kernel serves.
             let mut pushed = model.clone();
             pushed.header.model_version = version;
-            let mut passed = UserServer::bind_device(iface, args.port, pushed)?;
-            server.attach(iface, args.xdp_mode.mode())?;
+            let mut passed = UserServer::bind_device(iface.as_str(), args.port, pushed)?;
+            server.attach(iface.as_str(), args.xdp_mode.mode())?;
             if let Some(peer) = &args.peer {
                 let (netns, peer_if) = peer
                     .split_once(':')

@@ -834,9 +834,7 @@ mod tests {
             matches!(e, DatasetError::RecordTooLong { line: 3, .. }),
             "{e:?}"
         );
-        assert!(
-            Dataset::read(long_row.as_bytes(), Path::new("t"), None, 128, MAX_VALUES).is_ok()
-        );
+        assert!(Dataset::read(long_row.as_bytes(), Path::new("t"), None, 128, MAX_VALUES).is_ok());
         // Rows of valid numbers without end stop at the value cap.
         let endless = "x,label\n".as_bytes().chain(EndlessRows(0));
         let e = Dataset::read(endless, Path::new("t"), None, 64, 1000).unwrap_err();

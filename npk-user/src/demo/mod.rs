@@ -31,7 +31,7 @@ use crate::netlab::NetLab;
 use crate::{
     cli::eval::{Scores, score},
     dataset::{Dataset, Standardizer},
-    kernel::attach::{self, AttachMode},
+    kernel::attach::{self, AttachMode, IfaceName},
     model_file::ModelFile,
     output::OutputPath,
     packets::{
@@ -212,7 +212,7 @@ fn record(
         config.capture.as_secs_f64()
     ));
     let mut csv = FeatureCsv::create(csv_out)?;
-    let (attachment, mut sampler) = capture::start(&lab.host_if, config.mode)?;
+    let (attachment, mut sampler) = capture::start(&lab.host_if.parse()?, config.mode)?;
     let gen_config = GenConfig {
         scenarios: Scenario::ALL.to_vec(),
         duration: config.capture,
@@ -445,13 +445,9 @@ fn replay(
     for a in class_action.iter_mut().take(CLASSES).skip(1) {
         *a = Action::Drop as u8;
     }
-    let mut attachment = attach::attach(
-        &lab.host_if,
-        config.mode,
-        model,
-        &sample_all(class_action),
-        false,
-    )?;
+    let iface: IfaceName = lab.host_if.parse()?;
+    let mut attachment =
+        attach::attach(&iface, config.mode, model, &sample_all(class_action), false)?;
     let mut sampler = Sampler::take(&mut attachment.classifier)?;
     say(&format!(
         "replay: {} s of fresh traffic, model attached to {} ({:?}), attacks dropped",
@@ -478,7 +474,7 @@ fn replay(
     };
     let confusion = RefCell::new(vec![vec![0u64; CLASSES]; CLASSES]);
     let start = Instant::now();
-    let mut last = Snapshot::take(&attachment.classifier.counters()?, &lab.host_if, start);
+    let mut last = Snapshot::take(&attachment.classifier.counters()?, &iface, start);
     let mut tick_error = None;
     traffic::run_sampled(
         lab,
@@ -497,7 +493,7 @@ fn replay(
             }
             match attachment.classifier.counters() {
                 Ok(c) => {
-                    let now = Snapshot::take(&c, &lab.host_if, start);
+                    let now = Snapshot::take(&c, &iface, start);
                     say(&now.row(&last, &c, &confusion.borrow()));
                     last = now;
                 }
@@ -523,7 +519,7 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn take(c: &Counters, iface: &str, start: Instant) -> Self {
+    fn take(c: &Counters, iface: &IfaceName, start: Instant) -> Self {
         let (run_ns, runs) = attach::program_info(iface)
             .map(|i| (i.run_time().as_nanos() as u64, i.run_count()))
             .unwrap_or((0, 0));

@@ -1,32 +1,136 @@
 //! Attaching the classifier to an interface, pinning it in bpffs so later commands (`npk push`,
 //! `npk stats`, `npk detach`) find it, and detaching it.
 //!
-//! Layout: `/sys/fs/bpf/npk/<iface>/` holds the control maps (by map name), `prog` and `link`.
-//! The link pin keeps the program attached after npk exits; removing it detaches.
+//! Layout: `/sys/fs/bpf/npk/<iface>/` holds the control maps (by map name), `prog`, `owner` (a
+//! symlink to `<pid>:<start time>` of the `npk attach` that made it) and, for `--pin`, `link`.
+//! The link pin keeps the program attached after npk exits; removing it detaches. npk removes
+//! only these names, never a directory tree.
+//!
+//! Whether pins are live is asked of the kernel, not inferred from files: an attachment is live
+//! when the program id of its `prog` pin is among the programs the kernel runs on the
+//! interface (XDP in any mode from netlink RTM_GETLINK, TC from BPF_PROG_QUERY on TCX ingress;
+//! CAP_NET_ADMIN suffices for both). A killed foreground `npk attach` closed its link, a deleted
+//! interface took its links with it: both leave pins the kernel runs nowhere, which
+//! [`pin_state`] reports as [`PinState::Stale`]. The `owner` link only tells a directory that an
+//! `npk attach` is still filling from one whose attach died half-way.
 
 use std::{
-    os::fd::OwnedFd,
+    fmt,
+    io::{self, ErrorKind},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::fs::MetadataExt,
+    },
     path::{Path, PathBuf},
+    str::FromStr,
 };
 
-use anyhow::{Context, Result, bail, ensure};
-use aya::programs::{
-    ProgramInfo, SchedClassifier, TcAttachType, Xdp, XdpMode,
-    links::{FdLink, PinnedLink},
-    tc,
+use aya::{
+    pin::PinError,
+    programs::{
+        ProgramError, ProgramInfo, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, LinkError, PinnedLink},
+    },
+    sys::SyscallError,
 };
 use npk_common::{
-    maps::{Config, MAP_FLOWS, MAP_SAMPLES},
+    maps::{
+        Config, MAP_ACTIVE, MAP_CONFIG, MAP_FLOWS, MAP_LAST, MAP_MODELS, MAP_SAMPLES, MAP_SLOT_SEQ,
+        MAP_STATS, PROG_CLASSIFY, PROG_CLASSIFY_TC,
+    },
     model::Model,
 };
 
 use super::{BpfStats, Classifier, ProgramKind, run_time_stats};
 
 pub const BPFFS: &str = "/sys/fs/bpf";
+/// Interface names have at most IFNAMSIZ - 1 bytes.
+pub const IFACE_NAME_MAX: usize = 15;
+
+const PROG_PIN: &str = "prog";
+const LINK_PIN: &str = "link";
+const OWNER_PIN: &str = "owner";
+/// Every name npk creates in an attachment's directory: all that detach and cleanup remove.
+const NPK_PINS: [&str; 11] = [
+    PROG_PIN,
+    LINK_PIN,
+    OWNER_PIN,
+    MAP_MODELS,
+    MAP_SLOT_SEQ,
+    MAP_ACTIVE,
+    MAP_CONFIG,
+    MAP_STATS,
+    MAP_LAST,
+    MAP_FLOWS,
+    MAP_SAMPLES,
+];
+
+/// A network interface name as the kernel accepts one (`dev_valid_name`): 1-15 bytes, no `/`,
+/// `:`, whitespace or NUL, not `.` or `..`. Checked before any path is built from it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IfaceName(String);
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IfaceNameError {
+    #[error("the interface name is empty")]
+    Empty,
+    #[error("interface name {name:?} has {len} bytes; the kernel allows at most {IFACE_NAME_MAX}")]
+    TooLong { name: String, len: usize },
+    #[error("interface name {name:?} contains {found:?}, which interface names cannot contain")]
+    Forbidden { name: String, found: char },
+    #[error("{0:?} is a directory name, not an interface name")]
+    Dots(String),
+}
+
+impl FromStr for IfaceName {
+    type Err = IfaceNameError;
+
+    fn from_str(name: &str) -> Result<Self, IfaceNameError> {
+        if name.is_empty() {
+            return Err(IfaceNameError::Empty);
+        }
+        if name.len() > IFACE_NAME_MAX {
+            return Err(IfaceNameError::TooLong {
+                name: name.to_string(),
+                len: name.len(),
+            });
+        }
+        if name == "." || name == ".." {
+            return Err(IfaceNameError::Dots(name.to_string()));
+        }
+        if let Some(found) = name
+            .chars()
+            .find(|&c| c == '/' || c == ':' || c == '\0' || c.is_whitespace())
+        {
+            return Err(IfaceNameError::Forbidden {
+                name: name.to_string(),
+                found,
+            });
+        }
+        Ok(Self(name.to_string()))
+    }
+}
+
+impl IfaceName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IfaceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The directory that holds every attachment's pins.
+pub fn pin_root() -> PathBuf {
+    Path::new(BPFFS).join("npk")
+}
 
 /// Where npk pins what it attached to `iface`.
-pub fn pin_dir(iface: &str) -> PathBuf {
-    Path::new(BPFFS).join("npk").join(iface)
+pub fn pin_dir(iface: &IfaceName) -> PathBuf {
+    pin_root().join(iface.as_str())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -35,66 +139,293 @@ pub enum AttachMode {
     Native,
     /// Generic XDP in the network stack (any interface).
     Skb,
-    /// TC clsact ingress (where XDP does not fit).
+    /// TC ingress (a TCX link: no qdisc is created or needed).
     Tc,
+}
+
+/// The process that made a pin directory: pid and start time (clock ticks after boot, from
+/// /proc/<pid>/stat), so that a reused pid is not mistaken for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    start_time: u64,
+}
+
+impl Owner {
+    fn current() -> Option<Self> {
+        let pid = std::process::id();
+        Some(Self {
+            pid,
+            start_time: start_time(pid)?,
+        })
+    }
+
+    /// Whether the process still runs (the same one: same pid and start time).
+    pub fn is_alive(self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+
+    fn read(dir: &Path) -> Option<Self> {
+        let target = std::fs::read_link(dir.join(OWNER_PIN)).ok()?;
+        let (pid, start) = target.to_str()?.split_once(':')?;
+        Some(Self {
+            pid: pid.parse().ok()?,
+            start_time: start.parse().ok()?,
+        })
+    }
+
+    fn record(self, dir: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(
+            format!("{}:{}", self.pid, self.start_time),
+            dir.join(OWNER_PIN),
+        )
+    }
+}
+
+/// Field 22 of /proc/<pid>/stat (after the command name, which may contain anything).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// What the kernel makes of the pins in an attachment's directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinState {
+    /// The kernel runs the pinned program on the interface.
+    Attached {
+        /// `npk attach --pin`: the link pin keeps it attached.
+        pinned_link: bool,
+        /// The process that attached it, while it runs (a foreground `npk attach`).
+        running_owner: Option<u32>,
+    },
+    /// An `npk attach` (this pid) is creating the pins right now.
+    Attaching { pid: u32 },
+    /// Pins of a program the kernel runs nowhere: left by an attach that was killed or whose
+    /// interface was deleted.
+    Stale(Stale),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stale {
+    /// No such interface any more.
+    InterfaceGone,
+    /// The program is pinned but not attached to the interface.
+    NotAttached { owner: Option<u32> },
+    /// The directory has no program pin: an attach died while creating it.
+    Incomplete,
+}
+
+impl fmt::Display for Stale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InterfaceGone => f.write_str("the interface no longer exists"),
+            Self::NotAttached { owner: Some(pid) } => write!(
+                f,
+                "the program is not attached to the interface any more (the `npk attach` that \
+                 made it, pid {pid}, ended without cleaning up: killed?)"
+            ),
+            Self::NotAttached { owner: None } => {
+                f.write_str("the program is not attached to the interface any more")
+            }
+            Self::Incomplete => {
+                f.write_str("it has no program pin (an `npk attach` died while creating it)")
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("no network interface named `{0}` (see `ip link`)")]
+    NoInterface(IfaceName),
+    #[error(
+        "bpffs is not mounted at {BPFFS}: run `mount -t bpf bpf {BPFFS}` (scripts/setup.sh does)"
+    )]
+    NoBpffs,
+    #[error(
+        "npk is already attached to {iface} ({how}): use `npk push` to change the model or {undo} first"
+    )]
+    AlreadyAttached {
+        iface: IfaceName,
+        how: String,
+        undo: String,
+    },
+    #[error("npk is not attached to {iface} (no {})", dir.display())]
+    NotAttached { iface: IfaceName, dir: PathBuf },
+    #[error(
+        "the pins in {} are stale: {stale}. Run `npk detach --iface {iface}` (or `npk cleanup`) \
+         to remove them, then `npk attach` again",
+        dir.display()
+    )]
+    Stale {
+        iface: IfaceName,
+        dir: PathBuf,
+        stale: Stale,
+    },
+    #[error("npk is being attached to {iface} by pid {pid} right now; try again in a moment")]
+    Attaching { iface: IfaceName, pid: u32 },
+    #[error(
+        "{iface} is held by a foreground `npk attach` (pid {pid}); stop it (Ctrl-C, or kill {pid}) \
+         instead: it detaches and removes its pins"
+    )]
+    Foreground { iface: IfaceName, pid: u32 },
+    #[error(
+        "opening {}: permission denied: the pins belong to uid {owner} (mode {mode:o}), this \
+         process runs as uid {uid}. npk needs read-write access to the pins besides CAP_BPF, \
+         CAP_PERFMON and CAP_NET_ADMIN: run it as uid {owner} or root",
+        path.display()
+    )]
+    PinPermission {
+        path: PathBuf,
+        owner: u32,
+        mode: u32,
+        uid: u32,
+    },
+    #[error(
+        "removed npk's stale pins from {}, but it also holds files npk did not create ({names}): \
+         move them away and attach again",
+        dir.display()
+    )]
+    ForeignFiles { dir: PathBuf, names: String },
+    #[error("{} is not npk's classifier (program `{name}`)", path.display())]
+    ForeignProgram { path: PathBuf, name: String },
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("opening {}: {source}", path.display())]
+    OpenPin {
+        path: PathBuf,
+        #[source]
+        source: SyscallError,
+    },
+    #[error("pinning {what} at {}: {source}", path.display())]
+    Pin {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: PinError,
+    },
+    #[error("{what}: {source}")]
+    Program {
+        what: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("opening the link pin {}: {source}", path.display())]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: LinkError,
+    },
+    #[error("asking the kernel what runs on {iface}: {source}")]
+    Query {
+        iface: IfaceName,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the {0} link is not a bpf_link (npk needs a kernel >= 6.6)")]
+    NotBpfLink(&'static str),
+    #[error(transparent)]
+    Kernel(#[from] anyhow::Error),
+}
+
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> AttachError {
+    let path = path.to_path_buf();
+    move |source| AttachError::Io { what, path, source }
 }
 
 /// A classifier attached to an interface. Dropping it detaches unless it was made persistent.
 pub struct Attachment {
     pub classifier: Classifier,
-    pub iface: String,
+    pub iface: IfaceName,
+    /// Why the pins an earlier attach left on the interface were removed first, if there were.
+    pub replaced_stale: Option<Stale>,
     dir: PathBuf,
+    ifindex: u32,
+    prog_id: u32,
     persistent: bool,
     /// Keeps the kernel's run-time accounting on while a foreground attachment lives.
     _stats: Option<OwnedFd>,
     _link: Option<FdLink>,
 }
 
-/// The interface must exist in the calling thread's network namespace (where the attach
-/// happens; /sys/class/net shows the process's mount of sysfs, which may be another one's).
-fn check_iface(iface: &str) -> Result<()> {
-    let index = std::ffi::CString::new(iface)
-        // SAFETY: a NUL-terminated name.
-        .map(|name| unsafe { libc::if_nametoindex(name.as_ptr()) })
-        .unwrap_or(0);
-    ensure!(
-        !iface.is_empty() && !iface.contains('/') && index != 0,
-        "no network interface named `{iface}` (see `ip link`)"
-    );
-    Ok(())
+/// The interface's index, or None when there is no such interface.
+fn ifindex(iface: &IfaceName) -> Option<u32> {
+    let name = std::ffi::CString::new(iface.as_str()).ok()?;
+    // SAFETY: if_nametoindex reads a NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
 }
 
-fn ensure_bpffs() -> Result<()> {
+fn ensure_bpffs() -> Result<(), AttachError> {
     // SAFETY: statfs on a constant path with a zeroed out-parameter.
     let mounted = unsafe {
         let mut st: libc::statfs = std::mem::zeroed();
         libc::statfs(c"/sys/fs/bpf".as_ptr(), &mut st) == 0 && st.f_type == 0xcafe4a11
     };
-    ensure!(
-        mounted,
-        "bpffs is not mounted at {BPFFS}: run `mount -t bpf bpf {BPFFS}` (scripts/setup.sh does)"
-    );
+    if !mounted {
+        return Err(AttachError::NoBpffs);
+    }
     Ok(())
 }
 
 /// Loads the classifier, installs `model` and `config`, attaches it to `iface` and pins it.
-/// On any error nothing stays attached or pinned.
+/// Stale pins of an earlier attach are removed first ([`Attachment::replaced_stale`] says why);
+/// a live attachment is refused. On any error nothing stays attached or pinned.
 pub fn attach(
-    iface: &str,
+    iface: &IfaceName,
     mode: AttachMode,
     model: &Model,
     config: &Config,
     persistent: bool,
-) -> Result<Attachment> {
-    check_iface(iface)?;
+) -> Result<Attachment, AttachError> {
+    let ifindex = ifindex(iface).ok_or_else(|| AttachError::NoInterface(iface.clone()))?;
     ensure_bpffs()?;
     let dir = pin_dir(iface);
-    ensure!(
-        !dir.exists(),
-        "npk is already attached to {iface} ({} exists): use `npk push` to change the model or \
-         `npk detach --iface {iface}` first",
-        dir.display()
-    );
+    let replaced_stale = match pin_state(iface)? {
+        None => None,
+        Some(PinState::Stale(stale)) => {
+            let left = remove_pins(&dir)?;
+            if !left.unknown.is_empty() {
+                return Err(AttachError::ForeignFiles {
+                    dir,
+                    names: left.unknown.join(", "),
+                });
+            }
+            Some(stale)
+        }
+        Some(PinState::Attaching { pid }) => {
+            return Err(AttachError::Attaching {
+                iface: iface.clone(),
+                pid,
+            });
+        }
+        Some(PinState::Attached {
+            pinned_link,
+            running_owner,
+        }) => {
+            let (how, undo) = match running_owner.filter(|_| !pinned_link) {
+                Some(pid) => (
+                    format!("a foreground `npk attach`, pid {pid}"),
+                    format!("stopping pid {pid}"),
+                ),
+                None => (
+                    format!("pinned in {}", dir.display()),
+                    format!("`npk detach --iface {iface}`"),
+                ),
+            };
+            return Err(AttachError::AlreadyAttached {
+                iface: iface.clone(),
+                how,
+                undo,
+            });
+        }
+    };
     let kind = if mode == AttachMode::Tc {
         ProgramKind::Tc
     } else {
@@ -103,78 +434,32 @@ pub fn attach(
     let mut classifier = Classifier::load(kind)?;
     classifier.push(model)?;
     classifier.set_config(config)?;
-    // run_time_ns/run_cnt for `npk stats` from the first packet (two clock reads per run).
-    let run_time_stats = run_time_stats();
-    let name = kind.name();
-    let prog = classifier
-        .ebpf
-        .program_mut(name)
-        .context("program missing")?;
-    let link: FdLink = match mode {
-        AttachMode::Native | AttachMode::Skb => {
-            let xdp: &mut Xdp = prog.try_into()?;
-            let flags = if mode == AttachMode::Native {
-                XdpMode::Driver
-            } else {
-                XdpMode::Skb
-            };
-            let id = xdp.attach(iface, flags).with_context(|| {
-                format!(
-                    "attaching XDP in {mode:?} mode to {iface} failed{}",
-                    if mode == AttachMode::Native {
-                        " (does its driver support native XDP? try --mode skb or --mode tc)"
-                    } else {
-                        ""
-                    }
-                )
-            })?;
-            xdp.take_link(id)?
-                .try_into()
-                .context("XDP link is not a bpf_link")?
-        }
-        AttachMode::Tc => {
-            if let Err(e) = tc::qdisc_add_clsact(iface) {
-                // An existing clsact qdisc is fine; anything else is reported.
-                if !e.to_string().contains("exists") {
-                    return Err(e).context(format!("adding the clsact qdisc to {iface}"));
-                }
-            }
-            let sc: &mut SchedClassifier = prog.try_into()?;
-            let id = sc
-                .attach(iface, TcAttachType::Ingress)
-                .with_context(|| format!("attaching the TC classifier to {iface} failed"))?;
-            sc.take_link(id)?
-                .try_into()
-                .context("TC link is not a bpf_link")?
-        }
-    };
-    let pinned = (|| -> Result<()> {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        classifier.maps.pin(&dir)?;
-        for map in [MAP_FLOWS, MAP_SAMPLES] {
-            let m = classifier.ebpf.map(map).context("map missing")?;
-            m.pin(dir.join(map))
-                .with_context(|| format!("pinning {map}"))?;
-        }
-        let prog = classifier
-            .ebpf
-            .program_mut(name)
-            .context("program missing")?;
-        prog.pin(dir.join("prog")).context("pinning the program")?;
-        Ok(())
-    })();
+    let prog_id = classifier.program_info()?.id();
+
+    create_pin_dir(iface, &dir)?;
+    // From here on dropping the attachment removes what was made.
     let mut attachment = Attachment {
         classifier,
-        iface: iface.to_string(),
+        iface: iface.clone(),
+        replaced_stale,
         dir,
+        ifindex,
+        prog_id,
         persistent: false,
         _stats: None,
         _link: None,
     };
-    pinned?;
+    // run_time_ns/run_cnt for `npk stats` from the first packet (two clock reads per run).
+    let run_time_stats = run_time_stats();
+    let link = attach_link(&mut attachment.classifier, iface, mode)?;
+    attachment.pin_all()?;
     if persistent {
-        link.pin(attachment.dir.join("link"))
-            .context("pinning the link")?;
+        let path = attachment.dir.join(LINK_PIN);
+        link.pin(&path).map_err(|source| AttachError::Pin {
+            what: "the link".into(),
+            path,
+            source,
+        })?;
         attachment.persistent = true;
         // The pins outlive this process, and its BPF_ENABLE_STATS with it.
         BpfStats::on_for_pins();
@@ -185,45 +470,721 @@ pub fn attach(
     Ok(attachment)
 }
 
-impl Drop for Attachment {
-    fn drop(&mut self) {
-        if !self.persistent {
-            // The link goes with `_link`; the pins go here.
-            let _ = std::fs::remove_dir_all(&self.dir);
+/// Creates `dir` with the `owner` link already in it: made as `<iface>:<pid>` (a name no
+/// interface can have), then renamed into place unless `dir` exists. The directory is the
+/// lock: whoever renames it into place attaches.
+fn create_pin_dir(iface: &IfaceName, dir: &Path) -> Result<(), AttachError> {
+    let root = pin_root();
+    std::fs::create_dir_all(&root).map_err(io_error("creating", &root))?;
+    let owner = Owner::current().ok_or_else(|| AttachError::Io {
+        what: "reading the start time of this process from",
+        path: "/proc/self/stat".into(),
+        source: io::Error::from(ErrorKind::InvalidData),
+    })?;
+    let staging = root.join(format!("{iface}:{}", owner.pid));
+    // Left by an earlier process with this pid that was killed right here.
+    let _ = remove_pins(&staging);
+    std::fs::create_dir(&staging).map_err(io_error("creating", &staging))?;
+    let moved = owner
+        .record(&staging)
+        .map_err(io_error("recording the owner in", &staging))
+        .and_then(|()| {
+            let (from, to) = (c_path(&staging)?, c_path(dir)?);
+            // SAFETY: renameat2 on two NUL-terminated paths.
+            let renamed = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    from.as_ptr(),
+                    libc::AT_FDCWD,
+                    to.as_ptr(),
+                    libc::RENAME_NOREPLACE,
+                )
+            };
+            if renamed == 0 {
+                return Ok(());
+            }
+            let source = io::Error::last_os_error();
+            Err(match source.kind() {
+                ErrorKind::AlreadyExists => AttachError::Attaching {
+                    iface: iface.clone(),
+                    pid: Owner::read(dir).map_or(0, |o| o.pid),
+                },
+                _ => AttachError::Io {
+                    what: "moving the new pins into",
+                    path: dir.to_path_buf(),
+                    source,
+                },
+            })
+        });
+    if moved.is_err() {
+        let _ = remove_pins(&staging);
+    }
+    moved
+}
+
+fn c_path(path: &Path) -> Result<std::ffi::CString, AttachError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| AttachError::Io {
+        what: "a NUL byte in",
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+/// Attaches the loaded program of `classifier` to `iface` through a bpf_link.
+fn attach_link(
+    classifier: &mut Classifier,
+    iface: &IfaceName,
+    mode: AttachMode,
+) -> Result<FdLink, AttachError> {
+    let name = classifier.kind.name();
+    let program_error = |what: String| move |source| AttachError::Program { what, source };
+    let prog = classifier
+        .ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow::anyhow!("program {name} missing"))?;
+    match mode {
+        AttachMode::Native | AttachMode::Skb => {
+            let xdp: &mut Xdp = prog
+                .try_into()
+                .map_err(program_error(format!("{name} is not XDP")))?;
+            let flags = if mode == AttachMode::Native {
+                XdpMode::Driver
+            } else {
+                XdpMode::Skb
+            };
+            let hint = if mode == AttachMode::Native {
+                " (does its driver support native XDP? try --mode skb or --mode tc)"
+            } else {
+                ""
+            };
+            let id = xdp
+                .attach(iface.as_str(), flags)
+                .map_err(program_error(format!(
+                    "attaching XDP in {mode:?} mode to {iface} failed{hint}"
+                )))?;
+            xdp.take_link(id)
+                .map_err(program_error("taking the XDP link".into()))?
+                .try_into()
+                .map_err(|_| AttachError::NotBpfLink("XDP"))
+        }
+        AttachMode::Tc => {
+            // TCX (kernel >= 6.6) runs before any qdisc and needs none: a clsact qdisc on the
+            // interface, the user's or none, is neither required nor touched.
+            let sc: &mut SchedClassifier = prog
+                .try_into()
+                .map_err(program_error(format!("{name} is not a TC classifier")))?;
+            let id = sc
+                .attach(iface.as_str(), TcAttachType::Ingress)
+                .map_err(program_error(format!(
+                    "attaching the TC classifier to {iface} failed"
+                )))?;
+            sc.take_link(id)
+                .map_err(program_error("taking the TC link".into()))?
+                .try_into()
+                .map_err(|_| AttachError::NotBpfLink("TC"))
         }
     }
 }
 
-/// Detaches what `npk attach --pin` left on `iface` and removes its pins.
-pub fn detach(iface: &str) -> Result<()> {
+impl Attachment {
+    fn pin_all(&mut self) -> Result<(), AttachError> {
+        let dir = &self.dir;
+        self.classifier.maps.pin(dir)?;
+        for map in [MAP_FLOWS, MAP_SAMPLES] {
+            let m = self
+                .classifier
+                .ebpf
+                .map(map)
+                .ok_or_else(|| anyhow::anyhow!("map {map} missing"))?;
+            let path = dir.join(map);
+            m.pin(&path).map_err(|source| AttachError::Pin {
+                what: map.into(),
+                path,
+                source,
+            })?;
+        }
+        let name = self.classifier.kind.name();
+        let prog = self
+            .classifier
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow::anyhow!("program {name} missing"))?;
+        let path = dir.join(PROG_PIN);
+        prog.pin(&path).map_err(|source| AttachError::Pin {
+            what: "the program".into(),
+            path,
+            source,
+        })
+    }
+
+    /// None while the kernel runs this attachment's program on its interface; otherwise why
+    /// not (the interface was deleted, even if one of the same name came back; someone
+    /// detached it).
+    pub fn lost(&self) -> Result<Option<Stale>, AttachError> {
+        if ifindex(&self.iface) != Some(self.ifindex) {
+            return Ok(Some(Stale::InterfaceGone));
+        }
+        Ok((!runs_on(&self.iface, self.ifindex, self.prog_id)?)
+            .then_some(Stale::NotAttached { owner: None }))
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        if !self.persistent {
+            // The link goes with `_link`; the pins go here. Nothing to report to at this point.
+            let _ = remove_pins(&self.dir);
+        }
+    }
+}
+
+/// What [`remove_pins`] left in a directory it did not create.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Names in the directory that are not npk's (the directory stays).
+    pub unknown: Vec<String>,
+}
+
+/// Removes npk's own pins from `dir` by their exact names, then the directory if that
+/// emptied it. Anything else stays, and is returned.
+pub fn remove_pins(dir: &Path) -> Result<Leftovers, AttachError> {
+    for name in NPK_PINS {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                return Err(AttachError::Io {
+                    what: "removing",
+                    path,
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+    }
+    let entries = match std::fs::read_dir(dir) {
+        // Removed meanwhile (by the attachment's own process, say): nothing left.
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Leftovers::default()),
+        entries => entries.map_err(io_error("listing", dir))?,
+    };
+    let mut unknown: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    unknown.sort();
+    if unknown.is_empty() {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                return Err(AttachError::Io {
+                    what: "removing",
+                    path: dir.to_path_buf(),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(Leftovers { unknown })
+}
+
+/// Maps EACCES/EPERM on a pin to what is needed instead of the bare syscall error.
+fn open_pin_error(path: &Path, source: SyscallError) -> AttachError {
+    let denied = matches!(
+        source.io_error.raw_os_error(),
+        Some(libc::EACCES | libc::EPERM)
+    );
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if denied => AttachError::PinPermission {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            mode: meta.mode() & 0o7777,
+            // SAFETY: geteuid cannot fail.
+            uid: unsafe { libc::geteuid() },
+        },
+        _ => AttachError::OpenPin {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+fn pinned_program(path: &Path) -> Result<ProgramInfo, AttachError> {
+    ProgramInfo::from_pin(path).map_err(|e| match e {
+        ProgramError::SyscallError(source) => open_pin_error(path, source),
+        source => AttachError::Program {
+            what: format!("reading {}", path.display()),
+            source,
+        },
+    })
+}
+
+/// The state of the pins on `iface` (None: npk has pinned nothing there). See the module
+/// documentation for how liveness is decided.
+pub fn pin_state(iface: &IfaceName) -> Result<Option<PinState>, AttachError> {
     let dir = pin_dir(iface);
     if !dir.exists() {
-        bail!("npk has nothing attached to {iface} (no {})", dir.display());
+        return Ok(None);
     }
-    let link = dir.join("link");
+    let owner = Owner::read(&dir).filter(|o| o.is_alive()).map(|o| o.pid);
+    let prog_pin = dir.join(PROG_PIN);
+    if !prog_pin.exists() {
+        return Ok(Some(match owner {
+            Some(pid) => PinState::Attaching { pid },
+            None => PinState::Stale(Stale::Incomplete),
+        }));
+    }
+    let prog_id = pinned_program(&prog_pin)?.id();
+    let Some(index) = ifindex(iface) else {
+        return Ok(Some(PinState::Stale(Stale::InterfaceGone)));
+    };
+    if !runs_on(iface, index, prog_id)? {
+        return Ok(Some(PinState::Stale(Stale::NotAttached {
+            owner: Owner::read(&dir).map(|o| o.pid),
+        })));
+    }
+    Ok(Some(PinState::Attached {
+        pinned_link: dir.join(LINK_PIN).exists(),
+        running_owner: owner,
+    }))
+}
+
+/// The pins on `iface` when the kernel runs them; otherwise an error that says what is wrong
+/// and what to run (`npk push`, `npk stats`).
+pub fn live_pins(iface: &IfaceName) -> Result<PathBuf, AttachError> {
+    let dir = pin_dir(iface);
+    match pin_state(iface)? {
+        Some(PinState::Attached { .. }) => Ok(dir),
+        None => Err(AttachError::NotAttached {
+            iface: iface.clone(),
+            dir,
+        }),
+        Some(PinState::Attaching { pid }) => Err(AttachError::Attaching {
+            iface: iface.clone(),
+            pid,
+        }),
+        Some(PinState::Stale(stale)) => Err(AttachError::Stale {
+            iface: iface.clone(),
+            dir,
+            stale,
+        }),
+    }
+}
+
+/// Which of npk's classifiers is pinned in `dir` (decides the feature schema a push needs).
+pub fn pinned_kind(dir: &Path) -> Result<ProgramKind, AttachError> {
+    let path = dir.join(PROG_PIN);
+    let info = pinned_program(&path)?;
+    match info.name_as_str() {
+        Some(PROG_CLASSIFY) => Ok(ProgramKind::Xdp),
+        Some(PROG_CLASSIFY_TC) => Ok(ProgramKind::Tc),
+        name => Err(AttachError::ForeignProgram {
+            path,
+            name: name.unwrap_or("?").to_string(),
+        }),
+    }
+}
+
+/// What [`detach`] found and did.
+#[derive(Debug)]
+pub struct Detached {
+    /// Set when the pins were stale (nothing was attached any more): why.
+    pub stale: Option<Stale>,
+    pub leftovers: Leftovers,
+}
+
+/// Detaches what `npk attach --pin` left on `iface` and removes npk's pins; stale pins (of a
+/// killed attach, a deleted interface) are removed too. A live foreground attachment is
+/// refused: its process owns it.
+pub fn detach(iface: &IfaceName) -> Result<Detached, AttachError> {
+    let dir = pin_dir(iface);
+    let stale = match pin_state(iface)? {
+        None => {
+            return Err(AttachError::NotAttached {
+                iface: iface.clone(),
+                dir,
+            });
+        }
+        Some(PinState::Attaching { pid }) => {
+            return Err(AttachError::Attaching {
+                iface: iface.clone(),
+                pid,
+            });
+        }
+        Some(PinState::Attached {
+            pinned_link: false,
+            running_owner: Some(pid),
+        }) => {
+            return Err(AttachError::Foreground {
+                iface: iface.clone(),
+                pid,
+            });
+        }
+        Some(PinState::Attached { .. }) => None,
+        Some(PinState::Stale(stale)) => Some(stale),
+    };
+    let link = dir.join(LINK_PIN);
     if link.exists() {
-        PinnedLink::from_pin(&link)
-            .with_context(|| format!("opening {}", link.display()))?
-            .unpin()
-            .context("removing the link pin")?;
+        // Removing the pin and closing the last fd detaches the program.
+        let pinned = PinnedLink::from_pin(&link).map_err(|source| match source {
+            LinkError::SyscallError(e) => open_pin_error(&link, e),
+            source => AttachError::Link {
+                path: link.clone(),
+                source,
+            },
+        })?;
+        drop(pinned.unpin().map_err(io_error("removing", &link))?);
     }
-    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    // Foreground attachments pin their maps too, but only `--pin` ones leave a link.
-    let pins_left = dir
-        .parent()
-        .and_then(|npk| std::fs::read_dir(npk).ok())
-        .is_some_and(|mut attached| {
-            attached.any(|a| a.is_ok_and(|a| a.path().join("link").exists()))
-        });
+    let leftovers = remove_pins(&dir)?;
+    restore_stats_without_pinned_links();
+    Ok(Detached { stale, leftovers })
+}
+
+/// Puts back kernel.bpf_stats_enabled once no `--pin` attachment is left (foreground
+/// attachments pin their maps too, but only `--pin` ones leave a link).
+fn restore_stats_without_pinned_links() {
+    let pins_left = std::fs::read_dir(pin_root()).is_ok_and(|mut attached| {
+        attached.any(|a| a.is_ok_and(|a| a.path().join(LINK_PIN).exists()))
+    });
     if !pins_left {
         BpfStats::restore_after_pins();
     }
-    Ok(())
+}
+
+/// Removes the pins of a directory [`pin_dirs`] found stale (npk's names only).
+pub fn remove_stale(dir: &Path) -> Result<Leftovers, AttachError> {
+    let leftovers = remove_pins(dir)?;
+    restore_stats_without_pinned_links();
+    Ok(leftovers)
+}
+
+/// A directory under [`pin_root`] and what `npk cleanup` makes of it.
+#[derive(Debug)]
+pub struct PinDir {
+    pub dir: PathBuf,
+    /// Some: stale, removable (why); None: kept, see `kept`.
+    pub stale: Option<Stale>,
+    /// Why it is kept, when it is.
+    pub kept: Option<String>,
+}
+
+/// Every directory under [`pin_root`], judged: stale ones may be removed with
+/// [`remove_pins`], the others are kept with the reason.
+pub fn pin_dirs() -> Result<Vec<PinDir>, AttachError> {
+    let root = pin_root();
+    let entries = match std::fs::read_dir(&root) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        entries => entries.map_err(io_error("listing", &root))?,
+    };
+    let mut dirs = Vec::new();
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let judged = |stale: Option<Stale>, kept: Option<String>| PinDir {
+            dir: dir.clone(),
+            stale,
+            kept,
+        };
+        // `<iface>:<pid>`: an attach's directory before it is moved into place.
+        if let Some((_, pid)) = name
+            .split_once(':')
+            .filter(|(iface, _)| iface.parse::<IfaceName>().is_ok())
+            .and_then(|(iface, pid)| Some((iface, pid.parse::<u32>().ok()?)))
+        {
+            dirs.push(if Path::new(&format!("/proc/{pid}")).exists() {
+                judged(None, Some(format!("being attached by pid {pid}")))
+            } else {
+                judged(Some(Stale::Incomplete), None)
+            });
+            continue;
+        }
+        let Ok(iface) = name.parse::<IfaceName>() else {
+            dirs.push(judged(
+                None,
+                Some("not an interface name: not npk's".into()),
+            ));
+            continue;
+        };
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            dirs.push(judged(None, Some("not a directory: not npk's".into())));
+            continue;
+        }
+        dirs.push(match pin_state(&iface) {
+            Ok(Some(PinState::Stale(stale))) => judged(Some(stale), None),
+            Ok(Some(PinState::Attached {
+                pinned_link,
+                running_owner,
+            })) => judged(
+                None,
+                Some(match running_owner.filter(|_| !pinned_link) {
+                    Some(pid) => format!("attached by a running `npk attach`, pid {pid}"),
+                    None => format!("attached (`npk detach --iface {iface}` removes it)"),
+                }),
+            ),
+            Ok(Some(PinState::Attaching { pid })) => {
+                judged(None, Some(format!("being attached by pid {pid}")))
+            }
+            Ok(None) => continue,
+            Err(e) => judged(None, Some(format!("cannot tell whether it is live: {e}"))),
+        });
+    }
+    dirs.sort_by(|a, b| a.dir.cmp(&b.dir));
+    Ok(dirs)
+}
+
+/// Whether the kernel runs program `prog_id` on interface `ifindex`: XDP (netlink) or TCX
+/// ingress (BPF_PROG_QUERY).
+fn runs_on(iface: &IfaceName, ifindex: u32, prog_id: u32) -> Result<bool, AttachError> {
+    let query_error = |source| AttachError::Query {
+        iface: iface.clone(),
+        source,
+    };
+    match xdp_program_ids(ifindex) {
+        Ok(ids) if ids.contains(&prog_id) => return Ok(true),
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(false),
+        Err(e) => return Err(query_error(e)),
+    }
+    Ok(tcx_ingress_program_ids(ifindex)
+        .map_err(query_error)?
+        .contains(&prog_id))
+}
+
+/// The XDP programs attached to interface `ifindex` (every mode), from RTM_GETLINK's IFLA_XDP.
+fn xdp_program_ids(ifindex: u32) -> io::Result<Vec<u32>> {
+    const IFLA_XDP: u16 = 43;
+    // IFLA_XDP_PROG_ID, _DRV_PROG_ID, _SKB_PROG_ID, _HW_PROG_ID.
+    const PROG_IDS: [u16; 4] = [4, 5, 6, 7];
+    #[repr(C)]
+    struct Request {
+        header: libc::nlmsghdr,
+        info: libc::ifinfomsg,
+    }
+    // SAFETY: socket with constant arguments; the fd is owned from here on.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: both are plain C structs for which all-zero is valid.
+    let mut request: Request = unsafe { std::mem::zeroed() };
+    request.header.nlmsg_len = size_of::<Request>() as u32;
+    request.header.nlmsg_type = libc::RTM_GETLINK;
+    request.header.nlmsg_flags = libc::NLM_F_REQUEST as u16;
+    request.header.nlmsg_seq = 1;
+    request.info.ifi_family = libc::AF_UNSPEC as u8;
+    request.info.ifi_index = ifindex as i32;
+    // SAFETY: sends the bytes of `request`, which lives across the call.
+    let sent = unsafe {
+        libc::send(
+            socket.as_raw_fd(),
+            (&raw const request).cast(),
+            size_of::<Request>(),
+            0,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: receives into `buf`, at most its length.
+    let received = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if received < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let reply = &buf[..received as usize];
+    let u16_at = |b: &[u8], at: usize| b.get(at..at + 2).map(|v| u16::from_ne_bytes([v[0], v[1]]));
+    let u32_at = |b: &[u8], at: usize| {
+        b.get(at..at + 4)
+            .map(|v| u32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
+    };
+    let malformed = || io::Error::new(ErrorKind::InvalidData, "malformed RTM_GETLINK reply");
+    let len = u32_at(reply, 0).ok_or_else(malformed)? as usize;
+    let kind = u16_at(reply, 4).ok_or_else(malformed)?;
+    let message = reply.get(..len).ok_or_else(malformed)?;
+    let header = size_of::<libc::nlmsghdr>();
+    if kind == libc::NLMSG_ERROR as u16 {
+        let code = u32_at(message, header).ok_or_else(malformed)? as i32;
+        return Err(io::Error::from_raw_os_error(-code));
+    }
+    if kind != libc::RTM_NEWLINK {
+        return Err(malformed());
+    }
+    let mut ids = Vec::new();
+    let body = message
+        .get(header + size_of::<libc::ifinfomsg>()..)
+        .ok_or_else(malformed)?;
+    for (_, xdp) in netlink_attributes(body).filter(|&(kind, _)| kind == IFLA_XDP) {
+        for (_, id) in netlink_attributes(xdp).filter(|(kind, _)| PROG_IDS.contains(kind)) {
+            ids.extend(u32_at(id, 0).filter(|&id| id != 0));
+        }
+    }
+    Ok(ids)
+}
+
+/// The (type, payload) attributes in `bytes`, each 4-byte aligned.
+fn netlink_attributes(bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    const NLA_TYPE_MASK: u16 = 0x3fff;
+    let u16_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|v| u16::from_ne_bytes([v[0], v[1]]))
+    };
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let len = (u16_at(at)? as usize).max(4);
+        let kind = u16_at(at + 2)? & NLA_TYPE_MASK;
+        let payload = bytes.get(at + 4..at + len)?;
+        at += len.next_multiple_of(4);
+        Some((kind, payload))
+    })
+}
+
+/// The TCX ingress programs of interface `ifindex` (BPF_PROG_QUERY, needs CAP_NET_ADMIN).
+fn tcx_ingress_program_ids(ifindex: u32) -> io::Result<Vec<u32>> {
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    const BPF_TCX_INGRESS: u32 = 46;
+    /// bpf_attr's `query` member.
+    #[repr(C)]
+    struct ProgQuery {
+        target_ifindex: u32,
+        attach_type: u32,
+        query_flags: u32,
+        attach_flags: u32,
+        prog_ids: u64,
+        count: u32,
+        _pad: u32,
+        prog_attach_flags: u64,
+        link_ids: u64,
+        link_attach_flags: u64,
+        revision: u64,
+    }
+    // The kernel's limit on programs per TCX hook (BPF_MPROG_MAX).
+    let mut ids = vec![0u32; 64];
+    let mut query = ProgQuery {
+        target_ifindex: ifindex,
+        attach_type: BPF_TCX_INGRESS,
+        query_flags: 0,
+        attach_flags: 0,
+        prog_ids: ids.as_mut_ptr() as u64,
+        count: ids.len() as u32,
+        _pad: 0,
+        prog_attach_flags: 0,
+        link_ids: 0,
+        link_attach_flags: 0,
+        revision: 0,
+    };
+    // SAFETY: BPF_PROG_QUERY with a bpf_attr prefix of the right size; the kernel writes at
+    // most `count` ids into `ids`, which outlives the call.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            &raw mut query,
+            size_of::<ProgQuery>(),
+        )
+    };
+    if result < 0 {
+        let e = io::Error::last_os_error();
+        // No TCX entry on the device yet, or no TCX in this kernel: nothing attached there.
+        if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) {
+            return Ok(Vec::new());
+        }
+        return Err(e);
+    }
+    ids.truncate(query.count as usize);
+    Ok(ids)
 }
 
 /// The kernel's accounting of the attached program (run count and time, when
 /// kernel.bpf_stats_enabled is on).
-pub fn program_info(iface: &str) -> Result<ProgramInfo> {
-    let path = pin_dir(iface).join("prog");
-    ProgramInfo::from_pin(&path).with_context(|| format!("opening {}", path.display()))
+pub fn program_info(iface: &IfaceName) -> Result<ProgramInfo, AttachError> {
+    pinned_program(&pin_dir(iface).join(PROG_PIN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_are_checked_as_the_kernel_does() {
+        for good in [
+            "eth0",
+            "a",
+            "veth-x.100",
+            "123456789012345",
+            "nd1a2b3h",
+            ".x",
+        ] {
+            assert_eq!(good.parse::<IfaceName>().unwrap().as_str(), good);
+        }
+        assert_eq!("".parse::<IfaceName>(), Err(IfaceNameError::Empty));
+        for dots in [".", ".."] {
+            assert_eq!(
+                dots.parse::<IfaceName>(),
+                Err(IfaceNameError::Dots(dots.into()))
+            );
+        }
+        assert!(matches!(
+            "1234567890123456".parse::<IfaceName>(),
+            Err(IfaceNameError::TooLong { len: 16, .. })
+        ));
+        for (bad, found) in [
+            ("a/b", '/'),
+            ("../npk", '/'),
+            ("a b", ' '),
+            ("a\tb", '\t'),
+            ("a\nb", '\n'),
+            ("a\0b", '\0'),
+            ("eth0:1", ':'),
+        ] {
+            assert!(
+                matches!(bad.parse::<IfaceName>(), Err(IfaceNameError::Forbidden { found: f, .. }) if f == found),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pin_dirs_stay_inside_npks_directory() {
+        let iface: IfaceName = "eth0".parse().unwrap();
+        assert_eq!(pin_dir(&iface), Path::new("/sys/fs/bpf/npk/eth0"));
+    }
+
+    #[test]
+    fn remove_pins_removes_npks_names_only_and_keeps_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let pins = dir.path().join("eth0");
+        std::fs::create_dir(&pins).unwrap();
+        for name in [PROG_PIN, MAP_MODELS, "precious"] {
+            std::fs::write(pins.join(name), b"x").unwrap();
+        }
+        let left = remove_pins(&pins).unwrap();
+        assert_eq!(left.unknown, vec!["precious".to_string()]);
+        assert!(pins.join("precious").exists());
+        assert!(!pins.join(PROG_PIN).exists() && !pins.join(MAP_MODELS).exists());
+        std::fs::remove_file(pins.join("precious")).unwrap();
+        assert_eq!(remove_pins(&pins).unwrap(), Leftovers::default());
+        assert!(!pins.exists());
+    }
+
+    #[test]
+    fn an_owner_is_alive_only_with_its_own_start_time() {
+        let me = Owner::current().unwrap();
+        assert!(me.is_alive());
+        let reused = Owner {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(!reused.is_alive());
+        let dir = tempfile::tempdir().unwrap();
+        me.record(dir.path()).unwrap();
+        assert_eq!(Owner::read(dir.path()), Some(me));
+    }
 }

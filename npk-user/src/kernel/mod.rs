@@ -111,20 +111,66 @@ impl Drop for BpfStats {
     }
 }
 
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error(
+        "npk needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN to load and attach its eBPF programs \
+         and lacks {missing}: run it as root (sudo) or give it those capabilities (e.g. \
+         setpriv --inh-caps +bpf,+perfmon,+net_admin --ambient-caps +bpf,+perfmon,+net_admin)"
+    )]
+    Missing { missing: String },
+    #[error("reading the capabilities of this process from /proc/self/status: {0}")]
+    Status(#[source] std::io::Error),
+}
+
+/// The effective capability set of this process (the CapEff line of /proc/self/status).
+fn effective_capabilities() -> Result<u64, PrivilegeError> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(PrivilegeError::Status)?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .ok_or_else(|| {
+            PrivilegeError::Status(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no CapEff line",
+            ))
+        })
+}
+
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF memory to it, and explains a
-/// missing privilege up front instead of an EPERM deep inside a load.
-fn check_privileges() -> Result<()> {
-    // SAFETY: plain libc calls with valid arguments.
-    unsafe {
-        let unlimited = libc::rlimit {
-            rlim_cur: libc::RLIM_INFINITY,
-            rlim_max: libc::RLIM_INFINITY,
-        };
-        libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited);
-        ensure!(
-            libc::geteuid() == 0,
-            "npk needs root (or CAP_BPF + CAP_NET_ADMIN) to load eBPF programs; try sudo"
-        );
+/// missing privilege up front instead of an EPERM deep inside a load: loading XDP and TC
+/// programs takes CAP_BPF and CAP_NET_ADMIN, and npk's programs pass the verifier only with
+/// CAP_PERFMON too (without it the verifier refuses pointer arithmetic on packet and map
+/// pointers); CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON. Root is not needed.
+fn check_privileges() -> Result<(), PrivilegeError> {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid rlimit. Failing (no CAP_SYS_RESOURCE) is fine on
+    // kernels that account BPF memory to the cgroup (>= 5.11).
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+    let caps = effective_capabilities()?;
+    let has = |cap: u32| caps & (1 << cap) != 0;
+    let mut missing = Vec::new();
+    for (cap, name) in [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")] {
+        if !has(cap) && !has(CAP_SYS_ADMIN) {
+            missing.push(name);
+        }
+    }
+    if !has(CAP_NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    if !missing.is_empty() {
+        return Err(PrivilegeError::Missing {
+            missing: missing.join(", "),
+        });
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use npk_common::{
 
 use crate::kernel::{
     Classifier,
-    attach::{self, AttachMode, Attachment},
+    attach::{self, AttachMode, Attachment, IfaceName},
 };
 
 /// The model a capture runs: the classifier computes features only for packets it classifies,
@@ -55,7 +55,7 @@ pub fn sample_all(class_action: [u8; MAX_CLASSES]) -> Config {
 
 /// Attaches the classifier to `iface` to record features: [`pass_model`], every class passes,
 /// every packet sampled. Dropping the attachment detaches.
-pub fn start(iface: &str, mode: AttachMode) -> Result<(Attachment, Sampler)> {
+pub fn start(iface: &IfaceName, mode: AttachMode) -> Result<(Attachment, Sampler)> {
     let config = sample_all([Action::Pass as u8; MAX_CLASSES]);
     let mut attachment = attach::attach(iface, mode, &pass_model(), &config, false)?;
     let sampler = Sampler::take(&mut attachment.classifier)?;

@@ -1,0 +1,632 @@
+//! The attachment lifecycle through the release `npk` binary, against the real kernel (root):
+//! interface names checked before any bpffs path is built, detach removing only npk's own
+//! pins, killed, hung-up and orphaned attachments, TC attached twice, push compatibility,
+//! `npk cleanup`, and attach/push/stats/detach with capabilities instead of root.
+//!
+//! The binary is the one `cargo test --release` builds next to this test
+//! (target/release/npk).
+
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use npk::{kernel::attach::pin_dir, netlab::NetLab};
+use npk_common::packet::FEATURE_NAMES;
+
+/// target/release/npk, next to target/release/deps/ where this test runs.
+fn npk() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|release| release.join("npk"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo build --release` builds it",
+        bin.display()
+    );
+    bin
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(npk()).args(args).output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[track_caller]
+fn ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "npk {args:?} failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+#[track_caller]
+fn fails(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        !out.status.success(),
+        "npk {args:?} should have failed: {}",
+        stdout(&out)
+    );
+    out
+}
+
+/// Packet-feature models with 2 and 3 classes and a tabular (iris) one, trained by `npk
+/// train` into a directory everyone may read (the capability test runs as another uid).
+struct Models {
+    dir: tempfile::TempDir,
+    two: String,
+    three: String,
+}
+
+impl Models {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let model = |classes: u32| {
+            let csv = dir.path().join(format!("p{classes}.csv"));
+            let mut text = FEATURE_NAMES.join(",") + ",label\n";
+            for row in 0..240u32 {
+                let class = row % classes;
+                let values: Vec<String> = (0..FEATURE_NAMES.len() as u32)
+                    .map(|f| ((row * 7 + f * 13) % 50 + class * 40).to_string())
+                    .collect();
+                text += &format!("{},{class}\n", values.join(","));
+            }
+            std::fs::write(&csv, text).unwrap();
+            let out = dir.path().join(format!("m{classes}.npk"));
+            let (csv, out_str) = (csv.to_str().unwrap(), out.to_str().unwrap());
+            ok(&[
+                "train", "--data", csv, "--epochs", "2", "--hidden", "8", "--out", out_str,
+            ]);
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+            out_str.to_string()
+        };
+        let (two, three) = (model(2), model(3));
+        Self { dir, two, three }
+    }
+
+    fn tabular(&self) -> String {
+        let iris = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/iris.csv");
+        let out = self.dir.path().join("iris.npk");
+        let out_str = out.to_str().unwrap();
+        ok(&[
+            "train",
+            "--data",
+            iris.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--out",
+            out_str,
+        ]);
+        out_str.to_string()
+    }
+}
+
+/// A foreground `npk attach` whose stderr lines arrive on a channel.
+struct Foreground {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Foreground {
+    fn start(args: &[&str], ready: &str) -> Self {
+        let mut child = Command::new(npk())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut fg = Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        fg.wait_for(ready);
+        fg
+    }
+
+    fn attach(iface: &str, model: &str) -> Self {
+        Self::start(
+            &[
+                "attach", "--iface", iface, "--model", model, "--mode", "skb",
+            ],
+            "attached to",
+        )
+    }
+
+    #[track_caller]
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                let found = line.contains(text);
+                self.seen.push(line);
+                if found {
+                    return;
+                }
+            }
+        }
+        panic!("no {text:?} from npk; stderr: {:?}", self.seen);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    /// Waits for the exit (at most `within`), returns whether it succeeded and all stderr.
+    #[track_caller]
+    fn exit(mut self, within: Duration) -> (bool, String) {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "npk did not exit within {within:?}; stderr: {:?}",
+                    self.seen
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(line);
+        }
+        (status.success(), self.seen.join("\n"))
+    }
+}
+
+fn lab() -> NetLab {
+    NetLab::create(1).unwrap()
+}
+
+fn has_xdp(iface: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["link", "show", "dev", iface])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("xdp")
+}
+
+fn pins(iface: &str) -> PathBuf {
+    pin_dir(&iface.parse().unwrap())
+}
+
+#[test]
+fn names_that_are_not_interfaces_are_refused_before_any_path_is_built() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    // Someone's attachment, which a bad name must not reach.
+    ok(&[
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &models.two,
+        "--mode",
+        "skb",
+        "--pin",
+    ]);
+    let sixteen = "abcdefghijklmnop";
+    for name in [
+        "", ".", "..", "../npk", "a/b", "x y", "tab\t", "eth0:1", sixteen,
+    ] {
+        for args in [
+            vec!["detach", "--iface", name],
+            vec!["stats", "--iface", name],
+            vec!["push", "--iface", name, "--model", &models.two],
+            vec!["attach", "--iface", name, "--model", &models.two],
+            vec![
+                "capture",
+                "--iface",
+                name,
+                "--label",
+                "0",
+                "--seconds",
+                "1",
+                "--out",
+                "/nonexistent/x.csv",
+            ],
+            vec!["serve", "--kernel", name, "--model", &models.two],
+        ] {
+            let out = run(&args);
+            let err = stderr(&out);
+            // 2: clap refused the value, before the command ran.
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains("interface name") || err.contains("not an interface"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    let dir = pins(iface);
+    for pin in ["prog", "link", "owner", "NPK_MODELS", "NPK_STATS"] {
+        assert!(
+            dir.join(pin).symlink_metadata().is_ok(),
+            "{pin} of the attachment is gone"
+        );
+    }
+    ok(&["detach", "--iface", iface]);
+}
+
+#[test]
+fn detach_removes_npks_pins_by_name_and_keeps_anything_else() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    ok(&[
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &models.two,
+        "--mode",
+        "skb",
+        "--pin",
+    ]);
+    let dir = pins(iface);
+    // bpffs holds pins, directories and symlinks: a symlink stands for someone else's file.
+    std::os::unix::fs::symlink("keep-me", dir.join("precious")).unwrap();
+    let out = ok(&["detach", "--iface", iface]);
+    assert!(stderr(&out).contains("precious"), "{}", stderr(&out));
+    assert!(!has_xdp(iface), "still attached");
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["precious"]);
+    std::fs::remove_file(dir.join("precious")).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+#[test]
+fn a_killed_attach_is_reported_by_push_and_stats_and_replaced_by_the_next_attach() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    let fg = Foreground::attach(iface, &models.two);
+    fg.signal(libc::SIGKILL);
+    let (_, _) = fg.exit(Duration::from_secs(10));
+    let dir = pins(iface);
+    assert!(dir.join("prog").exists(), "kill -9 cannot clean up");
+    assert!(!has_xdp(iface), "the link died with the process");
+
+    for args in [
+        vec!["push", "--iface", iface, "--model", &models.two],
+        vec!["stats", "--iface", iface],
+    ] {
+        let err = stderr(&fails(&args));
+        assert!(
+            err.contains("stale") && err.contains(&format!("npk detach --iface {iface}")),
+            "{args:?}: {err}"
+        );
+    }
+    let out = ok(&[
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &models.two,
+        "--mode",
+        "skb",
+        "--pin",
+    ]);
+    assert!(
+        stderr(&out).contains("removed the stale pins"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(has_xdp(iface));
+    ok(&["push", "--iface", iface, "--model", &models.two]);
+    ok(&["stats", "--iface", iface]);
+    ok(&["detach", "--iface", iface]);
+    assert!(!dir.exists());
+}
+
+#[test]
+fn sighup_detaches_a_foreground_attach_like_sigint() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    let fg = Foreground::attach(iface, &models.two);
+    assert!(has_xdp(iface));
+    fg.signal(libc::SIGHUP);
+    let (success, err) = fg.exit(Duration::from_secs(10));
+    assert!(success, "{err}");
+    assert!(err.contains("detached from"), "{err}");
+    assert!(!pins(iface).exists(), "pins left after SIGHUP");
+    assert!(!has_xdp(iface));
+}
+
+#[test]
+fn sighup_ends_a_capture_with_its_pins_removed() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    let csv = models.dir.path().join("capture.csv");
+    let capture = Foreground::start(
+        &[
+            "capture",
+            "--iface",
+            iface,
+            "--label",
+            "0",
+            "--seconds",
+            "60",
+            "--out",
+            csv.to_str().unwrap(),
+        ],
+        "capturing on",
+    );
+    capture.signal(libc::SIGHUP);
+    let (success, err) = capture.exit(Duration::from_secs(10));
+    assert!(success, "{err}");
+    assert!(!pins(iface).exists(), "pins left after SIGHUP");
+}
+
+#[test]
+fn an_interface_deleted_under_a_foreground_attach_is_noticed() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    let fg = Foreground::attach(iface, &models.two);
+    npk::netlab::ip(&["link", "del", iface]).unwrap();
+    let (success, err) = fg.exit(Duration::from_secs(10));
+    assert!(!success, "{err}");
+    assert!(err.contains("no longer exists"), "{err}");
+    assert!(!pins(iface).exists(), "pins left");
+}
+
+#[test]
+fn tc_mode_attaches_again_after_detach_and_leaves_qdiscs_alone() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    let qdiscs = || {
+        let out = Command::new("tc")
+            .args(["qdisc", "show", "dev", iface])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let attach = [
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &models.two,
+        "--mode",
+        "tc",
+        "--pin",
+    ];
+    for _ in 0..2 {
+        ok(&attach);
+        ok(&["detach", "--iface", iface]);
+    }
+    assert!(
+        !qdiscs().contains("clsact"),
+        "npk left a qdisc: {}",
+        qdiscs()
+    );
+    // Someone's clsact qdisc is used as it is and kept.
+    Command::new("tc")
+        .args(["qdisc", "add", "dev", iface, "clsact"])
+        .status()
+        .unwrap();
+    ok(&attach);
+    ok(&["detach", "--iface", iface]);
+    assert!(qdiscs().contains("clsact"), "{}", qdiscs());
+}
+
+#[test]
+fn push_refuses_classes_without_an_action_and_other_features() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    ok(&[
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &models.two,
+        "--mode",
+        "skb",
+        "--pin",
+        "--action",
+        "1=drop",
+    ]);
+    let push = |model: &str, allow: bool| {
+        let mut args = vec!["push", "--iface", iface, "--model", model];
+        if allow {
+            args.push("--allow-unmapped-classes");
+        }
+        run(&args)
+    };
+    let out = push(&models.three, false);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("class 2 would have no action"),
+        "{}",
+        stderr(&out)
+    );
+    let out = push(&models.tabular(), true);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("Tabular"), "{}", stderr(&out));
+    let out = push(&models.three, true);
+    assert!(
+        stdout(&out).contains("model version 2 active"),
+        "{}",
+        stderr(&out)
+    );
+    ok(&["detach", "--iface", iface]);
+}
+
+#[test]
+fn cleanup_removes_what_a_killed_gen_left_and_keeps_the_rest() {
+    let models = Models::new();
+    let csv = models.dir.path().join("gen.csv");
+    let generator = Foreground::start(
+        &["gen", "--seconds", "60", "--out", csv.to_str().unwrap()],
+        "sending from namespace",
+    );
+    let pid = generator.child.id();
+    let netns = format!("npkd-{pid}-0");
+    let veth = format!("nd{pid:x}0h");
+    generator.signal(libc::SIGKILL);
+    let _ = generator.exit(Duration::from_secs(10));
+    let netns_path = Path::new("/run/netns").join(&netns);
+    assert!(pins(&veth).exists(), "kill -9 cannot clean up");
+
+    // What is alive stays: this process's lab and an attachment on it.
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    ok(&[
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &models.two,
+        "--mode",
+        "skb",
+        "--pin",
+    ]);
+
+    // Any NetLab::create (tests run in parallel) also deletes orphaned lab namespaces; one
+    // that is there before and after the dry run must be listed.
+    let netns_before = netns_path.exists();
+    let dry = stdout(&ok(&["cleanup", "--dry-run"]));
+    if netns_before && netns_path.exists() {
+        assert!(
+            dry.contains(&format!("would remove namespace {netns}")),
+            "{dry}"
+        );
+    }
+    assert!(
+        dry.contains(&format!("would remove {}", pins(&veth).display())),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!("kept namespace {}", lab.netns)),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!("kept {}", pins(iface).display())),
+        "{dry}"
+    );
+    assert!(pins(&veth).exists(), "--dry-run removed something");
+
+    let done = stdout(&ok(&["cleanup"]));
+    assert!(
+        done.contains(&format!("removed {}", pins(&veth).display())),
+        "{done}"
+    );
+    assert!(!netns_path.exists(), "namespace left");
+    assert!(
+        !Path::new("/sys/class/net").join(&veth).exists(),
+        "veth left"
+    );
+    assert!(!pins(&veth).exists(), "pins left");
+    assert!(Path::new("/run/netns").join(&lab.netns).exists());
+    assert!(pins(iface).join("link").exists() && has_xdp(iface));
+    ok(&["detach", "--iface", iface]);
+}
+
+/// attach, push, stats and detach as uid 65534 with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN
+/// only (ambient capabilities through setpriv), in a private mount namespace whose own bpffs
+/// at /sys/fs/bpf belongs to that uid (how an admin hands a user a pin directory; the host's
+/// bpffs is not touched). Root's pins in it are refused with what is needed.
+#[test]
+fn attach_push_stats_detach_work_with_capabilities_instead_of_root() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    let npk = npk();
+    let npk = npk.to_str().unwrap();
+    let model = &models.two;
+    let user = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+    let caps = "--inh-caps=-all,+bpf,+perfmon,+net_admin \
+                --ambient-caps=-all,+bpf,+perfmon,+net_admin";
+    let script = format!(
+        "set -u
+         mount -t bpf -o uid=65534,gid=65534,mode=0700 bpf /sys/fs/bpf || exit 90
+         step() {{ name=$1; shift; \"$@\" > /tmp/npk-lc-$$ 2>&1; rc=$?; \
+                   echo \"$name rc=$rc $(tr '\\n' ' ' < /tmp/npk-lc-$$)\"; rm -f /tmp/npk-lc-$$; }}
+         step nocaps {user} {npk} attach --iface {iface} --model {model} --mode skb --pin
+         for mode in skb tc; do
+           step attach-$mode {user} {caps} {npk} attach --iface {iface} --model {model} --mode $mode --pin
+           step push-$mode {user} {caps} {npk} push --iface {iface} --model {model}
+           step stats-$mode {user} {caps} {npk} stats --iface {iface} --json
+           step detach-$mode {user} {caps} {npk} detach --iface {iface}
+         done
+         {npk} attach --iface {iface} --model {model} --mode skb 2> /tmp/npk-lc-root-$$ &
+         root=$!
+         for i in $(seq 300); do grep -q attached /tmp/npk-lc-root-$$ && break; sleep 0.2; done
+         step push-root-pins {user} {caps} {npk} push --iface {iface} --model {model}
+         kill -INT $root; wait $root; rm -f /tmp/npk-lc-root-$$"
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}{}", stderr(&out));
+    let step = |name: &str| {
+        report
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {report}"))
+            .to_string()
+    };
+    let nocaps = step("nocaps");
+    assert!(
+        nocaps.starts_with("rc=1") && nocaps.contains("lacks CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN"),
+        "{nocaps}"
+    );
+    for mode in ["skb", "tc"] {
+        for name in ["attach", "push", "stats", "detach"] {
+            let line = step(&format!("{name}-{mode}"));
+            assert!(
+                line.starts_with("rc=0"),
+                "{name} ({mode}) as uid 65534: {line}"
+            );
+        }
+    }
+    let denied = step("push-root-pins");
+    assert!(
+        denied.starts_with("rc=1")
+            && denied.contains("permission denied")
+            && denied.contains("belong to uid 0")
+            && !denied.contains("BPF_OBJ_GET"),
+        "{denied}"
+    );
+}
