@@ -318,8 +318,7 @@ impl LabNamespace {
     /// A leftover: a lab of a process that no longer runs (a pid that is now another
     /// process's keeps it, which errs on the side of keeping).
     pub fn is_orphan(&self) -> bool {
-        self.owner
-            .is_some_and(|(pid, _)| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        self.owner.is_some_and(|(pid, _)| !process_runs(pid))
     }
 
     /// Deletes the namespace and, if something still holds the namespace alive, the lab's
@@ -340,6 +339,15 @@ impl LabNamespace {
         }
         Ok(())
     }
+}
+
+/// Whether process `pid` exists and is not a zombie (dead, not yet reaped).
+fn process_runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, after_name)| after_name.split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
 }
 
 /// Whether `iface` exists in this namespace and is a veth.

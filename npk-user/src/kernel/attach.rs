@@ -182,11 +182,16 @@ impl Owner {
     }
 }
 
-/// Field 22 of /proc/<pid>/stat (after the command name, which may contain anything).
+/// Field 22 of /proc/<pid>/stat (after the command name, which may contain anything); None
+/// for no such process or a zombie (dead, its fds closed, not yet reaped).
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, after_name) = stat.rsplit_once(')')?;
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = after_name.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// What the kernel makes of the pins in an attachment's directory.
@@ -222,7 +227,7 @@ impl fmt::Display for Stale {
             Self::InterfaceGone => f.write_str("the interface no longer exists"),
             Self::NotAttached { owner: Some(pid) } => write!(
                 f,
-                "the program is not attached to the interface any more (the `npk attach` that \
+                "the program is not attached to the interface any more (the npk process that \
                  made it, pid {pid}, ended without cleaning up: killed?)"
             ),
             Self::NotAttached { owner: None } => {
@@ -916,7 +921,7 @@ pub fn pin_dirs() -> Result<Vec<PinDir>, AttachError> {
             })) => judged(
                 None,
                 Some(match running_owner.filter(|_| !pinned_link) {
-                    Some(pid) => format!("attached by a running `npk attach`, pid {pid}"),
+                    Some(pid) => format!("attached by running npk process {pid}"),
                     None => format!("attached (`npk detach --iface {iface}` removes it)"),
                 }),
             ),
