@@ -401,6 +401,15 @@ macro_rules! outln {
     };
 }
 
+/// `eprintln!` that does not panic: a note on stderr is best effort, lost when stderr is
+/// closed or full (the command's work and its exit status do not depend on it).
+#[macro_export]
+macro_rules! noteln {
+    ($($arg:tt)*) => {{
+        let _ = $crate::output::Console::Stderr.line(format_args!($($arg)*));
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::{PermissionsExt, symlink};

@@ -445,3 +445,175 @@ fn a_full_stdout_is_an_error() {
     );
     same_model(&full, &m);
 }
+
+/// Commands beyond inspect and train that print a report and need no interface: eval (text
+/// and JSON), verify (BPF_PROG_TEST_RUN, no attachment) and a userspace server's ready line.
+fn report_commands(m: &Path, port: u16) -> Vec<Vec<String>> {
+    let (m, iris) = (m.to_str().unwrap(), data("iris.csv"));
+    let eval = ["eval", "--model", m, "--data", iris.to_str().unwrap()];
+    let verify = ["verify", "--packets", "200"];
+    let port = port.to_string();
+    let serve = ["serve", "--user", "--bind", "127.0.0.1", "--port", &port];
+    let mut commands = Vec::new();
+    for command in [&eval[..], &verify, &serve] {
+        for json in [false, true] {
+            let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+            if json {
+                args.push("--json".into());
+            }
+            commands.push(args);
+        }
+    }
+    commands
+}
+
+/// A UDP port on 127.0.0.1 that nothing is bound to (as far as this process can tell).
+fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
+}
+
+/// `npk serve --user` on `port` whose ready line has been read: its stdout is the pipe returned.
+fn user_server(
+    port: u16,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::io::BufRead;
+    let mut server = npk(&[
+        "serve",
+        "--user",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--seconds",
+        "60",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).unwrap();
+    assert!(ready.starts_with("serving port"), "{ready:?}");
+    (server, stdout)
+}
+
+fn client_args(port: u16) -> Vec<String> {
+    [
+        "client",
+        "--target",
+        &format!("127.0.0.1:{port}"),
+        "--requests",
+        "200",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[test]
+fn every_report_ends_quietly_when_its_reader_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(&dir);
+    for args in report_commands(&m, free_udp_port()) {
+        let out = npk(&args).stdout(reader_gone()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let port = free_udp_port();
+    let (server, stdout) = user_server(port);
+    for json in [false, true] {
+        let mut args = client_args(port);
+        if json {
+            args.push("--json".into());
+        }
+        let out = npk(&args).stdout(reader_gone()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+    // The server's reader goes away too: its final counters end it quietly at SIGINT.
+    drop(stdout);
+    assert_eq!(unsafe { libc::kill(server.id() as i32, libc::SIGINT) }, 0);
+    let out = server.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // A failed run is still a failure when its report cannot be printed.
+    let out = npk(&client_args(free_udp_port()))
+        .stdout(reader_gone())
+        .output()
+        .unwrap();
+    fails_with(&out, &["no replies to "]);
+}
+
+#[test]
+fn every_report_fails_on_a_full_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(&dir);
+    for args in report_commands(&m, free_udp_port()) {
+        let out = npk(&args).stdout(dev_full()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.ends_with(
+                "npk: error: writing to standard output: No space left on device (os error 28)\n"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
+    let port = free_udp_port();
+    let (mut server, _stdout) = user_server(port);
+    let out = npk(&client_args(port)).stdout(dev_full()).output().unwrap();
+    fails_with(
+        &out,
+        &["writing to standard output: No space left on device"],
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+/// Behaviour tests above cover the main commands; this keeps the rest from going back to
+/// `println!`/`eprintln!`, which panic on a closed or full stream.
+#[test]
+fn no_command_prints_with_a_panicking_macro() {
+    fn sources(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, found);
+            } else if path.extension() == Some(OsStr::new("rs"))
+                // Unit tests print their measurements.
+                && path.file_name() != Some(OsStr::new("tests.rs"))
+            {
+                found.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    assert!(files.len() > 20, "{files:?}");
+    let mut offenders = Vec::new();
+    for file in &files {
+        for (i, line) in fs::read_to_string(file).unwrap().lines().enumerate() {
+            let code = line.trim_start();
+            let printing = ["println!", "print!", "eprintln!", "eprint!"]
+                .iter()
+                .any(|m| {
+                    code.split(|c: char| !c.is_alphanumeric() && c != '_' && c != '!')
+                        .any(|w| w == *m)
+                });
+            if printing && !code.starts_with("//") {
+                offenders.push(format!("{}:{}: {code}", file.display(), i + 1));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
+}

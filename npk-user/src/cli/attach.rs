@@ -20,6 +20,8 @@ use crate::{
         attach::{self, AttachMode, IfaceName, pin_dir},
     },
     model_file::ModelFile,
+    noteln, outln,
+    output::ConsoleError,
 };
 
 fn load_model(path: &std::path::Path) -> Result<Box<Model>> {
@@ -142,24 +144,25 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
     let stop = StopSignals::install()?;
     let attachment = attach::attach(&args.iface, args.mode, &model, &config, args.pin)?;
     if let Some(stale) = &attachment.replaced_stale {
-        eprintln!(
+        noteln!(
             "removed the stale pins of an earlier attach on {}: {stale}",
             args.iface
         );
     }
     if args.pin {
-        println!(
+        outln!(
             "attached to {} ({:?}), pinned in {}; `npk detach --iface {}` removes it",
             args.iface,
             args.mode,
             pin_dir(&args.iface).display(),
             args.iface
-        );
+        )?;
         return Ok(());
     }
-    eprintln!(
+    noteln!(
         "attached to {} ({:?}); Ctrl-C detaches",
-        args.iface, args.mode
+        args.iface,
+        args.mode
     );
     let classes = model.header.num_classes as usize;
     let result = stop.watch(
@@ -171,29 +174,36 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
     );
     drop(attachment);
     match &result {
-        Ok(()) => eprintln!("detached from {}", args.iface),
-        Err(_) => eprintln!("pins of {} removed", args.iface),
+        Ok(()) => noteln!("detached from {}", args.iface),
+        // `npk attach ... | head`: the reader went away, the watch ended like at Ctrl-C.
+        Err(e)
+            if e.downcast_ref::<ConsoleError>()
+                .is_some_and(ConsoleError::is_broken_pipe) =>
+        {
+            noteln!("detached from {}: standard output was closed", args.iface)
+        }
+        Err(_) => noteln!("pins of {} removed", args.iface),
     }
     result
 }
 
 pub fn run_detach(args: DetachArgs) -> Result<()> {
     let detached = attach::detach(&args.iface)?;
-    match &detached.stale {
-        None => println!("detached from {}", args.iface),
-        Some(stale) => println!(
+    let printed = match &detached.stale {
+        None => outln!("detached from {}", args.iface),
+        Some(stale) => outln!(
             "nothing was attached to {} any more ({stale}); removed its stale pins",
             args.iface
         ),
-    }
+    };
     if !detached.leftovers.unknown.is_empty() {
-        eprintln!(
+        noteln!(
             "kept {}: it also holds files npk did not create: {}",
             pin_dir(&args.iface).display(),
             detached.leftovers.unknown.join(", ")
         );
     }
-    Ok(())
+    Ok(printed?)
 }
 
 pub fn run_push(args: PushArgs) -> Result<()> {
@@ -205,7 +215,7 @@ pub fn run_push(args: PushArgs) -> Result<()> {
         check_compatible(&active, &model, &args)?;
     }
     let version = maps.push(&model, kind.schema())?;
-    println!("model version {version} active on {}", args.iface);
+    outln!("model version {version} active on {}", args.iface)?;
     Ok(())
 }
 
@@ -332,7 +342,7 @@ impl Snapshot {
 
 fn print_snapshot(s: &Snapshot, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string(s)?);
+        outln!("{}", serde_json::to_string(s)?)?;
         return Ok(());
     }
     let per_class: Vec<String> = s
@@ -341,7 +351,7 @@ fn print_snapshot(s: &Snapshot, json: bool) -> Result<()> {
         .enumerate()
         .map(|(c, n)| format!("c{c}={n}"))
         .collect();
-    println!(
+    outln!(
         "packets {} [{}] dropped {} | pps {} | unparsed {} truncated {} non-ip {} | {}",
         s.packets,
         per_class.join(" "),
@@ -352,7 +362,7 @@ fn print_snapshot(s: &Snapshot, json: bool) -> Result<()> {
         s.non_ip,
         s.avg_ns_per_packet
             .map_or("ns/packet -".into(), |n| format!("{n:.0} ns/packet")),
-    );
+    )?;
     Ok(())
 }
 

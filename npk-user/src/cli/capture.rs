@@ -13,8 +13,8 @@ use serde::Serialize;
 use crate::{
     kernel::attach::{AttachMode, IfaceName},
     netlab::stop_flag,
-    outln,
-    output::{Console, OutputPath},
+    noteln, outln,
+    output::OutputPath,
     packets::{capture, features::FeatureCsv},
 };
 
@@ -72,10 +72,11 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     let (attachment, mut sampler) = capture::start(&args.iface, args.mode)?;
     if !args.json {
         // A note: a closed stderr does not stop the capture.
-        let _ = Console::Stderr.line(format_args!(
+        noteln!(
             "capturing on {} for {} s (Ctrl-C stops early)",
-            args.iface, args.seconds
-        ));
+            args.iface,
+            args.seconds
+        );
     }
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.seconds);

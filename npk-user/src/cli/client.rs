@@ -10,6 +10,8 @@ use npk_common::wire::ANY_MODEL;
 use super::serve::ModelArgs;
 use crate::{
     netlab::{in_netns, stop_flag},
+    outln,
+    output::ConsoleError,
     serve::client::{self, ClientConfig, ClientReport},
 };
 
@@ -97,11 +99,12 @@ pub fn run(args: ClientArgs) -> Result<()> {
     }
     .with_context(|| format!("opening sockets to {}", args.target))?;
     let report = client::run(&config, &model, sockets, stop_flag())?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+    let printed = if args.json {
+        outln!("{}", serde_json::to_string(&report)?)
     } else {
-        print_report(&report);
-    }
+        print_report(&report)
+    };
+    // A failed run is the result, whether or not the report could be printed.
     if report.replies == 0 && report.sent > 0 {
         bail!(
             "no replies to {} requests: is a server listening at {}?",
@@ -116,19 +119,29 @@ pub fn run(args: ClientArgs) -> Result<()> {
             report.problems.first().map_or("", String::as_str)
         );
     }
-    Ok(())
+    Ok(printed?)
 }
 
-pub fn print_report(r: &ClientReport) {
-    println!(
+pub fn print_report(r: &ClientReport) -> Result<(), ConsoleError> {
+    outln!(
         "{} sent, {} replies ({} OK) in {:.2} s: {:.0} requests/s, p50 {:.1} us, p99 {:.1} us",
-        r.sent, r.replies, r.ok, r.seconds, r.rps, r.p50_us, r.p99_us
-    );
-    println!(
+        r.sent,
+        r.replies,
+        r.ok,
+        r.seconds,
+        r.rps,
+        r.p50_us,
+        r.p99_us
+    )?;
+    outln!(
         "mismatches {}, lost {}, unexpected {}; client CPU {:.0} ns per request",
-        r.mismatches, r.lost, r.unexpected, r.cpu_ns_per_request
-    );
+        r.mismatches,
+        r.lost,
+        r.unexpected,
+        r.cpu_ns_per_request
+    )?;
     for p in &r.problems {
-        println!("  {p}");
+        outln!("  {p}")?;
     }
+    Ok(())
 }

@@ -10,6 +10,7 @@ use crate::{
     dataset::{Dataset, Standardizer},
     metrics::{ClassMetrics, Confusion},
     model_file::ModelFile,
+    noteln, outln,
     quantize::{MIN_AGREEMENT, Quantized, agreement_warning},
     train::{Mlp, argmax},
 };
@@ -122,7 +123,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     check_columns(&model, &data, &args)?;
     let scores = score(&model.mlp, &model.standardizer, &model.quantized, &data);
     if let Some(warning) = agreement_warning(scores.agreement, scores.samples) {
-        eprintln!("{warning}");
+        noteln!("{warning}");
     }
     if args.json {
         let report = Report {
@@ -134,17 +135,17 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             float: (&scores.float).into(),
             quantized: (&scores.quantized).into(),
         };
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
     } else {
-        println!("{} rows of {}", scores.samples, args.data.display());
-        println!("float accuracy:     {:.4}", scores.float_accuracy);
-        println!("quantized accuracy: {:.4}", scores.quantized_accuracy);
-        println!("agreement:          {:.4}", scores.agreement);
-        println!("\nfloat model:\n{}", scores.float.table(None));
-        println!(
+        outln!("{} rows of {}", scores.samples, args.data.display())?;
+        outln!("float accuracy:     {:.4}", scores.float_accuracy)?;
+        outln!("quantized accuracy: {:.4}", scores.quantized_accuracy)?;
+        outln!("agreement:          {:.4}", scores.agreement)?;
+        outln!("\nfloat model:\n{}", scores.float.table(None))?;
+        outln!(
             "\nquantized model (the kernel's arithmetic):\n{}",
             scores.quantized.table(None)
-        );
+        )?;
     }
     Ok(())
 }

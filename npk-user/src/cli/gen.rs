@@ -8,8 +8,8 @@ use serde::Serialize;
 use crate::{
     kernel::attach::AttachMode,
     netlab::{NetLab, stop_flag},
-    outln,
-    output::{Console, OutputPath},
+    noteln, outln,
+    output::OutputPath,
     packets::{
         capture,
         features::FeatureCsv,
@@ -107,10 +107,12 @@ pub fn run(args: GenArgs) -> Result<()> {
     let (attachment, mut sampler) = capture::start(&lab.host_if.parse()?, args.mode)?;
     if !args.json {
         // A note: a closed stderr does not stop the run.
-        let _ = Console::Stderr.line(format_args!(
+        noteln!(
             "sending from namespace {} to {} for up to {} s (Ctrl-C stops early)",
-            lab.netns, lab.host_addr, args.seconds
-        ));
+            lab.netns,
+            lab.host_addr,
+            args.seconds
+        );
     }
     let mut class_rows = vec![0u64; CLASS_NAMES.len()];
     let scenarios = traffic::run_sampled(
@@ -194,7 +196,7 @@ fn run_tools(args: GenArgs) -> Result<()> {
     }
     let mut csv = FeatureCsv::create(&out)?;
     if !args.json {
-        eprintln!(
+        noteln!(
             "running {} tool scenarios for {} s (Ctrl-C stops early)",
             config.scenarios.len(),
             args.seconds

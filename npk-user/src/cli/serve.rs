@@ -21,9 +21,11 @@ use crate::{
     kernel::attach::IfaceName,
     model_file::ModelFile,
     netlab::stop_flag,
+    outln,
+    output::ConsoleError,
     serve::{
         ServerEvent,
-        bench::{BenchConfig, Generator, Mode, Pin, run as run_bench},
+        bench::{BenchConfig, Generator, Mode, ModeRun, Pin, run as run_bench},
         kernel::KernelServer,
         model::random_tabular_model,
         pin_to_cpu, process_cpu_time,
@@ -207,7 +209,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                     "in the kernel on {iface} ({:?} XDP, {insns} instructions verified)",
                     args.xdp_mode
                 ),
-            );
+            )?;
             let passed = std::thread::scope(|s| {
                 let passed = s.spawn(|| passed.run(stop));
                 while !stop.load(Ordering::Relaxed) {
@@ -230,7 +232,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             ready(
                 &args,
                 &format!("from userspace ({}) on {}", io.name(), server.local_addr()?),
-            );
+            )?;
             let counters = server.run(stop)?;
             let cpu = (process_cpu_time() - cpu_start).as_nanos() as f64;
             (
@@ -242,50 +244,53 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if args.json {
         let mut event = ServerEvent::from_counters("stopped", &counters);
         event.cpu_ns_per_request = cpu_ns_per_request;
-        println!("{}", serde_json::to_string(&event)?);
+        outln!("{}", serde_json::to_string(&event)?)?;
     } else {
-        print_counters(&counters, start.elapsed());
+        print_counters(&counters, start.elapsed())?;
         if let Some(ns) = cpu_ns_per_request {
-            println!("server CPU time: {ns:.0} ns per request");
+            outln!("server CPU time: {ns:.0} ns per request")?;
         }
     }
     Ok(())
 }
 
-fn ready(args: &ServeArgs, what: &str) {
+/// The line whoever started the server waits for: when it cannot be written, nobody is
+/// listening and the server does not start.
+fn ready(args: &ServeArgs, what: &str) -> Result<()> {
     if args.json {
         let event = ServerEvent::from_counters("ready", &bytemuck::Zeroable::zeroed());
-        println!(
-            "{}",
-            serde_json::to_string(&event).expect("a plain struct serializes")
-        );
+        outln!("{}", serde_json::to_string(&event)?)?;
     } else {
-        println!(
+        outln!(
             "serving port {} {what} (pid {}); Ctrl-C stops",
             args.port,
             std::process::id()
-        );
+        )?;
     }
+    Ok(())
 }
 
-fn print_counters(c: &ServeCounters, elapsed: Duration) {
-    println!(
+fn print_counters(c: &ServeCounters, elapsed: Duration) -> Result<(), ConsoleError> {
+    outln!(
         "{} requests in {:.1} s; replies:",
         c.requests,
         elapsed.as_secs_f64()
-    );
+    )?;
     for s in Status::ALL {
         let n = c.replies[s as usize];
         if n > 0 {
-            println!("  {:<20} {n}", s.name());
+            outln!("  {:<20} {n}", s.name())?;
         }
     }
     if c.malformed + c.unsupported + c.tx_errors > 0 {
-        println!(
+        outln!(
             "  malformed {} unsupported {} tx errors {}",
-            c.malformed, c.unsupported, c.tx_errors
-        );
+            c.malformed,
+            c.unsupported,
+            c.tx_errors
+        )?;
     }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -420,69 +425,87 @@ pub fn bench(args: BenchServeArgs) -> Result<()> {
         pin: args.pin.resolve(generator),
     };
     let json = args.json;
+    // The benchmark goes on when a line cannot be printed; the first such error is reported
+    // after it.
+    let mut printed = Ok(());
     let (_, summary) = run_bench(&config, &model, stop_flag(), |run| {
-        if json {
+        if json || printed.is_err() {
             return;
         }
-        let r = &run.client;
-        let cpu = match (run.server_cpu_ns_per_request, run.server.cpu_ns_per_request) {
-            (Some(ns), _) => format!(", server CPU {ns:.0} ns/request (whole CPU)"),
-            (None, Some(ns)) => format!(
-                ", CPU ns/request: server {ns:.0} client {:.0}",
-                r.cpu_ns_per_request
-            ),
-            (None, None) => String::new(),
-        };
-        let per_request = run.syscalls_per_request.map_or(String::new(), |s| {
-            format!(", {s:.4} server syscalls/request")
-        });
-        if !run.trials.is_empty() {
-            let trials: Vec<String> = run
-                .trials
-                .iter()
-                .map(|t| {
-                    format!(
-                        "{:.0}k {}",
-                        t.offered_rps / 1e3,
-                        if t.passed {
-                            "ok".to_string()
-                        } else {
-                            format!("lost {:.2}%", 100.0 * t.lost as f64 / t.sent.max(1) as f64)
-                        }
-                    )
-                })
-                .collect();
-            println!("{:<10} capacity search: {}", run.mode, trials.join(", "));
-        }
-        let offered = run
-            .offered_rps
-            .map_or(String::new(), |o| format!(" (offered {o:.0})"));
-        println!(
-            "{:<10} {:>10.0} requests/s{offered}  p50 {:>7.1} us  p99 {:>7.1} us  mismatches {} lost {}{cpu}{per_request}",
-            run.mode, r.rps, r.p50_us, r.p99_us, r.mismatches, r.lost
-        );
-        if let Some(t) = &run.syscalls {
-            println!("  strace -c of the {} server process:", run.mode);
-            for line in t.text.lines() {
-                println!("    {line}");
-            }
-        }
+        printed = print_mode_run(run);
     })?;
-    if json {
-        println!("{}", serde_json::to_string(&summary)?);
-    } else if summary.user_rps > 0.0 && summary.kernel_rps > 0.0 {
-        println!(
-            "kernel / best userspace ({}): {:.2}x requests/s; mismatches {}",
-            summary.user_mode,
-            summary.kernel_rps / summary.user_rps.max(f64::MIN_POSITIVE),
-            summary.mismatches
-        );
-    }
+    let printed = printed.map_err(anyhow::Error::from).and_then(|()| {
+        if json {
+            outln!("{}", serde_json::to_string(&summary)?)?;
+        } else if summary.user_rps > 0.0 && summary.kernel_rps > 0.0 {
+            outln!(
+                "kernel / best userspace ({}): {:.2}x requests/s; mismatches {}",
+                summary.user_mode,
+                summary.kernel_rps / summary.user_rps.max(f64::MIN_POSITIVE),
+                summary.mismatches
+            )?;
+        }
+        Ok(())
+    });
+    // Mismatches are the result, whether or not the report could be printed.
     ensure!(
         summary.mismatches == 0,
         "{} replies differed from the reference",
         summary.mismatches
     );
+    printed
+}
+
+/// One mode's line (and the capacity search, the strace table) of `npk bench-serve`.
+fn print_mode_run(run: &ModeRun) -> Result<(), ConsoleError> {
+    let r = &run.client;
+    let cpu = match (run.server_cpu_ns_per_request, run.server.cpu_ns_per_request) {
+        (Some(ns), _) => format!(", server CPU {ns:.0} ns/request (whole CPU)"),
+        (None, Some(ns)) => format!(
+            ", CPU ns/request: server {ns:.0} client {:.0}",
+            r.cpu_ns_per_request
+        ),
+        (None, None) => String::new(),
+    };
+    let per_request = run.syscalls_per_request.map_or(String::new(), |s| {
+        format!(", {s:.4} server syscalls/request")
+    });
+    if !run.trials.is_empty() {
+        let trials: Vec<String> = run
+            .trials
+            .iter()
+            .map(|t| {
+                format!(
+                    "{:.0}k {}",
+                    t.offered_rps / 1e3,
+                    if t.passed {
+                        "ok".to_string()
+                    } else {
+                        format!("lost {:.2}%", 100.0 * t.lost as f64 / t.sent.max(1) as f64)
+                    }
+                )
+            })
+            .collect();
+        outln!("{:<10} capacity search: {}", run.mode, trials.join(", "))?;
+    }
+    let offered = run
+        .offered_rps
+        .map_or(String::new(), |o| format!(" (offered {o:.0})"));
+    outln!(
+        "{:<10} {:>10.0} requests/s{offered}  p50 {:>7.1} us  p99 {:>7.1} us  mismatches {} lost {}{cpu}{per_request}",
+        run.mode,
+        r.rps,
+        r.p50_us,
+        r.p99_us,
+        r.mismatches,
+        r.lost
+    )?;
+    if let Some(t) = &run.syscalls {
+        outln!("  strace -c of the {} server process:", run.mode)?;
+        for line in t.text.lines() {
+            outln!("    {line}")?;
+        }
+    }
     Ok(())
 }
 

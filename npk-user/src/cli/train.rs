@@ -15,6 +15,7 @@ use super::eval::score;
 use crate::{
     dataset::{Dataset, Standardizer, check_test_fraction},
     model_file::ModelFile,
+    noteln,
     output::{Console, ConsoleError, OutputPath},
     packets::features::packet_standardizer,
     quantize::{agreement_warning, quantize},
@@ -220,7 +221,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             let scores = score(&mlp, &standardizer, &quantized, &test_raw);
             ModelFile::new(mlp, standardizer, quantized, data.feature_names).save_to(out)?;
             if let Some(warning) = agreement_warning(scores.agreement, scores.samples) {
-                eprintln!("{warning}");
+                noteln!("{warning}");
             }
             (
                 scores.float_accuracy,

@@ -4,7 +4,10 @@ use anyhow::{Result, ensure};
 use clap::Args;
 
 use super::{Hidden, progress_bar};
-use crate::kernel::{ProgramKind, verify};
+use crate::{
+    kernel::{ProgramKind, verify},
+    noteln, outln,
+};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -50,21 +53,26 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     })?;
     pb.finish_and_clear();
     for p in &report.first_problems {
-        eprintln!("mismatch: {p}");
+        noteln!("mismatch: {p}");
     }
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+    let printed = if args.json {
+        outln!("{}", serde_json::to_string(&report)?)
     } else {
-        println!(
+        outln!(
             "{} frames ({} classified, {} rejected by the parser): {} mismatches, {} errors",
-            report.packets, report.valid, report.rejected, report.mismatches, report.errors
-        );
-    }
+            report.packets,
+            report.valid,
+            report.rejected,
+            report.mismatches,
+            report.errors
+        )
+    };
+    // A disagreement is the result, whether or not the report could be printed.
     ensure!(
         report.mismatches == 0 && report.errors == 0,
         "kernel and reference disagree ({} mismatches, {} errors)",
         report.mismatches,
         report.errors
     );
-    Ok(())
+    Ok(printed?)
 }
