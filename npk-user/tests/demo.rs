@@ -108,8 +108,16 @@ fn ctrl_c_during_the_capture_removes_everything() {
     let (netns, iface) = lab_names(&first);
     let second = lines.next().unwrap().unwrap();
     assert!(second.starts_with("capture:"), "{second}");
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(Path::new("/sys/fs/bpf/npk").join(&iface).exists());
+    // Loading the classifier takes seconds on a busy machine: wait for its pins.
+    let pins = Path::new("/sys/fs/bpf/npk").join(&iface);
+    let attaching = Instant::now();
+    while !pins.exists() {
+        assert!(
+            attaching.elapsed() < Duration::from_secs(30),
+            "never attached"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // SAFETY: signalling our own child.
     assert_eq!(
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },

@@ -260,7 +260,7 @@ fn live_capture_records_what_the_kernel_saw() {
     let csv = dir.path().join("live.csv");
     let child = Command::new(NPK)
         .args(["capture", "--iface", &lab.host_if, "--label", "2"])
-        .args(["--seconds", "3", "--json", "--out"])
+        .args(["--seconds", "5", "--json", "--out"])
         .arg(&csv)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -269,7 +269,9 @@ fn live_capture_records_what_the_kernel_saw() {
     let pins = Path::new("/sys/fs/bpf/npk").join(&lab.host_if);
     let start = Instant::now();
     while !pins.exists() {
-        assert!(start.elapsed() < Duration::from_secs(2), "never attached");
+        // Loading the classifier takes seconds on a busy machine; the capture's own clock
+        // starts once it is attached.
+        assert!(start.elapsed() < Duration::from_secs(30), "never attached");
         std::thread::sleep(Duration::from_millis(20));
     }
     let to = (lab.host_addr, 9);
