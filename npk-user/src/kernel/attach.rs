@@ -96,12 +96,12 @@ pub fn attach(
     } else {
         ProgramKind::Xdp
     };
-    let mut classifier = Classifier::load(kind)?;
+    let mut classifier = Classifier::load_for(kind, model)?;
     classifier.push(model)?;
     classifier.set_config(config)?;
     // run_time_ns/run_cnt for `npk stats` from the first packet (two clock reads per run).
     let run_time_stats = run_time_stats();
-    let name = kind.name();
+    let name = kind.program(classifier.loops);
     let prog = classifier
         .ebpf
         .program_mut(name)
