@@ -97,20 +97,24 @@ if [ ! -f "$tools/qemu/.complete" ]; then
         qemu-system-data/bookworm-backports); do
         dpkg-deb -x "$deb" "$tools/qemu"
     done
-    # Shared libraries this host lacks come from bookworm(-backports), unpacked beside it.
+    # Shared libraries this host lacks come from bookworm(-backports), unpacked beside it:
+    # qemu's library dependencies and theirs, skipping what the host has installed.
     lib_dir=$tools/qemu/usr/lib/x86_64-linux-gnu
-    for round in 1 2 3; do
-        missing=$(LD_LIBRARY_PATH=$lib_dir ldd "$tools/qemu/usr/bin/qemu-system-x86_64" |
-            sed -n 's/^\s*\(\S*\) => not found/\1/p')
-        [ -z "$missing" ] && break
-        deps=$(dpkg-deb -f "$(ls "$lab/debs/"qemu-system-x86_*.deb)" Depends | tr ',' '\n' |
-            sed 's/^ *//; s/ *|.*//; s/[ (].*//' | grep '^lib')
-        for p in $deps; do
-            dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' && continue
-            for s in bookworm-backports bookworm; do
-                [ -n "$(field "$p/$s" Version)" ] || continue
-                dpkg-deb -x "$(download "$p/$s")" "$tools/qemu"; break
-            done
+    lib_deps() { tr ',' '\n' | sed 's/^ *//; s/ *|.*//; s/[ (].*//' | grep '^lib' || true; }
+    queue=$(dpkg-deb -f "$(ls "$lab/debs/"qemu-system-x86_*.deb)" Depends | lib_deps)
+    done_pkgs=" "
+    while [ -n "$queue" ]; do
+        set -- $queue
+        p=$1; shift; queue="$*"
+        case $done_pkgs in *" $p "*) continue ;; esac
+        done_pkgs="$done_pkgs$p "
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' && continue
+        for s in bookworm-backports bookworm; do
+            [ -n "$(field "$p/$s" Version)" ] || continue
+            deb=$(download "$p/$s")
+            dpkg-deb -x "$deb" "$tools/qemu"
+            queue="$queue $(dpkg-deb -f "$deb" Depends | lib_deps | tr '\n' ' ')"
+            break
         done
     done
     LD_LIBRARY_PATH=$lib_dir "$tools/qemu/usr/bin/qemu-system-x86_64" --version >/dev/null ||
