@@ -294,12 +294,14 @@ mod tests {
         /// valid model it covers.
         #[test]
         fn bounded_loop_matches_the_plain_loop(
-            dims in prop::collection::vec(1usize..=32, 2..=MAX_LAYERS + 1),
+            hidden in prop::collection::vec(1usize..=32, 1..=MAX_LAYERS),
+            classes in 1usize..=MAX_CLASSES,
             features in prop::collection::vec(-100_000i32..100_000, MAX_INPUTS),
             seed in any::<u64>(),
         ) {
+            let dims: std::vec::Vec<usize> = hidden.into_iter().chain([classes]).collect();
             let m = model(&dims, seed);
-            prop_assert!(m.validate().is_ok());
+            prop_assert!(m.validate().is_ok(), "{:?}", m.validate());
             prop_assert!(required_width(&m) <= 32);
             let mut plain = Scratch::new();
             plain.features.copy_from_slice(&features);
