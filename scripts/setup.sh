@@ -54,6 +54,13 @@ missing=()
 command -v ip >/dev/null || missing+=(iproute2)
 command -v strace >/dev/null || missing+=(strace)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
+# The VM matrix (scripts/vm/run.sh): it downloads kernels and qemu itself (apt-get download,
+# dpkg-deb -x) and needs these to unpack them and build the initramfs.
+command -v jq >/dev/null || missing+=(jq)
+command -v xz >/dev/null || missing+=(xz-utils)
+command -v zstd >/dev/null || missing+=(zstd)
+command -v gzip >/dev/null || missing+=(gzip)
+[ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
 if [ ${#missing[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || die "please install: ${missing[*]}"
     say "installing ${missing[*]}"

@@ -16,7 +16,9 @@
 //! # How loops run
 //! The kernel cannot afford to have the verifier walk 128 x 128 iterations, so the loop over a
 //! layer's neurons is abstracted by [`NeuronLoop`]: userspace runs a plain `for`, the eBPF
-//! program runs the same closure through the `bpf_loop` helper. The arithmetic is identical.
+//! program runs the same closure through the `bpf_loop` helper, or, on kernels without it
+//! (< 5.17), through [`BoundedLoop`], whose constant bound the verifier walks step by step.
+//! The arithmetic is identical.
 
 use crate::fixed::{clamp, requantize};
 use crate::model::{
@@ -26,6 +28,13 @@ use crate::model::{
 
 /// Drives `body(i)` for `i in 0..n`.
 pub trait NeuronLoop {
+    /// `Some(w)`: the driver computes every layer as `w` wide (neurons and inputs), whatever
+    /// its real width, so that every loop has a constant trip count: the verifier walks such
+    /// loops without forking at each step. Exact for models up to `w` wide that passed
+    /// [`Model::validate`]: their padding is zero, so the extra neurons only fill slots that
+    /// the next layer multiplies by zero weights (and past the logits that are read).
+    const FIXED_WIDTH: Option<usize> = None;
+
     fn run<F: FnMut(u32)>(&mut self, n: u32, body: F);
 }
 
@@ -39,6 +48,35 @@ impl NeuronLoop for PlainLoop {
             body(i);
         }
     }
+}
+
+/// The widths of the kernel's [`BoundedLoop`] classifiers (see the README's kernel table for
+/// which load where); the loader picks the narrowest that fits the model.
+pub const BOUNDED_WIDTHS: [usize; 3] = [32, 64, 128];
+
+/// A driver for kernels without `bpf_loop`: every layer is computed `WIDTH` wide (see
+/// [`NeuronLoop::FIXED_WIDTH`]): `body(i)` for `i < WIDTH / BLOCK`, whatever `n`. The verifier
+/// walks every step, so `WIDTH` decides what the program costs it.
+pub struct BoundedLoop<const WIDTH: usize>;
+
+impl<const WIDTH: usize> NeuronLoop for BoundedLoop<WIDTH> {
+    const FIXED_WIDTH: Option<usize> = Some(WIDTH);
+
+    #[inline(always)]
+    fn run<F: FnMut(u32)>(&mut self, _n: u32, mut body: F) {
+        for i in 0..WIDTH.div_ceil(BLOCK) as u32 {
+            body(i);
+        }
+    }
+}
+
+/// The widest layer of `model`, inputs included: what a [`NeuronLoop::FIXED_WIDTH`] must cover.
+pub fn required_width(model: &Model) -> usize {
+    let layers = (model.header.num_layers as usize).min(MAX_LAYERS);
+    model.layers[..layers]
+        .iter()
+        .map(|l| l.in_dim.max(l.out_dim) as usize)
+        .fold(model.header.num_inputs as usize, usize::max)
 }
 
 /// Working memory of one inference: raw features in, activations ping-ponging between the two
@@ -98,7 +136,9 @@ pub const BLOCK: usize = 4;
 /// ns per multiply-add at 128x128, `npk bench infer`).
 const CHUNK: usize = 4;
 
-/// Output neurons `BLOCK * b ..` of a dense layer, two rows per 64-bit multiply-add.
+/// Output neurons `BLOCK * b ..` of a dense layer, two rows per 64-bit multiply-add, over its
+/// inputs, or over `fixed_width` inputs (a constant once inlined: the driver's
+/// [`NeuronLoop::FIXED_WIDTH`]).
 #[inline(always)]
 #[expect(
     clippy::needless_range_loop,
@@ -106,6 +146,7 @@ const CHUNK: usize = 4;
 )]
 fn neuron_block(
     layer: &LayerParams,
+    fixed_width: Option<usize>,
     b: usize,
     input: &[i32; MAX_WIDTH],
     output: &mut [i32; MAX_WIDTH],
@@ -114,8 +155,15 @@ fn neuron_block(
     let first = (b * BLOCK) & (MAX_WIDTH - 1) & !(BLOCK - 1);
     let rows: [&[i64; MAX_WIDTH]; PAIRS] = core::array::from_fn(|k| &layer.pairs[first / 2 + k]);
     let mut acc = [0i64; PAIRS];
-    let chunks = (layer.in_dim as usize).div_ceil(CHUNK);
-    for c in 0..MAX_WIDTH / CHUNK {
+    let chunks = match fixed_width {
+        Some(width) => width.min(MAX_WIDTH).div_ceil(CHUNK),
+        None => (layer.in_dim as usize).div_ceil(CHUNK),
+    };
+    for c in 0..fixed_width
+        .unwrap_or(MAX_WIDTH)
+        .min(MAX_WIDTH)
+        .div_ceil(CHUNK)
+    {
         if c >= chunks {
             break;
         }
@@ -178,7 +226,7 @@ pub fn infer<L: NeuronLoop>(model: &Model, scratch: &mut Scratch, looper: &mut L
         };
         let out_dim = (layer.out_dim as usize).min(MAX_WIDTH);
         looper.run(out_dim.div_ceil(BLOCK) as u32, |b| {
-            neuron_block(layer, b as usize, input, output)
+            neuron_block(layer, L::FIXED_WIDTH, b as usize, input, output)
         });
     }
 
@@ -194,4 +242,79 @@ pub fn infer<L: NeuronLoop>(model: &Model, scratch: &mut Scratch, looper: &mut L
         }
     }
     best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use bytemuck::Zeroable;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A model of the given layer widths with weights, biases and requantization from `seed`.
+    fn model(dims: &[usize], seed: u64) -> Model {
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut m = Model::zeroed();
+        m.header.magic = crate::model::MODEL_MAGIC;
+        m.header.format_version = crate::model::MODEL_FORMAT_VERSION;
+        m.header.feature_schema = crate::model::FeatureSchema::Tabular as u32;
+        m.header.num_inputs = dims[0] as u32;
+        m.header.num_layers = (dims.len() - 1) as u32;
+        m.header.num_classes = dims[dims.len() - 1] as u32;
+        for i in 0..dims[0] {
+            m.input.multiplier[i] = (next() % (1 << 30)) as i32;
+            m.input.shift[i] = 20 + (next() % 8) as i32;
+        }
+        for (l, io) in dims.windows(2).enumerate() {
+            let layer = &mut m.layers[l];
+            let last = l + 2 == dims.len();
+            (layer.in_dim, layer.out_dim) = (io[0] as u32, io[1] as u32);
+            (layer.act_min, layer.act_max) = if last { (-32767, 32767) } else { (-128, 127) };
+            layer.output_zero_point = if last { 0 } else { -128 };
+            for o in 0..io[1] {
+                layer.bias[o] = (next() % 20_000) as i32 - 10_000;
+                layer.multiplier[o] = (1 << 30) + (next() % (1 << 30)) as i32;
+                layer.shift[o] = 36 + (next() % 4) as i32;
+                for i in 0..io[0] {
+                    layer.set_weight(o, i, next() as i8);
+                }
+            }
+        }
+        m
+    }
+
+    proptest! {
+        /// The kernel's bounded driver computes what userspace's plain loop does, for every
+        /// valid model it covers.
+        #[test]
+        fn bounded_loop_matches_the_plain_loop(
+            hidden in prop::collection::vec(1usize..=32, 1..=MAX_LAYERS),
+            classes in 1usize..=MAX_CLASSES,
+            features in prop::collection::vec(-100_000i32..100_000, MAX_INPUTS),
+            seed in any::<u64>(),
+        ) {
+            let dims: std::vec::Vec<usize> = hidden.into_iter().chain([classes]).collect();
+            let m = model(&dims, seed);
+            prop_assert!(m.validate().is_ok(), "{:?}", m.validate());
+            prop_assert!(required_width(&m) <= 32);
+            let mut plain = Scratch::new();
+            plain.features.copy_from_slice(&features);
+            let mut bounded = plain;
+            let class = infer(&m, &mut plain, &mut PlainLoop);
+            prop_assert_eq!(infer(&m, &mut bounded, &mut BoundedLoop::<32>), class);
+            prop_assert_eq!(bounded.logits(&m), plain.logits(&m));
+        }
+    }
+
+    #[test]
+    fn required_width_is_the_widest_layer_or_the_inputs() {
+        assert_eq!(required_width(&model(&[16, 32, 8, 4], 1)), 32);
+        assert_eq!(required_width(&model(&[64, 16, 4], 1)), 64);
+    }
 }

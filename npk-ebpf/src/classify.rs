@@ -3,6 +3,7 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use npk_common::{
+    infer::NeuronLoop,
     maps::{
         Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_RECORD_LAST, FLAG_SAMPLE_ALL, FlowState,
         Outcome, Sample,
@@ -32,9 +33,9 @@ const DEFAULT_CONFIG: Config = Config {
 };
 
 /// Classifies one frame of `wire_len` bytes (`frame` is `None` when its bytes could not be
-/// copied: an empty frame).
+/// copied: an empty frame), the model's loops driven by `looper`.
 #[inline(always)]
-pub fn classify(frame: Option<HeaderBuf>, wire_len: u64) -> Verdict {
+pub fn classify<L: NeuronLoop>(frame: Option<HeaderBuf>, wire_len: u64, looper: &mut L) -> Verdict {
     let config = CONFIG.get(0).unwrap_or(&DEFAULT_CONFIG);
     let fail = if config.flags & FLAG_FAIL_CLOSED != 0 {
         Verdict::Drop
@@ -46,7 +47,7 @@ pub fn classify(frame: Option<HeaderBuf>, wire_len: u64) -> Verdict {
     };
     // SAFETY: per-CPU map value, only this program on this CPU touches it.
     let stats = unsafe { &mut *stats };
-    let (outcome, verdict) = match classify_ip(frame, wire_len, config, stats) {
+    let (outcome, verdict) = match classify_ip(frame, wire_len, config, stats, looper) {
         Ok(v) => (Outcome::Classified, v),
         Err(Outcome::NotIp) => {
             stats.non_ip += 1;
@@ -77,11 +78,12 @@ pub fn classify(frame: Option<HeaderBuf>, wire_len: u64) -> Verdict {
 }
 
 #[inline(always)]
-fn classify_ip(
+fn classify_ip<L: NeuronLoop>(
     frame: Option<HeaderBuf>,
     wire_len: u64,
     config: &Config,
     stats: &mut Counters,
+    looper: &mut L,
 ) -> Result<Verdict, Outcome> {
     let frame = frame.ok_or(Outcome::Truncated)?;
     let packet = PACKET.get_ptr_mut(0).ok_or(Outcome::NoModel)?;
@@ -134,7 +136,7 @@ fn classify_ip(
     } else {
         stats.inferences += 1;
         let (class, version) =
-            run_model(scratch, &mut stats.swap_retries).map_err(|e| match e {
+            run_model(scratch, &mut stats.swap_retries, looper).map_err(|e| match e {
                 ModelError::NoModel => Outcome::NoModel,
                 ModelError::SwapConflict => Outcome::SwapFailure,
             })?;

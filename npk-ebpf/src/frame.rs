@@ -31,6 +31,43 @@ impl HeaderBuf {
         (r == 0).then_some(Self { buf, len })
     }
 
+    /// Copies the first bytes of an XDP frame with direct packet access, for kernels without
+    /// `bpf_xdp_load_bytes` (< 5.18): whole 8-byte words while they fit, then the last bytes
+    /// one by one. Every access is at a constant offset from a pointer checked against
+    /// `data_end` where the verifier sees it.
+    #[inline(always)]
+    pub fn from_xdp_packet(ctx: &XdpContext) -> Option<Self> {
+        let (start, end) = (ctx.data(), ctx.data_end());
+        let (buf, len) = Self::window(end - start)?;
+        let buf_bytes = buf as *mut u8;
+        for word in 0..MAX_HEADER_OFFSET / 8 {
+            // Opaque so that LLVM cannot fold the checks into a trip count the verifier
+            // cannot relate to the packet.
+            let at = crate::model::opaque(start + 8 * word);
+            if at + 8 <= end {
+                // SAFETY: at..at + 8 lies inside the packet (checked above) and inside the
+                // buffer (8 * word < MAX_HEADER_OFFSET <= HEADER_BUF - 8).
+                unsafe {
+                    let w = core::ptr::read_unaligned(at as *const u64);
+                    core::ptr::write_unaligned(buf_bytes.add(8 * word) as *mut u64, w);
+                }
+                continue;
+            }
+            // The frame ends inside this word.
+            for byte in 0..7 {
+                let p = crate::model::opaque(at + byte);
+                if p + 1 > end {
+                    break;
+                }
+                // SAFETY: p is inside the packet (checked above), 8 * word + byte inside the
+                // buffer.
+                unsafe { *buf_bytes.add(8 * word + byte) = *(p as *const u8) };
+            }
+            break;
+        }
+        Some(Self { buf, len })
+    }
+
     /// Copies the first bytes of a socket buffer (paged data included).
     #[inline(always)]
     pub fn from_skb(ctx: &TcContext) -> Option<Self> {

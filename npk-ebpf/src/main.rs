@@ -17,24 +17,70 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use npk_common::packet::parse;
+use npk_common::{
+    infer::{BOUNDED_WIDTHS, BoundedLoop},
+    packet::parse,
+};
 
-use crate::{classify::Verdict, frame::HeaderBuf};
+use crate::{classify::Verdict, frame::HeaderBuf, model::BpfLoop};
 
 /// Classifies every packet with the active model and acts per class.
 #[xdp]
 pub fn npk_classify(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    match classify::classify(HeaderBuf::from_xdp(&ctx), len) {
-        Verdict::Pass => xdp_action::XDP_PASS,
-        Verdict::Drop => xdp_action::XDP_DROP,
-    }
+    xdp_verdict(classify::classify(
+        HeaderBuf::from_xdp(&ctx),
+        len,
+        &mut BpfLoop,
+    ))
 }
 
 /// The classifier as a TC (clsact) program, for egress and where XDP does not fit.
 #[classifier]
 pub fn npk_classify_tc(ctx: TcContext) -> i32 {
-    match classify::classify(HeaderBuf::from_skb(&ctx), ctx.len() as u64) {
+    let frame = HeaderBuf::from_skb(&ctx);
+    tc_verdict(classify::classify(frame, ctx.len() as u64, &mut BpfLoop))
+}
+
+/// [`npk_classify`] and [`npk_classify_tc`] for kernels without `bpf_loop` (< 5.17) and
+/// `bpf_xdp_load_bytes` (< 5.18), one pair per width in npk_common::infer::BOUNDED_WIDTHS:
+/// the verifier walks every step of the model's loops, computed that wide, and XDP frames are
+/// copied with direct packet access.
+macro_rules! bounded_classifiers {
+    ($($width:literal: $xdp:ident, $tc:ident;)*) => {$(
+        #[xdp]
+        pub fn $xdp(ctx: XdpContext) -> u32 {
+            let len = (ctx.data_end() - ctx.data()) as u64;
+            let frame = HeaderBuf::from_xdp_packet(&ctx);
+            xdp_verdict(classify::classify(frame, len, &mut BoundedLoop::<$width>))
+        }
+
+        #[classifier]
+        pub fn $tc(ctx: TcContext) -> i32 {
+            let frame = HeaderBuf::from_skb(&ctx);
+            tc_verdict(classify::classify(frame, ctx.len() as u64, &mut BoundedLoop::<$width>))
+        }
+    )*};
+}
+
+bounded_classifiers! {
+    32: npk_bounded_32, npk_bounded_tc_32;
+    64: npk_bounded_64, npk_bounded_tc_64;
+    128: npk_bounded_128, npk_bounded_tc_128;
+}
+const _: () = assert!(matches!(BOUNDED_WIDTHS, [32, 64, 128]));
+
+#[inline(always)]
+fn xdp_verdict(v: Verdict) -> u32 {
+    match v {
+        Verdict::Pass => xdp_action::XDP_PASS,
+        Verdict::Drop => xdp_action::XDP_DROP,
+    }
+}
+
+#[inline(always)]
+fn tc_verdict(v: Verdict) -> i32 {
+    match v {
         Verdict::Pass => TC_ACT_OK,
         Verdict::Drop => TC_ACT_SHOT,
     }

@@ -5,7 +5,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_loop;
 use npk_common::{
-    infer::{NeuronLoop, Scratch, infer},
+    infer::{NeuronLoop, Scratch, infer, required_width},
     maps::NO_MODEL,
     model::Model,
 };
@@ -53,6 +53,7 @@ pub fn opaque(x: usize) -> usize {
 }
 
 pub enum ModelError {
+    /// No model, or one wider than the loop driver runs (userspace refuses to push those).
     NoModel,
     /// The slot was rewritten under every attempt.
     SwapConflict,
@@ -69,11 +70,15 @@ pub fn active_model() -> Option<(u32, &'static Model)> {
     Some((slot, MODELS.get(slot)?))
 }
 
-/// Classifies `scratch.features` with the active model. Returns (class, model version) and the
-/// number of retries caused by concurrent pushes. The slot's sequence number is read before and
+/// Classifies `scratch.features` with the active model, its loops driven by `looper`. Returns
+/// (class, model version) and the number of retries caused by concurrent pushes. The slot's sequence number is read before and
 /// after the inference: if it moved, the result may mix two models and is thrown away.
 #[inline(always)]
-pub fn classify(scratch: &mut Scratch, retries: &mut u64) -> Result<(u32, u32), ModelError> {
+pub fn classify<L: NeuronLoop>(
+    scratch: &mut Scratch,
+    retries: &mut u64,
+    looper: &mut L,
+) -> Result<(u32, u32), ModelError> {
     for _ in 0..3 {
         let Some((slot, model)) = active_model() else {
             return Err(ModelError::NoModel);
@@ -85,7 +90,12 @@ pub fn classify(scratch: &mut Scratch, retries: &mut u64) -> Result<(u32, u32), 
         let before = unsafe { core::ptr::read_volatile(seq) };
         compiler_barrier();
         if before & 1 == 0 {
-            let class = infer(model, scratch, &mut BpfLoop);
+            if let Some(width) = L::FIXED_WIDTH
+                && required_width(model) > width
+            {
+                return Err(ModelError::NoModel);
+            }
+            let class = infer(model, scratch, looper);
             let version = unsafe { core::ptr::read_volatile(&model.header.model_version) };
             compiler_barrier();
             let after = unsafe { core::ptr::read_volatile(seq) };

@@ -28,7 +28,7 @@ use npk_common::{
 
 use crate::{
     maps::{SCRATCH, SERVE_BUF, SERVE_CONFIG, SERVE_STATS, SLOT_SEQ},
-    model::{ModelError, active_model, classify, opaque},
+    model::{BpfLoop, ModelError, active_model, classify, opaque},
 };
 
 /// Frame bytes copied for parsing: Ethernet, one VLAN tag, the longest IPv4 header (60) and
@@ -413,7 +413,7 @@ pub extern "C" fn npk_serve_infer(ctx: *mut xdp_md, num_inputs: u32) -> u32 {
     if r != 0 {
         return UNREADABLE;
     }
-    match classify(scratch, &mut stats.swap_retries) {
+    match classify(scratch, &mut stats.swap_retries, &mut BpfLoop) {
         Ok((class, version)) => {
             buf.class = class;
             buf.version = version;

@@ -54,7 +54,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(model: &Model, rounds: u32, repeat: u32) -> Result<InferBench> {
     // Stats accounting adds two clock reads to every run of every program.
     let _stats_off = BpfStats::off();
-    let mut classifier = Classifier::load(ProgramKind::Xdp)?;
+    let mut classifier = Classifier::load_for(ProgramKind::Xdp, model)?;
     classifier.push(model)?;
     classifier.set_config(&Config {
         reinfer_every: 1,

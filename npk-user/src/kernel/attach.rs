@@ -436,7 +436,7 @@ pub fn attach(
     } else {
         ProgramKind::Xdp
     };
-    let mut classifier = Classifier::load(kind)?;
+    let mut classifier = Classifier::load_for(kind, model)?;
     classifier.push(model)?;
     classifier.set_config(config)?;
     let prog_id = classifier.program_info()?.id();
@@ -542,7 +542,7 @@ fn attach_link(
     iface: &IfaceName,
     mode: AttachMode,
 ) -> Result<FdLink, AttachError> {
-    let name = classifier.kind.name();
+    let name = classifier.program_name();
     let program_error = |what: String| move |source| AttachError::Program { what, source };
     let prog = classifier
         .ebpf
@@ -609,7 +609,7 @@ impl Attachment {
                 source,
             })?;
         }
-        let name = self.classifier.kind.name();
+        let name = self.classifier.program_name();
         let prog = self
             .classifier
             .ebpf

@@ -2,17 +2,19 @@
 //! counters, attachment.
 
 pub mod attach;
+pub mod probe;
 pub mod verify;
 
 use std::{os::fd::OwnedFd, path::Path, time::Duration};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use aya::{
     Ebpf,
     maps::{Array, Map, MapData, PerCpuArray},
     programs::{ProgramInfo, SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use npk_common::{
+    infer::{BOUNDED_WIDTHS, required_width},
     maps::{
         Config, Counters, InferenceRecord, MAP_ACTIVE, MAP_CONFIG, MAP_LAST, MAP_MODELS,
         MAP_SLOT_SEQ, MAP_STATS, NO_MODEL, PROG_BARE, PROG_CLASSIFY, PROG_CLASSIFY_TC,
@@ -20,8 +22,100 @@ use npk_common::{
     model::{FeatureSchema, MAX_CLASSES, Model},
 };
 
-/// The eBPF object built by build.rs (empty when the eBPF toolchain was missing).
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/npk"));
+use probe::kernel;
+
+/// The eBPF objects built by build.rs (empty when the eBPF toolchain was missing): for BPF
+/// CPU v4 (kernels >= 6.6) and v3 (the same programs without v4 instructions).
+static EBPF_OBJECT_V4: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/npk-v4"));
+static EBPF_OBJECT_V3: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/npk-v3"));
+
+/// The object for the running kernel: v4 where it verifies (10-20% faster inference), else v3.
+pub fn ebpf_object() -> Result<&'static [u8]> {
+    let object = if kernel().cpu_v4 {
+        EBPF_OBJECT_V4
+    } else {
+        EBPF_OBJECT_V3
+    };
+    ensure!(
+        !object.is_empty(),
+        "this npk was built without the eBPF toolchain; run scripts/setup.sh and rebuild"
+    );
+    Ok(object)
+}
+
+/// The XDP programs of the inference server and the load generator use
+/// `bpf_xdp_load_bytes`/`bpf_xdp_store_bytes` (and `bpf_loop`, and live-frame test runs):
+/// Linux 5.18 and later. `what` names the program for the message.
+pub fn require_xdp_load_bytes(what: &str) -> Result<()> {
+    let k = kernel();
+    ensure!(
+        k.xdp_load_bytes && k.bpf_loop,
+        "{what} needs the bpf_xdp_load_bytes and bpf_loop helpers (Linux 5.18 and later); this \
+         kernel ({}) lacks them. The classifier (npk attach, npk verify) runs here.",
+        k.release
+    );
+    Ok(())
+}
+
+/// How the classifier's loops run in the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loops {
+    /// Through the `bpf_loop` helper (Linux 5.17+): the verifier checks each body once, so
+    /// any model up to MAX_WIDTH loads.
+    Helper,
+    /// Bounded loops the verifier walks step by step (any kernel npk supports), every layer
+    /// computed this wide (one of [`BOUNDED_WIDTHS`]): models up to that wide.
+    Bounded(usize),
+}
+
+/// Set to `bounded` or `helper` to choose the classifier's loops instead of probing (to
+/// compare them: `NPK_LOOPS=bounded npk bench infer`).
+const LOOPS_ENV: &str = "NPK_LOOPS";
+
+impl Loops {
+    /// This kernel's for a model `width` wide: the helper where it exists (unless NPK_LOOPS
+    /// says otherwise), else the narrowest bounded classifier that fits (the widest if none
+    /// does: pushing the model then says why it does not fit).
+    pub fn for_kernel(width: usize) -> Result<Self> {
+        let bounded = Self::Bounded(
+            BOUNDED_WIDTHS
+                .into_iter()
+                .find(|&w| w >= width)
+                .unwrap_or(BOUNDED_WIDTHS[BOUNDED_WIDTHS.len() - 1]),
+        );
+        match std::env::var(LOOPS_ENV).as_deref() {
+            Ok("bounded") => return Ok(bounded),
+            Ok("helper") => return Ok(Self::Helper),
+            Ok(other) => bail!("{LOOPS_ENV}={other}: expected bounded or helper"),
+            Err(_) => {}
+        }
+        Ok(if kernel().bpf_loop {
+            Self::Helper
+        } else {
+            bounded
+        })
+    }
+
+    /// The widest model these loops run.
+    pub fn max_width(self) -> usize {
+        match self {
+            Self::Helper => npk_common::model::MAX_WIDTH,
+            Self::Bounded(width) => width,
+        }
+    }
+}
+
+/// The bounded-loop classifiers (npk-ebpf's main.rs): width, XDP program, TC program.
+const BOUNDED_PROGRAMS: [(usize, &str, &str); 3] = [
+    (32, "npk_bounded_32", "npk_bounded_tc_32"),
+    (64, "npk_bounded_64", "npk_bounded_tc_64"),
+    (128, "npk_bounded_128", "npk_bounded_tc_128"),
+];
+const _: () = assert!(
+    BOUNDED_PROGRAMS[0].0 == BOUNDED_WIDTHS[0]
+        && BOUNDED_PROGRAMS[1].0 == BOUNDED_WIDTHS[1]
+        && BOUNDED_PROGRAMS[2].0 == BOUNDED_WIDTHS[2]
+);
 
 /// Which classifier program to load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +143,23 @@ impl ProgramKind {
             Self::Tc => PROG_CLASSIFY_TC,
             Self::Bare => PROG_BARE,
             Self::Serve => npk_common::wire::PROG_SERVE,
+        }
+    }
+
+    /// The program of this kind whose loops run as `loops` (only the classifiers have
+    /// bounded-loop twins).
+    pub fn program(self, loops: Loops) -> &'static str {
+        let Loops::Bounded(width) = loops else {
+            return self.name();
+        };
+        let (_, xdp, tc) = BOUNDED_PROGRAMS
+            .into_iter()
+            .find(|&(w, _, _)| w >= width)
+            .unwrap_or(BOUNDED_PROGRAMS[BOUNDED_PROGRAMS.len() - 1]);
+        match self {
+            Self::Xdp => xdp,
+            Self::Tc => tc,
+            Self::Bare | Self::Serve => self.name(),
         }
     }
 }
@@ -313,19 +424,38 @@ impl ControlMaps {
 pub struct Classifier {
     pub ebpf: Ebpf,
     pub kind: ProgramKind,
+    /// How the loaded program's loops run (the serving and baseline programs: `Helper`).
+    pub loops: Loops,
     pub maps: ControlMaps,
 }
 
 impl Classifier {
-    /// Loads the object and verifies the program of `kind`. Nothing is attached.
+    /// Loads the object and verifies the program of `kind` for this kernel (see
+    /// [`Loops::for_kernel`]; where the loops are bounded, the narrowest). Nothing is attached.
     pub fn load(kind: ProgramKind) -> Result<Self> {
+        Self::load_for_width(kind, 0)
+    }
+
+    /// [`Classifier::load`] with the program that runs `model` on this kernel.
+    pub fn load_for(kind: ProgramKind, model: &Model) -> Result<Self> {
+        Self::load_for_width(kind, required_width(model))
+    }
+
+    fn load_for_width(kind: ProgramKind, width: usize) -> Result<Self> {
         check_privileges()?;
-        ensure!(
-            !EBPF_OBJECT.is_empty(),
-            "this npk was built without the eBPF toolchain; run scripts/setup.sh and rebuild"
-        );
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading npk's eBPF object")?;
-        let name = kind.name();
+        let loops = match kind {
+            ProgramKind::Xdp | ProgramKind::Tc => Loops::for_kernel(width)?,
+            ProgramKind::Serve => {
+                require_xdp_load_bytes("the in-kernel inference server (npk_serve)")?;
+                Loops::Helper
+            }
+            ProgramKind::Bare => {
+                require_xdp_load_bytes("the parse-only baseline (npk_bare)")?;
+                Loops::Helper
+            }
+        };
+        let mut ebpf = Ebpf::load(ebpf_object()?).context("loading npk's eBPF object")?;
+        let name = kind.program(loops);
         let prog = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing"))?;
@@ -341,7 +471,14 @@ impl Classifier {
         };
         loaded
             .map_err(verifier_error)
-            .with_context(|| format!("the kernel refused {name}"))?;
+            .with_context(|| match loops {
+                Loops::Helper => format!("the kernel refused {name}"),
+                Loops::Bounded(w) => format!(
+                    "the kernel ({}) refused {name}, the classifier for kernels without bpf_loop \
+                 (Linux < 5.17) for models up to {w} wide",
+                    kernel().release
+                ),
+            })?;
         let mut maps = ControlMaps::take(&mut ebpf)?;
         Array::<_, u32>::try_from(&mut maps.active)?.set(0, NO_MODEL, 0)?;
         maps.set_config(&Config {
@@ -350,10 +487,27 @@ impl Classifier {
             class_action: [0; MAX_CLASSES],
             _pad: [0; 2],
         })?;
-        Ok(Self { ebpf, kind, maps })
+        Ok(Self {
+            ebpf,
+            kind,
+            loops,
+            maps,
+        })
     }
 
+    /// Pushes `model` (see [`ControlMaps::push`]); refuses one wider than the loaded
+    /// program's loops run.
     pub fn push(&mut self, model: &Model) -> Result<u32> {
+        let width = required_width(model);
+        let limit = self.loops.max_width();
+        ensure!(
+            width <= limit,
+            "the model is {width} wide (inputs or neurons); this kernel ({}) has no bpf_loop \
+             helper (Linux 5.17+), and the bounded-loop classifier loaded instead takes models \
+             up to {limit} wide (npk's widest: {})",
+            kernel().release,
+            BOUNDED_WIDTHS[BOUNDED_WIDTHS.len() - 1]
+        );
         self.maps.push(model, self.kind.schema())
     }
 
@@ -376,7 +530,7 @@ impl Classifier {
     /// Runs the program on `frame` through BPF_PROG_TEST_RUN `repeat` times; returns the
     /// program's return value and the kernel's mean time per run.
     pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<(u32, Duration)> {
-        let name = self.kind.name();
+        let name = self.kind.program(self.loops);
         let prog = self.ebpf.program(name).context("program missing")?;
         let opts = TestRunOptions {
             data_in: Some(frame),
@@ -391,10 +545,15 @@ impl Classifier {
     }
 
     /// Kernel statistics of the loaded program (verified instructions, run time).
+    /// The name of the program this classifier runs (its kind, in its loop form).
+    pub fn program_name(&self) -> &'static str {
+        self.kind.program(self.loops)
+    }
+
     pub fn program_info(&self) -> Result<ProgramInfo> {
         let prog = self
             .ebpf
-            .program(self.kind.name())
+            .program(self.program_name())
             .context("program missing")?;
         Ok(match self.kind {
             ProgramKind::Tc => <&SchedClassifier>::try_from(prog)?.info()?,
@@ -425,11 +584,18 @@ pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters
 
 /// The verifier's log can be megabytes: keep its tail, where the reason is.
 fn verifier_error(e: aya::programs::ProgramError) -> anyhow::Error {
-    if let aya::programs::ProgramError::LoadError { verifier_log, .. } = &e {
+    if let aya::programs::ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = &e
+    {
+        // aya's own message carries the whole log: say the syscall's error and the tail.
         let log = verifier_log.to_string();
         let lines: Vec<&str> = log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(25)..].join("\n");
-        return anyhow::anyhow!("{e}\nverifier log (last lines):\n{tail}");
+        let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+        return anyhow::anyhow!(
+            "BPF_PROG_LOAD failed: {io_error}\nverifier log (last lines):\n{tail}"
+        );
     }
     e.into()
 }

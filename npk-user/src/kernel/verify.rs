@@ -42,7 +42,7 @@ pub fn verify(
     seed: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport> {
-    let mut classifier = Classifier::load(kind)?;
+    let mut classifier = Classifier::load_for(kind, model)?;
     classifier.push(model)?;
     let classes = model.header.num_classes as usize;
     // Every other class drops, so the returned action is checked too.

@@ -28,7 +28,11 @@ use npk_common::{
 };
 
 use super::{client::ClientReport, model::random_features};
-use crate::{kernel::EBPF_OBJECT, netlab::NetLab, rng::Rng};
+use crate::{
+    kernel::{ebpf_object, require_xdp_load_bytes},
+    netlab::NetLab,
+    rng::Rng,
+};
 
 /// Frames per live-frames batch (the kernel's default, NAPI_POLL_WEIGHT).
 const BATCH: u32 = 64;
@@ -65,17 +69,15 @@ impl LiveGen {
     /// attaches the reply counter to the namespace end of `lab` (native mode: the kernel
     /// server's XDP_TX frames reach a veth only through its XDP path).
     pub fn load(lab: &NetLab, model: &Model, config: &GenConfig) -> Result<Self> {
-        ensure!(
-            !EBPF_OBJECT.is_empty(),
-            "this npk was built without the eBPF toolchain; run scripts/setup.sh and rebuild"
-        );
+        require_xdp_load_bytes("the in-kernel load generator (npk_loadgen)")?;
+        let object = ebpf_object()?;
         ensure!(
             config.cases.is_power_of_two() && config.cases <= MAX_CASES,
             "{} cases: must be a power of two up to {MAX_CASES}",
             config.cases
         );
         install_wakeup_handler()?;
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading npk's eBPF object")?;
+        let mut ebpf = Ebpf::load(object).context("loading npk's eBPF object")?;
         for name in [PROG_LOADGEN, PROG_REPLIES] {
             let prog: &mut Xdp = ebpf
                 .program_mut(name)

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Boots Debian's kernels in qemu (TCG) and runs npk's kernel checks inside each: `npk verify`
+# at several widths (XDP and TC), the verifier's instruction count, and the kernel integration
+# tests (TEST_RUN, veth attach in skb/native/tc, hot swap, the inference server). Correctness
+# only: timings under TCG mean nothing.
+#
+#   sudo bash scripts/vm/run.sh [SUITE...]     default: bullseye bookworm bookworm-backports trixie newest
+#
+# SUITE is a Debian suite whose cloud kernel is taken (bullseye 5.10, bookworm 6.1,
+# bookworm-backports and trixie 6.12, ...); `newest` is the newer of trixie-backports and sid.
+# Downloads are cached in $NPK_VM_CACHE (default target/vm-cache): a second run only builds
+# and boots. Prints a table per kernel; exits non-zero if any check failed. Per-kernel logs:
+# $NPK_VM_CACHE/logs/SUITE.{out,console}.log.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+cache=$(realpath -m "${NPK_VM_CACHE:-target/vm-cache}")
+timeout_s=${NPK_VM_TIMEOUT:-1500}
+say() { printf '\033[1mvm:\033[0m %s\n' "$*" >&2; }
+die() { printf 'vm: error: %s\n' "$*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root (the kernel lists and the image builder need it)"
+
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(bullseye bookworm bookworm-backports trixie newest)
+resolved=()
+for s in "${suites[@]}"; do
+    if [ "$s" = newest ]; then
+        bash scripts/vm/fetch.sh "$cache" trixie-backports sid
+        a=$(sed 's/[+-].*//' "$cache/kernels/trixie-backports/release")
+        b=$(sed 's/[+-].*//' "$cache/kernels/sid/release")
+        if dpkg --compare-versions "$a" ge "$b"; then s=trixie-backports; else s=sid; fi
+    fi
+    resolved+=("$s")
+done
+bash scripts/vm/fetch.sh "$cache" "${resolved[@]}"
+busybox=$cache/tools/busybox
+qemu=$cache/tools/qemu
+
+say "building npk and the kernel test binaries"
+cargo build --release --bin npk
+tests=$(cargo test --release --no-run -p npk-tests --test kernel -p npk-user --test serve \
+    --message-format=json 2>/dev/null |
+    jq -r 'select(.reason == "compiler-artifact" and .executable != null and .profile.test) | .executable')
+[ -n "$tests" ] || die "no test executables were built"
+
+# The part of the image every kernel shares: busybox, the npk binary (at the path the test
+# binaries were compiled to call it by), the tests, and the tools they run with the shared
+# libraries ldd names (ip, strace, python3 with the modules the tests' sender imports).
+root=$cache/image/root
+rm -rf "$cache/image" && mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,tests,proc,sys,dev,tmp,run,etc,lib/modules}
+cp "$busybox" "$root/bin/busybox"
+for applet in $("$busybox" --list); do
+    [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+done
+copy_with_libs() { # FILE...: each file and the libraries it loads, at the same paths
+    for f in "$@"; do
+        mkdir -p "$root$(dirname "$f")" && cp -L "$f" "$root$f"
+        for lib in $(ldd "$f" 2>/dev/null | grep -o '/[^ ]*'); do
+            [ -e "$root$lib" ] || { mkdir -p "$root$(dirname "$lib")" && cp -L "$lib" "$root$lib"; }
+        done
+    done
+}
+npk=$repo/target/release/npk
+copy_with_libs "$npk" "$(command -v ip)" "$(command -v strace)"
+ln -sf "$npk" "$root/usr/local/bin/npk"
+for t in $tests; do
+    copy_with_libs "$t"
+    ln -sf "$t" "$root/tests/$(basename "$t" | sed 's/-[0-9a-f]*$//')"
+done
+python=$(python3 -c 'import sys; print(sys.executable)')
+copy_with_libs "$python"
+ln -sf "$python" "$root/usr/bin/python3"
+python3 -c 'import socket, sys
+for m in list(sys.modules.values()):
+    f = getattr(m, "__file__", None)
+    if f: print(f)' | while read -r f; do copy_with_libs "$f"; done
+cp scripts/vm/guest.sh "$root/init" && chmod +x "$root/init"
+cp scripts/vm/checks.sh "$root/checks.sh"
+echo "root:x:0:0:root:/tmp/home:/bin/sh" > "$root/etc/passwd"
+(cd "$root" && find . | "$busybox" cpio -o -H newc 2>/dev/null | gzip -1) > "$cache/image/common.cpio.gz"
+
+# Per kernel: the modules the tests need (veth; clsact and the TC classifier) with their
+# dependencies, decompressed for busybox insmod, in load order.
+kernel_image() { # SUITE -> the initramfs
+    local suite=$1 kdir=$cache/kernels/$1 mroot=$cache/image/$1
+    local release; release=$(cat "$kdir/release")
+    rm -rf "$mroot" && mkdir -p "$mroot/lib/modules"
+    local order=() seen=" "
+    add_module() {
+        local name=$1 file dep
+        case $seen in *" $name "*) return ;; esac
+        seen="$seen$name "
+        file=$(find "$kdir/modules/kernel" -name "$name.ko*" | head -n1)
+        [ -n "$file" ] || return 0 # built in
+        local ko=$mroot/lib/modules/$name.ko
+        case $file in
+            *.xz) xz -dc "$file" > "$ko" ;;
+            *.zst) zstd -qdc "$file" > "$ko" ;;
+            *) cp "$file" "$ko" ;;
+        esac
+        # Dependencies first: the .modinfo section's depends= line.
+        for dep in $(tr '\0' '\n' < "$ko" | sed -n 's/^depends=//p' | tr ',' ' '); do
+            add_module "$dep"
+        done
+        order+=("/lib/modules/$name.ko")
+    }
+    for m in veth sch_ingress cls_bpf; do add_module "$m"; done
+    printf '%s\n' "${order[@]}" > "$mroot/modules.order"
+    (cd "$mroot" && find . | "$busybox" cpio -o -H newc 2>/dev/null | gzip -1) > "$mroot.cpio.gz"
+    cat "$cache/image/common.cpio.gz" "$mroot.cpio.gz"
+}
+
+mkdir -p "$cache/logs"
+declare -A rows
+failed=0
+for suite in "${resolved[@]}"; do
+    release=$(cat "$cache/kernels/$suite/release")
+    kernel_image "$suite" > "$cache/image/$suite.initrd"
+    out=$cache/logs/$suite.out.log console=$cache/logs/$suite.console.log
+    : > "$out"
+    say "$suite ($release): booting"
+    start=$(date +%s)
+    # qemu 10 from bookworm-backports: 7.2's TCG crashed 6.12 in boot 23 of ~80 times.
+    LD_LIBRARY_PATH=$qemu/usr/lib/x86_64-linux-gnu timeout "$timeout_s" \
+        "$qemu/usr/bin/qemu-system-x86_64" -L "$qemu/usr/share/qemu" \
+        -accel tcg,thread=multi -cpu max -smp 2 -m 2G -nographic -no-reboot -nic none \
+        -kernel "$cache/kernels/$suite/vmlinuz" -initrd "$cache/image/$suite.initrd" \
+        -append "console=ttyS0 quiet panic=-1 rdinit=/init" \
+        -serial "file:$console" -serial "file:$out" -monitor none </dev/null || true
+    say "$suite: $(( $(date +%s) - start )) s"
+    grep -q '^npk-vm: done' "$out" || { failed=1; say "$suite: the VM did not finish (see $console)"; }
+    rows[$suite]=$(python3 scripts/vm/summary.py "$suite" "$release" "$out") || failed=1
+done
+echo
+python3 scripts/vm/summary.py --header
+for suite in "${resolved[@]}"; do echo "${rows[$suite]}"; done
+exit $failed

@@ -1,0 +1,59 @@
+"""One Markdown table row per kernel from the guest's output (see guest.sh), or the header.
+
+    python3 scripts/vm/summary.py --header
+    python3 scripts/vm/summary.py SUITE RELEASE OUT_LOG      (exit 1 if a check failed)
+"""
+import json
+import re
+import sys
+
+COLUMNS = ["verify-16,16", "verify-32,32", "verify-64,64", "verify-128,128", "verify-tc-32",
+           "insns", "kernel", "serve"]
+
+
+def header():
+    print("| kernel | " + " | ".join(COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+
+
+def cell(name, lines, rc):
+    """What a check showed, in a few words."""
+    text = "\n".join(lines)
+    if rc != 0:
+        # The error's first line says why (npk prints `Error: ...`, tests `panicked at`).
+        for pattern in (r"Error: (.*)", r"panicked at [^\n]*\n(.*)", r"test result: (.*)"):
+            m = re.search(pattern, text)
+            if m:
+                return "FAIL: " + m.group(1).strip()[:160].replace("|", "/")
+        return f"FAIL (exit {rc})"
+    if name.startswith("verify"):
+        r = json.loads(lines[-1])
+        return f"{r['mismatches']} mismatches, {r['errors']} errors ({r['packets']})"
+    if name == "insns":
+        return f"{json.loads(lines[-1])['verified_insns']:,}"
+    passed = re.findall(r"test result: ok\. (\d+) passed; 0 failed; \d+ ignored; \d+ measured; (\d+) filtered", text)
+    return "{} passed ({} skipped)".format(*passed[-1]) if passed else "ok"
+
+
+def row(suite, release, path):
+    checks, current, lines = {}, None, []
+    for line in open(path, errors="replace"):
+        line = line.rstrip("\r\n")
+        if line.startswith("npk-vm: run "):
+            current, lines = line.split(" ", 2)[2], []
+        elif line.startswith("npk-vm: rc ") and current:
+            rc = int(line.rsplit(" ", 1)[1])
+            checks[current] = (cell(current, lines, rc), rc)
+            current = None
+        elif current:
+            lines.append(line)
+    cells = [checks.get(c, ("not run", 1)) for c in COLUMNS]
+    print(f"| {release} ({suite}) | " + " | ".join(c for c, _ in cells) + " |")
+    return all(rc == 0 for _, rc in cells)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--header":
+        header()
+    else:
+        sys.exit(0 if row(*sys.argv[1:4]) else 1)
