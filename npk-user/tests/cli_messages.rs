@@ -268,3 +268,41 @@ fn client_against_another_model_prints_the_servers_status() {
         "{stdout}"
     );
 }
+
+/// Every subcommand shows an example, and every argument of every command has a description.
+#[test]
+fn every_subcommand_has_an_example_and_every_argument_a_description() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        let path = format!("{path} {}", cmd.get_name()).trim().to_string();
+        for arg in cmd.get_arguments() {
+            let described = arg
+                .get_help()
+                .is_some_and(|h| !h.to_string().trim().is_empty());
+            if !described && !["help", "version"].contains(&arg.get_id().as_str()) {
+                missing.push(format!("{path}: --{} has no description", arg.get_id()));
+            }
+        }
+        let leaf = cmd.get_subcommands().next().is_none();
+        if leaf && path != "npk" {
+            let example = cmd
+                .get_after_help()
+                .is_some_and(|h| h.to_string().contains("Example"));
+            if !example {
+                missing.push(format!("{path}: no example (after_help)"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &path, missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&npk::cli::Cli::command(), "", &mut missing);
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+#[test]
+fn detach_help_says_what_it_recovers() {
+    let help = help_of("detach");
+    assert!(help.contains("crash") && help.contains("pins"), "{help}");
+}

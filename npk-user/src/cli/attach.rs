@@ -57,11 +57,13 @@ impl std::str::FromStr for ClassAction {
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
+    /// Network interface to classify the packets of, as `ip link` names it.
     #[arg(long)]
     iface: String,
     /// A packet-feature model file (from `npk train` on `npk features`/`npk capture` data).
     #[arg(long)]
     model: PathBuf,
+    /// Where the classifier runs: native (driver) XDP, generic (skb) XDP or TC ingress.
     #[arg(long, value_enum, default_value = "native")]
     mode: AttachMode,
     /// Leave program and maps in bpffs after npk exits (`npk detach` removes them).
@@ -80,25 +82,30 @@ pub struct AttachArgs {
 
 #[derive(Debug, Args)]
 pub struct DetachArgs {
+    /// Interface whose classifier to remove, as given to `npk attach`.
     #[arg(long)]
     iface: String,
 }
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
+    /// Interface with an attached classifier (`npk attach`).
     #[arg(long)]
     iface: String,
+    /// The packet-feature model file that replaces the running one.
     #[arg(long)]
     model: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
+    /// Interface with an attached classifier (`npk attach`).
     #[arg(long)]
     iface: String,
     /// Print every second until Ctrl-C.
     #[arg(long)]
     watch: bool,
+    /// Print one JSON object per snapshot instead of the table.
     #[arg(long)]
     json: bool,
 }

@@ -17,12 +17,17 @@ pub struct BenchArgs {
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// ns per packet of the kernel classifier vs a parse-only program (BPF_PROG_TEST_RUN).
+    #[command(after_help = "Example:\n  sudo npk bench infer --hidden 32,32 --json")]
     Infer(InferArgs),
     /// Training and inference time per epoch, CPU and GPU, small and large networks, beside
     /// the NumPy baseline (bench/mlp_numpy.py) run on the same rows.
+    #[command(after_help = "Example:\n  npk bench train --data data/iris.csv --json")]
     Train(TrainBenchArgs),
     /// Requests/s and latency of the kernel inference server vs the userspace one, over a
     /// veth pair made for the run.
+    #[command(
+        after_help = "Example:\n  sudo npk bench serve --model iris.npk --requests 1000000 --strace"
+    )]
     Serve(super::serve::BenchServeArgs),
 }
 
@@ -50,6 +55,7 @@ pub struct TrainBenchArgs {
     /// Adam's learning rate.
     #[arg(long, default_value_t = 0.01, value_name = "X")]
     lr: f32,
+    /// Seeds the split and the initial weights (NumPy gets the same split).
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Python interpreter with NumPy.
@@ -80,11 +86,13 @@ pub struct InferArgs {
     /// Kernel-side repetitions per round.
     #[arg(long, default_value_t = 100_000)]
     repeat: u32,
+    /// Seeds the random model and the generated packets.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Time this packet-feature model file instead of a random model.
     #[arg(long)]
     model: Option<std::path::PathBuf>,
+    /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
 }

@@ -20,6 +20,7 @@ use crate::{
 /// them, into a labelled CSV for `npk train`.
 #[derive(Debug, clap::Args)]
 pub struct CaptureArgs {
+    /// Network interface whose incoming packets are recorded, as `ip link` names it.
     #[arg(long)]
     pub iface: String,
     /// The class of every packet captured.

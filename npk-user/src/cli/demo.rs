@@ -29,6 +29,7 @@ pub struct DemoArgs {
     /// Hidden layer widths.
     #[arg(long, default_value = "32,32", value_name = "W1,W2,...")]
     pub hidden: String,
+    /// Training epochs.
     #[arg(long, default_value_t = 30, value_name = "N")]
     pub epochs: usize,
     /// Training rows per traffic scenario (resampled, so rare benign traffic counts as much

@@ -32,34 +32,63 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train an MLP on a CSV file, quantize it to int8 and save a model file.
+    #[command(
+        after_help = "Example:\n  npk train --data data/iris.csv --hidden 16,16 --epochs 100 --out iris.npk"
+    )]
     Train(train::TrainArgs),
     /// Score a model file on a CSV file: float, quantized and their agreement.
+    #[command(after_help = "Example:\n  npk eval --model iris.npk --data data/iris.csv")]
     Eval(eval::EvalArgs),
     /// Attach the classifier with a model to an interface.
+    #[command(
+        after_help = "Example:\n  sudo npk attach --iface eth0 --model packets.npk --action 1=drop --pin"
+    )]
     Attach(attach::AttachArgs),
-    /// Detach what `npk attach --pin` left on an interface.
+    /// Remove npk's classifier from an interface: the program and maps pinned under
+    /// /sys/fs/bpf/npk/IFACE by `npk attach --pin`, or left behind by an attach that crashed
+    /// or was killed (then `npk attach` would say "already attached"). Only npk's own pins
+    /// are removed.
+    #[command(after_help = "Example:\n  sudo npk detach --iface eth0")]
     Detach(attach::DetachArgs),
     /// Replace the model of a running classifier atomically, without reloading it.
+    #[command(after_help = "Example:\n  sudo npk push --iface eth0 --model packets-v2.npk")]
     Push(attach::PushArgs),
     /// Per-class counters, drops, pps and ns per packet of an attached classifier.
+    #[command(after_help = "Example:\n  sudo npk stats --iface eth0 --watch")]
     Stats(attach::StatsArgs),
     /// Benchmarks that print numbers.
     Bench(bench::BenchArgs),
     /// Check the kernel classifier against the userspace reference on generated frames.
+    #[command(after_help = "Example:\n  sudo npk verify --hidden 32,32 --packets 100000 --json")]
     Verify(verify::VerifyArgs),
     /// Show a model file: layers, shapes, scales, requantization, parameter and MAC counts.
+    #[command(after_help = "Example:\n  npk inspect iris.npk")]
     Inspect(inspect::InspectArgs),
     /// Turn a pcap/pcapng capture into labelled packet features (CSV) for `npk train`.
+    #[command(
+        after_help = "Example:\n  npk features --pcap benign.pcap --label 0 --out benign.csv"
+    )]
     Features(features::FeaturesArgs),
     /// Record live packets' features, as the kernel computes them, into a labelled CSV.
+    #[command(
+        after_help = "Example:\n  sudo npk capture --iface eth0 --label 1 --seconds 30 --out attack.csv"
+    )]
     Capture(capture::CaptureArgs),
     /// Generate labelled benign and attack traffic in a new namespace, recorded into a CSV.
+    #[command(after_help = "Example:\n  sudo npk gen --seconds 10 --out traffic.csv")]
     Gen(r#gen::GenArgs),
     /// The whole pipeline on generated traffic in a throwaway namespace, with a live table.
+    #[command(after_help = "Example:\n  sudo npk demo --json")]
     Demo(demo::DemoArgs),
     /// Answer inference requests over UDP, in the kernel (XDP) or from userspace.
+    #[command(
+        after_help = "Example:\n  sudo npk serve --kernel eth0 --model iris.npk\n  npk serve --user --port 7878 --model iris.npk"
+    )]
     Serve(serve::ServeArgs),
     /// Send inference requests to `npk serve` and check every reply.
+    #[command(
+        after_help = "Example:\n  npk client --target 10.0.0.2:7878 --model iris.npk --requests 100000"
+    )]
     Client(client::ClientArgs),
 }
 

@@ -127,7 +127,8 @@ pub struct ServeArgs {
     /// UDP port served.
     #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
-    /// Address the userspace server binds.
+    /// Address the userspace server binds (--user; the kernel server's socket for IP
+    /// fragments binds all addresses of its interface).
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
     /// Userspace I/O style.
@@ -330,6 +331,7 @@ pub struct BenchServeArgs {
     /// the scheduler decides. `auto`: 0,1 with the kernel generator, none with sockets.
     #[arg(long, default_value = "auto")]
     pin: PinArg,
+    /// UDP port the servers listen on.
     #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
     /// Print the summary as one JSON line (last line).

@@ -14,6 +14,7 @@ pub struct VerifyArgs {
     /// Frames to generate and run.
     #[arg(long, default_value_t = 10_000)]
     packets: u64,
+    /// Seeds the random model and the generated frames.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Check this packet-feature model file instead of a random model.
