@@ -721,9 +721,11 @@ fn kernel_and_userspace_servers_agree_on_every_request_size_and_fragments() {
     );
 
     let lab = NetLab::create(1).unwrap();
-    let target: SocketAddr = (lab.host_addr, PORT).into();
+    // Not PORT: tests running at the same time serve that one.
+    let port = 7900;
+    let target: SocketAddr = (lab.host_addr, port).into();
     let host = lab.host_addr.to_string();
-    let port = PORT.to_string();
+    let port = port.to_string();
     let run = |server: &[&str]| {
         let mut args = vec!["--port", &port];
         args.extend_from_slice(server);

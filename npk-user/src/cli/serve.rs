@@ -194,7 +194,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             // the stack has reassembled it, with the model the kernel serves.
             let mut pushed = model.clone();
             pushed.header.model_version = version;
-            let mut passed = UserServer::bind_device(iface.as_str(), args.port, pushed)?;
+            let mut passed = UserServer::bind_device(iface.as_str(), args.port, &pushed)?;
             server.attach(iface.as_str(), args.xdp_mode.mode())?;
             if let Some(peer) = &args.peer {
                 let (netns, peer_if) = peer
@@ -211,14 +211,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 ),
             )?;
             let passed = std::thread::scope(|s| {
-                let passed = s.spawn(|| passed.run(stop));
+                let serving: Vec<_> = passed.iter_mut().map(|p| s.spawn(|| p.run(stop))).collect();
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(POLL);
                 }
-                passed.join().expect("the socket server does not panic")
+                serving
+                    .into_iter()
+                    .map(|t| t.join().expect("the socket servers do not panic"))
+                    .collect::<Result<Vec<_>, _>>()
             })?;
             let mut counters = server.counters()?;
-            counters.add(&passed);
+            for c in &passed {
+                counters.add(c);
+            }
             // Every frame the program saw was a request in a benchmark; elsewhere passed
             // frames (cheap) lower the mean.
             (counters, server.ns_per_run()?)

@@ -24,6 +24,9 @@ use super::ServeError;
 const RECV_BUF: usize = 2048;
 /// How often a blocked receive wakes up to look at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(200);
+/// The same for the kernel server's sockets ([`UserServer::bind_device`]), which are rarely
+/// used: fewer wake-ups keep the kernel server's process nearly free of system calls.
+const PASSED_STOP_POLL: Duration = Duration::from_secs(1);
 
 /// How the server moves datagrams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,24 +76,33 @@ impl UserServer {
         })
     }
 
-    /// The kernel server's other half: a socket on `port` that receives only from `iface`
-    /// (SO_BINDTODEVICE), IPv6 and IPv4 alike where IPv6 is available. `npk_serve` passes
-    /// what it cannot parse in XDP (IP fragments, IPv6 extension headers) to the stack; the
-    /// stack reassembles it and this answers it with the same [`respond`], so that a request
-    /// gets the same reply whatever its size or shape.
-    pub fn bind_device(iface: &str, port: u16, model: Box<Model>) -> Result<Self, ServeError> {
-        let what = || format!("binding UDP port {port} on {iface}");
-        let socket = device_socket(iface, port).map_err(|e| ServeError::io(what(), e))?;
-        socket
-            .set_read_timeout(Some(STOP_POLL))
-            .map_err(|e| ServeError::io("setting the receive timeout", e))?;
-        Ok(Self {
-            socket,
-            model,
-            io: Io::Plain,
-            scratch: Scratch::new(),
-            counters: bytemuck::Zeroable::zeroed(),
-        })
+    /// The kernel server's other half: one server per address of `iface` (IPv4, and IPv6
+    /// but link-local), on `port`, receiving only from `iface` (SO_BINDTODEVICE). `npk_serve`
+    /// passes what it cannot parse in XDP (IP fragments, IPv6 extension headers) to the stack;
+    /// the stack reassembles it and these answer it with the same [`respond`], so that a
+    /// request gets the same reply whatever its size or shape. Bound to the addresses, not the
+    /// wildcard: userspace servers on the same port at other addresses keep working.
+    pub fn bind_device(iface: &str, port: u16, model: &Model) -> Result<Vec<Self>, ServeError> {
+        let addresses = interface_addresses(iface)
+            .map_err(|e| ServeError::io(format!("listing the addresses of {iface}"), e))?;
+        addresses
+            .into_iter()
+            .map(|ip| {
+                let addr = SocketAddr::new(ip, port);
+                let socket = device_socket(iface, addr)
+                    .map_err(|e| ServeError::io(format!("binding {addr} on {iface}"), e))?;
+                socket
+                    .set_read_timeout(Some(PASSED_STOP_POLL))
+                    .map_err(|e| ServeError::io("setting the receive timeout", e))?;
+                Ok(Self {
+                    socket,
+                    model: Box::new(*model),
+                    io: Io::Plain,
+                    scratch: Scratch::new(),
+                    counters: bytemuck::Zeroable::zeroed(),
+                })
+            })
+            .collect()
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
@@ -224,9 +236,47 @@ impl UserServer {
     }
 }
 
-/// A UDP socket bound to `port` on interface `iface` only: `[::]` with IPV6_V6ONLY off (both
-/// families), or `0.0.0.0` where the kernel has no IPv6.
-fn device_socket(iface: &str, port: u16) -> io::Result<UdpSocket> {
+/// The IPv4 and IPv6 addresses of `iface`, link-local IPv6 ones left out.
+fn interface_addresses(iface: &str) -> io::Result<Vec<std::net::IpAddr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut addresses = Vec::new();
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: entries of the list getifaddrs returned, alive until freeifaddrs.
+        let e = unsafe { &*entry };
+        entry = e.ifa_next;
+        // SAFETY: ifa_name is a NUL-terminated string.
+        let name = unsafe { std::ffi::CStr::from_ptr(e.ifa_name) };
+        if e.ifa_addr.is_null() || name.to_bytes() != iface.as_bytes() {
+            continue;
+        }
+        // SAFETY: ifa_addr points at a sockaddr of the family it names.
+        match i32::from(unsafe { (*e.ifa_addr).sa_family }) {
+            libc::AF_INET => {
+                let sin = unsafe { &*e.ifa_addr.cast::<libc::sockaddr_in>() };
+                addresses.push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into());
+            }
+            libc::AF_INET6 => {
+                let sin6 = unsafe { &*e.ifa_addr.cast::<libc::sockaddr_in6>() };
+                let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                if !ip.is_unicast_link_local() {
+                    addresses.push(ip.into());
+                }
+            }
+            _ => {}
+        }
+    }
+    // SAFETY: the list getifaddrs returned, not used after this.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(addresses)
+}
+
+/// A UDP socket bound to `addr`, receiving from interface `iface` only.
+fn device_socket(iface: &str, addr: SocketAddr) -> io::Result<UdpSocket> {
     let check = |r: libc::c_int| {
         if r < 0 {
             Err(io::Error::last_os_error())
@@ -234,38 +284,25 @@ fn device_socket(iface: &str, port: u16) -> io::Result<UdpSocket> {
             Ok(r)
         }
     };
-    // SAFETY: socket() has no memory arguments; the fd is owned right away.
-    let (fd, ipv6) = match check(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM, 0) }) {
-        Ok(fd) => (fd, true),
-        Err(_) => (
-            check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) })?,
-            false,
-        ),
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
     };
+    // SAFETY: socket() has no memory arguments; the fd is owned right away.
+    let fd = check(unsafe { libc::socket(family, libc::SOCK_DGRAM, 0) })?;
     // SAFETY: fd is a new socket nothing else owns.
     let socket = unsafe { <UdpSocket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let set = |level, option, value: *const libc::c_void, len: usize| {
-        // SAFETY: `value` points at `len` readable bytes.
-        check(unsafe { libc::setsockopt(fd, level, option, value, len as libc::socklen_t) })
-    };
-    set(
-        libc::SOL_SOCKET,
-        libc::SO_BINDTODEVICE,
-        iface.as_ptr().cast(),
-        iface.len(),
-    )?;
-    let addr: SocketAddr = if ipv6 {
-        let off: libc::c_int = 0;
-        set(
-            libc::IPPROTO_IPV6,
-            libc::IPV6_V6ONLY,
-            (&raw const off).cast(),
-            size_of::<libc::c_int>(),
-        )?;
-        (std::net::Ipv6Addr::UNSPECIFIED, port).into()
-    } else {
-        (std::net::Ipv4Addr::UNSPECIFIED, port).into()
-    };
+    // SAFETY: the name points at iface.len() readable bytes.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            iface.as_ptr().cast(),
+            iface.len() as libc::socklen_t,
+        )
+    })?;
     let (storage, len) = sockaddr_of(addr);
     // SAFETY: `storage` holds a sockaddr of `len` bytes.
     check(unsafe { libc::bind(fd, (&raw const storage).cast(), len) })?;
