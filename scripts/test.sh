@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: everything CI checks. Runs the setup first (quick when all is there).
 # Kernel tests need root: they load programs, create veth pairs and network namespaces.
-# Then the kernel matrix: the same checks inside Debian's kernels 5.10 to 7.x in qemu
-# (scripts/vm/run.sh; downloads cached in target/vm-cache). NPK_VM=0 skips it.
+# NPK_VM=1 adds the kernel matrix: the same checks inside Debian's kernels 5.10 to 7.x in qemu
+# (scripts/vm/run.sh; downloads cached in target/vm-cache). Not yet on by default: the harness
+# has not been proven on every kernel (see README, "Kernels").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,6 +11,6 @@ bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --release -- -D warnings
 cargo test --release
-if [ "${NPK_VM:-1}" != 0 ]; then
+if [ "${NPK_VM:-0}" = 1 ]; then
     bash scripts/vm/run.sh
 fi
