@@ -58,11 +58,6 @@ impl FlowTable {
         observe(h, state, now_ns, out);
     }
 
-    /// Sending hosts seen.
-    pub fn hosts(&self) -> usize {
-        self.hosts.len()
-    }
-
     pub fn len(&self) -> usize {
         self.flows.len()
     }
