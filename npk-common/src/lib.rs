@@ -2,7 +2,7 @@
 //!
 //! Everything here is `no_std` and float-free on the paths the kernel uses: the model layout
 //! stored in BPF maps ([`model`]), fixed-point requantization ([`fixed`]), the one integer
-//! inference function ([`infer`]), packet parsing and the feature vector ([`packet`]) and the
+//! inference function ([`infer`]), packet parsing and the feature vector ([`packet`]), host and service state ([`host`]) and the
 //! names and value types of every map ([`maps`]) and the UDP inference protocol ([`wire`]).
 #![no_std]
 #![deny(clippy::float_arithmetic)]
@@ -11,6 +11,7 @@
 extern crate std;
 
 pub mod fixed;
+pub mod host;
 pub mod infer;
 pub mod loadgen;
 pub mod maps;

@@ -34,6 +34,12 @@ pub const MAP_SCRATCH: &str = "NPK_SCRATCH";
 /// `LruHashMap<FlowKey, FlowState>`: per-flow state and the verdict cache.
 pub const MAP_FLOWS: &str = "NPK_FLOWS";
 pub const FLOW_CAPACITY: u32 = 65536;
+/// `LruHashMap<[u8; 16], HostState>`: per-source-address state (npk_common::host).
+pub const MAP_HOSTS: &str = "NPK_HOSTS";
+pub const HOST_CAPACITY: u32 = 16384;
+/// `LruHashMap<ServiceKey, ServiceState>`: per-service state (npk_common::host).
+pub const MAP_SERVICES: &str = "NPK_SERVICES";
+pub const SERVICE_CAPACITY: u32 = 16384;
 /// `PerCpuArray<Counters>`, one entry.
 pub const MAP_STATS: &str = "NPK_STATS";
 /// `RingBuf` of [`Sample`]s.

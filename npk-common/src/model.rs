@@ -45,8 +45,12 @@ pub const MAX_SHIFT: i32 = 62;
 pub enum FeatureSchema {
     /// Columns of a CSV file, in file order; values are fixed point (see the model file).
     Tabular = 1,
-    /// npk's packet feature vector, version 1 (see [`crate::packet`]).
+    /// npk's packet feature vector, version 1: the 16 packet and flow features. Known so that
+    /// such a model is refused by name; no program computes it any more.
     PacketV1 = 2,
+    /// Version 2: v1's features, then the source host's and the service's (see
+    /// [`crate::packet`], [`crate::host`]).
+    PacketV2 = 3,
 }
 
 impl FeatureSchema {
@@ -54,6 +58,7 @@ impl FeatureSchema {
         match v {
             1 => Some(Self::Tabular),
             2 => Some(Self::PacketV1),
+            3 => Some(Self::PacketV2),
             _ => None,
         }
     }

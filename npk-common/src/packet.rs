@@ -1,4 +1,4 @@
-//! Packet parsing and the packet feature vector (schema [`crate::model::FeatureSchema::PacketV1`]).
+//! Packet parsing and the packet feature vector (schema [`crate::model::FeatureSchema::PacketV2`]).
 //!
 //! The parser reads through the [`Frame`] trait: the kernel implements it over a copy of the
 //! frame's first [`MAX_HEADER_OFFSET`] bytes, userspace over a byte slice with the same window,
@@ -23,13 +23,37 @@
 //! | 13 | microseconds since the flow's previous packet ([`IAT_NONE_US`] for the first) | flow |
 //! | 14 | SYN packets of the flow | flow |
 //! | 15 | FIN or RST packets of the flow | flow |
+//! | 16 | packet rate of the source host ([`log2_q3`] of a decayed count) | host |
+//! | 17 | byte rate of the source host (log) | host |
+//! | 18 | rate of SYNs without ACK from the source host (log) | host |
+//! | 19 | rate of new flows from the source host (log) | host |
+//! | 20 | ICMP rate of the source host (log) | host |
+//! | 21 | distinct destination ports of the source host, last 1-2 s (0..=64) | host |
+//! | 22 | distinct destination hosts of the source host, last 1-2 s (0..=64) | host |
+//! | 23 | rate of new flows to the service (destination address, protocol, port; log) | service |
+//! | 24 | rate of SYNs without ACK to the service (log) | service |
+//! | 25 | distinct source hosts of the service, last 1-2 s (0..=64) | service |
 //!
-//! A flow is the 5-tuple [`FlowKey`] in one direction.
+//! A flow is the 5-tuple [`FlowKey`] in one direction, a host its source address, a service
+//! its [`ServiceKey`]. Features 0-15 are schema v1's, unchanged; rates and sketches are
+//! explained in [`crate::host`].
 
-use crate::maps::FlowState;
+#[cfg(doc)]
+use crate::host::log2_q3;
+use crate::{
+    host::{HostState, PacketEvent, ServiceKey, ServiceState, fold_addr},
+    maps::FlowState,
+    model::FeatureSchema,
+};
 use bytemuck::{Pod, Zeroable};
 
-pub const NUM_FEATURES: usize = 16;
+/// The schema of the features [`observe`] computes (a model header names the one it was
+/// trained on).
+pub const SCHEMA: FeatureSchema = FeatureSchema::PacketV2;
+pub const NUM_FEATURES: usize = 26;
+/// Features 0..FLOW_FEATURES are the packet's and its flow's (all of schema v1).
+pub const FLOW_FEATURES: usize = 16;
+const HOST_FEATURES: usize = 7;
 /// Column names of the features, in order: the header of `npk features`/`npk capture` CSV files,
 /// by which `npk train` recognizes packet data.
 pub const FEATURE_NAMES: [&str; NUM_FEATURES] = [
@@ -49,6 +73,16 @@ pub const FEATURE_NAMES: [&str; NUM_FEATURES] = [
     "flow_iat_us",
     "flow_syn",
     "flow_fin_rst",
+    "host_pkt_rate",
+    "host_byte_rate",
+    "host_syn_rate",
+    "host_new_flow_rate",
+    "host_icmp_rate",
+    "host_dst_ports",
+    "host_dst_hosts",
+    "svc_new_flow_rate",
+    "svc_syn_rate",
+    "svc_src_hosts",
 ];
 /// Headers are read from the first this many bytes of a frame (Ethernet + VLAN + a 60-byte
 /// IPv4 header or IPv6 with extension headers + TCP with options fit easily).
@@ -108,6 +142,19 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 mod pod {
     // SAFETY: plain-old-data without padding (size assert above).
     unsafe impl aya::Pod for super::FlowKey {}
+}
+
+impl FlowKey {
+    /// The service this packet targets.
+    #[inline(always)]
+    pub fn service(&self) -> ServiceKey {
+        ServiceKey {
+            dst: self.dst,
+            dst_port: self.dst_port,
+            protocol: self.protocol,
+            _pad: 0,
+        }
+    }
 }
 
 /// Why a frame was not classified.
@@ -267,10 +314,45 @@ fn sat_i32(v: u64) -> i32 {
     }
 }
 
-/// Updates the flow with this packet seen at `now_ns` and writes the feature vector.
-/// The one feature function: the kernel, `npk features`/`npk capture` and the tests call it.
+/// The state a packet updates: its flow's, its source host's and its service's.
+pub struct PacketState<'a> {
+    pub flow: &'a mut FlowState,
+    pub host: &'a mut HostState,
+    pub service: &'a mut ServiceState,
+}
+
+/// Updates the packet's flow, host and service with this packet seen at `now_ns` and writes
+/// the feature vector. The one feature function: the kernel, `npk features`/`npk capture` and
+/// the tests call it.
 #[inline(always)]
-pub fn observe(h: &Headers, flow: &mut FlowState, now_ns: u64, out: &mut [i32; NUM_FEATURES]) {
+pub fn observe(h: &Headers, state: PacketState<'_>, now_ns: u64, out: &mut [i32; NUM_FEATURES]) {
+    let (flow_out, rest) = out.split_at_mut(FLOW_FEATURES);
+    let (host_out, service_out) = rest.split_at_mut(HOST_FEATURES);
+    let (Ok(flow_out), Ok(host_out), Ok(service_out)) = (
+        <&mut [i32; FLOW_FEATURES]>::try_from(flow_out),
+        <&mut [i32; HOST_FEATURES]>::try_from(host_out),
+        <&mut [i32; NUM_FEATURES - FLOW_FEATURES - HOST_FEATURES]>::try_from(service_out),
+    ) else {
+        return;
+    };
+    observe_flow(h, state.flow, now_ns, flow_out);
+    const SYN_ACK: u8 = 0x02 | 0x10;
+    let event = PacketEvent {
+        ip_len: h.ip_len,
+        new_flow: state.flow.packets == 1,
+        syn: h.key.protocol == PROTO_TCP && h.tcp_flags & SYN_ACK == 0x02,
+        icmp: h.icmp_type != 0,
+        dst_port: h.key.dst_port,
+        dst_host: fold_addr(&h.key.dst),
+        src_host: fold_addr(&h.key.src),
+    };
+    state.host.observe(&event, now_ns, host_out);
+    state.service.observe(&event, now_ns, service_out);
+}
+
+/// The packet and flow features (schema v1's 16).
+#[inline(always)]
+fn observe_flow(h: &Headers, flow: &mut FlowState, now_ns: u64, out: &mut [i32; FLOW_FEATURES]) {
     let iat_us = if flow.packets == 0 {
         flow.first_ns = now_ns;
         IAT_NONE_US as u64
@@ -382,16 +464,114 @@ mod tests {
         assert_eq!(parse(&bad[..]), Err(ParseError::Malformed));
     }
 
+    /// Flow, host and service state for tests.
+    #[derive(Default)]
+    struct Tables {
+        flows: std::collections::HashMap<FlowKey, FlowState>,
+        hosts: std::collections::HashMap<[u8; 16], HostState>,
+        services: std::collections::HashMap<ServiceKey, ServiceState>,
+    }
+
+    impl Tables {
+        fn observe(&mut self, h: &Headers, now_ns: u64) -> [i32; NUM_FEATURES] {
+            let mut out = [0; NUM_FEATURES];
+            let state = PacketState {
+                flow: self.flows.entry(h.key).or_default(),
+                host: self.hosts.entry(h.key.src).or_default(),
+                service: self.services.entry(h.key.service()).or_default(),
+            };
+            observe(h, state, now_ns, &mut out);
+            out
+        }
+    }
+
+    fn column(name: &str) -> usize {
+        FEATURE_NAMES.iter().position(|&n| n == name).unwrap()
+    }
+
+    /// hping3-like: a SYN every 100 us, each from a new source port.
+    #[test]
+    fn a_flood_with_changing_source_ports_raises_the_host_and_service_new_flow_rates() {
+        let mut h = parse(&ipv4_tcp(0, 0)[..]).unwrap();
+        h.tcp_flags = 0x02;
+        let mut t = Tables::default();
+        let mut rates = std::vec::Vec::new();
+        for i in 0..2000u32 {
+            h.key.src_port = 1024 + i as u16;
+            let f = t.observe(&h, 1_000_000_000 + u64::from(i) * 100_000);
+            assert_eq!(f[11], 1, "every packet opens a flow");
+            rates.push((f[column("host_new_flow_rate")], f[column("svc_syn_rate")]));
+        }
+        // 10,000 new flows/s for 0.2 s: about 1,560 decayed events, log2_q3 ~ 8 * 18.6.
+        let (host, service) = rates[1999];
+        assert!(host > 145 && service > 145, "{host} {service}");
+        assert!(
+            rates[0].0 == 65 && rates[0].1 == 65,
+            "one event: {:?}",
+            rates[0]
+        );
+        // A second connection of a benign client, 1 s later: rates of 2 events.
+        let mut benign = parse(&ipv4_tcp(0, 0)[..]).unwrap();
+        benign.key.src[15] = 9;
+        benign.key.dst_port = 443;
+        let f1 = t.observe(&benign, 5_000_000_000);
+        let f2 = t.observe(&benign, 6_000_000_000);
+        assert_eq!(f1[column("host_new_flow_rate")], 65);
+        assert!(
+            f2[column("host_new_flow_rate")] < 65,
+            "no new flow, decayed"
+        );
+        assert!(f2[column("host_pkt_rate")] < 80);
+    }
+
+    /// nmap -sS-like: one SYN per port from one source port.
+    #[test]
+    fn a_scan_raises_the_distinct_port_count() {
+        let mut h = parse(&ipv4_tcp(0, 0)[..]).unwrap();
+        h.tcp_flags = 0x02;
+        let mut t = Tables::default();
+        let ports = column("host_dst_ports");
+        let mut last = 0;
+        for port in 1..=200u16 {
+            h.key.dst_port = port;
+            let f = t.observe(&h, 1_000_000_000 + u64::from(port) * 1_000_000);
+            assert!(f[ports] >= last, "the count only grows within the window");
+            last = f[ports];
+        }
+        assert!(last >= 55, "200 ports set most of 64 bits: {last}");
+        // One client talking to one port stays at 1.
+        let mut client = parse(&ipv4_tcp(0, 0)[..]).unwrap();
+        client.key.src[15] = 7;
+        for i in 0..200u64 {
+            let f = t.observe(&client, 1_000_000_000 + i * 1_000_000);
+            assert_eq!((f[ports], f[column("host_dst_hosts")]), (1, 1));
+        }
+    }
+
+    /// Spoofed sources: every packet from a new address, all to one service.
+    #[test]
+    fn spoofed_sources_raise_the_services_source_count() {
+        let mut h = parse(&ipv4_tcp(0, 0)[..]).unwrap();
+        let mut t = Tables::default();
+        let mut f = [0; NUM_FEATURES];
+        for i in 0..500u32 {
+            h.key.src[12..].copy_from_slice(&i.to_be_bytes());
+            f = t.observe(&h, 1_000_000_000 + u64::from(i) * 10_000);
+            assert_eq!(f[column("host_pkt_rate")], 65, "each host sends once");
+        }
+        assert!(f[column("svc_src_hosts")] >= 60);
+    }
+
     #[test]
     fn flow_features_accumulate() {
         let h = parse(&ipv4_tcp(0, 0)[..]).unwrap();
         let mut flow = FlowState::default();
-        let mut out = [0; NUM_FEATURES];
-        observe(&h, &mut flow, 1_000_000, &mut out);
+        let mut out = [0; FLOW_FEATURES];
+        observe_flow(&h, &mut flow, 1_000_000, &mut out);
         assert_eq!(out[11], 1);
         assert_eq!(out[13], IAT_NONE_US as i32);
         assert_eq!(out[14], 1);
-        observe(&h, &mut flow, 1_500_000, &mut out);
+        observe_flow(&h, &mut flow, 1_500_000, &mut out);
         assert_eq!(out[11], 2);
         assert_eq!(out[12], 40);
         assert_eq!(out[13], 500);

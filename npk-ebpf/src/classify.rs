@@ -3,18 +3,19 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use npk_common::{
+    host::{HostState, ServiceState},
     infer::NeuronLoop,
     maps::{
         Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_RECORD_LAST, FLAG_SAMPLE_ALL, FlowState,
         Outcome, Sample,
     },
     model::{MAX_CLASSES, MAX_INPUTS},
-    packet::{Headers, NUM_FEATURES, ParseError, observe, parse},
+    packet::{Headers, NUM_FEATURES, PacketState, ParseError, observe, parse},
 };
 
 use crate::{
     frame::HeaderBuf,
-    maps::{CONFIG, FLOWS, LAST, PACKET, SAMPLES, SCRATCH, STATS},
+    maps::{CONFIG, FLOWS, HOSTS, LAST, PACKET, PacketScratch, SAMPLES, SCRATCH, SERVICES, STATS},
     model::{ModelError, active_model, classify as run_model},
 };
 
@@ -119,7 +120,8 @@ fn classify_ip<L: NeuronLoop>(
     // SAFETY: map value. Concurrent CPUs may race on a flow's counters; they are statistics,
     // a lost update only skews a feature slightly.
     let flow = unsafe { &mut *flow };
-    observe_stage(headers, flow, now, &mut scratch.features);
+    observe_stage(packet, flow, now, &mut scratch.features);
+    let headers = &packet.headers;
 
     let (_, model) = active_model().ok_or(Outcome::NoModel)?;
     let every = if config.reinfer_every == 0 {
@@ -186,11 +188,54 @@ fn parse_stage(frame: &HeaderBuf, out: &mut Headers) -> u32 {
     }
 }
 
-/// Flow update + features, a subprogram for the same reason as [`parse_stage`].
+/// Host and service lookups, flow/host/service update and features, a subprogram for the same
+/// reason as [`parse_stage`].
+///
+/// The host and service tables are shared LRU maps updated with plain read-modify-writes, like
+/// the flow table: two CPUs updating one host at once can lose one of the updates (a count
+/// short, a bitmap bit missed until the next packet sets it). Aligned 64-bit stores do not
+/// tear, so a feature is never garbage, only a little low, and only while a host or service
+/// sends on several CPUs at once: an attack's rates are then far above benign ones anyway.
+/// Atomics would cost a locked add per counter per packet, on the hottest entries.
 #[inline(never)]
-fn observe_stage(h: &Headers, flow: &mut FlowState, now: u64, features: &mut [i32; MAX_INPUTS]) {
+fn observe_stage(
+    packet: &mut PacketScratch,
+    flow: &mut FlowState,
+    now: u64,
+    features: &mut [i32; MAX_INPUTS],
+) {
+    let h = &packet.headers;
+    let host = match HOSTS.get_ptr_mut(&h.key.src) {
+        Some(v) => v,
+        None => {
+            packet.spare_host = HostState::default();
+            let _ = HOSTS.insert(&h.key.src, &packet.spare_host, 0);
+            HOSTS
+                .get_ptr_mut(&h.key.src)
+                .unwrap_or(&raw mut packet.spare_host)
+        }
+    };
+    packet.service_key = h.key.service();
+    let service = match SERVICES.get_ptr_mut(&packet.service_key) {
+        Some(v) => v,
+        None => {
+            packet.spare_service = ServiceState::default();
+            let _ = SERVICES.insert(&packet.service_key, &packet.spare_service, 0);
+            SERVICES
+                .get_ptr_mut(&packet.service_key)
+                .unwrap_or(&raw mut packet.spare_service)
+        }
+    };
+    // SAFETY: map values (or this CPU's spares); races as described above.
+    let state = unsafe {
+        PacketState {
+            flow,
+            host: &mut *host,
+            service: &mut *service,
+        }
+    };
     if let Some(out) = features.first_chunk_mut::<NUM_FEATURES>() {
-        observe(h, flow, now, out);
+        observe(h, state, now, out);
     }
 }
 

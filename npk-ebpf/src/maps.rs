@@ -5,9 +5,11 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use npk_common::{
+    host::{HostState, ServiceKey, ServiceState},
     infer::Scratch,
     maps::{
-        Config, Counters, FLOW_CAPACITY, FlowState, InferenceRecord, MODEL_SLOTS, SAMPLES_BYTES,
+        Config, Counters, FLOW_CAPACITY, FlowState, HOST_CAPACITY, InferenceRecord, MODEL_SLOTS,
+        SAMPLES_BYTES, SERVICE_CAPACITY,
     },
     model::Model,
     packet::FlowKey,
@@ -26,6 +28,13 @@ pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "NPK_FLOWS")]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(FLOW_CAPACITY, 0);
+/// Shared (not per-CPU) like NPK_FLOWS: RSS spreads one host's flows over CPUs, and a per-CPU
+/// table would see only each CPU's share of its rates (see classify.rs on the races).
+#[map(name = "NPK_HOSTS")]
+pub static HOSTS: LruHashMap<[u8; 16], HostState> = LruHashMap::with_max_entries(HOST_CAPACITY, 0);
+#[map(name = "NPK_SERVICES")]
+pub static SERVICES: LruHashMap<ServiceKey, ServiceState> =
+    LruHashMap::with_max_entries(SERVICE_CAPACITY, 0);
 #[map(name = "NPK_STATS")]
 pub static STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "NPK_SAMPLES")]
@@ -40,8 +49,11 @@ pub struct PacketScratch {
     /// Copy of the frame's first bytes (see frame.rs).
     pub buf: [u8; crate::frame::HEADER_BUF],
     pub headers: npk_common::packet::Headers,
-    /// Flow state used when the flow table cannot take the flow.
+    /// Flow, host and service state used when their table cannot take the entry.
     pub spare_flow: FlowState,
+    pub spare_host: HostState,
+    pub spare_service: ServiceState,
+    pub service_key: ServiceKey,
 }
 #[map(name = "NPK_LAST")]
 pub static LAST: Array<InferenceRecord> = Array::with_max_entries(1, 0);

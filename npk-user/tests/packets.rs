@@ -301,6 +301,12 @@ fn live_capture_records_what_the_kernel_saw() {
         assert_eq!(r[11], i as i64 + 1, "one flow, counted in order");
         assert_eq!(r[NUM_FEATURES], 2);
     }
+    // One host, one flow, one port: its packet rate climbs, its new-flow rate does not.
+    let column = |name: &str| FEATURE_NAMES.iter().position(|&n| n == name).unwrap();
+    let (first, last) = (ours[0], ours[499]);
+    assert!(last[column("host_pkt_rate")] > first[column("host_pkt_rate")] + 40);
+    assert!(last[column("host_new_flow_rate")] <= first[column("host_new_flow_rate")]);
+    assert_eq!(last[column("host_dst_ports")], 1);
     assert!(!pins.exists(), "capture left its pins");
 }
 
@@ -347,9 +353,18 @@ fn generated_traffic_trains_a_model_the_classifier_accepts() {
         model.to_str().unwrap(),
     ]);
     let file = ModelFile::load(&model).unwrap();
-    assert_eq!(file.schema(), Some(FeatureSchema::PacketV1));
+    assert_eq!(file.schema(), Some(FeatureSchema::PacketV2));
     // Integer means: the kernel's input offsets are exactly the standardization.
     assert!(file.standardizer.mean.iter().all(|m| m.fract() == 0.0));
     let mut c = Classifier::load(ProgramKind::Xdp).unwrap();
     c.push(&file.quantized.model).unwrap();
+    // A model of the previous feature schema is refused by name, and changes nothing.
+    let mut v1 = file.quantized.model;
+    v1.header.feature_schema = FeatureSchema::PacketV1 as u32;
+    let err = format!("{:#}", c.push(&v1).unwrap_err());
+    assert!(
+        err.contains("model uses packet feature schema v1, this npk computes v2: retrain"),
+        "{err}"
+    );
+    assert_eq!(c.active_model().unwrap().unwrap().header.model_version, 1);
 }

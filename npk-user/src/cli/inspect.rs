@@ -154,6 +154,7 @@ impl Report {
             feature_schema: match FeatureSchema::from_u32(h.feature_schema) {
                 Some(FeatureSchema::Tabular) => "tabular",
                 Some(FeatureSchema::PacketV1) => "packet-v1",
+                Some(FeatureSchema::PacketV2) => "packet-v2",
                 None => "unknown",
             },
             model_version: h.model_version,

@@ -8,7 +8,10 @@ use std::{
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use npk_common::{model::FeatureSchema, packet::FEATURE_NAMES};
+use npk_common::{
+    model::FeatureSchema,
+    packet::{FEATURE_NAMES, SCHEMA},
+};
 use serde::Serialize;
 
 use super::eval::score;
@@ -158,8 +161,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let (train_raw, test_raw) = data.split(args.test_split, args.seed)?;
     let schema = schema_of(&data.feature_names);
     let standardizer = match schema {
-        FeatureSchema::PacketV1 => packet_standardizer(&train_raw),
         FeatureSchema::Tabular => Standardizer::fit(&train_raw),
+        _ => packet_standardizer(&train_raw),
     };
     let train_set = standardizer.apply(&train_raw);
 
@@ -266,7 +269,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 /// make a model for the kernel classifier; any other columns a tabular model.
 pub fn schema_of(feature_names: &[String]) -> FeatureSchema {
     if feature_names == FEATURE_NAMES {
-        FeatureSchema::PacketV1
+        SCHEMA
     } else {
         FeatureSchema::Tabular
     }

@@ -22,7 +22,7 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use npk_common::{
     maps::{Action, Counters},
-    model::{FeatureSchema, MAX_CLASSES, Model},
+    model::{MAX_CLASSES, Model},
     packet::{FEATURE_NAMES, NUM_FEATURES},
 };
 use serde::Serialize;
@@ -403,7 +403,7 @@ impl Candidate {
         };
         let mut epochs = Vec::new();
         let mlp = train::train(train_set, &train_config, |e| epochs.push(*e))?;
-        let quantized = quantize(&mlp, standardizer, train_raw, FeatureSchema::PacketV1)
+        let quantized = quantize(&mlp, standardizer, train_raw, npk_common::packet::SCHEMA)
             .context("quantizing the trained model")?;
         let (mut float_errors, mut int8_errors, mut benign_dropped) = (0, 0, 0);
         let mut z = vec![0f32; NUM_FEATURES];

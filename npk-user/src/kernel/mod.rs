@@ -132,7 +132,7 @@ impl ProgramKind {
     /// The feature schema a model must have to run in this program (`None`: any).
     pub fn schema(self) -> Option<FeatureSchema> {
         match self {
-            Self::Xdp | Self::Tc | Self::Bare => Some(FeatureSchema::PacketV1),
+            Self::Xdp | Self::Tc | Self::Bare => Some(npk_common::packet::SCHEMA),
             Self::Serve => None,
         }
     }
@@ -379,6 +379,11 @@ impl ControlMaps {
     pub fn push(&mut self, model: &Model, schema: Option<FeatureSchema>) -> Result<u32> {
         model.validate().context("the model is not valid")?;
         if let Some(schema) = schema {
+            ensure!(
+                model.header.feature_schema != FeatureSchema::PacketV1 as u32,
+                "model uses packet feature schema v1, this npk computes v2: retrain with npk \
+                 features/npk train (v2 adds the sending host's and the service's features)"
+            );
             ensure!(
                 model.header.feature_schema == schema as u32,
                 "the model's features are not {schema:?} (was it trained on tabular CSV data? \

@@ -2,20 +2,21 @@
 //! checks every result (features, logits, class, action) against the userspace reference built
 //! from the same npk-common code.
 
-use std::collections::HashMap;
-
 use anyhow::{Context, Result};
 use npk_common::{
     infer::{PlainLoop, Scratch, infer},
-    maps::{Action, Config, FLAG_RECORD_LAST, FlowState, Outcome},
+    maps::{Action, Config, FLAG_RECORD_LAST, Outcome},
     model::{MAX_CLASSES, Model},
-    packet::{FlowKey, NUM_FEATURES, ParseError, observe, parse},
+    packet::{NUM_FEATURES, ParseError, parse},
 };
 use serde::Serialize;
 
 use super::{Classifier, ProgramKind};
 use crate::{
-    packets::synth::{flow_pool, random_frame},
+    packets::{
+        features::FlowTable,
+        synth::{flow_pool, random_frame},
+    },
     rng::Rng,
 };
 
@@ -71,9 +72,10 @@ pub fn verify(
     // The skb test runner also refuses IP frames shorter than the fixed IP header.
     let min_len = if kind == ProgramKind::Tc { 14 + 40 } else { 14 };
     let mut rng = Rng::new(seed);
-    // Few enough flows that the kernel's LRU never evicts one the reference still tracks.
+    // Few enough flows that the kernel's LRU never evicts one the reference still tracks; they
+    // share source hosts and services, so host and service state builds up too.
     let flows_keys = flow_pool(&mut rng, 512);
-    let mut flows: HashMap<FlowKey, FlowState> = HashMap::new();
+    let mut tables = FlowTable::new();
     let mut scratch = Box::new(Scratch::new());
     let mut report = VerifyReport {
         packets: 0,
@@ -138,12 +140,11 @@ pub fn verify(
             }
             Ok(h) => {
                 report.valid += 1;
-                let flow = flows.entry(h.key).or_default();
                 let features: &mut [i32; NUM_FEATURES] = scratch
                     .features
                     .first_chunk_mut()
                     .expect("MAX_INPUTS >= NUM_FEATURES");
-                observe(&h, flow, record.now_ns, features);
+                tables.observe_headers(&h, record.now_ns, features);
                 let class = infer(model, &mut scratch, &mut PlainLoop);
                 let logits = scratch.logits(model);
                 let want_action = if class_action[class as usize] == Action::Drop as u8 {

@@ -8,9 +8,7 @@ use aya::maps::{MapData, RingBuf};
 use npk_common::{
     fixed::quantize_multiplier,
     maps::{Action, Config, FLAG_SAMPLE_ALL, MAP_SAMPLES, Sample},
-    model::{
-        FeatureSchema, LOGIT_MAX, LOGIT_MIN, MAX_CLASSES, MODEL_FORMAT_VERSION, MODEL_MAGIC, Model,
-    },
+    model::{LOGIT_MAX, LOGIT_MIN, MAX_CLASSES, MODEL_FORMAT_VERSION, MODEL_MAGIC, Model},
     packet::NUM_FEATURES,
 };
 
@@ -27,7 +25,7 @@ pub fn pass_model() -> Box<Model> {
     h.magic = MODEL_MAGIC;
     h.format_version = MODEL_FORMAT_VERSION;
     h.model_version = 1;
-    h.feature_schema = FeatureSchema::PacketV1 as u32;
+    h.feature_schema = npk_common::packet::SCHEMA as u32;
     h.num_layers = 1;
     h.num_inputs = NUM_FEATURES as u32;
     h.num_classes = 2;

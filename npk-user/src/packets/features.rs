@@ -1,9 +1,11 @@
 //! Feature vectors in userspace, computed exactly as the kernel computes them: the same
-//! [`parse`] and [`observe`] from npk-common over a flow table keyed like the kernel's.
+//! [`parse`] and [`observe`] from npk-common over flow, host and service tables keyed like the
+//! kernel's.
 //!
-//! One difference remains by design: the kernel's flow table is an LRU of
-//! [`npk_common::maps::FLOW_CAPACITY`] flows, this one never evicts, so the two agree while
-//! fewer flows than that are live.
+//! One difference remains by design: the kernel's tables are LRUs of
+//! [`npk_common::maps::FLOW_CAPACITY`] flows, [`npk_common::maps::HOST_CAPACITY`] hosts and
+//! [`npk_common::maps::SERVICE_CAPACITY`] services, these never evict, so the two agree while
+//! fewer than that are live.
 
 use std::{collections::HashMap, io::Write};
 
@@ -13,14 +15,19 @@ use crate::{
 };
 
 use npk_common::{
+    host::{HostState, ServiceKey, ServiceState},
     maps::FlowState,
-    packet::{FEATURE_NAMES, FlowKey, NUM_FEATURES, ParseError, observe, parse},
+    packet::{
+        FEATURE_NAMES, FlowKey, Headers, NUM_FEATURES, PacketState, ParseError, observe, parse,
+    },
 };
 
-/// Per-flow state of every flow seen so far.
+/// State of every flow, sending host and service seen so far.
 #[derive(Debug, Default)]
 pub struct FlowTable {
     flows: HashMap<FlowKey, FlowState>,
+    hosts: HashMap<[u8; 16], HostState>,
+    services: HashMap<ServiceKey, ServiceState>,
 }
 
 impl FlowTable {
@@ -37,8 +44,18 @@ impl FlowTable {
     ) -> Result<(FlowKey, [i32; NUM_FEATURES]), ParseError> {
         let h = parse(frame)?;
         let mut out = [0; NUM_FEATURES];
-        observe(&h, self.flows.entry(h.key).or_default(), now_ns, &mut out);
+        self.observe_headers(&h, now_ns, &mut out);
         Ok((h.key, out))
+    }
+
+    /// Updates the packet's flow, host and service with parsed headers; writes its features.
+    pub fn observe_headers(&mut self, h: &Headers, now_ns: u64, out: &mut [i32; NUM_FEATURES]) {
+        let state = PacketState {
+            flow: self.flows.entry(h.key).or_default(),
+            host: self.hosts.entry(h.key.src).or_default(),
+            service: self.services.entry(h.key.service()).or_default(),
+        };
+        observe(h, state, now_ns, out);
     }
 
     pub fn len(&self) -> usize {

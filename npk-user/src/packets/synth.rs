@@ -103,23 +103,25 @@ pub fn v4_mapped(addr: [u8; 4]) -> [u8; 16] {
     a
 }
 
-/// `count` distinct flows over TCP, UDP and ICMP, IPv4 and IPv6 (IPv6 keys use real IPv6
-/// addresses; IPv4 keys are IPv4-mapped).
+/// `count` flows over TCP, UDP and ICMP, IPv4 and IPv6 (IPv6 keys use real IPv6 addresses;
+/// IPv4 keys are IPv4-mapped), from a few dozen source hosts to a few dozen destinations, so
+/// that hosts open many flows and services hear from many hosts.
 pub fn flow_pool(rng: &mut Rng, count: usize) -> Vec<FlowKey> {
+    let mut v6_hosts = [[0u8; 16]; 16];
+    for h in &mut v6_hosts {
+        rng.fill_bytes(h);
+        h[0] = 0x20; // never IPv4-mapped
+    }
     (0..count)
         .map(|i| {
             let protocol = [PROTO_TCP, PROTO_UDP, PROTO_ICMP][i % 3];
             let v6 = i % 4 == 3;
             let (src, dst) = if v6 {
-                let mut s = [0u8; 16];
-                let mut d = [0u8; 16];
-                rng.fill_bytes(&mut s);
-                rng.fill_bytes(&mut d);
-                (s, d)
+                (v6_hosts[rng.below(8)], v6_hosts[8 + rng.below(8)])
             } else {
                 (
-                    v4_mapped([10, 0, (i >> 8) as u8, i as u8]),
-                    v4_mapped([10, 1, 0, rng.below(256) as u8]),
+                    v4_mapped([10, 0, 0, rng.below(24) as u8]),
+                    v4_mapped([10, 1, 0, rng.below(24) as u8]),
                 )
             };
             let ports = protocol != PROTO_ICMP;

@@ -37,7 +37,7 @@ pub const TABULAR_FEATURE_ONE: i32 = 1 << 16;
 /// put ordinary traffic on the int8 codes.
 const PACKET_FEATURE_RANGE: [f64; NUM_FEATURES] = [
     6.0, 60.0, 1500.0, 255.0, 80.0, 65535.0, 65535.0, 255.0, 65535.0, 1500.0, 140.0, 1000.0,
-    1500.0, 1e7, 100.0, 100.0,
+    1500.0, 1e7, 100.0, 100.0, 300.0, 400.0, 300.0, 300.0, 300.0, 64.0, 64.0, 300.0, 300.0, 64.0,
 ];
 
 /// How raw feature `i` becomes a code: about `(raw - offset) * scale`, with the offset drawn
@@ -76,7 +76,7 @@ pub fn random_packet_model(
             scale: 127.0 / range,
         })
         .collect();
-    random_model(FeatureSchema::PacketV1, &specs, hidden, classes, seed)
+    random_model(npk_common::packet::SCHEMA, &specs, hidden, classes, seed)
 }
 
 fn random_model(
