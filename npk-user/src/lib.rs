@@ -1,8 +1,9 @@
-//! npk's userspace library; the `npk` binary is a thin CLI over it. Modules follow the
+//! npk's userspace library; the `npk` binary is a thin CLI over it ([`run_cli`]; the CLI
+//! module is private: no library module depends on it). Modules follow the
 //! pipeline: dataset -> train -> quantize -> model_file -> kernel; [`pipeline`] runs the
 //! training half as one call.
 pub mod bench;
-pub mod cli;
+mod cli;
 pub mod dataset;
 pub mod demo;
 pub mod kernel;
@@ -16,3 +17,5 @@ pub mod quantize;
 pub mod rng;
 pub mod serve;
 pub mod train;
+
+pub use cli::{command as cli_command, main as run_cli};
