@@ -6,6 +6,7 @@ pub mod bench;
 mod cli;
 pub mod dataset;
 pub mod demo;
+pub mod fixtures;
 pub mod kernel;
 pub mod metrics;
 pub mod model_file;
