@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod quantize;
 pub mod rng;
 pub mod serve;
+pub mod sys;
 pub mod train;
 
 pub use cli::{command as cli_command, main as run_cli};

@@ -9,8 +9,9 @@ use npk_common::wire::ANY_MODEL;
 
 use super::serve::ModelArgs;
 use crate::{
-    netlab::{in_netns, stop_flag},
+    netlab::in_netns,
     serve::client::{self, ClientConfig, ClientReport},
+    sys::stop_flag,
 };
 
 #[derive(Debug, Args)]

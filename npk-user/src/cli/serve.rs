@@ -20,15 +20,14 @@ use super::Hidden;
 use crate::{
     kernel::attach::IfaceName,
     model_file::ModelFile,
-    netlab::stop_flag,
     serve::{
         ServerEvent,
         bench::{BenchConfig, Generator, Mode, Pin, run as run_bench},
         kernel::KernelServer,
         model::random_tabular_model,
-        pin_to_cpu, process_cpu_time,
         user::{Io, UserServer},
     },
+    sys::{pin_to_cpu, process_cpu_time, stop_flag},
 };
 
 /// How often the kernel server's process looks at the counters and the stop flag: the only
