@@ -119,8 +119,9 @@ pub fn standardizer_for(schema: FeatureSchema, train_raw: &Dataset) -> Standardi
     }
 }
 
-/// A model for the kernel from `data`: the kernel's limits are checked before any work, then
-/// `data` is split per class and the rest is [`fit_split`].
+/// A model for the kernel from `data`: the kernel's limits are checked first (a split error
+/// must not hide them; [`fit_split`] repeats the few comparisons), then [`fit_split`] on the
+/// per-class split.
 pub fn fit(
     data: &Dataset,
     config: &FitConfig,
@@ -130,7 +131,7 @@ pub fn fit(
         .train
         .check_kernel_limits(data.num_features, data.num_classes)?;
     let (train_raw, test_raw) = data.split(config.test_fraction, config.train.seed)?;
-    fit_checked(
+    fit_split(
         &train_raw,
         &test_raw,
         &config.train,
@@ -170,16 +171,6 @@ pub fn fit_split(
     on_epoch: impl FnMut(&EpochStats),
 ) -> Result<Fitted, FitError> {
     config.check_kernel_limits(train_raw.num_features, train_raw.num_classes)?;
-    fit_checked(train_raw, test_raw, config, device, on_epoch)
-}
-
-fn fit_checked(
-    train_raw: &Dataset,
-    test_raw: &Dataset,
-    config: &TrainConfig,
-    device: Device,
-    on_epoch: impl FnMut(&EpochStats),
-) -> Result<Fitted, FitError> {
     let (standardizer, mlp) = train_on(train_raw, config, device, on_epoch)?;
     // Calibrated on the raw training rows: the quantized model folds standardization in.
     let quantized = quantize(
