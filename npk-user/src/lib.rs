@@ -1,16 +1,23 @@
-//! npk's userspace library; the `npk` binary is a thin CLI over it. Modules follow the
-//! pipeline: dataset -> train -> quantize -> model_file -> kernel.
+//! npk's userspace library; the `npk` binary is a thin CLI over it ([`run_cli`]; the CLI
+//! module is private: no library module depends on it). Modules follow the
+//! pipeline: dataset -> train -> quantize -> model_file -> kernel; [`pipeline`] runs the
+//! training half as one call.
 pub mod bench;
-pub mod cli;
+mod cli;
 pub mod dataset;
 pub mod demo;
+pub mod fixtures;
 pub mod kernel;
 pub mod metrics;
 pub mod model_file;
 pub mod netlab;
 pub mod output;
 pub mod packets;
+pub mod pipeline;
 pub mod quantize;
 pub mod rng;
 pub mod serve;
+pub mod sys;
 pub mod train;
+
+pub use cli::{command as cli_command, main as run_cli};

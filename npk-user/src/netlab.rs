@@ -5,7 +5,7 @@
 //! Everything is removed when the [`NetLab`] is dropped; namespaces left by a process that was
 //! killed outright are removed by the next [`NetLab::create`] and by `npk cleanup`
 //! ([`lab_namespaces`]). A process that wants cleanup on
-//! Ctrl-C, SIGTERM or SIGHUP checks [`stop_flag`] in its loops and returns normally.
+//! Ctrl-C, SIGTERM or SIGHUP checks [`crate::sys::stop_flag`] in its loops and returns normally.
 
 use std::{
     fs::File,
@@ -13,10 +13,7 @@ use std::{
     net::Ipv4Addr,
     os::fd::AsRawFd,
     process::Command,
-    sync::{
-        Once,
-        atomic::{AtomicBool, AtomicU32, Ordering},
-    },
+    sync::atomic::{AtomicU32, Ordering},
 };
 
 /// Names of lab namespaces start with this, then `<pid>-<n>`.
@@ -381,30 +378,6 @@ fn remove_orphans() {
     for lab in lab_namespaces().into_iter().filter(LabNamespace::is_orphan) {
         let _ = lab.remove();
     }
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Set once SIGINT, SIGTERM or SIGHUP (a closed terminal) arrives; the first call installs the handlers, which only set
-/// the flag, so loops that check it end and everything is cleaned up on the way out.
-pub fn stop_flag() -> &'static AtomicBool {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        // SAFETY: the handler only stores to an atomic (async-signal-safe).
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_stop_signal as *const () as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                libc::sigaction(signal, &action, std::ptr::null_mut());
-            }
-        }
-    });
-    &STOP
 }
 
 #[cfg(test)]

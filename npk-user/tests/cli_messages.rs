@@ -272,7 +272,6 @@ fn client_against_another_model_prints_the_servers_status() {
 /// Every subcommand shows an example, and every argument of every command has a description.
 #[test]
 fn every_subcommand_has_an_example_and_every_argument_a_description() {
-    use clap::CommandFactory;
     fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
         let path = format!("{path} {}", cmd.get_name()).trim().to_string();
         for arg in cmd.get_arguments() {
@@ -297,7 +296,7 @@ fn every_subcommand_has_an_example_and_every_argument_a_description() {
         }
     }
     let mut missing = Vec::new();
-    walk(&npk::cli::Cli::command(), "", &mut missing);
+    walk(&npk::cli_command(), "", &mut missing);
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
 

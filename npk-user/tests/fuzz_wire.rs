@@ -9,7 +9,7 @@ mod fuzz_common;
 use std::sync::LazyLock;
 
 use fuzz_common::{DEFAULT_CASES, Input, config, mutations};
-use npk::quantize::random::random_tabular_model;
+use npk::fixtures::random_tabular_model;
 use npk_common::infer::{PlainLoop, Scratch};
 use npk_common::model::Model;
 use npk_common::wire::{

@@ -9,13 +9,13 @@ use std::{
 
 use aya::maps::RingBuf;
 use npk::{
+    fixtures::random_packet_model,
     kernel::{
         ProgramKind,
         attach::{self, AttachMode, IfaceName, pin_dir},
         verify::verify,
     },
     netlab::NetLab,
-    quantize::random::random_packet_model,
 };
 use npk_common::{
     infer::{PlainLoop, Scratch, infer},

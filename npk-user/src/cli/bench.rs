@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use super::Hidden;
-use crate::{bench, outln, quantize::random::random_packet_model, train::parse_hidden};
+use crate::{bench, fixtures::random_packet_model, outln, train::parse_hidden};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {

@@ -12,10 +12,10 @@ use serde::Serialize;
 
 use crate::{
     kernel::attach::{AttachMode, IfaceName},
-    netlab::stop_flag,
     noteln, outln,
     output::OutputPath,
     packets::{capture, features::FeatureCsv},
+    sys::stop_flag,
 };
 
 /// Record the features of live packets on an interface, as the kernel classifier computes

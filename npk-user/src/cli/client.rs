@@ -9,10 +9,11 @@ use npk_common::wire::ANY_MODEL;
 
 use super::serve::ModelArgs;
 use crate::{
-    netlab::{in_netns, stop_flag},
+    netlab::in_netns,
     outln,
     output::ConsoleError,
     serve::client::{self, ClientConfig, ClientReport},
+    sys::stop_flag,
 };
 
 #[derive(Debug, Args)]

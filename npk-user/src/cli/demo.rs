@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use crate::{
     demo::{self, DemoConfig},
     kernel::attach::AttachMode,
-    netlab::stop_flag,
     outln,
     output::{Console, ConsoleError},
+    sys::stop_flag,
     train::parse_hidden,
 };
 

@@ -3,16 +3,15 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use npk_common::infer::Scratch;
 use serde::Serialize;
 
 use crate::{
-    dataset::{Dataset, Standardizer},
+    dataset::Dataset,
     metrics::{ClassMetrics, Confusion},
     model_file::ModelFile,
     noteln, outln,
-    quantize::{MIN_AGREEMENT, Quantized, agreement_warning},
-    train::{Mlp, argmax},
+    pipeline::score,
+    quantize::{MIN_AGREEMENT, agreement_warning},
 };
 
 /// Score a model file on a labelled CSV file: accuracy, per-class precision, recall, F1 and
@@ -34,20 +33,6 @@ pub struct EvalArgs {
     /// undefined) and confusion ([true][predicted]).
     #[arg(long)]
     pub json: bool,
-}
-
-/// Both models scored on one labelled set.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Scores {
-    pub samples: usize,
-    /// The float model on standardized rows.
-    pub float_accuracy: f64,
-    /// The integer model (the kernel's arithmetic) on raw rows.
-    pub quantized_accuracy: f64,
-    /// Fraction of rows where both models predict the same class.
-    pub agreement: f64,
-    pub float: Confusion,
-    pub quantized: Confusion,
 }
 
 /// One model's part of the `--json` line.
@@ -80,41 +65,6 @@ struct Report {
     min_agreement: f64,
     float: ModelReport,
     quantized: ModelReport,
-}
-
-/// Scores `mlp` (after `standardizer`) and `quantized` on the unstandardized rows of `raw`.
-///
-/// # Panics
-/// If a label of `raw` is not below the model's class count (loaders check it).
-pub fn score(
-    mlp: &Mlp,
-    standardizer: &Standardizer,
-    quantized: &Quantized,
-    raw: &Dataset,
-) -> Scores {
-    let standardized = standardizer.apply(raw);
-    let classes = mlp.num_classes();
-    let logits = mlp.forward(&standardized.features, raw.len());
-    let mut scratch = Scratch::new();
-    let mut float = Confusion::new(classes);
-    let mut quant = Confusion::new(classes);
-    let mut agree = 0;
-    for (i, row_logits) in logits.chunks_exact(classes).enumerate() {
-        let label = raw.labels[i] as usize;
-        let f = argmax(row_logits);
-        let q = quantized.infer(raw.row(i), &mut scratch);
-        float.add(label, f);
-        quant.add(label, q);
-        agree += usize::from(f == q);
-    }
-    Scores {
-        samples: raw.len(),
-        float_accuracy: float.accuracy(),
-        quantized_accuracy: quant.accuracy(),
-        agreement: agree as f64 / raw.len().max(1) as f64,
-        float,
-        quantized: quant,
-    }
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {

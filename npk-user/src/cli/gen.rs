@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{
     kernel::attach::AttachMode,
-    netlab::{NetLab, stop_flag},
+    netlab::NetLab,
     noteln, outln,
     output::OutputPath,
     packets::{
@@ -19,6 +19,7 @@ use crate::{
         },
         traffic::{self, CLASS_NAMES, GenConfig, Scenario, ScenarioReport},
     },
+    sys::stop_flag,
 };
 
 /// Which generator `npk gen` runs.

@@ -6,18 +6,24 @@ mod capture;
 mod cleanup;
 mod client;
 mod demo;
+mod eval;
 mod features;
 mod r#gen;
 mod inspect;
 mod serve;
+mod train;
 mod verify;
 
-use clap::{Parser, Subcommand};
+use std::{
+    io::{self, Write},
+    process::ExitCode,
+};
+
+use clap::{CommandFactory, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use npk_common::model::{MAX_LAYERS, MAX_WIDTH};
 
-pub mod eval;
-pub mod train;
+use crate::output::ConsoleError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +64,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  sudo npk stats --iface eth0 --watch")]
     Stats(attach::StatsArgs),
     /// Remove what killed npk commands left behind (namespaces, veths, stale pins), only that.
+    #[command(after_help = "Example:\n  sudo npk cleanup --dry-run\n  sudo npk cleanup")]
     Cleanup(cleanup::CleanupArgs),
     /// Benchmarks that print numbers.
     Bench(bench::BenchArgs),
@@ -118,6 +125,47 @@ impl Cli {
     }
 }
 
+/// The `npk` binary: parse the arguments, run the subcommand, report its error.
+///
+/// Rust ignores SIGPIPE, so a closed stdout is a write error: commands report it as a
+/// [`ConsoleError`], and a reader that went away (`npk ... | head`) ends npk quietly with
+/// success, its work (a model written) done. Any other stdout error (`> /dev/full`) is one.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help, --version and usage errors; clap's own exit ignores a failed write.
+        Err(e) => {
+            return match e.print().and_then(|()| io::stdout().flush()) {
+                Ok(()) => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1)),
+                Err(write) => fail(format_args!("writing the help text: {write}")),
+            };
+        }
+    };
+    match cli.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<ConsoleError>()
+                    .is_some_and(ConsoleError::is_broken_pipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format_args!("{e:#}")),
+    }
+}
+
+fn fail(message: std::fmt::Arguments) -> ExitCode {
+    // Nothing is left to tell if stderr is gone too.
+    let _ = writeln!(io::stderr(), "npk: error: {message}");
+    ExitCode::FAILURE
+}
+
+/// The command tree (its help text), for tests that walk it.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
 /// Hidden layer widths, parsed from `16,16` and checked against the kernel's limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hidden(pub Vec<usize>);
@@ -159,7 +207,6 @@ pub fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn verify_cli() {

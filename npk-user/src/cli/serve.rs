@@ -20,7 +20,6 @@ use super::Hidden;
 use crate::{
     kernel::attach::IfaceName,
     model_file::ModelFile,
-    netlab::stop_flag,
     outln,
     output::ConsoleError,
     serve::{
@@ -28,9 +27,9 @@ use crate::{
         bench::{BenchConfig, Generator, Mode, ModeRun, Pin, run as run_bench},
         kernel::KernelServer,
         model::random_tabular_model,
-        pin_to_cpu, process_cpu_time,
         user::{Io, UserServer},
     },
+    sys::{pin_to_cpu, process_cpu_time, stop_flag},
 };
 
 /// How often the kernel server's process looks at the counters and the stop flag: the only

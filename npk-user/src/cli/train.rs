@@ -8,21 +8,15 @@ use std::{
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use npk_common::{
-    model::FeatureSchema,
-    packet::{FEATURE_NAMES, SCHEMA},
-};
 use serde::Serialize;
 
-use super::eval::score;
 use crate::{
-    dataset::{Dataset, Standardizer, check_test_fraction},
-    model_file::ModelFile,
+    dataset::{Dataset, check_test_fraction},
     noteln,
     output::{Console, ConsoleError, OutputPath},
-    packets::features::packet_standardizer,
-    quantize::{agreement_warning, quantize},
-    train::{self, EpochStats, TrainConfig, parse_hidden},
+    pipeline::{self, Device, FitConfig},
+    quantize::agreement_warning,
+    train::{self, EpochStats, Mlp, TrainConfig, parse_hidden},
 };
 
 /// Train an MLP on a CSV file and, with --out, quantize it for the kernel and save both; reports
@@ -106,22 +100,21 @@ fn parse_test_split(s: &str) -> Result<f64, String> {
 }
 
 impl TrainArgs {
-    fn config(&self) -> anyhow::Result<TrainConfig> {
-        Ok(TrainConfig {
-            hidden: parse_hidden(&self.hidden).context("--hidden")?,
-            epochs: self.epochs,
-            batch: self.batch,
-            optimizer: self.optimizer.parse().context("--optimizer")?,
-            lr: self.lr,
-            seed: self.seed,
+    /// The arguments as the pipeline's typed configuration, converted once.
+    fn config(&self) -> anyhow::Result<FitConfig> {
+        Ok(FitConfig {
+            train: TrainConfig {
+                hidden: parse_hidden(&self.hidden).context("--hidden")?,
+                epochs: self.epochs,
+                batch: self.batch,
+                optimizer: self.optimizer.parse().context("--optimizer")?,
+                lr: self.lr,
+                seed: self.seed,
+            },
+            test_fraction: self.test_split,
+            device: self.device,
         })
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Device {
-    Cpu,
-    Gpu,
 }
 
 /// The `--json` line; field names are relied upon by scripts and bench/mlp_numpy.py.
@@ -153,20 +146,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         Console::Stdout
     };
     let data = Dataset::load_csv(&args.data)?;
-    if args.out.is_some() {
-        config.check_kernel_limits(data.num_features, data.num_classes)?;
-    } else {
-        config.validate(data.num_features, data.num_classes)?;
-    }
-    let (train_raw, test_raw) = data.split(args.test_split, args.seed)?;
-    let schema = schema_of(&data.feature_names);
-    let standardizer = match schema {
-        FeatureSchema::Tabular => Standardizer::fit(&train_raw),
-        _ => packet_standardizer(&train_raw),
-    };
-    let train_set = standardizer.apply(&train_raw);
 
-    let bar = epoch_bar(config.epochs as u64, args.json);
+    let epochs = config.train.epochs;
+    let bar = epoch_bar(epochs as u64, args.json);
     let mut train_seconds = 0.0;
     // An epoch line that cannot be printed (`| head -1` has gone) does not stop training: the
     // first such error is reported once the model is written.
@@ -176,12 +158,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             .train_accuracy
             .map_or(String::new(), |a| format!("  train acc {a:.4}"));
         let line = format!(
-            "epoch {:>w$}/{}  loss {:.4}{accuracy}  {:.2}s",
+            "epoch {:>w$}/{epochs}  loss {:.4}{accuracy}  {:.2}s",
             e.epoch,
-            config.epochs,
             e.loss,
             e.elapsed.as_secs_f64(),
-            w = config.epochs.to_string().len()
+            w = epochs.to_string().len()
         );
         if !bar.is_hidden() {
             bar.println(line);
@@ -192,46 +173,37 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         bar.inc(1);
         train_seconds = e.elapsed.as_secs_f64();
     };
-    let mlp = match args.device {
-        Device::Cpu => train::train(&train_set, &config, on_epoch)?,
-        Device::Gpu => train::gpu::train_gpu(&train_set, &config, on_epoch)?,
-    };
-    bar.finish_and_clear();
-
-    let widths: Vec<String> = mlp
-        .layers
-        .iter()
-        .map(|l| l.in_dim.to_string())
-        .chain([mlp.num_classes().to_string()])
-        .collect();
-    let summary = format!(
-        "trained {} ({}, lr {}) on {} rows for {} epochs in {train_seconds:.3} s on the {}",
-        widths.join("-"),
-        config.optimizer,
-        config.lr,
-        train_set.len(),
-        config.epochs,
-        match args.device {
-            Device::Cpu => "CPU",
-            Device::Gpu => "GPU",
-        }
-    );
-    let (float_accuracy, quantized) = match &out {
+    let (shape, train_rows, test_rows, float_accuracy, quantized) = match &out {
         Some(out) => {
-            // Calibrated on the raw training rows: the quantized model folds standardization in.
-            let quantized = quantize(&mlp, &standardizer, &train_raw, schema)
-                .context("quantizing the trained model")?;
-            let scores = score(&mlp, &standardizer, &quantized, &test_raw);
-            ModelFile::new(mlp, standardizer, quantized, data.feature_names).save_to(out)?;
+            let fitted = pipeline::fit(&data, &config, on_epoch)?;
+            bar.finish_and_clear();
+            let (shape, train_rows, scores) =
+                (shape(&fitted.mlp), fitted.train_rows, fitted.scores.clone());
+            fitted.into_model_file().save_to(out)?;
             if let Some(warning) = agreement_warning(scores.agreement, scores.samples) {
                 noteln!("{warning}");
             }
+            let quantized = Some((scores.quantized_accuracy, scores.agreement));
             (
+                shape,
+                train_rows,
+                scores.samples,
                 scores.float_accuracy,
-                Some((scores.quantized_accuracy, scores.agreement)),
+                quantized,
             )
         }
-        None => (mlp.accuracy(&standardizer.apply(&test_raw)), None),
+        None => {
+            let fitted = pipeline::fit_float(&data, &config, on_epoch)?;
+            bar.finish_and_clear();
+            let accuracy = fitted.float_accuracy;
+            (
+                shape(&fitted.mlp),
+                fitted.train_rows,
+                fitted.test_rows,
+                accuracy,
+                None,
+            )
+        }
     };
 
     if args.json {
@@ -240,15 +212,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             quantized_accuracy: quantized.map(|(accuracy, _)| accuracy),
             quantized_agreement: quantized.map(|(_, agreement)| agreement),
             train_seconds,
-            test_samples: test_raw.len(),
-            epochs: config.epochs,
+            test_samples: test_rows,
+            epochs,
         };
         console.line(format_args!("{}", serde_json::to_string(&report)?))?;
     } else {
-        console.line(format_args!("{summary}"))?;
         console.line(format_args!(
-            "float test accuracy:     {float_accuracy:.4} ({} rows)",
-            test_raw.len()
+            "trained {shape} ({}, lr {}) on {train_rows} rows for {epochs} epochs in \
+             {train_seconds:.3} s on the {}",
+            config.train.optimizer,
+            config.train.lr,
+            config.device.label(),
+        ))?;
+        console.line(format_args!(
+            "float test accuracy:     {float_accuracy:.4} ({test_rows} rows)"
         ))?;
         if let Some((accuracy, agreement)) = quantized {
             console.line(format_args!("quantized test accuracy: {accuracy:.4}"))?;
@@ -265,14 +242,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Packet features (a CSV from `npk features`/`npk capture`/`npk gen`, recognized by its header)
-/// make a model for the kernel classifier; any other columns a tabular model.
-pub fn schema_of(feature_names: &[String]) -> FeatureSchema {
-    if feature_names == FEATURE_NAMES {
-        SCHEMA
-    } else {
-        FeatureSchema::Tabular
-    }
+/// The layer widths, input first: `4-16-16-3`.
+fn shape(mlp: &Mlp) -> String {
+    let widths: Vec<String> = mlp
+        .layers
+        .iter()
+        .map(|l| l.in_dim.to_string())
+        .chain([mlp.num_classes().to_string()])
+        .collect();
+    widths.join("-")
 }
 
 /// One tick per epoch, drawn on stdout only when it is a terminal and no JSON is wanted.

@@ -38,9 +38,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     ensure!((2..=16).contains(&args.classes), "--classes must be 2..=16");
     let model = match &args.model {
         Some(path) => crate::model_file::ModelFile::load(path)?.quantized.model,
-        None => {
-            crate::quantize::random::random_packet_model(&args.hidden.0, args.classes, args.seed)?
-        }
+        None => crate::fixtures::random_packet_model(&args.hidden.0, args.classes, args.seed)?,
     };
     let kind = if args.tc {
         ProgramKind::Tc

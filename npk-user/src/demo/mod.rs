@@ -29,19 +29,18 @@ use serde::Serialize;
 
 use crate::netlab::NetLab;
 use crate::{
-    cli::eval::{Scores, score},
-    dataset::{Dataset, Standardizer},
+    dataset::Dataset,
     kernel::attach::{self, AttachMode, IfaceName},
     model_file::ModelFile,
     output::OutputPath,
     packets::{
         capture::{self, Sampler, sample_all},
-        features::{FeatureCsv, packet_standardizer},
+        features::FeatureCsv,
         traffic::{self, CLASS_NAMES, GenConfig, Scenario},
     },
-    quantize::quantize,
+    pipeline::{self, Device, Fitted, Scores},
     rng::Rng,
-    train::{self, EpochStats, OptimizerKind, TrainConfig},
+    train::{EpochStats, OptimizerKind, TrainConfig},
 };
 
 /// What the demo does; the CLI's defaults are the README's numbers.
@@ -311,8 +310,6 @@ fn train_model(rows: &Rows, config: &DemoConfig, say: &mut dyn FnMut(&str)) -> R
         num_classes: CLASSES,
     };
     let (train_raw, test_raw) = (dataset(&train_rows), dataset(&test_rows));
-    let standardizer = packet_standardizer(&train_raw);
-    let train_set = standardizer.apply(&train_raw);
     say(&format!(
         "train: {} rows ({} per scenario), {} epochs; {} packets held out",
         train_raw.len(),
@@ -323,14 +320,7 @@ fn train_model(rows: &Rows, config: &DemoConfig, say: &mut dyn FnMut(&str)) -> R
     let mut best: Option<Candidate> = None;
     for attempt in 0..CANDIDATES {
         let seed = config.seed.wrapping_add(attempt);
-        let c = Candidate::train(
-            &train_set,
-            &train_raw,
-            &test_raw,
-            &standardizer,
-            config,
-            seed,
-        )?;
+        let c = Candidate::train(&train_raw, &test_raw, config, seed)?;
         let benign = test_raw.labels.iter().filter(|&&l| l == 0).count();
         say(&format!(
             "  model {} (seed {seed}): final loss {:.4}; held-out errors float {}, int8 {}, of \
@@ -350,14 +340,13 @@ fn train_model(rows: &Rows, config: &DemoConfig, say: &mut dyn FnMut(&str)) -> R
         }
     }
     let c = best.expect("CANDIDATES > 0");
-    let held_out = score(&c.mlp, &standardizer, &c.quantized, &test_raw);
+    let held_out = c.fitted.scores.clone();
     say(&format!(
         "  kept model (seed {}): held-out accuracy float {:.4}, int8 {:.4}",
         c.seed, held_out.float_accuracy, held_out.quantized_accuracy
     ));
-    let file = ModelFile::new(c.mlp, standardizer, c.quantized, train_raw.feature_names);
     Ok(Trained {
-        file,
+        file: c.fitted.into_model_file(),
         epochs: c.epochs,
         held_out,
     })
@@ -365,7 +354,7 @@ fn train_model(rows: &Rows, config: &DemoConfig, say: &mut dyn FnMut(&str)) -> R
 
 /// Models trained, at most, before the best is kept: a model whose int8 version errs on more
 /// held-out packets than its float version is retrained with the next seed. Measured with
-/// [`packet_standardizer`] over 5 default demos: the first model was lossless in 4, the second
+/// [`crate::packets::features::packet_standardizer`] over 5 default demos: the first model was lossless in 4, the second
 /// in the other (without it: 3 to 8 models, and up to 28% of held-out benign packets misread).
 const CANDIDATES: u64 = 3;
 /// Adam's step: 0.01 (`npk train`'s default) gave loss spikes and float errors on held-out
@@ -375,8 +364,8 @@ const LR: f32 = 0.003;
 /// One trained and quantized model with its held-out errors.
 struct Candidate {
     seed: u64,
-    mlp: train::Mlp,
-    quantized: crate::quantize::Quantized,
+    /// The model, scored on the held-out rows.
+    fitted: Fitted,
     epochs: Vec<EpochStats>,
     float_errors: usize,
     int8_errors: usize,
@@ -386,10 +375,8 @@ struct Candidate {
 
 impl Candidate {
     fn train(
-        train_set: &Dataset,
         train_raw: &Dataset,
         test_raw: &Dataset,
-        standardizer: &Standardizer,
         config: &DemoConfig,
         seed: u64,
     ) -> Result<Self> {
@@ -402,9 +389,16 @@ impl Candidate {
             seed,
         };
         let mut epochs = Vec::new();
-        let mlp = train::train(train_set, &train_config, |e| epochs.push(*e))?;
-        let quantized = quantize(&mlp, standardizer, train_raw, npk_common::packet::SCHEMA)
-            .context("quantizing the trained model")?;
+        // The packet columns make it a packet model, standardized as the kernel computes.
+        let fitted = pipeline::fit_split(train_raw, test_raw, &train_config, Device::Cpu, |e| {
+            epochs.push(*e)
+        })?;
+        let Fitted {
+            mlp,
+            standardizer,
+            quantized,
+            ..
+        } = &fitted;
         let (mut float_errors, mut int8_errors, mut benign_dropped) = (0, 0, 0);
         let mut z = vec![0f32; NUM_FEATURES];
         for (i, &label) in test_raw.labels.iter().enumerate() {
@@ -417,8 +411,7 @@ impl Candidate {
         }
         Ok(Self {
             seed,
-            mlp,
-            quantized,
+            fitted,
             epochs,
             float_errors,
             int8_errors,

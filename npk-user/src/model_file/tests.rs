@@ -1,8 +1,8 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::fixtures::training::{Rng, mixed_ranges, random_mlp};
 use crate::quantize::quantize;
-use crate::quantize::testutil::{Rng, mixed_ranges, random_mlp};
 
 fn sample(seed: u64) -> ModelFile {
     let mut rng = Rng::new(seed);

@@ -29,11 +29,8 @@ use npk_common::model::{
 use crate::dataset::{Dataset, Standardizer};
 use crate::train::Mlp;
 
-pub mod random;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-pub(crate) mod testutil;
 
 /// The calibrated maximum |logit| maps to this code: 27% headroom below [`LOGIT_MAX`] for
 /// unseen inputs, and 16 bits of resolution for the argmax.
@@ -709,13 +706,13 @@ impl Calibration {
     }
 }
 
-fn standardize(std: &Standardizer, j: usize, x: f32) -> f64 {
+pub(crate) fn standardize(std: &Standardizer, j: usize, x: f32) -> f64 {
     (f64::from(x) - f64::from(std.mean[j])) / f64::from(std.std[j])
 }
 
 /// The float model in f64 on a standardized row: `acts[l]` is layer `l`'s output (after ReLU
 /// for hidden layers; the last holds the logits).
-fn forward(mlp: &Mlp, z: &[f64], acts: &mut Vec<Vec<f64>>) {
+pub(crate) fn forward(mlp: &Mlp, z: &[f64], acts: &mut Vec<Vec<f64>>) {
     acts.resize(mlp.layers.len(), Vec::new());
     for (l, d) in mlp.layers.iter().enumerate() {
         let (done, rest) = acts.split_at_mut(l);

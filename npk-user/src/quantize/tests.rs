@@ -1,9 +1,9 @@
 use proptest::prelude::*;
 
-use super::testutil::{
-    Rng, accuracy, argmax, float_logits, load_csv, mixed_ranges, random_mlp, split, standardized,
-};
 use super::*;
+use crate::fixtures::training::{
+    Rng, accuracy, argmax, float_logits, load_csv, mixed_ranges, random_mlp, standardized,
+};
 use crate::train::{Dense, OptimizerKind, TrainConfig};
 
 /// Trains a float model on `train_set`, quantizes it with `train_set` as calibration, and returns
@@ -54,7 +54,7 @@ fn iris_quantized_keeps_accuracy() {
 #[test]
 fn mixed_range_features_keep_accuracy() {
     let data = mixed_ranges(&mut Rng::new(3), 3000, 0.02);
-    let (train_set, test_set) = split(&data, 5, &mut Rng::new(4));
+    let (train_set, test_set) = data.split(0.2, 4).unwrap();
     let (float, quant, agree, clip) = float_vs_quantized(&train_set, &test_set, &[16, 16], 60, 5);
     eprintln!(
         "mixed ranges 16,16: float {float:.3} quantized {quant:.3} agreement {agree:.3} clip {clip}"

@@ -27,7 +27,7 @@ use super::{
     livegen::{GenConfig, LiveGen},
     strace::{self, SyscallTable},
 };
-use crate::{kernel::BpfStats, netlab::NetLab};
+use crate::{kernel::BpfStats, netlab::NetLab, sys};
 
 /// Loading and verifying the program can take a while on a busy machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -227,15 +227,15 @@ pub fn run(
     let lab = NetLab::create(1).context("creating the veth pair and namespace")?;
     if let Some(pin) = config.pin {
         // This process (the generator's driver, the counter reads) stays off the server's CPU.
-        super::pin_to_cpu(pin.client).with_context(|| format!("pinning to CPU {}", pin.client))?;
+        sys::pin_to_cpu(pin.client).with_context(|| format!("pinning to CPU {}", pin.client))?;
         // Requests are processed (XDP, or the stack up to the userspace server's socket) on
         // the server's CPU, replies on the client's.
         lab.steer_receive(1 << pin.server, 1 << pin.client)?;
     }
     // Other work on the machine preempts the userspace server and client but not the XDP
     // program (softirq): a higher priority keeps the comparison fair. Children inherit it.
-    // SAFETY: plain libc call on this process.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BENCH_NICE) };
+    // Best effort, as before: without the privilege the run is only less fair.
+    let _ = sys::set_nice(BENCH_NICE);
     let livegen = match config.generator {
         Generator::Socket => None,
         Generator::Kernel => Some(
@@ -427,7 +427,7 @@ impl Bench<'_> {
                        rate: Option<f64>|
              -> Result<(ClientReport, Option<f64>)> {
                 let busy = |pin: Option<Pin>| -> Result<Option<Duration>> {
-                    pin.map(|p| super::cpu_busy_time(p.server))
+                    pin.map(|p| sys::cpu_busy_time(p.server))
                         .transpose()
                         .context("reading /proc/stat")
                 };
@@ -525,9 +525,9 @@ fn pin_napi_threads(lab: &NetLab, pin: Pin) -> Result<()> {
             bail!("{iface} has no NAPI thread (threaded NAPI off, or no XDP program attached)");
         }
         for tid in threads {
-            super::pin_thread(tid, cpu)
+            sys::pin_thread(tid, cpu)
                 .with_context(|| format!("pinning NAPI thread {tid} of {iface} to CPU {cpu}"))?;
-            super::make_realtime(tid, NAPI_PRIORITY)
+            sys::make_realtime(tid, NAPI_PRIORITY)
                 .with_context(|| format!("making NAPI thread {tid} of {iface} real-time"))?;
         }
     }

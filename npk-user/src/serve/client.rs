@@ -185,7 +185,7 @@ pub fn run(
     }
     let cases = build_cases(model, config)?;
     let threads = sockets.len() as u64;
-    let cpu_start = super::process_cpu_time();
+    let cpu_start = crate::sys::process_cpu_time();
     let start = Instant::now();
     let results: Vec<Result<Worker, ServeError>> = std::thread::scope(|s| {
         let handles: Vec<_> = sockets
@@ -201,7 +201,7 @@ pub fn run(
                 let cases = &cases;
                 s.spawn(move || {
                     if let Some(cpu) = config.cpu {
-                        super::pin_to_cpu(cpu)
+                        crate::sys::pin_to_cpu(cpu)
                             .map_err(|e| ServeError::io(format!("pinning to CPU {cpu}"), e))?;
                     }
                     let mut w = Worker::new(config, cases, quota, rate, start);
@@ -240,7 +240,7 @@ pub fn run(
         0.0
     };
     if report.replies > 0 {
-        let cpu = super::process_cpu_time() - cpu_start;
+        let cpu = crate::sys::process_cpu_time() - cpu_start;
         report.cpu_ns_per_request = cpu.as_nanos() as f64 / report.replies as f64;
     }
     report.p50_us = percentile_us(&mut latencies, 0.50);

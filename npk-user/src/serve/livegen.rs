@@ -243,15 +243,13 @@ impl LiveGen {
             let generator = s.spawn(|| -> Result<()> {
                 lab.enter()?;
                 if let Some(cpu) = config.cpu {
-                    super::pin_to_cpu(cpu).with_context(|| format!("pinning to CPU {cpu}"))?;
+                    crate::sys::pin_to_cpu(cpu).with_context(|| format!("pinning to CPU {cpu}"))?;
                 }
-                // SAFETY: plain libc calls on this thread.
-                unsafe {
-                    tid.store(libc::gettid(), Ordering::SeqCst);
-                    // The generator spins; whatever shares its CPU (the reply counter's NAPI
-                    // thread) goes first.
-                    libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-                }
+                // SAFETY: gettid has no preconditions.
+                tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
+                // The generator spins; whatever shares its CPU (the reply counter's NAPI
+                // thread) goes first. Best effort, as before.
+                let _ = crate::sys::set_nice(19);
                 while !done.load(Ordering::SeqCst) {
                     let run = program.test_run(TestRunOptions {
                         data_in: Some(frame),

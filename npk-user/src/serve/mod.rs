@@ -78,21 +78,6 @@ impl ServerEvent {
     }
 }
 
-/// User + system CPU time this process has used.
-pub fn process_cpu_time() -> std::time::Duration {
-    // SAFETY: getrusage fills the struct we pass.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        u
-    };
-    let tv = |t: libc::timeval| {
-        std::time::Duration::from_secs(t.tv_sec as u64)
-            + std::time::Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
 /// Asks for big socket buffers (forced past rmem_max/wmem_max when root); a smaller buffer
 /// only means earlier drops, which the report shows as lost requests.
 pub fn grow_buffers(s: &UdpSocket) {
@@ -117,75 +102,4 @@ pub fn grow_buffers(s: &UdpSocket) {
             set(plain);
         }
     }
-}
-
-/// Pins the calling thread (and the threads it starts later) to `cpu`.
-pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    pin_thread(0, cpu)
-}
-
-/// Gives thread `tid` a real-time priority (SCHED_FIFO, `priority` 1..=99): it runs as soon as
-/// it wakes, ahead of every ordinary thread on its CPU, as softirq work would.
-pub fn make_realtime(tid: i32, priority: i32) -> io::Result<()> {
-    let param = libc::sched_param {
-        sched_priority: priority,
-    };
-    // SAFETY: sched_setscheduler with a valid sched_param.
-    if unsafe { libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Time CPU `cpu` has spent busy since boot (everything but idle and I/O wait), from
-/// /proc/stat (clock-tick resolution: 10 ms at USER_HZ 100).
-pub fn cpu_busy_time(cpu: usize) -> io::Result<std::time::Duration> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let name = format!("cpu{cpu}");
-    let line = stat
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
-        .ok_or_else(|| io::Error::other(format!("/proc/stat has no {name} line")))?;
-    let ticks: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|t| {
-            t.parse()
-                .map_err(|_| io::Error::other(format!("/proc/stat: bad {name} line")))
-        })
-        .collect::<io::Result<_>>()?;
-    if ticks.len() < 5 {
-        return Err(io::Error::other(format!("/proc/stat: short {name} line")));
-    }
-    // user nice system idle iowait irq softirq steal ...: all but idle and iowait (steal
-    // too: time the hypervisor took is not the server's).
-    let busy: u64 = ticks
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| !matches!(i, 3 | 4 | 7))
-        .map(|(_, t)| t)
-        .sum();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(std::time::Duration::from_nanos(busy * 1_000_000_000 / hz))
-}
-
-/// Pins thread `tid` (0: the calling one) to `cpu`.
-pub fn pin_thread(tid: i32, cpu: usize) -> io::Result<()> {
-    // SAFETY: cpu_set_t is a plain bit set; CPU_SET checks nothing but we bound cpu first.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if cpu >= 8 * size_of::<libc::cpu_set_t>() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("CPU {cpu} is beyond the CPU set"),
-            ));
-        }
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(tid, size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }

@@ -5,7 +5,7 @@
 
 use npk_common::model::Model;
 
-pub use crate::quantize::random::{ModelSpecError, random_tabular_model};
+pub use crate::fixtures::{ModelSpecError, random_tabular_model};
 use crate::rng::Rng;
 
 /// Random features for `model`, spread over its input codes: each feature is the raw value

@@ -250,12 +250,14 @@ impl Mlp {
     }
 }
 
-/// Index of the largest value; the first one on ties.
-pub fn argmax(values: &[f32]) -> usize {
+/// Index of the largest value; the first one on ties. Generic over the float type: f32 logits,
+/// and the f64 reference of the quantizer's tests.
+pub fn argmax<T: Copy + Into<f64>>(values: &[T]) -> usize {
     values
         .iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+        .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
+            let v = v.into();
             if v > best.1 { (i, v) } else { best }
         })
         .0

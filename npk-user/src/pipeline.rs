@@ -1,0 +1,247 @@
+//! The training pipeline as one call: split -> standardize -> train (CPU or GPU) -> quantize ->
+//! score. `npk train`, `npk eval` and the demo are edges over it.
+
+use npk_common::{
+    infer::Scratch,
+    model::FeatureSchema,
+    packet::{FEATURE_NAMES, SCHEMA},
+};
+
+use crate::{
+    dataset::{Dataset, DatasetError, Standardizer},
+    metrics::Confusion,
+    model_file::ModelFile,
+    packets::features::packet_standardizer,
+    quantize::{QuantizeError, Quantized, quantize},
+    train::{self, EpochStats, Mlp, TrainConfig, TrainError, argmax, gpu::GpuTrainError},
+};
+
+/// Why a model could not be fitted; each wraps the step's own error.
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    #[error(transparent)]
+    Config(#[from] TrainError),
+    #[error(transparent)]
+    Split(#[from] DatasetError),
+    #[error(transparent)]
+    Gpu(#[from] GpuTrainError),
+    #[error("quantizing the trained model")]
+    Quantize(#[source] QuantizeError),
+}
+
+/// Where the float model trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    Cpu,
+    // Device 0, through CUDA; fails when there is none.
+    Gpu,
+}
+
+impl Device {
+    /// How summaries name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Cpu => "CPU",
+            Self::Gpu => "GPU",
+        }
+    }
+}
+
+/// One run of the pipeline on a labelled set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitConfig {
+    pub train: TrainConfig,
+    /// Fraction of each class held out for testing, in (0, 1).
+    pub test_fraction: f64,
+    pub device: Device,
+}
+
+/// A float model, trained and scored on the held-out split; not quantized.
+#[derive(Clone, Debug)]
+pub struct FloatFitted {
+    pub mlp: Mlp,
+    pub standardizer: Standardizer,
+    pub train_rows: usize,
+    pub test_rows: usize,
+    /// On the standardized test split.
+    pub float_accuracy: f64,
+}
+
+/// A model for the kernel: the float model, its int8 version and both scored on the held-out
+/// split.
+#[derive(Clone, Debug)]
+pub struct Fitted {
+    pub mlp: Mlp,
+    pub standardizer: Standardizer,
+    pub quantized: Quantized,
+    pub feature_names: Vec<String>,
+    pub train_rows: usize,
+    /// On the test split.
+    pub scores: Scores,
+}
+
+impl Fitted {
+    pub fn into_model_file(self) -> ModelFile {
+        ModelFile::new(
+            self.mlp,
+            self.standardizer,
+            self.quantized,
+            self.feature_names,
+        )
+    }
+}
+
+/// Both models scored on one labelled set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scores {
+    pub samples: usize,
+    /// The float model on standardized rows.
+    pub float_accuracy: f64,
+    /// The integer model (the kernel's arithmetic) on raw rows.
+    pub quantized_accuracy: f64,
+    /// Fraction of rows where both models predict the same class.
+    pub agreement: f64,
+    pub float: Confusion,
+    pub quantized: Confusion,
+}
+
+/// Packet features (a CSV from `npk features`/`npk capture`/`npk gen`, recognized by its header)
+/// make a model for the kernel classifier; any other columns a tabular model.
+pub fn schema_of(feature_names: &[String]) -> FeatureSchema {
+    if feature_names == FEATURE_NAMES {
+        SCHEMA
+    } else {
+        FeatureSchema::Tabular
+    }
+}
+
+/// The standardization `schema` calls for, fitted on the raw training rows.
+pub fn standardizer_for(schema: FeatureSchema, train_raw: &Dataset) -> Standardizer {
+    match schema {
+        FeatureSchema::Tabular => Standardizer::fit(train_raw),
+        _ => packet_standardizer(train_raw),
+    }
+}
+
+/// A model for the kernel from `data`: the kernel's limits are checked first (a split error
+/// must not hide them; [`fit_split`] repeats the few comparisons), then [`fit_split`] on the
+/// per-class split.
+pub fn fit(
+    data: &Dataset,
+    config: &FitConfig,
+    on_epoch: impl FnMut(&EpochStats),
+) -> Result<Fitted, FitError> {
+    config
+        .train
+        .check_kernel_limits(data.num_features, data.num_classes)?;
+    let (train_raw, test_raw) = data.split(config.test_fraction, config.train.seed)?;
+    fit_split(
+        &train_raw,
+        &test_raw,
+        &config.train,
+        config.device,
+        on_epoch,
+    )
+}
+
+/// A float model from `data`, of any width and depth: split, standardized, trained and scored
+/// on the test split; nothing is quantized.
+pub fn fit_float(
+    data: &Dataset,
+    config: &FitConfig,
+    on_epoch: impl FnMut(&EpochStats),
+) -> Result<FloatFitted, FitError> {
+    config.train.validate(data.num_features, data.num_classes)?;
+    let (train_raw, test_raw) = data.split(config.test_fraction, config.train.seed)?;
+    let (standardizer, mlp) = train_on(&train_raw, &config.train, config.device, on_epoch)?;
+    let float_accuracy = mlp.accuracy(&standardizer.apply(&test_raw));
+    Ok(FloatFitted {
+        mlp,
+        standardizer,
+        train_rows: train_raw.len(),
+        test_rows: test_raw.len(),
+        float_accuracy,
+    })
+}
+
+/// A model for the kernel from a split made by the caller (the demo balances its scenarios):
+/// standardized by the schema of the columns, trained, quantized (calibrated on the raw
+/// training rows) and scored on `test_raw`.
+pub fn fit_split(
+    train_raw: &Dataset,
+    test_raw: &Dataset,
+    config: &TrainConfig,
+    device: Device,
+    on_epoch: impl FnMut(&EpochStats),
+) -> Result<Fitted, FitError> {
+    config.check_kernel_limits(train_raw.num_features, train_raw.num_classes)?;
+    let (standardizer, mlp) = train_on(train_raw, config, device, on_epoch)?;
+    // Calibrated on the raw training rows: the quantized model folds standardization in.
+    let quantized = quantize(
+        &mlp,
+        &standardizer,
+        train_raw,
+        schema_of(&train_raw.feature_names),
+    )
+    .map_err(FitError::Quantize)?;
+    let scores = score(&mlp, &standardizer, &quantized, test_raw);
+    Ok(Fitted {
+        mlp,
+        standardizer,
+        quantized,
+        feature_names: train_raw.feature_names.clone(),
+        train_rows: train_raw.len(),
+        scores,
+    })
+}
+
+/// The standardizer fitted on `train_raw` and the float model trained on its output.
+fn train_on(
+    train_raw: &Dataset,
+    config: &TrainConfig,
+    device: Device,
+    on_epoch: impl FnMut(&EpochStats),
+) -> Result<(Standardizer, Mlp), FitError> {
+    let standardizer = standardizer_for(schema_of(&train_raw.feature_names), train_raw);
+    let train_set = standardizer.apply(train_raw);
+    let mlp = match device {
+        Device::Cpu => train::train(&train_set, config, on_epoch)?,
+        Device::Gpu => train::gpu::train_gpu(&train_set, config, on_epoch)?,
+    };
+    Ok((standardizer, mlp))
+}
+
+/// Scores `mlp` (after `standardizer`) and `quantized` on the unstandardized rows of `raw`.
+///
+/// # Panics
+/// If a label of `raw` is not below the model's class count (loaders check it).
+pub fn score(
+    mlp: &Mlp,
+    standardizer: &Standardizer,
+    quantized: &Quantized,
+    raw: &Dataset,
+) -> Scores {
+    let standardized = standardizer.apply(raw);
+    let classes = mlp.num_classes();
+    let logits = mlp.forward(&standardized.features, raw.len());
+    let mut scratch = Scratch::new();
+    let mut float = Confusion::new(classes);
+    let mut quant = Confusion::new(classes);
+    let mut agree = 0;
+    for (i, row_logits) in logits.chunks_exact(classes).enumerate() {
+        let label = raw.labels[i] as usize;
+        let f = argmax(row_logits);
+        let q = quantized.infer(raw.row(i), &mut scratch);
+        float.add(label, f);
+        quant.add(label, q);
+        agree += usize::from(f == q);
+    }
+    Scores {
+        samples: raw.len(),
+        float_accuracy: float.accuracy(),
+        quantized_accuracy: quant.accuracy(),
+        agreement: agree as f64 / raw.len().max(1) as f64,
+        float,
+        quantized: quant,
+    }
+}
