@@ -121,9 +121,13 @@ for suite in "${resolved[@]}"; do
     say "$suite ($release): booting"
     start=$(date +%s)
     # qemu 10 from bookworm-backports: 7.2's TCG crashed 6.12 in boot 23 of ~80 times.
-    LD_LIBRARY_PATH=$qemu/usr/lib/x86_64-linux-gnu timeout "$timeout_s" \
-        "$qemu/usr/bin/qemu-system-x86_64" -L "$qemu/usr/share/qemu" \
-        -accel tcg,thread=multi -cpu max -smp 2 -m 2G -nographic -no-reboot -nic none \
+    # qboot (in qemu-system-data) instead of SeaBIOS, which is a separate package: it boots
+    # -kernel directly. No VGA, no default devices: only the two serial ports below.
+    # nice: the host's CPUs are shared.
+    LD_LIBRARY_PATH=$qemu/usr/lib/x86_64-linux-gnu timeout "$timeout_s" nice -n 15 \
+        "$qemu/usr/bin/qemu-system-x86_64" -L "$qemu/usr/share/qemu" -bios qboot.rom \
+        -nodefaults -vga none -display none \
+        -accel tcg,thread=multi -cpu max -smp 2 -m 2G -no-reboot -nic none \
         -kernel "$cache/kernels/$suite/vmlinuz" -initrd "$cache/image/$suite.initrd" \
         -append "console=ttyS0 quiet panic=-1 rdinit=/init" \
         -serial "file:$console" -serial "file:$out" -monitor none </dev/null || true
