@@ -7,7 +7,7 @@ import json
 import re
 import sys
 
-COLUMNS = ["verify-16,16", "verify-32,32", "verify-64,64", "verify-128,128", "verify-tc-32",
+COLUMNS = ["picked", "verify-16,16", "verify-32,32", "verify-64,64", "verify-128,128", "verify-tc-32",
            "insns", "kernel", "serve"]
 
 
@@ -26,6 +26,12 @@ def cell(name, lines, rc):
             if m:
                 return "FAIL: " + m.group(1).strip()[:160].replace("|", "/")
         return f"FAIL (exit {rc})"
+    if name == "picked":
+        # v4-probe 3 (a descriptor: v4 accepted) or v4-probe -1 EINVAL; program NAME...
+        probe = [l.split(" ", 1)[1] for l in lines if l.startswith("v4-probe ")]
+        programs = [l.split(" ", 1)[1] for l in lines if l.startswith("program ")]
+        cpu = "?" if not probe else ("v3" if probe[0].startswith("-1") else "v4")
+        return f"{cpu}: " + ", ".join(programs)
     if name.startswith("verify"):
         r = json.loads(lines[-1])
         return f"{r['mismatches']} mismatches, {r['errors']} errors ({r['packets']})"
