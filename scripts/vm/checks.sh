@@ -5,7 +5,7 @@
 # probe (a 3-instruction socket filter) and the names of the programs loaded.
 picked() {
     strace -f -e trace=bpf -s 64 npk verify --hidden 16,16 --packets 10 --json 2>&1 |
-        sed -n 's/.*BPF_PROG_TYPE_SOCKET_FILTER, insn_cnt=3,.* = \(-1 [A-Z]*\|[0-9]*\)$/v4-probe \1/p
+        sed -n 's/.*BPF_PROG_TYPE_SOCKET_FILTER, insn_cnt=3,.* = \(-1 [A-Z]*\|[0-9][0-9]*\).*/v4-probe \1/p
                 s/.*prog_name="\(npk[a-z_0-9]*\)".*/program \1/p' | sort -u
 }
 check picked picked

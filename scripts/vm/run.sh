@@ -49,9 +49,6 @@ tests=$(cargo test --release --no-run -p npk-tests --test kernel -p npk-user --t
 root=$cache/image/root
 rm -rf "$cache/image" && mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,tests,proc,sys,dev,tmp,run,etc,lib/modules}
 cp "$busybox" "$root/bin/busybox"
-for applet in $("$busybox" --list); do
-    [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
-done
 copy_with_libs() { # FILE...: each file and the libraries it loads, at the same paths
     for f in "$@"; do
         mkdir -p "$root$(dirname "$f")" && cp -L "$f" "$root$f"
@@ -62,6 +59,12 @@ copy_with_libs() { # FILE...: each file and the libraries it loads, at the same 
 }
 npk=$repo/target/release/npk
 copy_with_libs "$npk" "$(command -v ip)" "$(command -v strace)"
+# Busybox for the rest, never shadowing a real tool (its `ip` has no `netns`).
+for applet in $("$busybox" --list); do
+    found=
+    for d in bin sbin usr/bin usr/sbin; do [ -e "$root/$d/$applet" ] && found=1; done
+    [ -n "$found" ] || ln -s busybox "$root/bin/$applet"
+done
 ln -sf "$npk" "$root/usr/local/bin/npk"
 for t in $tests; do
     copy_with_libs "$t"
