@@ -20,8 +20,12 @@ def cell(name, lines, rc):
     """What a check showed, in a few words."""
     text = "\n".join(lines)
     if rc != 0:
-        # The error's first line says why (npk prints `Error: ...`, tests `panicked at`).
-        for pattern in (r"Error: (.*)", r"panicked at [^\n]*\n(.*)", r"test result: (.*)"):
+        # The error's first line says why (npk prints `npk: error: ...` and, for a refused
+        # program, the verifier's last lines; tests `panicked at`).
+        m = re.search(r"npk: error: (.*)\nverifier log \(last lines\):\n(.*)", text)
+        if m:
+            return ("FAIL: " + m.group(1).strip() + ": " + m.group(2).strip())[:200].replace("|", "/")
+        for pattern in (r"npk: error: (.*)", r"Error: (.*)", r"panicked at [^\n]*\n(.*)", r"test result: (.*)"):
             m = re.search(pattern, text)
             if m:
                 return "FAIL: " + m.group(1).strip()[:160].replace("|", "/")
