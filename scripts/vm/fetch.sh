@@ -28,8 +28,11 @@ deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $security trixie-
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie-backports main
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror sid main
 SOURCES
+# The binary caches are named explicitly: container images often set them to "" (docker-clean),
+# and without them every apt-cache call parses all nine suites' lists again (~9 s each).
 apt_lab=(-o Dir::Etc::SourceList="$lab/sources.list" -o Dir::Etc::SourceParts=-
     -o Dir::State::Lists="$lab/lists" -o Dir::Cache="$lab/cache"
+    -o Dir::Cache::pkgcache=pkgcache.bin -o Dir::Cache::srcpkgcache=srcpkgcache.bin
     -o Dir::State::Status=/dev/null -o APT::Architecture=amd64 -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
 if [ -z "$(find "$lab/lists" -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -n1)" ]; then
     say "refreshing the package lists (private apt state in $lab)"
@@ -113,6 +116,10 @@ if [ ! -f "$tools/qemu/.complete" ]; then
             [ -n "$(field "$p/$s" Version)" ] || continue
             deb=$(download "$p/$s")
             dpkg-deb -x "$deb" "$tools/qemu"
+            # bookworm's libnl (and others) still ship in /lib: merge it into /usr/lib.
+            if [ -d "$tools/qemu/lib" ]; then
+                cp -a "$tools/qemu/lib/." "$tools/qemu/usr/lib/" && rm -rf "$tools/qemu/lib"
+            fi
             queue="$queue $(dpkg-deb -f "$deb" Depends | lib_deps | tr '\n' ' ')"
             break
         done

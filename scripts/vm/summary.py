@@ -7,7 +7,7 @@ import json
 import re
 import sys
 
-COLUMNS = ["verify-16,16", "verify-32,32", "verify-64,64", "verify-128,128", "verify-tc-32",
+COLUMNS = ["picked", "verify-16,16", "verify-32,32", "verify-64,64", "verify-128,128", "verify-tc-32",
            "insns", "kernel", "serve"]
 
 
@@ -20,12 +20,22 @@ def cell(name, lines, rc):
     """What a check showed, in a few words."""
     text = "\n".join(lines)
     if rc != 0:
-        # The error's first line says why (npk prints `Error: ...`, tests `panicked at`).
-        for pattern in (r"Error: (.*)", r"panicked at [^\n]*\n(.*)", r"test result: (.*)"):
+        # The error's first line says why (npk prints `npk: error: ...` and, for a refused
+        # program, the verifier's last lines; tests `panicked at`).
+        m = re.search(r"npk: error: (.*)\nverifier log \(last lines\):\n(.*)", text)
+        if m:
+            return ("FAIL: " + m.group(1).strip() + ": " + m.group(2).strip())[:200].replace("|", "/")
+        for pattern in (r"npk: error: (.*)", r"Error: (.*)", r"panicked at [^\n]*\n(.*)", r"test result: (.*)"):
             m = re.search(pattern, text)
             if m:
                 return "FAIL: " + m.group(1).strip()[:160].replace("|", "/")
         return f"FAIL (exit {rc})"
+    if name == "picked":
+        # v4-probe 3 (a descriptor: v4 accepted) or v4-probe -1 EINVAL; program NAME...
+        probe = [l.split(" ", 1)[1] for l in lines if l.startswith("v4-probe ")]
+        programs = [l.split(" ", 1)[1] for l in lines if l.startswith("program ")]
+        cpu = "?" if not probe else ("v3" if probe[0].startswith("-1") else "v4")
+        return f"{cpu}: " + ", ".join(programs)
     if name.startswith("verify"):
         r = json.loads(lines[-1])
         return f"{r['mismatches']} mismatches, {r['errors']} errors ({r['packets']})"
