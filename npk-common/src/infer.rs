@@ -295,7 +295,7 @@ mod tests {
         #[test]
         fn bounded_loop_matches_the_plain_loop(
             hidden in prop::collection::vec(1usize..=32, 1..=MAX_LAYERS),
-            classes in 1usize..=MAX_CLASSES,
+            classes in 2usize..=MAX_CLASSES,
             features in prop::collection::vec(-100_000i32..100_000, MAX_INPUTS),
             seed in any::<u64>(),
         ) {
