@@ -2,7 +2,8 @@
 //! feature standardization.
 
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
+    collections::VecDeque,
     fs::File,
     io::{self, Read},
     path::{Path, PathBuf},
@@ -246,6 +247,9 @@ impl Dataset {
         let p = || path.to_owned();
         let reader = RecordCap::new(reader, max_record_bytes);
         let record_end = Rc::clone(&reader.record_end);
+        let lines = Rc::clone(&reader.lines);
+        // The csv crate's own line numbers skip blank lines and lag on CRLF files.
+        let line_at = |byte: u64| lines.borrow_mut().line_of_content_at(byte);
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(true)
             // Ragged rows are reported by us, with the line number and field counts.
@@ -263,7 +267,7 @@ impl Dataset {
             }
             _ => DatasetError::Csv {
                 path: p(),
-                line: source.position().map_or(line, |pos| pos.line()),
+                line: source.position().map_or(line, |pos| line_at(pos.byte())),
                 source,
             },
         };
@@ -294,15 +298,14 @@ impl Dataset {
         let mut features = Vec::new();
         let mut labels = Vec::new();
         let mut record = csv::StringRecord::new();
-        let mut line = 1;
         loop {
             match csv.read_record(&mut record) {
                 Ok(true) => {}
                 Ok(false) => break,
-                Err(source) => return Err(csv_error(line + 1, source)),
+                Err(source) => return Err(csv_error(line_at(record_end.get()), source)),
             }
+            let line = line_at(record.position().map_or(record_end.get(), |pos| pos.byte()));
             record_end.set(csv.position().byte());
-            line = record.position().map_or(line + 1, |pos| pos.line());
             if record.len() != header.len() {
                 return Err(DatasetError::Ragged {
                     path: p(),
@@ -512,12 +515,14 @@ impl Separator {
 struct RecordTooLongError;
 
 /// A reader that fails once it has been read `cap` bytes past the end of the last complete
-/// record (`record_end`, a byte offset the loader advances after every record).
+/// record (`record_end`, a byte offset the loader advances after every record), and keeps
+/// the bytes not yet placed on a line for [`LineCounter`].
 struct RecordCap<R> {
     inner: R,
     cap: u64,
     read: u64,
     record_end: Rc<Cell<u64>>,
+    lines: Rc<RefCell<LineCounter>>,
 }
 
 impl<R> RecordCap<R> {
@@ -527,7 +532,44 @@ impl<R> RecordCap<R> {
             cap: cap as u64,
             read: 0,
             record_end: Rc::new(Cell::new(0)),
+            lines: Rc::new(RefCell::new(LineCounter::default())),
         }
+    }
+}
+
+/// Line numbers from the bytes themselves: `\n`, `\r\n` and a lone `\r` each end a line, as
+/// they do for the csv crate. Holds only the bytes read ahead of the last record asked about,
+/// which [`RecordCap`] bounds.
+#[derive(Default)]
+struct LineCounter {
+    /// Bytes from offset `counted_to` on, as read.
+    ahead: VecDeque<u8>,
+    counted_to: u64,
+    /// Line terminators before `counted_to`.
+    terminators: u64,
+    last_was_cr: bool,
+}
+
+impl LineCounter {
+    fn take(&mut self) -> Option<u8> {
+        let byte = self.ahead.pop_front()?;
+        self.counted_to += 1;
+        if byte == b'\r' || (byte == b'\n' && !self.last_was_cr) {
+            self.terminators += 1;
+        }
+        self.last_was_cr = byte == b'\r';
+        Some(byte)
+    }
+
+    /// The 1-based line of the first byte at or after `byte` that is not a line terminator:
+    /// where a record starting at `byte` (after blank lines the csv crate skips) really begins.
+    /// Offsets before one already asked about answer as that one.
+    fn line_of_content_at(&mut self, byte: u64) -> u64 {
+        while self.counted_to < byte && self.take().is_some() {}
+        while matches!(self.ahead.front(), Some(b'\r' | b'\n')) {
+            self.take();
+        }
+        self.terminators + 1
     }
 }
 
@@ -540,6 +582,7 @@ impl<R: Read> Read for RecordCap<R> {
         let n = buf.len().min(allowed.try_into().unwrap_or(usize::MAX));
         let got = self.inner.read(&mut buf[..n])?;
         self.read += got as u64;
+        self.lines.borrow_mut().ahead.extend(&buf[..got]);
         Ok(got)
     }
 }
@@ -690,6 +733,26 @@ mod tests {
     fn missing_file_names_the_path() {
         let e = Dataset::load_csv(Path::new("/nonexistent/x.csv")).unwrap_err();
         assert_eq!(e.to_string(), "cannot open /nonexistent/x.csv");
+    }
+
+    #[test]
+    fn error_lines_count_blank_lines_and_crlf_terminators() {
+        assert_eq!(
+            load_err("a,b,label\n1,2,0\n\n\n1,zz,1\n"),
+            "t.csv: line 5, column \"b\": \"zz\" is not a number"
+        );
+        assert_eq!(
+            load_err("a,b,label\r\n1,2,0\r\n1,zz,1\r\n"),
+            "t.csv: line 3, column \"b\": \"zz\" is not a number"
+        );
+        assert_eq!(
+            load_err("a,b,label\r\n\r\n1,2,0\r\n\r\n1,2\r\n"),
+            "t.csv: line 5: 2 fields, but the header has 3"
+        );
+        assert_eq!(
+            load_err("\na,b,label\n1,2,0\n1,zz,1\n"),
+            "t.csv: line 4, column \"b\": \"zz\" is not a number"
+        );
     }
 
     #[test]
