@@ -7,7 +7,8 @@
 //! - a regular file, or a name that does not exist yet, is written atomically: a temporary
 //!   file in the same directory, synced, renamed over the target only when the work succeeded
 //!   ([`AtomicOutput::commit`]); dropped uncommitted (an error, Ctrl-C handled by the command),
-//!   the temporary file is removed and the target is untouched;
+//!   the temporary file is removed and the target is untouched; one left by a process that
+//!   was killed is removed by the next write of the same target;
 //! - a character device, FIFO or socket (`/dev/stdout`, `/dev/null`, a pipe) cannot be
 //!   replaced, so it is written in place, as a stream;
 //! - anything else (a directory, a block device) is refused.
@@ -236,11 +237,11 @@ impl TempFile {
     /// following a planted link), with the permissions of the file it replaces.
     fn create(target: &Path, existing: Option<&Metadata>) -> Result<Self, OutputErrorKind> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let name = target.file_name().ok_or(OutputErrorKind::NoFileName)?;
-        let mut temp_name = OsString::from(".");
-        temp_name.push(name);
+        let prefix = Self::prefix(target)?;
+        Self::remove_abandoned(target, &prefix);
+        let mut temp_name = prefix;
         temp_name.push(format!(
-            ".tmp-{}-{}",
+            "{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -266,6 +267,52 @@ impl TempFile {
                 .map_err(OutputErrorKind::Write)?;
         }
         Ok(temp)
+    }
+
+    /// `.NAME.tmp-`: what every temporary file of `target` is called before `PID-N`.
+    fn prefix(target: &Path) -> Result<OsString, OutputErrorKind> {
+        let name = target.file_name().ok_or(OutputErrorKind::NoFileName)?;
+        let mut prefix = OsString::from(".");
+        prefix.push(name);
+        prefix.push(".tmp-");
+        Ok(prefix)
+    }
+
+    /// Removes the temporary files of `target` whose writer is gone (killed before it could
+    /// commit or clean up: SIGKILL, a second Ctrl-C). A live writer's file is kept, and so is
+    /// anything whose name is not exactly `PREFIX PID-N`. Best effort: a directory that
+    /// cannot be listed leaves them.
+    fn remove_abandoned(target: &Path, prefix: &OsString) {
+        let Ok(entries) = fs::read_dir(parent_dir(target)) else {
+            return;
+        };
+        let prefix = prefix.as_encoded_bytes();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(rest) = name.as_encoded_bytes().strip_prefix(prefix) else {
+                continue;
+            };
+            let Some((pid, counter)) = std::str::from_utf8(rest)
+                .ok()
+                .and_then(|rest| rest.split_once('-'))
+            else {
+                continue;
+            };
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            let Ok(pid) = pid.parse::<libc::pid_t>() else {
+                continue;
+            };
+            if !digits(counter) || pid <= 0 || pid as u32 == std::process::id() {
+                continue;
+            }
+            // SAFETY: kill with signal 0 sends nothing; it only asks whether `pid` exists
+            // (ESRCH: it does not).
+            let gone = unsafe { libc::kill(pid, 0) } == -1
+                && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            if gone && entry.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn commit(mut self) -> io::Result<()> {
@@ -449,6 +496,29 @@ mod tests {
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640, "the replaced file's permissions");
         assert_eq!(entries(dir.path()), ["out.csv"]);
+    }
+
+    #[test]
+    fn a_killed_writers_temporary_file_is_removed_by_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let abandoned = format!(".out.csv.tmp-{dead}-0");
+        let live = ".out.csv.tmp-1-0"; // init never exits
+        let other_target = format!(".other.csv.tmp-{dead}-0");
+        let not_ours = format!(".out.csv.tmp-{dead}-x");
+        for name in [&abandoned, live, &other_target, &not_ours] {
+            fs::write(dir.path().join(name), "partial").unwrap();
+        }
+        OutputPath::check(&path, &[])
+            .unwrap()
+            .write_all(b"new")
+            .unwrap();
+        let mut kept = vec![live.to_owned(), other_target, not_ours, "out.csv".into()];
+        kept.sort();
+        assert_eq!(entries(dir.path()), kept);
     }
 
     #[test]
