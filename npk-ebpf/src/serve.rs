@@ -18,7 +18,7 @@ use aya_ebpf::{
 };
 use npk_common::{
     infer::Scratch,
-    model::{MAX_CLASSES, ModelHeader},
+    model::{MAX_CLASSES, MAX_INPUTS, ModelHeader},
     udp_reply::{
         FRAME_BUF, FRAME_WINDOW, OnesSum, PAYLOAD_AT, Refusal, Request, UDP_AT, UDP_BUF, fold,
         parse_request, rewrite_headers,
@@ -30,8 +30,8 @@ use npk_common::{
 };
 
 use crate::{
-    maps::{SCRATCH, SERVE_BUF, SERVE_CONFIG, SERVE_STATS, SLOT_SEQ},
-    model::{BpfLoop, ModelError, active_model, classify, opaque},
+    maps::{SCRATCH, SERVE_BUF, SERVE_CONFIG, SERVE_STATS},
+    model::{BpfLoop, ModelError, bounded_len, classify, read_active},
 };
 
 /// Per-CPU working memory of one request.
@@ -66,8 +66,7 @@ pub fn serve(ctx: &XdpContext) -> u32 {
         stats.passed += 1;
         return xdp_action::XDP_PASS;
     }
-    // Restate 1 <= copied <= FRAME_WINDOW where the verifier can see it (see frame.rs).
-    let copied = ((opaque(copied) - 1) & (FRAME_WINDOW - 1)) + 1;
+    let copied = bounded_len::<FRAME_WINDOW>(copied);
     // SAFETY: the buffer holds FRAME_BUF >= copied bytes; the helper checks the frame.
     let r = unsafe {
         bpf_xdp_load_bytes(
@@ -142,27 +141,21 @@ enum ModelState {
 /// that it is one model's, never half of two. `out` is left alone unless `Loaded`.
 #[inline(always)]
 fn model_header(out: &mut ModelHeader) -> ModelState {
-    for _ in 0..3 {
-        let Some((slot, model)) = active_model() else {
-            return ModelState::Absent;
-        };
-        let Some(seq) = SLOT_SEQ.get_ptr(slot) else {
-            return ModelState::Absent;
-        };
-        // SAFETY: pointers into map values. Volatile reads keep their order: seq, header, seq.
-        let (before, header, after) = unsafe {
-            (
-                core::ptr::read_volatile(seq),
-                core::ptr::read_volatile(&model.header),
-                core::ptr::read_volatile(seq),
-            )
-        };
-        if before & 1 == 0 && before == after {
+    // Not counted: swap_retries counts the inference's retries.
+    let mut retries = 0;
+    // SAFETY: a map value; volatile keeps the read inside the sequence window.
+    match read_active(
+        &mut retries,
+        #[inline(always)]
+        |model| unsafe { Ok(core::ptr::read_volatile(&model.header)) },
+    ) {
+        Ok(header) => {
             *out = header;
-            return ModelState::Loaded;
+            ModelState::Loaded
         }
+        Err(ModelError::NoModel) => ModelState::Absent,
+        Err(ModelError::SwapConflict) => ModelState::Busy,
     }
-    ModelState::Busy
 }
 
 /// A reply written to `buf.udp[PAYLOAD_AT..]`, or `len` 0 when the request's bytes could not
@@ -185,7 +178,7 @@ fn answer(ctx: &XdpContext, buf: &mut ServeBuf, stats: &mut ServeCounters) -> An
     buf.head = [0; REQUEST_HEADER_LEN];
     let n = len.min(REQUEST_HEADER_LEN);
     if n > 0 {
-        let n = ((opaque(n) - 1) & (REQUEST_HEADER_LEN - 1)) + 1;
+        let n = bounded_len::<REQUEST_HEADER_LEN>(n);
         // SAFETY: head holds REQUEST_HEADER_LEN >= n bytes; the helper checks the frame.
         let r = unsafe {
             bpf_xdp_load_bytes(
@@ -291,7 +284,7 @@ pub extern "C" fn npk_serve_infer(ctx: *mut xdp_md, num_inputs: u32) -> u32 {
     // The features are little-endian int32s, as in scratch.features: one copy. check_request
     // made sure the payload holds exactly num_inputs of them (1..=MAX_INPUTS).
     let bytes = 4 * (num_inputs as usize).max(1);
-    let bytes = ((opaque(bytes) - 1) & (4 * scratch.features.len() - 1)) + 1;
+    let bytes = bounded_len::<{ 4 * MAX_INPUTS }>(bytes);
     let offset = buf.parsed.payload_offset() + REQUEST_HEADER_LEN;
     // SAFETY: features holds 4 * MAX_INPUTS >= bytes bytes; the helper checks the frame.
     let r = unsafe {
@@ -392,8 +385,8 @@ fn transmit(
         return false;
     }
     // l4 is in 34..=86: Ethernet + IP (see parse_request).
-    let headers = ((opaque(l4) - 1) & (FRAME_WINDOW - 1)) + 1;
-    let segment = ((opaque(8 + reply_len) - 1) & 127) + 1;
+    let headers = bounded_len::<FRAME_WINDOW>(l4);
+    let segment = bounded_len::<128>(8 + reply_len);
     // SAFETY: both sources are map memory of at least the given sizes (FRAME_BUF >= 128,
     // UDP_BUF >= UDP_AT + 128); the helper checks the frame.
     unsafe {
