@@ -455,47 +455,36 @@ mod tests {
         f
     }
 
-    fn shape() -> impl Strategy<Value = Shape> {
-        (
-            prop_oneof![Just(0u16), Just(0x8100), Just(0x88a8)],
-            any::<bool>(),
-            0usize..=10,
-            prop_oneof![
+    prop_compose! {
+        fn shape()(
+            tag in prop_oneof![Just(0u16), Just(0x8100), Just(0x88a8)],
+            ipv6 in any::<bool>(),
+            option_words in 0usize..=10,
+            fragment in prop_oneof![
                 3 => Just(0x4000u16),
                 2 => Just(0),
                 1 => Just(0x8000),
                 1 => Just(0x2000),
                 1 => 1u16..0x2000,
             ],
-            prop_oneof![4 => Just(PORT), 1 => any::<u16>()],
-            proptest::collection::vec(any::<u8>(), 0..120),
-            prop_oneof![Just(0usize), 0usize..24],
-            prop_oneof![3 => Just(0i16), 1 => -9i16..=9],
-            prop_oneof![3 => Just(0i16), 1 => -9i16..=9],
-        )
-            .prop_map(
-                |(
-                    tag,
-                    ipv6,
-                    words,
-                    fragment,
-                    dst_port,
-                    payload,
-                    padding,
-                    ip_len_error,
-                    udp_len_error,
-                )| Shape {
-                    tag,
-                    ipv6,
-                    options: 4 * words,
-                    fragment,
-                    dst_port,
-                    payload,
-                    padding,
-                    ip_len_error,
-                    udp_len_error,
-                },
-            )
+            dst_port in prop_oneof![4 => Just(PORT), 1 => any::<u16>()],
+            payload in proptest::collection::vec(any::<u8>(), 0..120),
+            padding in prop_oneof![Just(0usize), 0usize..24],
+            ip_len_error in prop_oneof![3 => Just(0i16), 1 => -9i16..=9],
+            udp_len_error in prop_oneof![3 => Just(0i16), 1 => -9i16..=9],
+        ) -> Shape {
+            Shape {
+                tag,
+                ipv6,
+                options: 4 * option_words,
+                fragment,
+                dst_port,
+                payload,
+                padding,
+                ip_len_error,
+                udp_len_error,
+            }
+        }
     }
 
     /// A reply of a length the server sends: a multiple of 4, at most MAX_REPLY_LEN.
