@@ -99,7 +99,7 @@ pub fn serve(ctx: &XdpContext) -> u32 {
     let Answer {
         status,
         len: reply_len,
-    } = answer(ctx, buf, stats);
+    } = answer(ctx, buf);
     if reply_len == 0 {
         stats.tx_errors += 1;
         return xdp_action::XDP_DROP;
@@ -172,7 +172,7 @@ const UNANSWERED: Answer = Answer {
 
 /// Checks the request and writes the reply payload.
 #[inline(always)]
-fn answer(ctx: &XdpContext, buf: &mut ServeBuf, stats: &mut ServeCounters) -> Answer {
+fn answer(ctx: &XdpContext, buf: &mut ServeBuf) -> Answer {
     let payload_off = buf.parsed.payload_offset();
     let len = buf.parsed.payload_len;
     buf.head = [0; REQUEST_HEADER_LEN];
