@@ -3,7 +3,8 @@
 //! Everything here is `no_std` and float-free on the paths the kernel uses: the model layout
 //! stored in BPF maps ([`model`]), fixed-point requantization ([`fixed`]), the one integer
 //! inference function ([`infer`]), packet parsing and the feature vector ([`packet`]), host and service state ([`host`]) and the
-//! names and value types of every map ([`maps`]) and the UDP inference protocol ([`wire`]).
+//! names and value types of every map ([`maps`]), the UDP inference protocol ([`wire`]) and the
+//! inference server's request parsing and reply rewriting ([`udp_reply`]).
 #![no_std]
 #![deny(clippy::float_arithmetic)]
 
@@ -17,4 +18,5 @@ pub mod loadgen;
 pub mod maps;
 pub mod model;
 pub mod packet;
+pub mod udp_reply;
 pub mod wire;

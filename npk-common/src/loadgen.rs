@@ -35,6 +35,8 @@ pub const MAP_LOADGEN_STATS: &str = "NPK_LG_STATS";
 /// `Array<GenState>`, one entry: written by userspace before a run, then by the generator
 /// (one generator thread at a time).
 pub const MAP_LOADGEN_STATE: &str = "NPK_LG_STATE";
+/// `PerCpuArray`, one entry: the reply counter's copy of the reply it checks.
+pub const MAP_LOADGEN_BUF: &str = "NPK_LG_BUF";
 
 /// Distinct requests the generator cycles through (the case lives in 4 bits of the id).
 pub const MAX_CASES: usize = 16;

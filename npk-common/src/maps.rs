@@ -8,8 +8,10 @@
 //! changed (the slot was rewritten under it by a second push), so no packet is ever classified by a
 //! mix of two models. The model version lives in the model header, read inside that window.
 
+use crate::infer::BOUNDED_WIDTHS;
 use crate::model::MAX_CLASSES;
 use crate::packet::FlowKey;
+use crate::{loadgen, wire};
 use bytemuck::{Pod, Zeroable};
 
 /// The XDP classifier.
@@ -18,6 +20,59 @@ pub const PROG_CLASSIFY: &str = "npk_classify";
 pub const PROG_CLASSIFY_TC: &str = "npk_classify_tc";
 /// A program that parses like the classifier and passes: the benchmark's baseline.
 pub const PROG_BARE: &str = "npk_bare";
+/// The classifiers' bounded-loop twins, one pair per width of [`BOUNDED_WIDTHS`]: width, XDP
+/// program, TC program.
+pub const PROG_BOUNDED: [(usize, &str, &str); 3] = [
+    (32, "npk_bounded_32", "npk_bounded_tc_32"),
+    (64, "npk_bounded_64", "npk_bounded_tc_64"),
+    (128, "npk_bounded_128", "npk_bounded_tc_128"),
+];
+const _: () = assert!(
+    PROG_BOUNDED[0].0 == BOUNDED_WIDTHS[0]
+        && PROG_BOUNDED[1].0 == BOUNDED_WIDTHS[1]
+        && PROG_BOUNDED[2].0 == BOUNDED_WIDTHS[2]
+);
+
+/// Every program in the eBPF object. npk-user's tests compare this list and [`MAP_NAMES`] with
+/// the names in the built object, so that a rename on either side fails there, not at run time.
+pub const PROGRAM_NAMES: [&str; 12] = [
+    PROG_CLASSIFY,
+    PROG_CLASSIFY_TC,
+    PROG_BOUNDED[0].1,
+    PROG_BOUNDED[0].2,
+    PROG_BOUNDED[1].1,
+    PROG_BOUNDED[1].2,
+    PROG_BOUNDED[2].1,
+    PROG_BOUNDED[2].2,
+    PROG_BARE,
+    wire::PROG_SERVE,
+    loadgen::PROG_LOADGEN,
+    loadgen::PROG_REPLIES,
+];
+/// Every map in the eBPF object (see [`PROGRAM_NAMES`]).
+pub const MAP_NAMES: [&str; 21] = [
+    MAP_MODELS,
+    MAP_SLOT_SEQ,
+    MAP_ACTIVE,
+    MAP_CONFIG,
+    MAP_SCRATCH,
+    MAP_FLOWS,
+    MAP_HOSTS,
+    MAP_SERVICES,
+    MAP_STATS,
+    MAP_SAMPLES,
+    MAP_PACKET,
+    MAP_LAST,
+    wire::MAP_SERVE_CONFIG,
+    wire::MAP_SERVE_STATS,
+    wire::MAP_SERVE_BUF,
+    loadgen::MAP_LOADGEN_CONFIG,
+    loadgen::MAP_LOADGEN_FRAMES,
+    loadgen::MAP_LOADGEN_EXPECTED,
+    loadgen::MAP_LOADGEN_STATE,
+    loadgen::MAP_LOADGEN_STATS,
+    loadgen::MAP_LOADGEN_BUF,
+];
 
 /// `Array<Model>`, [`MODEL_SLOTS`] entries.
 pub const MAP_MODELS: &str = "NPK_MODELS";
@@ -45,6 +100,8 @@ pub const MAP_STATS: &str = "NPK_STATS";
 /// `RingBuf` of [`Sample`]s.
 pub const MAP_SAMPLES: &str = "NPK_SAMPLES";
 pub const SAMPLES_BYTES: u32 = 1 << 20;
+/// `PerCpuArray`, one entry: the packet path's working memory (npk-ebpf's `PacketScratch`).
+pub const MAP_PACKET: &str = "NPK_PACKET";
 
 /// What the classifier does with a packet of a class.
 #[repr(u8)]

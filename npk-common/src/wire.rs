@@ -429,6 +429,8 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply, WireError> {
 pub const MAP_SERVE_STATS: &str = "NPK_SERVE_STATS";
 /// `Array<ServeConfig>`, one entry.
 pub const MAP_SERVE_CONFIG: &str = "NPK_SERVE_CFG";
+/// `PerCpuArray`, one entry: the server's working memory (npk-ebpf's `ServeBuf`).
+pub const MAP_SERVE_BUF: &str = "NPK_SERVE_BUF";
 /// The XDP inference server.
 pub const PROG_SERVE: &str = "npk_serve";
 

@@ -88,9 +88,7 @@ impl HeaderBuf {
             return None;
         }
         let len = frame_len.min(MAX_HEADER_OFFSET);
-        // Restate 1 <= len <= MAX_HEADER_OFFSET in a form the verifier tracks (LLVM folds
-        // the checks above into one it cannot follow); the value is unchanged.
-        let len = ((crate::model::opaque(len) - 1) & (MAX_HEADER_OFFSET - 1)) + 1;
+        let len = crate::model::bounded_len::<MAX_HEADER_OFFSET>(len);
         Some((buf, len))
     }
 }

@@ -23,7 +23,7 @@ use crate::{
     maps::{
         LOADGEN_BUF, LOADGEN_CONFIG, LOADGEN_EXPECTED, LOADGEN_FRAMES, LOADGEN_STATE, LOADGEN_STATS,
     },
-    model::opaque,
+    model::{bounded_len, opaque},
 };
 
 /// Room for the headers and the longest reply, a power of two for masked lengths.
@@ -72,7 +72,7 @@ pub fn generate(ctx: &XdpContext) -> u32 {
     if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
         return xdp_action::XDP_ABORTED;
     }
-    let len = ((opaque(len) - 1) & (FRAME_TEMPLATE_LEN - 1)) + 1;
+    let len = bounded_len::<FRAME_TEMPLATE_LEN>(len);
     let id = (case << CASE_SHIFT | stamp as u32 & STAMP_MASK).to_le_bytes();
     // SAFETY: the template holds FRAME_TEMPLATE_LEN >= len bytes, the id 4; the helper checks
     // the frame.
@@ -115,7 +115,7 @@ pub fn count_reply(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     let n = frame_len.min(REPLY_BUF);
-    let n = ((opaque(n) - 1) & (REPLY_BUF - 1)) + 1;
+    let n = bounded_len::<REPLY_BUF>(n);
     // SAFETY: buf holds REPLY_BUF >= n bytes; the helper checks the frame.
     if unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, buf.as_mut_ptr() as *mut c_void, n as u32) } != 0 {
         return xdp_action::XDP_PASS;

@@ -3,6 +3,8 @@
 #![no_main]
 // Inline asm for a compiler barrier (see model.rs); the eBPF crate builds with nightly.
 #![feature(asm_experimental_arch)]
+// `#[inline(always)]` on closures (see model::read_active's callers).
+#![feature(stmt_expr_attributes)]
 #![deny(clippy::float_arithmetic)]
 
 mod classify;

@@ -1,4 +1,6 @@
-//! The maps, declared once for all programs in the object (names from npk_common::maps).
+//! The maps, declared once for all programs in the object. Their names are npk_common's
+//! (`maps::MAP_NAMES`, and `PROGRAM_NAMES` for the programs in main.rs): `#[map]` takes only a
+//! literal, so a unit test of npk-user (kernel/mod.rs) compares the built object with them.
 
 use aya_ebpf::{
     macros::map,

@@ -52,6 +52,17 @@ pub fn opaque(x: usize) -> usize {
     core::hint::black_box(x)
 }
 
+/// `n` (in 1..=MAX, MAX a power of two) restated as `((n - 1) & (MAX - 1)) + 1`, unchanged,
+/// for a helper's length argument (`bpf_xdp_load_bytes` and the like refuse 0 and need the
+/// largest value). LLVM folds the callers' own range checks into forms the verifier cannot
+/// follow, or drops a mask it proves redundant; on an [`opaque`] value the mask and the add
+/// survive, and the verifier reads 1..=MAX off them.
+#[inline(always)]
+pub fn bounded_len<const MAX: usize>(n: usize) -> usize {
+    const { assert!(MAX.is_power_of_two()) };
+    (opaque(n).wrapping_sub(1) & (MAX - 1)) + 1
+}
+
 pub enum ModelError {
     /// No model, or one wider than the loop driver runs (userspace refuses to push those).
     NoModel,
@@ -70,15 +81,15 @@ pub fn active_model() -> Option<(u32, &'static Model)> {
     Some((slot, MODELS.get(slot)?))
 }
 
-/// Classifies `scratch.features` with the active model, its loops driven by `looper`. Returns
-/// (class, model version) and the number of retries caused by concurrent pushes. The slot's sequence number is read before and
-/// after the inference: if it moved, the result may mix two models and is thrown away.
+/// The seqlock read: runs `read` on the active model between two reads of its slot's
+/// sequence number and returns its result if the number was even (no push writing the slot)
+/// and did not move (no push rewrote it meanwhile): otherwise the result may mix two models
+/// and is thrown away. Three attempts, each failed one counted in `retries`.
 #[inline(always)]
-pub fn classify<L: NeuronLoop>(
-    scratch: &mut Scratch,
+pub fn read_active<T>(
     retries: &mut u64,
-    looper: &mut L,
-) -> Result<(u32, u32), ModelError> {
+    mut read: impl FnMut(&'static Model) -> Result<T, ModelError>,
+) -> Result<T, ModelError> {
     for _ in 0..3 {
         let Some((slot, model)) = active_model() else {
             return Err(ModelError::NoModel);
@@ -90,20 +101,42 @@ pub fn classify<L: NeuronLoop>(
         let before = unsafe { core::ptr::read_volatile(seq) };
         compiler_barrier();
         if before & 1 == 0 {
+            let value = read(model)?;
+            compiler_barrier();
+            let after = unsafe { core::ptr::read_volatile(seq) };
+            if before == after {
+                return Ok(value);
+            }
+        }
+        *retries += 1;
+    }
+    Err(ModelError::SwapConflict)
+}
+
+/// Classifies `scratch.features` with the active model, its loops driven by `looper`, under
+/// [`read_active`]. Returns (class, model version); retries caused by concurrent pushes are
+/// counted in `retries`.
+#[inline(always)]
+pub fn classify<L: NeuronLoop>(
+    scratch: &mut Scratch,
+    retries: &mut u64,
+    looper: &mut L,
+) -> Result<(u32, u32), ModelError> {
+    // Inlined like the loop around it: a closure of its own would need the loop state's
+    // stack frame on top of the caller's.
+    read_active(
+        retries,
+        #[inline(always)]
+        |model| {
             if let Some(width) = L::FIXED_WIDTH
                 && required_width(model) > width
             {
                 return Err(ModelError::NoModel);
             }
             let class = infer(model, scratch, looper);
+            // SAFETY: a map value; volatile keeps the read inside the sequence window.
             let version = unsafe { core::ptr::read_volatile(&model.header.model_version) };
-            compiler_barrier();
-            let after = unsafe { core::ptr::read_volatile(seq) };
-            if before == after {
-                return Ok((class, version));
-            }
-        }
-        *retries += 1;
-    }
-    Err(ModelError::SwapConflict)
+            Ok((class, version))
+        },
+    )
 }

@@ -18,8 +18,11 @@ use aya_ebpf::{
 };
 use npk_common::{
     infer::Scratch,
-    model::{MAX_CLASSES, ModelHeader},
-    packet::PROTO_UDP,
+    model::{MAX_CLASSES, MAX_INPUTS, ModelHeader},
+    udp_reply::{
+        FRAME_BUF, FRAME_WINDOW, OnesSum, PAYLOAD_AT, Refusal, Request, UDP_AT, UDP_BUF, fold,
+        parse_request, rewrite_headers,
+    },
     wire::{
         ActiveModel, NO_CLASS, REPLY_HEADER_LEN, REQUEST_HEADER_LEN, ServeCounters, Status,
         check_request, write_reply_header,
@@ -27,32 +30,9 @@ use npk_common::{
 };
 
 use crate::{
-    maps::{SCRATCH, SERVE_BUF, SERVE_CONFIG, SERVE_STATS, SLOT_SEQ},
-    model::{BpfLoop, ModelError, active_model, classify, opaque},
+    maps::{SCRATCH, SERVE_BUF, SERVE_CONFIG, SERVE_STATS},
+    model::{BpfLoop, ModelError, bounded_len, classify, read_active},
 };
-
-/// Frame bytes copied for parsing: Ethernet, one VLAN tag, the longest IPv4 header (60) and
-/// UDP (8) end by byte 86.
-const FRAME_WINDOW: usize = 128;
-/// The buffer has room past the window so that masked offsets stay inside it.
-const FRAME_BUF: usize = 2 * FRAME_WINDOW;
-/// Where the UDP header is built in [`ServeBuf::udp`]: the checksum pseudo-header (12 bytes
-/// for IPv4, 40 for IPv6) ends right before it, the reply payload follows it.
-const UDP_AT: usize = 40;
-const PAYLOAD_AT: usize = UDP_AT + 8;
-const UDP_BUF: usize = 320;
-const REPLY_TTL: u8 = 64;
-
-/// The request's position in the frame, left by [`parse`].
-#[derive(Clone, Copy)]
-pub struct Parsed {
-    /// Offsets of the IP and UDP headers.
-    l3: usize,
-    l4: usize,
-    ipv6: bool,
-    /// UDP payload bytes (from the UDP length field).
-    payload_len: usize,
-}
 
 /// Per-CPU working memory of one request.
 pub struct ServeBuf {
@@ -62,17 +42,10 @@ pub struct ServeBuf {
     head: [u8; REQUEST_HEADER_LEN],
     /// Pseudo-header, UDP header and reply payload, contiguous for one checksum call.
     udp: [u8; UDP_BUF],
-    parsed: Parsed,
+    parsed: Request,
     /// The last inference's class and model version (see [`npk_serve_infer`]).
     class: u32,
     version: u32,
-}
-
-enum Parse {
-    Request,
-    NotOurs,
-    Malformed,
-    Unsupported,
 }
 
 /// Serves one frame: the program's whole body.
@@ -93,8 +66,7 @@ pub fn serve(ctx: &XdpContext) -> u32 {
         stats.passed += 1;
         return xdp_action::XDP_PASS;
     }
-    // Restate 1 <= copied <= FRAME_WINDOW where the verifier can see it (see frame.rs).
-    let copied = ((opaque(copied) - 1) & (FRAME_WINDOW - 1)) + 1;
+    let copied = bounded_len::<FRAME_WINDOW>(copied);
     // SAFETY: the buffer holds FRAME_BUF >= copied bytes; the helper checks the frame.
     let r = unsafe {
         bpf_xdp_load_bytes(
@@ -109,16 +81,16 @@ pub fn serve(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     match parse(&buf.frame, copied, frame_len, port, &mut buf.parsed) {
-        Parse::Request => {}
-        Parse::NotOurs => {
+        Ok(()) => {}
+        Err(Refusal::NotOurs) => {
             stats.passed += 1;
             return xdp_action::XDP_PASS;
         }
-        Parse::Malformed => {
+        Err(Refusal::Malformed) => {
             stats.malformed += 1;
             return xdp_action::XDP_PASS;
         }
-        Parse::Unsupported => {
+        Err(Refusal::Unsupported) => {
             stats.unsupported += 1;
             return xdp_action::XDP_PASS;
         }
@@ -127,13 +99,13 @@ pub fn serve(ctx: &XdpContext) -> u32 {
     let Answer {
         status,
         len: reply_len,
-    } = answer(ctx, buf, stats);
+    } = answer(ctx, buf);
     if reply_len == 0 {
         stats.tx_errors += 1;
         return xdp_action::XDP_DROP;
     }
     let parsed = buf.parsed;
-    rewrite_headers(&mut buf.frame, &mut buf.udp, &parsed, reply_len);
+    rewrite(&mut buf.frame, &mut buf.udp, &parsed, reply_len);
     if !transmit(ctx, buf, &parsed, frame_len, reply_len) {
         stats.tx_errors += 1;
         return xdp_action::XDP_DROP;
@@ -142,99 +114,18 @@ pub fn serve(ctx: &XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
-#[inline(always)]
-fn be16(b: &[u8; FRAME_BUF], len: usize, off: usize) -> Option<u16> {
-    if off + 2 > len {
-        return None;
-    }
-    Some(u16::from_be_bytes([*b.get(off)?, *b.get(off + 1)?]))
-}
-
-#[inline(always)]
-fn byte(b: &[u8; FRAME_BUF], len: usize, off: usize) -> Option<u8> {
-    if off >= len {
-        return None;
-    }
-    b.get(off).copied()
-}
-
-/// Finds a UDP datagram to `port` in the first `len` bytes of a frame of `frame_len` bytes.
-/// A subprogram writing to map memory, so its many paths end in one verifier state.
+/// [`parse_request`] as a subprogram writing to map memory, so that its many paths end in one
+/// verifier state.
 #[inline(never)]
-fn parse(b: &[u8; FRAME_BUF], len: usize, frame_len: usize, port: u16, out: &mut Parsed) -> Parse {
-    match parse_headers(b, len, frame_len, port) {
-        Ok(p) => {
-            *out = p;
-            Parse::Request
-        }
-        Err(e) => e,
-    }
-}
-
-#[inline(always)]
-fn parse_headers(
+fn parse(
     b: &[u8; FRAME_BUF],
     len: usize,
     frame_len: usize,
     port: u16,
-) -> Result<Parsed, Parse> {
-    const ETH_P_IP: u16 = 0x0800;
-    const ETH_P_IPV6: u16 = 0x86dd;
-    const ETH_P_8021Q: u16 = 0x8100;
-    const ETH_P_8021AD: u16 = 0x88a8;
-    let short = Parse::NotOurs; // a frame too short for its headers cannot be a request
-    let mut l3 = 14;
-    let mut ethertype = be16(b, len, 12).ok_or(Parse::NotOurs)?;
-    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-        ethertype = be16(b, len, 16).ok_or(Parse::NotOurs)?;
-        l3 = 18;
-    }
-    let (l4, ip_end, ipv6) = match ethertype {
-        ETH_P_IP => {
-            let vihl = byte(b, len, l3).ok_or(short)?;
-            let ihl = (vihl & 0x0f) as usize * 4;
-            if vihl >> 4 != 4 || ihl < 20 {
-                return Err(Parse::NotOurs); // the stack's problem, not a request
-            }
-            if byte(b, len, l3 + 9).ok_or(Parse::NotOurs)? != PROTO_UDP {
-                return Err(Parse::NotOurs);
-            }
-            let frag = be16(b, len, l3 + 6).ok_or(Parse::NotOurs)?;
-            if frag & 0x3fff != 0 {
-                return Err(Parse::Unsupported); // MF set or a non-zero offset
-            }
-            let total = be16(b, len, l3 + 2).ok_or(Parse::NotOurs)? as usize;
-            (l3 + ihl, l3 + total, false)
-        }
-        ETH_P_IPV6 => {
-            if byte(b, len, l3).ok_or(Parse::NotOurs)? >> 4 != 6 {
-                return Err(Parse::NotOurs);
-            }
-            match byte(b, len, l3 + 6).ok_or(Parse::NotOurs)? {
-                PROTO_UDP => {}
-                // Hop-by-hop, routing, fragment, destination options.
-                0 | 43 | 44 | 60 => return Err(Parse::Unsupported),
-                _ => return Err(Parse::NotOurs),
-            }
-            let payload = be16(b, len, l3 + 4).ok_or(Parse::NotOurs)? as usize;
-            (l3 + 40, l3 + 40 + payload, true)
-        }
-        _ => return Err(Parse::NotOurs),
-    };
-    if be16(b, len, l4 + 2).ok_or(Parse::NotOurs)? != port {
-        return Err(Parse::NotOurs);
-    }
-    let udp_len = be16(b, len, l4 + 4).ok_or(Parse::Malformed)? as usize;
-    // Ethernet padding may follow the IP packet; the IP and UDP lengths must fit the frame.
-    if udp_len < 8 || l4 + udp_len > ip_end || ip_end > frame_len {
-        return Err(Parse::Malformed);
-    }
-    Ok(Parsed {
-        l3,
-        l4,
-        ipv6,
-        payload_len: udp_len - 8,
-    })
+    out: &mut Request,
+) -> Result<(), Refusal> {
+    *out = parse_request(b, len, frame_len, port)?;
+    Ok(())
 }
 
 /// What [`model_header`] found.
@@ -250,27 +141,21 @@ enum ModelState {
 /// that it is one model's, never half of two. `out` is left alone unless `Loaded`.
 #[inline(always)]
 fn model_header(out: &mut ModelHeader) -> ModelState {
-    for _ in 0..3 {
-        let Some((slot, model)) = active_model() else {
-            return ModelState::Absent;
-        };
-        let Some(seq) = SLOT_SEQ.get_ptr(slot) else {
-            return ModelState::Absent;
-        };
-        // SAFETY: pointers into map values. Volatile reads keep their order: seq, header, seq.
-        let (before, header, after) = unsafe {
-            (
-                core::ptr::read_volatile(seq),
-                core::ptr::read_volatile(&model.header),
-                core::ptr::read_volatile(seq),
-            )
-        };
-        if before & 1 == 0 && before == after {
+    // Not counted: swap_retries counts the inference's retries.
+    let mut retries = 0;
+    // SAFETY: a map value; volatile keeps the read inside the sequence window.
+    match read_active(
+        &mut retries,
+        #[inline(always)]
+        |model| unsafe { Ok(core::ptr::read_volatile(&model.header)) },
+    ) {
+        Ok(header) => {
             *out = header;
-            return ModelState::Loaded;
+            ModelState::Loaded
         }
+        Err(ModelError::NoModel) => ModelState::Absent,
+        Err(ModelError::SwapConflict) => ModelState::Busy,
     }
-    ModelState::Busy
 }
 
 /// A reply written to `buf.udp[PAYLOAD_AT..]`, or `len` 0 when the request's bytes could not
@@ -287,13 +172,13 @@ const UNANSWERED: Answer = Answer {
 
 /// Checks the request and writes the reply payload.
 #[inline(always)]
-fn answer(ctx: &XdpContext, buf: &mut ServeBuf, stats: &mut ServeCounters) -> Answer {
-    let payload_off = buf.parsed.l4 + 8;
+fn answer(ctx: &XdpContext, buf: &mut ServeBuf) -> Answer {
+    let payload_off = buf.parsed.payload_offset();
     let len = buf.parsed.payload_len;
     buf.head = [0; REQUEST_HEADER_LEN];
     let n = len.min(REQUEST_HEADER_LEN);
     if n > 0 {
-        let n = ((opaque(n) - 1) & (REQUEST_HEADER_LEN - 1)) + 1;
+        let n = bounded_len::<REQUEST_HEADER_LEN>(n);
         // SAFETY: head holds REQUEST_HEADER_LEN >= n bytes; the helper checks the frame.
         let r = unsafe {
             bpf_xdp_load_bytes(
@@ -399,8 +284,8 @@ pub extern "C" fn npk_serve_infer(ctx: *mut xdp_md, num_inputs: u32) -> u32 {
     // The features are little-endian int32s, as in scratch.features: one copy. check_request
     // made sure the payload holds exactly num_inputs of them (1..=MAX_INPUTS).
     let bytes = 4 * (num_inputs as usize).max(1);
-    let bytes = ((opaque(bytes) - 1) & (4 * scratch.features.len() - 1)) + 1;
-    let offset = buf.parsed.l4 + 8 + REQUEST_HEADER_LEN;
+    let bytes = bounded_len::<{ 4 * MAX_INPUTS }>(bytes);
+    let offset = buf.parsed.payload_offset() + REQUEST_HEADER_LEN;
     // SAFETY: features holds 4 * MAX_INPUTS >= bytes bytes; the helper checks the frame.
     let r = unsafe {
         bpf_xdp_load_bytes(
@@ -449,106 +334,30 @@ fn write_ok_reply(buf: &mut ServeBuf, request_id: u32, model: &ModelHeader) -> O
     Some(())
 }
 
-/// Folds a checksum partial sum to 16 bits.
-#[inline(always)]
-fn fold(sum: i64) -> u16 {
-    let mut s = sum as u64 & 0xffff_ffff;
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s as u16
-}
+/// The checksums' sums by the `bpf_csum_diff` helper.
+struct HelperSum;
 
-/// One's-complement sum of `len` bytes at `p` (len a multiple of 4, at most 512).
-#[inline(always)]
-fn csum(p: *mut u8, len: usize) -> u16 {
-    // SAFETY: the callers pass `len` bytes inside a map value; from is NULL with size 0.
-    let r = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, p as *mut u32, len as u32, 0) };
-    fold(r)
-}
-
-#[inline(always)]
-fn swap<const N: usize>(b: &mut [u8; FRAME_BUF], a: usize, c: usize) {
-    for i in 0..N {
-        if let (Some(&x), Some(&y)) = (b.get(a + i), b.get(c + i)) {
-            if let Some(p) = b.get_mut(a + i) {
-                *p = y;
-            }
-            if let Some(p) = b.get_mut(c + i) {
-                *p = x;
-            }
-        }
+impl OnesSum for HelperSum {
+    #[inline(always)]
+    fn ones_sum<const N: usize>(buf: &mut [u8; N], at: usize, len: usize) -> u16 {
+        // SAFETY: the callers pass `len` bytes inside a map value; from is NULL with size 0.
+        let r = unsafe {
+            bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                buf.as_mut_ptr().wrapping_add(at) as *mut u32,
+                len as u32,
+                0,
+            )
+        };
+        fold(r as u32)
     }
 }
 
-#[inline(always)]
-fn put16(b: &mut [u8], off: usize, v: u16) {
-    if let Some(s) = b.get_mut(off..off + 2) {
-        s.copy_from_slice(&v.to_be_bytes());
-    }
-}
-
-/// Turns the request's headers in `frame` into the reply's (addresses and ports swapped,
-/// lengths and checksums for `reply_len` payload bytes) and builds the UDP header in `udp`.
-/// A subprogram for the same reason as [`parse`].
+/// [`rewrite_headers`] as a subprogram, for the same reason as [`parse`].
 #[inline(never)]
-fn rewrite_headers(
-    frame: &mut [u8; FRAME_BUF],
-    udp: &mut [u8; UDP_BUF],
-    p: &Parsed,
-    reply_len: usize,
-) {
-    let l3 = p.l3 & 31;
-    let l4 = p.l4 & (FRAME_WINDOW - 1);
-    let reply_len = reply_len & 127;
-    let udp_len = (8 + reply_len) as u16;
-    swap::<6>(frame, 0, 6);
-    let pseudo_at = if p.ipv6 {
-        swap::<16>(frame, l3 + 8, l3 + 24);
-        put16(frame, l3 + 4, udp_len);
-        if let Some(h) = frame.get_mut(l3 + 7) {
-            *h = REPLY_TTL;
-        }
-        // Pseudo-header: source, destination, upper-layer length (32 bits), 3 zeros, 17.
-        for i in 0..32 {
-            udp[i] = frame.get(l3 + 8 + i).copied().unwrap_or(0);
-        }
-        udp[32..40].copy_from_slice(&[0, 0, 0, 0, 0, 0, 0, PROTO_UDP]);
-        put16(udp, 34, udp_len);
-        0
-    } else {
-        let ihl = (p.l4 - p.l3) & 63;
-        swap::<4>(frame, l3 + 12, l3 + 16);
-        put16(frame, l3 + 2, (ihl + 8 + reply_len) as u16);
-        if let Some(t) = frame.get_mut(l3 + 8) {
-            *t = REPLY_TTL;
-        }
-        put16(frame, l3 + 10, 0);
-        let sum = !csum(frame.as_mut_ptr().wrapping_add(l3), ihl);
-        if let Some(s) = frame.get_mut(l3 + 10..l3 + 12) {
-            s.copy_from_slice(&sum.to_le_bytes());
-        }
-        // Pseudo-header: source, destination, zero, 17, UDP length.
-        for i in 0..8 {
-            udp[28 + i] = frame.get(l3 + 12 + i).copied().unwrap_or(0);
-        }
-        udp[36] = 0;
-        udp[37] = PROTO_UDP;
-        put16(udp, 38, udp_len);
-        28
-    };
-    // Ports swapped, length, checksum zero while summing.
-    for i in 0..2 {
-        udp[UDP_AT + i] = frame.get(l4 + 2 + i).copied().unwrap_or(0);
-        udp[UDP_AT + 2 + i] = frame.get(l4 + i).copied().unwrap_or(0);
-    }
-    put16(udp, UDP_AT + 4, udp_len);
-    put16(udp, UDP_AT + 6, 0);
-    let summed = (UDP_AT - pseudo_at + 8 + reply_len) & 0xfc;
-    let mut sum = !csum(udp.as_mut_ptr().wrapping_add(pseudo_at), summed);
-    if sum == 0 {
-        sum = 0xffff; // 0 means "no checksum" in UDP
-    }
-    udp[UDP_AT + 6..UDP_AT + 8].copy_from_slice(&sum.to_le_bytes());
+fn rewrite(frame: &mut [u8; FRAME_BUF], udp: &mut [u8; UDP_BUF], p: &Request, reply_len: usize) {
+    rewrite_headers::<HelperSum>(frame, udp, p, reply_len);
 }
 
 /// Resizes the frame to the reply's length and writes the rewritten headers and the reply into it.
@@ -556,12 +365,12 @@ fn rewrite_headers(
 fn transmit(
     ctx: &XdpContext,
     buf: &mut ServeBuf,
-    p: &Parsed,
+    p: &Request,
     frame_len: usize,
     reply_len: usize,
 ) -> bool {
     let l4 = p.l4;
-    let new_len = l4 + 8 + reply_len;
+    let new_len = p.reply_frame_len(reply_len);
     let delta = new_len as i64 - frame_len as i64;
     // Every byte of the reply is written below, so the frame may grow at either end. Generic
     // XDP guarantees headroom (256 bytes) but not tailroom: a short request's skb may have
@@ -575,9 +384,9 @@ fn transmit(
     if !resized {
         return false;
     }
-    // l4 is in 34..=86: Ethernet + IP (see parse).
-    let headers = ((opaque(l4) - 1) & (FRAME_WINDOW - 1)) + 1;
-    let segment = ((opaque(8 + reply_len) - 1) & 127) + 1;
+    // l4 is in 34..=86: Ethernet + IP (see parse_request).
+    let headers = bounded_len::<FRAME_WINDOW>(l4);
+    let segment = bounded_len::<128>(8 + reply_len);
     // SAFETY: both sources are map memory of at least the given sizes (FRAME_BUF >= 128,
     // UDP_BUF >= UDP_AT + 128); the helper checks the frame.
     unsafe {

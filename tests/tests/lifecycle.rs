@@ -16,7 +16,10 @@ use std::{
 };
 
 use npk::{kernel::attach::pin_dir, netlab::NetLab};
-use npk_common::packet::FEATURE_NAMES;
+use npk_common::{
+    maps::{MAP_MODELS, MAP_STATS},
+    packet::FEATURE_NAMES,
+};
 
 /// target/release/npk, next to target/release/deps/ where this test runs.
 fn npk() -> PathBuf {
@@ -270,7 +273,7 @@ fn names_that_are_not_interfaces_are_refused_before_any_path_is_built() {
         }
     }
     let dir = pins(iface);
-    for pin in ["prog", "link", "owner", "NPK_MODELS", "NPK_STATS"] {
+    for pin in ["prog", "link", "owner", MAP_MODELS, MAP_STATS] {
         assert!(
             dir.join(pin).symlink_metadata().is_ok(),
             "{pin} of the attachment is gone"

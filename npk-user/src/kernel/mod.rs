@@ -17,7 +17,8 @@ use npk_common::{
     infer::{BOUNDED_WIDTHS, required_width},
     maps::{
         Config, Counters, InferenceRecord, MAP_ACTIVE, MAP_CONFIG, MAP_LAST, MAP_MODELS,
-        MAP_SLOT_SEQ, MAP_STATS, NO_MODEL, PROG_BARE, PROG_CLASSIFY, PROG_CLASSIFY_TC,
+        MAP_SLOT_SEQ, MAP_STATS, NO_MODEL, PROG_BARE, PROG_BOUNDED, PROG_CLASSIFY,
+        PROG_CLASSIFY_TC,
     },
     model::{FeatureSchema, MAX_CLASSES, Model},
 };
@@ -105,18 +106,6 @@ impl Loops {
     }
 }
 
-/// The bounded-loop classifiers (npk-ebpf's main.rs): width, XDP program, TC program.
-const BOUNDED_PROGRAMS: [(usize, &str, &str); 3] = [
-    (32, "npk_bounded_32", "npk_bounded_tc_32"),
-    (64, "npk_bounded_64", "npk_bounded_tc_64"),
-    (128, "npk_bounded_128", "npk_bounded_tc_128"),
-];
-const _: () = assert!(
-    BOUNDED_PROGRAMS[0].0 == BOUNDED_WIDTHS[0]
-        && BOUNDED_PROGRAMS[1].0 == BOUNDED_WIDTHS[1]
-        && BOUNDED_PROGRAMS[2].0 == BOUNDED_WIDTHS[2]
-);
-
 /// Which classifier program to load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProgramKind {
@@ -152,10 +141,10 @@ impl ProgramKind {
         let Loops::Bounded(width) = loops else {
             return self.name();
         };
-        let (_, xdp, tc) = BOUNDED_PROGRAMS
+        let (_, xdp, tc) = PROG_BOUNDED
             .into_iter()
             .find(|&(w, _, _)| w >= width)
-            .unwrap_or(BOUNDED_PROGRAMS[BOUNDED_PROGRAMS.len() - 1]);
+            .unwrap_or(PROG_BOUNDED[PROG_BOUNDED.len() - 1]);
         match self {
             Self::Xdp => xdp,
             Self::Tc => tc,
@@ -603,4 +592,38 @@ fn verifier_error(e: aya::programs::ProgramError) -> anyhow::Error {
         );
     }
     e.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use npk_common::maps::{MAP_NAMES, PROGRAM_NAMES};
+
+    use super::{EBPF_OBJECT_V3, EBPF_OBJECT_V4};
+
+    /// Both built objects name their maps and programs exactly as npk_common does: renaming
+    /// one on either side, or adding one without a constant, fails here.
+    #[test]
+    fn the_objects_name_maps_and_programs_as_npk_common_does() {
+        for (cpu, object) in [("v4", EBPF_OBJECT_V4), ("v3", EBPF_OBJECT_V3)] {
+            assert!(
+                !object.is_empty(),
+                "the {cpu} object is a stub: built without the eBPF toolchain (scripts/setup.sh)"
+            );
+            let parsed = aya_obj::Object::parse(object)
+                .unwrap_or_else(|e| panic!("parsing the {cpu} object: {e}"));
+            // Sections of global data (.rodata, .bss) are maps to aya too; npk names none.
+            let maps: BTreeSet<&str> = (parsed.maps.keys().map(String::as_str))
+                .filter(|name| !name.starts_with('.'))
+                .collect();
+            let programs: BTreeSet<&str> = parsed.programs.keys().map(String::as_str).collect();
+            assert_eq!(maps, BTreeSet::from(MAP_NAMES), "maps of the {cpu} object");
+            assert_eq!(
+                programs,
+                BTreeSet::from(PROGRAM_NAMES),
+                "programs of the {cpu} object"
+            );
+        }
+    }
 }
