@@ -1,13 +1,10 @@
 //! Inference as a network service: the XDP server (`npk_serve`, answering in the kernel), the
-//! userspace server it is measured against, the load generator, and the benchmark that runs
-//! them side by side over a veth pair. The protocol is npk_common::wire.
+//! userspace server it is measured against, and the client. The protocol is npk_common::wire;
+//! the benchmark that runs them side by side is crate::bench::serve.
 
-pub mod bench;
 pub mod client;
 pub mod kernel;
-pub mod livegen;
 pub mod model;
-pub mod strace;
 pub mod user;
 
 use std::{io, net::UdpSocket, os::fd::AsRawFd};

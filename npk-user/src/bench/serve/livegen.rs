@@ -27,11 +27,11 @@ use npk_common::{
     wire::{ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, encode_request, respond},
 };
 
-use super::{client::ClientReport, model::random_features};
 use crate::{
     kernel::{ebpf_object, require_xdp_load_bytes},
     netlab::NetLab,
     rng::Rng,
+    serve::{client::ClientReport, model::random_features},
 };
 
 /// Frames per live-frames batch (the kernel's default, NAPI_POLL_WEIGHT).
