@@ -3,13 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use npk_common::wire::DEFAULT_PORT;
 
-use super::{
-    Hidden,
-    serve::{ModelArgs, XdpModeArg},
-};
+use super::{Hidden, serve::ModelArgs};
 use crate::{
     bench::{
         self,
@@ -18,6 +15,7 @@ use crate::{
     fixtures::random_packet_model,
     outln,
     output::ConsoleError,
+    serve::XdpAttach,
     sys::stop_flag,
     train::parse_hidden,
 };
@@ -262,8 +260,8 @@ pub struct BenchServeArgs {
     #[arg(long, default_value_t = 64)]
     batch: usize,
     /// XDP mode of the kernel server; native also attaches it to the namespace's veth end.
-    #[arg(long, value_enum, default_value_t = XdpModeArg::Skb)]
-    xdp_mode: XdpModeArg,
+    #[arg(long, value_enum, default_value_t = XdpAttach::Skb)]
+    xdp_mode: XdpAttach,
     /// Also run each server once more with `strace -c -f` attached once it serves (startup
     /// not counted) and report its system calls per request; the timed runs are not traced.
     #[arg(long)]
@@ -293,29 +291,16 @@ pub struct BenchServeArgs {
         value_delimiter = ',',
         default_value = "kernel,user-plain,user-mmsg"
     )]
-    servers: Vec<ServerArg>,
+    servers: Vec<Mode>,
     /// What sends the requests: `kernel` (npk_loadgen in BPF_PROG_TEST_RUN live-frames mode,
     /// paced in the kernel, with an XDP reply counter that checks every reply: no system
     /// call per request on the measuring side, so the servers' costs are what is measured;
     /// runs the kernel server in native mode) or `socket` (UDP sockets, as `npk client`,
     /// sharing the CPUs with the servers).
-    #[arg(long, value_enum, default_value_t = GeneratorArg::Kernel)]
-    generator: GeneratorArg,
+    #[arg(long, value_enum, default_value_t = Generator::Kernel)]
+    generator: Generator,
     #[command(flatten)]
     model: ModelArgs,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ServerArg {
-    Kernel,
-    UserPlain,
-    UserMmsg,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum GeneratorArg {
-    Socket,
-    Kernel,
 }
 
 fn serve(args: BenchServeArgs) -> Result<()> {
@@ -339,13 +324,11 @@ fn serve(args: BenchServeArgs) -> Result<()> {
         );
     }
     let model = args.model.build()?;
-    let generator = match args.generator {
-        GeneratorArg::Socket => Generator::Socket,
-        GeneratorArg::Kernel => Generator::Kernel,
-    };
-    let xdp_mode = match (generator, args.xdp_mode) {
-        (Generator::Kernel, _) | (_, XdpModeArg::Native) => "native",
-        (Generator::Socket, XdpModeArg::Skb) => "skb",
+    let generator = args.generator;
+    // The kernel generator's reply counter is XDP on the namespace end: native there.
+    let xdp_mode = match generator {
+        Generator::Kernel => XdpAttach::Native,
+        Generator::Socket => args.xdp_mode,
     };
     let config = BenchConfig {
         generator,
@@ -356,19 +339,11 @@ fn serve(args: BenchServeArgs) -> Result<()> {
         window: args.window,
         threads: args.threads,
         batch: args.batch,
-        xdp_mode: xdp_mode.to_string(),
+        xdp_mode,
         strace: args.strace,
         strace_requests: args.strace_requests,
         port: args.port,
-        modes: args
-            .servers
-            .iter()
-            .map(|s| match s {
-                ServerArg::Kernel => Mode::Kernel,
-                ServerArg::UserPlain => Mode::UserPlain,
-                ServerArg::UserMmsg => Mode::UserMmsg,
-            })
-            .collect(),
+        modes: args.servers,
         rounds: args.rounds,
         pin: args.pin.resolve(generator),
     };

@@ -9,8 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, ensure};
-use aya::programs::XdpMode;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use npk_common::{
     model::Model,
     wire::{DEFAULT_PORT, ServeCounters, Status},
@@ -23,10 +22,10 @@ use crate::{
     outln,
     output::ConsoleError,
     serve::{
-        ServerEvent,
+        ServerEvent, ServerEventKind, XdpAttach,
         kernel::KernelServer,
         model::random_tabular_model,
-        user::{Io, UserServer},
+        user::{IoStyle, UserServer},
     },
     sys::{pin_to_cpu, process_cpu_time, stop_flag},
 };
@@ -91,31 +90,6 @@ impl ModelArgs {
     }
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum IoArg {
-    /// One recvfrom and one sendto per request.
-    Plain,
-    /// Batches through recvmmsg/sendmmsg.
-    Mmsg,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum XdpModeArg {
-    /// Generic XDP (after the socket buffer is built): works on every interface.
-    Skb,
-    /// Driver XDP; on a veth, replies need an XDP program on the peer (see --peer).
-    Native,
-}
-
-impl XdpModeArg {
-    pub fn mode(self) -> XdpMode {
-        match self {
-            Self::Skb => XdpMode::Skb,
-            Self::Native => XdpMode::Driver,
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("server").args(["kernel", "user"]).required(true)))]
 pub struct ServeArgs {
@@ -133,14 +107,14 @@ pub struct ServeArgs {
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
     /// Userspace I/O style.
-    #[arg(long, value_enum, default_value_t = IoArg::Mmsg)]
-    io: IoArg,
+    #[arg(long, value_enum, default_value_t = IoStyle::Mmsg)]
+    io: IoStyle,
     /// Datagrams per recvmmsg/sendmmsg call (--io mmsg).
     #[arg(long, default_value_t = 64)]
     batch: usize,
     /// XDP attach mode (--kernel).
-    #[arg(long, value_enum, default_value_t = XdpModeArg::Skb)]
-    xdp_mode: XdpModeArg,
+    #[arg(long, value_enum, default_value_t = XdpAttach::Skb)]
+    xdp_mode: XdpAttach,
     /// Also attach to this veth peer, NETNS:IFACE, so that native-mode replies are accepted
     /// there (npk_serve passes them on).
     #[arg(long, value_name = "NETNS:IFACE")]
@@ -227,10 +201,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             (counters, server.ns_per_run()?)
         }
         None => {
-            let io = match args.io {
-                IoArg::Plain => Io::Plain,
-                IoArg::Mmsg => Io::Mmsg { batch: args.batch },
-            };
+            let io = args.io.with_batch(args.batch);
             let mut server = UserServer::bind(SocketAddr::new(args.bind, args.port), model, io)?;
             ready(
                 &args,
@@ -245,7 +216,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         }
     };
     if args.json {
-        let mut event = ServerEvent::from_counters("stopped", &counters);
+        let mut event = ServerEvent::from_counters(ServerEventKind::Stopped, &counters);
         event.cpu_ns_per_request = cpu_ns_per_request;
         outln!("{}", serde_json::to_string(&event)?)?;
     } else {
@@ -261,7 +232,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
 /// listening and the server does not start.
 fn ready(args: &ServeArgs, what: &str) -> Result<()> {
     if args.json {
-        let event = ServerEvent::from_counters("ready", &bytemuck::Zeroable::zeroed());
+        let event =
+            ServerEvent::from_counters(ServerEventKind::Ready, &bytemuck::Zeroable::zeroed());
         outln!("{}", serde_json::to_string(&event)?)?;
     } else {
         outln!(

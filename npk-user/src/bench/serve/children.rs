@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use super::strace::{SyscallTable, Tracer};
-use crate::serve::ServerEvent;
+use crate::serve::{ServerEvent, ServerEventKind};
 
 /// Loading and verifying the program can take a while on a busy machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -53,7 +53,7 @@ impl ServerChild {
             match self.lines.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
                     if let Ok(e) = serde_json::from_str::<ServerEvent>(&line)
-                        && e.event == "ready"
+                        && e.event == ServerEventKind::Ready
                     {
                         return Ok(());
                     }
@@ -84,7 +84,7 @@ impl ServerChild {
         let mut last = None;
         while let Ok(line) = self.lines.recv_timeout(EXIT_TIMEOUT) {
             if let Ok(e) = serde_json::from_str::<ServerEvent>(&line)
-                && e.event == "stopped"
+                && e.event == ServerEventKind::Stopped
             {
                 last = Some(e);
             }

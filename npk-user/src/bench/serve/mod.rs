@@ -35,8 +35,9 @@ use crate::{
     kernel::BpfStats,
     netlab::NetLab,
     serve::{
-        ServerEvent,
+        ServerEvent, XdpAttach,
         client::{self, ClientConfig, ClientReport},
+        user::IoStyle,
     },
     sys,
 };
@@ -45,7 +46,8 @@ use crate::{
 const BENCH_NICE: i32 = -10;
 
 /// Which server a run measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum Mode {
     Kernel,
     UserPlain,
@@ -60,10 +62,27 @@ impl Mode {
             Self::UserMmsg => "user-mmsg",
         }
     }
+
+    /// The userspace server's I/O style (`None`: the kernel server).
+    fn io(self) -> Option<IoStyle> {
+        match self {
+            Self::Kernel => None,
+            Self::UserPlain => Some(IoStyle::Plain),
+            Self::UserMmsg => Some(IoStyle::Mmsg),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Padding and width flags apply (the report's columns).
+        f.pad(self.name())
+    }
 }
 
 /// What sends the requests and checks the replies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum Generator {
     /// `npk client`'s UDP sockets (client::run): costs the socket stack per request on the
     /// same CPUs as the servers.
@@ -72,16 +91,8 @@ pub enum Generator {
     /// (livegen): no socket and no system call per request. Without a rate, each server's
     /// capacity is searched for (the highest rate it answers with at most LOSS_TOLERANCE
     /// lost) and the timed run is offered that rate.
+    #[default]
     Kernel,
-}
-
-impl Generator {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Socket => "socket",
-            Self::Kernel => "kernel",
-        }
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -97,9 +108,9 @@ pub struct BenchConfig {
     pub window: usize,
     pub threads: usize,
     pub batch: usize,
-    /// `skb` or `native`; native also attaches the program to the namespace's veth end so
-    /// that XDP_TX frames are accepted there.
-    pub xdp_mode: String,
+    /// Native also attaches the program to the namespace's veth end so that XDP_TX frames
+    /// are accepted there.
+    pub xdp_mode: XdpAttach,
     pub strace: bool,
     /// Requests of the traced runs (strace slows a server down by an order of magnitude).
     pub strace_requests: u64,
@@ -113,7 +124,7 @@ pub struct BenchConfig {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ModeRun {
-    pub mode: &'static str,
+    pub mode: Mode,
     /// The timed run (no tracing).
     pub client: ClientReport,
     pub server: ServerEvent,
@@ -162,9 +173,10 @@ pub struct BenchSummary {
     pub user_server_cpu_ns_per_request: Option<f64>,
     pub mismatches: u64,
     pub lost: u64,
+    /// The best userspace mode's name (empty without one).
     pub user_mode: String,
-    pub xdp_mode: String,
-    pub generator: String,
+    pub xdp_mode: XdpAttach,
+    pub generator: Generator,
 }
 
 /// Runs every configured mode `rounds` times, interleaved (the machine's load drifts), keeps
@@ -255,13 +267,13 @@ pub fn run(
     drop(bench);
     drop(lab);
     let mut summary = BenchSummary {
-        xdp_mode: config.xdp_mode.clone(),
-        generator: config.generator.name().to_string(),
+        xdp_mode: config.xdp_mode,
+        generator: config.generator,
         mismatches,
         lost,
         ..BenchSummary::default()
     };
-    if let Some(k) = runs.iter().find(|r| r.mode == Mode::Kernel.name()) {
+    if let Some(k) = runs.iter().find(|r| r.mode == Mode::Kernel) {
         summary.kernel_rps = k.client.rps;
         summary.kernel_p50_us = k.client.p50_us;
         summary.kernel_p99_us = k.client.p99_us;
@@ -271,7 +283,7 @@ pub fn run(
     }
     let best_user = runs
         .iter()
-        .filter(|r| r.mode != Mode::Kernel.name())
+        .filter(|r| r.mode != Mode::Kernel)
         .max_by(|a, b| a.client.rps.total_cmp(&b.client.rps));
     if let Some(u) = best_user {
         summary.user_rps = u.client.rps;
@@ -280,7 +292,7 @@ pub fn run(
         summary.user_syscalls_per_request = u.syscalls_per_request;
         summary.user_offered_rps = u.offered_rps;
         summary.user_server_cpu_ns_per_request = u.server_cpu_ns_per_request;
-        summary.user_mode = u.mode.to_string();
+        summary.user_mode = u.mode.name().to_string();
     }
     Ok((runs, summary))
 }
@@ -345,7 +357,7 @@ impl Bench<'_> {
         };
         let (server, syscalls) = server.stop()?;
         Ok(ModeRun {
-            mode: mode.name(),
+            mode,
             client: measured.client,
             server,
             offered_rps: measured.offered_rps,
@@ -365,26 +377,23 @@ impl Bench<'_> {
         match mode {
             Mode::Kernel => {
                 args.extend(["--kernel".into(), lab.host_if.clone()]);
-                args.extend(["--xdp-mode".into(), config.xdp_mode.clone()]);
+                args.extend(["--xdp-mode".into(), config.xdp_mode.name().into()]);
                 if self.livegen.is_some() && config.pin.is_some() {
                     // The server CPU's busy time is measured instead, as for the userspace one.
                     args.push("--no-run-time".into());
                 }
                 // The kernel generator's counter is the namespace end's XDP program.
-                if config.xdp_mode == "native" && self.livegen.is_none() {
+                if config.xdp_mode == XdpAttach::Native && self.livegen.is_none() {
                     args.extend(["--peer".into(), format!("{}:{}", lab.netns, lab.ns_if)]);
                 }
             }
             Mode::UserPlain | Mode::UserMmsg => {
                 args.extend(["--user".into(), "--bind".into(), lab.host_addr.to_string()]);
-                let io = if mode == Mode::UserPlain {
-                    "plain"
-                } else {
-                    "mmsg"
-                };
-                args.extend(["--io".into(), io.into()]);
-                args.extend(["--batch".into(), config.batch.to_string()]);
             }
+        }
+        if let Some(io) = mode.io() {
+            args.extend(["--io".into(), io.name().into()]);
+            args.extend(["--batch".into(), config.batch.to_string()]);
         }
         if let Some(pin) = config.pin {
             args.extend(["--cpu".into(), pin.server.to_string()]);
