@@ -54,10 +54,9 @@ pub fn verify(
         }
     }
     classifier.set_config(&Config {
-        reinfer_every: 1,
         flags: FLAG_RECORD_LAST,
         class_action,
-        _pad: [0; 2],
+        ..Config::default()
     })?;
     let version = classifier
         .active_model()?

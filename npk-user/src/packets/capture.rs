@@ -44,10 +44,9 @@ pub fn pass_model() -> Box<Model> {
 /// Infer every packet, sample every packet, act per class as `class_action` says.
 pub fn sample_all(class_action: [u8; MAX_CLASSES]) -> Config {
     Config {
-        reinfer_every: 1,
         flags: FLAG_SAMPLE_ALL,
         class_action,
-        _pad: [0; 2],
+        ..Config::default()
     }
 }
 
