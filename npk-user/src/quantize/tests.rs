@@ -269,7 +269,7 @@ fn bad_shapes_and_values_are_refused() {
     };
     assert_eq!(
         run(&one_class, &std, &data),
-        "the MLP has 1 classes: must be 2..=16"
+        "1 classes: must be 2..=16 (the kernel's MAX_CLASSES)"
     );
 
     let broken_chain = Mlp {
