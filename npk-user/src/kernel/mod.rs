@@ -52,6 +52,8 @@ pub enum KernelError {
     Map(#[from] MapError),
     #[error(transparent)]
     Program(#[from] ProgramError),
+    #[error("model not active")]
+    NotActive,
     #[error("the model is not valid")]
     InvalidModel(#[source] ModelError),
     #[error(
