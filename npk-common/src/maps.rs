@@ -146,6 +146,22 @@ pub struct Config {
     pub _pad: [u32; 2],
 }
 
+impl Config {
+    /// What a freshly loaded classifier runs: infer every packet, no flags, pass every class.
+    pub const DEFAULT: Self = Self {
+        reinfer_every: 1,
+        flags: 0,
+        class_action: [Action::Pass as u8; MAX_CLASSES],
+        _pad: [0; 2],
+    };
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// Per-flow state: the inputs of the flow features and the verdict cache.
 ///
 /// # Layout

@@ -281,7 +281,108 @@ impl core::fmt::Display for ModelError {
 
 impl core::error::Error for ModelError {}
 
+/// An MLP shape the kernel's model layout cannot hold: the one check of the limits above, for
+/// training, quantization, the fixtures and the CLI alike. Hidden layers count from 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitError {
+    Inputs(usize),
+    HiddenLayers(usize),
+    Width { layer: usize, width: usize },
+    Classes(usize),
+}
+
+impl core::fmt::Display for LimitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::Inputs(n) => write!(
+                f,
+                "{n} input features: must be 1..={MAX_INPUTS} (the kernel's MAX_INPUTS)"
+            ),
+            Self::HiddenLayers(n) => write!(
+                f,
+                "{n} hidden layers: at most {} (the kernel runs at most MAX_LAYERS = {MAX_LAYERS} \
+                 dense layers, the output layer included)",
+                MAX_LAYERS - 1
+            ),
+            Self::Width { layer, width } => write!(
+                f,
+                "hidden layer {layer} has width {width}: must be 1..={MAX_WIDTH} (the kernel's \
+                 MAX_WIDTH)"
+            ),
+            Self::Classes(n) => write!(
+                f,
+                "{n} classes: must be 2..={MAX_CLASSES} (the kernel's MAX_CLASSES)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for LimitError {}
+
+/// Checks hidden layer widths against MAX_LAYERS and MAX_WIDTH.
+pub fn check_hidden(hidden: &[usize]) -> Result<(), LimitError> {
+    if hidden.len() > MAX_LAYERS - 1 {
+        return Err(LimitError::HiddenLayers(hidden.len()));
+    }
+    match hidden
+        .iter()
+        .enumerate()
+        .find(|&(_, &w)| !(1..=MAX_WIDTH).contains(&w))
+    {
+        Some((i, &width)) => Err(LimitError::Width {
+            layer: i + 1,
+            width,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks an MLP of `inputs` features, `hidden` layers and `classes` outputs against every
+/// kernel limit.
+pub fn check_limits(inputs: usize, hidden: &[usize], classes: usize) -> Result<(), LimitError> {
+    check_hidden(hidden)?;
+    if !(1..=MAX_INPUTS).contains(&inputs) {
+        return Err(LimitError::Inputs(inputs));
+    }
+    if !(2..=MAX_CLASSES).contains(&classes) {
+        return Err(LimitError::Classes(classes));
+    }
+    Ok(())
+}
+
 impl Model {
+    /// Shapes a zeroed model as a version-1 MLP of `schema`: the header and every layer's
+    /// dimensions, once the shape passes [`check_limits`]. Weights, scales and activation
+    /// ranges are the caller's to fill.
+    pub fn set_shape(
+        &mut self,
+        schema: FeatureSchema,
+        inputs: usize,
+        hidden: &[usize],
+        classes: usize,
+    ) -> Result<(), LimitError> {
+        check_limits(inputs, hidden, classes)?;
+        let layers = hidden.len() + 1;
+        self.header = ModelHeader {
+            magic: MODEL_MAGIC,
+            format_version: MODEL_FORMAT_VERSION,
+            model_version: 1,
+            feature_schema: schema as u32,
+            num_layers: layers as u32,
+            num_inputs: inputs as u32,
+            num_classes: classes as u32,
+            _pad: 0,
+        };
+        let mut in_dim = inputs;
+        for (l, layer) in self.layers[..layers].iter_mut().enumerate() {
+            let out_dim = hidden.get(l).copied().unwrap_or(classes);
+            layer.in_dim = in_dim as u32;
+            layer.out_dim = out_dim as u32;
+            in_dim = out_dim;
+        }
+        Ok(())
+    }
+
     /// Layers in use.
     pub fn active_layers(&self) -> &[LayerParams] {
         let n = (self.header.num_layers as usize).min(MAX_LAYERS);

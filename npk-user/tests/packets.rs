@@ -22,8 +22,8 @@ use npk::{
     rng::Rng,
 };
 use npk_common::{
-    maps::{Action, Config, FLAG_RECORD_LAST, Outcome},
-    model::{FeatureSchema, MAX_CLASSES},
+    maps::{Config, FLAG_RECORD_LAST, Outcome},
+    model::FeatureSchema,
     packet::{FEATURE_NAMES, NUM_FEATURES},
 };
 use pcap_file::{
@@ -82,10 +82,8 @@ fn through_the_kernel(frames: usize) -> Vec<(Vec<u8>, u64, Option<[i32; NUM_FEAT
     let mut c = Classifier::load(ProgramKind::Xdp).unwrap();
     c.push(&pass_model()).unwrap();
     c.set_config(&Config {
-        reinfer_every: 1,
         flags: FLAG_RECORD_LAST,
-        class_action: [Action::Pass as u8; MAX_CLASSES],
-        _pad: [0; 2],
+        ..Config::default()
     })
     .unwrap();
     let mut rng = Rng::new(42);

@@ -541,7 +541,7 @@ fn hot_swap_under_traffic_never_mixes_models() {
 /// to the reference; a reply to a different model counts as a mismatch.
 #[test]
 fn kernel_generator_counts_and_checks_the_kernel_servers_replies() {
-    use npk::serve::livegen::{GenConfig, LiveGen};
+    use npk::bench::serve::livegen::{GenConfig, LiveGen};
     let model = digits_like();
     let lab = NetLab::create(1).unwrap();
     let config = GenConfig {
@@ -576,7 +576,7 @@ fn kernel_generator_counts_and_checks_the_kernel_servers_replies() {
 /// still go out at the request's length.
 #[test]
 fn kernel_generator_keeps_its_rate() {
-    use npk::serve::livegen::{GenConfig, LiveGen};
+    use npk::bench::serve::livegen::{GenConfig, LiveGen};
     let model = digits_like();
     let lab = NetLab::create(1).unwrap();
     let config = GenConfig {

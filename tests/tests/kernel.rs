@@ -48,10 +48,9 @@ fn config(flags: u32, drop_class: Option<usize>) -> Config {
         class_action[c] = Action::Drop as u8;
     }
     Config {
-        reinfer_every: 1,
         flags,
         class_action,
-        _pad: [0; 2],
+        ..Config::default()
     }
 }
 

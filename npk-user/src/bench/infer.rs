@@ -1,15 +1,10 @@
 //! `npk bench infer`: nanoseconds per packet of the classifier vs a parse-only program, both
 //! timed by the kernel (BPF_PROG_TEST_RUN with repeat), interleaved round by round.
 
-use anyhow::Result;
-use npk_common::{
-    maps::{Action, Config},
-    model::{MAX_CLASSES, Model},
-    packet::PROTO_TCP,
-};
+use npk_common::{maps::Config, model::Model, packet::PROTO_TCP};
 use serde::Serialize;
 
-use crate::kernel::{BpfStats, Classifier, ProgramKind};
+use crate::kernel::{BpfStats, Classifier, KernelError, ProgramKind};
 use crate::packets::synth::{FrameSpec, v4_mapped};
 
 #[derive(Debug, Serialize)]
@@ -51,17 +46,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Times `model` in the XDP classifier (inference on every packet) against `npk_bare`.
-pub fn run(model: &Model, rounds: u32, repeat: u32) -> Result<InferBench> {
+pub fn run(model: &Model, rounds: u32, repeat: u32) -> Result<InferBench, KernelError> {
     // Stats accounting adds two clock reads to every run of every program.
     let _stats_off = BpfStats::off();
     let mut classifier = Classifier::load_for(ProgramKind::Xdp, model)?;
     classifier.push(model)?;
-    classifier.set_config(&Config {
-        reinfer_every: 1,
-        flags: 0,
-        class_action: [Action::Pass as u8; MAX_CLASSES],
-        _pad: [0; 2],
-    })?;
+    classifier.set_config(&Config::default())?;
     let bare = Classifier::load(ProgramKind::Bare)?;
     let frame = bench_frame();
     // Warm caches and the flow entry.

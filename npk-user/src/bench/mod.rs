@@ -1,4 +1,5 @@
 //! Benchmarks that print numbers (`npk bench ...`). Timings are always taken side by side in one
 //! run: these machines are shared and noisy.
 pub mod infer;
+pub mod serve;
 pub mod train;

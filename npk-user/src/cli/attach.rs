@@ -169,7 +169,7 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
         &args.iface,
         false,
         classes,
-        || attachment.classifier.counters(),
+        || Ok(attachment.classifier.counters()?),
         || Ok(attachment.lost()?),
     );
     drop(attachment);
@@ -214,7 +214,7 @@ pub fn run_push(args: PushArgs) -> Result<()> {
     if let Some(active) = maps.active_model()? {
         check_compatible(&active, &model, &args)?;
     }
-    let version = maps.push(&model, kind.schema())?;
+    let version = maps.push(&model, Some(kind.schema()))?;
     outln!("model version {version} active on {}", args.iface)?;
     Ok(())
 }
@@ -280,7 +280,7 @@ pub fn run_stats(args: StatsArgs) -> Result<()> {
         &args.iface,
         args.json,
         classes as usize,
-        || maps.counters(),
+        || Ok(maps.counters()?),
         || match attach::pin_state(&args.iface)? {
             Some(attach::PinState::Stale(stale)) => Ok(Some(stale)),
             // Detached meanwhile.

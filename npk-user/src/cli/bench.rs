@@ -2,11 +2,23 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use clap::{Args, Subcommand};
+use npk_common::wire::DEFAULT_PORT;
 
-use super::Hidden;
-use crate::{bench, fixtures::random_packet_model, outln, train::parse_hidden};
+use super::{Hidden, serve::ModelArgs};
+use crate::{
+    bench::{
+        self,
+        serve::{BenchConfig, Generator, Mode, ModeRun, Pin, run as run_bench},
+    },
+    fixtures::random_packet_model,
+    outln,
+    output::ConsoleError,
+    serve::XdpAttach,
+    sys::stop_flag,
+    train::parse_hidden,
+};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -28,7 +40,7 @@ pub enum BenchCommand {
     #[command(
         after_help = "Example:\n  sudo npk bench serve --model iris.npk --requests 1000000 --strace"
     )]
-    Serve(super::serve::BenchServeArgs),
+    Serve(BenchServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -101,7 +113,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchCommand::Infer(a) => infer(a),
         BenchCommand::Train(a) => train(a),
-        BenchCommand::Serve(a) => super::serve::bench(a),
+        BenchCommand::Serve(a) => serve(a),
     }
 }
 
@@ -225,4 +237,255 @@ fn infer(args: InferArgs) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct BenchServeArgs {
+    /// Requests per server.
+    #[arg(long, default_value_t = 200_000)]
+    requests: u64,
+    /// Requests in flight per client thread.
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// Offered load in requests/s, the same for every server (default: the kernel generator
+    /// searches each server's capacity and offers it that; the socket client sends as fast
+    /// as replies come back).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Client threads (one socket each). The kernel server runs in the softirq of the
+    /// client's sends, so one client thread leaves it one CPU: the default is two.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Datagrams per recvmmsg/sendmmsg call of the batched userspace server.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// XDP mode of the kernel server; native also attaches it to the namespace's veth end.
+    #[arg(long, value_enum, default_value_t = XdpAttach::Skb)]
+    xdp_mode: XdpAttach,
+    /// Also run each server once more with `strace -c -f` attached once it serves (startup
+    /// not counted) and report its system calls per request; the timed runs are not traced.
+    #[arg(long)]
+    strace: bool,
+    /// Requests of each traced run (strace slows servers down by an order of magnitude).
+    #[arg(long, default_value_t = 100_000)]
+    strace_requests: u64,
+    /// Timed runs per server, interleaved; the median is reported.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// CPUs for the client and the server side, CLIENT,SERVER (e.g. 0,1): the generator and
+    /// reply processing on one, the server process or XDP program and request processing on
+    /// the other (NAPI threads with the kernel generator, RPS with the socket one). `none`:
+    /// the scheduler decides. `auto`: 0,1 with the kernel generator, none with sockets.
+    #[arg(long, default_value = "auto")]
+    pin: PinArg,
+    /// UDP port the servers listen on.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Print the summary as one JSON line (last line).
+    #[arg(long)]
+    json: bool,
+    /// Servers to measure, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "kernel,user-plain,user-mmsg"
+    )]
+    servers: Vec<Mode>,
+    /// What sends the requests: `kernel` (npk_loadgen in BPF_PROG_TEST_RUN live-frames mode,
+    /// paced in the kernel, with an XDP reply counter that checks every reply: no system
+    /// call per request on the measuring side, so the servers' costs are what is measured;
+    /// runs the kernel server in native mode) or `socket` (UDP sockets, as `npk client`,
+    /// sharing the CPUs with the servers).
+    #[arg(long, value_enum, default_value_t = Generator::Kernel)]
+    generator: Generator,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+fn serve(args: BenchServeArgs) -> Result<()> {
+    ensure!(
+        args.requests >= 1 && args.strace_requests >= 1,
+        "--requests and --strace-requests must be at least 1"
+    );
+    ensure!(args.window >= 1, "--window must be at least 1");
+    ensure!(
+        (1..=64).contains(&args.threads),
+        "--threads {} outside 1..=64",
+        args.threads
+    );
+    ensure!(args.port != 0, "--port 0 cannot be served");
+    ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    ensure!(!args.servers.is_empty(), "--servers names no server");
+    if let Some(r) = args.rate {
+        ensure!(
+            r.is_finite() && r >= 1.0,
+            "--rate must be at least 1 request/s, not {r}"
+        );
+    }
+    let model = args.model.build()?;
+    let generator = args.generator;
+    // The kernel generator's reply counter is XDP on the namespace end: native there.
+    let xdp_mode = match generator {
+        Generator::Kernel => XdpAttach::Native,
+        Generator::Socket => args.xdp_mode,
+    };
+    let config = BenchConfig {
+        generator,
+        exe: std::env::current_exe().context("locating the npk binary")?,
+        model_args: args.model.to_args()?,
+        requests: args.requests,
+        rate: args.rate,
+        window: args.window,
+        threads: args.threads,
+        batch: args.batch,
+        xdp_mode,
+        strace: args.strace,
+        strace_requests: args.strace_requests,
+        port: args.port,
+        modes: args.servers,
+        rounds: args.rounds,
+        pin: args.pin.resolve(generator),
+    };
+    let json = args.json;
+    // The benchmark goes on when a line cannot be printed; the first such error is reported
+    // after it.
+    let mut printed = Ok(());
+    let (_, summary) = run_bench(&config, &model, stop_flag(), |run| {
+        if json || printed.is_err() {
+            return;
+        }
+        printed = print_mode_run(run);
+    })?;
+    let printed = printed.map_err(anyhow::Error::from).and_then(|()| {
+        if json {
+            outln!("{}", serde_json::to_string(&summary)?)?;
+        } else if summary.user_rps > 0.0 && summary.kernel_rps > 0.0 {
+            outln!(
+                "kernel / best userspace ({}): {:.2}x requests/s; mismatches {}",
+                summary.user_mode,
+                summary.kernel_rps / summary.user_rps.max(f64::MIN_POSITIVE),
+                summary.mismatches
+            )?;
+        }
+        Ok(())
+    });
+    // Mismatches are the result, whether or not the report could be printed.
+    ensure!(
+        summary.mismatches == 0,
+        "{} replies differed from the reference",
+        summary.mismatches
+    );
+    printed
+}
+
+/// One mode's line (and the capacity search, the strace table) of `npk bench-serve`.
+fn print_mode_run(run: &ModeRun) -> Result<(), ConsoleError> {
+    let r = &run.client;
+    let cpu = match (run.server_cpu_ns_per_request, run.server.cpu_ns_per_request) {
+        (Some(ns), _) => format!(", server CPU {ns:.0} ns/request (whole CPU)"),
+        (None, Some(ns)) => format!(
+            ", CPU ns/request: server {ns:.0} client {:.0}",
+            r.cpu_ns_per_request
+        ),
+        (None, None) => String::new(),
+    };
+    let per_request = run.syscalls_per_request.map_or(String::new(), |s| {
+        format!(", {s:.4} server syscalls/request")
+    });
+    if !run.trials.is_empty() {
+        let trials: Vec<String> = run
+            .trials
+            .iter()
+            .map(|t| {
+                format!(
+                    "{:.0}k {}",
+                    t.offered_rps / 1e3,
+                    if t.passed {
+                        "ok".to_string()
+                    } else {
+                        format!("lost {:.2}%", 100.0 * t.lost as f64 / t.sent.max(1) as f64)
+                    }
+                )
+            })
+            .collect();
+        outln!("{:<10} capacity search: {}", run.mode, trials.join(", "))?;
+    }
+    let offered = run
+        .offered_rps
+        .map_or(String::new(), |o| format!(" (offered {o:.0})"));
+    outln!(
+        "{:<10} {:>10.0} requests/s{offered}  p50 {:>7.1} us  p99 {:>7.1} us  mismatches {} lost {}{cpu}{per_request}",
+        run.mode,
+        r.rps,
+        r.p50_us,
+        r.p99_us,
+        r.mismatches,
+        r.lost
+    )?;
+    if let Some(t) = &run.syscalls {
+        outln!("  strace -c of the {} server process:", run.mode)?;
+        for line in t.text.lines() {
+            outln!("    {line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `--pin CLIENT,SERVER`, `none` or `auto`.
+#[derive(Clone, Copy, Debug)]
+pub enum PinArg {
+    Cpus(Pin),
+    None,
+    Auto,
+}
+
+impl PinArg {
+    fn resolve(self, generator: Generator) -> Option<Pin> {
+        match self {
+            Self::Cpus(pin) => Some(pin),
+            Self::None => None,
+            Self::Auto => {
+                let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+                (generator == Generator::Kernel && cpus >= 2).then_some(Pin {
+                    client: 0,
+                    server: 1,
+                })
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for PinArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => return Ok(Self::None),
+            "auto" => return Ok(Self::Auto),
+            _ => {}
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let parse = |c: &str| -> Result<usize, String> {
+            let cpu: usize = c
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{c}` is not a CPU number"))?;
+            if cpu >= cpus {
+                return Err(format!("CPU {cpu}: this machine has CPUs 0..{cpus}"));
+            }
+            Ok(cpu)
+        };
+        let (client, server) = s
+            .split_once(',')
+            .ok_or_else(|| format!("`{s}`: expected CLIENT,SERVER (e.g. 0,1), none or auto"))?;
+        let pin = Pin {
+            client: parse(client)?,
+            server: parse(server)?,
+        };
+        if pin.client == pin.server {
+            return Err("the client and the server need different CPUs".into());
+        }
+        Ok(Self::Cpus(pin))
+    }
 }

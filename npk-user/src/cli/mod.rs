@@ -21,7 +21,6 @@ use std::{
 
 use clap::{CommandFactory, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use npk_common::model::{MAX_LAYERS, MAX_WIDTH};
 
 use crate::output::ConsoleError;
 
@@ -175,18 +174,7 @@ impl std::str::FromStr for Hidden {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let widths = crate::train::parse_hidden(s).map_err(|e| e.to_string())?;
-        if let Some(w) = widths.iter().find(|&&w| !(1..=MAX_WIDTH).contains(&w)) {
-            return Err(format!(
-                "width {w} is outside 1..={MAX_WIDTH} (the kernel maximum)"
-            ));
-        }
-        if widths.len() >= MAX_LAYERS {
-            return Err(format!(
-                "{} hidden layers: the kernel runs at most {MAX_LAYERS} layers ({} hidden + output)",
-                widths.len(),
-                MAX_LAYERS - 1
-            ));
-        }
+        npk_common::model::check_hidden(&widths).map_err(|e| e.to_string())?;
         Ok(Self(widths))
     }
 }

@@ -9,8 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, ensure};
-use aya::programs::XdpMode;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use npk_common::{
     model::Model,
     wire::{DEFAULT_PORT, ServeCounters, Status},
@@ -23,11 +22,10 @@ use crate::{
     outln,
     output::ConsoleError,
     serve::{
-        ServerEvent,
-        bench::{BenchConfig, Generator, Mode, ModeRun, Pin, run as run_bench},
+        ServerEvent, ServerEventKind, XdpAttach,
         kernel::KernelServer,
         model::random_tabular_model,
-        user::{Io, UserServer},
+        user::{IoStyle, UserServer},
     },
     sys::{pin_to_cpu, process_cpu_time, stop_flag},
 };
@@ -92,31 +90,6 @@ impl ModelArgs {
     }
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum IoArg {
-    /// One recvfrom and one sendto per request.
-    Plain,
-    /// Batches through recvmmsg/sendmmsg.
-    Mmsg,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum XdpModeArg {
-    /// Generic XDP (after the socket buffer is built): works on every interface.
-    Skb,
-    /// Driver XDP; on a veth, replies need an XDP program on the peer (see --peer).
-    Native,
-}
-
-impl XdpModeArg {
-    pub fn mode(self) -> XdpMode {
-        match self {
-            Self::Skb => XdpMode::Skb,
-            Self::Native => XdpMode::Driver,
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("server").args(["kernel", "user"]).required(true)))]
 pub struct ServeArgs {
@@ -134,14 +107,14 @@ pub struct ServeArgs {
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
     /// Userspace I/O style.
-    #[arg(long, value_enum, default_value_t = IoArg::Mmsg)]
-    io: IoArg,
+    #[arg(long, value_enum, default_value_t = IoStyle::Mmsg)]
+    io: IoStyle,
     /// Datagrams per recvmmsg/sendmmsg call (--io mmsg).
     #[arg(long, default_value_t = 64)]
     batch: usize,
     /// XDP attach mode (--kernel).
-    #[arg(long, value_enum, default_value_t = XdpModeArg::Skb)]
-    xdp_mode: XdpModeArg,
+    #[arg(long, value_enum, default_value_t = XdpAttach::Skb)]
+    xdp_mode: XdpAttach,
     /// Also attach to this veth peer, NETNS:IFACE, so that native-mode replies are accepted
     /// there (npk_serve passes them on).
     #[arg(long, value_name = "NETNS:IFACE")]
@@ -228,10 +201,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             (counters, server.ns_per_run()?)
         }
         None => {
-            let io = match args.io {
-                IoArg::Plain => Io::Plain,
-                IoArg::Mmsg => Io::Mmsg { batch: args.batch },
-            };
+            let io = args.io.with_batch(args.batch);
             let mut server = UserServer::bind(SocketAddr::new(args.bind, args.port), model, io)?;
             ready(
                 &args,
@@ -246,7 +216,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         }
     };
     if args.json {
-        let mut event = ServerEvent::from_counters("stopped", &counters);
+        let mut event = ServerEvent::from_counters(ServerEventKind::Stopped, &counters);
         event.cpu_ns_per_request = cpu_ns_per_request;
         outln!("{}", serde_json::to_string(&event)?)?;
     } else {
@@ -262,7 +232,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
 /// listening and the server does not start.
 fn ready(args: &ServeArgs, what: &str) -> Result<()> {
     if args.json {
-        let event = ServerEvent::from_counters("ready", &bytemuck::Zeroable::zeroed());
+        let event =
+            ServerEvent::from_counters(ServerEventKind::Ready, &bytemuck::Zeroable::zeroed());
         outln!("{}", serde_json::to_string(&event)?)?;
     } else {
         outln!(
@@ -295,278 +266,4 @@ fn print_counters(c: &ServeCounters, elapsed: Duration) -> Result<(), ConsoleErr
         )?;
     }
     Ok(())
-}
-
-#[derive(Debug, Args)]
-pub struct BenchServeArgs {
-    /// Requests per server.
-    #[arg(long, default_value_t = 200_000)]
-    requests: u64,
-    /// Requests in flight per client thread.
-    #[arg(long, default_value_t = 64)]
-    window: usize,
-    /// Offered load in requests/s, the same for every server (default: the kernel generator
-    /// searches each server's capacity and offers it that; the socket client sends as fast
-    /// as replies come back).
-    #[arg(long)]
-    rate: Option<f64>,
-    /// Client threads (one socket each). The kernel server runs in the softirq of the
-    /// client's sends, so one client thread leaves it one CPU: the default is two.
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
-    /// Datagrams per recvmmsg/sendmmsg call of the batched userspace server.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    /// XDP mode of the kernel server; native also attaches it to the namespace's veth end.
-    #[arg(long, value_enum, default_value_t = XdpModeArg::Skb)]
-    xdp_mode: XdpModeArg,
-    /// Also run each server once more with `strace -c -f` attached once it serves (startup
-    /// not counted) and report its system calls per request; the timed runs are not traced.
-    #[arg(long)]
-    strace: bool,
-    /// Requests of each traced run (strace slows servers down by an order of magnitude).
-    #[arg(long, default_value_t = 100_000)]
-    strace_requests: u64,
-    /// Timed runs per server, interleaved; the median is reported.
-    #[arg(long, default_value_t = 1)]
-    rounds: usize,
-    /// CPUs for the client and the server side, CLIENT,SERVER (e.g. 0,1): the generator and
-    /// reply processing on one, the server process or XDP program and request processing on
-    /// the other (NAPI threads with the kernel generator, RPS with the socket one). `none`:
-    /// the scheduler decides. `auto`: 0,1 with the kernel generator, none with sockets.
-    #[arg(long, default_value = "auto")]
-    pin: PinArg,
-    /// UDP port the servers listen on.
-    #[arg(long, default_value_t = DEFAULT_PORT)]
-    port: u16,
-    /// Print the summary as one JSON line (last line).
-    #[arg(long)]
-    json: bool,
-    /// Servers to measure, in order.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "kernel,user-plain,user-mmsg"
-    )]
-    servers: Vec<ServerArg>,
-    /// What sends the requests: `kernel` (npk_loadgen in BPF_PROG_TEST_RUN live-frames mode,
-    /// paced in the kernel, with an XDP reply counter that checks every reply: no system
-    /// call per request on the measuring side, so the servers' costs are what is measured;
-    /// runs the kernel server in native mode) or `socket` (UDP sockets, as `npk client`,
-    /// sharing the CPUs with the servers).
-    #[arg(long, value_enum, default_value_t = GeneratorArg::Kernel)]
-    generator: GeneratorArg,
-    #[command(flatten)]
-    model: ModelArgs,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ServerArg {
-    Kernel,
-    UserPlain,
-    UserMmsg,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum GeneratorArg {
-    Socket,
-    Kernel,
-}
-
-pub fn bench(args: BenchServeArgs) -> Result<()> {
-    ensure!(
-        args.requests >= 1 && args.strace_requests >= 1,
-        "--requests and --strace-requests must be at least 1"
-    );
-    ensure!(args.window >= 1, "--window must be at least 1");
-    ensure!(
-        (1..=64).contains(&args.threads),
-        "--threads {} outside 1..=64",
-        args.threads
-    );
-    ensure!(args.port != 0, "--port 0 cannot be served");
-    ensure!(args.rounds >= 1, "--rounds must be at least 1");
-    ensure!(!args.servers.is_empty(), "--servers names no server");
-    if let Some(r) = args.rate {
-        ensure!(
-            r.is_finite() && r >= 1.0,
-            "--rate must be at least 1 request/s, not {r}"
-        );
-    }
-    let model = args.model.build()?;
-    let generator = match args.generator {
-        GeneratorArg::Socket => Generator::Socket,
-        GeneratorArg::Kernel => Generator::Kernel,
-    };
-    let xdp_mode = match (generator, args.xdp_mode) {
-        (Generator::Kernel, _) | (_, XdpModeArg::Native) => "native",
-        (Generator::Socket, XdpModeArg::Skb) => "skb",
-    };
-    let config = BenchConfig {
-        generator,
-        exe: std::env::current_exe().context("locating the npk binary")?,
-        model_args: args.model.to_args()?,
-        requests: args.requests,
-        rate: args.rate,
-        window: args.window,
-        threads: args.threads,
-        batch: args.batch,
-        xdp_mode: xdp_mode.to_string(),
-        strace: args.strace,
-        strace_requests: args.strace_requests,
-        port: args.port,
-        modes: args
-            .servers
-            .iter()
-            .map(|s| match s {
-                ServerArg::Kernel => Mode::Kernel,
-                ServerArg::UserPlain => Mode::UserPlain,
-                ServerArg::UserMmsg => Mode::UserMmsg,
-            })
-            .collect(),
-        rounds: args.rounds,
-        pin: args.pin.resolve(generator),
-    };
-    let json = args.json;
-    // The benchmark goes on when a line cannot be printed; the first such error is reported
-    // after it.
-    let mut printed = Ok(());
-    let (_, summary) = run_bench(&config, &model, stop_flag(), |run| {
-        if json || printed.is_err() {
-            return;
-        }
-        printed = print_mode_run(run);
-    })?;
-    let printed = printed.map_err(anyhow::Error::from).and_then(|()| {
-        if json {
-            outln!("{}", serde_json::to_string(&summary)?)?;
-        } else if summary.user_rps > 0.0 && summary.kernel_rps > 0.0 {
-            outln!(
-                "kernel / best userspace ({}): {:.2}x requests/s; mismatches {}",
-                summary.user_mode,
-                summary.kernel_rps / summary.user_rps.max(f64::MIN_POSITIVE),
-                summary.mismatches
-            )?;
-        }
-        Ok(())
-    });
-    // Mismatches are the result, whether or not the report could be printed.
-    ensure!(
-        summary.mismatches == 0,
-        "{} replies differed from the reference",
-        summary.mismatches
-    );
-    printed
-}
-
-/// One mode's line (and the capacity search, the strace table) of `npk bench-serve`.
-fn print_mode_run(run: &ModeRun) -> Result<(), ConsoleError> {
-    let r = &run.client;
-    let cpu = match (run.server_cpu_ns_per_request, run.server.cpu_ns_per_request) {
-        (Some(ns), _) => format!(", server CPU {ns:.0} ns/request (whole CPU)"),
-        (None, Some(ns)) => format!(
-            ", CPU ns/request: server {ns:.0} client {:.0}",
-            r.cpu_ns_per_request
-        ),
-        (None, None) => String::new(),
-    };
-    let per_request = run.syscalls_per_request.map_or(String::new(), |s| {
-        format!(", {s:.4} server syscalls/request")
-    });
-    if !run.trials.is_empty() {
-        let trials: Vec<String> = run
-            .trials
-            .iter()
-            .map(|t| {
-                format!(
-                    "{:.0}k {}",
-                    t.offered_rps / 1e3,
-                    if t.passed {
-                        "ok".to_string()
-                    } else {
-                        format!("lost {:.2}%", 100.0 * t.lost as f64 / t.sent.max(1) as f64)
-                    }
-                )
-            })
-            .collect();
-        outln!("{:<10} capacity search: {}", run.mode, trials.join(", "))?;
-    }
-    let offered = run
-        .offered_rps
-        .map_or(String::new(), |o| format!(" (offered {o:.0})"));
-    outln!(
-        "{:<10} {:>10.0} requests/s{offered}  p50 {:>7.1} us  p99 {:>7.1} us  mismatches {} lost {}{cpu}{per_request}",
-        run.mode,
-        r.rps,
-        r.p50_us,
-        r.p99_us,
-        r.mismatches,
-        r.lost
-    )?;
-    if let Some(t) = &run.syscalls {
-        outln!("  strace -c of the {} server process:", run.mode)?;
-        for line in t.text.lines() {
-            outln!("    {line}")?;
-        }
-    }
-    Ok(())
-}
-
-/// `--pin CLIENT,SERVER`, `none` or `auto`.
-#[derive(Clone, Copy, Debug)]
-pub enum PinArg {
-    Cpus(Pin),
-    None,
-    Auto,
-}
-
-impl PinArg {
-    fn resolve(self, generator: Generator) -> Option<Pin> {
-        match self {
-            Self::Cpus(pin) => Some(pin),
-            Self::None => None,
-            Self::Auto => {
-                let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-                (generator == Generator::Kernel && cpus >= 2).then_some(Pin {
-                    client: 0,
-                    server: 1,
-                })
-            }
-        }
-    }
-}
-
-impl std::str::FromStr for PinArg {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "none" => return Ok(Self::None),
-            "auto" => return Ok(Self::Auto),
-            _ => {}
-        }
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let parse = |c: &str| -> Result<usize, String> {
-            let cpu: usize = c
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{c}` is not a CPU number"))?;
-            if cpu >= cpus {
-                return Err(format!("CPU {cpu}: this machine has CPUs 0..{cpus}"));
-            }
-            Ok(cpu)
-        };
-        let (client, server) = s
-            .split_once(',')
-            .ok_or_else(|| format!("`{s}`: expected CLIENT,SERVER (e.g. 0,1), none or auto"))?;
-        let pin = Pin {
-            client: parse(client)?,
-            server: parse(server)?,
-        };
-        if pin.client == pin.server {
-            return Err("the client and the server need different CPUs".into());
-        }
-        Ok(Self::Cpus(pin))
-    }
 }

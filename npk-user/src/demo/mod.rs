@@ -495,7 +495,7 @@ fn replay(
         },
     )?;
     if let Some(e) = tick_error {
-        return Err(e.context("reading the classifier's counters"));
+        return Err(anyhow::Error::from(e).context("reading the classifier's counters"));
     }
     let lost = attachment.classifier.counters()?.samples_lost;
     Ok((confusion.into_inner(), lost))

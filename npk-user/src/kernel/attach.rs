@@ -41,7 +41,7 @@ use npk_common::{
     model::Model,
 };
 
-use super::{BpfStats, Classifier, ProgramKind, run_time_stats};
+use super::{BpfStats, Classifier, KernelError, ProgramKind, run_time_stats};
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 /// Interface names have at most IFNAMSIZ - 1 bytes.
@@ -336,7 +336,7 @@ pub enum AttachError {
     #[error("the {0} link is not a bpf_link (npk needs a kernel >= 6.6)")]
     NotBpfLink(&'static str),
     #[error(transparent)]
-    Kernel(#[from] anyhow::Error),
+    Kernel(#[from] KernelError),
 }
 
 fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> AttachError {
@@ -547,7 +547,7 @@ fn attach_link(
     let prog = classifier
         .ebpf
         .program_mut(name)
-        .ok_or_else(|| anyhow::anyhow!("program {name} missing"))?;
+        .ok_or_else(|| KernelError::MissingProgram(name.into()))?;
     match mode {
         AttachMode::Native | AttachMode::Skb => {
             let xdp: &mut Xdp = prog
@@ -601,7 +601,7 @@ impl Attachment {
                 .classifier
                 .ebpf
                 .map(map)
-                .ok_or_else(|| anyhow::anyhow!("map {map} missing"))?;
+                .ok_or_else(|| KernelError::MissingMap(map.into()))?;
             let path = dir.join(map);
             m.pin(&path).map_err(|source| AttachError::Pin {
                 what: map.into(),
@@ -614,7 +614,7 @@ impl Attachment {
             .classifier
             .ebpf
             .program_mut(name)
-            .ok_or_else(|| anyhow::anyhow!("program {name} missing"))?;
+            .ok_or_else(|| KernelError::MissingProgram(name.into()))?;
         let path = dir.join(PROG_PIN);
         prog.pin(&path).map_err(|source| AttachError::Pin {
             what: "the program".into(),

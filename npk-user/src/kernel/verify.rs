@@ -2,7 +2,6 @@
 //! checks every result (features, logits, class, action) against the userspace reference built
 //! from the same npk-common code.
 
-use anyhow::{Context, Result};
 use npk_common::{
     infer::{PlainLoop, Scratch, infer},
     maps::{Action, Config, FLAG_RECORD_LAST, Outcome},
@@ -11,7 +10,7 @@ use npk_common::{
 };
 use serde::Serialize;
 
-use super::{Classifier, ProgramKind};
+use super::{Classifier, KernelError, ProgramKind};
 use crate::{
     packets::{
         features::FlowTable,
@@ -42,7 +41,7 @@ pub fn verify(
     packets: u64,
     seed: u64,
     mut progress: impl FnMut(u64),
-) -> Result<VerifyReport> {
+) -> Result<VerifyReport, KernelError> {
     let mut classifier = Classifier::load_for(kind, model)?;
     classifier.push(model)?;
     let classes = model.header.num_classes as usize;
@@ -54,14 +53,13 @@ pub fn verify(
         }
     }
     classifier.set_config(&Config {
-        reinfer_every: 1,
         flags: FLAG_RECORD_LAST,
         class_action,
-        _pad: [0; 2],
+        ..Config::default()
     })?;
     let version = classifier
         .active_model()?
-        .context("model not active")?
+        .ok_or(KernelError::NotActive)?
         .header
         .model_version;
     let (pass, drop) = match kind {

@@ -8,7 +8,7 @@ use aya::maps::{MapData, RingBuf};
 use npk_common::{
     fixed::quantize_multiplier,
     maps::{Action, Config, FLAG_SAMPLE_ALL, MAP_SAMPLES, Sample},
-    model::{LOGIT_MAX, LOGIT_MIN, MAX_CLASSES, MODEL_FORMAT_VERSION, MODEL_MAGIC, Model},
+    model::{LOGIT_MAX, LOGIT_MIN, MAX_CLASSES, Model},
     packet::NUM_FEATURES,
 };
 
@@ -21,20 +21,12 @@ use crate::kernel::{
 /// so one must be loaded. One layer of zero weights: every packet is class 0, and passes.
 pub fn pass_model() -> Box<Model> {
     let mut m: Box<Model> = bytemuck::allocation::zeroed_box();
-    let h = &mut m.header;
-    h.magic = MODEL_MAGIC;
-    h.format_version = MODEL_FORMAT_VERSION;
-    h.model_version = 1;
-    h.feature_schema = npk_common::packet::SCHEMA as u32;
-    h.num_layers = 1;
-    h.num_inputs = NUM_FEATURES as u32;
-    h.num_classes = 2;
+    m.set_shape(npk_common::packet::SCHEMA, NUM_FEATURES, &[], 2)
+        .expect("the packet features and two classes fit the kernel");
     let (mult, shift) = quantize_multiplier(1.0).expect("1.0 is a valid multiplier");
     m.input.multiplier[..NUM_FEATURES].fill(mult);
     m.input.shift[..NUM_FEATURES].fill(shift);
     let l = &mut m.layers[0];
-    l.in_dim = NUM_FEATURES as u32;
-    l.out_dim = 2;
     (l.act_min, l.act_max) = (LOGIT_MIN, LOGIT_MAX);
     l.multiplier[..2].fill(mult);
     l.shift[..2].fill(shift);
@@ -44,10 +36,9 @@ pub fn pass_model() -> Box<Model> {
 /// Infer every packet, sample every packet, act per class as `class_action` says.
 pub fn sample_all(class_action: [u8; MAX_CLASSES]) -> Config {
     Config {
-        reinfer_every: 1,
         flags: FLAG_SAMPLE_ALL,
         class_action,
-        _pad: [0; 2],
+        ..Config::default()
     }
 }
 

@@ -22,8 +22,7 @@ use npk_common::fixed::quantize_multiplier;
 use npk_common::infer::{PlainLoop, Scratch, infer};
 use npk_common::model::{
     BIAS_LIMIT, FeatureSchema, HIDDEN_MAX, HIDDEN_MIN, HIDDEN_ZERO_POINT, INPUT_MAX, LOGIT_MAX,
-    LOGIT_MIN, MAX_CLASSES, MAX_INPUTS, MAX_LAYERS, MAX_SHIFT, MAX_WIDTH, MODEL_FORMAT_VERSION,
-    MODEL_MAGIC, Model, ModelError,
+    LOGIT_MIN, LimitError, MAX_SHIFT, Model, ModelError, check_limits,
 };
 
 use crate::dataset::{Dataset, Standardizer};
@@ -204,8 +203,10 @@ impl Quantized {
 /// Why a float model cannot be quantized. Layers and neurons count from 0.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum QuantizeError {
-    #[error("the MLP has {0} layers: must be 1..={MAX_LAYERS}")]
-    Layers(usize),
+    #[error("the MLP has no layers")]
+    NoLayers,
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     #[error("layer {layer} is {out_dim}x{in_dim} but holds {weights} weights and {biases} biases")]
     LayerShape {
         layer: usize,
@@ -220,15 +221,6 @@ pub enum QuantizeError {
         expected: usize,
         found: usize,
     },
-    #[error("layer {layer} has {width} {what}: must be 1..={limit}")]
-    Width {
-        layer: usize,
-        what: &'static str,
-        width: usize,
-        limit: usize,
-    },
-    #[error("the MLP has {0} classes: must be 2..={MAX_CLASSES}")]
-    Classes(usize),
     #[error("the standardizer has {mean} means and {std} deviations for {expected} features")]
     StandardizerShape {
         expected: usize,
@@ -350,14 +342,11 @@ fn build(
     let n_layers = mlp.layers.len();
 
     let mut model: Box<Model> = bytemuck::zeroed_box();
-    let h = &mut model.header;
-    h.magic = MODEL_MAGIC;
-    h.format_version = MODEL_FORMAT_VERSION;
-    h.model_version = 1;
-    h.feature_schema = schema as u32;
-    h.num_layers = n_layers as u32;
-    h.num_inputs = n_in as u32;
-    h.num_classes = mlp.layers[n_layers - 1].out_dim as u32;
+    let hidden: Vec<usize> = mlp.layers[..n_layers - 1]
+        .iter()
+        .map(|d| d.out_dim)
+        .collect();
+    model.set_shape(schema, n_in, &hidden, mlp.layers[n_layers - 1].out_dim)?;
 
     let mut frac_bits = Vec::with_capacity(n_in);
     let mut input_scales = Vec::with_capacity(n_in);
@@ -418,8 +407,6 @@ fn build(
         };
         let zp_in = if l == 0 { 0 } else { HIDDEN_ZERO_POINT };
         let p = &mut model.layers[l];
-        p.in_dim = dense.in_dim as u32;
-        p.out_dim = dense.out_dim as u32;
         (p.output_zero_point, p.act_min, p.act_max) = if hidden {
             (HIDDEN_ZERO_POINT, HIDDEN_MIN, HIDDEN_MAX)
         } else {
@@ -541,32 +528,21 @@ fn multiplier_pair(r: f64) -> Option<(i32, i32)> {
 }
 
 fn check_shapes(mlp: &Mlp, std: &Standardizer, cal: &Dataset) -> Result<(), QuantizeError> {
-    if mlp.layers.is_empty() || mlp.layers.len() > MAX_LAYERS {
-        return Err(QuantizeError::Layers(mlp.layers.len()));
-    }
+    let Some(last) = mlp.layers.last() else {
+        return Err(QuantizeError::NoLayers);
+    };
+    let hidden: Vec<usize> = mlp.layers[..mlp.layers.len() - 1]
+        .iter()
+        .map(|d| d.out_dim)
+        .collect();
+    check_limits(mlp.layers[0].in_dim, &hidden, last.out_dim)?;
     let mut width = mlp.layers[0].in_dim;
-    if width == 0 || width > MAX_INPUTS {
-        return Err(QuantizeError::Width {
-            layer: 0,
-            what: "inputs",
-            width,
-            limit: MAX_INPUTS,
-        });
-    }
     for (layer, d) in mlp.layers.iter().enumerate() {
         if d.in_dim != width {
             return Err(QuantizeError::Chain {
                 layer,
                 expected: width,
                 found: d.in_dim,
-            });
-        }
-        if d.out_dim == 0 || d.out_dim > MAX_WIDTH {
-            return Err(QuantizeError::Width {
-                layer,
-                what: "outputs",
-                width: d.out_dim,
-                limit: MAX_WIDTH,
             });
         }
         if d.weights.len() != d.in_dim * d.out_dim || d.bias.len() != d.out_dim {
@@ -585,9 +561,6 @@ fn check_shapes(mlp: &Mlp, std: &Standardizer, cal: &Dataset) -> Result<(), Quan
             }
         }
         width = d.out_dim;
-    }
-    if !(2..=MAX_CLASSES).contains(&width) {
-        return Err(QuantizeError::Classes(width));
     }
     let n_in = mlp.layers[0].in_dim;
     if std.mean.len() != n_in || std.std.len() != n_in {

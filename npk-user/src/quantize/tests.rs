@@ -269,7 +269,7 @@ fn bad_shapes_and_values_are_refused() {
     };
     assert_eq!(
         run(&one_class, &std, &data),
-        "the MLP has 1 classes: must be 2..=16"
+        "1 classes: must be 2..=16 (the kernel's MAX_CLASSES)"
     );
 
     let broken_chain = Mlp {
@@ -319,7 +319,8 @@ fn bad_shapes_and_values_are_refused() {
     };
     assert_eq!(
         run(&five, &std, &data),
-        "the MLP has 5 layers: must be 1..=4"
+        "4 hidden layers: at most 3 (the kernel runs at most MAX_LAYERS = 4 dense layers, the \
+         output layer included)"
     );
 }
 

@@ -1,10 +1,10 @@
 //! The kernel inference server seen from userspace: load `npk_serve`, push the model, set the
 //! port, attach, read the counters. Once attached, serving takes no system call at all.
 
-use anyhow::{Context, Result, ensure};
 use aya::{
-    maps::{Array, MapData, PerCpuArray},
-    programs::{TestRun, TestRunOptions, Xdp, XdpMode},
+    Ebpf,
+    maps::{Array, MapData, MapError, PerCpuArray},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
 };
 use npk_common::{
     model::Model,
@@ -12,15 +12,55 @@ use npk_common::{
 };
 
 use crate::{
-    kernel::{Classifier, ProgramKind},
-    netlab,
+    kernel::{
+        ControlMaps, KernelError, LoadError, load_object, load_program, require_xdp_load_bytes,
+    },
+    netlab::{self, NetLabError},
 };
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelServerError {
+    #[error("port 0 cannot be served")]
+    Port0,
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error("map {0} missing")]
+    MissingMap(&'static str),
+    #[error("program {PROG_SERVE} missing")]
+    MissingProgram,
+    #[error(transparent)]
+    Map(#[from] MapError),
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    #[error("attaching {PROG_SERVE} to {iface} in {mode:?} mode")]
+    Attach {
+        iface: String,
+        mode: XdpMode,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("attaching {PROG_SERVE} to {iface} in namespace {netns}")]
+    AttachInNetns {
+        netns: String,
+        iface: String,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error(transparent)]
+    NetLab(#[from] NetLabError),
+}
+
+type Result<T, E = KernelServerError> = std::result::Result<T, E>;
 
 /// Room for any reply frame BPF_PROG_TEST_RUN hands back (replies are at most 150 bytes).
 const TEST_RUN_OUT: usize = 4096;
 
 pub struct KernelServer {
-    classifier: Classifier,
+    ebpf: Ebpf,
+    /// The model slots (the server reads its model as the classifier does).
+    maps: ControlMaps,
     /// Keeps the kernel's run-time accounting on while the server lives (`None` where the
     /// kernel refuses BPF_ENABLE_STATS, or once turned off).
     run_time_stats: Option<std::os::fd::OwnedFd>,
@@ -30,10 +70,18 @@ impl KernelServer {
     /// Loads and verifies the program and serves `port` (nothing attached yet). Until a model
     /// is pushed, requests are answered NO_MODEL.
     pub fn load(port: u16) -> Result<Self> {
-        ensure!(port != 0, "port 0 cannot be served");
-        let classifier = Classifier::load(ProgramKind::Serve)?;
+        if port == 0 {
+            return Err(KernelServerError::Port0);
+        }
+        require_xdp_load_bytes("the in-kernel inference server (npk_serve)")?;
+        let mut ebpf = load_object()?;
+        load_program(&mut ebpf, PROG_SERVE, || {
+            format!("the kernel refused {PROG_SERVE}")
+        })?;
+        let maps = ControlMaps::take_fresh(&mut ebpf)?;
         let mut server = Self {
-            classifier,
+            ebpf,
+            maps,
             run_time_stats: crate::kernel::run_time_stats(),
         };
         server.set_port(port)?;
@@ -43,15 +91,15 @@ impl KernelServer {
     /// Installs or replaces the model atomically (in-flight requests finish on the old one or
     /// are answered RETRY); returns the new model version (1 for the first push).
     pub fn push(&mut self, model: &Model) -> Result<u32> {
-        self.classifier.push(model)
+        // Any features: they come from the requests.
+        Ok(self.maps.push(model, None)?)
     }
 
     pub fn set_port(&mut self, port: u16) -> Result<()> {
         let map = self
-            .classifier
             .ebpf
             .map_mut(MAP_SERVE_CONFIG)
-            .context("map NPK_SERVE_CFG missing")?;
+            .ok_or(KernelServerError::MissingMap(MAP_SERVE_CONFIG))?;
         let mut config: Array<&mut MapData, ServeConfig> = Array::try_from(map)?;
         config.set(
             0,
@@ -67,18 +115,29 @@ impl KernelServer {
 
     fn program(&mut self) -> Result<&mut Xdp> {
         let prog = self
-            .classifier
             .ebpf
             .program_mut(PROG_SERVE)
-            .context("program npk_serve missing")?;
+            .ok_or(KernelServerError::MissingProgram)?;
         Ok(prog.try_into()?)
+    }
+
+    fn program_info(&self) -> Result<aya::programs::ProgramInfo> {
+        let prog = self
+            .ebpf
+            .program(PROG_SERVE)
+            .ok_or(KernelServerError::MissingProgram)?;
+        Ok(<&Xdp>::try_from(prog)?.info()?)
     }
 
     /// Attaches to `iface` in this process's network namespace; detached when `self` drops.
     pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<()> {
         self.program()?
             .attach(iface, mode)
-            .with_context(|| format!("attaching npk_serve to {iface} in {mode:?} mode"))?;
+            .map_err(|source| KernelServerError::Attach {
+                iface: iface.into(),
+                mode,
+                source: Box::new(source),
+            })?;
         Ok(())
     }
 
@@ -87,8 +146,13 @@ impl KernelServer {
     /// to the served port), so it can be that program.
     pub fn attach_in_netns(&mut self, netns: &str, iface: &str, mode: XdpMode) -> Result<()> {
         let program = self.program()?;
-        netlab::in_netns(netns, || program.attach(iface, mode))?
-            .with_context(|| format!("attaching npk_serve to {iface} in namespace {netns}"))?;
+        netlab::in_netns(netns, || program.attach(iface, mode))?.map_err(|source| {
+            KernelServerError::AttachInNetns {
+                netns: netns.into(),
+                iface: iface.into(),
+                source: Box::new(source),
+            }
+        })?;
         Ok(())
     }
 
@@ -96,7 +160,6 @@ impl KernelServer {
     /// function, verified on its own and counted apart by some kernels).
     pub fn verified_insns(&self) -> Result<u32> {
         Ok(self
-            .classifier
             .program_info()?
             .verified_instruction_count()
             .unwrap_or(0))
@@ -111,7 +174,7 @@ impl KernelServer {
     /// Mean kernel time per program run so far (every frame the program saw), or `None`
     /// before the first run.
     pub fn ns_per_run(&self) -> Result<Option<f64>> {
-        let info = self.classifier.program_info()?;
+        let info = self.program_info()?;
         Ok((info.run_count() > 0)
             .then(|| info.run_time().as_nanos() as f64 / info.run_count() as f64))
     }
@@ -119,10 +182,9 @@ impl KernelServer {
     /// Counters summed over CPUs.
     pub fn counters(&mut self) -> Result<ServeCounters> {
         let map = self
-            .classifier
             .ebpf
             .map_mut(MAP_SERVE_STATS)
-            .context("map NPK_SERVE_STATS missing")?;
+            .ok_or(KernelServerError::MissingMap(MAP_SERVE_STATS))?;
         let per_cpu: PerCpuArray<&mut MapData, ServeCounters> = PerCpuArray::try_from(map)?;
         let mut total: ServeCounters = bytemuck::Zeroable::zeroed();
         for c in per_cpu.get(&0, 0)?.iter() {

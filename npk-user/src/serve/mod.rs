@@ -1,13 +1,10 @@
 //! Inference as a network service: the XDP server (`npk_serve`, answering in the kernel), the
-//! userspace server it is measured against, the load generator, and the benchmark that runs
-//! them side by side over a veth pair. The protocol is npk_common::wire.
+//! userspace server it is measured against, and the client. The protocol is npk_common::wire;
+//! the benchmark that runs them side by side is crate::bench::serve.
 
-pub mod bench;
 pub mod client;
 pub mod kernel;
-pub mod livegen;
 pub mod model;
-pub mod strace;
 pub mod user;
 
 use std::{io, net::UdpSocket, os::fd::AsRawFd};
@@ -43,11 +40,49 @@ impl ServeError {
     }
 }
 
+/// How an XDP program is attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpAttach {
+    /// Generic XDP (after the socket buffer is built): works on every interface.
+    #[default]
+    Skb,
+    /// Driver XDP; on a veth, replies need an XDP program on the peer (see --peer).
+    Native,
+}
+
+impl XdpAttach {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Skb => "skb",
+            Self::Native => "native",
+        }
+    }
+
+    pub fn mode(self) -> aya::programs::XdpMode {
+        match self {
+            Self::Skb => aya::programs::XdpMode::Skb,
+            Self::Native => aya::programs::XdpMode::Driver,
+        }
+    }
+}
+
+/// What a [`ServerEvent`] line says (`"ready"`, `"stopped"` in the JSON).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerEventKind {
+    /// The server serves.
+    #[default]
+    Ready,
+    /// The server exits; the counters are final.
+    Stopped,
+}
+
 /// What a server process says on stdout in `--json` mode: one `ready` line once it serves,
 /// one `stopped` line with its counters when it exits.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ServerEvent {
-    pub event: String,
+    pub event: ServerEventKind,
     pub pid: u32,
     /// Requests the server saw (kernel: counted by the XDP program).
     pub requests: u64,
@@ -62,9 +97,9 @@ pub struct ServerEvent {
 }
 
 impl ServerEvent {
-    pub fn from_counters(event: &str, c: &ServeCounters) -> Self {
+    pub fn from_counters(event: ServerEventKind, c: &ServeCounters) -> Self {
         Self {
-            event: event.to_string(),
+            event,
             pid: std::process::id(),
             requests: c.requests,
             replies: Status::ALL

@@ -37,11 +37,41 @@ pub enum Io {
     Mmsg { batch: usize },
 }
 
-impl Io {
+/// [`Io`] without its parameters: what `npk serve --io` chooses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoStyle {
+    /// One recvfrom and one sendto per request.
+    Plain,
+    /// Batches through recvmmsg/sendmmsg.
+    Mmsg,
+}
+
+impl IoStyle {
     pub fn name(self) -> &'static str {
         match self {
             Self::Plain => "plain",
-            Self::Mmsg { .. } => "mmsg",
+            Self::Mmsg => "mmsg",
+        }
+    }
+
+    /// This style with `batch` datagrams per call where it batches.
+    pub fn with_batch(self, batch: usize) -> Io {
+        match self {
+            Self::Plain => Io::Plain,
+            Self::Mmsg => Io::Mmsg { batch },
+        }
+    }
+}
+
+impl Io {
+    pub fn name(self) -> &'static str {
+        self.style().name()
+    }
+
+    pub fn style(self) -> IoStyle {
+        match self {
+            Self::Plain => IoStyle::Plain,
+            Self::Mmsg { .. } => IoStyle::Mmsg,
         }
     }
 }

@@ -10,7 +10,7 @@ pub mod optim;
 
 use std::time::{Duration, Instant};
 
-use npk_common::model::{MAX_CLASSES, MAX_INPUTS, MAX_LAYERS, MAX_WIDTH};
+use npk_common::model::{LimitError, check_limits};
 
 use self::gemm::{Layout, gemm_nn, gemm_nt};
 pub use self::optim::{Adam, DenseGrads, Optimizer, OptimizerKind, Sgd};
@@ -32,19 +32,8 @@ pub enum TrainError {
     NoFeatures,
     #[error("{0} classes: need at least 2")]
     TooFewClasses(usize),
-    #[error(
-        "{0} hidden layers: at most {max} (the kernel runs at most MAX_LAYERS = {MAX_LAYERS} dense layers, the output layer included)",
-        max = MAX_LAYERS - 1
-    )]
-    Layers(usize),
-    #[error(
-        "hidden layer {layer} has width {width}: must be 1..={MAX_WIDTH} (the kernel's MAX_WIDTH)"
-    )]
-    Width { layer: usize, width: usize },
-    #[error("{0} input features: must be 1..={MAX_INPUTS} (the kernel's MAX_INPUTS)")]
-    Inputs(usize),
-    #[error("{0} classes: must be 2..={MAX_CLASSES} (the kernel's MAX_CLASSES)")]
-    Classes(usize),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     #[error("batch size 0: must be at least 1")]
     Batch,
     #[error("0 epochs: must be at least 1")]
@@ -118,27 +107,7 @@ impl TrainConfig {
         num_classes: usize,
     ) -> Result<(), TrainError> {
         self.validate(num_inputs, num_classes)?;
-        if self.hidden.len() > MAX_LAYERS - 1 {
-            return Err(TrainError::Layers(self.hidden.len()));
-        }
-        if let Some((i, &w)) = self
-            .hidden
-            .iter()
-            .enumerate()
-            .find(|&(_, &w)| w > MAX_WIDTH)
-        {
-            return Err(TrainError::Width {
-                layer: i + 1,
-                width: w,
-            });
-        }
-        if num_inputs > MAX_INPUTS {
-            return Err(TrainError::Inputs(num_inputs));
-        }
-        if num_classes > MAX_CLASSES {
-            return Err(TrainError::Classes(num_classes));
-        }
-        Ok(())
+        Ok(check_limits(num_inputs, &self.hidden, num_classes)?)
     }
 }
 
@@ -810,7 +779,7 @@ mod tests {
         assert!(wide.validate(200, 40).is_ok());
         assert_eq!(
             wide.check_kernel_limits(4, 3).unwrap_err(),
-            TrainError::Layers(4)
+            TrainError::Limit(LimitError::HiddenLayers(4))
         );
         let (mut empty, _) = iris();
         empty.features.clear();

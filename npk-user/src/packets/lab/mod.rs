@@ -664,7 +664,7 @@ fn run_in_server_netns(
     let samples_lost = attachment
         .classifier
         .counters()
-        .map_err(LabError::Capture)?
+        .map_err(|e| LabError::Capture(e.into()))?
         .samples_lost;
     drop(attachment);
     let pcap_bytes = match (tcpdump.as_mut(), &pcap_tmp, &config.pcap) {

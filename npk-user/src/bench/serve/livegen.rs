@@ -27,11 +27,11 @@ use npk_common::{
     wire::{ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, encode_request, respond},
 };
 
-use super::{client::ClientReport, model::random_features};
 use crate::{
-    kernel::{ebpf_object, require_xdp_load_bytes},
+    kernel::{load_object, load_program, require_xdp_load_bytes},
     netlab::NetLab,
     rng::Rng,
+    serve::{client::ClientReport, model::random_features},
 };
 
 /// Frames per live-frames batch (the kernel's default, NAPI_POLL_WEIGHT).
@@ -70,21 +70,15 @@ impl LiveGen {
     /// server's XDP_TX frames reach a veth only through its XDP path).
     pub fn load(lab: &NetLab, model: &Model, config: &GenConfig) -> Result<Self> {
         require_xdp_load_bytes("the in-kernel load generator (npk_loadgen)")?;
-        let object = ebpf_object()?;
         ensure!(
             config.cases.is_power_of_two() && config.cases <= MAX_CASES,
             "{} cases: must be a power of two up to {MAX_CASES}",
             config.cases
         );
         install_wakeup_handler()?;
-        let mut ebpf = Ebpf::load(object).context("loading npk's eBPF object")?;
+        let mut ebpf = load_object()?;
         for name in [PROG_LOADGEN, PROG_REPLIES] {
-            let prog: &mut Xdp = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} missing"))?
-                .try_into()?;
-            prog.load()
-                .with_context(|| format!("the kernel refused {name}"))?;
+            load_program(&mut ebpf, name, || format!("the kernel refused {name}"))?;
         }
         let (ns_mac, ns_ifindex) = lab.in_netns(|| {
             Ok::<_, anyhow::Error>((mac_of(&lab.ns_if)?, ifindex_of(&lab.ns_if)?))

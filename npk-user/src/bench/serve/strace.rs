@@ -1,4 +1,5 @@
-//! Reading the summary table of `strace -c`: where a server's system calls go.
+//! Counting a server's system calls: `strace -c -f` attached to the serving process, and
+//! reading its summary table.
 //!
 //! The table is fixed-width with right-aligned numbers:
 //! ```text
@@ -11,7 +12,79 @@
 //! ```
 //! Columns are located from the header line, so a wider or narrower layout still parses.
 
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Instant,
+};
+
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
+
+use super::children::{EXIT_TIMEOUT, line_channel, wait_timeout};
+
+/// `strace -c` attached to the serving process: it counts the serving phase only, not the
+/// startup (loading and verifying the program alone takes thousands of calls).
+pub(super) struct Tracer {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Tracer {
+    /// Attaches `strace -c -f -o file` to process `pid` and waits until it traces.
+    pub(super) fn attach(pid: u32, file: &Path) -> Result<Self> {
+        let mut child = Command::new("strace")
+            .args(["-c", "-f", "-o"])
+            .arg(file)
+            .arg("-p")
+            .arg(pid.to_string())
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting strace (is it installed?)")?;
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        let tracer = Self {
+            child,
+            file: file.to_path_buf(),
+        };
+        let lines = line_channel(stderr);
+        let start = Instant::now();
+        while start.elapsed() < EXIT_TIMEOUT {
+            match lines.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(line) if line.contains("attached") => {
+                    // Keep draining strace's messages so that it never blocks on them.
+                    std::thread::spawn(move || while lines.recv().is_ok() {});
+                    return Ok(tracer);
+                }
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        bail!("strace did not attach to the server (pid {pid})")
+    }
+
+    /// strace's table, once the traced process is gone (strace writes it then).
+    pub(super) fn table(&mut self) -> Result<SyscallTable> {
+        let traced = wait_timeout(&mut self.child, EXIT_TIMEOUT).context("waiting for strace")?;
+        if !traced {
+            bail!("strace did not finish after the server exited");
+        }
+        let text = std::fs::read_to_string(&self.file)
+            .with_context(|| format!("reading strace's summary {}", self.file.display()))?;
+        parse(&text).with_context(|| format!("parsing {}", self.file.display()))
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if !wait_timeout(&mut self.child, EXIT_TIMEOUT).unwrap_or(false) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StraceError {
