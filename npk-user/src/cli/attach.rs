@@ -11,7 +11,6 @@ use npk_common::{
     maps::{Action, Config, Counters, FLAG_FAIL_CLOSED},
     model::{FeatureSchema, MAX_CLASSES, Model},
 };
-use serde::Serialize;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
@@ -22,6 +21,7 @@ use crate::{
     model_file::ModelFile,
     noteln, outln,
     output::ConsoleError,
+    stats::{self, Snapshot},
 };
 
 fn load_model(path: &std::path::Path) -> Result<Box<Model>> {
@@ -272,7 +272,7 @@ pub fn run_stats(args: StatsArgs) -> Result<()> {
         .active_model()?
         .map_or(MAX_CLASSES as u32, |m| m.header.num_classes);
     if !args.watch {
-        let s = Snapshot::take(&args.iface, maps.counters()?, classes as usize, None);
+        let s = snapshot(&args.iface, maps.counters()?, classes as usize, None);
         print_snapshot(&s, args.json)?;
         return Ok(());
     }
@@ -290,79 +290,26 @@ pub fn run_stats(args: StatsArgs) -> Result<()> {
     )
 }
 
-#[derive(Debug, Serialize)]
-struct Snapshot {
-    class_packets: Vec<u64>,
-    class_bytes: Vec<u64>,
-    packets: u64,
-    pps: Option<f64>,
-    dropped: u64,
-    non_ip: u64,
-    unparsed: u64,
-    truncated: u64,
-    no_model: u64,
-    inferences: u64,
-    swap_retries: u64,
-    swap_failures: u64,
-    samples_lost: u64,
-    /// Mean ns per packet from the kernel's run_time_ns / run_cnt (None when bpf stats are off).
-    avg_ns_per_packet: Option<f64>,
-}
-
-impl Snapshot {
-    fn take(iface: &IfaceName, c: Counters, classes: usize, pps: Option<f64>) -> Self {
-        let classes = classes.min(MAX_CLASSES);
-        let avg = attach::program_info(iface).ok().and_then(|i| {
-            let n = i.run_count();
-            (n > 0).then(|| i.run_time().as_nanos() as f64 / n as f64)
-        });
-        Self {
-            class_packets: c.class_packets[..classes].to_vec(),
-            class_bytes: c.class_bytes[..classes].to_vec(),
-            packets: c.class_packets.iter().sum::<u64>()
-                + c.non_ip
-                + c.unparsed
-                + c.truncated
-                + c.no_model
-                + c.swap_failures,
-            pps,
-            dropped: c.dropped,
-            non_ip: c.non_ip,
-            unparsed: c.unparsed,
-            truncated: c.truncated,
-            no_model: c.no_model,
-            inferences: c.inferences,
-            swap_retries: c.swap_retries,
-            swap_failures: c.swap_failures,
-            samples_lost: c.samples_lost,
-            avg_ns_per_packet: avg,
-        }
+/// The counters of `iface` now, with the kernel's mean run time when it keeps one.
+fn snapshot(iface: &IfaceName, counters: Counters, classes: usize, pps: Option<f64>) -> Snapshot {
+    let avg_ns_per_packet = attach::program_info(iface).ok().and_then(|i| {
+        let n = i.run_count();
+        (n > 0).then(|| i.run_time().as_nanos() as f64 / n as f64)
+    });
+    Snapshot {
+        counters,
+        classes,
+        pps,
+        avg_ns_per_packet,
     }
 }
 
 fn print_snapshot(s: &Snapshot, json: bool) -> Result<()> {
     if json {
-        outln!("{}", serde_json::to_string(s)?)?;
-        return Ok(());
+        outln!("{}", s.to_json())?;
+    } else {
+        outln!("{}", s.line())?;
     }
-    let per_class: Vec<String> = s
-        .class_packets
-        .iter()
-        .enumerate()
-        .map(|(c, n)| format!("c{c}={n}"))
-        .collect();
-    outln!(
-        "packets {} [{}] dropped {} | pps {} | unparsed {} truncated {} non-ip {} | {}",
-        s.packets,
-        per_class.join(" "),
-        s.dropped,
-        s.pps.map_or("-".into(), |p| format!("{p:.0}")),
-        s.unparsed,
-        s.truncated,
-        s.non_ip,
-        s.avg_ns_per_packet
-            .map_or("ns/packet -".into(), |n| format!("{n:.0} ns/packet")),
-    )?;
     Ok(())
 }
 
@@ -415,11 +362,11 @@ impl StopSignals {
                             bail!("the classifier on {iface} is gone: {why}");
                         }
                         let c = counters()?;
-                        let total: u64 = c.class_packets.iter().sum();
+                        let total = stats::packets(&c);
                         let now = Instant::now();
                         let pps = last.map(|(t, n)| (total - n) as f64 / (now - t).as_secs_f64());
                         last = Some((now, total));
-                        print_snapshot(&Snapshot::take(iface, c, classes, pps), json)?;
+                        print_snapshot(&snapshot(iface, c, classes, pps), json)?;
                     }
                 }
             }
