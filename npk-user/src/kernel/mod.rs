@@ -2,6 +2,7 @@
 //! counters, attachment.
 
 pub mod attach;
+pub mod config;
 pub mod probe;
 pub mod verify;
 
