@@ -386,3 +386,133 @@ fn a_bad_listen_address_is_refused_with_the_reason() {
     );
     assert!(err.contains("address"), "{err}");
 }
+
+/// deploy/<name> with the installed paths replaced: npk by the binary under test, /etc/npk
+/// by `config_dir`.
+fn unit_file(name: &str, config_dir: &Path) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(name);
+    std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("/usr/local/bin/npk", npk().to_str().unwrap())
+        .replace("/etc/npk/", &format!("{}/", config_dir.display()))
+}
+
+/// The unit's `KEY=` command with `%i` as `instance`, split into words (the unit quotes none).
+fn unit_command(unit: &str, key: &str, instance: &str) -> Vec<String> {
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in the unit"));
+    line.replace("%i", instance)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[track_caller]
+fn run_unit_command(command: &[String]) -> Output {
+    let out = Command::new(&command[0])
+        .args(&command[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn has_xdp(iface: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["link", "show", "dev", iface])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("xdp")
+}
+
+#[test]
+fn the_units_pass_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, instance) in [
+        ("npk@.service", "npk@veth7.service"),
+        ("npk-exporter.service", "npk-exporter.service"),
+    ] {
+        let copy = dir.path().join(instance);
+        std::fs::write(&copy, unit_file(name, dir.path())).unwrap();
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&copy)
+            .output()
+            .expect(
+                "systemd-analyze is missing: scripts/setup.sh installs it (Debian package systemd)",
+            );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && err.trim().is_empty(),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_units_commands_attach_from_the_config_survive_npk_and_detach() {
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path());
+    let lab = NetLab::create(1).unwrap();
+    let iface = lab.host_if.as_str();
+    std::fs::write(
+        dir.path().join(format!("{iface}.toml")),
+        format!(
+            "interface = \"{iface}\"\nmodel = \"m.npk\"\nmode = \"skb\"\nreinfer = 2\n\n\
+             [actions]\n2 = \"count\"\n"
+        ),
+    )
+    .unwrap();
+    let unit = unit_file("npk@.service", dir.path());
+    let (start, stop) = (
+        unit_command(&unit, "ExecStart", iface),
+        unit_command(&unit, "ExecStop", iface),
+    );
+    let pins = npk::kernel::attach::pin_dir(&iface.parse().unwrap());
+
+    // Twice: `systemctl restart` is ExecStop then ExecStart.
+    for round in 0..2 {
+        // ExecStart returned: no npk process holds the attachment.
+        run_unit_command(&start);
+        assert!(has_xdp(iface), "round {round}: not attached");
+        assert!(pins.join("link").exists(), "round {round}: no pinned link");
+        let to_host = std::net::SocketAddr::from((lab.host_addr, 9));
+        lab.in_netns(|| {
+            let s = UdpSocket::bind((lab.ns_addrs[0], 0)).unwrap();
+            for i in 0..50u32 {
+                s.send_to(&i.to_le_bytes(), to_host).unwrap();
+            }
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let stats = stats_json(iface);
+        assert!(
+            stats["packets"].as_u64().unwrap() >= 50,
+            "round {round}: {stats}"
+        );
+        // reinfer = 2 from the file: every other packet of the flow reuses the verdict.
+        assert!(
+            stats["cache_hits"].as_u64().unwrap() >= 20,
+            "round {round}: {stats}"
+        );
+        run_unit_command(&stop);
+        assert!(
+            !has_xdp(iface),
+            "round {round}: still attached after ExecStop"
+        );
+        assert!(
+            !pins.exists(),
+            "round {round}: pins left in {}",
+            pins.display()
+        );
+    }
+}

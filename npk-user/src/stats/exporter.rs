@@ -462,7 +462,7 @@ pub async fn serve(
 mod tests {
     use super::*;
 
-    pub(crate) fn example() -> HostStats {
+    fn example() -> HostStats {
         let mut counters: Counters = bytemuck::Zeroable::zeroed();
         counters.class_packets[..2].copy_from_slice(&[7, 3]);
         counters.class_bytes[..2].copy_from_slice(&[700, 300]);
@@ -497,7 +497,7 @@ mod tests {
     }
 
     /// Every metric name the exporter can emit (a `# TYPE` line of [`example`]'s exposition).
-    pub(crate) fn emitted_names() -> Vec<String> {
+    fn emitted_names() -> Vec<String> {
         example()
             .encode()
             .unwrap()
@@ -531,6 +531,53 @@ mod tests {
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
         assert_eq!(types, 2 + 11 + 5 + 1 + SERVER_COUNTERS.len());
+    }
+
+    /// Every PromQL expression of the dashboard, wherever it sits in the panels.
+    fn exprs(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(o) => {
+                for (k, v) in o {
+                    match (k.as_str(), v) {
+                        ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                        _ => exprs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| exprs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_dashboard_queries_only_metrics_the_exporter_emits_and_shows_them_all() {
+        let text = include_str!("../../../deploy/grafana-npk.json");
+        let dashboard: serde_json::Value = serde_json::from_str(text).unwrap();
+        let mut queries = Vec::new();
+        exprs(&dashboard, &mut queries);
+        assert!(queries.len() > 10, "{queries:?}");
+        let emitted = emitted_names();
+        let mut queried = std::collections::BTreeSet::new();
+        for expr in &queries {
+            let mut names = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("npk_"))
+                .peekable();
+            assert!(names.peek().is_some(), "{expr} queries no npk metric");
+            for name in names {
+                assert!(
+                    emitted.iter().any(|e| e == name),
+                    "{expr}: npk exporter has no {name}"
+                );
+                queried.insert(name.to_string());
+            }
+        }
+        for name in &emitted {
+            assert!(
+                queried.contains(name.as_str()),
+                "the dashboard does not show {name}"
+            );
+        }
     }
 
     #[test]
