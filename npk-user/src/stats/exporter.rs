@@ -147,7 +147,12 @@ impl HostStats {
             ) {
                 continue;
             }
-            attachments.push(read_attachment(&iface, &dir.dir)?);
+            match read_attachment(&iface, &dir.dir) {
+                Ok(a) => attachments.push(a),
+                // Detached while being read: gone, not an error.
+                Err(_) if !attached(&iface) => {}
+                Err(e) => return Err(e),
+            }
         }
         let mut servers = Vec::new();
         for info in loaded_programs() {
@@ -174,6 +179,14 @@ impl HostStats {
         prometheus_text::encode(&mut text, &registry)?;
         Ok(text)
     }
+}
+
+/// Whether the kernel runs the program pinned for `iface` there now.
+fn attached(iface: &IfaceName) -> bool {
+    matches!(
+        attach::pin_state(iface),
+        Ok(Some(PinState::Attached { .. }))
+    )
 }
 
 fn read_attachment(
@@ -231,38 +244,44 @@ fn read_server(info: &ProgramInfo) -> Result<Option<ServerStats>, ExporterError>
     Ok(None)
 }
 
-/// The kernel server's counters besides the replies per status (ServeCounters' fields).
-const SERVER_COUNTERS: [(&str, &str, fn(&ServeCounters) -> u64); 6] = [
-    (
-        "npk_server_requests",
-        "UDP datagrams to the served port with sound IP and UDP headers",
-        |c| c.requests,
-    ),
-    (
-        "npk_server_passed_packets",
-        "Frames not for the server, passed to the stack",
-        |c| c.passed,
-    ),
-    (
-        "npk_server_malformed_packets",
-        "Frames to the served port with inconsistent IP or UDP lengths (passed)",
-        |c| c.malformed,
-    ),
-    (
-        "npk_server_unsupported_packets",
-        "IPv4 fragments and IPv6 with extension headers (passed)",
-        |c| c.unsupported,
-    ),
-    (
-        "npk_server_swap_retry_inferences",
-        "Inferences run again because a push rewrote the model slot under them",
-        |c| c.swap_retries,
-    ),
-    (
-        "npk_server_tx_error_replies",
-        "Replies that could not be written into the frame (dropped)",
-        |c| c.tx_errors,
-    ),
+/// A counter of the kernel server besides the replies per status (ServeCounters' fields).
+struct ServerCounterDesc {
+    metric: &'static str,
+    help: &'static str,
+    read: fn(&ServeCounters) -> u64,
+}
+
+const SERVER_COUNTERS: [ServerCounterDesc; 6] = [
+    ServerCounterDesc {
+        metric: "npk_server_requests",
+        help: "UDP datagrams to the served port with sound IP and UDP headers",
+        read: |c| c.requests,
+    },
+    ServerCounterDesc {
+        metric: "npk_server_passed_packets",
+        help: "Frames not for the server, passed to the stack",
+        read: |c| c.passed,
+    },
+    ServerCounterDesc {
+        metric: "npk_server_malformed_packets",
+        help: "Frames to the served port with inconsistent IP or UDP lengths (passed)",
+        read: |c| c.malformed,
+    },
+    ServerCounterDesc {
+        metric: "npk_server_unsupported_packets",
+        help: "IPv4 fragments and IPv6 with extension headers (passed)",
+        read: |c| c.unsupported,
+    },
+    ServerCounterDesc {
+        metric: "npk_server_swap_retry_inferences",
+        help: "Inferences run again because a push rewrote the model slot under them",
+        read: |c| c.swap_retries,
+    },
+    ServerCounterDesc {
+        metric: "npk_server_tx_error_replies",
+        help: "Replies that could not be written into the frame (dropped)",
+        read: |c| c.tx_errors,
+    },
 ];
 
 type Labels = Vec<(&'static str, String)>;
@@ -389,12 +408,12 @@ impl Collector for HostStats {
                 })
             }),
         )?;
-        for (name, help, read) in SERVER_COUNTERS {
+        for d in &SERVER_COUNTERS {
             let samples = self
                 .servers
                 .iter()
-                .map(|s| (server(s), counter(read(&s.counters))));
-            family(&mut e, name, help, MetricType::Counter, samples)?;
+                .map(|s| (server(s), counter((d.read)(&s.counters))));
+            family(&mut e, d.metric, d.help, MetricType::Counter, samples)?;
         }
         Ok(())
     }
