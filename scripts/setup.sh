@@ -67,11 +67,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The traffic lab (`npk gen --lab tools`, the held-out evaluation) drives real tools, each from
-# Debian's package of the same name. nginx's package starts a system service on install: a
+# Debian's package of the same name; the operations tests check with promtool and systemd-analyze. nginx's package starts a system service on install: a
 # policy-rc.d that answers 101 forbids that for the install (one already there stays untouched).
 tools=(hping3:hping3 nmap:nmap tcpdump:tcpdump nginx:nginx-light dnsmasq:dnsmasq-base
     dig:bind9-dnsutils iperf3:iperf3 ping:iputils-ping slowhttptest:slowhttptest wrk:wrk
-    ethtool:ethtool curl:curl timeout:coreutils)
+    ethtool:ethtool curl:curl timeout:coreutils
+    # The operations tests: `promtool check metrics` on the exporter's scrape and
+    # `systemd-analyze verify` on deploy/npk@.service.
+    promtool:prometheus systemd-analyze:systemd)
 lab_missing=()
 for pair in "${tools[@]}"; do
     command -v "${pair%%:*}" >/dev/null || lab_missing+=("${pair#*:}")

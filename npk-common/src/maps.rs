@@ -207,6 +207,8 @@ pub struct Counters {
     pub swap_failures: u64,
     /// Samples lost because the ring buffer was full.
     pub samples_lost: u64,
+    /// Classified packets that used the flow's cached verdict (no inference).
+    pub cache_hits: u64,
 }
 
 /// One sampled packet, as the ring buffer carries it.
@@ -225,7 +227,7 @@ pub struct Sample {
 
 const _: () = assert!(core::mem::size_of::<Config>() == 32);
 const _: () = assert!(core::mem::size_of::<FlowState>() == 64);
-const _: () = assert!(core::mem::size_of::<Counters>() == 8 * (2 * MAX_CLASSES + 9));
+const _: () = assert!(core::mem::size_of::<Counters>() == 8 * (2 * MAX_CLASSES + 10));
 
 #[cfg(feature = "user")]
 mod pod {

@@ -133,6 +133,7 @@ fn classify_ip<L: NeuronLoop>(
         && flow.since_infer < every
         && flow.model_version == model.header.model_version;
     let (class, version) = if cached {
+        stats.cache_hits += 1;
         flow.since_infer += 1;
         (flow.class, flow.model_version)
     } else {

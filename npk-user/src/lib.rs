@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod quantize;
 pub mod rng;
 pub mod serve;
+pub mod stats;
 pub mod sys;
 pub mod train;
 

@@ -1,6 +1,7 @@
 //! `npk attach`, `npk detach`, `npk push`, `npk stats`: the classifier on a live interface.
 
 use std::{
+    num::NonZeroU32,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -11,61 +12,36 @@ use npk_common::{
     maps::{Action, Config, Counters, FLAG_FAIL_CLOSED},
     model::{FeatureSchema, MAX_CLASSES, Model},
 };
-use serde::Serialize;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
     kernel::{
         ControlMaps,
         attach::{self, AttachMode, IfaceName, pin_dir},
+        config::{AttachConfig, ClassAction},
     },
     model_file::ModelFile,
     noteln, outln,
     output::ConsoleError,
+    stats::{self, Snapshot},
 };
 
 fn load_model(path: &std::path::Path) -> Result<Box<Model>> {
     Ok(ModelFile::load(path)?.quantized.model)
 }
 
-/// `CLASS=ACTION`, e.g. `1=drop`.
-#[derive(Clone, Debug)]
-pub struct ClassAction(usize, Action);
-
-impl std::str::FromStr for ClassAction {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (c, a) = s
-            .split_once('=')
-            .ok_or(format!("`{s}`: expected CLASS=ACTION, e.g. 1=drop"))?;
-        let class: usize = c
-            .parse()
-            .map_err(|_| format!("`{c}` is not a class number"))?;
-        if class >= MAX_CLASSES {
-            return Err(format!(
-                "class {class} is beyond the limit of {MAX_CLASSES} classes"
-            ));
-        }
-        let action = match a {
-            "pass" => Action::Pass,
-            "drop" => Action::Drop,
-            "count" => Action::Count,
-            "sample" => Action::Sample,
-            _ => return Err(format!("`{a}`: actions are pass, drop, count, sample")),
-        };
-        Ok(Self(class, action))
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct AttachArgs {
+    /// Read interface, model, mode, actions, reinfer and fail_closed from this TOML file
+    /// instead of flags (see docs/operations.md).
+    #[arg(long, conflicts_with_all = ["iface", "model", "mode", "actions", "reinfer", "fail_closed"])]
+    config: Option<PathBuf>,
     /// The interface to classify the ingress traffic of (see `ip link`).
-    #[arg(long)]
-    iface: IfaceName,
+    #[arg(long, required_unless_present = "config")]
+    iface: Option<IfaceName>,
     /// A packet-feature model file (from `npk train` on `npk features`/`npk capture` data).
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, required_unless_present = "config")]
+    model: Option<PathBuf>,
     /// Where the classifier runs: native (driver) XDP, generic (skb) XDP or TC ingress.
     #[arg(long, value_enum, default_value = "native")]
     mode: AttachMode,
@@ -76,18 +52,42 @@ pub struct AttachArgs {
     #[arg(long = "action")]
     actions: Vec<ClassAction>,
     /// Re-run the model on a flow every N packets (1 = every packet).
-    #[arg(long, default_value_t = 1)]
-    reinfer: u32,
+    #[arg(long, default_value_t = NonZeroU32::MIN)]
+    reinfer: NonZeroU32,
     /// Drop packets that cannot be parsed (default: pass them).
     #[arg(long)]
     fail_closed: bool,
 }
 
+impl AttachArgs {
+    /// The file's settings or the flags', as one typed config.
+    fn config(self) -> Result<AttachConfig> {
+        if let Some(path) = &self.config {
+            return Ok(AttachConfig::from_file(path)?);
+        }
+        let (Some(iface), Some(model)) = (self.iface, self.model) else {
+            bail!("--iface and --model are needed without --config");
+        };
+        Ok(AttachConfig {
+            iface,
+            model,
+            mode: self.mode,
+            actions: self.actions,
+            reinfer: self.reinfer,
+            fail_closed: self.fail_closed,
+        })
+    }
+}
+
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").args(["iface", "config"]).required(true)))]
 pub struct DetachArgs {
     /// The interface npk is attached to; stale pins of a killed attach are removed too.
     #[arg(long)]
-    iface: IfaceName,
+    iface: Option<IfaceName>,
+    /// The interface named in this `npk attach --config` file.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -119,20 +119,22 @@ pub struct StatsArgs {
 }
 
 pub fn run_attach(args: AttachArgs) -> Result<()> {
-    anyhow::ensure!(args.reinfer >= 1, "--reinfer must be at least 1");
-    let model = load_model(&args.model)?;
+    let pin = args.pin;
+    let config = args.config()?;
+    let model = load_model(&config.model)?;
     let mut class_action = [Action::Pass as u8; MAX_CLASSES];
-    for ClassAction(c, a) in &args.actions {
+    for a in &config.actions {
         anyhow::ensure!(
-            (*c as u32) < model.header.num_classes,
-            "--action {c}=...: the model has {} classes",
+            (a.class as u32) < model.header.num_classes,
+            "{}: the model has {} classes",
+            a.origin,
             model.header.num_classes
         );
-        class_action[*c] = *a as u8;
+        class_action[a.class] = a.action as u8;
     }
-    let config = Config {
-        reinfer_every: args.reinfer,
-        flags: if args.fail_closed {
+    let kernel_config = Config {
+        reinfer_every: config.reinfer.get(),
+        flags: if config.fail_closed {
             FLAG_FAIL_CLOSED
         } else {
             0
@@ -140,33 +142,30 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
         class_action,
         _pad: [0; 2],
     };
+    let AttachConfig { iface, mode, .. } = config;
     // Caught before anything is attached: every stop signal from here on cleans up.
     let stop = StopSignals::install()?;
-    let attachment = attach::attach(&args.iface, args.mode, &model, &config, args.pin)?;
+    let attachment = attach::attach(&iface, mode, &model, &kernel_config, pin)?;
     if let Some(stale) = &attachment.replaced_stale {
         noteln!(
             "removed the stale pins of an earlier attach on {}: {stale}",
-            args.iface
+            iface
         );
     }
-    if args.pin {
+    if pin {
         outln!(
             "attached to {} ({:?}), pinned in {}; `npk detach --iface {}` removes it",
-            args.iface,
-            args.mode,
-            pin_dir(&args.iface).display(),
-            args.iface
+            iface,
+            mode,
+            pin_dir(&iface).display(),
+            iface
         )?;
         return Ok(());
     }
-    noteln!(
-        "attached to {} ({:?}); Ctrl-C detaches",
-        args.iface,
-        args.mode
-    );
+    noteln!("attached to {} ({:?}); Ctrl-C detaches", iface, mode);
     let classes = model.header.num_classes as usize;
     let result = stop.watch(
-        &args.iface,
+        &iface,
         false,
         classes,
         || Ok(attachment.classifier.counters()?),
@@ -174,32 +173,37 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
     );
     drop(attachment);
     match &result {
-        Ok(()) => noteln!("detached from {}", args.iface),
+        Ok(()) => noteln!("detached from {}", iface),
         // `npk attach ... | head`: the reader went away, the watch ended like at Ctrl-C.
         Err(e)
             if e.downcast_ref::<ConsoleError>()
                 .is_some_and(ConsoleError::is_broken_pipe) =>
         {
-            noteln!("detached from {}: standard output was closed", args.iface)
+            noteln!("detached from {}: standard output was closed", iface)
         }
-        Err(_) => noteln!("pins of {} removed", args.iface),
+        Err(_) => noteln!("pins of {} removed", iface),
     }
     result
 }
 
 pub fn run_detach(args: DetachArgs) -> Result<()> {
-    let detached = attach::detach(&args.iface)?;
+    let iface = match (args.iface, &args.config) {
+        (Some(iface), _) => iface,
+        (None, Some(path)) => AttachConfig::from_file(path)?.iface,
+        (None, None) => bail!("--iface or --config names the interface"),
+    };
+    let detached = attach::detach(&iface)?;
     let printed = match &detached.stale {
-        None => outln!("detached from {}", args.iface),
+        None => outln!("detached from {}", iface),
         Some(stale) => outln!(
             "nothing was attached to {} any more ({stale}); removed its stale pins",
-            args.iface
+            iface
         ),
     };
     if !detached.leftovers.unknown.is_empty() {
         noteln!(
             "kept {}: it also holds files npk did not create: {}",
-            pin_dir(&args.iface).display(),
+            pin_dir(&iface).display(),
             detached.leftovers.unknown.join(", ")
         );
     }
@@ -272,7 +276,7 @@ pub fn run_stats(args: StatsArgs) -> Result<()> {
         .active_model()?
         .map_or(MAX_CLASSES as u32, |m| m.header.num_classes);
     if !args.watch {
-        let s = Snapshot::take(&args.iface, maps.counters()?, classes as usize, None);
+        let s = snapshot(&args.iface, maps.counters()?, classes as usize, None);
         print_snapshot(&s, args.json)?;
         return Ok(());
     }
@@ -290,79 +294,26 @@ pub fn run_stats(args: StatsArgs) -> Result<()> {
     )
 }
 
-#[derive(Debug, Serialize)]
-struct Snapshot {
-    class_packets: Vec<u64>,
-    class_bytes: Vec<u64>,
-    packets: u64,
-    pps: Option<f64>,
-    dropped: u64,
-    non_ip: u64,
-    unparsed: u64,
-    truncated: u64,
-    no_model: u64,
-    inferences: u64,
-    swap_retries: u64,
-    swap_failures: u64,
-    samples_lost: u64,
-    /// Mean ns per packet from the kernel's run_time_ns / run_cnt (None when bpf stats are off).
-    avg_ns_per_packet: Option<f64>,
-}
-
-impl Snapshot {
-    fn take(iface: &IfaceName, c: Counters, classes: usize, pps: Option<f64>) -> Self {
-        let classes = classes.min(MAX_CLASSES);
-        let avg = attach::program_info(iface).ok().and_then(|i| {
-            let n = i.run_count();
-            (n > 0).then(|| i.run_time().as_nanos() as f64 / n as f64)
-        });
-        Self {
-            class_packets: c.class_packets[..classes].to_vec(),
-            class_bytes: c.class_bytes[..classes].to_vec(),
-            packets: c.class_packets.iter().sum::<u64>()
-                + c.non_ip
-                + c.unparsed
-                + c.truncated
-                + c.no_model
-                + c.swap_failures,
-            pps,
-            dropped: c.dropped,
-            non_ip: c.non_ip,
-            unparsed: c.unparsed,
-            truncated: c.truncated,
-            no_model: c.no_model,
-            inferences: c.inferences,
-            swap_retries: c.swap_retries,
-            swap_failures: c.swap_failures,
-            samples_lost: c.samples_lost,
-            avg_ns_per_packet: avg,
-        }
+/// The counters of `iface` now, with the kernel's mean run time when it keeps one.
+fn snapshot(iface: &IfaceName, counters: Counters, classes: usize, pps: Option<f64>) -> Snapshot {
+    let avg_ns_per_packet = attach::program_info(iface).ok().and_then(|i| {
+        let n = i.run_count();
+        (n > 0).then(|| i.run_time().as_nanos() as f64 / n as f64)
+    });
+    Snapshot {
+        counters,
+        classes,
+        pps,
+        avg_ns_per_packet,
     }
 }
 
 fn print_snapshot(s: &Snapshot, json: bool) -> Result<()> {
     if json {
-        outln!("{}", serde_json::to_string(s)?)?;
-        return Ok(());
+        outln!("{}", s.to_json())?;
+    } else {
+        outln!("{}", s.line())?;
     }
-    let per_class: Vec<String> = s
-        .class_packets
-        .iter()
-        .enumerate()
-        .map(|(c, n)| format!("c{c}={n}"))
-        .collect();
-    outln!(
-        "packets {} [{}] dropped {} | pps {} | unparsed {} truncated {} non-ip {} | {}",
-        s.packets,
-        per_class.join(" "),
-        s.dropped,
-        s.pps.map_or("-".into(), |p| format!("{p:.0}")),
-        s.unparsed,
-        s.truncated,
-        s.non_ip,
-        s.avg_ns_per_packet
-            .map_or("ns/packet -".into(), |n| format!("{n:.0} ns/packet")),
-    )?;
     Ok(())
 }
 
@@ -415,14 +366,95 @@ impl StopSignals {
                             bail!("the classifier on {iface} is gone: {why}");
                         }
                         let c = counters()?;
-                        let total: u64 = c.class_packets.iter().sum();
+                        let total = stats::packets(&c);
                         let now = Instant::now();
                         let pps = last.map(|(t, n)| (total - n) as f64 / (now - t).as_secs_f64());
                         last = Some((now, total));
-                        print_snapshot(&Snapshot::take(iface, c, classes, pps), json)?;
+                        print_snapshot(&snapshot(iface, c, classes, pps), json)?;
                     }
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn attach_args(args: &[&str]) -> Result<AttachArgs, clap::Error> {
+        let cli = Cli::try_parse_from([&["npk", "attach"], args].concat())?;
+        match cli.command {
+            Command::Attach(a) => Ok(a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    /// Origins differ by design (a flag, a file's line): everything else must not.
+    fn without_origins(c: AttachConfig) -> (AttachConfig, Vec<(usize, Action)>) {
+        let actions = c.actions.iter().map(|a| (a.class, a.action)).collect();
+        (
+            AttachConfig {
+                actions: vec![],
+                ..c
+            },
+            actions,
+        )
+    }
+
+    #[test]
+    fn flags_and_a_config_file_give_the_same_config() {
+        let flags = attach_args(&[
+            "--iface",
+            "eth0",
+            "--model",
+            "/etc/npk/m.npk",
+            "--mode",
+            "tc",
+            "--action",
+            "1=drop",
+            "--action",
+            "2=sample",
+            "--reinfer",
+            "8",
+            "--fail-closed",
+        ])
+        .unwrap()
+        .config()
+        .unwrap();
+        let file = AttachConfig::from_toml(
+            Path::new("/etc/npk/eth0.toml"),
+            "interface = \"eth0\"\nmodel = \"m.npk\"\nmode = \"tc\"\nreinfer = 8\n\
+             fail_closed = true\n\n[actions]\n1 = \"drop\"\n2 = \"sample\"\n",
+        )
+        .unwrap();
+        assert_eq!(without_origins(flags), without_origins(file));
+    }
+
+    #[test]
+    fn a_config_file_excludes_the_flags_it_replaces() {
+        for flag in [
+            &["--iface", "eth0"][..],
+            &["--model", "m.npk"],
+            &["--mode", "skb"],
+            &["--action", "1=drop"],
+            &["--reinfer", "2"],
+            &["--fail-closed"],
+        ] {
+            let err = attach_args(&[&["--config", "x.toml"], flag].concat()).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{flag:?}"
+            );
+        }
+        assert!(attach_args(&["--config", "x.toml", "--pin"]).is_ok());
+        let err = attach_args(&["--iface", "eth0"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }
 }

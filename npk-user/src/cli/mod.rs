@@ -7,6 +7,7 @@ mod cleanup;
 mod client;
 mod demo;
 mod eval;
+mod exporter;
 mod features;
 mod r#gen;
 mod inspect;
@@ -65,6 +66,11 @@ pub enum Command {
     /// Remove what killed npk commands left behind (namespaces, veths, stale pins), only that.
     #[command(after_help = "Example:\n  sudo npk cleanup --dry-run\n  sudo npk cleanup")]
     Cleanup(cleanup::CleanupArgs),
+    /// Serve Prometheus metrics (/metrics) of every npk attachment and kernel server here.
+    #[command(
+        after_help = "Example:\n  sudo npk exporter\n  sudo npk exporter --listen 0.0.0.0:9595"
+    )]
+    Exporter(exporter::ExporterArgs),
     /// Benchmarks that print numbers.
     Bench(bench::BenchArgs),
     /// Check the kernel classifier against the userspace reference on generated frames.
@@ -111,6 +117,7 @@ impl Cli {
             Command::Push(a) => attach::run_push(a),
             Command::Stats(a) => attach::run_stats(a),
             Command::Cleanup(a) => cleanup::run(a),
+            Command::Exporter(a) => exporter::run(a),
             Command::Bench(a) => bench::run(a),
             Command::Verify(a) => verify::run(a),
             Command::Inspect(a) => inspect::run(a),

@@ -67,6 +67,8 @@ pub struct DemoConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Rates {
     pub accuracy: f64,
+    /// Replayed packets scored against the generator's labels (the classified ones that were
+    /// sampled); the live table's pps counts every frame, as `npk stats` does.
     pub packets: u64,
     pub attack_drop_rate: f64,
     pub benign_drop_rate: f64,
@@ -506,6 +508,7 @@ struct Snapshot {
     at: Instant,
     /// Seconds since the replay started.
     t: f64,
+    /// Frames the classifier ran on ([`crate::stats::packets`]).
     packets: u64,
     run_ns: u64,
     runs: u64,
@@ -519,7 +522,7 @@ impl Snapshot {
         Self {
             at: Instant::now(),
             t: start.elapsed().as_secs_f64(),
-            packets: c.class_packets.iter().sum(),
+            packets: crate::stats::packets(c),
             run_ns,
             runs,
         }

@@ -2,6 +2,7 @@
 //! counters, attachment.
 
 pub mod attach;
+pub mod config;
 pub mod load;
 pub mod probe;
 pub mod verify;
@@ -493,21 +494,5 @@ impl Classifier {
 }
 
 pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters {
-    let mut total: Counters = bytemuck::Zeroable::zeroed();
-    for c in per_cpu {
-        for i in 0..MAX_CLASSES {
-            total.class_packets[i] += c.class_packets[i];
-            total.class_bytes[i] += c.class_bytes[i];
-        }
-        total.dropped += c.dropped;
-        total.non_ip += c.non_ip;
-        total.unparsed += c.unparsed;
-        total.truncated += c.truncated;
-        total.no_model += c.no_model;
-        total.inferences += c.inferences;
-        total.swap_retries += c.swap_retries;
-        total.swap_failures += c.swap_failures;
-        total.samples_lost += c.samples_lost;
-    }
-    total
+    crate::stats::sum(per_cpu)
 }

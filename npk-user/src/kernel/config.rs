@@ -1,0 +1,308 @@
+//! What `npk attach` attaches, typed once: built from its flags or read from a TOML file
+//! (`npk attach --config FILE`, what the systemd unit runs), checked the same way.
+//!
+//! ```toml
+//! interface = "eth0"
+//! model = "packets.npk"      # relative paths start at the file's directory
+//! mode = "native"            # native | skb | tc (default native)
+//! reinfer = 1                # re-run the model on a flow every N packets (default 1)
+//! fail_closed = false        # drop what cannot be parsed (default: pass it)
+//!
+//! [actions]                  # class = pass | drop | count | sample (default pass)
+//! 1 = "drop"
+//! 2 = "sample"
+//! ```
+//!
+//! Errors name the file, the line and the field.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+};
+
+use clap::ValueEnum;
+use npk_common::{maps::Action, model::MAX_CLASSES};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::attach::{AttachMode, IfaceName};
+
+/// Where a setting came from, for error messages: a flag or a file's line and field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Flag(String),
+    File {
+        path: PathBuf,
+        line: usize,
+        field: String,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flag(flag) => f.write_str(flag),
+            Self::File { path, line, field } => {
+                write!(f, "{}:{line}: {field}", path.display())
+            }
+        }
+    }
+}
+
+/// One class's action and where it was set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassAction {
+    pub class: usize,
+    pub action: Action,
+    pub origin: Origin,
+}
+
+/// Everything `npk attach` needs besides `--pin`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachConfig {
+    pub iface: IfaceName,
+    pub model: PathBuf,
+    pub mode: AttachMode,
+    pub actions: Vec<ClassAction>,
+    pub reinfer: NonZeroU32,
+    pub fail_closed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not TOML, or a field missing, unknown or of the wrong type.
+    #[error("{}:{line}: {message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{origin}: {message}")]
+    Value { origin: Origin, message: String },
+}
+
+/// The name of an action as flags and files write it.
+pub fn parse_action(name: &str) -> Option<Action> {
+    match name {
+        "pass" => Some(Action::Pass),
+        "drop" => Some(Action::Drop),
+        "count" => Some(Action::Count),
+        "sample" => Some(Action::Sample),
+        _ => None,
+    }
+}
+
+/// A class number below [`MAX_CLASSES`].
+pub fn parse_class(text: &str) -> Result<usize, String> {
+    let class: usize = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a class number"))?;
+    if class >= MAX_CLASSES {
+        return Err(format!(
+            "class {class} is beyond the limit of {MAX_CLASSES} classes"
+        ));
+    }
+    Ok(class)
+}
+
+pub const ACTION_NAMES: &str = "pass, drop, count, sample";
+
+/// `CLASS=ACTION` as `npk attach --action` takes it, e.g. `1=drop`.
+impl std::str::FromStr for ClassAction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (class, action) = s
+            .split_once('=')
+            .ok_or(format!("`{s}`: expected CLASS=ACTION, e.g. 1=drop"))?;
+        Ok(Self {
+            class: parse_class(class)?,
+            action: parse_action(action)
+                .ok_or(format!("`{action}`: actions are {ACTION_NAMES}"))?,
+            origin: Origin::Flag(format!("--action {s}")),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    interface: Spanned<String>,
+    model: Spanned<PathBuf>,
+    mode: Option<Spanned<String>>,
+    reinfer: Option<Spanned<i64>>,
+    fail_closed: Option<bool>,
+    actions: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+}
+
+impl AttachConfig {
+    /// Reads and checks a config file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(path, &text)
+    }
+
+    /// `text` as the file `path` would hold it.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line: e.span().map_or(1, |s| line_of(s.start)),
+            message: e.message().trim_end().to_string(),
+        })?;
+        let origin = |field: &str, span: std::ops::Range<usize>| Origin::File {
+            path: path.to_path_buf(),
+            line: line_of(span.start),
+            field: field.to_string(),
+        };
+        let invalid = |origin: Origin, message: String| ConfigError::Value { origin, message };
+
+        let iface = raw
+            .interface
+            .get_ref()
+            .parse::<IfaceName>()
+            .map_err(|e| invalid(origin("interface", raw.interface.span()), e.to_string()))?;
+        let mode = match &raw.mode {
+            None => AttachMode::Native,
+            Some(m) => AttachMode::from_str(m.get_ref(), false).map_err(|_| {
+                invalid(
+                    origin("mode", m.span()),
+                    format!("`{}`: modes are native, skb, tc", m.get_ref()),
+                )
+            })?,
+        };
+        let reinfer = match &raw.reinfer {
+            None => NonZeroU32::MIN,
+            Some(r) => u32::try_from(*r.get_ref())
+                .ok()
+                .and_then(NonZeroU32::new)
+                .ok_or_else(|| {
+                    invalid(
+                        origin("reinfer", r.span()),
+                        format!("{} is not a packet count of at least 1", r.get_ref()),
+                    )
+                })?,
+        };
+        let mut actions = Vec::new();
+        for (class, action) in raw.actions.iter().flatten() {
+            let field = format!("actions.{}", class.get_ref());
+            let class_number = parse_class(class.get_ref())
+                .map_err(|message| invalid(origin(&field, class.span()), message))?;
+            let parsed = parse_action(action.get_ref()).ok_or_else(|| {
+                invalid(
+                    origin(&field, action.span()),
+                    format!("`{}`: actions are {ACTION_NAMES}", action.get_ref()),
+                )
+            })?;
+            actions.push(ClassAction {
+                class: class_number,
+                action: parsed,
+                origin: origin(&field, class.span()),
+            });
+        }
+        let model = raw.model.get_ref();
+        let model = match path.parent() {
+            Some(dir) if model.is_relative() => dir.join(model),
+            _ => model.clone(),
+        };
+        Ok(Self {
+            iface,
+            model,
+            mode,
+            actions,
+            reinfer,
+            fail_closed: raw.fail_closed.unwrap_or(false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<AttachConfig, String> {
+        AttachConfig::from_toml(Path::new("/etc/npk/eth0.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_full_file_gives_every_setting() {
+        let config = parse(
+            "interface = \"eth0\"\nmodel = \"m.npk\"\nmode = \"tc\"\nreinfer = 8\n\
+             fail_closed = true\n[actions]\n1 = \"drop\"\n3 = \"sample\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.iface.as_str(), "eth0");
+        assert_eq!(config.model, Path::new("/etc/npk/m.npk"));
+        assert_eq!(config.mode, AttachMode::Tc);
+        assert_eq!(config.reinfer.get(), 8);
+        assert!(config.fail_closed);
+        let actions: Vec<(usize, Action)> =
+            config.actions.iter().map(|a| (a.class, a.action)).collect();
+        assert_eq!(actions, [(1, Action::Drop), (3, Action::Sample)]);
+        assert_eq!(
+            config.actions[0].origin.to_string(),
+            "/etc/npk/eth0.toml:7: actions.1"
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_flags() {
+        let config = parse("interface = \"eth0\"\nmodel = \"/srv/m.npk\"\n").unwrap();
+        assert_eq!(config.model, Path::new("/srv/m.npk"));
+        assert_eq!(config.mode, AttachMode::Native);
+        assert_eq!(config.reinfer.get(), 1);
+        assert!(!config.fail_closed && config.actions.is_empty());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let head = "interface = \"eth0\"\nmodel = \"m.npk\"\n";
+        for (text, expected) in [
+            (
+                format!("{head}mode = \"xdp\"\n"),
+                "/etc/npk/eth0.toml:3: mode: `xdp`: modes are native, skb, tc",
+            ),
+            (
+                format!("{head}reinfer = 0\n"),
+                "/etc/npk/eth0.toml:3: reinfer: 0 is not a packet count of at least 1",
+            ),
+            (
+                format!("{head}\n[actions]\n1 = \"block\"\n"),
+                "/etc/npk/eth0.toml:5: actions.1: `block`: actions are pass, drop, count, sample",
+            ),
+            (
+                format!("{head}[actions]\n99 = \"drop\"\n"),
+                "/etc/npk/eth0.toml:4: actions.99: class 99 is beyond the limit",
+            ),
+            (
+                "interface = \"a/b\"\nmodel = \"m.npk\"\n".to_string(),
+                "/etc/npk/eth0.toml:1: interface: ",
+            ),
+            (
+                format!("{head}reinfr = 2\n"),
+                "/etc/npk/eth0.toml:3: unknown field `reinfr`",
+            ),
+            (
+                "interface = \"eth0\"\n".to_string(),
+                "/etc/npk/eth0.toml:1: missing field `model`",
+            ),
+            (
+                format!("{head}fail_closed = \"yes\"\n"),
+                "/etc/npk/eth0.toml:3: invalid type",
+            ),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert!(err.starts_with(expected), "{text:?}: {err}");
+        }
+    }
+}

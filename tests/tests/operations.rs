@@ -1,0 +1,518 @@
+//! Operating npk, against the real kernel (root), through the release `npk` binary: the
+//! Prometheus exporter scraped beside `npk stats --json` and a kernel server, checked by
+//! `promtool`; the systemd unit's commands attaching from a config file, surviving the
+//! process and detaching.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpStream, UdpSocket},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use npk::netlab::NetLab;
+use npk_common::packet::FEATURE_NAMES;
+
+/// target/release/npk, next to target/release/deps/ where this test runs.
+fn npk() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("npk");
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo build --release` builds it",
+        bin.display()
+    );
+    bin
+}
+
+#[track_caller]
+fn ok(args: &[&str]) -> Output {
+    let out = Command::new(npk()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "npk {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A packet-feature model with 3 classes, trained by `npk train` in `dir`.
+fn model(dir: &Path) -> String {
+    let csv = dir.join("p.csv");
+    let mut text = FEATURE_NAMES.join(",") + ",label\n";
+    for row in 0..240u32 {
+        let class = row % 3;
+        let values: Vec<String> = (0..FEATURE_NAMES.len() as u32)
+            .map(|f| ((row * 7 + f * 13) % 50 + class * 40).to_string())
+            .collect();
+        text += &format!("{},{class}\n", values.join(","));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = dir.join("m.npk");
+    let (csv, out) = (csv.to_str().unwrap(), out.to_str().unwrap());
+    ok(&[
+        "train", "--data", csv, "--epochs", "2", "--hidden", "8", "--out", out,
+    ]);
+    out.to_string()
+}
+
+/// A long-running npk whose stdout and stderr lines arrive on a channel.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(npk())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let out: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
+        let err: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
+        for stream in [out, err] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line containing `text` (waits up to a minute: loading is slow under load).
+    #[track_caller]
+    fn wait_for(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                self.seen.push(line.clone());
+                if line.contains(text) {
+                    return line;
+                }
+            }
+        }
+        panic!("no {text:?} from npk; output: {:?}", self.seen);
+    }
+
+    /// SIGTERM, then the exit status and every line, waiting at most 10 s.
+    #[track_caller]
+    fn stop(mut self) -> (bool, Vec<String>) {
+        // SAFETY: kill on our own child's pid.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
+            0
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("npk did not stop at SIGTERM; output: {:?}", self.seen);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(300)) {
+            self.seen.push(line);
+        }
+        (status.success(), self.seen)
+    }
+}
+
+/// The body of `GET /metrics` at `addr`.
+fn scrape(addr: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.to_string()
+}
+
+/// `name{labels} value` lines whose labels contain `label`, as name (with the other labels)
+/// -> value.
+fn samples(scrape: &str, label: &str) -> BTreeMap<String, f64> {
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(label))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.replace(label, ""), value.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The XDP program id `ip link` reports on `iface`.
+fn xdp_program_id(iface: &str) -> u32 {
+    let out = Command::new("ip")
+        .args(["-d", "link", "show", "dev", iface])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let after = text
+        .split("prog/xdp id ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no XDP on {iface}: {text}"));
+    after.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[track_caller]
+fn stats_json(iface: &str) -> serde_json::Value {
+    let out = ok(&["stats", "--iface", iface, "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_exporter_shows_what_npk_stats_shows_and_promtool_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path());
+    let classifier_lab = NetLab::create(1).unwrap();
+    let server_lab = NetLab::create(1).unwrap();
+    let iface = classifier_lab.host_if.as_str();
+    ok(&[
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &model,
+        "--mode",
+        "skb",
+        "--pin",
+        "--reinfer",
+        "4",
+    ]);
+    let port = 20000 + std::process::id() % 20000;
+    let port_arg = port.to_string();
+    let mut server = Running::start(&[
+        "serve",
+        "--kernel",
+        &server_lab.host_if,
+        "--port",
+        &port_arg,
+        "--json",
+    ]);
+    server.wait_for("\"ready\"");
+    let exporter = {
+        let mut e = Running::start(&["exporter", "--listen", "127.0.0.1:0"]);
+        let line = e.wait_for("serving metrics on http://");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        (e, addr)
+    };
+
+    // Traffic through both, then none: UDP to the classified host, and requests too short to
+    // be valid to the server (each is answered SHORT_PACKET).
+    let to_host = std::net::SocketAddr::from((classifier_lab.host_addr, 9));
+    classifier_lab
+        .in_netns(|| {
+            let s = UdpSocket::bind((classifier_lab.ns_addrs[0], 0)).unwrap();
+            for i in 0..300u32 {
+                s.send_to(&i.to_le_bytes(), to_host).unwrap();
+            }
+        })
+        .unwrap();
+    let to_server = std::net::SocketAddr::from((server_lab.host_addr, port as u16));
+    server_lab
+        .in_netns(|| {
+            let s = UdpSocket::bind((server_lab.ns_addrs[0], 0)).unwrap();
+            for _ in 0..25 {
+                s.send_to(b"npk?", to_server).unwrap();
+            }
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The same moment: stats before and after the scrape agree (a stray frame makes it retry).
+    let (before, text) = (0..5)
+        .find_map(|_| {
+            let before = stats_json(iface);
+            let text = scrape(&exporter.1);
+            (stats_json(iface) == before).then_some((before, text))
+        })
+        .expect("the counters kept moving with the traffic stopped");
+
+    let check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(|mut p| {
+            p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            p.wait_with_output().unwrap()
+        })
+        .expect("promtool is missing: scripts/setup.sh installs it (Debian package prometheus)");
+    assert!(
+        check.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let ours = samples(&text, &format!("interface=\"{iface}\""));
+    let get = |series: &str| {
+        *ours
+            .get(series)
+            .unwrap_or_else(|| panic!("no {series} for {iface} in\n{text}"))
+    };
+    let stat = |key: &str| before[key].as_u64().unwrap() as f64;
+    assert!(stat("packets") >= 300.0, "{before}");
+    assert!(
+        stat("cache_hits") > 0.0,
+        "--reinfer 4 reuses verdicts: {before}"
+    );
+    for (key, metric) in [
+        ("packets", "npk_packets_total"),
+        ("dropped", "npk_dropped_packets_total"),
+        ("non_ip", "npk_non_ip_packets_total"),
+        ("unparsed", "npk_unparsed_packets_total"),
+        ("truncated", "npk_truncated_packets_total"),
+        ("no_model", "npk_no_model_packets_total"),
+        ("inferences", "npk_inferences_total"),
+        ("cache_hits", "npk_cache_hit_packets_total"),
+        ("swap_retries", "npk_swap_retry_inferences_total"),
+        ("swap_failures", "npk_swap_failure_packets_total"),
+        ("samples_lost", "npk_lost_samples_total"),
+    ] {
+        assert_eq!(
+            get(&format!("{metric}{{}}")),
+            stat(key),
+            "{key} vs {metric}"
+        );
+    }
+    for (key, metric) in [
+        ("class_packets", "npk_class_packets_total"),
+        ("class_bytes", "npk_class_bytes_total"),
+    ] {
+        for (class, n) in before[key].as_array().unwrap().iter().enumerate() {
+            let series = format!("{metric}{{,class=\"{class}\"}}");
+            assert_eq!(get(&series), n.as_u64().unwrap() as f64, "{series}");
+        }
+    }
+    assert!(
+        ours.keys()
+            .any(|k| k.starts_with("npk_model_info{,version=\"1\",id=\"")),
+        "{text}"
+    );
+    assert_eq!(get("npk_model_version{}"), 1.0);
+    if let Some(ns) = before["avg_ns_per_packet"].as_f64() {
+        let seconds = get("npk_program_seconds_per_run{}");
+        assert!(
+            (seconds * 1e9 - ns).abs() <= 1e-6 * ns,
+            "{seconds} s vs {ns} ns"
+        );
+    }
+
+    // The server: its own final counters equal what the exporter showed.
+    let program = xdp_program_id(&server_lab.host_if);
+    let theirs = samples(&text, &format!("program_id=\"{program}\""));
+    let (exporter, _) = exporter;
+    let (served_ok, lines) = server.stop();
+    assert!(served_ok, "{lines:?}");
+    let stopped: serde_json::Value = lines
+        .iter()
+        .find(|l| l.contains("\"stopped\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_else(|| panic!("no stopped line: {lines:?}"));
+    assert_eq!(stopped["requests"].as_u64(), Some(25), "{stopped}");
+    assert_eq!(
+        theirs.get("npk_server_requests_total{}"),
+        Some(&25.0),
+        "{text}"
+    );
+    assert_eq!(
+        theirs.get("npk_server_replies_total{,status=\"SHORT_PACKET\"}"),
+        Some(&(stopped["replies"]["SHORT_PACKET"].as_u64().unwrap() as f64)),
+        "{stopped}\n{text}"
+    );
+
+    let (stopped_ok, lines) = exporter.stop();
+    assert!(
+        stopped_ok && lines.iter().any(|l| l.contains("exporter stopped")),
+        "{lines:?}"
+    );
+    ok(&["detach", "--iface", iface]);
+}
+
+#[test]
+fn a_bad_listen_address_is_refused_with_the_reason() {
+    let out = Command::new(npk())
+        .args(["exporter", "--listen", "localhost"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--listen") && err.contains("socket address"),
+        "{err}"
+    );
+    // TEST-NET-1: no interface of this host has it.
+    let out = Command::new(npk())
+        .args(["exporter", "--listen", "192.0.2.1:9595"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--listen 192.0.2.1:9595: cannot listen there"),
+        "{err}"
+    );
+    assert!(err.contains("address"), "{err}");
+}
+
+/// deploy/<name> with the installed paths replaced: npk by the binary under test, /etc/npk
+/// by `config_dir`.
+fn unit_file(name: &str, config_dir: &Path) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(name);
+    std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("/usr/local/bin/npk", npk().to_str().unwrap())
+        .replace("/etc/npk/", &format!("{}/", config_dir.display()))
+}
+
+/// The unit's `KEY=` command with `%i` as `instance`, split into words (the unit quotes none).
+fn unit_command(unit: &str, key: &str, instance: &str) -> Vec<String> {
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in the unit"));
+    line.replace("%i", instance)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[track_caller]
+fn run_unit_command(command: &[String]) -> Output {
+    let out = Command::new(&command[0])
+        .args(&command[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn has_xdp(iface: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["link", "show", "dev", iface])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("xdp")
+}
+
+#[test]
+fn the_units_pass_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, instance) in [
+        ("npk@.service", "npk@veth7.service"),
+        ("npk-exporter.service", "npk-exporter.service"),
+    ] {
+        let copy = dir.path().join(instance);
+        std::fs::write(&copy, unit_file(name, dir.path())).unwrap();
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&copy)
+            .output()
+            .expect(
+                "systemd-analyze is missing: scripts/setup.sh installs it (Debian package systemd)",
+            );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && err.trim().is_empty(),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_units_commands_attach_from_the_config_survive_npk_and_detach() {
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path());
+    let lab = NetLab::create(1).unwrap();
+    let iface = lab.host_if.as_str();
+    std::fs::write(
+        dir.path().join(format!("{iface}.toml")),
+        format!(
+            "interface = \"{iface}\"\nmodel = \"m.npk\"\nmode = \"skb\"\nreinfer = 2\n\n\
+             [actions]\n2 = \"count\"\n"
+        ),
+    )
+    .unwrap();
+    let unit = unit_file("npk@.service", dir.path());
+    let (start, stop) = (
+        unit_command(&unit, "ExecStart", iface),
+        unit_command(&unit, "ExecStop", iface),
+    );
+    let pins = npk::kernel::attach::pin_dir(&iface.parse().unwrap());
+
+    // Twice: `systemctl restart` is ExecStop then ExecStart.
+    for round in 0..2 {
+        // ExecStart returned: no npk process holds the attachment.
+        run_unit_command(&start);
+        assert!(has_xdp(iface), "round {round}: not attached");
+        assert!(pins.join("link").exists(), "round {round}: no pinned link");
+        let to_host = std::net::SocketAddr::from((lab.host_addr, 9));
+        lab.in_netns(|| {
+            let s = UdpSocket::bind((lab.ns_addrs[0], 0)).unwrap();
+            for i in 0..50u32 {
+                s.send_to(&i.to_le_bytes(), to_host).unwrap();
+            }
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let stats = stats_json(iface);
+        assert!(
+            stats["packets"].as_u64().unwrap() >= 50,
+            "round {round}: {stats}"
+        );
+        // reinfer = 2 from the file: every other packet of the flow reuses the verdict.
+        assert!(
+            stats["cache_hits"].as_u64().unwrap() >= 20,
+            "round {round}: {stats}"
+        );
+        run_unit_command(&stop);
+        assert!(
+            !has_xdp(iface),
+            "round {round}: still attached after ExecStop"
+        );
+        assert!(
+            !pins.exists(),
+            "round {round}: pins left in {}",
+            pins.display()
+        );
+    }
+}
