@@ -9,13 +9,15 @@
 # SUITE is a Debian suite whose cloud kernel is taken (bullseye 5.10, bookworm 6.1,
 # bookworm-backports and trixie 6.12, ...); `newest` is the newer of trixie-backports and sid.
 # Downloads are cached in $NPK_VM_CACHE (default target/vm-cache): a second run only builds
-# and boots. Prints a table per kernel; exits non-zero if any check failed. Per-kernel logs:
+# and boots. NPK_VM_CHECKS=FILE runs FILE instead of scripts/vm/checks.sh. Prints a table per kernel; exits non-zero if any check failed. Per-kernel logs:
 # $NPK_VM_CACHE/logs/SUITE.{out,console}.log.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 cache=$(realpath -m "${NPK_VM_CACHE:-target/vm-cache}")
 timeout_s=${NPK_VM_TIMEOUT:-1500}
+# The checks the guest runs (sourced by guest.sh); another file for a quicker look.
+checks=$(realpath "${NPK_VM_CHECKS:-scripts/vm/checks.sh}")
 say() { printf '\033[1mvm:\033[0m %s\n' "$*" >&2; }
 die() { printf 'vm: error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (the kernel lists and the image builder need it)"
@@ -78,7 +80,7 @@ for m in list(sys.modules.values()):
     f = getattr(m, "__file__", None)
     if f: print(f)' | while read -r f; do copy_with_libs "$f"; done
 cp scripts/vm/guest.sh "$root/init" && chmod +x "$root/init"
-cp scripts/vm/checks.sh "$root/checks.sh"
+cp "$checks" "$root/checks.sh"
 echo "root:x:0:0:root:/tmp/home:/bin/sh" > "$root/etc/passwd"
 (cd "$root" && find . | "$busybox" cpio -o -H newc 2>/dev/null | gzip -1) > "$cache/image/common.cpio.gz"
 
