@@ -128,8 +128,8 @@ for suite in "${resolved[@]}"; do
     # qemu 10 from bookworm-backports: 7.2's TCG crashed 6.12 in boot 23 of ~80 times.
     # qboot (in qemu-system-data) instead of SeaBIOS, which is a separate package: it boots
     # -kernel directly. No VGA, no default devices: only the two serial ports below.
-    # nice: the host's CPUs are shared.
-    LD_LIBRARY_PATH=$qemu/usr/lib/x86_64-linux-gnu timeout "$timeout_s" nice -n 15 \
+    # nice (NPK_VM_NICE, default 15): the host's CPUs may be shared.
+    LD_LIBRARY_PATH=$qemu/usr/lib/x86_64-linux-gnu timeout "$timeout_s" nice -n "${NPK_VM_NICE:-15}" \
         "$qemu/usr/bin/qemu-system-x86_64" -L "$qemu/usr/share/qemu" -bios qboot.rom \
         -nodefaults -vga none -display none \
         -accel tcg,thread=multi -cpu max -smp 2 -m 2G -no-reboot -nic none \

@@ -459,33 +459,27 @@ impl Classifier {
                 Loops::Helper
             }
         };
+        // The verdict and statistics only, not the walk: aya loads a refused program again
+        // with the log on, and a long program's walk outgrows aya's largest buffer (16 MiB;
+        // the kernel then answers ENOSPC instead of its verdict) after one more walk per
+        // tenfold buffer (minutes each under emulation).
+        let mut ebpf = EbpfLoader::new()
+            .verifier_log_level(VerifierLogLevel::STATS)
+            .load(ebpf_object()?)
+            .context("loading npk's eBPF object")?;
         let name = kind.program(loops);
-        let load = |log_level| -> Result<(Ebpf, Result<(), aya::programs::ProgramError>)> {
-            let mut ebpf = EbpfLoader::new()
-                .verifier_log_level(log_level)
-                .load(ebpf_object()?)
-                .context("loading npk's eBPF object")?;
-            let prog = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} missing"))?;
-            let loaded = match kind {
-                ProgramKind::Xdp | ProgramKind::Bare | ProgramKind::Serve => {
-                    let p: &mut Xdp = prog.try_into()?;
-                    p.load()
-                }
-                ProgramKind::Tc => {
-                    let p: &mut SchedClassifier = prog.try_into()?;
-                    p.load()
-                }
-            };
-            Ok((ebpf, loaded))
-        };
-        // aya loads a refused program again with the log on; a long one's log outgrows aya's
-        // largest buffer (16 MiB) and the kernel then answers ENOSPC instead of its verdict.
-        // The statistics-only log holds the verdict and its reason without the walk.
-        let (mut ebpf, loaded) = match load(VerifierLogLevel::default())? {
-            (_, Err(e)) if log_overflowed(&e) => load(VerifierLogLevel::STATS)?,
-            first => first,
+        let prog = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?;
+        let loaded = match kind {
+            ProgramKind::Xdp | ProgramKind::Bare | ProgramKind::Serve => {
+                let p: &mut Xdp = prog.try_into()?;
+                p.load()
+            }
+            ProgramKind::Tc => {
+                let p: &mut SchedClassifier = prog.try_into()?;
+                p.load()
+            }
         };
         loaded
             .map_err(verifier_error)
@@ -598,12 +592,6 @@ pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters
         total.samples_lost += c.samples_lost;
     }
     total
-}
-
-/// The load failed because the verifier's log did not fit its buffer (ENOSPC).
-fn log_overflowed(e: &aya::programs::ProgramError) -> bool {
-    matches!(e, aya::programs::ProgramError::LoadError { io_error, .. }
-        if io_error.raw_os_error() == Some(libc::ENOSPC))
 }
 
 /// The verifier's log can be megabytes: keep its tail, where the reason is.
