@@ -21,9 +21,10 @@ def cell(name, lines, rc):
     if rc != 0:
         # The error's first line says why (npk prints `npk: error: ...` and, for a refused
         # program, the verifier's last lines; tests `panicked at`).
-        m = re.search(r"npk: error: (.*)\nverifier log \(last lines\):\n(.*)", text)
+        m = re.search(r"npk: error: .*refused (\w+).*BPF_PROG_LOAD failed: (.*?) \(os error.*\n"
+                      r"verifier log \(last lines\):\n(.*)", text)
         if m:
-            return ("FAIL: " + m.group(1).strip() + ": " + m.group(2).strip())[:200].replace("|", "/")
+            return f"FAIL: {m.group(1)} refused ({m.group(2)}): {m.group(3).strip()}"[:200].replace("|", "/")
         for pattern in (r"npk: error: (.*)", r"Error: (.*)", r"panicked at [^\n]*\n(.*)", r"test result: (.*)"):
             m = re.search(pattern, text)
             if m:
