@@ -71,12 +71,22 @@ impl<const WIDTH: usize> NeuronLoop for BoundedLoop<WIDTH> {
 }
 
 /// The widest layer of `model`, inputs included: what a [`NeuronLoop::FIXED_WIDTH`] must cover.
+///
+/// Indexed with a constant bound rather than through a slice iterator: the kernel's bounded
+/// programs call it, and the 5.10 verifier cannot bound an iterator's end pointer (it saw a
+/// read one past the model's map value).
+#[inline(always)]
 pub fn required_width(model: &Model) -> usize {
-    let layers = (model.header.num_layers as usize).min(MAX_LAYERS);
-    model.layers[..layers]
-        .iter()
-        .map(|l| l.in_dim.max(l.out_dim) as usize)
-        .fold(model.header.num_inputs as usize, usize::max)
+    let layers = model.header.num_layers as usize;
+    let mut width = model.header.num_inputs as usize;
+    for l in 0..MAX_LAYERS {
+        if l >= layers {
+            break;
+        }
+        let layer = &model.layers[l];
+        width = width.max(layer.in_dim.max(layer.out_dim) as usize);
+    }
+    width
 }
 
 /// Working memory of one inference: raw features in, activations ping-ponging between the two

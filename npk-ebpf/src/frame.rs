@@ -13,6 +13,8 @@ use crate::maps::PACKET;
 
 /// Room past the window so that a read of up to 16 bytes at any offset below it stays inside.
 pub const HEADER_BUF: usize = MAX_HEADER_OFFSET + 16;
+// Frame::read masks offsets with MAX_HEADER_OFFSET - 1.
+const _: () = assert!(MAX_HEADER_OFFSET.is_power_of_two());
 
 pub struct HeaderBuf {
     buf: *const [u8; HEADER_BUF],
@@ -99,6 +101,11 @@ impl Frame for HeaderBuf {
         if offset >= MAX_HEADER_OFFSET || offset + N > self.len {
             return None;
         }
+        // The mask restates `offset < MAX_HEADER_OFFSET` on the register that indexes (the
+        // value is unchanged): LLVM may test a copy of the offset reloaded from the stack, and
+        // verifiers before 6.8 do not carry a bound from one fill of a slot to another (6.1
+        // refused the IPv6 extension-header walk: "invalid access to map value").
+        let offset = crate::model::opaque(offset) & (MAX_HEADER_OFFSET - 1);
         // SAFETY: offset < MAX_HEADER_OFFSET and N <= 16 keep the read inside the buffer.
         Some(unsafe {
             core::ptr::read_unaligned((self.buf as *const u8).add(offset) as *const [u8; N])

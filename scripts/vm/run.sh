@@ -9,13 +9,15 @@
 # SUITE is a Debian suite whose cloud kernel is taken (bullseye 5.10, bookworm 6.1,
 # bookworm-backports and trixie 6.12, ...); `newest` is the newer of trixie-backports and sid.
 # Downloads are cached in $NPK_VM_CACHE (default target/vm-cache): a second run only builds
-# and boots. Prints a table per kernel; exits non-zero if any check failed. Per-kernel logs:
+# and boots. NPK_VM_CHECKS=FILE runs FILE instead of scripts/vm/checks.sh. Prints a table per kernel; exits non-zero if any check failed. Per-kernel logs:
 # $NPK_VM_CACHE/logs/SUITE.{out,console}.log.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 cache=$(realpath -m "${NPK_VM_CACHE:-target/vm-cache}")
 timeout_s=${NPK_VM_TIMEOUT:-1500}
+# The checks the guest runs (sourced by guest.sh); another file for a quicker look.
+checks=$(realpath "${NPK_VM_CHECKS:-scripts/vm/checks.sh}")
 say() { printf '\033[1mvm:\033[0m %s\n' "$*" >&2; }
 die() { printf 'vm: error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (the kernel lists and the image builder need it)"
@@ -78,7 +80,7 @@ for m in list(sys.modules.values()):
     f = getattr(m, "__file__", None)
     if f: print(f)' | while read -r f; do copy_with_libs "$f"; done
 cp scripts/vm/guest.sh "$root/init" && chmod +x "$root/init"
-cp scripts/vm/checks.sh "$root/checks.sh"
+cp "$checks" "$root/checks.sh"
 echo "root:x:0:0:root:/tmp/home:/bin/sh" > "$root/etc/passwd"
 (cd "$root" && find . | "$busybox" cpio -o -H newc 2>/dev/null | gzip -1) > "$cache/image/common.cpio.gz"
 
@@ -126,8 +128,8 @@ for suite in "${resolved[@]}"; do
     # qemu 10 from bookworm-backports: 7.2's TCG crashed 6.12 in boot 23 of ~80 times.
     # qboot (in qemu-system-data) instead of SeaBIOS, which is a separate package: it boots
     # -kernel directly. No VGA, no default devices: only the two serial ports below.
-    # nice: the host's CPUs are shared.
-    LD_LIBRARY_PATH=$qemu/usr/lib/x86_64-linux-gnu timeout "$timeout_s" nice -n 15 \
+    # nice (NPK_VM_NICE, default 15): the host's CPUs may be shared.
+    LD_LIBRARY_PATH=$qemu/usr/lib/x86_64-linux-gnu timeout "$timeout_s" nice -n "${NPK_VM_NICE:-15}" \
         "$qemu/usr/bin/qemu-system-x86_64" -L "$qemu/usr/share/qemu" -bios qboot.rom \
         -nodefaults -vga none -display none \
         -accel tcg,thread=multi -cpu max -smp 2 -m 2G -no-reboot -nic none \

@@ -13,6 +13,7 @@ use npk::{
     kernel::{
         ProgramKind,
         attach::{self, AttachMode, IfaceName, pin_dir},
+        probe::kernel,
         verify::verify,
     },
     netlab::NetLab,
@@ -85,7 +86,22 @@ fn real_traffic_is_counted_per_class_in_every_mode() {
     for mode in [AttachMode::Native, AttachMode::Skb, AttachMode::Tc] {
         let lab = NetLab::create(1).unwrap();
         let model = random_packet_model(&[16, 16], 3, 11).unwrap();
-        let a = attach::attach(&iface(&lab), mode, &model, &config(0, None), false).unwrap();
+        let attached = attach::attach(&iface(&lab), mode, &model, &config(0, None), false);
+        if mode == AttachMode::Tc && !kernel().tcx {
+            // Before 6.6: refused up front, naming the kernel and the modes that work.
+            let err = attached
+                .err()
+                .expect("TC attach without TCX must be refused");
+            let text = err.to_string();
+            assert!(
+                text.contains(&kernel().release)
+                    && text.contains("TC needs TCX (Linux >= 6.6); use --mode skb/native"),
+                "{text}"
+            );
+            assert!(!pin_dir(&iface(&lab)).exists(), "pins left behind");
+            continue;
+        }
+        let a = attached.unwrap();
         let mut sender = send_udp(&lab, 2000);
         assert!(sender.wait().unwrap().success());
         std::thread::sleep(Duration::from_millis(200));

@@ -333,6 +333,10 @@ pub enum AttachError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "this kernel ({release}) has no TCX links: TC needs TCX (Linux >= 6.6); use --mode skb/native"
+    )]
+    NoTcx { release: String },
     #[error("the {0} link is not a bpf_link (npk needs a kernel >= 6.6)")]
     NotBpfLink(&'static str),
     #[error(transparent)]
@@ -390,6 +394,13 @@ pub fn attach(
     persistent: bool,
 ) -> Result<Attachment, AttachError> {
     let ifindex = ifindex(iface).ok_or_else(|| AttachError::NoInterface(iface.clone()))?;
+    // npk attaches TC through TCX links only (pinnable, queryable, no qdisc to manage).
+    let kernel = super::probe::kernel();
+    if mode == AttachMode::Tc && !kernel.tcx {
+        return Err(AttachError::NoTcx {
+            release: kernel.release.clone(),
+        });
+    }
     ensure_bpffs()?;
     let dir = pin_dir(iface);
     let replaced_stale = match pin_state(iface)? {

@@ -2,7 +2,7 @@
 //! generator: privileges checked up front, the object for this kernel picked (BPF CPU v4 or
 //! v3, see [`probe`](super::probe)), programs verified with the verifier's reason kept.
 
-use aya::{Ebpf, EbpfError, programs::Program};
+use aya::{Ebpf, EbpfError, EbpfLoader, VerifierLogLevel, programs::Program};
 
 use super::probe::kernel;
 
@@ -81,7 +81,14 @@ pub fn require_xdp_load_bytes(what: &'static str) -> Result<(), LoadError> {
 /// npk's eBPF object for this kernel, its maps created, no program verified yet.
 pub fn load_object() -> Result<Ebpf, LoadError> {
     check_privileges()?;
-    Ebpf::load(ebpf_object()?).map_err(|e| LoadError::Object(Box::new(e)))
+    // The verdict and statistics only, not the walk: aya loads a refused program again
+    // with the log on, and a long program's walk outgrows aya's largest buffer (16 MiB;
+    // the kernel then answers ENOSPC instead of its verdict) after one more walk per
+    // tenfold buffer (minutes each under emulation).
+    EbpfLoader::new()
+        .verifier_log_level(VerifierLogLevel::STATS)
+        .load(ebpf_object()?)
+        .map_err(|e| LoadError::Object(Box::new(e)))
 }
 
 /// Verifies program `name` of `ebpf` (XDP or TC); `refused` says what was refused if the

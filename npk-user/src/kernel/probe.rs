@@ -1,12 +1,14 @@
 //! What the running kernel offers npk's programs, probed once per process: the BPF CPU
 //! version (v4 instructions: >= 6.6), the `bpf_loop` helper (>= 5.17) and
-//! `bpf_xdp_load_bytes` (>= 5.18). The loader picks the object and the programs from it.
+//! `bpf_xdp_load_bytes` (>= 5.18), TCX links (>= 6.6). The loader picks the object and the
+//! programs from it.
 
 use std::sync::OnceLock;
 
 use aya::{
     programs::ProgramType,
     sys::{BpfHelper, is_helper_supported},
+    util::KernelVersion,
 };
 
 /// The probed kernel.
@@ -20,6 +22,9 @@ pub struct KernelFeatures {
     pub bpf_loop: bool,
     /// `bpf_xdp_load_bytes`/`bpf_xdp_store_bytes` (the inference server and the generator).
     pub xdp_load_bytes: bool,
+    /// TCX links, which npk's TC attachment uses: the version test aya makes to choose
+    /// between TCX and netlink.
+    pub tcx: bool,
 }
 
 /// The running kernel's features (probed on first use; needs the privileges loading does).
@@ -34,6 +39,7 @@ pub fn kernel() -> &'static KernelFeatures {
             cpu_v4: cpu_v4_supported(),
             bpf_loop: helper(BpfHelper::BPF_FUNC_loop),
             xdp_load_bytes: helper(BpfHelper::BPF_FUNC_xdp_load_bytes),
+            tcx: KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0)),
         }
     })
 }
