@@ -22,7 +22,7 @@ use npk_common::{
         MAP_SLOT_SEQ, MAP_STATS, NO_MODEL, PROG_BARE, PROG_BOUNDED, PROG_CLASSIFY,
         PROG_CLASSIFY_TC,
     },
-    model::{FeatureSchema, MAX_CLASSES, Model, ModelError},
+    model::{FeatureSchema, Model, ModelError},
 };
 
 pub use load::{LoadError, PrivilegeError, load_object, load_program, require_xdp_load_bytes};

@@ -42,10 +42,10 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub enum ExporterError {
     #[error("listing npk's pins: {0}")]
     Pins(#[from] attach::AttachError),
-    #[error("reading the attachment on {iface}: {source:#}")]
+    #[error("reading the attachment on {iface}: {source}")]
     Attachment {
         iface: IfaceName,
-        source: anyhow::Error,
+        source: crate::kernel::KernelError,
     },
     #[error("listing the kernel's BPF programs: {0}")]
     Programs(#[from] aya::programs::ProgramError),
@@ -193,7 +193,7 @@ fn read_attachment(
     iface: &IfaceName,
     dir: &std::path::Path,
 ) -> Result<AttachmentStats, ExporterError> {
-    let failed = |source: anyhow::Error| ExporterError::Attachment {
+    let failed = |source: crate::kernel::KernelError| ExporterError::Attachment {
         iface: iface.clone(),
         source,
     };
