@@ -379,11 +379,14 @@ impl ControlMaps {
     pub fn push(&mut self, model: &Model, schema: Option<FeatureSchema>) -> Result<u32> {
         model.validate().context("the model is not valid")?;
         if let Some(schema) = schema {
-            ensure!(
-                model.header.feature_schema != FeatureSchema::PacketV1 as u32,
-                "model uses packet feature schema v1, this npk computes v2: retrain with npk \
-                 features/npk train (v2 adds the sending host's and the service's features)"
-            );
+            for (old, version) in [(FeatureSchema::PacketV1, 1), (FeatureSchema::PacketV2, 2)] {
+                ensure!(
+                    model.header.feature_schema != old as u32,
+                    "model uses packet feature schema v{version}, this npk computes v3: retrain \
+                     with npk features/npk train (v3 drops TTL and TCP window, puts ports and \
+                     flow counters on the log scale and adds the host's pacing)"
+                );
+            }
             ensure!(
                 model.header.feature_schema == schema as u32,
                 "the model's features are not {schema:?} (was it trained on tabular CSV data? \
