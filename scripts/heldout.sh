@@ -1,20 +1,41 @@
 #!/usr/bin/env bash
 # Held-out evaluation on real tools: train on lab runs whose settings come from family A, test
-# on runs of family B (no window, TTL, payload size, port pattern, rate or source-port choice
-# of an attack in B was ever in A). Every run is `npk gen --lab tools` (pcap of the server's
-# ingress + manifest); features come from `npk features --manifest` on the pcaps, then
-# `npk train` and `npk eval`. Prints a table and ends with one JSON line.
-#
-#   sudo bash scripts/heldout.sh [--train-runs N] [--test-runs N] [--seconds S] [--hidden H]
-#                                [--epochs E] [--dir DIR] [--npk PATH] [--reuse]
-# --reuse keeps the pcaps and manifests already in DIR (same runs, features recomputed).
+# on runs of family B. Every run is `npk gen --lab tools` (pcap of the server's ingress +
+# manifest); features come from `npk features --manifest` on the pcaps, then `npk train` and
+# `npk eval`. What differs between the families: npk-user/src/packets/lab/scenario.rs.
 set -euo pipefail
 
-train_runs=3 test_runs=2 seconds=20 hidden=32,32 epochs=20 reuse=0
+usage() {
+    cat <<'USAGE'
+usage: sudo bash scripts/heldout.sh [options]
+
+Records (or reuses) real-tool lab runs, trains on family A (seeds 101..), tests on family B
+(seeds 201..), whose attack settings (windows, TTLs, payload sizes, ports, rates, source
+ports) never occur in A. Prints per-class precision/recall/F1, per-scenario correct class and
+detection (any attack class = dropped), the benign drop rate, int8 (as the kernel computes)
+and float, and ends with one JSON line.
+
+  --train-runs N   family A runs (default 6: seeds 101-106)
+  --test-runs N    family B runs (default 2: seeds 201-202)
+  --seconds S      length of each run (default 20)
+  --hidden H       hidden layers (default 32,32)
+  --epochs E       training epochs (default 20)
+  --dir DIR        where runs, CSVs and the model go (default $TMPDIR/npk-heldout)
+  --npk PATH       the npk binary (default target/release/npk)
+  --reuse          keep the pcaps and manifests already in DIR (features are recomputed)
+  -h, --help       this text
+USAGE
+}
+
+train_runs=6 test_runs=2 seconds=20 hidden=32,32 epochs=20 reuse=0
 dir=${TMPDIR:-/tmp}/npk-heldout
 npk=$(dirname "$0")/../target/release/npk
 while [ $# -gt 0 ]; do
     case $1 in
+    -h | --help) usage; exit 0 ;;
+    --reuse) reuse=1; shift; continue ;;
+    --train-runs | --test-runs | --seconds | --hidden | --epochs | --dir | --npk)
+        [ $# -ge 2 ] || { echo "heldout: $1 needs a value" >&2; exit 2; } ;;&
     --train-runs) train_runs=$2 ;;
     --test-runs) test_runs=$2 ;;
     --seconds) seconds=$2 ;;
@@ -22,8 +43,7 @@ while [ $# -gt 0 ]; do
     --epochs) epochs=$2 ;;
     --dir) dir=$2 ;;
     --npk) npk=$2 ;;
-    --reuse) reuse=1; shift; continue ;;
-    *) echo "heldout: unknown option $1" >&2; exit 2 ;;
+    *) echo "heldout: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift 2
 done
@@ -56,7 +76,7 @@ concat "$dir/test.csv" "${test[@]}"
 "$npk" train --data "$dir/train.csv" --hidden "$hidden" --epochs "$epochs" --batch 64 \
     --optimizer adam --lr 0.005 --seed 1 --test-split 0.1 --out "$dir/model.npk" --json \
     >"$dir/train.json"
-overall=$("$npk" eval --model "$dir/model.npk" --data "$dir/test.csv" --json | tail -n1)
+"$npk" eval --model "$dir/model.npk" --data "$dir/test.csv" --json | tail -n1 >"$dir/eval.json"
 
 # Per scenario: its rows of every test run (features computed over the whole capture).
 per=()
@@ -69,40 +89,54 @@ for s in "${scenarios[@]}"; do
         files+=("$name.$s.csv")
     done
     concat "$dir/test.$s.csv" "${files[@]}"
-    # npk eval needs two classes in a file: score the scenario's rows beside the whole test
-    # set, whose hits are known; the difference is the scenario's (rows are scored one by one).
     if [ "$(wc -l <"$dir/test.$s.csv")" -gt 1 ]; then
-        concat "$dir/with.$s.csv" "$dir/test.csv" "$dir/test.$s.csv"
-        per+=("\"$s\":$("$npk" eval --model "$dir/model.npk" --data "$dir/with.$s.csv" --json | tail -n1)")
+        per+=("\"$s\":$("$npk" eval --model "$dir/model.npk" --data "$dir/test.$s.csv" --json | tail -n1)")
     fi
 done
 
-OVERALL="$overall" PER="{$(IFS=,; echo "${per[*]}")}" TRAIN="$(cat "$dir/train.json")" python3 - <<'EOF'
+EVAL="$dir/eval.json" PER="{$(IFS=,; echo "${per[*]}")}" python3 - <<'PY'
 import json, os
-overall = json.loads(os.environ["OVERALL"])
+overall = json.load(open(os.environ["EVAL"]))
 per = json.loads(os.environ["PER"])
+classes = ["benign", "syn_flood", "udp_flood", "port_scan", "icmp_flood"]
 benign = {"web-small", "web-keepalive", "web-large", "slow-client", "dns", "bulk-tcp", "bulk-udp", "ping"}
-print(f"{'scenario':<14} {'rows':>8} {'correct class':>14}")
-benign_rows = benign_hits = 0
-hits = lambda r: round(r["quantized_accuracy"] * r["samples"])
-scenario = {}
+fmt = lambda v: "-" if v is None else f"{v:.3f}"
+
+print(f"{'class':<11} {'support':>8} | int8 P / R / F1      | float P / R / F1")
+for c, name in enumerate(classes):
+    q, f = overall["quantized"]["per_class"][c], overall["float"]["per_class"][c]
+    print(f"{name:<11} {q['support']:>8} | {fmt(q['precision'])} {fmt(q['recall'])} {fmt(q['f1'])}"
+          f"   | {fmt(f['precision'])} {fmt(f['recall'])} {fmt(f['f1'])}")
+
+# A scenario's rows all carry its class: the confusion row of that class says what they got.
+scenario, dropped = {}, {"quantized": [0, 0], "float": [0, 0]}
+print(f"\n{'scenario':<14} {'rows':>7} | int8 correct detected | float correct detected")
 for s, r in per.items():
-    rows = r["samples"] - overall["samples"]
-    correct = hits(r) - hits(overall)
-    scenario[s] = correct / rows
-    print(f"{s:<14} {rows:>8} {scenario[s]:>14.4f}")
-    if s in benign:
-        benign_rows += rows
-        benign_hits += correct
-# A benign packet given any attack class is dropped (every attack class's action is drop).
-drop = 1 - benign_hits / benign_rows if benign_rows else 0.0
-print(f"overall (quantized, as the kernel computes): {overall['quantized_accuracy']:.4f} "
-      f"over {overall['samples']} rows; benign drop rate {drop:.4f}")
+    label = next(c for c, row in enumerate(r["quantized"]["confusion"]) if sum(row))
+    out = {"rows": r["samples"]}
+    for kind in ("quantized", "float"):
+        row = r[kind]["confusion"][label]
+        n = sum(row)
+        out[kind] = {"correct": row[label] / n, "detected": 1 - row[0] / n}
+        if s in benign:
+            dropped[kind][0] += n - row[0]
+            dropped[kind][1] += n
+    scenario[s] = out
+    q, f = out["quantized"], out["float"]
+    det = lambda d: "-" if s in benign else f"{d['detected']:.4f}"
+    print(f"{s:<14} {r['samples']:>7} |      {q['correct']:.4f}   {det(q):>6} |       {f['correct']:.4f}   {det(f):>6}")
+drop = {k: (d / n if n else 0.0) for k, (d, n) in dropped.items()}
+print(f"\noverall accuracy int8 {overall['quantized_accuracy']:.4f} (float {overall['float_accuracy']:.4f}, "
+      f"agreement {overall['agreement']:.4f}) over {overall['samples']} rows; "
+      f"benign dropped int8 {drop['quantized']:.4%} (float {drop['float']:.4%}) of {dropped['quantized'][1]}")
 print(json.dumps({
     "overall_accuracy": overall["quantized_accuracy"],
     "float_accuracy": overall["float_accuracy"],
     "rows": overall["samples"],
-    "benign_drop_rate": drop,
-    "per_scenario_correct": scenario,
+    "benign_drop_rate": drop["quantized"],
+    "float_benign_drop_rate": drop["float"],
+    "per_class": {classes[c]: {k: overall["quantized"]["per_class"][c][k] for k in ("precision", "recall", "f1")}
+                  for c in range(len(classes))},
+    "per_scenario": scenario,
 }))
-EOF
+PY

@@ -48,9 +48,12 @@ pub enum FeatureSchema {
     /// npk's packet feature vector, version 1: the 16 packet and flow features. Known so that
     /// such a model is refused by name; no program computes it any more.
     PacketV1 = 2,
-    /// Version 2: v1's features, then the source host's and the service's (see
-    /// [`crate::packet`], [`crate::host`]).
+    /// Version 2: v1's features, then the source host's and the service's. Refused by name
+    /// like v1.
     PacketV2 = 3,
+    /// Version 3: no TTL or TCP window, ports and flow counters on the log scale, the host's
+    /// pacing (see [`crate::packet`], [`crate::host`]).
+    PacketV3 = 4,
 }
 
 impl FeatureSchema {
@@ -59,6 +62,7 @@ impl FeatureSchema {
             1 => Some(Self::Tabular),
             2 => Some(Self::PacketV1),
             3 => Some(Self::PacketV2),
+            4 => Some(Self::PacketV3),
             _ => None,
         }
     }

@@ -290,17 +290,25 @@ fn live_capture_records_what_the_kernel_saw() {
     assert_eq!(v["samples_lost"], 0);
     let rows = csv_rows(&csv);
     assert_eq!(v["rows"], rows.len());
-    let ours: Vec<&Vec<i64>> = rows.iter().filter(|r| r[6] == 9).collect();
+    let column = |name: &str| FEATURE_NAMES.iter().position(|&n| n == name).unwrap();
+    let port_9 = i64::from(npk_common::host::log2_q3(9));
+    let ours: Vec<&Vec<i64>> = rows
+        .iter()
+        .filter(|r| r[column("dst_port_log2")] == port_9 && r[1] == 17)
+        .collect();
     assert_eq!(ours.len(), 500, "every datagram, once");
     for (i, r) in ours.iter().enumerate() {
         // protocol, IP length, flow packets, label
         assert_eq!(r[1], 17);
         assert_eq!(r[2], 28 + 10 + (i as i64 % 100));
-        assert_eq!(r[11], i as i64 + 1, "one flow, counted in order");
+        assert_eq!(
+            r[column("flow_packets_log2")],
+            i64::from(npk_common::host::log2_q3(i as u64 + 1)),
+            "one flow, counted in order"
+        );
         assert_eq!(r[NUM_FEATURES], 2);
     }
     // One host, one flow, one port: its packet rate climbs, its new-flow rate does not.
-    let column = |name: &str| FEATURE_NAMES.iter().position(|&n| n == name).unwrap();
     let (first, last) = (ours[0], ours[499]);
     assert!(last[column("host_pkt_rate")] > first[column("host_pkt_rate")] + 40);
     assert!(last[column("host_new_flow_rate")] <= first[column("host_new_flow_rate")]);
@@ -351,18 +359,22 @@ fn generated_traffic_trains_a_model_the_classifier_accepts() {
         model.to_str().unwrap(),
     ]);
     let file = ModelFile::load(&model).unwrap();
-    assert_eq!(file.schema(), Some(FeatureSchema::PacketV2));
+    assert_eq!(file.schema(), Some(FeatureSchema::PacketV3));
     // Integer means: the kernel's input offsets are exactly the standardization.
     assert!(file.standardizer.mean.iter().all(|m| m.fract() == 0.0));
     let mut c = Classifier::load(ProgramKind::Xdp).unwrap();
     c.push(&file.quantized.model).unwrap();
-    // A model of the previous feature schema is refused by name, and changes nothing.
-    let mut v1 = file.quantized.model;
-    v1.header.feature_schema = FeatureSchema::PacketV1 as u32;
-    let err = format!("{:#}", c.push(&v1).unwrap_err());
-    assert!(
-        err.contains("model uses packet feature schema v1, this npk computes v2: retrain"),
-        "{err}"
-    );
+    // Models of the previous feature schemas are refused by name, and change nothing.
+    for (old, version) in [(FeatureSchema::PacketV1, 1), (FeatureSchema::PacketV2, 2)] {
+        let mut model = file.quantized.model.clone();
+        model.header.feature_schema = old as u32;
+        let err = format!("{:#}", c.push(&model).unwrap_err());
+        assert!(
+            err.contains(&format!(
+                "model uses packet feature schema v{version}, this npk computes v3: retrain"
+            )),
+            "{err}"
+        );
+    }
     assert_eq!(c.active_model().unwrap().unwrap().header.model_version, 1);
 }

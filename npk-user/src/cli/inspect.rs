@@ -155,6 +155,7 @@ impl Report {
                 Some(FeatureSchema::Tabular) => "tabular",
                 Some(FeatureSchema::PacketV1) => "packet-v1",
                 Some(FeatureSchema::PacketV2) => "packet-v2",
+                Some(FeatureSchema::PacketV3) => "packet-v3",
                 None => "unknown",
             },
             model_version: h.model_version,

@@ -59,10 +59,11 @@ pub enum KernelError {
     #[error("the model is not valid")]
     InvalidModel(#[source] ModelError),
     #[error(
-        "model uses packet feature schema v1, this npk computes v2: retrain with npk \
-         features/npk train (v2 adds the sending host's and the service's features)"
+        "model uses packet feature schema v{0}, this npk computes v3: retrain with npk \
+         features/npk train (v3 drops TTL and TCP window, puts ports and flow counters on the \
+         log scale and adds the host's pacing)"
     )]
-    SchemaV1,
+    OldSchema(u8),
     #[error(
         "the model's features are not {0:?} (was it trained on tabular CSV data? the classifier \
          needs a model trained on `npk features`/`npk capture` output)"
@@ -334,8 +335,10 @@ impl ControlMaps {
     pub fn push(&mut self, model: &Model, schema: Option<FeatureSchema>) -> Result<u32> {
         model.validate().map_err(KernelError::InvalidModel)?;
         if let Some(schema) = schema {
-            if model.header.feature_schema == FeatureSchema::PacketV1 as u32 {
-                return Err(KernelError::SchemaV1);
+            for (old, version) in [(FeatureSchema::PacketV1, 1), (FeatureSchema::PacketV2, 2)] {
+                if model.header.feature_schema == old as u32 {
+                    return Err(KernelError::OldSchema(version));
+                }
             }
             if model.header.feature_schema != schema as u32 {
                 return Err(KernelError::Schema(schema));

@@ -182,7 +182,7 @@ mod tests {
 
     use super::*;
     use crate::packets::synth::{FrameSpec, v4_mapped};
-    use npk_common::packet::PROTO_UDP;
+    use npk_common::{host::log2_q3, packet::PROTO_UDP};
 
     fn udp(src_port: u16, payload: usize) -> Vec<u8> {
         FrameSpec {
@@ -210,9 +210,14 @@ mod tests {
         let (_, a1) = t.observe(&udp(1000, 10), 1_000_000).unwrap();
         let (_, b1) = t.observe(&udp(2000, 30), 1_100_000).unwrap();
         let (_, a2) = t.observe(&udp(1000, 30), 1_250_000).unwrap();
-        assert_eq!((a1[11], b1[11], a2[11]), (1, 1, 2));
-        assert_eq!(a2[13], 250, "250 us since the flow's previous packet");
-        assert_eq!(a2[12], (38 + 58) / 2, "mean IP length of the flow");
+        // flow_packets_log2, flow_mean_size, flow_iat_log2
+        assert_eq!((a1[9], b1[9], a2[9]), (log2_q3(1), log2_q3(1), log2_q3(2)));
+        assert_eq!(
+            a2[11],
+            log2_q3(250),
+            "250 us since the flow's previous packet"
+        );
+        assert_eq!(a2[10], (38 + 58) / 2, "mean IP length of the flow");
         assert_eq!(t.len(), 2);
         assert_eq!(t.observe(&[0u8; 10], 0), Err(ParseError::Truncated));
     }
@@ -230,6 +235,6 @@ mod tests {
         let d = Dataset::from_reader(&bytes[..], Path::new("f.csv")).unwrap();
         assert_eq!(d.feature_names, FEATURE_NAMES);
         assert_eq!(d.labels, [0, 1, 0]);
-        assert_eq!(d.row(2)[11], 2.0);
+        assert_eq!(d.row(2)[9], log2_q3(2) as f32);
     }
 }

@@ -312,6 +312,15 @@ pub fn address_counts(scenarios: &[ToolScenario], seed: u64, family: Family) -> 
         .collect()
 }
 
+/// A fixed source port of family A: below 1024 or above 65000 (B draws 1024-65000).
+fn a_src_port(rng: &mut Rng) -> u16 {
+    if rng.bool(0.5) {
+        rng.range_i64(1, 1023) as u16
+    } else {
+        rng.range_i64(65_001, 65_535) as u16
+    }
+}
+
 /// Draws the settings and time window of `scenario` for a run of `run` seconds.
 pub fn plan(
     scenario: ToolScenario,
@@ -334,6 +343,11 @@ pub fn plan(
         rng: &mut rng,
         family,
     };
+    // Family A's structural choices alternate with the seed (not drawn), so that every few
+    // consecutive runs hold each of them: a fixed or changing source port (odd/even seed,
+    // offset per scenario), a UDP flood to one port or to incrementing ports (seed bit 1).
+    let a_fixed_src_port = seed.wrapping_add(scenario as u64).is_multiple_of(2);
+    let a_fixed_dst_port = seed & 2 == 0;
     let count_for = |gap_us: u64| ((duration * 1e6) / gap_us as f64).ceil() as u64 + 1;
     let settings = match scenario {
         ToolScenario::WebSmall | ToolScenario::WebKeepalive => {
@@ -373,13 +387,25 @@ pub fn plan(
             length: d.pick(&[131_072], &[16_384, 1_000]),
             port: IPERF_TCP_PORT,
         },
-        ToolScenario::BulkUdp => Settings::Iperf3 {
-            udp: true,
-            reverse: false,
-            bits_per_s: d.range((2_000_000, 6_000_000), (7_000_000, 14_000_000)) as u64,
-            length: d.range((1_000, 1_400), (200, 900)) as u32,
-            port: IPERF_UDP_PORT,
-        },
+        ToolScenario::BulkUdp => {
+            // A: a slow or a fast stream (B's rates lie between the two), B: in between.
+            let bits_per_s = if d.use_a() {
+                let fast = d.rng.bool(0.5);
+                d.rng.range_i64(
+                    if fast { 15_000_000 } else { 2_000_000 },
+                    if fast { 30_000_000 } else { 6_000_000 },
+                )
+            } else {
+                d.rng.range_i64(7_000_000, 14_000_000)
+            };
+            Settings::Iperf3 {
+                udp: true,
+                reverse: false,
+                bits_per_s: bits_per_s as u64,
+                length: d.range((1_000, 1_400), (200, 900)) as u32,
+                port: IPERF_UDP_PORT,
+            }
+        }
         ToolScenario::Ping => {
             let interval_ms = d.range((200, 500), (600, 1000)) as u64;
             Settings::Ping {
@@ -390,7 +416,16 @@ pub fn plan(
             }
         }
         ToolScenario::SynFlood | ToolScenario::UdpFlood | ToolScenario::IcmpFlood => {
-            let gap_us = d.range((400, 1000), (150, 390)) as u64;
+            // A: slower or faster than any B flood (B's rates lie between the two).
+            let gap_us = if d.use_a() {
+                if d.rng.bool(0.5) {
+                    d.rng.range_i64(400, 1000)
+                } else {
+                    d.rng.range_i64(60, 140)
+                }
+            } else {
+                d.rng.range_i64(150, 390)
+            } as u64;
             let mode = match scenario {
                 ToolScenario::SynFlood => HpingMode::Syn,
                 ToolScenario::UdpFlood => HpingMode::Udp,
@@ -398,8 +433,13 @@ pub fn plan(
             };
             let dst_port = match mode {
                 HpingMode::Syn => Some(PortPattern::Fixed(HTTP_PORT)),
+                // A: incrementing or one port (never one of B's); B: one port.
                 HpingMode::Udp => Some(if d.use_a() {
-                    PortPattern::Incrementing(d.rng.range_i64(1024, 30_000) as u16)
+                    if a_fixed_dst_port {
+                        PortPattern::Fixed([69, 161, 514, 7000][d.rng.below(4)])
+                    } else {
+                        PortPattern::Incrementing(d.rng.range_i64(1024, 30_000) as u16)
+                    }
                 } else {
                     PortPattern::Fixed([DNS_PORT, 123, 5202, 40_000][d.rng.below(4)])
                 }),
@@ -410,13 +450,23 @@ pub fn plan(
                 HpingMode::Udp => d.range((0, 512), (600, 1400)) as u32,
                 HpingMode::Icmp => d.range((0, 512), (600, 1400)) as u32,
             };
-            let fixed_src_port = (mode != HpingMode::Icmp && !d.use_a())
-                .then(|| d.rng.range_i64(1024, 65_000) as u16);
+            // A: half its floods keep one source port, from outside B's range; B: always one.
+            let fixed_src_port = if mode == HpingMode::Icmp {
+                None
+            } else if d.use_a() {
+                a_fixed_src_port.then(|| a_src_port(d.rng))
+            } else {
+                Some(d.rng.range_i64(1024, 65_000) as u16)
+            };
             Settings::Hping3 {
                 mode,
                 dst_port,
-                window: (mode == HpingMode::Syn)
-                    .then(|| d.pick(&[512, 1024, 4096], &[64_240, 29_200, 65_535, 8_192])),
+                window: (mode == HpingMode::Syn).then(|| {
+                    d.pick(
+                        &[512, 1024, 4096, 5_840, 14_600, 32_120],
+                        &[64_240, 29_200, 65_535, 8_192],
+                    )
+                }),
                 ttl: d.pick(&[64], &[128, 255, 48]),
                 payload,
                 gap_us,
@@ -438,18 +488,43 @@ pub fn plan(
                 ),
             };
             let raw = technique != NmapTechnique::Connect;
+            // A: the well-known ports or a range above B's bases; B: 4,000 ports from a base
+            // in 1025-60000.
             let (first_port, span) = if d.use_a() {
-                (1, 1023)
+                if d.rng.bool(0.5) {
+                    (1, 1023)
+                } else {
+                    (d.rng.range_i64(60_001, 61_500) as u16, 4000)
+                }
             } else {
                 (d.rng.range_i64(1025, 60_000) as u16, 4000)
+            };
+            // A: slower or faster than any B scan.
+            let max_rate = if d.use_a() {
+                if d.rng.bool(0.5) {
+                    d.rng.range_i64(200, 600)
+                } else {
+                    d.rng.range_i64(1_600, 3_000)
+                }
+            } else {
+                d.rng.range_i64(700, 1500)
+            } as u32;
+            let ttl = (raw && !d.use_a()).then(|| d.pick(&[64], &[64, 128]));
+            // A: half its raw scans from one source port outside B's range; B: always one.
+            let src_port = if !raw {
+                None
+            } else if d.use_a() {
+                a_fixed_src_port.then(|| a_src_port(d.rng))
+            } else {
+                Some(d.rng.range_i64(1024, 65_000) as u16)
             };
             Settings::Nmap {
                 technique,
                 first_port,
                 last_port: first_port.saturating_add(span),
-                max_rate: d.range((200, 600), (700, 1500)) as u32,
-                ttl: (raw && !d.use_a()).then(|| d.pick(&[64], &[64, 128])),
-                src_port: (raw && !d.use_a()).then(|| d.rng.range_i64(1024, 65_000) as u16),
+                max_rate,
+                ttl,
+                src_port,
             }
         }
     };
@@ -669,29 +744,46 @@ mod tests {
                 ttl,
                 payload,
                 gap_us,
+                dst_port,
+                fixed_src_port,
                 ..
             } => vec![
                 format!("window {window:?}"),
                 format!("ttl {ttl}"),
                 format!("gap {gap_us}"),
                 format!("payload {payload} {:?}", p.scenario),
+                format!("dst {dst_port:?} {:?}", p.scenario),
+                format!("src {fixed_src_port:?}"),
             ],
             Settings::Nmap {
                 first_port,
                 max_rate,
+                src_port,
                 ..
-            } => vec![format!("ports {first_port}"), format!("rate {max_rate}")],
+            } => vec![
+                format!("ports {first_port}"),
+                format!("rate {max_rate}"),
+                format!("src {src_port:?}"),
+            ],
+            Settings::Iperf3 {
+                udp: true,
+                bits_per_s,
+                length,
+                ..
+            } => vec![format!("udp {bits_per_s}"), format!("udp length {length}")],
             _ => vec![],
         };
         let collect = |family| {
             let mut seen = std::collections::HashSet::new();
             for seed in 0..50 {
                 for p in all_plans(seed, family) {
-                    seen.extend(
-                        key(&p)
-                            .into_iter()
-                            .filter(|k| !k.contains("payload 0 Syn") && k != "window None"),
-                    );
+                    seen.extend(key(&p).into_iter().filter(|k| {
+                        !k.contains("payload 0 Syn")
+                            && k != "window None"
+                            && k != "src None"
+                            && !k.contains("Some(Fixed(80)) SynFlood")
+                            && !k.starts_with("dst None")
+                    }));
                 }
             }
             seen
@@ -699,6 +791,56 @@ mod tests {
         let (a, b) = (collect(Family::A), collect(Family::B));
         let shared: Vec<_> = a.intersection(&b).collect();
         assert!(shared.is_empty(), "settings in both families: {shared:?}");
+    }
+
+    /// Family A spans the structural choices (one or changing source ports, one or changing
+    /// destination ports, slower and faster than B) so that a model cannot learn one of them
+    /// as "the attack"; only the values differ from B's.
+    #[test]
+    fn family_a_spans_both_source_port_choices_and_rates_around_b() {
+        let (mut fixed_src, mut changing_src, mut fixed_dst, mut incrementing_dst) = (0, 0, 0, 0);
+        let (mut slow, mut fast) = (0, 0);
+        for seed in 0..50 {
+            for p in all_plans(seed, Family::A) {
+                match p.settings {
+                    Settings::Hping3 {
+                        mode,
+                        dst_port,
+                        fixed_src_port,
+                        gap_us,
+                        ..
+                    } => {
+                        if mode != HpingMode::Icmp {
+                            *if fixed_src_port.is_some() {
+                                &mut fixed_src
+                            } else {
+                                &mut changing_src
+                            } += 1;
+                        }
+                        match dst_port {
+                            Some(PortPattern::Fixed(_)) if mode == HpingMode::Udp => fixed_dst += 1,
+                            Some(PortPattern::Incrementing(_)) => incrementing_dst += 1,
+                            _ => {}
+                        }
+                        *if gap_us > 390 { &mut slow } else { &mut fast } += 1;
+                    }
+                    Settings::Nmap { max_rate, .. } => {
+                        *if max_rate < 700 { &mut slow } else { &mut fast } += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (what, n) in [
+            ("fixed source port", fixed_src),
+            ("changing source port", changing_src),
+            ("one UDP destination port", fixed_dst),
+            ("incrementing destination port", incrementing_dst),
+            ("slower than B", slow),
+            ("faster than B", fast),
+        ] {
+            assert!(n >= 10, "family A has {n} attacks with {what} in 50 runs");
+        }
     }
 
     #[test]
