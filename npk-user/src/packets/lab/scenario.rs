@@ -312,6 +312,13 @@ pub fn address_counts(scenarios: &[ToolScenario], seed: u64, family: Family) -> 
         .collect()
 }
 
+/// Family A's UDP payload sizes (floods and streams): at most this, or at least
+/// `A_UDP_LARGE_MIN` (B: streams 200-900 bytes, floods 600-1400).
+const A_UDP_SMALL_MAX: i64 = 199;
+const A_UDP_LARGE_MIN: i64 = 1401;
+/// The largest UDP payload in one 1500-byte IPv4 frame.
+const MAX_UDP_PAYLOAD: i64 = 1472;
+
 /// A fixed source port of family A: below 1024 or above 65000 (B draws 1024-65000).
 fn a_src_port(rng: &mut Rng) -> u16 {
     if rng.bool(0.5) {
@@ -348,6 +355,17 @@ pub fn plan(
     // offset per scenario), a UDP flood to one port or to incrementing ports (seed bit 1).
     let a_fixed_src_port = seed.wrapping_add(scenario as u64).is_multiple_of(2);
     let a_fixed_dst_port = seed & 2 == 0;
+    // A's UDP floods and benign UDP streams are small (below any B size) or large (above any
+    // B size), the same choice in one run (seed bit 2), so that a datagram's size says nothing
+    // about which of the two it is: B's floods are larger than its streams.
+    let a_small_udp = seed & 4 != 0;
+    let a_udp_size = |rng: &mut Rng, small_min: i64| {
+        if a_small_udp {
+            rng.range_i64(small_min, A_UDP_SMALL_MAX)
+        } else {
+            rng.range_i64(A_UDP_LARGE_MIN, MAX_UDP_PAYLOAD)
+        }
+    };
     let count_for = |gap_us: u64| ((duration * 1e6) / gap_us as f64).ceil() as u64 + 1;
     let settings = match scenario {
         ToolScenario::WebSmall | ToolScenario::WebKeepalive => {
@@ -402,7 +420,11 @@ pub fn plan(
                 udp: true,
                 reverse: false,
                 bits_per_s: bits_per_s as u64,
-                length: d.range((1_000, 1_400), (200, 900)) as u32,
+                length: if d.use_a() {
+                    a_udp_size(d.rng, 100)
+                } else {
+                    d.rng.range_i64(200, 900)
+                } as u32,
                 port: IPERF_UDP_PORT,
             }
         }
@@ -447,7 +469,13 @@ pub fn plan(
             };
             let payload = match mode {
                 HpingMode::Syn => d.pick(&[0], &[0, 16, 64]),
-                HpingMode::Udp => d.range((0, 512), (600, 1400)) as u32,
+                HpingMode::Udp => {
+                    if d.use_a() {
+                        a_udp_size(d.rng, 0) as u32
+                    } else {
+                        d.rng.range_i64(600, 1400) as u32
+                    }
+                }
                 HpingMode::Icmp => d.range((0, 512), (600, 1400)) as u32,
             };
             // A: half its floods keep one source port, from outside B's range; B: always one.
@@ -840,6 +868,44 @@ mod tests {
             ("faster than B", fast),
         ] {
             assert!(n >= 10, "family A has {n} attacks with {what} in 50 runs");
+        }
+    }
+
+    /// Within family A a UDP datagram's size cannot tell a flood from a benign stream: both
+    /// come small and large, in the same runs.
+    #[test]
+    fn family_a_udp_floods_and_streams_share_their_sizes() {
+        let mut sizes = std::collections::HashSet::new();
+        for seed in 0..50 {
+            for p in all_plans(seed, Family::A) {
+                let (flood, bytes) = match p.settings {
+                    Settings::Hping3 {
+                        mode: HpingMode::Udp,
+                        payload,
+                        ..
+                    } => (true, payload),
+                    Settings::Iperf3 {
+                        udp: true, length, ..
+                    } => (false, length),
+                    _ => continue,
+                };
+                sizes.insert((flood, seed, i64::from(bytes) > A_UDP_SMALL_MAX));
+            }
+        }
+        for seed in 0..50 {
+            for large in [false, true] {
+                assert_eq!(
+                    sizes.contains(&(true, seed, large)),
+                    sizes.contains(&(false, seed, large)),
+                    "seed {seed}: floods and streams differ in size (large {large})"
+                );
+            }
+        }
+        for large in [false, true] {
+            assert!(
+                sizes.iter().filter(|s| s.2 == large).count() >= 20,
+                "family A has too few runs with large {large} UDP"
+            );
         }
     }
 
