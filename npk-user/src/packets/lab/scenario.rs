@@ -252,6 +252,9 @@ pub enum Settings {
         /// -l: bytes per write (UDP: per datagram).
         length: u32,
         port: u16,
+        /// --pacing-timer, microseconds (otherwise iperf3's 1,000): how long iperf3 waits
+        /// between bursts of datagrams.
+        pacing_timer_us: Option<u32>,
     },
     Ping {
         interval_ms: u64,
@@ -353,8 +356,17 @@ pub fn plan(
     // Family A's structural choices alternate with the seed (not drawn), so that every few
     // consecutive runs hold each of them: a fixed or changing source port (odd/even seed,
     // offset per scenario), a UDP flood to one port or to incrementing ports (seed bit 1).
-    let a_fixed_src_port = seed.wrapping_add(scenario as u64).is_multiple_of(2);
-    let a_fixed_dst_port = seed & 2 == 0;
+    let mut a_fixed_src_port = seed.wrapping_add(scenario as u64).is_multiple_of(2);
+    let mut a_fixed_dst_port = seed & 2 == 0;
+    // A's UDP floods: one flow (as all of B's) on half the seeds, incrementing destination
+    // ports from one source port or one destination port from changing ones on a quarter each.
+    if scenario == ToolScenario::UdpFlood {
+        (a_fixed_src_port, a_fixed_dst_port) = match seed % 4 {
+            0 | 1 => (true, true),
+            2 => (true, false),
+            _ => (false, true),
+        };
+    }
     // A's UDP floods and benign UDP streams are small (below any B size) or large (above any
     // B size), the same choice in one run (seed bit 2), so that a datagram's size says nothing
     // about which of the two it is: B's floods are larger than its streams.
@@ -404,6 +416,7 @@ pub fn plan(
             bits_per_s: d.range((5_000_000, 15_000_000), (16_000_000, 40_000_000)) as u64,
             length: d.pick(&[131_072], &[16_384, 1_000]),
             port: IPERF_TCP_PORT,
+            pacing_timer_us: None,
         },
         ToolScenario::BulkUdp => {
             // A: a slow or a fast stream (B's rates lie between the two), B: in between.
@@ -426,6 +439,9 @@ pub fn plan(
                     d.rng.range_i64(200, 900)
                 } as u32,
                 port: IPERF_UDP_PORT,
+                // A: a coarser timer than B's default, so that A's slow streams come in
+                // bursts too, as B's faster ones do (a flood tool's timer sends one by one).
+                pacing_timer_us: d.use_a().then(|| d.rng.range_i64(4_000, 10_000) as u32),
             }
         }
         ToolScenario::Ping => {
@@ -634,8 +650,12 @@ impl Planned {
                 bits_per_s,
                 length,
                 port,
+                pacing_timer_us,
             } => {
                 let mut v = s(&["iperf3", "-c", &server, "-B", &src, "-p", &port.to_string()]);
+                if let Some(timer) = pacing_timer_us {
+                    v.extend(s(&["--pacing-timer", &timer.to_string()]));
+                }
                 v.extend(s(&["-t", &format!("{}", self.duration.as_secs().max(1))]));
                 v.extend(s(&[
                     "-b",
@@ -797,8 +817,13 @@ mod tests {
                 udp: true,
                 bits_per_s,
                 length,
+                pacing_timer_us,
                 ..
-            } => vec![format!("udp {bits_per_s}"), format!("udp length {length}")],
+            } => vec![
+                format!("udp {bits_per_s}"),
+                format!("udp length {length}"),
+                format!("pacing {pacing_timer_us:?}"),
+            ],
             _ => vec![],
         };
         let collect = |family| {
@@ -827,7 +852,7 @@ mod tests {
     #[test]
     fn family_a_spans_both_source_port_choices_and_rates_around_b() {
         let (mut fixed_src, mut changing_src, mut fixed_dst, mut incrementing_dst) = (0, 0, 0, 0);
-        let (mut slow, mut fast) = (0, 0);
+        let (mut slow, mut fast, mut one_flow_udp) = (0, 0, 0);
         for seed in 0..50 {
             for p in all_plans(seed, Family::A) {
                 match p.settings {
@@ -844,6 +869,12 @@ mod tests {
                             } else {
                                 &mut changing_src
                             } += 1;
+                        }
+                        if mode == HpingMode::Udp
+                            && fixed_src_port.is_some()
+                            && matches!(dst_port, Some(PortPattern::Fixed(_)))
+                        {
+                            one_flow_udp += 1;
                         }
                         match dst_port {
                             Some(PortPattern::Fixed(_)) if mode == HpingMode::Udp => fixed_dst += 1,
@@ -869,6 +900,11 @@ mod tests {
         ] {
             assert!(n >= 10, "family A has {n} attacks with {what} in 50 runs");
         }
+        // B's UDP floods are one flow each: A holds them in half its runs.
+        assert!(
+            one_flow_udp >= 25,
+            "family A has {one_flow_udp} one-flow UDP floods in 50 runs"
+        );
     }
 
     /// Within family A a UDP datagram's size cannot tell a flood from a benign stream: both
