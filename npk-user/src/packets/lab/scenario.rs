@@ -255,6 +255,8 @@ pub enum Settings {
         /// --pacing-timer, microseconds (otherwise iperf3's 1,000): how long iperf3 waits
         /// between bursts of datagrams.
         pacing_timer_us: Option<u32>,
+        /// --cport: the data stream's source port (otherwise an ephemeral one).
+        client_port: Option<u16>,
     },
     Ping {
         interval_ms: u64,
@@ -417,6 +419,7 @@ pub fn plan(
             length: d.pick(&[131_072], &[16_384, 1_000]),
             port: IPERF_TCP_PORT,
             pacing_timer_us: None,
+            client_port: None,
         },
         ToolScenario::BulkUdp => {
             // A: a slow or a fast stream (B's rates lie between the two), B: in between.
@@ -442,6 +445,9 @@ pub fn plan(
                 // A: a coarser timer than B's default, so that A's slow streams come in
                 // bursts too, as B's faster ones do (a flood tool's timer sends one by one).
                 pacing_timer_us: d.use_a().then(|| d.rng.range_i64(4_000, 10_000) as u32),
+                // A: a source port from the ranges of A's floods, so that it says nothing
+                // about which of the two a datagram is (B: ephemeral, B's floods 1024-65000).
+                client_port: d.use_a().then(|| a_src_port(d.rng)),
             }
         }
         ToolScenario::Ping => {
@@ -651,10 +657,14 @@ impl Planned {
                 length,
                 port,
                 pacing_timer_us,
+                client_port,
             } => {
                 let mut v = s(&["iperf3", "-c", &server, "-B", &src, "-p", &port.to_string()]);
                 if let Some(timer) = pacing_timer_us {
                     v.extend(s(&["--pacing-timer", &timer.to_string()]));
+                }
+                if let Some(port) = client_port {
+                    v.extend(s(&["--cport", &port.to_string()]));
                 }
                 v.extend(s(&["-t", &format!("{}", self.duration.as_secs().max(1))]));
                 v.extend(s(&[
