@@ -555,7 +555,7 @@ fn run_in_server_netns(
         .parse()
         .map_err(|e| LabError::Capture(anyhow::Error::from(e)))?;
     let (attachment, mut sampler) =
-        capture::start(&iface_name, config.mode).map_err(LabError::Capture)?;
+        capture::start(&iface_name, config.mode).map_err(|e| LabError::Capture(e.into()))?;
     let pcap_tmp = config.pcap.as_deref().map(temp_path);
     let mut unfinished_pcap = RemoveOnDrop(pcap_tmp.clone());
     let mut tcpdump = match &pcap_tmp {
