@@ -134,7 +134,7 @@ impl LiveGen {
     /// attaches the reply counter to the namespace end of `lab` (native mode: the kernel
     /// server's XDP_TX frames reach a veth only through its XDP path).
     pub fn load(lab: &NetLab, model: &Model, config: &GenConfig) -> Result<Self> {
-        require_xdp_load_bytes("the in-kernel load generator (npk_loadgen)")?;
+        require_xdp_load_bytes("the in-kernel load generator", PROG_LOADGEN)?;
         if !(config.cases.is_power_of_two() && config.cases <= MAX_CASES) {
             return Err(LiveGenError::Cases(config.cases));
         }
