@@ -46,6 +46,16 @@ fn ok(args: &[&str]) -> Output {
     out
 }
 
+/// `npk attach --pin` of `model` to `iface` in `mode` (skb, native, tc), then `extra`; must succeed.
+#[track_caller]
+fn attach_pinned(iface: &str, model: &str, mode: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "attach", "--iface", iface, "--model", model, "--mode", mode, "--pin",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
+}
+
 #[track_caller]
 fn fails(args: &[&str]) -> Output {
     let out = run(args);
@@ -162,16 +172,7 @@ fn names_that_are_not_interfaces_are_refused_before_any_path_is_built() {
     let lab = lab();
     let iface = lab.host_if.as_str();
     // Someone's attachment, which a bad name must not reach.
-    ok(&[
-        "attach",
-        "--iface",
-        iface,
-        "--model",
-        &models.two,
-        "--mode",
-        "skb",
-        "--pin",
-    ]);
+    attach_pinned(iface, &models.two, "skb", &[]);
     let sixteen = "abcdefghijklmnop";
     for name in [
         "", ".", "..", "../npk", "a/b", "x y", "tab\t", "eth0:1", sixteen,
@@ -219,16 +220,7 @@ fn detach_removes_npks_pins_by_name_and_keeps_anything_else() {
     let models = Models::new();
     let lab = lab();
     let iface = lab.host_if.as_str();
-    ok(&[
-        "attach",
-        "--iface",
-        iface,
-        "--model",
-        &models.two,
-        "--mode",
-        "skb",
-        "--pin",
-    ]);
+    attach_pinned(iface, &models.two, "skb", &[]);
     let dir = pins(iface);
     // bpffs holds pins, directories and symlinks: a symlink stands for someone else's file.
     std::os::unix::fs::symlink("keep-me", dir.join("precious")).unwrap();
@@ -266,16 +258,7 @@ fn a_killed_attach_is_reported_by_push_and_stats_and_replaced_by_the_next_attach
             "{args:?}: {err}"
         );
     }
-    let out = ok(&[
-        "attach",
-        "--iface",
-        iface,
-        "--model",
-        &models.two,
-        "--mode",
-        "skb",
-        "--pin",
-    ]);
+    let out = attach_pinned(iface, &models.two, "skb", &[]);
     assert!(
         stderr(&out).contains("removed the stale pins"),
         "{}",
@@ -354,18 +337,8 @@ fn tc_mode_attaches_again_after_detach_and_leaves_qdiscs_alone() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let attach = [
-        "attach",
-        "--iface",
-        iface,
-        "--model",
-        &models.two,
-        "--mode",
-        "tc",
-        "--pin",
-    ];
     for _ in 0..2 {
-        ok(&attach);
+        attach_pinned(iface, &models.two, "tc", &[]);
         ok(&["detach", "--iface", iface]);
     }
     assert!(
@@ -378,7 +351,7 @@ fn tc_mode_attaches_again_after_detach_and_leaves_qdiscs_alone() {
         .args(["qdisc", "add", "dev", iface, "clsact"])
         .status()
         .unwrap();
-    ok(&attach);
+    attach_pinned(iface, &models.two, "tc", &[]);
     ok(&["detach", "--iface", iface]);
     assert!(qdiscs().contains("clsact"), "{}", qdiscs());
 }
@@ -388,18 +361,7 @@ fn push_refuses_classes_without_an_action_and_other_features() {
     let models = Models::new();
     let lab = lab();
     let iface = lab.host_if.as_str();
-    ok(&[
-        "attach",
-        "--iface",
-        iface,
-        "--model",
-        &models.two,
-        "--mode",
-        "skb",
-        "--pin",
-        "--action",
-        "1=drop",
-    ]);
+    attach_pinned(iface, &models.two, "skb", &["--action", "1=drop"]);
     let push = |model: &str, allow: bool| {
         let mut args = vec!["push", "--iface", iface, "--model", model];
         if allow {
@@ -445,16 +407,7 @@ fn cleanup_removes_what_a_killed_gen_left_and_keeps_the_rest() {
     // What is alive stays: this process's lab and an attachment on it.
     let lab = lab();
     let iface = lab.host_if.as_str();
-    ok(&[
-        "attach",
-        "--iface",
-        iface,
-        "--model",
-        &models.two,
-        "--mode",
-        "skb",
-        "--pin",
-    ]);
+    attach_pinned(iface, &models.two, "skb", &[]);
 
     // Any NetLab::create (tests run in parallel) also deletes orphaned lab namespaces; one
     // that is there before and after the dry run must be listed.
