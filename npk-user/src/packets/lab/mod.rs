@@ -80,6 +80,12 @@ pub enum LabError {
         #[source]
         source: io::Error,
     },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
     #[error("{what} did not start within {seconds} s{detail}")]
     NotReady {
         what: String,
@@ -347,7 +353,10 @@ impl Drop for ToolNet {
 
 /// Runs a short command in `netns` and checks that it succeeded.
 fn run_quiet(netns: &str, command: &str, args: &[&str]) -> Result<(), LabError> {
-    let joined = format!("{command} {}", args.join(" "));
+    let joined = std::iter::once(command)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
     let out = Command::new("ip")
         .args(["netns", "exec", netns, command])
         .args(args)
@@ -357,10 +366,10 @@ fn run_quiet(netns: &str, command: &str, args: &[&str]) -> Result<(), LabError> 
             source,
         })?;
     if !out.status.success() {
-        return Err(LabError::NotReady {
-            what: joined,
-            seconds: 0,
-            detail: format!(": {}", String::from_utf8_lossy(&out.stderr).trim()),
+        return Err(LabError::Failed {
+            command: joined,
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
     }
     Ok(())
@@ -712,6 +721,18 @@ fn run_in_server_netns(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_setup_command_says_it_failed_and_why() {
+        let netns = format!("npk-absent-{}", std::process::id());
+        let err = run_quiet(&netns, "true", &[]).unwrap_err().to_string();
+        assert!(err.starts_with("`true` failed (exit status: "), "{err}");
+        assert!(
+            err.contains(&netns),
+            "names the namespace ip could not enter: {err}"
+        );
+        assert!(!err.contains("did not start"), "{err}");
+    }
 
     #[test]
     fn labels_follow_address_and_window() {
