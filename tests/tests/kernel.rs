@@ -135,7 +135,7 @@ fn one_xdp_classifier_is_exact_at_every_width_and_runs_on_veth_in_both_modes() {
         }
         // Bounded loops: a wider model is refused, naming the limit.
         let model = random_packet_model(hidden, 4, 7).unwrap();
-        let err = classifier.push(&model).err().expect("a too wide model");
+        let err = classifier.push(&model).expect_err("a too wide model");
         assert!(matches!(err, KernelError::TooWide { .. }), "{err}");
     }
 
