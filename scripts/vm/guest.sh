@@ -13,13 +13,14 @@ ip link set lo up
 export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/tmp/home
 exec > /dev/ttyS1 2>&1
 echo "npk-vm: kernel $(uname -r)"
-# One check: its name, then its output, then `npk-vm: rc NAME CODE`.
+# One check: its name, then its output, then `npk-vm: rc NAME CODE SECONDS`.
 check() {
     name=$1
     shift
     echo "npk-vm: run $name"
+    started=$(date +%s)
     "$@"
-    echo "npk-vm: rc $name $?"
+    echo "npk-vm: rc $name $? $(( $(date +%s) - started ))"
 }
 . /checks.sh
 echo "npk-vm: done"

@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
-# Boots Debian's kernels in qemu (TCG) and runs npk's kernel checks inside each: `npk verify`
-# at several widths (XDP and TC), the verifier's instruction count, and the kernel integration
-# tests (TEST_RUN, veth attach in skb/native/tc, hot swap, the inference server). Correctness
-# only: timings under TCG mean nothing.
+# Boots Debian's kernels in qemu (TCG) and runs npk's kernel checks inside each
+# (scripts/vm/checks.sh): the kernel integration tests (each classifier loaded once: TEST_RUN
+# bit for bit at several widths, XDP and TC; veth attach native/skb/TCX, drops, hot swap,
+# pinned attach and detach; the verifier's instruction counts) and the inference server's and
+# generator's tests. Correctness only: timings under TCG mean nothing.
 #
-#   sudo bash scripts/vm/run.sh [SUITE...]     default: bullseye bookworm bookworm-backports trixie newest
+#   sudo bash scripts/vm/run.sh [SUITE...]     default: trixie bookworm newest bullseye
 #
 # SUITE is a Debian suite whose cloud kernel is taken (bullseye 5.10, bookworm 6.1,
 # bookworm-backports and trixie 6.12, ...); `newest` is the newer of trixie-backports and sid.
 # Downloads are cached in $NPK_VM_CACHE (default target/vm-cache): a second run only builds
-# and boots. NPK_VM_CHECKS=FILE runs FILE instead of scripts/vm/checks.sh. Prints a table per kernel; exits non-zero if any check failed. Per-kernel logs:
-# $NPK_VM_CACHE/logs/SUITE.{out,console}.log.
+# and boots. NPK_VM_JOBS VMs run at once (default 2: the verifier's walk uses one CPU, and
+# the longest kernel goes first); each has its own time limit (NPK_VM_TIMEOUT seconds for all,
+# else per kernel below): past it the VM is stopped and the kernel fails. NPK_VM_CHECKS=FILE
+# runs FILE instead of checks.sh, NPK_VM_APPEND adds to the kernel command line, NPK_VM_NICE
+# sets qemu's niceness (15). Prints a table, one row per kernel with the time it took; exits
+# non-zero if any check failed. Per-kernel logs: $NPK_VM_CACHE/logs/SUITE.{out,console}.log.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 cache=$(realpath -m "${NPK_VM_CACHE:-target/vm-cache}")
-timeout_s=${NPK_VM_TIMEOUT:-1500}
+jobs=${NPK_VM_JOBS:-2}
+# About three times what each took in the measured run (README, "Kernels"): a hung VM fails
+# its kernel long before CI's limit.
+timeout_for() { # SUITE -> seconds
+    [ -z "${NPK_VM_TIMEOUT:-}" ] || { echo "$NPK_VM_TIMEOUT"; return; }
+    case $1 in
+        bullseye) echo 600 ;;
+        trixie | bookworm-backports) echo 1500 ;;
+        *) echo 1200 ;;
+    esac
+}
 # The checks the guest runs (sourced by guest.sh); another file for a quicker look.
 checks=$(realpath "${NPK_VM_CHECKS:-scripts/vm/checks.sh}")
 say() { printf '\033[1mvm:\033[0m %s\n' "$*" >&2; }
@@ -23,7 +38,8 @@ die() { printf 'vm: error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (the kernel lists and the image builder need it)"
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(bullseye bookworm bookworm-backports trixie newest)
+# Longest first, so that the last to start is short (5.10 loads one program, and fails it).
+[ ${#suites[@]} -gt 0 ] || suites=(trixie bookworm newest bullseye)
 resolved=()
 for s in "${suites[@]}"; do
     if [ "$s" = newest ]; then
@@ -39,6 +55,7 @@ busybox=$cache/tools/busybox
 qemu=$cache/tools/qemu
 
 say "building npk and the kernel test binaries"
+build_start=$(date +%s)
 cargo build --release --bin npk
 tests=$(cargo test --release --no-run -p npk-tests --test kernel -p npk-user --test serve \
     --message-format=json 2>/dev/null |
@@ -47,7 +64,7 @@ tests=$(cargo test --release --no-run -p npk-tests --test kernel -p npk-user --t
 
 # The part of the image every kernel shares: busybox, the npk binary (at the path the test
 # binaries were compiled to call it by), the tests, and the tools they run with the shared
-# libraries ldd names (ip, strace, python3 with the modules the tests' sender imports).
+# libraries ldd names (ip, python3 with the modules the tests' sender imports).
 root=$cache/image/root
 rm -rf "$cache/image" && mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,tests,proc,sys,dev,tmp,run,etc,lib/modules}
 cp "$busybox" "$root/bin/busybox"
@@ -60,7 +77,7 @@ copy_with_libs() { # FILE...: each file and the libraries it loads, at the same 
     done
 }
 npk=$repo/target/release/npk
-copy_with_libs "$npk" "$(command -v ip)" "$(command -v strace)"
+copy_with_libs "$npk" "$(command -v ip)"
 # Busybox for the rest, never shadowing a real tool (its `ip` has no `netns`).
 for applet in $("$busybox" --list); do
     found=
@@ -116,31 +133,60 @@ kernel_image() { # SUITE -> the initramfs
 }
 
 mkdir -p "$cache/logs"
-declare -A rows
-failed=0
-for suite in "${resolved[@]}"; do
+# One kernel: boot, run the checks, leave its table row in $cache/logs/SUITE.row and its
+# verdict in SUITE.rc.
+run_kernel() { # SUITE
+    local suite=$1 release out console start seconds limit
     release=$(cat "$cache/kernels/$suite/release")
-    kernel_image "$suite" > "$cache/image/$suite.initrd"
     out=$cache/logs/$suite.out.log console=$cache/logs/$suite.console.log
+    limit=$(timeout_for "$suite")
     : > "$out"
-    say "$suite ($release): booting"
+    say "$suite ($release): booting (time limit $limit s)"
     start=$(date +%s)
+    local qemu_rc=0
     # qemu 10 from bookworm-backports: 7.2's TCG crashed 6.12 in boot 23 of ~80 times.
     # qboot (in qemu-system-data) instead of SeaBIOS, which is a separate package: it boots
     # -kernel directly. No VGA, no default devices: only the two serial ports below.
     # nice (NPK_VM_NICE, default 15): the host's CPUs may be shared.
-    LD_LIBRARY_PATH=$qemu/usr/lib/x86_64-linux-gnu timeout "$timeout_s" nice -n "${NPK_VM_NICE:-15}" \
+    LD_LIBRARY_PATH=$qemu/usr/lib/x86_64-linux-gnu timeout "$limit" nice -n "${NPK_VM_NICE:-15}" \
         "$qemu/usr/bin/qemu-system-x86_64" -L "$qemu/usr/share/qemu" -bios qboot.rom \
         -nodefaults -vga none -display none \
         -accel tcg,thread=multi -cpu max -smp 2 -m 2G -no-reboot -nic none \
         -kernel "$cache/kernels/$suite/vmlinuz" -initrd "$cache/image/$suite.initrd" \
-        -append "console=ttyS0 quiet panic=-1 rdinit=/init" \
-        -serial "file:$console" -serial "file:$out" -monitor none </dev/null || true
-    say "$suite: $(( $(date +%s) - start )) s"
-    grep -q '^npk-vm: done' "$out" || { failed=1; say "$suite: the VM did not finish (see $console)"; }
-    rows[$suite]=$(python3 scripts/vm/summary.py "$suite" "$release" "$out") || failed=1
+        -append "console=ttyS0 quiet panic=-1 rdinit=/init ${NPK_VM_APPEND:-}" \
+        -serial "file:$console" -serial "file:$out" -monitor none </dev/null || qemu_rc=$?
+    seconds=$(( $(date +%s) - start ))
+    local rc=0
+    if [ "$qemu_rc" = 124 ]; then
+        say "$suite: TIMED OUT: stopped after $seconds s (its limit: $limit s); see $out"
+        rc=1
+    elif ! grep -q '^npk-vm: done' "$out"; then
+        say "$suite: the VM ended before the checks did (qemu exit $qemu_rc; see $console)"
+        rc=1
+    else
+        say "$suite: $seconds s"
+    fi
+    python3 scripts/vm/summary.py "$suite" "$release" "$out" "$seconds" > "$cache/logs/$suite.row" || rc=1
+    echo "$rc" > "$cache/logs/$suite.rc"
+}
+
+for suite in "${resolved[@]}"; do
+    kernel_image "$suite" > "$cache/image/$suite.initrd"
+    rm -f "$cache/logs/$suite.row" "$cache/logs/$suite.rc"
 done
+say "build and images: $(( $(date +%s) - build_start )) s"
+matrix_start=$(date +%s)
+for suite in "${resolved[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    run_kernel "$suite" &
+done
+wait
+say "the matrix: $(( $(date +%s) - matrix_start )) s, $jobs at a time (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
 python3 scripts/vm/summary.py --header
-for suite in "${resolved[@]}"; do echo "${rows[$suite]}"; done
+failed=0
+for suite in "${resolved[@]}"; do
+    cat "$cache/logs/$suite.row" 2>/dev/null || echo "| $suite | no result | | | |"
+    [ "$(cat "$cache/logs/$suite.rc" 2>/dev/null)" = 0 ] || failed=1
+done
 exit $failed

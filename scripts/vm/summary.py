@@ -1,13 +1,14 @@
 """One Markdown table row per kernel from the guest's output (see guest.sh), or the header.
 
     python3 scripts/vm/summary.py --header
-    python3 scripts/vm/summary.py SUITE RELEASE OUT_LOG      (exit 1 if a check failed)
+    python3 scripts/vm/summary.py SUITE RELEASE OUT_LOG SECONDS      (exit 1 if a check failed)
+
+SECONDS: how long the VM ran, boot to power-off.
 """
-import json
 import re
 import sys
 
-COLUMNS = ["picked", "verify-16,16", "verify-32,32", "insns", "kernel", "serve"]
+COLUMNS = ["loaded (verifier instructions)", "kernel tests", "serve tests", "time"]
 
 
 def header():
@@ -15,66 +16,84 @@ def header():
     print("|---" * (len(COLUMNS) + 1) + "|")
 
 
-def cell(name, lines, rc):
-    """What a check showed, in a few words."""
-    text = "\n".join(lines)
-    if rc != 0:
-        # The error's first line says why (npk prints `npk: error: ...` and, for a refused
-        # program, the verifier's last lines; tests `panicked at`).
-        m = re.search(r"npk: error: .*refused (\w+).*BPF_PROG_LOAD failed: (.*?) \(os error.*\n"
-                      r"verifier log \(last lines\):\n(.*)", text)
+# A test's unwrapped LoadError::Refused (Debug): the program, the errno's kind, the log's tail.
+TEST_REFUSAL = re.compile(r'refused (\w+)", source: Log \{ io_error: Os \{ code: \d+, kind: (\w+).*?tail: "([^"\\]*)')
+
+
+def failure(text, rc):
+    """Why a check failed, in a few words: npk prints `npk: error: ...` and, for a refused
+    program, the verifier's last lines; tests say `panicked at`."""
+    refusals = TEST_REFUSAL.findall(text)
+    if refusals:
+        return "FAIL: " + "; ".join(f"{p} refused ({kind}): {tail}" for p, kind, tail in refusals)
+    m = re.search(r"npk: error: .*refused (\w+).*BPF_PROG_LOAD failed: (.*?) \(os error.*\n"
+                  r"verifier log \(last lines\):\n(.*)", text)
+    if m:
+        return f"FAIL: {m.group(1)} refused ({m.group(2)}): {m.group(3).strip()}"[:200]
+    for pattern in (r"npk: error: (.*)", r"Error: (.*)", r"panicked at [^\n]*\n(.*)", r"test result: (.*)"):
+        m = re.search(pattern, text)
         if m:
-            return f"FAIL: {m.group(1)} refused ({m.group(2)}): {m.group(3).strip()}"[:200].replace("|", "/")
-        for pattern in (r"npk: error: (.*)", r"Error: (.*)", r"panicked at [^\n]*\n(.*)", r"test result: (.*)"):
-            m = re.search(pattern, text)
-            if m:
-                return "FAIL: " + m.group(1).strip()[:160].replace("|", "/")
-        return f"FAIL (exit {rc})"
-    if name == "picked":  # verify-16,16's strace lines
-        # v4-probe 3 (a descriptor: v4 accepted) or v4-probe -1 EINVAL; program NAME...
-        probe = [l.split(" ", 1)[1] for l in lines if l.startswith("v4-probe ")]
-        programs = [l.split(" ", 1)[1] for l in lines if l.startswith("program ")]
-        cpu = "?" if not probe else ("v3" if probe[0].startswith("-1") else "v4")
-        return f"{cpu}: " + ", ".join(programs)
-    if name.startswith("verify"):
-        r = json.loads([l for l in lines if l.startswith("{")][-1])
-        return f"{r['mismatches']} mismatches, {r['errors']} errors ({r['packets']})"
-    if name == "insns":
-        return f"{json.loads([l for l in lines if l.startswith('{')][-1])['verified_insns']:,}"
+            return "FAIL: " + m.group(1).strip()[:160]
+    return f"FAIL (exit {rc})"
+
+
+def tests_cell(text, seconds):
     passed = re.findall(r"test result: ok\. (\d+) passed; 0 failed; \d+ ignored; \d+ measured; (\d+) filtered", text)
-    return "{} passed ({} skipped)".format(*passed[-1]) if passed else "ok"
+    if not passed:
+        return "ok"
+    n, skipped = passed[-1]
+    return f"{n} passed{f' ({skipped} others not run here)' if skipped != '0' else ''}, {seconds} s"
 
 
-def row(suite, release, path):
-    checks, outputs, current, lines = {}, {}, None, []
+def row(suite, release, path, vm_seconds):
+    checks, current, lines = {}, None, []
     for line in open(path, errors="replace"):
         line = line.rstrip("\r\n")
         if line.startswith("npk-vm: run "):
             current, lines = line.split(" ", 2)[2], []
         elif line.startswith("npk-vm: rc ") and current:
-            rc = int(line.rsplit(" ", 1)[1])
-            checks[current] = (cell(current, lines, rc), rc)
-            outputs[current] = (lines, rc)
+            _, _, _, rc, seconds = line.split(" ")
+            checks[current] = ("\n".join(lines), int(rc), int(seconds))
             current = None
         elif current:
             lines.append(line)
+    cells = {}
     if current:  # the VM ended (timeout, crash) inside this check: say how far it got
         ok = sum(1 for l in lines if re.match(r"test \S+ \.\.\. ok", l))
-        checks[current] = (f"unfinished ({ok} tests ok before the VM ended)" if ok else "unfinished", 1)
-    if "verify-16,16" in checks:
-        lines, rc = outputs["verify-16,16"]
-        checks["picked"] = (cell("picked", lines, 0), 0)
-    # Below 5.18 the server's tests are not run (it needs bpf_xdp_load_bytes), and the
-    # kernel reports no verified-instruction count (5.16).
-    old_kernel = tuple(int(x) for x in re.findall(r"\d+", release)[:2]) < (5, 18)
-    absent = ("n/a (< 5.18)", 0) if old_kernel else ("not run", 1)
-    cells = [checks.get(c, absent if c in ("insns", "serve") else ("not run", 1)) for c in COLUMNS]
-    print(f"| {release} ({suite}) | " + " | ".join(c for c, _ in cells) + " |")
-    return all(rc == 0 for _, rc in cells)
+        checks[current] = ("\n".join(lines), None, None)
+        cells[current] = (f"unfinished ({ok} tests ok before the VM ended)", 1)
+    for name, (text, rc, seconds) in checks.items():
+        if name in cells:
+            continue
+        if rc != 0:
+            cells[name] = (failure(text, rc), 1)
+        elif name == "bounded-load":
+            refused = re.search(r"refused (\w+).*\n(?:.*\n)*?(BPF program is too large.*)", text)
+            cells[name] = ((f"refused as expected: {refused.group(1)}: {refused.group(2)}"
+                            if "npk-vm: refused as expected" in text and refused else "loaded"), 0)
+        else:
+            cells[name] = (tests_cell(text, seconds), 0)
+    kernel_text = checks.get("kernel", ("",))[0]
+    loaded = [f"{name} {int(insns):,}" for name, insns in
+              re.findall(r"npk-loaded: (\S+) cpu v\d insns (\d+)", kernel_text)]
+    loaded += [f"{p} refused" for p, _, _ in TEST_REFUSAL.findall(kernel_text)]
+    cpu = re.search(r"npk-loaded: \S+ cpu (v\d)", kernel_text)
+    old = tuple(int(x) for x in re.findall(r"\d+", release)[:2])
+    if "bounded-load" in cells and "kernel" not in cells:
+        first = cells["bounded-load"]
+        kernel_cell = ("not run (nothing loads)", 0) if first[1] == 0 else ("not run", 1)
+        loaded_cell = first
+    else:
+        kernel_cell = cells.get("kernel", ("not run", 1))
+        loaded_cell = ((f"{cpu.group(1)}: " if cpu else "") + ", ".join(loaded) if loaded else "?", 0)
+    serve_cell = cells.get("serve", ("n/a (< 5.18)", 0) if old < (5, 18) else ("not run", 1))
+    row_cells = [loaded_cell, kernel_cell, serve_cell, (f"{vm_seconds} s", 0)]
+    print(f"| {release} ({suite}) | " + " | ".join(c.replace("|", "/") for c, _ in row_cells) + " |")
+    return all(rc == 0 for _, rc in row_cells)
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "--header":
         header()
     else:
-        sys.exit(0 if row(*sys.argv[1:4]) else 1)
+        sys.exit(0 if row(*sys.argv[1:5]) else 1)

@@ -337,6 +337,12 @@ pub enum AttachError {
         "this kernel ({release}) has no TCX links: TC needs TCX (Linux >= 6.6); use --mode skb/native"
     )]
     NoTcx { release: String },
+    #[error("the loaded classifier is {loaded:?}, attaching in {mode:?} mode needs {needed:?}")]
+    WrongProgram {
+        loaded: ProgramKind,
+        mode: AttachMode,
+        needed: ProgramKind,
+    },
     #[error("the {0} link is not a bpf_link (npk needs a kernel >= 6.6)")]
     NotBpfLink(&'static str),
     #[error(transparent)]
@@ -393,6 +399,43 @@ pub fn attach(
     config: &Config,
     persistent: bool,
 ) -> Result<Attachment, AttachError> {
+    attach_with(iface, mode, model, config, persistent, |kind| {
+        Ok(Classifier::load_for(kind, model)?)
+    })
+}
+
+/// [`attach`] with a classifier already loaded (tests that checked it through TEST_RUN attach
+/// the same program: under emulation each load is a verifier walk of minutes).
+pub fn attach_loaded(
+    iface: &IfaceName,
+    mode: AttachMode,
+    classifier: Classifier,
+    model: &Model,
+    config: &Config,
+    persistent: bool,
+) -> Result<Attachment, AttachError> {
+    attach_with(iface, mode, model, config, persistent, |needed| {
+        if classifier.kind != needed {
+            return Err(AttachError::WrongProgram {
+                loaded: classifier.kind,
+                mode,
+                needed,
+            });
+        }
+        Ok(classifier)
+    })
+}
+
+/// [`attach`] with the classifier `load` gives for the program kind `mode` needs, asked for
+/// once nothing else stands in the way.
+fn attach_with(
+    iface: &IfaceName,
+    mode: AttachMode,
+    model: &Model,
+    config: &Config,
+    persistent: bool,
+    load: impl FnOnce(ProgramKind) -> Result<Classifier, AttachError>,
+) -> Result<Attachment, AttachError> {
     let ifindex = ifindex(iface).ok_or_else(|| AttachError::NoInterface(iface.clone()))?;
     // npk attaches TC through TCX links only (pinnable, queryable, no qdisc to manage).
     let kernel = super::probe::kernel();
@@ -447,7 +490,7 @@ pub fn attach(
     } else {
         ProgramKind::Xdp
     };
-    let mut classifier = Classifier::load_for(kind, model)?;
+    let mut classifier = load(kind)?;
     classifier.push(model)?;
     classifier.set_config(config)?;
     let prog_id = classifier.program_info()?.id();

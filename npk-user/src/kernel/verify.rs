@@ -2,11 +2,18 @@
 //! checks every result (features, logits, class, action) against the userspace reference built
 //! from the same npk-common code.
 
+use aya::{
+    Pod,
+    maps::{HashMap, MapData},
+};
 use npk_common::{
+    host::{HostState, ServiceKey, ServiceState},
     infer::{PlainLoop, Scratch, infer},
-    maps::{Action, Config, FLAG_RECORD_LAST, Outcome},
+    maps::{
+        Action, Config, FLAG_RECORD_LAST, FlowState, MAP_FLOWS, MAP_HOSTS, MAP_SERVICES, Outcome,
+    },
     model::{MAX_CLASSES, Model},
-    packet::{NUM_FEATURES, ParseError, parse},
+    packet::{FlowKey, NUM_FEATURES, ParseError, parse},
 };
 use serde::Serialize;
 
@@ -40,9 +47,24 @@ pub fn verify(
     kind: ProgramKind,
     packets: u64,
     seed: u64,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<VerifyReport, KernelError> {
     let mut classifier = Classifier::load_for(kind, model)?;
+    verify_loaded(&mut classifier, model, packets, seed, progress)
+}
+
+/// [`verify`] on a classifier already loaded (one verifier walk for several models: under
+/// emulation each walk takes minutes). Its flow, host and service state is cleared first,
+/// since the reference starts from none; its model and configuration are replaced.
+pub fn verify_loaded(
+    classifier: &mut Classifier,
+    model: &Model,
+    packets: u64,
+    seed: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<VerifyReport, KernelError> {
+    let kind = classifier.kind;
+    clear_state(classifier)?;
     classifier.push(model)?;
     let classes = model.header.num_classes as usize;
     // Every other class drops, so the returned action is checked too.
@@ -173,4 +195,24 @@ pub fn verify(
     }
     progress(packets);
     Ok(report)
+}
+
+/// Empties the classifier's per-flow, per-host and per-service maps.
+fn clear_state(classifier: &mut Classifier) -> Result<(), KernelError> {
+    fn clear<K: Pod, V: Pod>(classifier: &mut Classifier, name: &str) -> Result<(), KernelError> {
+        let map = classifier
+            .ebpf
+            .map_mut(name)
+            .ok_or_else(|| KernelError::MissingMap(name.into()))?;
+        let mut map = HashMap::<&mut MapData, K, V>::try_from(map)?;
+        // Collected first: deleting while iterating restarts the kernel's walk.
+        let keys = map.keys().collect::<Result<Vec<K>, _>>()?;
+        for key in keys {
+            map.remove(&key)?;
+        }
+        Ok(())
+    }
+    clear::<FlowKey, FlowState>(classifier, MAP_FLOWS)?;
+    clear::<[u8; 16], HostState>(classifier, MAP_HOSTS)?;
+    clear::<ServiceKey, ServiceState>(classifier, MAP_SERVICES)
 }
