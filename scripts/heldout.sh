@@ -15,7 +15,7 @@ ports) never occur in A. Prints per-class precision/recall/F1, per-scenario corr
 detection (any attack class = dropped), the benign drop rate, int8 (as the kernel computes)
 and float, and ends with one JSON line.
 
-  --train-runs N   family A runs (default 6: seeds 101-106)
+  --train-runs N   family A runs (default 20: seeds 101-120)
   --test-runs N    family B runs (default 2: seeds 201-202)
   --seconds S      length of each run (default 20)
   --hidden H       hidden layers (default 32,32)
@@ -27,7 +27,7 @@ and float, and ends with one JSON line.
 USAGE
 }
 
-train_runs=6 test_runs=2 seconds=20 hidden=32,32 epochs=20 reuse=0
+train_runs=20 test_runs=2 seconds=20 hidden=32,32 epochs=20 reuse=0
 dir=${TMPDIR:-/tmp}/npk-heldout
 npk=$(dirname "$0")/../target/release/npk
 while [ $# -gt 0 ]; do

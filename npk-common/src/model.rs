@@ -52,8 +52,11 @@ pub enum FeatureSchema {
     /// like v1.
     PacketV2 = 3,
     /// Version 3: no TTL or TCP window, ports and flow counters on the log scale, the host's
-    /// pacing (see [`crate::packet`], [`crate::host`]).
+    /// pacing. Refused by name like v1.
     PacketV3 = 4,
+    /// Version 4: v3, with UDP datagrams' sizes left out and their ports as classes (see
+    /// [`crate::packet`], [`crate::host`]).
+    PacketV4 = 5,
 }
 
 impl FeatureSchema {
@@ -63,6 +66,7 @@ impl FeatureSchema {
             2 => Some(Self::PacketV1),
             3 => Some(Self::PacketV2),
             4 => Some(Self::PacketV3),
+            5 => Some(Self::PacketV4),
             _ => None,
         }
     }

@@ -291,16 +291,16 @@ fn live_capture_records_what_the_kernel_saw() {
     let rows = csv_rows(&csv);
     assert_eq!(v["rows"], rows.len());
     let column = |name: &str| FEATURE_NAMES.iter().position(|&n| n == name).unwrap();
-    let port_9 = i64::from(npk_common::host::log2_q3(9));
+    let port_9 = i64::from(npk_common::packet::port_class(9));
     let ours: Vec<&Vec<i64>> = rows
         .iter()
-        .filter(|r| r[column("dst_port_log2")] == port_9 && r[1] == 17)
+        .filter(|r| r[column("dst_port_code")] == port_9 && r[1] == 17)
         .collect();
     assert_eq!(ours.len(), 500, "every datagram, once");
     for (i, r) in ours.iter().enumerate() {
-        // protocol, IP length, flow packets, label
+        // protocol, IP length (none for UDP, schema v4), flow packets, label
         assert_eq!(r[1], 17);
-        assert_eq!(r[2], 28 + 10 + (i as i64 % 100));
+        assert_eq!(r[2], 0);
         assert_eq!(
             r[column("flow_packets_log2")],
             i64::from(npk_common::host::log2_q3(i as u64 + 1)),
@@ -359,19 +359,23 @@ fn generated_traffic_trains_a_model_the_classifier_accepts() {
         model.to_str().unwrap(),
     ]);
     let file = ModelFile::load(&model).unwrap();
-    assert_eq!(file.schema(), Some(FeatureSchema::PacketV3));
+    assert_eq!(file.schema(), Some(FeatureSchema::PacketV4));
     // Integer means: the kernel's input offsets are exactly the standardization.
     assert!(file.standardizer.mean.iter().all(|m| m.fract() == 0.0));
     let mut c = Classifier::load(ProgramKind::Xdp).unwrap();
     c.push(&file.quantized.model).unwrap();
     // Models of the previous feature schemas are refused by name, and change nothing.
-    for (old, version) in [(FeatureSchema::PacketV1, 1), (FeatureSchema::PacketV2, 2)] {
+    for (old, version) in [
+        (FeatureSchema::PacketV1, 1),
+        (FeatureSchema::PacketV2, 2),
+        (FeatureSchema::PacketV3, 3),
+    ] {
         let mut model = file.quantized.model.clone();
         model.header.feature_schema = old as u32;
         let err = format!("{:#}", c.push(&model).unwrap_err());
         assert!(
             err.contains(&format!(
-                "model uses packet feature schema v{version}, this npk computes v3: retrain"
+                "model uses packet feature schema v{version}, this npk computes v4: retrain"
             )),
             "{err}"
         );

@@ -156,6 +156,7 @@ impl Report {
                 Some(FeatureSchema::PacketV1) => "packet-v1",
                 Some(FeatureSchema::PacketV2) => "packet-v2",
                 Some(FeatureSchema::PacketV3) => "packet-v3",
+                Some(FeatureSchema::PacketV4) => "packet-v4",
                 None => "unknown",
             },
             model_version: h.model_version,

@@ -59,9 +59,10 @@ pub enum KernelError {
     #[error("the model is not valid")]
     InvalidModel(#[source] ModelError),
     #[error(
-        "model uses packet feature schema v{0}, this npk computes v3: retrain with npk \
-         features/npk train (v3 drops TTL and TCP window, puts ports and flow counters on the \
-         log scale and adds the host's pacing)"
+        "model uses packet feature schema v{0}, this npk computes v4: retrain with npk \
+         features/npk train (v3 dropped TTL and TCP window, put ports and flow counters on the \
+         log scale and added the host's pacing; v4 leaves UDP sizes out and gives UDP ports \
+         as classes)"
     )]
     OldSchema(u8),
     #[error(
@@ -335,7 +336,11 @@ impl ControlMaps {
     pub fn push(&mut self, model: &Model, schema: Option<FeatureSchema>) -> Result<u32> {
         model.validate().map_err(KernelError::InvalidModel)?;
         if let Some(schema) = schema {
-            for (old, version) in [(FeatureSchema::PacketV1, 1), (FeatureSchema::PacketV2, 2)] {
+            for (old, version) in [
+                (FeatureSchema::PacketV1, 1),
+                (FeatureSchema::PacketV2, 2),
+                (FeatureSchema::PacketV3, 3),
+            ] {
                 if model.header.feature_schema == old as u32 {
                     return Err(KernelError::OldSchema(version));
                 }

@@ -356,7 +356,10 @@ fn build(
     for j in 0..n_in {
         let max_x = stats.max_abs_x[j];
         let f = match schema {
-            FeatureSchema::PacketV1 | FeatureSchema::PacketV2 | FeatureSchema::PacketV3 => 0,
+            FeatureSchema::PacketV1
+            | FeatureSchema::PacketV2
+            | FeatureSchema::PacketV3
+            | FeatureSchema::PacketV4 => 0,
             FeatureSchema::Tabular => frac_bits_for(max_x),
         };
         if max_x * f64::from(f).exp2() >= crate::dataset::FEATURE_LIMIT {
