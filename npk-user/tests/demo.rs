@@ -80,6 +80,15 @@ fn a_short_demo_on_the_real_tools_scores_the_held_out_family_live_and_cleans_up(
     let v: serde_json::Value = serde_json::from_str(last).expect(last);
     assert_eq!(v["train_seeds"], serde_json::json!([101]), "{last}");
     assert_eq!(v["live_seed"], 201, "{last}");
+    // The second family-B run, with attacks dropped, is scored the same way.
+    let enforced = &v["enforced"];
+    assert_eq!(enforced["seed"], 202, "{last}");
+    assert!(enforced["packets"].as_u64().unwrap() > 1_000, "{last}");
+    assert!(
+        enforced["attack_drop_rate"].as_f64().unwrap() > 0.5,
+        "{last}"
+    );
+    assert!(!enforced["per_scenario"].as_array().unwrap().is_empty());
     let per_class = v["per_class"].as_array().unwrap();
     assert_eq!(per_class.len(), 5, "{last}");
     // Every attack class and benign traffic were seen live.
@@ -108,12 +117,13 @@ fn a_short_demo_on_the_real_tools_scores_the_held_out_family_live_and_cleans_up(
     assert!(f("accuracy") >= 0.5, "{last}");
     assert!(f("packets") > 1_000.0, "{last}");
     assert!(stderr.contains("held out (family B") && stderr.contains("ns/pkt"));
+    assert!(stderr.contains("enforced (family B, seed 202, attacks dropped)"));
     for file in ["capture.csv", "model.npk", "training.svg", "confusion.svg"] {
         let p = dir.path().join(file);
         assert!(p.metadata().is_ok_and(|m| m.len() > 0), "{file} missing");
     }
     let labs = lab_names(&stderr);
-    assert_eq!(labs.len(), 2, "a training run and the live run");
+    assert_eq!(labs.len(), 3, "a training run and two live runs");
     for (namespaces, iface) in &labs {
         assert_eq!(namespaces.len(), 2, "clients and servers");
         assert_cleaned_up(namespaces, iface);

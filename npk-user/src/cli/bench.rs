@@ -246,15 +246,16 @@ fn infer(args: InferArgs) -> Result<()> {
         )?;
         let l = &r.live;
         outln!(
-            "one packet per call ({} runs): same flow {:.0}, caches evicted {:.0}, new flows \
-             {:.0}, new flows with full tables {:.0}, plus sampling {:.0} ns/packet; hot with \
-             bpf_stats on {:.0}",
+            "one packet per call ({} runs), ns/packet: same flow {:.0}, caches evicted {:.0}, \
+             new flow {:.0}, new flow + host + service {:.0}, the same with full tables {:.0}, \
+             plus sampling {:.0}; hot with bpf_stats on {:.0}",
             l.runs,
             l.same_flow,
             l.same_flow_cold_cache,
-            l.new_flows,
-            l.new_flows_full_tables,
-            l.new_flows_sampled,
+            l.new_flow,
+            l.new_flow_host_service,
+            l.new_flow_host_service_full_tables,
+            l.new_flow_host_service_sampled,
             l.hot_with_bpf_stats
         )?;
     }

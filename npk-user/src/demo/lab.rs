@@ -1,14 +1,22 @@
 //! `npk demo` on the real-tool lab ([`crate::packets::lab`]): runs of settings family A
-//! recorded through the kernel for training, then the model attached at the server's ingress
-//! (attacks dropped) while a run of family B, whose settings never occur in A, sends; every
-//! verdict the kernel gives is scored per class and per scenario.
+//! recorded through the kernel for training, then two runs of family B, whose settings never
+//! occur in A, with the model attached at the server's ingress:
+//!
+//! - held out: every class passed, every verdict scored per class and per scenario. Passing
+//!   keeps the traffic as the tools send it: a dropped packet changes what follows (an iperf3
+//!   whose control connection is dropped never streams, a scan whose probes go unanswered
+//!   retries), so scores taken while dropping would describe other traffic.
+//! - enforced: attacks dropped, the verdicts scored the same way.
 
 use std::{
     sync::{Mutex, atomic::AtomicBool},
     time::{Duration, Instant},
 };
 
-use npk_common::{maps::Sample, model::Model};
+use npk_common::{
+    maps::{Action, Config, Sample},
+    model::{MAX_CLASSES, Model},
+};
 use serde::Serialize;
 
 use super::{
@@ -34,9 +42,20 @@ use crate::{
 pub struct LiveScores {
     /// Seeds of the family-A runs the model was trained on.
     pub train_seeds: Vec<u64>,
-    /// Seed of the family-B run classified live.
+    /// Seed of the family-B run classified with every class passed (the held-out scores).
     pub live_seed: u64,
     pub per_class: Vec<ClassMetrics>,
+    pub per_scenario: Vec<ScenarioScore>,
+    /// The family-B run classified with attacks dropped.
+    pub enforced: Enforced,
+}
+
+/// The run with attacks dropped.
+#[derive(Clone, Debug, Serialize)]
+pub struct Enforced {
+    pub seed: u64,
+    #[serde(flatten)]
+    pub rates: super::Rates,
     pub per_scenario: Vec<ScenarioScore>,
 }
 
@@ -54,12 +73,17 @@ pub struct ScenarioScore {
     pub dropped: f64,
 }
 
-/// Seeds: family A `100 * seed + 1..=runs`, family B `200 + seed` (seed 1: 101.. and 201,
-/// the first seeds of scripts/heldout.sh).
+/// Seeds: family A `100 * seed + 1..=runs`, family B `200 + 2 * seed - 1` (held out) and
+/// `200 + 2 * seed` (enforced); seed 1: 101.., 201 and 202, the seeds of scripts/heldout.sh.
 fn train_seeds(seed: u64, runs: u32) -> Vec<u64> {
     (1..=u64::from(runs))
         .map(|i| seed.wrapping_mul(100).wrapping_add(i))
         .collect()
+}
+
+fn live_seeds(seed: u64) -> (u64, u64) {
+    let held_out = 199u64.wrapping_add(seed.wrapping_mul(2));
+    (held_out, held_out.wrapping_add(1))
 }
 
 fn index(s: ToolScenario) -> usize {
@@ -97,7 +121,7 @@ pub(super) fn run(
     let out = Outputs::check(config)?;
     lab::check_tools()?;
     let seeds = train_seeds(config.seed, train_runs.max(1));
-    let live_seed = 200u64.wrapping_add(config.seed);
+    let (live_seed, enforced_seed) = live_seeds(config.seed);
 
     let mut rows = vec![Vec::new(); ToolScenario::ALL.len()];
     let mut csv = FeatureCsv::create(&out.csv)?;
@@ -170,19 +194,48 @@ pub(super) fn run(
     out.write_model(&trained)?;
     interrupted(stop)?;
 
-    let live = live(config, &trained.file.quantized.model, live_seed, stop, say)?;
+    let model = &trained.file.quantized.model;
+    let pass_all = capture::sample_all([Action::Pass as u8; MAX_CLASSES]);
+    let what = "every class passed, verdicts recorded: the held-out scores";
+    let live = classify_run(config, model, live_seed, pass_all, what, stop, say)?;
     interrupted(stop)?;
     let confusion = live.confusion.rows();
-    let rates = out.write_result(&confusion, live.samples_lost, say)?;
+    let rates = out.write_result(
+        &confusion,
+        live.samples_lost,
+        "called an attack (dropped if enforced)",
+        say,
+    )?;
+    let per_scenario = live.per_scenario();
+    for line in scores_text(&live.confusion, &per_scenario).lines() {
+        say(line);
+    }
+
+    let seed = enforced_seed;
+    let what = "attacks dropped";
+    let enforced = classify_run(config, model, seed, drop_attacks(), what, stop, say)?;
+    interrupted(stop)?;
+    let enforced = Enforced {
+        seed,
+        rates: super::summarize(&enforced.confusion.rows()),
+        per_scenario: enforced.per_scenario(),
+    };
+    let r = &enforced.rates;
+    say(&format!(
+        "enforced (family B, seed {seed}, attacks dropped): {} packets, accuracy {:.4}, attack \
+         packets dropped {:.2}%, benign packets dropped {:.2}%",
+        r.packets,
+        r.accuracy,
+        r.attack_drop_rate * 100.0,
+        r.benign_drop_rate * 100.0
+    ));
     let scores = LiveScores {
         train_seeds: seeds,
         live_seed,
         per_class: live.confusion.per_class(),
-        per_scenario: live.per_scenario(),
+        per_scenario,
+        enforced,
     };
-    for line in scores_text(&live.confusion, &scores.per_scenario).lines() {
-        say(line);
-    }
     Ok(DemoReport {
         rates,
         lab: Some(scores),
@@ -240,18 +293,20 @@ impl Live {
     }
 }
 
-/// Phase 4 on the lab: the model attached at the server's ingress with attacks dropped while
-/// the family-B run sends, a live table every second.
-fn live(
+/// Phase 4 on the lab: the model attached at the server's ingress with `actions` while a
+/// family-B run sends, a live table every second.
+fn classify_run(
     config: &DemoConfig,
     model: &Model,
     seed: u64,
+    actions: Config,
+    what: &str,
     stop: &AtomicBool,
-    say: Say,
+    say: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Live> {
     say(&format!(
         "live: lab run of settings family B (seed {seed}, {} s, settings never in training), \
-         model attached at the server's ingress ({:?}), attacks dropped",
+         model attached at the server's ingress ({:?}), {what}",
         config.replay.as_secs(),
         config.mode
     ));
@@ -266,7 +321,7 @@ fn live(
     let mode = config.mode;
     let attach = |side: &ServerSide| -> Result<(Attachment, Sampler), CaptureError> {
         tell(&say, &lab_line(side, "model attached"));
-        let mut attachment = attach::attach(side.iface, mode, model, &drop_attacks(), false)?;
+        let mut attachment = attach::attach(side.iface, mode, model, &actions, false)?;
         let sampler = Sampler::take(&mut attachment.classifier)?;
         tell(&say, &live_header());
         Ok((attachment, sampler))
@@ -346,6 +401,8 @@ mod tests {
     fn the_first_seeds_are_those_of_the_held_out_script() {
         assert_eq!(train_seeds(1, 4), [101, 102, 103, 104]);
         assert_eq!(train_seeds(2, 2), [201, 202]);
+        assert_eq!(live_seeds(1), (201, 202));
+        assert_eq!(live_seeds(2), (203, 204));
     }
 
     #[test]

@@ -243,17 +243,19 @@ impl Outputs {
         Ok(())
     }
 
-    /// Prints the result line and the matrix, and saves the matrix as SVG.
+    /// Prints the result line and the matrix, and saves the matrix as SVG; `dropped` says
+    /// what an attack verdict did ("dropped", or where every class passed, what it would do).
     fn write_result(
         &self,
         confusion: &[Vec<u64>],
         samples_lost: u64,
+        dropped: &str,
         say: &mut dyn FnMut(&str),
     ) -> Result<Rates> {
         let rates = summarize(confusion);
         say(&format!(
-            "result: {} packets, accuracy {:.4}, attack packets dropped {:.2}%, benign packets \
-             dropped {:.2}%{}",
+            "result: {} packets, accuracy {:.4}, attack packets {dropped} {:.2}%, benign \
+             packets {dropped} {:.2}%{}",
             rates.packets,
             rates.accuracy,
             rates.attack_drop_rate * 100.0,
@@ -319,7 +321,7 @@ fn run_synthetic(config: &DemoConfig, stop: &AtomicBool, say: Say) -> Result<Dem
     let (confusion, samples_lost) = replay(&lab, &trained.file.quantized.model, config, stop, say)?;
     interrupted(stop)?;
     drop(lab);
-    let rates = out.write_result(&confusion, samples_lost, say)?;
+    let rates = out.write_result(&confusion, samples_lost, "dropped", say)?;
     Ok(DemoReport {
         rates,
         lab: None,
