@@ -1,5 +1,7 @@
-//! `npk demo` end to end (root: it creates a namespace and attaches XDP): a short run meets the
-//! README's bar, and Ctrl-C leaves nothing behind.
+//! `npk demo` end to end (root: it creates namespaces and attaches XDP; the real-tool lab needs
+//! the tools of scripts/setup.sh): a short run on the real tools scores every scenario of the
+//! held-out family live, a short synthetic run meets the README's bar, and Ctrl-C leaves
+//! nothing behind.
 
 use std::{
     io::{BufRead, BufReader},
@@ -10,23 +12,35 @@ use std::{
 
 const NPK: &str = env!("CARGO_BIN_EXE_npk");
 
-/// The lab's namespace and host interface, from the demo's first line.
+/// Every lab's namespaces and interface, from the demo's lines that start with "lab:".
 #[track_caller]
-fn lab_names(first_line: &str) -> (String, String) {
-    let words: Vec<&str> = first_line.split_whitespace().collect();
-    let after = |w: &str| {
-        let i = words.iter().position(|&x| x == w).expect(first_line);
-        words[i + 1].trim_end_matches(',').to_string()
-    };
-    (after("namespace"), after("veth"))
+fn lab_names(output: &str) -> Vec<(Vec<String>, String)> {
+    let labs: Vec<_> = output
+        .lines()
+        .filter(|l| l.starts_with("lab:"))
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let after = |w: &str| -> Vec<String> {
+                (0..words.len() - 1)
+                    .filter(|&i| words[i] == w)
+                    .map(|i| words[i + 1].trim_end_matches(',').to_string())
+                    .collect()
+            };
+            (after("namespace"), after("veth").remove(0))
+        })
+        .collect();
+    assert!(!labs.is_empty(), "no lab line in {output}");
+    labs
 }
 
 #[track_caller]
-fn assert_cleaned_up(netns: &str, iface: &str) {
-    assert!(
-        !Path::new("/run/netns").join(netns).exists(),
-        "namespace {netns} left behind"
-    );
+fn assert_cleaned_up(namespaces: &[String], iface: &str) {
+    for netns in namespaces {
+        assert!(
+            !Path::new("/run/netns").join(netns).exists(),
+            "namespace {netns} left behind"
+        );
+    }
     assert!(
         !Path::new("/sys/class/net").join(iface).exists(),
         "interface {iface} left behind"
@@ -38,12 +52,93 @@ fn assert_cleaned_up(netns: &str, iface: &str) {
 }
 
 #[test]
-fn a_short_demo_meets_the_bar_and_cleans_up() {
+fn a_short_demo_on_the_real_tools_scores_the_held_out_family_live_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let start = Instant::now();
     let out = Command::new(NPK)
         .args([
             "demo",
+            "--json",
+            "--train-runs",
+            "1",
+            "--capture",
+            "4",
+            "--replay",
+            "4",
+            "--out-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed: {stderr}");
+    eprintln!("{stderr}");
+    eprintln!("took {:?}", start.elapsed());
+
+    let last = stdout.lines().last().expect("a JSON line");
+    let v: serde_json::Value = serde_json::from_str(last).expect(last);
+    assert_eq!(v["train_seeds"], serde_json::json!([101]), "{last}");
+    assert_eq!(v["live_seed"], 201, "{last}");
+    // The second family-B run, with attacks dropped, is scored the same way.
+    let enforced = &v["enforced"];
+    assert_eq!(enforced["seed"], 202, "{last}");
+    assert!(enforced["packets"].as_u64().unwrap() > 1_000, "{last}");
+    assert!(
+        enforced["attack_drop_rate"].as_f64().unwrap() > 0.5,
+        "{last}"
+    );
+    assert!(!enforced["per_scenario"].as_array().unwrap().is_empty());
+    let per_class = v["per_class"].as_array().unwrap();
+    assert_eq!(per_class.len(), 5, "{last}");
+    // Every attack class and benign traffic were seen live.
+    for c in per_class {
+        assert!(c["support"].as_u64().unwrap() > 0, "{last}");
+    }
+    let scenarios: Vec<&str> = v["per_scenario"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scenario"].as_str().unwrap())
+        .collect();
+    for s in [
+        "web-small",
+        "bulk-tcp",
+        "syn-flood",
+        "udp-flood",
+        "icmp-flood",
+        "scan-syn",
+    ] {
+        assert!(scenarios.contains(&s), "{s} not scored live: {last}");
+    }
+    let f = |k: &str| v[k].as_f64().unwrap();
+    // Benign packets are a minority of the live run: a model that learned nothing scores far
+    // below this (the held-out numbers themselves are what the demo reports, not a bar).
+    assert!(f("accuracy") >= 0.5, "{last}");
+    assert!(f("packets") > 1_000.0, "{last}");
+    assert!(stderr.contains("held out (family B") && stderr.contains("ns/pkt"));
+    assert!(stderr.contains("enforced (family B, seed 202, attacks dropped)"));
+    for file in ["capture.csv", "model.npk", "training.svg", "confusion.svg"] {
+        let p = dir.path().join(file);
+        assert!(p.metadata().is_ok_and(|m| m.len() > 0), "{file} missing");
+    }
+    let labs = lab_names(&stderr);
+    assert_eq!(labs.len(), 3, "a training run and two live runs");
+    for (namespaces, iface) in &labs {
+        assert_eq!(namespaces.len(), 2, "clients and servers");
+        assert_cleaned_up(namespaces, iface);
+    }
+}
+
+#[test]
+fn a_short_synthetic_demo_meets_the_bar_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let out = Command::new(NPK)
+        .args([
+            "demo",
+            "--lab",
+            "synthetic",
             "--json",
             "--capture",
             "5",
@@ -93,8 +188,8 @@ fn a_short_demo_meets_the_bar_and_cleans_up() {
     assert!(svg.starts_with("<svg") && svg.contains("port_scan"));
     // The live table printed rows with accuracy and ns per packet.
     assert!(stderr.contains("ns/pkt") && stderr.contains("accuracy"));
-    let (netns, iface) = lab_names(stderr.lines().next().unwrap());
-    assert_cleaned_up(&netns, &iface);
+    let (namespaces, iface) = lab_names(&stderr).remove(0);
+    assert_cleaned_up(&namespaces, &iface);
 }
 
 #[test]
@@ -109,9 +204,10 @@ fn ctrl_c_during_the_capture_removes_everything() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    let (netns, iface) = lab_names(&first);
+    assert!(first.starts_with("capture: lab run 1 of 4"), "{first}");
+    // The lab line comes once its servers listen.
     let second = lines.next().unwrap().unwrap();
-    assert!(second.starts_with("capture:"), "{second}");
+    let (namespaces, iface) = lab_names(&second).remove(0);
     // Loading the classifier takes seconds on a busy machine: wait for its pins.
     let pins = Path::new("/sys/fs/bpf/npk").join(&iface);
     let attaching = Instant::now();
@@ -136,5 +232,5 @@ fn ctrl_c_during_the_capture_removes_everything() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("interrupted"), "{stderr}");
-    assert_cleaned_up(&netns, &iface);
+    assert_cleaned_up(&namespaces, &iface);
 }

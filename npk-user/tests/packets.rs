@@ -247,7 +247,10 @@ fn bad_captures_and_arguments_get_clear_errors() {
     );
     let e = fails(&["gen", "--rate-scale", "100", "--out", out]);
     assert!(e.contains("outside (0, 20000]"), "{e}");
-    let e = fails(&["demo", "--capture", "0"]);
+    // A real-tool lab run lasts at least 2 s (the default lab); the synthetic one 1 s.
+    let e = fails(&["demo", "--capture", "1"]);
+    assert!(e.contains("--capture 1: must be 2..=600 seconds"), "{e}");
+    let e = fails(&["demo", "--lab", "synthetic", "--capture", "0"]);
     assert!(e.contains("--capture 0: must be 1..=600 seconds"), "{e}");
 }
 

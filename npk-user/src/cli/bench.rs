@@ -98,6 +98,10 @@ pub struct InferArgs {
     /// Kernel-side repetitions per round.
     #[arg(long, default_value_t = 100_000)]
     repeat: u32,
+    /// Single-packet runs per row of the live-traffic costs (same flow, new flows, full
+    /// tables, sampled).
+    #[arg(long, default_value_t = 20_000, value_name = "N")]
+    live_runs: u32,
     /// Seeds the random model and the generated packets.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -214,11 +218,16 @@ fn infer(args: InferArgs) -> Result<()> {
         args.rounds >= 1 && args.repeat >= 1,
         "--rounds and --repeat must be >= 1"
     );
+    anyhow::ensure!(
+        (1..=100_000).contains(&args.live_runs),
+        "--live-runs {}: must be 1..=100000",
+        args.live_runs
+    );
     let model = match &args.model {
         Some(path) => crate::model_file::ModelFile::load(path)?.quantized.model,
         None => random_packet_model(&args.hidden.0, args.classes, args.seed)?,
     };
-    let r = bench::infer::run(&model, args.rounds, args.repeat)?;
+    let r = bench::infer::run(&model, args.rounds, args.repeat, args.live_runs)?;
     if args.json {
         outln!("{}", serde_json::to_string(&r)?)?;
     } else {
@@ -234,6 +243,20 @@ fn infer(args: InferArgs) -> Result<()> {
             r.macs,
             r.ns_per_mac,
             r.verified_insns
+        )?;
+        let l = &r.live;
+        outln!(
+            "one packet per call ({} runs), ns/packet: same flow {:.0}, caches evicted {:.0}, \
+             new flow {:.0}, new flow + host + service {:.0}, the same with full tables {:.0}, \
+             plus sampling {:.0}; hot with bpf_stats on {:.0}",
+            l.runs,
+            l.same_flow,
+            l.same_flow_cold_cache,
+            l.new_flow,
+            l.new_flow_host_service,
+            l.new_flow_host_service_full_tables,
+            l.new_flow_host_service_sampled,
+            l.hot_with_bpf_stats
         )?;
     }
     Ok(())

@@ -4,8 +4,9 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 
+use super::r#gen::LabKind;
 use crate::{
-    demo::{self, DemoConfig},
+    demo::{self, DemoConfig, Traffic},
     kernel::attach::AttachMode,
     outln,
     output::{Console, ConsoleError},
@@ -13,19 +14,28 @@ use crate::{
     train::parse_hidden,
 };
 
-/// Run the whole pipeline in a throwaway network namespace: generate labelled benign and
-/// attack traffic, capture its features through the kernel, train, quantize, attach the model
-/// with attacks dropped, replay fresh traffic with a live table, and save a confusion matrix
-/// and the training curve as SVG. Needs root; removes everything it made on exit (Ctrl-C too).
+/// Run the whole pipeline in throwaway network namespaces: labelled benign and attack traffic
+/// (by default real tools: nginx, dnsmasq, iperf3, curl, dig, ping, hping3, nmap), its
+/// features captured through the kernel, train, quantize, attach the model with attacks
+/// dropped, classify fresh traffic (real tools: settings never seen in training) with a live
+/// table, per-class and per-scenario scores, and save a confusion matrix and the training
+/// curve as SVG. Needs root; removes everything it made on exit (Ctrl-C too).
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Seconds of traffic captured for training.
+    /// The traffic: real tools (settings family A recorded for training, a family-B run
+    /// classified live) or npk's own generator.
+    #[arg(long, value_enum, default_value = "tools")]
+    pub lab: LabKind,
+    /// --lab tools: lab runs recorded for training (seeds 100 * seed + 1, + 2, ...).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub train_runs: u32,
+    /// Seconds of traffic captured for training (--lab tools: per run).
     #[arg(long, default_value_t = 10, value_name = "S")]
     pub capture: u64,
     /// Seconds of fresh traffic classified by the attached model.
     #[arg(long, default_value_t = 15, value_name = "S")]
     pub replay: u64,
-    /// Multiplies every traffic scenario's rate.
+    /// --lab synthetic: multiplies every traffic scenario's rate.
     #[arg(long, default_value_t = 1.0, value_name = "X")]
     pub rate_scale: f64,
     /// Hidden layer widths.
@@ -38,31 +48,50 @@ pub struct DemoArgs {
     /// as a flood).
     #[arg(long, default_value_t = 8000, value_name = "N")]
     pub rows_per_scenario: usize,
-    /// Seeds the capture traffic, training and (plus one) the replayed traffic.
+    /// Seeds the capture traffic, training and the live traffic (--lab synthetic: seed + 1;
+    /// tools: family B's seed 200 + seed).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// How the classifier attaches to the lab's veth.
+    /// How the classifier attaches to the lab's veth (--lab tools: the server's end).
     #[arg(long, value_enum, default_value = "native")]
     pub mode: AttachMode,
     /// Where to write capture.csv, model.npk, training.svg and confusion.svg.
     #[arg(long, default_value = "npk-demo", value_name = "DIR")]
     pub out_dir: PathBuf,
     /// Progress on stderr; stdout's last line is
-    /// {"accuracy","packets","attack_drop_rate","benign_drop_rate"}.
+    /// {"accuracy","packets","attack_drop_rate","benign_drop_rate"}, for --lab tools with
+    /// "train_seeds", "live_seed", "per_class" and "per_scenario" of the live run.
     #[arg(long)]
     pub json: bool,
 }
 
 const MAX_SECONDS: u64 = 600;
+const MAX_TRAIN_RUNS: u32 = 20;
 
 pub fn run(args: DemoArgs) -> Result<()> {
+    // A lab run lasts at least 2 s (crate::packets::lab::LabConfig::validate).
+    let min_seconds = match args.lab {
+        LabKind::Tools => 2,
+        LabKind::Synthetic => 1,
+    };
     for (name, s) in [("--capture", args.capture), ("--replay", args.replay)] {
         anyhow::ensure!(
-            (1..=MAX_SECONDS).contains(&s),
-            "{name} {s}: must be 1..={MAX_SECONDS} seconds"
+            (min_seconds..=MAX_SECONDS).contains(&s),
+            "{name} {s}: must be {min_seconds}..={MAX_SECONDS} seconds"
         );
     }
+    anyhow::ensure!(
+        (1..=MAX_TRAIN_RUNS).contains(&args.train_runs),
+        "--train-runs {}: must be 1..={MAX_TRAIN_RUNS}",
+        args.train_runs
+    );
     let config = DemoConfig {
+        traffic: match args.lab {
+            LabKind::Tools => Traffic::Tools {
+                train_runs: args.train_runs,
+            },
+            LabKind::Synthetic => Traffic::Synthetic,
+        },
         capture: Duration::from_secs(args.capture),
         replay: Duration::from_secs(args.replay),
         rate_scale: args.rate_scale,
@@ -94,7 +123,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .collect();
     say(&format!("wrote {}", files.join(", ")));
     if args.json {
-        outln!("{}", serde_json::to_string(&report.rates)?)?;
+        outln!("{}", serde_json::to_string(&report.summary())?)?;
     }
     match say_error {
         Some(e) => Err(e.into()),

@@ -1,15 +1,19 @@
 //! `npk demo`: the whole pipeline in one command.
 //!
-//! 1. A lab: a network namespace joined to this one by a veth pair.
-//! 2. Capture: labelled benign and attack traffic from the namespace, recorded by the kernel
-//!    classifier on the veth's host end (features exactly as the kernel computes them).
+//! 1. A lab: the real-tool lab ([`lab`], the default: servers and clients in two namespaces)
+//!    or npk's own generator (a namespace joined to this one by a veth pair).
+//! 2. Capture: labelled benign and attack traffic, recorded by the kernel classifier at the
+//!    receiving end (features exactly as the kernel computes them); for the real tools,
+//!    runs whose settings come from family A.
 //! 3. Train the MLP on it (classes balanced per scenario), quantize it to int8.
-//! 4. Attach the model (attacks dropped), replay fresh traffic from other seeds, and score
-//!    every packet's verdict against the generator's label, with a live table.
+//! 4. Attach the model (attacks dropped), run fresh traffic (real tools: a family-B run,
+//!    settings never seen in training; synthetic: other seeds), and score every packet's
+//!    verdict against its label, with a live table; per class and per scenario at the end.
 //! 5. A confusion matrix and the training curve as SVG; the model and the captured data too.
 //!
-//! The lab and the attachment are removed on every way out: errors, panics, Ctrl-C.
+//! The labs and the attachment are removed on every way out: errors, panics, Ctrl-C.
 
+pub mod lab;
 pub mod svg;
 
 use std::{
@@ -18,6 +22,8 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
+
+use crate::packets::lab::LabError;
 
 use npk_common::{
     maps::{Action, Counters},
@@ -31,7 +37,7 @@ use crate::{
     dataset::Dataset,
     kernel::{
         KernelError,
-        attach::{self, AttachError, AttachMode, IfaceName, IfaceNameError},
+        attach::{self, AttachError, AttachMode, Attachment, IfaceName, IfaceNameError},
     },
     model_file::{ModelFile, ModelFileError},
     output::{OutputError, OutputPath},
@@ -73,6 +79,8 @@ pub enum DemoError {
     Traffic(#[from] GenError),
     #[error(transparent)]
     Fit(#[from] FitError),
+    #[error(transparent)]
+    Lab(#[from] LabError),
     #[error(
         "scenario {scenario} left only {packets} packets in the capture: too few to learn from \
          (is the machine very busy? try a longer --capture)"
@@ -89,14 +97,25 @@ pub enum DemoError {
 
 type Result<T, E = DemoError> = std::result::Result<T, E>;
 
+/// Where the demo's traffic comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traffic {
+    /// The real-tool lab: `train_runs` runs of family A recorded for training, one run of
+    /// family B classified live.
+    Tools { train_runs: u32 },
+    /// npk's own generator (raw sockets and a responder).
+    Synthetic,
+}
+
 /// What the demo does; the CLI's defaults are the README's numbers.
 #[derive(Clone, Debug)]
 pub struct DemoConfig {
-    /// Traffic recorded for training.
+    pub traffic: Traffic,
+    /// Traffic recorded for training (real tools: per run).
     pub capture: Duration,
     /// Fresh traffic classified by the attached model.
     pub replay: Duration,
-    /// Multiplies every scenario's rate.
+    /// Multiplies every scenario's rate (synthetic traffic).
     pub rate_scale: f64,
     pub hidden: Vec<usize>,
     pub epochs: usize,
@@ -124,6 +143,8 @@ pub struct Rates {
 #[derive(Clone, Debug)]
 pub struct DemoReport {
     pub rates: Rates,
+    /// Real tools: the live run's per-class and per-scenario scores.
+    pub lab: Option<lab::LiveScores>,
     /// `confusion[true][predicted]` over classes, on the replayed traffic.
     pub confusion: Vec<Vec<u64>>,
     /// Accuracy of the float and the quantized model on held-out captured rows.
@@ -134,27 +155,144 @@ pub struct DemoReport {
     pub files: Vec<PathBuf>,
 }
 
+/// The `--json` line: the rates, and for real tools the live run's per-class and
+/// per-scenario scores.
+#[derive(Serialize)]
+pub struct Summary<'a> {
+    #[serde(flatten)]
+    pub rates: Rates,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub lab: Option<&'a lab::LiveScores>,
+}
+
+impl DemoReport {
+    pub fn summary(&self) -> Summary<'_> {
+        Summary {
+            rates: self.rates,
+            lab: self.lab.as_ref(),
+        }
+    }
+}
+
 const CLASSES: usize = CLASS_NAMES.len();
 
-/// Runs the demo; `say` gets every line meant for a person.
-pub fn run(
-    config: &DemoConfig,
-    stop: &AtomicBool,
-    say: &mut dyn FnMut(&str),
-) -> Result<DemoReport> {
-    if config.rows_per_scenario < 10 {
-        return Err(DemoError::TooFewRowsPerScenario);
+/// Where a person reads the demo: every line meant for one (called from the lab's threads).
+pub type Say<'a> = &'a mut (dyn FnMut(&str) + Send);
+
+/// The files every demo writes, checked before any lab is made; each is written when its
+/// part is done.
+struct Outputs {
+    csv: OutputPath,
+    model: OutputPath,
+    curve: OutputPath,
+    confusion: OutputPath,
+}
+
+impl Outputs {
+    fn check(config: &DemoConfig) -> Result<Self> {
+        if config.rows_per_scenario < 10 {
+            return Err(DemoError::TooFewRowsPerScenario);
+        }
+        std::fs::create_dir_all(&config.out_dir).map_err(|source| DemoError::CreateOutDir {
+            path: config.out_dir.clone(),
+            source,
+        })?;
+        let output = |name: &str| OutputPath::check(&config.out_dir.join(name), &[]);
+        Ok(Self {
+            csv: output("capture.csv")?,
+            model: output("model.npk")?,
+            curve: output("training.svg")?,
+            confusion: output("confusion.svg")?,
+        })
     }
-    std::fs::create_dir_all(&config.out_dir).map_err(|source| DemoError::CreateOutDir {
-        path: config.out_dir.clone(),
-        source,
-    })?;
-    // Every output is checked before the lab is made; each is written when its part is done.
-    let output = |name: &str| OutputPath::check(&config.out_dir.join(name), &[]);
-    let csv_out = output("capture.csv")?;
-    let model_out = output("model.npk")?;
-    let curve_out = output("training.svg")?;
-    let confusion_out = output("confusion.svg")?;
+
+    fn paths(&self) -> Vec<PathBuf> {
+        [&self.csv, &self.model, &self.curve, &self.confusion]
+            .iter()
+            .map(|o| o.path().to_owned())
+            .collect()
+    }
+
+    /// Saves the model and its training curve.
+    fn write_model(&self, trained: &Trained) -> Result<()> {
+        trained.file.save_to(&self.model)?;
+        let loss: Vec<f64> = trained.epochs.iter().map(|e| f64::from(e.loss)).collect();
+        let acc: Vec<f64> = trained
+            .epochs
+            .iter()
+            .filter_map(|e| e.train_accuracy.map(f64::from))
+            .collect();
+        self.curve.write_all(
+            svg::curves(
+                "npk demo: training",
+                &[
+                    svg::Series {
+                        name: "training loss (cross-entropy)",
+                        values: &loss,
+                        range: None,
+                    },
+                    svg::Series {
+                        name: "training accuracy",
+                        values: &acc,
+                        range: Some((0.0, 1.0)),
+                    },
+                ],
+            )
+            .as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// Prints the result line and the matrix, and saves the matrix as SVG; `dropped` says
+    /// what an attack verdict did ("dropped", or where every class passed, what it would do).
+    fn write_result(
+        &self,
+        confusion: &[Vec<u64>],
+        samples_lost: u64,
+        dropped: &str,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<Rates> {
+        let rates = summarize(confusion);
+        say(&format!(
+            "result: {} packets, accuracy {:.4}, attack packets {dropped} {:.2}%, benign \
+             packets {dropped} {:.2}%{}",
+            rates.packets,
+            rates.accuracy,
+            rates.attack_drop_rate * 100.0,
+            rates.benign_drop_rate * 100.0,
+            if samples_lost > 0 {
+                format!(" ({samples_lost} packets not sampled: ring buffer full)")
+            } else {
+                String::new()
+            }
+        ));
+        say(&confusion_text(confusion));
+        self.confusion.write_all(
+            svg::confusion(
+                &CLASS_NAMES,
+                confusion,
+                &format!(
+                    "npk demo: {} classified packets, accuracy {:.2}%",
+                    rates.packets,
+                    rates.accuracy * 100.0
+                ),
+            )
+            .as_bytes(),
+        )?;
+        Ok(rates)
+    }
+}
+
+/// Runs the demo; `say` gets every line meant for a person.
+pub fn run(config: &DemoConfig, stop: &AtomicBool, say: Say) -> Result<DemoReport> {
+    match config.traffic {
+        Traffic::Tools { train_runs } => lab::run(config, train_runs, stop, say),
+        Traffic::Synthetic => run_synthetic(config, stop, say),
+    }
+}
+
+fn run_synthetic(config: &DemoConfig, stop: &AtomicBool, say: Say) -> Result<DemoReport> {
+    let out = Outputs::check(config)?;
     let lab = NetLab::create(Scenario::ALL.len())?;
     say(&format!(
         "lab: namespace {} with {} sources, veth {} (host end {}, classifier here)",
@@ -164,76 +302,33 @@ pub fn run(
         lab.host_addr
     ));
 
-    let rows = record(&lab, config, stop, &csv_out, say)?;
+    let rows = record(&lab, config, stop, &out.csv, say)?;
     interrupted(stop)?;
 
-    let trained = train_model(&rows, config, say)?;
-    trained.file.save_to(&model_out)?;
-    let loss: Vec<f64> = trained.epochs.iter().map(|e| f64::from(e.loss)).collect();
-    let acc: Vec<f64> = trained
-        .epochs
+    let groups: Vec<Group> = Scenario::ALL
         .iter()
-        .filter_map(|e| e.train_accuracy.map(f64::from))
+        .zip(rows)
+        .map(|(s, rows)| Group {
+            name: s.name(),
+            class: s.class(),
+            rows,
+        })
         .collect();
-    curve_out.write_all(
-        svg::curves(
-            "npk demo: training",
-            &[
-                svg::Series {
-                    name: "training loss (cross-entropy)",
-                    values: &loss,
-                    range: None,
-                },
-                svg::Series {
-                    name: "training accuracy",
-                    values: &acc,
-                    range: Some((0.0, 1.0)),
-                },
-            ],
-        )
-        .as_bytes(),
-    )?;
+    let trained = train_model(&groups, config, say)?;
+    out.write_model(&trained)?;
     interrupted(stop)?;
 
     let (confusion, samples_lost) = replay(&lab, &trained.file.quantized.model, config, stop, say)?;
     interrupted(stop)?;
     drop(lab);
-    let rates = summarize(&confusion);
-    say(&format!(
-        "result: {} packets, accuracy {:.4}, attack packets dropped {:.2}%, benign packets \
-         dropped {:.2}%{}",
-        rates.packets,
-        rates.accuracy,
-        rates.attack_drop_rate * 100.0,
-        rates.benign_drop_rate * 100.0,
-        if samples_lost > 0 {
-            format!(" ({samples_lost} packets not sampled: ring buffer full)")
-        } else {
-            String::new()
-        }
-    ));
-    say(&confusion_text(&confusion));
-    confusion_out.write_all(
-        svg::confusion(
-            &CLASS_NAMES,
-            &confusion,
-            &format!(
-                "npk demo: {} replayed packets, accuracy {:.2}%",
-                rates.packets,
-                rates.accuracy * 100.0
-            ),
-        )
-        .as_bytes(),
-    )?;
+    let rates = out.write_result(&confusion, samples_lost, "dropped", say)?;
     Ok(DemoReport {
         rates,
+        lab: None,
         confusion,
         held_out: trained.held_out,
         samples_lost,
-        files: [csv_out, model_out, curve_out, confusion_out]
-            .iter()
-            .map(|o| o.path().to_owned())
-            .collect(),
+        files: out.paths(),
     })
 }
 
@@ -323,29 +418,40 @@ struct Trained {
     held_out: Scores,
 }
 
+/// The recorded feature rows of one traffic scenario, all of one class.
+struct Group {
+    name: &'static str,
+    class: u32,
+    rows: Vec<[i32; NUM_FEATURES]>,
+}
+
 /// Phase 3: a fifth of each scenario's rows held out, the rest resampled to
 /// `rows_per_scenario` each, trained, quantized, scored on the held-out rows.
-fn train_model(rows: &Rows, config: &DemoConfig, say: &mut dyn FnMut(&str)) -> Result<Trained> {
+fn train_model(
+    groups: &[Group],
+    config: &DemoConfig,
+    say: &mut dyn FnMut(&str),
+) -> Result<Trained> {
     let mut rng = Rng::new(config.seed ^ 0x7a11);
     let (mut train_rows, mut test_rows) = (Vec::new(), Vec::new());
-    for (s, rows) in Scenario::ALL.iter().zip(rows) {
+    for Group { name, class, rows } in groups {
         if rows.len() < 10 {
             return Err(DemoError::TooFewPackets {
-                scenario: s.name(),
+                scenario: name,
                 packets: rows.len(),
             });
         }
         let mut order: Vec<usize> = (0..rows.len()).collect();
         rng.shuffle(&mut order);
         let (test, train) = order.split_at(rows.len() / 5);
-        test_rows.extend(test.iter().map(|&i| (rows[i], s.class())));
+        test_rows.extend(test.iter().map(|&i| (rows[i], *class)));
         let want = config.rows_per_scenario;
         let picks = train
             .iter()
             .copied()
             .take(want)
             .chain((train.len()..want).map(|_| train[rng.below(train.len())]));
-        train_rows.extend(picks.map(|i| (rows[i], s.class())));
+        train_rows.extend(picks.map(|i| (rows[i], *class)));
     }
     let dataset = |rows: &[([i32; NUM_FEATURES], u32)]| Dataset {
         feature_names: FEATURE_NAMES.iter().map(|n| n.to_string()).collect(),
@@ -473,6 +579,16 @@ impl Candidate {
     }
 }
 
+/// The demo's classifier config: class 0 (benign) passed, every attack class dropped, every
+/// packet sampled (its verdict is scored).
+fn drop_attacks() -> npk_common::maps::Config {
+    let mut class_action = [Action::Pass as u8; MAX_CLASSES];
+    for a in class_action.iter_mut().take(CLASSES).skip(1) {
+        *a = Action::Drop as u8;
+    }
+    sample_all(class_action)
+}
+
 /// Phase 4: the model attached with attacks dropped, fresh traffic, every verdict scored:
 /// returns `confusion[true][predicted]` and the packets that went unsampled.
 fn replay(
@@ -482,13 +598,8 @@ fn replay(
     stop: &AtomicBool,
     say: &mut dyn FnMut(&str),
 ) -> Result<(Vec<Vec<u64>>, u64)> {
-    let mut class_action = [Action::Pass as u8; MAX_CLASSES];
-    for a in class_action.iter_mut().take(CLASSES).skip(1) {
-        *a = Action::Drop as u8;
-    }
     let iface: IfaceName = lab.host_if.parse()?;
-    let mut attachment =
-        attach::attach(&iface, config.mode, model, &sample_all(class_action), false)?;
+    let mut attachment = attach::attach(&iface, config.mode, model, &drop_attacks(), false)?;
     let mut sampler = Sampler::take(&mut attachment.classifier)?;
     say(&format!(
         "replay: {} s of fresh traffic, model attached to {} ({:?}), attacks dropped",
@@ -496,16 +607,7 @@ fn replay(
         lab.host_if,
         config.mode
     ));
-    let header: Vec<String> = CLASS_NAMES.iter().map(|n| format!("{n:>11}")).collect();
-    say(&format!(
-        "  {:>4} {:>7} {} {:>8} {:>8} {:>7}",
-        "t(s)",
-        "pps",
-        header.join(""),
-        "dropped",
-        "accuracy",
-        "ns/pkt"
-    ));
+    say(&live_header());
     let gen_config = GenConfig {
         scenarios: Scenario::ALL.to_vec(),
         duration: config.replay,
@@ -515,7 +617,7 @@ fn replay(
     };
     let confusion = RefCell::new(vec![vec![0u64; CLASSES]; CLASSES]);
     let start = Instant::now();
-    let mut last = Snapshot::take(&attachment.classifier.counters()?, &iface, start);
+    let mut last = Snapshot::take(&attachment, &attachment.classifier.counters()?, start);
     let mut tick_error = None;
     traffic::run_sampled(
         lab,
@@ -534,7 +636,7 @@ fn replay(
             }
             match attachment.classifier.counters() {
                 Ok(c) => {
-                    let now = Snapshot::take(&c, &iface, start);
+                    let now = Snapshot::take(&attachment, &c, start);
                     say(&now.row(&last, &c, &confusion.borrow()));
                     last = now;
                 }
@@ -560,9 +662,25 @@ struct Snapshot {
     runs: u64,
 }
 
+/// The live table's header line.
+fn live_header() -> String {
+    let header: Vec<String> = CLASS_NAMES.iter().map(|n| format!("{n:>11}")).collect();
+    format!(
+        "  {:>4} {:>7} {} {:>8} {:>8} {:>7}",
+        "t(s)",
+        "pps",
+        header.join(""),
+        "dropped",
+        "accuracy",
+        "ns/pkt"
+    )
+}
+
 impl Snapshot {
-    fn take(c: &Counters, iface: &IfaceName, start: Instant) -> Self {
-        let (run_ns, runs) = attach::program_info(iface)
+    fn take(attachment: &Attachment, c: &Counters, start: Instant) -> Self {
+        let (run_ns, runs) = attachment
+            .classifier
+            .program_info()
             .map(|i| (i.run_time().as_nanos() as u64, i.run_count()))
             .unwrap_or((0, 0));
         Self {

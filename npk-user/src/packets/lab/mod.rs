@@ -29,11 +29,11 @@ use serde::{Deserialize, Serialize};
 use crate::{
     kernel::{
         KernelError,
-        attach::{AttachMode, IfaceNameError},
+        attach::{AttachMode, Attachment, IfaceName, IfaceNameError},
     },
     netlab::{self, NetLab, NetLabError},
     output::{OutputError, OutputPath},
-    packets::capture::{self, CaptureError},
+    packets::capture::{self, CaptureError, Sampler},
 };
 use process::{Proto, Tool, listening, wait_for_line};
 use scenario::{
@@ -455,6 +455,28 @@ pub fn run(
     stop: &AtomicBool,
     on_sample: impl FnMut(Option<(ToolScenario, u32)>, &Sample) + Send,
 ) -> Result<(Manifest, LabReport), LabError> {
+    let mode = config.mode;
+    let record = move |side: &ServerSide| capture::start(side.iface, mode);
+    run_with(config, stop, record, on_sample, |_| {})
+}
+
+/// Where a run's traffic is, for whoever attaches the classifier at the server's ingress.
+pub struct ServerSide<'a> {
+    pub client_netns: &'a str,
+    pub server_netns: &'a str,
+    /// The server's end of the veth pair.
+    pub iface: &'a IfaceName,
+}
+
+/// [`run`] with the server's ingress classifier attached by `attach` (`run`: the recording
+/// model, every class passed) and `tick` called with it between drains (every ~20 ms).
+pub fn run_with(
+    config: &LabConfig,
+    stop: &AtomicBool,
+    attach: impl FnOnce(&ServerSide) -> Result<(Attachment, Sampler), CaptureError> + Send,
+    on_sample: impl FnMut(Option<(ToolScenario, u32)>, &Sample) + Send,
+    tick: impl FnMut(&Attachment) + Send,
+) -> Result<(Manifest, LabReport), LabError> {
     config.validate()?;
     check_tools()?;
     let counts = scenario::address_counts(&config.scenarios, config.seed, config.family);
@@ -484,8 +506,20 @@ pub fn run(
     let work = WorkDir::create()?;
     let server_netns = net.server_netns.clone();
     netlab::in_netns(&server_netns, || {
-        run_in_server_netns(config, stop, &net, &work, &plans, on_sample)
+        let hooks = Hooks {
+            attach,
+            on_sample,
+            tick,
+        };
+        run_in_server_netns(config, stop, &net, &work, &plans, hooks)
     })?
+}
+
+/// What the caller of [`run_with`] does at the server's ingress.
+struct Hooks<A, S, T> {
+    attach: A,
+    on_sample: S,
+    tick: T,
 }
 
 fn run_in_server_netns(
@@ -494,8 +528,17 @@ fn run_in_server_netns(
     net: &ToolNet,
     work: &WorkDir,
     plans: &[Planned],
-    mut on_sample: impl FnMut(Option<(ToolScenario, u32)>, &Sample),
+    hooks: Hooks<
+        impl FnOnce(&ServerSide) -> Result<(Attachment, Sampler), CaptureError>,
+        impl FnMut(Option<(ToolScenario, u32)>, &Sample),
+        impl FnMut(&Attachment),
+    >,
 ) -> Result<(Manifest, LabReport), LabError> {
+    let Hooks {
+        attach,
+        mut on_sample,
+        mut tick,
+    } = hooks;
     let server = net.clients.host_addr;
     let srv = net.server_netns.as_str();
     // Servers outlive the clients by a margin, and end by themselves if npk cannot stop them.
@@ -568,8 +611,12 @@ fn run_in_server_netns(
 
     let iface = net.clients.host_if.as_str();
     let iface_name = iface.parse().map_err(LabError::CaptureIface)?;
-    let (attachment, mut sampler) =
-        capture::start(&iface_name, config.mode).map_err(LabError::Capture)?;
+    let (attachment, mut sampler) = attach(&ServerSide {
+        client_netns: &net.clients.netns,
+        server_netns: srv,
+        iface: &iface_name,
+    })
+    .map_err(LabError::Capture)?;
     let pcap_tmp = config.pcap.as_deref().map(temp_path);
     let mut unfinished_pcap = RemoveOnDrop(pcap_tmp.clone());
     let mut tcpdump = match &pcap_tmp {
@@ -645,6 +692,7 @@ fn run_in_server_netns(
     let end = config.duration + Duration::from_secs(2);
     let outcome = loop {
         drain(&mut sampler);
+        tick(&attachment);
         if stop.load(Ordering::Relaxed) {
             break Err(LabError::Interrupted);
         }
