@@ -15,7 +15,10 @@ use npk_common::{
 
 use crate::{
     frame::HeaderBuf,
-    maps::{CONFIG, FLOWS, HOSTS, LAST, PACKET, PacketScratch, SAMPLES, SCRATCH, SERVICES, STATS},
+    maps::{
+        CONFIG, ConfigWords, FLOWS, HOSTS, LAST, PACKET, PacketScratch, SAMPLES, SCRATCH,
+        SERVICES, STATS,
+    },
     model::{ModelError, active_model, classify as run_model},
 };
 
@@ -143,6 +146,15 @@ fn classify_ip<L: NeuronLoop>(
                 ModelError::NoModel => Outcome::NoModel,
                 ModelError::SwapConflict => Outcome::SwapFailure,
             })?;
+        // On inferences only: cache hits stay as they were, and every new model and flow
+        // infers. The log calls are subprograms, off the compared path.
+        if version != packet.version_seen {
+            log_version_seen(&mut packet.version_seen, version);
+        }
+        let words = config_words(config);
+        if differ(&words, &packet.config_seen) {
+            log_config_seen(&mut packet.config_seen, words, config);
+        }
         flow.class = class;
         flow.model_version = version;
         flow.since_infer = 1;
@@ -172,6 +184,43 @@ fn classify_ip<L: NeuronLoop>(
     } else {
         Verdict::Pass
     })
+}
+
+#[inline(never)]
+fn log_version_seen(seen: &mut u32, version: u32) {
+    *seen = version;
+    aya_log_ebpf::info!(
+        &(),
+        target: crate::LOG_TARGET,
+        "model version {} first seen on this CPU",
+        version
+    );
+}
+
+#[inline(always)]
+fn config_words(config: &Config) -> ConfigWords {
+    const { assert!(size_of::<Config>() >= size_of::<ConfigWords>()) };
+    // SAFETY: Config is repr(C), 4-aligned and at least that long, all of it plain integers.
+    unsafe { core::ptr::read((config as *const Config).cast::<ConfigWords>()) }
+}
+
+/// `a != b` without the `bcmp` call that array equality may lower to (BPF has none).
+#[inline(always)]
+fn differ(a: &ConfigWords, b: &ConfigWords) -> bool {
+    a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) != 0
+}
+
+#[inline(never)]
+fn log_config_seen(seen: &mut ConfigWords, words: ConfigWords, config: &Config) {
+    *seen = words;
+    aya_log_ebpf::info!(
+        &(),
+        target: crate::LOG_TARGET,
+        "config change seen on this CPU: reinfer every {} packets, flags {:x}, class actions {:x}",
+        config.reinfer_every,
+        config.flags,
+        &config.class_action[..]
+    );
 }
 
 /// Parsing as a subprogram whose result goes to map memory: after it returns, every parse path

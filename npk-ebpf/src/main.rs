@@ -14,6 +14,9 @@ mod maps;
 mod model;
 mod serve;
 
+/// The `log` target of the kernel programs' records (aya-log), for RUST_LOG.
+pub const LOG_TARGET: &str = "npk::kernel";
+
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
     macros::{classifier, xdp},

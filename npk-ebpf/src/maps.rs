@@ -56,7 +56,14 @@ pub struct PacketScratch {
     pub spare_host: HostState,
     pub spare_service: ServiceState,
     pub service_key: ServiceKey,
+    /// The model version and configuration this CPU's last inference ran with: a change is
+    /// logged once per CPU (see classify.rs).
+    pub version_seen: u32,
+    pub config_seen: ConfigWords,
 }
+
+/// A [`Config`] as the words it is compared by.
+pub type ConfigWords = [u32; 6];
 #[map(name = "NPK_LAST")]
 pub static LAST: Array<InferenceRecord> = Array::with_max_entries(1, 0);
 
