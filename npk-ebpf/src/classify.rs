@@ -16,8 +16,8 @@ use npk_common::{
 use crate::{
     frame::HeaderBuf,
     maps::{
-        CONFIG, ConfigWords, FLOWS, HOSTS, LAST, PACKET, PacketScratch, SAMPLES, SCRATCH,
-        SERVICES, STATS,
+        CONFIG, ConfigWords, FLOWS, HOSTS, LAST, PACKET, PacketScratch, SAMPLES, SCRATCH, SERVICES,
+        STATS,
     },
     model::{ModelError, active_model, classify as run_model},
 };
@@ -78,7 +78,53 @@ pub fn classify<L: NeuronLoop>(frame: Option<HeaderBuf>, wire_len: u64, looper: 
     if verdict == Verdict::Drop {
         stats.dropped += 1;
     }
+    if let Some(packet) = PACKET.get_ptr_mut(0) {
+        // SAFETY: per-CPU map value, used by one program run at a time on this CPU.
+        let packet = unsafe { &mut *packet };
+        if packet.log_pending != 0 {
+            log_events(packet, config);
+        }
+    }
     verdict
+}
+
+/// [`PacketScratch::log_pending`]: what this run saw for the first time on its CPU.
+const LOG_VERSION: u32 = 1;
+const LOG_CONFIG: u32 = 2;
+const LOG_SWAP_FAILURE: u32 = 4;
+
+/// Logs what `packet.log_pending` says (rare: a new model version or configuration, retries
+/// run out under pushes). One subprogram called last, so that the verifier walks the log
+/// code once per program end rather than multiplying every path after it.
+#[inline(never)]
+fn log_events(packet: &mut PacketScratch, config: &Config) {
+    let pending = packet.log_pending;
+    packet.log_pending = 0;
+    if pending & LOG_VERSION != 0 {
+        aya_log_ebpf::info!(
+            &(),
+            target: crate::LOG_TARGET,
+            "model version {} first seen on this CPU",
+            packet.version_seen
+        );
+    }
+    if pending & LOG_CONFIG != 0 {
+        aya_log_ebpf::info!(
+            &(),
+            target: crate::LOG_TARGET,
+            "config change seen on this CPU: reinfer every {} packets, flags {:x}, class actions {:x}",
+            config.reinfer_every,
+            config.flags,
+            &config.class_action[..]
+        );
+    }
+    if pending & LOG_SWAP_FAILURE != 0 {
+        aya_log_ebpf::warn!(
+            &(),
+            target: crate::LOG_TARGET,
+            "swap conflict: pushes rewrote the model slot under every attempt, the frame got the fail action"
+        );
+    }
 }
 
 #[inline(always)]
@@ -144,16 +190,21 @@ fn classify_ip<L: NeuronLoop>(
         let (class, version) =
             run_model(scratch, &mut stats.swap_retries, looper).map_err(|e| match e {
                 ModelError::NoModel => Outcome::NoModel,
-                ModelError::SwapConflict => Outcome::SwapFailure,
+                ModelError::SwapConflict => {
+                    packet.log_pending |= LOG_SWAP_FAILURE;
+                    Outcome::SwapFailure
+                }
             })?;
         // On inferences only: cache hits stay as they were, and every new model and flow
-        // infers. The log calls are subprograms, off the compared path.
+        // infers. What changed is logged at the end of the program (see log_events).
         if version != packet.version_seen {
-            log_version_seen(&mut packet.version_seen, version);
+            packet.version_seen = version;
+            packet.log_pending |= LOG_VERSION;
         }
         let words = config_words(config);
         if differ(&words, &packet.config_seen) {
-            log_config_seen(&mut packet.config_seen, words, config);
+            packet.config_seen = words;
+            packet.log_pending |= LOG_CONFIG;
         }
         flow.class = class;
         flow.model_version = version;
@@ -186,17 +237,6 @@ fn classify_ip<L: NeuronLoop>(
     })
 }
 
-#[inline(never)]
-fn log_version_seen(seen: &mut u32, version: u32) {
-    *seen = version;
-    aya_log_ebpf::info!(
-        &(),
-        target: crate::LOG_TARGET,
-        "model version {} first seen on this CPU",
-        version
-    );
-}
-
 #[inline(always)]
 fn config_words(config: &Config) -> ConfigWords {
     const { assert!(size_of::<Config>() >= size_of::<ConfigWords>()) };
@@ -208,19 +248,6 @@ fn config_words(config: &Config) -> ConfigWords {
 #[inline(always)]
 fn differ(a: &ConfigWords, b: &ConfigWords) -> bool {
     a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) != 0
-}
-
-#[inline(never)]
-fn log_config_seen(seen: &mut ConfigWords, words: ConfigWords, config: &Config) {
-    *seen = words;
-    aya_log_ebpf::info!(
-        &(),
-        target: crate::LOG_TARGET,
-        "config change seen on this CPU: reinfer every {} packets, flags {:x}, class actions {:x}",
-        config.reinfer_every,
-        config.flags,
-        &config.class_action[..]
-    );
 }
 
 /// Parsing as a subprogram whose result goes to map memory: after it returns, every parse path

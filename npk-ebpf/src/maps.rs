@@ -56,10 +56,11 @@ pub struct PacketScratch {
     pub spare_host: HostState,
     pub spare_service: ServiceState,
     pub service_key: ServiceKey,
-    /// The model version and configuration this CPU's last inference ran with: a change is
-    /// logged once per CPU (see classify.rs).
+    /// The model version and configuration this CPU's last inference ran with, and what of
+    /// them (or a swap failure) is to be logged at the end of this run (see classify.rs).
     pub version_seen: u32,
     pub config_seen: ConfigWords,
+    pub log_pending: u32,
 }
 
 /// A [`Config`] as the words it is compared by.

@@ -84,13 +84,13 @@ pub fn active_model() -> Option<(u32, &'static Model)> {
 /// The seqlock read: runs `read` on the active model between two reads of its slot's
 /// sequence number and returns its result if the number was even (no push writing the slot)
 /// and did not move (no push rewrote it meanwhile): otherwise the result may mix two models
-/// and is thrown away. Three attempts, each failed one counted in `retries` and logged.
+/// and is thrown away. Three attempts, each failed one counted in `retries`.
 #[inline(always)]
 pub fn read_active<T>(
     retries: &mut u64,
     mut read: impl FnMut(&'static Model) -> Result<T, ModelError>,
 ) -> Result<T, ModelError> {
-    for attempt in 1..=SWAP_ATTEMPTS {
+    for _ in 0..3 {
         let Some((slot, model)) = active_model() else {
             return Err(ModelError::NoModel);
         };
@@ -109,35 +109,8 @@ pub fn read_active<T>(
             }
         }
         *retries += 1;
-        log_swap_conflict(slot, attempt);
     }
     Err(ModelError::SwapConflict)
-}
-
-const SWAP_ATTEMPTS: u32 = 3;
-
-/// A push rewrote the model slot under an inference (rare: a push takes microseconds); a
-/// subprogram, so that the log's code stays off the inference path.
-#[inline(never)]
-fn log_swap_conflict(slot: u32, attempt: u32) {
-    if attempt < SWAP_ATTEMPTS {
-        aya_log_ebpf::info!(
-            &(),
-            target: crate::LOG_TARGET,
-            "swap conflict: a push rewrote model slot {} during inference, retrying (attempt {} of {})",
-            slot,
-            attempt,
-            SWAP_ATTEMPTS
-        );
-    } else {
-        aya_log_ebpf::warn!(
-            &(),
-            target: crate::LOG_TARGET,
-            "swap conflict: model slot {} rewritten under all {} attempts, gave up",
-            slot,
-            SWAP_ATTEMPTS
-        );
-    }
 }
 
 /// Classifies `scratch.features` with the active model, its loops driven by `looper`, under

@@ -10,6 +10,10 @@
 use aya::Ebpf;
 use aya_log::EbpfLogger;
 
+/// The ring buffer aya-log-ebpf declares in the object (aya-log keeps its name private).
+#[cfg(test)]
+pub(super) const MAP_NAME: &str = "AYA_LOGS";
+
 #[derive(Debug, thiserror::Error)]
 #[error("reading the kernel programs' log (aya-log's AYA_LOGS ring buffer)")]
 pub struct KernelLogError(#[source] aya_log::Error);
