@@ -78,7 +78,11 @@ pub fn classify<L: NeuronLoop>(frame: Option<HeaderBuf>, wire_len: u64, looper: 
     if verdict == Verdict::Drop {
         stats.dropped += 1;
     }
-    if let Some(packet) = PACKET.get_ptr_mut(0) {
+    // Not in the bounded-loop programs (kernels < 5.17): they verify near the kernel's limit
+    // of a million instructions, and the log code would take ~70k more.
+    if L::FIXED_WIDTH.is_none()
+        && let Some(packet) = PACKET.get_ptr_mut(0)
+    {
         // SAFETY: per-CPU map value, used by one program run at a time on this CPU.
         let packet = unsafe { &mut *packet };
         if packet.log_pending != 0 {
@@ -197,14 +201,17 @@ fn classify_ip<L: NeuronLoop>(
             })?;
         // On inferences only: cache hits stay as they were, and every new model and flow
         // infers. What changed is logged at the end of the program (see log_events).
-        if version != packet.version_seen {
-            packet.version_seen = version;
-            packet.log_pending |= LOG_VERSION;
-        }
-        let words = config_words(config);
-        if differ(&words, &packet.config_seen) {
-            packet.config_seen = words;
-            packet.log_pending |= LOG_CONFIG;
+        // The bounded-loop programs log nothing (see classify).
+        if L::FIXED_WIDTH.is_none() {
+            if version != packet.version_seen {
+                packet.version_seen = version;
+                packet.log_pending |= LOG_VERSION;
+            }
+            let words = config_words(config);
+            if differ(&words, &packet.config_seen) {
+                packet.config_seen = words;
+                packet.log_pending |= LOG_CONFIG;
+            }
         }
         flow.class = class;
         flow.model_version = version;
