@@ -29,18 +29,11 @@ pub enum Verdict {
     Drop,
 }
 
-const DEFAULT_CONFIG: Config = Config {
-    reinfer_every: 1,
-    flags: 0,
-    class_action: [Action::Pass as u8; MAX_CLASSES],
-    _pad: [0; 2],
-};
-
 /// Classifies one frame of `wire_len` bytes (`frame` is `None` when its bytes could not be
 /// copied: an empty frame), the model's loops driven by `looper`.
 #[inline(always)]
 pub fn classify<L: NeuronLoop>(frame: Option<HeaderBuf>, wire_len: u64, looper: &mut L) -> Verdict {
-    let config = CONFIG.get(0).unwrap_or(&DEFAULT_CONFIG);
+    let config = CONFIG.get(0).unwrap_or(&Config::DEFAULT);
     let fail = if config.flags & FLAG_FAIL_CLOSED != 0 {
         Verdict::Drop
     } else {

@@ -2,24 +2,20 @@
 //! whose values are broken behind a valid checksum, and the int8/float agreement that `npk
 //! train` and `npk eval` report.
 
+mod cli_common;
+
 use std::{
-    ffi::OsStr,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
 };
+
+use cli_common::{data, npk};
 
 use npk::model_file::{HEADER_LEN, ModelFile};
 use tempfile::TempDir;
 
 fn iris() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/iris.csv")
-}
-
-fn npk(args: &[impl AsRef<OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_npk"))
-        .args(args)
-        .output()
-        .expect("run npk")
+    data("iris.csv")
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -1,24 +1,14 @@
 //! What `npk` says when it is used wrongly: every refusal names the flag, file, line or limit,
 //! once, with the same range in the help, the parse error and the library check.
 
+mod cli_common;
+
 use std::{
     ffi::OsStr,
-    path::{Path, PathBuf},
     process::{Command, Output},
 };
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data")
-        .join(name)
-}
-
-fn npk(args: &[impl AsRef<OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_npk"))
-        .args(args)
-        .output()
-        .expect("run npk")
-}
+use cli_common::{data, npk};
 
 fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -1,25 +1,12 @@
 //! `npk train` / `npk eval` as a user runs them: exit status, messages, `--json` output.
 
-use std::{
-    ffi::OsStr,
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+mod cli_common;
+
+use std::{ffi::OsStr, path::Path};
+
+use cli_common::{data, npk};
 
 use tempfile::TempDir;
-
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data")
-        .join(name)
-}
-
-fn npk(args: &[impl AsRef<OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_npk"))
-        .args(args)
-        .output()
-        .expect("run npk")
-}
 
 /// Expects failure with exactly one `npk: error:` line containing `message`.
 #[track_caller]

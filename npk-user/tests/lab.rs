@@ -174,10 +174,12 @@ fn sigterm_mid_run_removes_the_namespaces_and_every_tool() {
     let pid = child.id();
     let server = loop {
         // The server's address is in dnsmasq's command line once the servers run.
-        let found = processes_with(&format!("npk-lab-{pid}-"));
-        if !found.is_empty() {
+        // This run's own dnsmasq (its pid file is in the run's work directory): the other
+        // tests of this file run labs at the same time.
+        let own = format!("npk-lab-{pid}-");
+        if !processes_with(&own).is_empty() {
             std::thread::sleep(std::time::Duration::from_secs(3));
-            break processes_with("--listen-address=")
+            break processes_with(&own)
                 .into_iter()
                 .find_map(|cmd| {
                     cmd.split("--listen-address=")

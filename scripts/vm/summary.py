@@ -58,6 +58,9 @@ def row(suite, release, path):
             current = None
         elif current:
             lines.append(line)
+    if current:  # the VM ended (timeout, crash) inside this check: say how far it got
+        ok = sum(1 for l in lines if re.match(r"test \S+ \.\.\. ok", l))
+        checks[current] = (f"unfinished ({ok} tests ok before the VM ended)" if ok else "unfinished", 1)
     if "verify-16,16" in checks:
         lines, rc = outputs["verify-16,16"]
         checks["picked"] = (cell("picked", lines, 0), 0)

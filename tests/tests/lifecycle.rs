@@ -6,36 +6,21 @@
 //! The binary is the one `cargo test --release` builds next to this test
 //! (target/release/npk).
 
+mod common;
+
 use std::{
-    io::{BufRead, BufReader},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
+    process::{Command, Output},
+    time::Duration,
 };
 
+use common::{Running, npk};
 use npk::{kernel::attach::pin_dir, netlab::NetLab};
 use npk_common::{
     maps::{MAP_MODELS, MAP_STATS},
     packet::FEATURE_NAMES,
 };
-
-/// target/release/npk, next to target/release/deps/ where this test runs.
-fn npk() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|release| release.join("npk"))
-        .unwrap();
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo build --release` builds it",
-        bin.display()
-    );
-    bin
-}
 
 fn run(args: &[&str]) -> Output {
     Command::new(npk()).args(args).output().unwrap()
@@ -59,6 +44,16 @@ fn ok(args: &[&str]) -> Output {
         stderr(&out)
     );
     out
+}
+
+/// `npk attach --pin` of `model` to `iface` in `mode` (skb, native, tc), then `extra`; must succeed.
+#[track_caller]
+fn attach_pinned(iface: &str, model: &str, mode: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "attach", "--iface", iface, "--model", model, "--mode", mode, "--pin",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
 }
 
 #[track_caller]
@@ -124,35 +119,14 @@ impl Models {
     }
 }
 
-/// A foreground `npk attach` whose stderr lines arrive on a channel.
-struct Foreground {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
+/// A foreground npk (attach, capture, gen) started once it printed its ready line.
+struct Foreground(Running);
 
 impl Foreground {
     fn start(args: &[&str], ready: &str) -> Self {
-        let mut child = Command::new(npk())
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut fg = Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        };
-        fg.wait_for(ready);
-        fg
+        let mut running = Running::start(args);
+        running.wait_for(ready);
+        Self(running)
     }
 
     fn attach(iface: &str, model: &str) -> Self {
@@ -164,47 +138,15 @@ impl Foreground {
         )
     }
 
-    #[track_caller]
-    fn wait_for(&mut self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                let found = line.contains(text);
-                self.seen.push(line);
-                if found {
-                    return;
-                }
-            }
-        }
-        panic!("no {text:?} from npk; stderr: {:?}", self.seen);
-    }
-
     fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill on our own child's pid.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+        self.0.signal(signal);
     }
 
-    /// Waits for the exit (at most `within`), returns whether it succeeded and all stderr.
+    /// Waits for the exit (at most `within`), returns whether it succeeded and all output.
     #[track_caller]
-    fn exit(mut self, within: Duration) -> (bool, String) {
-        let deadline = Instant::now() + within;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "npk did not exit within {within:?}; stderr: {:?}",
-                    self.seen
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            self.seen.push(line);
-        }
-        (status.success(), self.seen.join("\n"))
+    fn exit(self, within: Duration) -> (bool, String) {
+        let (success, lines) = self.0.exit(within);
+        (success, lines.join("\n"))
     }
 }
 
@@ -230,16 +172,7 @@ fn names_that_are_not_interfaces_are_refused_before_any_path_is_built() {
     let lab = lab();
     let iface = lab.host_if.as_str();
     // Someone's attachment, which a bad name must not reach.
-    ok(&[
-        "attach",
-        "--iface",
-        iface,
-        "--model",
-        &models.two,
-        "--mode",
-        "skb",
-        "--pin",
-    ]);
+    attach_pinned(iface, &models.two, "skb", &[]);
     let sixteen = "abcdefghijklmnop";
     for name in [
         "", ".", "..", "../npk", "a/b", "x y", "tab\t", "eth0:1", sixteen,
@@ -287,16 +220,7 @@ fn detach_removes_npks_pins_by_name_and_keeps_anything_else() {
     let models = Models::new();
     let lab = lab();
     let iface = lab.host_if.as_str();
-    ok(&[
-        "attach",
-        "--iface",
-        iface,
-        "--model",
-        &models.two,
-        "--mode",
-        "skb",
-        "--pin",
-    ]);
+    attach_pinned(iface, &models.two, "skb", &[]);
     let dir = pins(iface);
     // bpffs holds pins, directories and symlinks: a symlink stands for someone else's file.
     std::os::unix::fs::symlink("keep-me", dir.join("precious")).unwrap();
@@ -334,16 +258,7 @@ fn a_killed_attach_is_reported_by_push_and_stats_and_replaced_by_the_next_attach
             "{args:?}: {err}"
         );
     }
-    let out = ok(&[
-        "attach",
-        "--iface",
-        iface,
-        "--model",
-        &models.two,
-        "--mode",
-        "skb",
-        "--pin",
-    ]);
+    let out = attach_pinned(iface, &models.two, "skb", &[]);
     assert!(
         stderr(&out).contains("removed the stale pins"),
         "{}",
@@ -422,18 +337,8 @@ fn tc_mode_attaches_again_after_detach_and_leaves_qdiscs_alone() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let attach = [
-        "attach",
-        "--iface",
-        iface,
-        "--model",
-        &models.two,
-        "--mode",
-        "tc",
-        "--pin",
-    ];
     for _ in 0..2 {
-        ok(&attach);
+        attach_pinned(iface, &models.two, "tc", &[]);
         ok(&["detach", "--iface", iface]);
     }
     assert!(
@@ -446,7 +351,7 @@ fn tc_mode_attaches_again_after_detach_and_leaves_qdiscs_alone() {
         .args(["qdisc", "add", "dev", iface, "clsact"])
         .status()
         .unwrap();
-    ok(&attach);
+    attach_pinned(iface, &models.two, "tc", &[]);
     ok(&["detach", "--iface", iface]);
     assert!(qdiscs().contains("clsact"), "{}", qdiscs());
 }
@@ -456,18 +361,7 @@ fn push_refuses_classes_without_an_action_and_other_features() {
     let models = Models::new();
     let lab = lab();
     let iface = lab.host_if.as_str();
-    ok(&[
-        "attach",
-        "--iface",
-        iface,
-        "--model",
-        &models.two,
-        "--mode",
-        "skb",
-        "--pin",
-        "--action",
-        "1=drop",
-    ]);
+    attach_pinned(iface, &models.two, "skb", &["--action", "1=drop"]);
     let push = |model: &str, allow: bool| {
         let mut args = vec!["push", "--iface", iface, "--model", model];
         if allow {
@@ -502,7 +396,7 @@ fn cleanup_removes_what_a_killed_gen_left_and_keeps_the_rest() {
         &["gen", "--seconds", "60", "--out", csv.to_str().unwrap()],
         "sending from namespace",
     );
-    let pid = generator.child.id();
+    let pid = generator.0.child.id();
     let netns = format!("npkd-{pid}-0");
     let veth = format!("nd{pid:x}0h");
     generator.signal(libc::SIGKILL);
@@ -513,16 +407,7 @@ fn cleanup_removes_what_a_killed_gen_left_and_keeps_the_rest() {
     // What is alive stays: this process's lab and an attachment on it.
     let lab = lab();
     let iface = lab.host_if.as_str();
-    ok(&[
-        "attach",
-        "--iface",
-        iface,
-        "--model",
-        &models.two,
-        "--mode",
-        "skb",
-        "--pin",
-    ]);
+    attach_pinned(iface, &models.two, "skb", &[]);
 
     // Any NetLab::create (tests run in parallel) also deletes orphaned lab namespaces; one
     // that is there before and after the dry run must be listed.

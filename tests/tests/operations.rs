@@ -3,30 +3,20 @@
 //! `promtool`; the systemd unit's commands attaching from a config file, surviving the
 //! process and detaching.
 
+mod common;
+
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{TcpStream, UdpSocket},
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
+    path::Path,
+    process::{Command, Output, Stdio},
+    time::Duration,
 };
 
+use common::{Running, npk};
 use npk::netlab::NetLab;
 use npk_common::packet::FEATURE_NAMES;
-
-/// target/release/npk, next to target/release/deps/ where this test runs.
-fn npk() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("npk");
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo build --release` builds it",
-        bin.display()
-    );
-    bin
-}
 
 #[track_caller]
 fn ok(args: &[&str]) -> Output {
@@ -60,78 +50,11 @@ fn model(dir: &Path) -> String {
     out.to_string()
 }
 
-/// A long-running npk whose stdout and stderr lines arrive on a channel.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(npk())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let out: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
-        let err: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
-        for stream in [out, err] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The first line containing `text` (waits up to a minute: loading is slow under load).
-    #[track_caller]
-    fn wait_for(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                self.seen.push(line.clone());
-                if line.contains(text) {
-                    return line;
-                }
-            }
-        }
-        panic!("no {text:?} from npk; output: {:?}", self.seen);
-    }
-
-    /// SIGTERM, then the exit status and every line, waiting at most 10 s.
-    #[track_caller]
-    fn stop(mut self) -> (bool, Vec<String>) {
-        // SAFETY: kill on our own child's pid.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
-            0
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("npk did not stop at SIGTERM; output: {:?}", self.seen);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(300)) {
-            self.seen.push(line);
-        }
-        (status.success(), self.seen)
-    }
+/// SIGTERM, then the exit status and every line, waiting at most 10 s.
+#[track_caller]
+fn stop(running: Running) -> (bool, Vec<String>) {
+    running.signal(libc::SIGTERM);
+    running.exit(Duration::from_secs(10))
 }
 
 /// The body of `GET /metrics` at `addr`.
@@ -334,7 +257,7 @@ fn the_exporter_shows_what_npk_stats_shows_and_promtool_accepts_it() {
     let program = xdp_program_id(&server_lab.host_if);
     let theirs = samples(&text, &format!("program_id=\"{program}\""));
     let (exporter, _) = exporter;
-    let (served_ok, lines) = server.stop();
+    let (served_ok, lines) = stop(server);
     assert!(served_ok, "{lines:?}");
     let stopped: serde_json::Value = lines
         .iter()
@@ -353,7 +276,7 @@ fn the_exporter_shows_what_npk_stats_shows_and_promtool_accepts_it() {
         "{stopped}\n{text}"
     );
 
-    let (stopped_ok, lines) = exporter.stop();
+    let (stopped_ok, lines) = stop(exporter);
     assert!(
         stopped_ok && lines.iter().any(|l| l.contains("exporter stopped")),
         "{lines:?}"

@@ -19,7 +19,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail, ensure};
 use npk_common::{
     maps::{Action, Counters},
     model::{MAX_CLASSES, Model},
@@ -27,21 +26,68 @@ use npk_common::{
 };
 use serde::Serialize;
 
-use crate::netlab::NetLab;
+use crate::netlab::{NetLab, NetLabError};
 use crate::{
     dataset::Dataset,
-    kernel::attach::{self, AttachMode, IfaceName},
-    model_file::ModelFile,
-    output::OutputPath,
-    packets::{
-        capture::{self, Sampler, sample_all},
-        features::FeatureCsv,
-        traffic::{self, CLASS_NAMES, GenConfig, Scenario},
+    kernel::{
+        KernelError,
+        attach::{self, AttachError, AttachMode, IfaceName, IfaceNameError},
     },
-    pipeline::{self, Device, Fitted, Scores},
+    model_file::{ModelFile, ModelFileError},
+    output::{OutputError, OutputPath},
+    packets::{
+        capture::{self, CaptureError, Sampler, sample_all},
+        features::FeatureCsv,
+        traffic::{self, CLASS_NAMES, GenConfig, GenError, Scenario},
+    },
+    pipeline::{self, Device, FitError, Fitted, Scores},
     rng::Rng,
     train::{EpochStats, OptimizerKind, TrainConfig},
 };
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("rows per scenario must be at least 10")]
+    TooFewRowsPerScenario,
+    #[error("creating {}", path.display())]
+    CreateOutDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    ModelFile(#[from] ModelFileError),
+    #[error(transparent)]
+    NetLab(#[from] NetLabError),
+    #[error(transparent)]
+    IfaceName(#[from] IfaceNameError),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Traffic(#[from] GenError),
+    #[error(transparent)]
+    Fit(#[from] FitError),
+    #[error(
+        "scenario {scenario} left only {packets} packets in the capture: too few to learn from \
+         (is the machine very busy? try a longer --capture)"
+    )]
+    TooFewPackets {
+        scenario: &'static str,
+        packets: usize,
+    },
+    #[error("reading the classifier's counters")]
+    Counters(#[source] KernelError),
+    #[error("interrupted; the namespace and the classifier were removed")]
+    Interrupted,
+}
+
+type Result<T, E = DemoError> = std::result::Result<T, E>;
 
 /// What the demo does; the CLI's defaults are the README's numbers.
 #[derive(Clone, Debug)]
@@ -96,12 +142,13 @@ pub fn run(
     stop: &AtomicBool,
     say: &mut dyn FnMut(&str),
 ) -> Result<DemoReport> {
-    ensure!(
-        config.rows_per_scenario >= 10,
-        "rows per scenario must be at least 10"
-    );
-    std::fs::create_dir_all(&config.out_dir)
-        .with_context(|| format!("creating {}", config.out_dir.display()))?;
+    if config.rows_per_scenario < 10 {
+        return Err(DemoError::TooFewRowsPerScenario);
+    }
+    std::fs::create_dir_all(&config.out_dir).map_err(|source| DemoError::CreateOutDir {
+        path: config.out_dir.clone(),
+        source,
+    })?;
     // Every output is checked before the lab is made; each is written when its part is done.
     let output = |name: &str| OutputPath::check(&config.out_dir.join(name), &[]);
     let csv_out = output("capture.csv")?;
@@ -192,7 +239,7 @@ pub fn run(
 
 fn interrupted(stop: &AtomicBool) -> Result<()> {
     if stop.load(Ordering::Relaxed) {
-        bail!("interrupted; the namespace and the classifier were removed");
+        return Err(DemoError::Interrupted);
     }
     Ok(())
 }
@@ -282,13 +329,12 @@ fn train_model(rows: &Rows, config: &DemoConfig, say: &mut dyn FnMut(&str)) -> R
     let mut rng = Rng::new(config.seed ^ 0x7a11);
     let (mut train_rows, mut test_rows) = (Vec::new(), Vec::new());
     for (s, rows) in Scenario::ALL.iter().zip(rows) {
-        ensure!(
-            rows.len() >= 10,
-            "scenario {} left only {} packets in the capture: too few to learn from (is the \
-             machine very busy? try a longer --capture)",
-            s.name(),
-            rows.len()
-        );
+        if rows.len() < 10 {
+            return Err(DemoError::TooFewPackets {
+                scenario: s.name(),
+                packets: rows.len(),
+            });
+        }
         let mut order: Vec<usize> = (0..rows.len()).collect();
         rng.shuffle(&mut order);
         let (test, train) = order.split_at(rows.len() / 5);
@@ -497,7 +543,7 @@ fn replay(
         },
     )?;
     if let Some(e) = tick_error {
-        return Err(anyhow::Error::from(e).context("reading the classifier's counters"));
+        return Err(DemoError::Counters(e));
     }
     let lost = attachment.classifier.counters()?.samples_lost;
     Ok((confusion.into_inner(), lost))

@@ -13,10 +13,14 @@ pub enum LoadError {
     #[error("this npk was built without the eBPF toolchain; run scripts/setup.sh and rebuild")]
     NoObject,
     #[error(
-        "{what} needs the bpf_xdp_load_bytes and bpf_loop helpers (Linux 5.18 and later); this \
+        "{what} ({program}) needs the bpf_xdp_load_bytes and bpf_loop helpers (Linux 5.18 and later); this \
          kernel ({release}) lacks them. The classifier (npk attach, npk verify) runs here."
     )]
-    NeedsXdpLoadBytes { what: &'static str, release: String },
+    NeedsXdpLoadBytes {
+        what: &'static str,
+        program: &'static str,
+        release: String,
+    },
     #[error("loading npk's eBPF object")]
     Object(#[source] Box<EbpfError>),
     #[error("program {0} missing")]
@@ -64,14 +68,15 @@ fn ebpf_object() -> Result<&'static [u8], LoadError> {
 
 /// The XDP programs of the inference server and the load generator use
 /// `bpf_xdp_load_bytes`/`bpf_xdp_store_bytes` (and `bpf_loop`, and live-frame test runs):
-/// Linux 5.18 and later. `what` names the program for the message.
-pub fn require_xdp_load_bytes(what: &'static str) -> Result<(), LoadError> {
+/// Linux 5.18 and later. `what` and `program` name the program for the message.
+pub fn require_xdp_load_bytes(what: &'static str, program: &'static str) -> Result<(), LoadError> {
     // The probe needs the privileges: without them it would report the helpers missing.
     check_privileges()?;
     let k = kernel();
     if !(k.xdp_load_bytes && k.bpf_loop) {
         return Err(LoadError::NeedsXdpLoadBytes {
             what,
+            program,
             release: k.release.clone(),
         });
     }

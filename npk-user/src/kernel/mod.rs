@@ -405,7 +405,7 @@ impl Classifier {
         let loops = match kind {
             ProgramKind::Xdp | ProgramKind::Tc => Loops::for_kernel(width)?,
             ProgramKind::Bare => {
-                require_xdp_load_bytes("the parse-only baseline (npk_bare)")?;
+                require_xdp_load_bytes("the parse-only baseline", PROG_BARE)?;
                 Loops::Helper
             }
         };

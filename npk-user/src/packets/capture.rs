@@ -3,8 +3,7 @@
 //! ring buffer, which [`Sampler`] reads. Training data taken this way comes from the real data
 //! path: the driver's frames, the kernel's clock, the kernel's flow table.
 
-use anyhow::{Context, Result};
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{MapData, MapError, RingBuf};
 use npk_common::{
     fixed::quantize_multiplier,
     maps::{Action, Config, FLAG_SAMPLE_ALL, MAP_SAMPLES, Sample},
@@ -14,8 +13,20 @@ use npk_common::{
 
 use crate::kernel::{
     Classifier,
-    attach::{self, AttachMode, Attachment, IfaceName},
+    attach::{self, AttachError, AttachMode, Attachment, IfaceName},
 };
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    #[error("map {MAP_SAMPLES} missing (taken already?)")]
+    MissingSamples,
+    #[error("opening the sample ring buffer")]
+    Ring(#[source] MapError),
+}
+
+type Result<T, E = CaptureError> = std::result::Result<T, E>;
 
 /// The model a capture runs: the classifier computes features only for packets it classifies,
 /// so one must be loaded. One layer of zero weights: every packet is class 0, and passes.
@@ -62,9 +73,9 @@ impl Sampler {
         let map = classifier
             .ebpf
             .take_map(MAP_SAMPLES)
-            .with_context(|| format!("map {MAP_SAMPLES} missing (taken already?)"))?;
+            .ok_or(CaptureError::MissingSamples)?;
         Ok(Self {
-            ring: RingBuf::try_from(map).context("opening the sample ring buffer")?,
+            ring: RingBuf::try_from(map).map_err(CaptureError::Ring)?,
         })
     }
 

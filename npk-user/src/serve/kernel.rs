@@ -75,7 +75,7 @@ impl KernelServer {
         if port == 0 {
             return Err(KernelServerError::Port0);
         }
-        require_xdp_load_bytes("the in-kernel inference server (npk_serve)")?;
+        require_xdp_load_bytes("the in-kernel inference server", PROG_SERVE)?;
         let mut ebpf = load_object()?;
         load_program(&mut ebpf, PROG_SERVE, || {
             format!("the kernel refused {PROG_SERVE}")

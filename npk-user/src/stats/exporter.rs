@@ -45,7 +45,7 @@ pub enum ExporterError {
     #[error("reading the attachment on {iface}: {source}")]
     Attachment {
         iface: IfaceName,
-        source: crate::kernel::KernelError,
+        source: Box<crate::kernel::KernelError>,
     },
     #[error("listing the kernel's BPF programs: {0}")]
     Programs(#[from] aya::programs::ProgramError),
@@ -195,7 +195,7 @@ fn read_attachment(
 ) -> Result<AttachmentStats, ExporterError> {
     let failed = |source: crate::kernel::KernelError| ExporterError::Attachment {
         iface: iface.clone(),
-        source,
+        source: Box::new(source),
     };
     let maps = ControlMaps::from_pins(dir).map_err(failed)?;
     Ok(AttachmentStats {

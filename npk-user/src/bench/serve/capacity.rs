@@ -1,9 +1,9 @@
 //! The capacity search (kernel generator): the highest offered rate a running server answers
 //! with at most LOSS_TOLERANCE of its requests lost, then a timed run that confirms it.
 
-use anyhow::{Result, bail};
 use serde::Serialize;
 
+use super::{Result, ServeBenchError};
 use crate::serve::client::ClientReport;
 
 /// Trials of half a second's requests (at least TRIAL_MIN_REQUESTS), doubling the offered rate
@@ -86,7 +86,7 @@ pub(super) fn find_capacity(
         }
     }
     if good == 0.0 {
-        bail!("the server lost requests even at {bad:.0} requests/s");
+        return Err(ServeBenchError::NoCapacity { rps: bad });
     }
     Ok((good, trials))
 }

@@ -12,9 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
-
-use super::strace::{SyscallTable, Tracer};
+use super::{
+    Result, ServeBenchError,
+    strace::{SyscallTable, Tracer},
+};
 use crate::serve::{ServerEvent, ServerEventKind};
 
 /// Loading and verifying the program can take a while on a busy machine.
@@ -35,8 +36,14 @@ impl ServerChild {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?;
-        let stdout = child.stdout.take().context("no stdout pipe")?;
+            .map_err(|source| ServeBenchError::StartServer {
+                exe: exe.to_path_buf(),
+                source,
+            })?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or(ServeBenchError::NoPipe("stdout"))?;
         Ok(Self {
             child,
             lines: line_channel(stdout),
@@ -48,7 +55,7 @@ impl ServerChild {
         let start = Instant::now();
         while start.elapsed() < READY_TIMEOUT {
             if stop.load(Ordering::Relaxed) {
-                bail!("interrupted");
+                return Err(ServeBenchError::Interrupted);
             }
             match self.lines.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
@@ -60,15 +67,14 @@ impl ServerChild {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait()?;
-                    bail!("the server exited before serving ({status}); its error is above");
+                    let status = self.child.wait().map_err(ServeBenchError::WaitServer)?;
+                    return Err(ServeBenchError::ExitedBeforeServing(status));
                 }
             }
         }
-        bail!(
-            "the server did not report ready within {} s",
-            READY_TIMEOUT.as_secs()
-        )
+        Err(ServeBenchError::NotReady {
+            seconds: READY_TIMEOUT.as_secs(),
+        })
     }
 
     /// Attaches `strace -c -f -o file` to the server (see [`Tracer`]).
@@ -80,7 +86,7 @@ impl ServerChild {
     /// SIGTERM to the server; returns its `stopped` line and, when traced, strace's table.
     pub(super) fn stop(mut self) -> Result<(ServerEvent, Option<SyscallTable>)> {
         self.terminate();
-        let status = self.child.wait().context("waiting for the server")?;
+        let status = self.child.wait().map_err(ServeBenchError::WaitServer)?;
         let mut last = None;
         while let Ok(line) = self.lines.recv_timeout(EXIT_TIMEOUT) {
             if let Ok(e) = serde_json::from_str::<ServerEvent>(&line)
@@ -89,8 +95,7 @@ impl ServerChild {
                 last = Some(e);
             }
         }
-        let last =
-            last.with_context(|| format!("the server ended ({status}) without its counters"))?;
+        let last = last.ok_or(ServeBenchError::NoCounters(status))?;
         let syscalls = match &mut self.tracer {
             Some(t) => Some(t.table()?),
             None => None,

@@ -10,11 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail, ensure};
 use aya::{
     Ebpf,
-    maps::{Array, MapData, PerCpuArray},
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+    maps::{Array, MapData, MapError, PerCpuArray},
+    programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use npk_common::{
     infer::{PlainLoop, Scratch},
@@ -24,15 +23,81 @@ use npk_common::{
         MAP_LOADGEN_STATS, MAX_CASES, PAYLOAD_OFFSET, PROG_LOADGEN, PROG_REPLIES,
     },
     model::Model,
-    wire::{ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, encode_request, respond},
+    wire::{ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, WireError, encode_request, respond},
 };
 
 use crate::{
-    kernel::{load_object, load_program, require_xdp_load_bytes},
-    netlab::NetLab,
+    kernel::{LoadError, load_object, load_program, require_xdp_load_bytes},
+    netlab::{NetLab, NetLabError},
     rng::Rng,
     serve::{client::ClientReport, model::random_features},
 };
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveGenError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{0} cases: must be a power of two up to {MAX_CASES}")]
+    Cases(usize),
+    #[error(transparent)]
+    NetLab(#[from] NetLabError),
+    #[error("encoding a request")]
+    Encode(#[source] WireError),
+    #[error("map {0} missing")]
+    MissingMap(&'static str),
+    #[error("program {0} missing")]
+    MissingProgram(&'static str),
+    #[error(transparent)]
+    Map(#[from] MapError),
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    #[error("attaching {PROG_REPLIES} to {iface} (native)")]
+    AttachCounter {
+        iface: String,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("attaching {PROG_REPLIES} to {iface}")]
+    AttachHostPass {
+        iface: String,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("pinning to CPU {cpu}")]
+    Pin {
+        cpu: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("BPF_PROG_TEST_RUN (live frames) of {PROG_LOADGEN}")]
+    TestRun(#[source] Box<ProgramError>),
+    #[error("reading the generator's state")]
+    State(#[source] MapError),
+    #[error("interrupted")]
+    Interrupted,
+    #[error("installing a SIGUSR1 handler")]
+    SignalHandler(#[source] std::io::Error),
+    #[error("a socket for SIOCGIFHWADDR")]
+    Socket(#[source] std::io::Error),
+    #[error("interface name {0} too long")]
+    IfaceTooLong(String),
+    #[error("reading the MAC address of {iface}")]
+    Mac {
+        iface: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("interface name with a NUL byte")]
+    IfaceNul(#[source] std::ffi::NulError),
+    #[error("looking up interface {iface}")]
+    Ifindex {
+        iface: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = LiveGenError> = std::result::Result<T, E>;
 
 /// Frames per live-frames batch (the kernel's default, NAPI_POLL_WEIGHT).
 const BATCH: u32 = 64;
@@ -69,20 +134,17 @@ impl LiveGen {
     /// attaches the reply counter to the namespace end of `lab` (native mode: the kernel
     /// server's XDP_TX frames reach a veth only through its XDP path).
     pub fn load(lab: &NetLab, model: &Model, config: &GenConfig) -> Result<Self> {
-        require_xdp_load_bytes("the in-kernel load generator (npk_loadgen)")?;
-        ensure!(
-            config.cases.is_power_of_two() && config.cases <= MAX_CASES,
-            "{} cases: must be a power of two up to {MAX_CASES}",
-            config.cases
-        );
+        require_xdp_load_bytes("the in-kernel load generator", PROG_LOADGEN)?;
+        if !(config.cases.is_power_of_two() && config.cases <= MAX_CASES) {
+            return Err(LiveGenError::Cases(config.cases));
+        }
         install_wakeup_handler()?;
         let mut ebpf = load_object()?;
         for name in [PROG_LOADGEN, PROG_REPLIES] {
             load_program(&mut ebpf, name, || format!("the kernel refused {name}"))?;
         }
-        let (ns_mac, ns_ifindex) = lab.in_netns(|| {
-            Ok::<_, anyhow::Error>((mac_of(&lab.ns_if)?, ifindex_of(&lab.ns_if)?))
-        })??;
+        let (ns_mac, ns_ifindex) = lab
+            .in_netns(|| Ok::<_, LiveGenError>((mac_of(&lab.ns_if)?, ifindex_of(&lab.ns_if)?)))??;
         let host_mac = mac_of(&lab.host_if)?;
         let addrs = FrameAddrs {
             src_mac: ns_mac,
@@ -99,7 +161,7 @@ impl LiveGen {
             let features = random_features(&mut rng, model);
             let mut request = [0u8; MAX_REQUEST_LEN];
             let n = encode_request(&mut request, 0, ANY_MODEL, &features)
-                .context("encoding a request")?;
+                .map_err(LiveGenError::Encode)?;
             let mut reply = [0u8; MAX_REPLY_LEN];
             let len = respond(
                 &request[..n],
@@ -121,8 +183,10 @@ impl LiveGen {
         let mut frame = frames[0].clone();
         frame.resize(frame_len + FRAME_PAD, 0);
         {
-            let mut map: Array<&mut MapData, FrameTemplate> =
-                Array::try_from(ebpf.map_mut(MAP_LOADGEN_FRAMES).context("frames map")?)?;
+            let mut map: Array<&mut MapData, FrameTemplate> = Array::try_from(
+                ebpf.map_mut(MAP_LOADGEN_FRAMES)
+                    .ok_or(LiveGenError::MissingMap(MAP_LOADGEN_FRAMES))?,
+            )?;
             for (i, f) in frames.iter().enumerate() {
                 let mut t = FrameTemplate {
                     bytes: [0; npk_common::loadgen::FRAME_TEMPLATE_LEN],
@@ -132,14 +196,18 @@ impl LiveGen {
             }
         }
         {
-            let mut map: Array<&mut MapData, ExpectedReply> =
-                Array::try_from(ebpf.map_mut(MAP_LOADGEN_EXPECTED).context("expected map")?)?;
+            let mut map: Array<&mut MapData, ExpectedReply> = Array::try_from(
+                ebpf.map_mut(MAP_LOADGEN_EXPECTED)
+                    .ok_or(LiveGenError::MissingMap(MAP_LOADGEN_EXPECTED))?,
+            )?;
             for (i, (e, _)) in expected.iter().enumerate() {
                 map.set(i as u32, *e, 0)?;
             }
         }
-        let mut cfg: Array<&mut MapData, LoadgenConfig> =
-            Array::try_from(ebpf.map_mut(MAP_LOADGEN_CONFIG).context("config map")?)?;
+        let mut cfg: Array<&mut MapData, LoadgenConfig> = Array::try_from(
+            ebpf.map_mut(MAP_LOADGEN_CONFIG)
+                .ok_or(LiveGenError::MissingMap(MAP_LOADGEN_CONFIG))?,
+        )?;
         cfg.set(
             0,
             LoadgenConfig {
@@ -153,7 +221,10 @@ impl LiveGen {
         )?;
         let counter = replies_program(&mut ebpf)?;
         lab.in_netns(|| counter.attach(&lab.ns_if, XdpMode::Driver))?
-            .with_context(|| format!("attaching {PROG_REPLIES} to {} (native)", lab.ns_if))?;
+            .map_err(|e| LiveGenError::AttachCounter {
+                iface: lab.ns_if.clone(),
+                source: Box::new(e),
+            })?;
         Ok(Self {
             ebpf,
             frame,
@@ -169,9 +240,12 @@ impl LiveGen {
         let prog = replies_program(&mut self.ebpf)?;
         match (on, self.host_pass.take()) {
             (true, None) => {
-                let id = prog
-                    .attach(&lab.host_if, XdpMode::Driver)
-                    .with_context(|| format!("attaching {PROG_REPLIES} to {}", lab.host_if))?;
+                let id = prog.attach(&lab.host_if, XdpMode::Driver).map_err(|e| {
+                    LiveGenError::AttachHostPass {
+                        iface: lab.host_if.clone(),
+                        source: Box::new(e),
+                    }
+                })?;
                 self.host_pass = Some(id);
             }
             (false, Some(id)) => prog.detach(id)?,
@@ -185,7 +259,7 @@ impl LiveGen {
         let map = self
             .ebpf
             .map(MAP_LOADGEN_STATS)
-            .context("map NPK_LG_STATS missing")?;
+            .ok_or(LiveGenError::MissingMap(MAP_LOADGEN_STATS))?;
         let per_cpu: PerCpuArray<&MapData, LoadgenCounters> = PerCpuArray::try_from(map)?;
         let mut total: LoadgenCounters = bytemuck::Zeroable::zeroed();
         for c in per_cpu.get(&0, 0)?.iter() {
@@ -198,7 +272,7 @@ impl LiveGen {
         let map = self
             .ebpf
             .map(MAP_LOADGEN_STATE)
-            .context("map NPK_LG_STATE missing")?;
+            .ok_or(LiveGenError::MissingMap(MAP_LOADGEN_STATE))?;
         Ok(Array::try_from(map)?)
     }
 
@@ -216,7 +290,7 @@ impl LiveGen {
             let mut map: Array<&mut MapData, GenState> = Array::try_from(
                 self.ebpf
                     .map_mut(MAP_LOADGEN_STATE)
-                    .context("map NPK_LG_STATE missing")?,
+                    .ok_or(LiveGenError::MissingMap(MAP_LOADGEN_STATE))?,
             )?;
             map.set(0, state, 0)?;
         }
@@ -228,7 +302,7 @@ impl LiveGen {
         let program: &Xdp = self
             .ebpf
             .program(PROG_LOADGEN)
-            .context("program npk_loadgen missing")?
+            .ok_or(LiveGenError::MissingProgram(PROG_LOADGEN))?
             .try_into()?;
         let state_map = self.state_map()?;
         let done = AtomicBool::new(false);
@@ -237,7 +311,8 @@ impl LiveGen {
             let generator = s.spawn(|| -> Result<()> {
                 lab.enter()?;
                 if let Some(cpu) = config.cpu {
-                    crate::sys::pin_to_cpu(cpu).with_context(|| format!("pinning to CPU {cpu}"))?;
+                    crate::sys::pin_to_cpu(cpu)
+                        .map_err(|source| LiveGenError::Pin { cpu, source })?;
                 }
                 // SAFETY: gettid has no preconditions.
                 tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
@@ -256,7 +331,7 @@ impl LiveGen {
                     if run.is_err() && done.load(Ordering::SeqCst) {
                         break;
                     }
-                    run.context("BPF_PROG_TEST_RUN (live frames) of npk_loadgen")?;
+                    run.map_err(|e| LiveGenError::TestRun(Box::new(e)))?;
                 }
                 Ok(())
             });
@@ -268,7 +343,7 @@ impl LiveGen {
                 let over = match state_map.get(&0, 0) {
                     Ok(s) => s.remaining == 0 || stop.load(Ordering::Relaxed),
                     Err(e) => {
-                        watch = Err(e).context("reading the generator's state");
+                        watch = Err(LiveGenError::State(e));
                         true
                     }
                 };
@@ -297,7 +372,7 @@ impl LiveGen {
             }
         }
         if stop.load(Ordering::Relaxed) {
-            bail!("interrupted");
+            return Err(LiveGenError::Interrupted);
         }
         let run = last.since(&before);
         let replies = run.replies_total();
@@ -343,7 +418,7 @@ fn install_wakeup_handler() -> Result<()> {
         libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut())
     };
     if r != 0 {
-        return Err(std::io::Error::last_os_error()).context("installing a SIGUSR1 handler");
+        return Err(LiveGenError::SignalHandler(std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -359,7 +434,7 @@ fn wake_up(tid: i32) {
 fn replies_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
     Ok(ebpf
         .program_mut(PROG_REPLIES)
-        .context("program npk_replies missing")?
+        .ok_or(LiveGenError::MissingProgram(PROG_REPLIES))?
         .try_into()?)
 }
 
@@ -405,13 +480,12 @@ fn request_frame(a: &FrameAddrs, payload: &[u8]) -> Vec<u8> {
 
 /// The hardware address of `iface` in the calling thread's namespace.
 fn mac_of(iface: &str) -> Result<[u8; 6]> {
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0").context("a socket for SIOCGIFHWADDR")?;
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").map_err(LiveGenError::Socket)?;
     // SAFETY: ifreq is a plain C struct; zero is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    ensure!(
-        iface.len() < req.ifr_name.len(),
-        "interface name {iface} too long"
-    );
+    if iface.len() >= req.ifr_name.len() {
+        return Err(LiveGenError::IfaceTooLong(iface.to_string()));
+    }
     for (d, s) in req.ifr_name.iter_mut().zip(iface.bytes()) {
         *d = s as libc::c_char;
     }
@@ -424,8 +498,10 @@ fn mac_of(iface: &str) -> Result<[u8; 6]> {
         )
     };
     if r != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("reading the MAC address of {iface}"));
+        return Err(LiveGenError::Mac {
+            iface: iface.to_string(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     // SAFETY: SIOCGIFHWADDR set the hwaddr member of the union.
     let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
@@ -434,12 +510,14 @@ fn mac_of(iface: &str) -> Result<[u8; 6]> {
 
 /// The index of `iface` in the calling thread's namespace.
 fn ifindex_of(iface: &str) -> Result<u32> {
-    let name = std::ffi::CString::new(iface).context("interface name with a NUL byte")?;
+    let name = std::ffi::CString::new(iface).map_err(LiveGenError::IfaceNul)?;
     // SAFETY: a valid C string.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if index == 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("looking up interface {iface}"));
+        return Err(LiveGenError::Ifindex {
+            iface: iface.to_string(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(index)
 }

@@ -17,30 +17,132 @@ mod pinning;
 pub mod strace;
 
 use std::{
+    io,
     path::PathBuf,
+    process::ExitStatus,
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use anyhow::{Context, Result, bail};
 use npk_common::model::Model;
 use serde::Serialize;
 
 pub use capacity::{LOSS_TOLERANCE, Trial};
 use children::ServerChild;
-use livegen::{GenConfig, LiveGen};
+use livegen::{GenConfig, LiveGen, LiveGenError};
 pub use pinning::Pin;
-use strace::SyscallTable;
+use strace::{StraceError, SyscallTable};
 
 use crate::{
     kernel::BpfStats,
-    netlab::NetLab,
+    netlab::{NetLab, NetLabError},
     serve::{
-        ServerEvent, XdpAttach,
+        ServeError, ServerEvent, XdpAttach,
         client::{self, ClientConfig, ClientReport},
         user::IoStyle,
     },
     sys,
 };
+
+/// What failed in `npk bench serve`: the lab, the generator, a server child, strace, the
+/// capacity search.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeBenchError {
+    #[error("creating the veth pair and namespace")]
+    CreateLab(#[source] NetLabError),
+    #[error(transparent)]
+    NetLab(#[from] NetLabError),
+    #[error("pinning to CPU {cpu}")]
+    Pin {
+        cpu: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("loading the in-kernel load generator")]
+    LoadGenerator(#[source] LiveGenError),
+    #[error(transparent)]
+    LiveGen(#[from] LiveGenError),
+    #[error("benchmarking the {} server", mode.name())]
+    Mode {
+        mode: Mode,
+        #[source]
+        source: Box<ServeBenchError>,
+    },
+    #[error("benchmarking the {} server under strace", mode.name())]
+    TracedMode {
+        mode: Mode,
+        #[source]
+        source: Box<ServeBenchError>,
+    },
+    #[error("no kernel generator loaded")]
+    NoGenerator,
+    #[error("the capacity search needs the kernel generator")]
+    CapacityNeedsKernelGenerator,
+    #[error("creating the client sockets in the namespace")]
+    ClientSockets(#[source] io::Error),
+    #[error(transparent)]
+    Client(#[from] ServeError),
+    #[error("interrupted")]
+    Interrupted,
+    #[error("starting {}", exe.display())]
+    StartServer {
+        exe: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no {0} pipe")]
+    NoPipe(&'static str),
+    #[error("waiting for the server")]
+    WaitServer(#[source] io::Error),
+    #[error("the server exited before serving ({0}); its error is above")]
+    ExitedBeforeServing(ExitStatus),
+    #[error("the server did not report ready within {seconds} s")]
+    NotReady { seconds: u64 },
+    #[error("the server ended ({0}) without its counters")]
+    NoCounters(ExitStatus),
+    #[error("starting strace (is it installed?)")]
+    StartStrace(#[source] io::Error),
+    #[error("strace did not attach to the server (pid {pid})")]
+    StraceNotAttached { pid: u32 },
+    #[error("waiting for strace")]
+    WaitStrace(#[source] io::Error),
+    #[error("strace did not finish after the server exited")]
+    StraceUnfinished,
+    #[error("reading strace's summary {}", path.display())]
+    ReadStraceSummary {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("parsing {}", path.display())]
+    ParseStraceSummary {
+        path: PathBuf,
+        #[source]
+        source: StraceError,
+    },
+    #[error("{iface} has no NAPI thread (threaded NAPI off, or no XDP program attached)")]
+    NoNapiThread { iface: String },
+    #[error("pinning NAPI thread {tid} of {iface} to CPU {cpu}")]
+    PinNapiThread {
+        tid: i32,
+        iface: String,
+        cpu: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("making NAPI thread {tid} of {iface} real-time")]
+    RealtimeNapiThread {
+        tid: i32,
+        iface: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading /proc/stat")]
+    ProcStat(#[source] io::Error),
+    #[error("the server lost requests even at {rps:.0} requests/s")]
+    NoCapacity { rps: f64 },
+}
+
+type Result<T, E = ServeBenchError> = std::result::Result<T, E>;
 
 /// Niceness of the benchmark and its servers (see [`run`]).
 const BENCH_NICE: i32 = -10;
@@ -193,10 +295,13 @@ pub fn run(
     // counter's included: a paravirtual clock read in a VM, a quarter of the generator's CPU.
     // Off while the benchmark runs, restored after.
     let _stats_off = BpfStats::off();
-    let lab = NetLab::create(1).context("creating the veth pair and namespace")?;
+    let lab = NetLab::create(1).map_err(ServeBenchError::CreateLab)?;
     if let Some(pin) = config.pin {
         // This process (the generator's driver, the counter reads) stays off the server's CPU.
-        sys::pin_to_cpu(pin.client).with_context(|| format!("pinning to CPU {}", pin.client))?;
+        sys::pin_to_cpu(pin.client).map_err(|source| ServeBenchError::Pin {
+            cpu: pin.client,
+            source,
+        })?;
         // Requests are processed (XDP, or the stack up to the userspace server's socket) on
         // the server's CPU, replies on the client's.
         lab.steer_receive(1 << pin.server, 1 << pin.client)?;
@@ -209,7 +314,7 @@ pub fn run(
         Generator::Socket => None,
         Generator::Kernel => Some(
             LiveGen::load(&lab, model, &gen_config(config, config.requests, None))
-                .context("loading the in-kernel load generator")?,
+                .map_err(ServeBenchError::LoadGenerator)?,
         ),
     };
     let mut bench = Bench {
@@ -230,7 +335,10 @@ pub fn run(
         for (i, &mode) in config.modes.iter().enumerate() {
             let m = bench
                 .run_mode(mode, load, false)
-                .with_context(|| format!("benchmarking the {} server", mode.name()))?;
+                .map_err(|e| ServeBenchError::Mode {
+                    mode,
+                    source: Box::new(e),
+                })?;
             mismatches += m.client.mismatches + m.trials_mismatches();
             lost += m.client.lost;
             timed[i].push(m);
@@ -250,7 +358,10 @@ pub fn run(
             };
             let m = bench
                 .run_mode(mode, load, true)
-                .with_context(|| format!("benchmarking the {} server under strace", mode.name()))?;
+                .map_err(|e| ServeBenchError::TracedMode {
+                    mode,
+                    source: Box::new(e),
+                })?;
             mismatches += m.client.mismatches;
             run.syscalls_per_request = m
                 .syscalls
@@ -412,14 +523,14 @@ impl Bench<'_> {
             stop,
             ..
         } = *self;
-        let livegen = livegen.as_mut().context("no kernel generator loaded")?;
+        let livegen = livegen.as_mut().ok_or(ServeBenchError::NoGenerator)?;
         if let Some(pin) = config.pin {
             pinning::pin_napi_threads(lab, pin)?;
         }
         let timed = |livegen: &mut LiveGen, rate: Option<f64>| {
             pinning::server_cpu_per_reply(
                 config.pin,
-                || livegen.run(lab, &gen_config(config, requests, rate), stop),
+                || Ok(livegen.run(lab, &gen_config(config, requests, rate), stop)?),
                 |client| client.replies,
             )
         };
@@ -435,7 +546,7 @@ impl Bench<'_> {
             }
             Load::Capacity => {
                 let (rate, trials) = capacity::find_capacity(|requests, rate| {
-                    livegen.run(lab, &gen_config(config, requests, Some(rate)), stop)
+                    Ok(livegen.run(lab, &gen_config(config, requests, Some(rate)), stop)?)
                 })?;
                 let (client, cpu, rate, trials) =
                     capacity::confirm(rate, requests, trials, |rate| timed(livegen, Some(rate)))?;
@@ -456,17 +567,17 @@ impl Bench<'_> {
         let mut client_config = ClientConfig::new(target);
         client_config.requests = Some(requests);
         let Load::Rate(rate) = load else {
-            bail!("the capacity search needs the kernel generator");
+            return Err(ServeBenchError::CapacityNeedsKernelGenerator);
         };
         client_config.rate = rate;
         client_config.window = config.window;
         client_config.cpu = config.pin.map(|p| p.client);
         let sockets = lab
             .in_netns(|| client::connect_sockets(target, config.threads))?
-            .context("creating the client sockets in the namespace")?;
+            .map_err(ServeBenchError::ClientSockets)?;
         let client = client::run(&client_config, self.model, sockets, stop)?;
         if stop.load(Ordering::Relaxed) {
-            bail!("interrupted");
+            return Err(ServeBenchError::Interrupted);
         }
         Ok(Measured {
             client,

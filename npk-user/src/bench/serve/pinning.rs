@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-
+use super::{Result, ServeBenchError};
 use crate::{netlab::NetLab, sys};
 
 /// SCHED_FIFO priority of the lab's NAPI threads (see [`pin_napi_threads`]).
@@ -34,13 +33,24 @@ pub(super) fn pin_napi_threads(lab: &NetLab, pin: Pin) -> Result<()> {
         (ns, &lab.ns_if, pin.client),
     ] {
         if threads.is_empty() {
-            bail!("{iface} has no NAPI thread (threaded NAPI off, or no XDP program attached)");
+            return Err(ServeBenchError::NoNapiThread {
+                iface: iface.clone(),
+            });
         }
         for tid in threads {
-            sys::pin_thread(tid, cpu)
-                .with_context(|| format!("pinning NAPI thread {tid} of {iface} to CPU {cpu}"))?;
-            sys::make_realtime(tid, NAPI_PRIORITY)
-                .with_context(|| format!("making NAPI thread {tid} of {iface} real-time"))?;
+            sys::pin_thread(tid, cpu).map_err(|source| ServeBenchError::PinNapiThread {
+                tid,
+                iface: iface.clone(),
+                cpu,
+                source,
+            })?;
+            sys::make_realtime(tid, NAPI_PRIORITY).map_err(|source| {
+                ServeBenchError::RealtimeNapiThread {
+                    tid,
+                    iface: iface.clone(),
+                    source,
+                }
+            })?;
         }
     }
     Ok(())
@@ -56,7 +66,7 @@ pub(super) fn server_cpu_per_reply<T>(
     let busy = || -> Result<Option<Duration>> {
         pin.map(|p| sys::cpu_busy_time(p.server))
             .transpose()
-            .context("reading /proc/stat")
+            .map_err(ServeBenchError::ProcStat)
     };
     let before = busy()?;
     let result = work()?;

@@ -19,10 +19,12 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::children::{EXIT_TIMEOUT, line_channel, wait_timeout};
+use super::{
+    ServeBenchError,
+    children::{EXIT_TIMEOUT, line_channel, wait_timeout},
+};
 
 /// `strace -c` attached to the serving process: it counts the serving phase only, not the
 /// startup (loading and verifying the program alone takes thousands of calls).
@@ -33,7 +35,7 @@ pub(super) struct Tracer {
 
 impl Tracer {
     /// Attaches `strace -c -f -o file` to process `pid` and waits until it traces.
-    pub(super) fn attach(pid: u32, file: &Path) -> Result<Self> {
+    pub(super) fn attach(pid: u32, file: &Path) -> Result<Self, ServeBenchError> {
         let mut child = Command::new("strace")
             .args(["-c", "-f", "-o"])
             .arg(file)
@@ -42,8 +44,11 @@ impl Tracer {
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .context("starting strace (is it installed?)")?;
-        let stderr = child.stderr.take().context("no stderr pipe")?;
+            .map_err(ServeBenchError::StartStrace)?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or(ServeBenchError::NoPipe("stderr"))?;
         let tracer = Self {
             child,
             file: file.to_path_buf(),
@@ -61,18 +66,26 @@ impl Tracer {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        bail!("strace did not attach to the server (pid {pid})")
+        Err(ServeBenchError::StraceNotAttached { pid })
     }
 
     /// strace's table, once the traced process is gone (strace writes it then).
-    pub(super) fn table(&mut self) -> Result<SyscallTable> {
-        let traced = wait_timeout(&mut self.child, EXIT_TIMEOUT).context("waiting for strace")?;
+    pub(super) fn table(&mut self) -> Result<SyscallTable, ServeBenchError> {
+        let traced =
+            wait_timeout(&mut self.child, EXIT_TIMEOUT).map_err(ServeBenchError::WaitStrace)?;
         if !traced {
-            bail!("strace did not finish after the server exited");
+            return Err(ServeBenchError::StraceUnfinished);
         }
-        let text = std::fs::read_to_string(&self.file)
-            .with_context(|| format!("reading strace's summary {}", self.file.display()))?;
-        parse(&text).with_context(|| format!("parsing {}", self.file.display()))
+        let text = std::fs::read_to_string(&self.file).map_err(|source| {
+            ServeBenchError::ReadStraceSummary {
+                path: self.file.clone(),
+                source,
+            }
+        })?;
+        parse(&text).map_err(|source| ServeBenchError::ParseStraceSummary {
+            path: self.file.clone(),
+            source,
+        })
     }
 }
 

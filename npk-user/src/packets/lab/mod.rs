@@ -27,10 +27,13 @@ use npk_common::maps::Sample;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    kernel::attach::AttachMode,
+    kernel::{
+        KernelError,
+        attach::{AttachMode, IfaceNameError},
+    },
     netlab::{self, NetLab, NetLabError},
     output::{OutputError, OutputPath},
-    packets::capture,
+    packets::capture::{self, CaptureError},
 };
 use process::{Proto, Tool, listening, wait_for_line};
 use scenario::{
@@ -90,8 +93,12 @@ pub enum LabError {
         #[source]
         source: io::Error,
     },
-    #[error("attaching the recording classifier: {0:#}")]
-    Capture(anyhow::Error),
+    #[error("attaching the recording classifier")]
+    CaptureIface(#[source] IfaceNameError),
+    #[error("attaching the recording classifier")]
+    Capture(#[source] CaptureError),
+    #[error("attaching the recording classifier")]
+    CaptureCounters(#[source] Box<KernelError>),
     #[error("interrupted; the lab's namespaces and processes were removed")]
     Interrupted,
 }
@@ -551,9 +558,7 @@ fn run_in_server_netns(
     }
 
     let iface = net.clients.host_if.as_str();
-    let iface_name = iface
-        .parse()
-        .map_err(|e| LabError::Capture(anyhow::Error::from(e)))?;
+    let iface_name = iface.parse().map_err(LabError::CaptureIface)?;
     let (attachment, mut sampler) =
         capture::start(&iface_name, config.mode).map_err(LabError::Capture)?;
     let pcap_tmp = config.pcap.as_deref().map(temp_path);
@@ -664,7 +669,7 @@ fn run_in_server_netns(
     let samples_lost = attachment
         .classifier
         .counters()
-        .map_err(|e| LabError::Capture(e.into()))?
+        .map_err(|e| LabError::CaptureCounters(Box::new(e)))?
         .samples_lost;
     drop(attachment);
     let pcap_bytes = match (tcpdump.as_mut(), &pcap_tmp, &config.pcap) {

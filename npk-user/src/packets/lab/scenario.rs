@@ -252,6 +252,11 @@ pub enum Settings {
         /// -l: bytes per write (UDP: per datagram).
         length: u32,
         port: u16,
+        /// --pacing-timer, microseconds (otherwise iperf3's 1,000): how long iperf3 waits
+        /// between bursts of datagrams.
+        pacing_timer_us: Option<u32>,
+        /// --cport: the data stream's source port (otherwise an ephemeral one).
+        client_port: Option<u16>,
     },
     Ping {
         interval_ms: u64,
@@ -312,6 +317,13 @@ pub fn address_counts(scenarios: &[ToolScenario], seed: u64, family: Family) -> 
         .collect()
 }
 
+/// Family A's UDP payload sizes (floods and streams): at most this, or at least
+/// `A_UDP_LARGE_MIN` (B: streams 200-900 bytes, floods 600-1400).
+const A_UDP_SMALL_MAX: i64 = 199;
+const A_UDP_LARGE_MIN: i64 = 1401;
+/// The largest UDP payload in one 1500-byte IPv4 frame.
+const MAX_UDP_PAYLOAD: i64 = 1472;
+
 /// A fixed source port of family A: below 1024 or above 65000 (B draws 1024-65000).
 fn a_src_port(rng: &mut Rng) -> u16 {
     if rng.bool(0.5) {
@@ -346,8 +358,28 @@ pub fn plan(
     // Family A's structural choices alternate with the seed (not drawn), so that every few
     // consecutive runs hold each of them: a fixed or changing source port (odd/even seed,
     // offset per scenario), a UDP flood to one port or to incrementing ports (seed bit 1).
-    let a_fixed_src_port = seed.wrapping_add(scenario as u64).is_multiple_of(2);
-    let a_fixed_dst_port = seed & 2 == 0;
+    let mut a_fixed_src_port = seed.wrapping_add(scenario as u64).is_multiple_of(2);
+    let mut a_fixed_dst_port = seed & 2 == 0;
+    // A's UDP floods: one flow (as all of B's) on half the seeds, incrementing destination
+    // ports from one source port or one destination port from changing ones on a quarter each.
+    if scenario == ToolScenario::UdpFlood {
+        (a_fixed_src_port, a_fixed_dst_port) = match seed % 4 {
+            0 | 1 => (true, true),
+            2 => (true, false),
+            _ => (false, true),
+        };
+    }
+    // A's UDP floods and benign UDP streams are small (below any B size) or large (above any
+    // B size), the same choice in one run (seed bit 2), so that a datagram's size says nothing
+    // about which of the two it is: B's floods are larger than its streams.
+    let a_small_udp = seed & 4 != 0;
+    let a_udp_size = |rng: &mut Rng, small_min: i64| {
+        if a_small_udp {
+            rng.range_i64(small_min, A_UDP_SMALL_MAX)
+        } else {
+            rng.range_i64(A_UDP_LARGE_MIN, MAX_UDP_PAYLOAD)
+        }
+    };
     let count_for = |gap_us: u64| ((duration * 1e6) / gap_us as f64).ceil() as u64 + 1;
     let settings = match scenario {
         ToolScenario::WebSmall | ToolScenario::WebKeepalive => {
@@ -386,6 +418,8 @@ pub fn plan(
             bits_per_s: d.range((5_000_000, 15_000_000), (16_000_000, 40_000_000)) as u64,
             length: d.pick(&[131_072], &[16_384, 1_000]),
             port: IPERF_TCP_PORT,
+            pacing_timer_us: None,
+            client_port: None,
         },
         ToolScenario::BulkUdp => {
             // A: a slow or a fast stream (B's rates lie between the two), B: in between.
@@ -402,8 +436,18 @@ pub fn plan(
                 udp: true,
                 reverse: false,
                 bits_per_s: bits_per_s as u64,
-                length: d.range((1_000, 1_400), (200, 900)) as u32,
+                length: if d.use_a() {
+                    a_udp_size(d.rng, 100)
+                } else {
+                    d.rng.range_i64(200, 900)
+                } as u32,
                 port: IPERF_UDP_PORT,
+                // A: a coarser timer than B's default, so that A's slow streams come in
+                // bursts too, as B's faster ones do (a flood tool's timer sends one by one).
+                pacing_timer_us: d.use_a().then(|| d.rng.range_i64(4_000, 10_000) as u32),
+                // A: a source port from the ranges of A's floods, so that it says nothing
+                // about which of the two a datagram is (B: ephemeral, B's floods 1024-65000).
+                client_port: d.use_a().then(|| a_src_port(d.rng)),
             }
         }
         ToolScenario::Ping => {
@@ -447,7 +491,13 @@ pub fn plan(
             };
             let payload = match mode {
                 HpingMode::Syn => d.pick(&[0], &[0, 16, 64]),
-                HpingMode::Udp => d.range((0, 512), (600, 1400)) as u32,
+                HpingMode::Udp => {
+                    if d.use_a() {
+                        a_udp_size(d.rng, 0) as u32
+                    } else {
+                        d.rng.range_i64(600, 1400) as u32
+                    }
+                }
                 HpingMode::Icmp => d.range((0, 512), (600, 1400)) as u32,
             };
             // A: half its floods keep one source port, from outside B's range; B: always one.
@@ -606,8 +656,16 @@ impl Planned {
                 bits_per_s,
                 length,
                 port,
+                pacing_timer_us,
+                client_port,
             } => {
                 let mut v = s(&["iperf3", "-c", &server, "-B", &src, "-p", &port.to_string()]);
+                if let Some(timer) = pacing_timer_us {
+                    v.extend(s(&["--pacing-timer", &timer.to_string()]));
+                }
+                if let Some(port) = client_port {
+                    v.extend(s(&["--cport", &port.to_string()]));
+                }
                 v.extend(s(&["-t", &format!("{}", self.duration.as_secs().max(1))]));
                 v.extend(s(&[
                     "-b",
@@ -769,8 +827,13 @@ mod tests {
                 udp: true,
                 bits_per_s,
                 length,
+                pacing_timer_us,
                 ..
-            } => vec![format!("udp {bits_per_s}"), format!("udp length {length}")],
+            } => vec![
+                format!("udp {bits_per_s}"),
+                format!("udp length {length}"),
+                format!("pacing {pacing_timer_us:?}"),
+            ],
             _ => vec![],
         };
         let collect = |family| {
@@ -799,7 +862,7 @@ mod tests {
     #[test]
     fn family_a_spans_both_source_port_choices_and_rates_around_b() {
         let (mut fixed_src, mut changing_src, mut fixed_dst, mut incrementing_dst) = (0, 0, 0, 0);
-        let (mut slow, mut fast) = (0, 0);
+        let (mut slow, mut fast, mut one_flow_udp) = (0, 0, 0);
         for seed in 0..50 {
             for p in all_plans(seed, Family::A) {
                 match p.settings {
@@ -816,6 +879,12 @@ mod tests {
                             } else {
                                 &mut changing_src
                             } += 1;
+                        }
+                        if mode == HpingMode::Udp
+                            && fixed_src_port.is_some()
+                            && matches!(dst_port, Some(PortPattern::Fixed(_)))
+                        {
+                            one_flow_udp += 1;
                         }
                         match dst_port {
                             Some(PortPattern::Fixed(_)) if mode == HpingMode::Udp => fixed_dst += 1,
@@ -840,6 +909,49 @@ mod tests {
             ("faster than B", fast),
         ] {
             assert!(n >= 10, "family A has {n} attacks with {what} in 50 runs");
+        }
+        // B's UDP floods are one flow each: A holds them in half its runs.
+        assert!(
+            one_flow_udp >= 25,
+            "family A has {one_flow_udp} one-flow UDP floods in 50 runs"
+        );
+    }
+
+    /// Within family A a UDP datagram's size cannot tell a flood from a benign stream: both
+    /// come small and large, in the same runs.
+    #[test]
+    fn family_a_udp_floods_and_streams_share_their_sizes() {
+        let mut sizes = std::collections::HashSet::new();
+        for seed in 0..50 {
+            for p in all_plans(seed, Family::A) {
+                let (flood, bytes) = match p.settings {
+                    Settings::Hping3 {
+                        mode: HpingMode::Udp,
+                        payload,
+                        ..
+                    } => (true, payload),
+                    Settings::Iperf3 {
+                        udp: true, length, ..
+                    } => (false, length),
+                    _ => continue,
+                };
+                sizes.insert((flood, seed, i64::from(bytes) > A_UDP_SMALL_MAX));
+            }
+        }
+        for seed in 0..50 {
+            for large in [false, true] {
+                assert_eq!(
+                    sizes.contains(&(true, seed, large)),
+                    sizes.contains(&(false, seed, large)),
+                    "seed {seed}: floods and streams differ in size (large {large})"
+                );
+            }
+        }
+        for large in [false, true] {
+            assert!(
+                sizes.iter().filter(|s| s.2 == large).count() >= 20,
+                "family A has too few runs with large {large} UDP"
+            );
         }
     }
 
