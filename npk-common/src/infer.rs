@@ -65,9 +65,17 @@ impl<const WIDTH: usize> NeuronLoop for BoundedLoop<WIDTH> {
     #[inline(always)]
     fn run<F: FnMut(u32)>(&mut self, _n: u32, mut body: F) {
         for i in 0..WIDTH.div_ceil(BLOCK) as u32 {
-            body(i);
+            step(&mut body, i);
         }
     }
+}
+
+/// One step of [`BoundedLoop`] as a call: its stack frame is the step's alone. Inlined, the
+/// unrolled steps' values pile up in one frame (656 bytes for the 32-wide inference in a
+/// function of its own, past the kernel's 512-byte stack).
+#[inline(never)]
+fn step<F: FnMut(u32)>(body: &mut F, i: u32) {
+    body(i);
 }
 
 /// The widest layer of `model`, inputs included: what a [`NeuronLoop::FIXED_WIDTH`] must cover.

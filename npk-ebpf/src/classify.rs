@@ -4,13 +4,12 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use npk_common::{
     host::{HostState, ServiceState},
-    infer::NeuronLoop,
     maps::{
         Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_RECORD_LAST, FLAG_SAMPLE_ALL, FlowState,
         Outcome, Sample,
     },
     model::{MAX_CLASSES, MAX_INPUTS},
-    packet::{Headers, NUM_FEATURES, PacketState, ParseError, observe, parse},
+    packet::{NUM_FEATURES, PacketState, ParseError, observe, parse},
 };
 
 use crate::{
@@ -19,7 +18,7 @@ use crate::{
         CONFIG, ConfigWords, FLOWS, HOSTS, LAST, PACKET, PacketScratch, SAMPLES, SCRATCH, SERVICES,
         STATS,
     },
-    model::{ModelError, active_model, classify as run_model},
+    model::{INFERRED, InferStage, NO_MODEL_LOADED, active_model},
 };
 
 /// What the program should do with the packet.
@@ -30,9 +29,9 @@ pub enum Verdict {
 }
 
 /// Classifies one frame of `wire_len` bytes (`frame` is `None` when its bytes could not be
-/// copied: an empty frame), the model's loops driven by `looper`.
+/// copied: an empty frame), the model's loops driven by `L`.
 #[inline(always)]
-pub fn classify<L: NeuronLoop>(frame: Option<HeaderBuf>, wire_len: u64, looper: &mut L) -> Verdict {
+pub fn classify<L: InferStage>(frame: Option<HeaderBuf>, wire_len: u64) -> Verdict {
     let config = CONFIG.get(0).unwrap_or(&Config::DEFAULT);
     let fail = if config.flags & FLAG_FAIL_CLOSED != 0 {
         Verdict::Drop
@@ -44,7 +43,7 @@ pub fn classify<L: NeuronLoop>(frame: Option<HeaderBuf>, wire_len: u64, looper: 
     };
     // SAFETY: per-CPU map value, only this program on this CPU touches it.
     let stats = unsafe { &mut *stats };
-    let (outcome, verdict) = match classify_ip(frame, wire_len, config, stats, looper) {
+    let (outcome, verdict) = match classify_ip::<L>(frame, wire_len, config, stats) {
         Ok(v) => (Outcome::Classified, v),
         Err(Outcome::NotIp) => {
             stats.non_ip += 1;
@@ -79,7 +78,7 @@ pub fn classify<L: NeuronLoop>(frame: Option<HeaderBuf>, wire_len: u64, looper: 
         // SAFETY: per-CPU map value, used by one program run at a time on this CPU.
         let packet = unsafe { &mut *packet };
         if packet.log_pending != 0 {
-            log_events(packet, config);
+            npk_log_events();
         }
     }
     verdict
@@ -90,11 +89,17 @@ const LOG_VERSION: u32 = 1;
 const LOG_CONFIG: u32 = 2;
 const LOG_SWAP_FAILURE: u32 = 4;
 
-/// Logs what `packet.log_pending` says (rare: a new model version or configuration, retries
-/// run out under pushes). One subprogram called last, so that the verifier walks the log
-/// code once per program end rather than multiplying every path after it.
+/// Logs what `PacketScratch::log_pending` says (rare: a new model version or configuration,
+/// retries run out under pushes). A global function called last: the verifier checks the log
+/// code once, on its own, rather than once per path that reaches the end of the program.
+#[unsafe(no_mangle)]
 #[inline(never)]
-fn log_events(packet: &mut PacketScratch, config: &Config) {
+pub extern "C" fn npk_log_events() -> u32 {
+    let (Some(packet), Some(config)) = (PACKET.get_ptr_mut(0), CONFIG.get(0)) else {
+        return 0;
+    };
+    // SAFETY: per-CPU map value, used by one program run at a time on this CPU.
+    let packet = unsafe { &mut *packet };
     let pending = packet.log_pending;
     packet.log_pending = 0;
     if pending & LOG_VERSION != 0 {
@@ -122,22 +127,21 @@ fn log_events(packet: &mut PacketScratch, config: &Config) {
             "swap conflict: pushes rewrote the model slot under every attempt, the frame got the fail action"
         );
     }
+    0
 }
 
 #[inline(always)]
-fn classify_ip<L: NeuronLoop>(
+fn classify_ip<L: InferStage>(
     frame: Option<HeaderBuf>,
     wire_len: u64,
     config: &Config,
     stats: &mut Counters,
-    looper: &mut L,
 ) -> Result<Verdict, Outcome> {
     let frame = frame.ok_or(Outcome::Truncated)?;
     let packet = PACKET.get_ptr_mut(0).ok_or(Outcome::NoModel)?;
     // SAFETY: per-CPU map value, used by one program run at a time on this CPU.
     let packet = unsafe { &mut *packet };
-    let headers = &mut packet.headers;
-    match parse_stage(&frame, headers) {
+    match npk_parse_stage(frame.len() as u64) {
         0 => {}
         code => {
             return Err(match code {
@@ -152,6 +156,7 @@ fn classify_ip<L: NeuronLoop>(
     // SAFETY: per-CPU scratch, used by one program run at a time on this CPU.
     let scratch = unsafe { &mut *scratch };
 
+    let headers = &packet.headers;
     let flow = match FLOWS.get_ptr_mut(&headers.key) {
         Some(f) => f,
         None => {
@@ -184,14 +189,14 @@ fn classify_ip<L: NeuronLoop>(
         (flow.class, flow.model_version)
     } else {
         stats.inferences += 1;
-        let (class, version) =
-            run_model(scratch, &mut stats.swap_retries, looper).map_err(|e| match e {
-                ModelError::NoModel => Outcome::NoModel,
-                ModelError::SwapConflict => {
-                    packet.log_pending |= LOG_SWAP_FAILURE;
-                    Outcome::SwapFailure
-                }
-            })?;
+        let (class, version) = match L::infer() {
+            INFERRED => (packet.class, packet.version),
+            NO_MODEL_LOADED => return Err(Outcome::NoModel),
+            _ => {
+                packet.log_pending |= LOG_SWAP_FAILURE;
+                return Err(Outcome::SwapFailure);
+            }
+        };
         // On inferences only: cache hits stay as they were, and every new model and flow
         // infers. What changed is logged at the end of the program (see log_events).
         // The bounded-loop programs log nothing (see classify).
@@ -250,13 +255,20 @@ fn differ(a: &ConfigWords, b: &ConfigWords) -> bool {
     a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) != 0
 }
 
-/// Parsing as a subprogram whose result goes to map memory: after it returns, every parse path
-/// leaves the same verifier state, so the paths do not multiply through the rest of the program.
+/// Parses the frame's copy of `len` bytes into `PacketScratch::headers`: 0, or 1 (not IP), 2
+/// (truncated), 3 (malformed). A global function whose result goes to map memory: the
+/// verifier checks the parser once, on its own, and the caller goes on with one state.
+#[unsafe(no_mangle)]
 #[inline(never)]
-fn parse_stage(frame: &HeaderBuf, out: &mut Headers) -> u32 {
-    match parse(frame) {
+pub extern "C" fn npk_parse_stage(len: u64) -> u32 {
+    let (Some(frame), Some(packet)) = (HeaderBuf::copied(len as usize), PACKET.get_ptr_mut(0))
+    else {
+        return 2;
+    };
+    match parse(&frame) {
         Ok(h) => {
-            *out = h;
+            // SAFETY: per-CPU map value, used by one program run at a time on this CPU.
+            unsafe { (*packet).headers = h };
             0
         }
         Err(ParseError::NotIp) => 1,

@@ -61,6 +61,9 @@ pub struct PacketScratch {
     pub version_seen: u32,
     pub config_seen: ConfigWords,
     pub log_pending: u32,
+    /// What the inference stage (model::InferStage) found.
+    pub class: u32,
+    pub version: u32,
 }
 
 /// A [`Config`] as the words it is compared by.

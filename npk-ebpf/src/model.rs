@@ -5,12 +5,12 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_loop;
 use npk_common::{
-    infer::{NeuronLoop, Scratch, infer, required_width},
+    infer::{BoundedLoop, NeuronLoop, Scratch, infer, required_width},
     maps::NO_MODEL,
     model::Model,
 };
 
-use crate::maps::{ACTIVE, MODELS, SLOT_SEQ};
+use crate::maps::{ACTIVE, MODELS, PACKET, SCRATCH, SLOT_SEQ, STATS};
 
 /// Runs each neuron as one `bpf_loop` iteration: the verifier checks the body once, whatever
 /// the layer width.
@@ -139,4 +139,68 @@ pub fn classify<L: NeuronLoop>(
             Ok((class, version))
         },
     )
+}
+
+/// [`InferStage::infer`] results.
+pub const INFERRED: u32 = 0;
+pub const NO_MODEL_LOADED: u32 = 1;
+pub const SWAP_CONFLICT: u32 = 2;
+
+/// A loop driver's inference as a global function of its own (see [`infer_stages`]).
+pub trait InferStage: NeuronLoop {
+    /// Runs [`classify`] on the per-CPU scratch's features; on [`INFERRED`] the class and the
+    /// model version are in the per-CPU `PacketScratch` (`class`, `version`), otherwise
+    /// [`NO_MODEL_LOADED`] or [`SWAP_CONFLICT`]. Retries count in `Counters::swap_retries`.
+    fn infer() -> u32;
+}
+
+/// The body of every [`InferStage::infer`].
+#[inline(always)]
+fn infer_stage<L: NeuronLoop>(mut looper: L) -> u32 {
+    let (Some(scratch), Some(stats), Some(packet)) = (
+        SCRATCH.get_ptr_mut(0),
+        STATS.get_ptr_mut(0),
+        PACKET.get_ptr_mut(0),
+    ) else {
+        return NO_MODEL_LOADED;
+    };
+    // SAFETY: per-CPU map values, used by one program run at a time on this CPU.
+    let (scratch, stats, packet) = unsafe { (&mut *scratch, &mut *stats, &mut *packet) };
+    match classify(scratch, &mut stats.swap_retries, &mut looper) {
+        Ok((class, version)) => {
+            packet.class = class;
+            packet.version = version;
+            INFERRED
+        }
+        Err(ModelError::NoModel) => NO_MODEL_LOADED,
+        Err(ModelError::SwapConflict) => SWAP_CONFLICT,
+    }
+}
+
+/// One global function per loop driver: the verifier checks a global function once, on its
+/// own, with unknown arguments, however many paths of the program reach the call (the bounded
+/// inference alone is a few hundred thousand verified instructions; walked once per path that
+/// reached it, it took the 5.10 verifier past its limit of a million).
+macro_rules! infer_stages {
+    ($($driver:ty = $looper:expr => $name:ident;)*) => {$(
+        #[unsafe(no_mangle)]
+        #[inline(never)]
+        pub extern "C" fn $name() -> u32 {
+            infer_stage($looper)
+        }
+
+        impl InferStage for $driver {
+            #[inline(always)]
+            fn infer() -> u32 {
+                $name()
+            }
+        }
+    )*};
+}
+
+infer_stages! {
+    BpfLoop = BpfLoop => npk_infer_bpf_loop;
+    BoundedLoop<32> = BoundedLoop::<32> => npk_infer_bounded_32;
+    BoundedLoop<64> = BoundedLoop::<64> => npk_infer_bounded_64;
+    BoundedLoop<128> = BoundedLoop::<128> => npk_infer_bounded_128;
 }
