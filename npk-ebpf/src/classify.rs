@@ -18,7 +18,7 @@ use crate::{
         CONFIG, ConfigWords, FLOWS, HOSTS, LAST, PACKET, PacketScratch, SAMPLES, SCRATCH, SERVICES,
         STATS,
     },
-    model::{INFERRED, InferStage, NO_MODEL_LOADED, active_model},
+    model::{INFERRED, InferStage, RACED, READ_ATTEMPTS, active_model},
 };
 
 /// What the program should do with the packet.
@@ -189,13 +189,21 @@ fn classify_ip<L: InferStage>(
         (flow.class, flow.model_version)
     } else {
         stats.inferences += 1;
-        let (class, version) = match L::infer() {
+        let mut result = RACED;
+        for _ in 0..READ_ATTEMPTS {
+            result = L::infer();
+            if result != RACED {
+                break;
+            }
+            stats.swap_retries += 1;
+        }
+        let (class, version) = match result {
             INFERRED => (packet.class, packet.version),
-            NO_MODEL_LOADED => return Err(Outcome::NoModel),
-            _ => {
+            RACED => {
                 packet.log_pending |= LOG_SWAP_FAILURE;
                 return Err(Outcome::SwapFailure);
             }
+            _ => return Err(Outcome::NoModel),
         };
         // On inferences only: cache hits stay as they were, and every new model and flow
         // infers. What changed is logged at the end of the program (see log_events).
