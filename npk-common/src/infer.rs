@@ -250,13 +250,16 @@ pub fn infer<L: NeuronLoop>(model: &Model, scratch: &mut Scratch, looper: &mut L
 
     let logits = if num_layers & 1 == 0 { &*a } else { &*b };
     let classes = (header.num_classes as usize).min(MAX_CLASSES);
-    let mut best = 0;
+    // The best logit kept beside its index rather than read through it: an index the
+    // program reads with is one the verifier must track exactly, so every class that could
+    // be the best so far was another state to walk the rest of the loop with.
+    let (mut best, mut best_logit) = (0, logits[0]);
     for c in 1..MAX_CLASSES {
         if c >= classes {
             break;
         }
-        if logits[c] > logits[best] {
-            best = c;
+        if logits[c] > best_logit {
+            (best, best_logit) = (c, logits[c]);
         }
     }
     best as u32
