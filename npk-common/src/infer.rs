@@ -65,9 +65,17 @@ impl<const WIDTH: usize> NeuronLoop for BoundedLoop<WIDTH> {
     #[inline(always)]
     fn run<F: FnMut(u32)>(&mut self, _n: u32, mut body: F) {
         for i in 0..WIDTH.div_ceil(BLOCK) as u32 {
-            body(i);
+            step(&mut body, i);
         }
     }
+}
+
+/// One step of [`BoundedLoop`] as a call: its stack frame is the step's alone. Inlined, the
+/// unrolled steps' values pile up in one frame (656 bytes for the 32-wide inference in a
+/// function of its own, past the kernel's 512-byte stack).
+#[inline(never)]
+fn step<F: FnMut(u32)>(body: &mut F, i: u32) {
+    body(i);
 }
 
 /// The widest layer of `model`, inputs included: what a [`NeuronLoop::FIXED_WIDTH`] must cover.
@@ -242,13 +250,16 @@ pub fn infer<L: NeuronLoop>(model: &Model, scratch: &mut Scratch, looper: &mut L
 
     let logits = if num_layers & 1 == 0 { &*a } else { &*b };
     let classes = (header.num_classes as usize).min(MAX_CLASSES);
-    let mut best = 0;
+    // The best logit kept beside its index rather than read through it: an index the
+    // program reads with is one the verifier must track exactly, so every class that could
+    // be the best so far was another state to walk the rest of the loop with.
+    let (mut best, mut best_logit) = (0, logits[0]);
     for c in 1..MAX_CLASSES {
         if c >= classes {
             break;
         }
-        if logits[c] > logits[best] {
-            best = c;
+        if logits[c] > best_logit {
+            (best, best_logit) = (c, logits[c]);
         }
     }
     best as u32

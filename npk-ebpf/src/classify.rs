@@ -4,19 +4,21 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use npk_common::{
     host::{HostState, ServiceState},
-    infer::NeuronLoop,
     maps::{
         Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_RECORD_LAST, FLAG_SAMPLE_ALL, FlowState,
         Outcome, Sample,
     },
     model::{MAX_CLASSES, MAX_INPUTS},
-    packet::{Headers, NUM_FEATURES, PacketState, ParseError, observe, parse},
+    packet::{NUM_FEATURES, PacketState, ParseError, observe, parse},
 };
 
 use crate::{
     frame::HeaderBuf,
-    maps::{CONFIG, FLOWS, HOSTS, LAST, PACKET, PacketScratch, SAMPLES, SCRATCH, SERVICES, STATS},
-    model::{ModelError, active_model, classify as run_model},
+    maps::{
+        CONFIG, ConfigWords, FLOWS, HOSTS, LAST, PACKET, PacketScratch, SAMPLES, SCRATCH, SERVICES,
+        STATS,
+    },
+    model::{INFERRED, InferStage, RACED, READ_ATTEMPTS, active_model},
 };
 
 /// What the program should do with the packet.
@@ -27,9 +29,9 @@ pub enum Verdict {
 }
 
 /// Classifies one frame of `wire_len` bytes (`frame` is `None` when its bytes could not be
-/// copied: an empty frame), the model's loops driven by `looper`.
+/// copied: an empty frame), the model's loops driven by `L`.
 #[inline(always)]
-pub fn classify<L: NeuronLoop>(frame: Option<HeaderBuf>, wire_len: u64, looper: &mut L) -> Verdict {
+pub fn classify<L: InferStage>(frame: Option<HeaderBuf>, wire_len: u64) -> Verdict {
     let config = CONFIG.get(0).unwrap_or(&Config::DEFAULT);
     let fail = if config.flags & FLAG_FAIL_CLOSED != 0 {
         Verdict::Drop
@@ -41,7 +43,7 @@ pub fn classify<L: NeuronLoop>(frame: Option<HeaderBuf>, wire_len: u64, looper: 
     };
     // SAFETY: per-CPU map value, only this program on this CPU touches it.
     let stats = unsafe { &mut *stats };
-    let (outcome, verdict) = match classify_ip(frame, wire_len, config, stats, looper) {
+    let (outcome, verdict) = match classify_ip::<L>(frame, wire_len, config, stats) {
         Ok(v) => (Outcome::Classified, v),
         Err(Outcome::NotIp) => {
             stats.non_ip += 1;
@@ -68,23 +70,78 @@ pub fn classify<L: NeuronLoop>(frame: Option<HeaderBuf>, wire_len: u64, looper: 
     if verdict == Verdict::Drop {
         stats.dropped += 1;
     }
+    // Not in the bounded-loop programs (kernels < 5.17): they verify near the kernel's limit
+    // of a million instructions, and the log code would take ~70k more.
+    if L::FIXED_WIDTH.is_none()
+        && let Some(packet) = PACKET.get_ptr_mut(0)
+    {
+        // SAFETY: per-CPU map value, used by one program run at a time on this CPU.
+        let packet = unsafe { &mut *packet };
+        if packet.log_pending != 0 {
+            npk_log_events();
+        }
+    }
     verdict
 }
 
+/// [`PacketScratch::log_pending`]: what this run saw for the first time on its CPU.
+const LOG_VERSION: u32 = 1;
+const LOG_CONFIG: u32 = 2;
+const LOG_SWAP_FAILURE: u32 = 4;
+
+/// Logs what `PacketScratch::log_pending` says (rare: a new model version or configuration,
+/// retries run out under pushes). A global function called last: the verifier checks the log
+/// code once, on its own, rather than once per path that reaches the end of the program.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn npk_log_events() -> u32 {
+    let (Some(packet), Some(config)) = (PACKET.get_ptr_mut(0), CONFIG.get(0)) else {
+        return 0;
+    };
+    // SAFETY: per-CPU map value, used by one program run at a time on this CPU.
+    let packet = unsafe { &mut *packet };
+    let pending = packet.log_pending;
+    packet.log_pending = 0;
+    if pending & LOG_VERSION != 0 {
+        aya_log_ebpf::info!(
+            &(),
+            target: crate::LOG_TARGET,
+            "model version {} first seen on this CPU",
+            packet.version_seen
+        );
+    }
+    if pending & LOG_CONFIG != 0 {
+        aya_log_ebpf::info!(
+            &(),
+            target: crate::LOG_TARGET,
+            "config change seen on this CPU: reinfer every {} packets, flags {:x}, class actions {:x}",
+            config.reinfer_every,
+            config.flags,
+            &config.class_action[..]
+        );
+    }
+    if pending & LOG_SWAP_FAILURE != 0 {
+        aya_log_ebpf::warn!(
+            &(),
+            target: crate::LOG_TARGET,
+            "swap conflict: pushes rewrote the model slot under every attempt, the frame got the fail action"
+        );
+    }
+    0
+}
+
 #[inline(always)]
-fn classify_ip<L: NeuronLoop>(
+fn classify_ip<L: InferStage>(
     frame: Option<HeaderBuf>,
     wire_len: u64,
     config: &Config,
     stats: &mut Counters,
-    looper: &mut L,
 ) -> Result<Verdict, Outcome> {
     let frame = frame.ok_or(Outcome::Truncated)?;
     let packet = PACKET.get_ptr_mut(0).ok_or(Outcome::NoModel)?;
     // SAFETY: per-CPU map value, used by one program run at a time on this CPU.
     let packet = unsafe { &mut *packet };
-    let headers = &mut packet.headers;
-    match parse_stage(&frame, headers) {
+    match npk_parse_stage(frame.len() as u64) {
         0 => {}
         code => {
             return Err(match code {
@@ -99,6 +156,7 @@ fn classify_ip<L: NeuronLoop>(
     // SAFETY: per-CPU scratch, used by one program run at a time on this CPU.
     let scratch = unsafe { &mut *scratch };
 
+    let headers = &packet.headers;
     let flow = match FLOWS.get_ptr_mut(&headers.key) {
         Some(f) => f,
         None => {
@@ -131,11 +189,36 @@ fn classify_ip<L: NeuronLoop>(
         (flow.class, flow.model_version)
     } else {
         stats.inferences += 1;
-        let (class, version) =
-            run_model(scratch, &mut stats.swap_retries, looper).map_err(|e| match e {
-                ModelError::NoModel => Outcome::NoModel,
-                ModelError::SwapConflict => Outcome::SwapFailure,
-            })?;
+        let mut result = RACED;
+        for _ in 0..READ_ATTEMPTS {
+            result = L::infer();
+            if result != RACED {
+                break;
+            }
+            stats.swap_retries += 1;
+        }
+        let (class, version) = match result {
+            INFERRED => (packet.class, packet.version),
+            RACED => {
+                packet.log_pending |= LOG_SWAP_FAILURE;
+                return Err(Outcome::SwapFailure);
+            }
+            _ => return Err(Outcome::NoModel),
+        };
+        // On inferences only: cache hits stay as they were, and every new model and flow
+        // infers. What changed is logged at the end of the program (see log_events).
+        // The bounded-loop programs log nothing (see classify).
+        if L::FIXED_WIDTH.is_none() {
+            if version != packet.version_seen {
+                packet.version_seen = version;
+                packet.log_pending |= LOG_VERSION;
+            }
+            let words = config_words(config);
+            if differ(&words, &packet.config_seen) {
+                packet.config_seen = words;
+                packet.log_pending |= LOG_CONFIG;
+            }
+        }
         flow.class = class;
         flow.model_version = version;
         flow.since_infer = 1;
@@ -167,13 +250,33 @@ fn classify_ip<L: NeuronLoop>(
     })
 }
 
-/// Parsing as a subprogram whose result goes to map memory: after it returns, every parse path
-/// leaves the same verifier state, so the paths do not multiply through the rest of the program.
+#[inline(always)]
+fn config_words(config: &Config) -> ConfigWords {
+    const { assert!(size_of::<Config>() >= size_of::<ConfigWords>()) };
+    // SAFETY: Config is repr(C), 4-aligned and at least that long, all of it plain integers.
+    unsafe { core::ptr::read((config as *const Config).cast::<ConfigWords>()) }
+}
+
+/// `a != b` without the `bcmp` call that array equality may lower to (BPF has none).
+#[inline(always)]
+fn differ(a: &ConfigWords, b: &ConfigWords) -> bool {
+    a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) != 0
+}
+
+/// Parses the frame's copy of `len` bytes into `PacketScratch::headers`: 0, or 1 (not IP), 2
+/// (truncated), 3 (malformed). A global function whose result goes to map memory: the
+/// verifier checks the parser once, on its own, and the caller goes on with one state.
+#[unsafe(no_mangle)]
 #[inline(never)]
-fn parse_stage(frame: &HeaderBuf, out: &mut Headers) -> u32 {
-    match parse(frame) {
+pub extern "C" fn npk_parse_stage(len: u64) -> u32 {
+    let (Some(frame), Some(packet)) = (HeaderBuf::copied(len as usize), PACKET.get_ptr_mut(0))
+    else {
+        return 2;
+    };
+    match parse(&frame) {
         Ok(h) => {
-            *out = h;
+            // SAFETY: per-CPU map value, used by one program run at a time on this CPU.
+            unsafe { (*packet).headers = h };
             0
         }
         Err(ParseError::NotIp) => 1,

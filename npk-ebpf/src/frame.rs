@@ -80,6 +80,22 @@ impl HeaderBuf {
         (r == 0).then_some(Self { buf, len })
     }
 
+    /// The copy an earlier [`HeaderBuf`] of `len` bytes left in the per-CPU buffer (for a
+    /// global function, which gets scalars only; `len` is checked on every read).
+    #[inline(always)]
+    pub fn copied(len: usize) -> Option<Self> {
+        let packet = PACKET.get_ptr_mut(0)?;
+        // SAFETY: per-CPU map value.
+        let buf = unsafe { &raw mut (*packet).buf };
+        Some(Self { buf, len })
+    }
+
+    /// Bytes copied.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     #[inline(always)]
     fn window(frame_len: usize) -> Option<(*mut [u8; HEADER_BUF], usize)> {
         let packet = PACKET.get_ptr_mut(0)?;

@@ -14,6 +14,9 @@ mod maps;
 mod model;
 mod serve;
 
+/// The `log` target of the kernel programs' records (aya-log), for RUST_LOG.
+pub const LOG_TARGET: &str = "npk::kernel";
+
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
     macros::{classifier, xdp},
@@ -30,10 +33,9 @@ use crate::{classify::Verdict, frame::HeaderBuf, model::BpfLoop};
 #[xdp]
 pub fn npk_classify(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    xdp_verdict(classify::classify(
+    xdp_verdict(classify::classify::<BpfLoop>(
         HeaderBuf::from_xdp(&ctx),
         len,
-        &mut BpfLoop,
     ))
 }
 
@@ -41,7 +43,7 @@ pub fn npk_classify(ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn npk_classify_tc(ctx: TcContext) -> i32 {
     let frame = HeaderBuf::from_skb(&ctx);
-    tc_verdict(classify::classify(frame, ctx.len() as u64, &mut BpfLoop))
+    tc_verdict(classify::classify::<BpfLoop>(frame, ctx.len() as u64))
 }
 
 /// [`npk_classify`] and [`npk_classify_tc`] for kernels without `bpf_loop` (< 5.17) and
@@ -54,13 +56,13 @@ macro_rules! bounded_classifiers {
         pub fn $xdp(ctx: XdpContext) -> u32 {
             let len = (ctx.data_end() - ctx.data()) as u64;
             let frame = HeaderBuf::from_xdp_packet(&ctx);
-            xdp_verdict(classify::classify(frame, len, &mut BoundedLoop::<$width>))
+            xdp_verdict(classify::classify::<BoundedLoop<$width>>(frame, len))
         }
 
         #[classifier]
         pub fn $tc(ctx: TcContext) -> i32 {
             let frame = HeaderBuf::from_skb(&ctx);
-            tc_verdict(classify::classify(frame, ctx.len() as u64, &mut BoundedLoop::<$width>))
+            tc_verdict(classify::classify::<BoundedLoop<$width>>(frame, ctx.len() as u64))
         }
     )*};
 }

@@ -56,7 +56,18 @@ pub struct PacketScratch {
     pub spare_host: HostState,
     pub spare_service: ServiceState,
     pub service_key: ServiceKey,
+    /// The model version and configuration this CPU's last inference ran with, and what of
+    /// them (or a swap failure) is to be logged at the end of this run (see classify.rs).
+    pub version_seen: u32,
+    pub config_seen: ConfigWords,
+    pub log_pending: u32,
+    /// What the inference stage (model::InferStage) found.
+    pub class: u32,
+    pub version: u32,
 }
+
+/// A [`Config`] as the words it is compared by.
+pub type ConfigWords = [u32; 6];
 #[map(name = "NPK_LAST")]
 pub static LAST: Array<InferenceRecord> = Array::with_max_entries(1, 0);
 

@@ -5,12 +5,12 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_loop;
 use npk_common::{
-    infer::{NeuronLoop, Scratch, infer, required_width},
+    infer::{BoundedLoop, NeuronLoop, Scratch, infer, required_width},
     maps::NO_MODEL,
     model::Model,
 };
 
-use crate::maps::{ACTIVE, MODELS, SLOT_SEQ};
+use crate::maps::{ACTIVE, MODELS, PACKET, SCRATCH, SLOT_SEQ};
 
 /// Runs each neuron as one `bpf_loop` iteration: the verifier checks the body once, whatever
 /// the layer width.
@@ -81,36 +81,50 @@ pub fn active_model() -> Option<(u32, &'static Model)> {
     Some((slot, MODELS.get(slot)?))
 }
 
+/// Attempts of [`read_active`] (and of the classifier's inference, see classify.rs).
+pub const READ_ATTEMPTS: usize = 3;
+
 /// The seqlock read: runs `read` on the active model between two reads of its slot's
 /// sequence number and returns its result if the number was even (no push writing the slot)
 /// and did not move (no push rewrote it meanwhile): otherwise the result may mix two models
-/// and is thrown away. Three attempts, each failed one counted in `retries`.
+/// and is thrown away. [`READ_ATTEMPTS`] attempts, each failed one counted in `retries`.
 #[inline(always)]
 pub fn read_active<T>(
     retries: &mut u64,
     mut read: impl FnMut(&'static Model) -> Result<T, ModelError>,
 ) -> Result<T, ModelError> {
-    for _ in 0..3 {
-        let Some((slot, model)) = active_model() else {
-            return Err(ModelError::NoModel);
-        };
-        let Some(seq) = SLOT_SEQ.get_ptr(slot) else {
-            return Err(ModelError::NoModel);
-        };
-        // SAFETY: seq points into the map value; volatile keeps the two reads where they are.
-        let before = unsafe { core::ptr::read_volatile(seq) };
-        compiler_barrier();
-        if before & 1 == 0 {
-            let value = read(model)?;
-            compiler_barrier();
-            let after = unsafe { core::ptr::read_volatile(seq) };
-            if before == after {
-                return Ok(value);
-            }
+    for _ in 0..READ_ATTEMPTS {
+        if let Some(value) = read_once(&mut read)? {
+            return Ok(value);
         }
         *retries += 1;
     }
     Err(ModelError::SwapConflict)
+}
+
+/// One attempt of [`read_active`]: `None` when a push raced it.
+#[inline(always)]
+fn read_once<T>(
+    read: &mut impl FnMut(&'static Model) -> Result<T, ModelError>,
+) -> Result<Option<T>, ModelError> {
+    let Some((slot, model)) = active_model() else {
+        return Err(ModelError::NoModel);
+    };
+    let Some(seq) = SLOT_SEQ.get_ptr(slot) else {
+        return Err(ModelError::NoModel);
+    };
+    // SAFETY: seq points into the map value; volatile keeps the two reads where they are.
+    let before = unsafe { core::ptr::read_volatile(seq) };
+    compiler_barrier();
+    if before & 1 == 0 {
+        let value = read(model)?;
+        compiler_barrier();
+        let after = unsafe { core::ptr::read_volatile(seq) };
+        if before == after {
+            return Ok(Some(value));
+        }
+    }
+    Ok(None)
 }
 
 /// Classifies `scratch.features` with the active model, its loops driven by `looper`, under
@@ -127,16 +141,88 @@ pub fn classify<L: NeuronLoop>(
     read_active(
         retries,
         #[inline(always)]
-        |model| {
-            if let Some(width) = L::FIXED_WIDTH
-                && required_width(model) > width
-            {
-                return Err(ModelError::NoModel);
-            }
-            let class = infer(model, scratch, looper);
-            // SAFETY: a map value; volatile keeps the read inside the sequence window.
-            let version = unsafe { core::ptr::read_volatile(&model.header.model_version) };
-            Ok((class, version))
-        },
+        |model| run_model(model, scratch, looper),
     )
+}
+
+/// The inference of one seqlock attempt: (class, model version).
+#[inline(always)]
+fn run_model<L: NeuronLoop>(
+    model: &Model,
+    scratch: &mut Scratch,
+    looper: &mut L,
+) -> Result<(u32, u32), ModelError> {
+    if let Some(width) = L::FIXED_WIDTH
+        && required_width(model) > width
+    {
+        return Err(ModelError::NoModel);
+    }
+    let class = infer(model, scratch, looper);
+    // SAFETY: a map value; volatile keeps the read inside the sequence window.
+    let version = unsafe { core::ptr::read_volatile(&model.header.model_version) };
+    Ok((class, version))
+}
+
+/// [`InferStage::infer`] results.
+pub const INFERRED: u32 = 0;
+pub const NO_MODEL_LOADED: u32 = 1;
+pub const RACED: u32 = 2;
+
+/// A loop driver's inference as a global function of its own (see [`infer_stages`]).
+pub trait InferStage: NeuronLoop {
+    /// One attempt of [`read_active`] running the model on the per-CPU scratch's features:
+    /// on [`INFERRED`] the class and the model version are in the per-CPU `PacketScratch`
+    /// (`class`, `version`); [`RACED`] when a push raced it (the caller retries, up to
+    /// [`READ_ATTEMPTS`] attempts, so that the verifier walks the inference once, not once
+    /// per attempt), [`NO_MODEL_LOADED`] when there is no model to run.
+    fn infer() -> u32;
+}
+
+/// The body of every [`InferStage::infer`].
+#[inline(always)]
+fn infer_stage<L: NeuronLoop>(mut looper: L) -> u32 {
+    let (Some(scratch), Some(packet)) = (SCRATCH.get_ptr_mut(0), PACKET.get_ptr_mut(0)) else {
+        return NO_MODEL_LOADED;
+    };
+    // SAFETY: per-CPU map values, used by one program run at a time on this CPU.
+    let (scratch, packet) = unsafe { (&mut *scratch, &mut *packet) };
+    let mut read = #[inline(always)]
+    |model: &'static Model| run_model(model, scratch, &mut looper);
+    match read_once(&mut read) {
+        Ok(Some((class, version))) => {
+            packet.class = class;
+            packet.version = version;
+            INFERRED
+        }
+        Ok(None) => RACED,
+        Err(_) => NO_MODEL_LOADED,
+    }
+}
+
+/// One global function per loop driver: the verifier checks a global function once, on its
+/// own, with unknown arguments, however many paths of the program reach the call (the bounded
+/// inference alone is a few hundred thousand verified instructions; walked once per path that
+/// reached it, it took the 5.10 verifier past its limit of a million).
+macro_rules! infer_stages {
+    ($($driver:ty = $looper:expr => $name:ident;)*) => {$(
+        #[unsafe(no_mangle)]
+        #[inline(never)]
+        pub extern "C" fn $name() -> u32 {
+            infer_stage($looper)
+        }
+
+        impl InferStage for $driver {
+            #[inline(always)]
+            fn infer() -> u32 {
+                $name()
+            }
+        }
+    )*};
+}
+
+infer_stages! {
+    BpfLoop = BpfLoop => npk_infer_bpf_loop;
+    BoundedLoop<32> = BoundedLoop::<32> => npk_infer_bounded_32;
+    BoundedLoop<64> = BoundedLoop::<64> => npk_infer_bounded_64;
+    BoundedLoop<128> = BoundedLoop::<128> => npk_infer_bounded_128;
 }

@@ -19,6 +19,7 @@ use crate::{
         ControlMaps,
         attach::{self, AttachMode, IfaceName, pin_dir},
         config::{AttachConfig, ClassAction},
+        log::KernelLog,
     },
     model_file::ModelFile,
     noteln, outln,
@@ -145,7 +146,7 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
     let AttachConfig { iface, mode, .. } = config;
     // Caught before anything is attached: every stop signal from here on cleans up.
     let stop = StopSignals::install()?;
-    let attachment = attach::attach(&iface, mode, &model, &kernel_config, pin)?;
+    let mut attachment = attach::attach(&iface, mode, &model, &kernel_config, pin)?;
     if let Some(stale) = &attachment.replaced_stale {
         noteln!(
             "removed the stale pins of an earlier attach on {}: {stale}",
@@ -162,12 +163,15 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
         )?;
         return Ok(());
     }
+    // Only a foreground attach reads the programs' log: a pinned one has no reader.
+    let mut kernel_log = KernelLog::take(&mut attachment.classifier.ebpf)?;
     noteln!("attached to {} ({:?}); Ctrl-C detaches", iface, mode);
     let classes = model.header.num_classes as usize;
     let result = stop.watch(
         &iface,
         false,
         classes,
+        Some(&mut kernel_log),
         || Ok(attachment.classifier.counters()?),
         || Ok(attachment.lost()?),
     );
@@ -284,6 +288,7 @@ pub fn run_stats(args: StatsArgs) -> Result<()> {
         &args.iface,
         args.json,
         classes as usize,
+        None,
         || Ok(maps.counters()?),
         || match attach::pin_state(&args.iface)? {
             Some(attach::PinState::Stale(stale)) => Ok(Some(stale)),
@@ -344,12 +349,13 @@ impl StopSignals {
     }
 
     /// Prints a snapshot every second until a stop signal (Ok) or until `lost` says the
-    /// attachment is gone (an error that says why).
+    /// attachment is gone (an error that says why); forwards `kernel_log` at each snapshot.
     fn watch(
         mut self,
         iface: &IfaceName,
         json: bool,
         classes: usize,
+        mut kernel_log: Option<&mut KernelLog>,
         mut counters: impl FnMut() -> Result<Counters>,
         mut lost: impl FnMut() -> Result<Option<attach::Stale>>,
     ) -> Result<()> {
@@ -362,6 +368,9 @@ impl StopSignals {
                     _ = self.int.recv() => return Ok(()),
                     _ = self.hup.recv() => return Ok(()),
                     _ = tick.tick() => {
+                        if let Some(log) = kernel_log.as_deref_mut() {
+                            log.forward();
+                        }
                         if let Some(why) = lost()? {
                             bail!("the classifier on {iface} is gone: {why}");
                         }

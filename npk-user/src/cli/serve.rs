@@ -182,10 +182,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
                     args.xdp_mode
                 ),
             )?;
+            let mut kernel_log = server.take_log()?;
             let passed = std::thread::scope(|s| {
                 let serving: Vec<_> = passed.iter_mut().map(|p| s.spawn(|| p.run(stop))).collect();
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(POLL);
+                    kernel_log.forward();
                 }
                 serving
                     .into_iter()

@@ -222,7 +222,10 @@ mod tests {
                 .filter(|name| !name.starts_with('.'))
                 .collect();
             let programs: BTreeSet<&str> = parsed.programs.keys().map(String::as_str).collect();
-            assert_eq!(maps, BTreeSet::from(MAP_NAMES), "maps of the {cpu} object");
+            // And aya-log's ring buffer (npk-ebpf's log records).
+            let expected =
+                BTreeSet::from_iter(MAP_NAMES.into_iter().chain([super::super::log::MAP_NAME]));
+            assert_eq!(maps, expected, "maps of the {cpu} object");
             assert_eq!(
                 programs,
                 BTreeSet::from(PROGRAM_NAMES),

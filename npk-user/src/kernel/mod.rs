@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod config;
 pub mod load;
+pub mod log;
 pub mod probe;
 pub mod verify;
 

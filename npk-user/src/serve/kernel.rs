@@ -13,7 +13,9 @@ use npk_common::{
 
 use crate::{
     kernel::{
-        ControlMaps, KernelError, LoadError, load_object, load_program, require_xdp_load_bytes,
+        ControlMaps, KernelError, LoadError, load_object, load_program,
+        log::{KernelLog, KernelLogError},
+        require_xdp_load_bytes,
     },
     netlab::{self, NetLabError},
 };
@@ -111,6 +113,11 @@ impl KernelServer {
             0,
         )?;
         Ok(())
+    }
+
+    /// The program's log records (see [`KernelLog`]), for the process that serves to forward.
+    pub fn take_log(&mut self) -> Result<KernelLog, KernelLogError> {
+        KernelLog::take(&mut self.ebpf)
     }
 
     fn program(&mut self) -> Result<&mut Xdp> {
