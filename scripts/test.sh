@@ -9,10 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=()
 step() { # NAME COMMAND...
-    local name=$1 start=$SECONDS
+    local name=$1 start=$SECONDS rc=0
     shift
-    "$@"
-    steps+=("$(printf '%-14s %5d s' "$name" $((SECONDS - start)))")
+    "$@" || rc=$?
+    local note=
+    [ "$rc" = 0 ] || note="FAILED (exit $rc)"
+    steps+=("$(printf '%-14s %5d s %s' "$name" $((SECONDS - start)) "$note")")
+    [ "$rc" = 0 ] || exit "$rc"
 }
 report() {
     [ ${#steps[@]} -gt 0 ] || return 0
