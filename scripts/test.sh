@@ -2,17 +2,20 @@
 # The test command: everything CI checks. Runs the setup first (quick when all is there).
 # Kernel tests need root: they load programs, create veth pairs and network namespaces.
 # Then the kernel matrix: the kernel checks inside Debian's kernels 5.10 to 7.x in qemu
-# (scripts/vm/run.sh; downloads cached in target/vm-cache; about 25 minutes on 2 CPUs, see
+# (scripts/vm/run.sh; downloads cached in target/vm-cache; about 11 minutes on 2 shared CPUs, see
 # README "Kernels"). NPK_VM=0 leaves the matrix out (CI always runs it: .ci/run).
 # Prints how long each step took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=()
 step() { # NAME COMMAND...
-    local name=$1 start=$SECONDS
+    local name=$1 start=$SECONDS rc=0
     shift
-    "$@"
-    steps+=("$(printf '%-14s %5d s' "$name" $((SECONDS - start)))")
+    "$@" || rc=$?
+    local note=
+    [ "$rc" = 0 ] || note="FAILED (exit $rc)"
+    steps+=("$(printf '%-14s %5d s %s' "$name" $((SECONDS - start)) "$note")")
+    [ "$rc" = 0 ] || exit "$rc"
 }
 report() {
     [ ${#steps[@]} -gt 0 ] || return 0
