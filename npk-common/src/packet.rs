@@ -331,12 +331,9 @@ fn sat_i32(v: u64) -> i32 {
 /// dynamic (RFC 6335's ranges).
 #[inline(always)]
 pub fn port_class(port: u16) -> i32 {
-    match port {
-        0 => 0,
-        1..=1023 => 1,
-        1024..=49151 => 2,
-        _ => 3,
-    }
+    let p = port as i32;
+    // Each term is 1 from its range's first port on (p < 2^16): no branch for the verifier.
+    ((p + 0xffff) >> 16) + ((p + 0x1_0000 - 1024) >> 16) + ((p + 0x1_0000 - 49152) >> 16)
 }
 
 /// The state a packet updates: its flow's, its source host's and its service's.
@@ -374,13 +371,21 @@ pub fn observe(h: &Headers, state: PacketState<'_>, now_ns: u64, out: &mut [i32;
     state.host.observe(&event, now_ns, host_out);
     state.service.observe(&event, now_ns, service_out);
     if h.key.protocol == PROTO_UDP {
-        // No sizes for UDP (see the schema notes above); the host still counts the bytes.
-        host_out[HOST_BYTE_RATE] = 0;
+        // No sizes for UDP and port classes (see the schema notes above), in one branch: the
+        // host and flow still count the bytes.
+        for i in UDP_SIZE_FEATURES {
+            out[i] = 0;
+        }
+        out[SRC_PORT] = port_class(h.key.src_port);
+        out[DST_PORT] = port_class(h.key.dst_port);
     }
 }
 
-/// The byte rate's index among the host features.
-const HOST_BYTE_RATE: usize = 1;
+/// Feature indices: the ports, and the sizes a UDP datagram leaves out (IP length, payload,
+/// the flow's mean size, the host's byte rate).
+const SRC_PORT: usize = 4;
+const DST_PORT: usize = 5;
+const UDP_SIZE_FEATURES: [usize; 4] = [2, 7, 10, FLOW_FEATURES + 1];
 
 /// The packet and flow features.
 #[inline(always)]
@@ -407,28 +412,18 @@ fn observe_flow(h: &Headers, flow: &mut FlowState, now_ns: u64, out: &mut [i32; 
         flow.fin_rst += (h.tcp_flags & FIN_RST != 0) as u32;
         flow.ack += (h.tcp_flags & ACK != 0) as u32;
     }
-    // UDP: no sizes and port classes (see the schema notes above).
-    let udp = h.key.protocol == PROTO_UDP;
-    let size = |bytes: u64| if udp { 0 } else { sat_i32(bytes) };
-    let port = |p: u16| {
-        if udp {
-            port_class(p)
-        } else {
-            log2_q3(p as u64)
-        }
-    };
     *out = [
         h.ip_version as i32,
         h.key.protocol as i32,
-        size(h.ip_len as u64),
+        sat_i32(h.ip_len as u64),
         sat_i32(h.ip_header_len as u64),
-        port(h.key.src_port),
-        port(h.key.dst_port),
+        log2_q3(h.key.src_port as u64),
+        log2_q3(h.key.dst_port as u64),
         h.tcp_flags as i32,
-        size(h.payload_len as u64),
+        sat_i32(h.payload_len as u64),
         h.icmp_type as i32,
         log2_q3(flow.packets as u64),
-        size(flow.bytes / flow.packets as u64),
+        sat_i32(flow.bytes / flow.packets as u64),
         log2_q3(iat_us),
         log2_q3(flow.syn as u64),
         log2_q3(flow.fin_rst as u64),
