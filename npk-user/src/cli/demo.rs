@@ -22,8 +22,8 @@ use crate::{
 /// curve as SVG. Needs root; removes everything it made on exit (Ctrl-C too).
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// The traffic: real tools (settings family A recorded for training, a family-B run
-    /// classified live) or npk's own generator.
+    /// The traffic: real tools (settings family A recorded for training, two family-B runs
+    /// classified live: every class passed, then attacks dropped) or npk's own generator.
     #[arg(long, value_enum, default_value = "tools")]
     pub lab: LabKind,
     /// --lab tools: lab runs recorded for training (seeds 100 * seed + 1, + 2, ...).
@@ -32,7 +32,8 @@ pub struct DemoArgs {
     /// Seconds of traffic captured for training (--lab tools: per run).
     #[arg(long, default_value_t = 10, value_name = "S")]
     pub capture: u64,
-    /// Seconds of fresh traffic classified by the attached model.
+    /// Seconds of fresh traffic classified by the attached model (--lab tools: each of the
+    /// two family-B runs, every class passed and attacks dropped).
     #[arg(long, default_value_t = 15, value_name = "S")]
     pub replay: u64,
     /// --lab synthetic: multiplies every traffic scenario's rate.

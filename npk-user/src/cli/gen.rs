@@ -25,7 +25,7 @@ use crate::{
 /// Which generator `npk gen` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LabKind {
-    /// npk's own packets (raw sockets and a responder), the demo's traffic.
+    /// npk's own packets (raw sockets and a responder).
     Synthetic,
     /// Real tools (nginx, dnsmasq, iperf3, curl, dig, ping, hping3, nmap) between two
     /// namespaces, with settings drawn from the seed and recorded in a manifest.

@@ -92,7 +92,7 @@ pub enum Command {
     /// Generate labelled benign and attack traffic in a new namespace, recorded into a CSV.
     #[command(after_help = "Example:\n  sudo npk gen --seconds 10 --out traffic.csv")]
     Gen(r#gen::GenArgs),
-    /// The whole pipeline on generated traffic in a throwaway namespace, with a live table.
+    /// The whole pipeline on real-tool (or generated) traffic in throwaway namespaces.
     #[command(after_help = "Example:\n  sudo npk demo --json")]
     Demo(demo::DemoArgs),
     /// Answer inference requests over UDP, in the kernel (XDP) or from userspace.

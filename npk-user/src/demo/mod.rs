@@ -113,7 +113,7 @@ pub struct DemoConfig {
     pub traffic: Traffic,
     /// Traffic recorded for training (real tools: per run).
     pub capture: Duration,
-    /// Fresh traffic classified by the attached model.
+    /// Fresh traffic classified by the attached model (real tools: per run).
     pub replay: Duration,
     /// Multiplies every scenario's rate (synthetic traffic).
     pub rate_scale: f64,
