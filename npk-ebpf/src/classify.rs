@@ -70,8 +70,8 @@ pub fn classify<L: InferStage>(frame: Option<HeaderBuf>, wire_len: u64) -> Verdi
     if verdict == Verdict::Drop {
         stats.dropped += 1;
     }
-    // Not in the bounded-loop programs (kernels < 5.17): they verify near the kernel's limit
-    // of a million instructions, and the log code would take ~70k more.
+    // Not in the bounded-loop programs (kernels < 5.17): not yet tried on those kernels with
+    // the log, and 5.10 refuses the widest of them (npk_bounded_128) at its limit already.
     if L::FIXED_WIDTH.is_none()
         && let Some(packet) = PACKET.get_ptr_mut(0)
     {
@@ -206,7 +206,7 @@ fn classify_ip<L: InferStage>(
             _ => return Err(Outcome::NoModel),
         };
         // On inferences only: cache hits stay as they were, and every new model and flow
-        // infers. What changed is logged at the end of the program (see log_events).
+        // infers. What changed is logged at the end of the program (see npk_log_events).
         // The bounded-loop programs log nothing (see classify).
         if L::FIXED_WIDTH.is_none() {
             if version != packet.version_seen {
@@ -285,8 +285,9 @@ pub extern "C" fn npk_parse_stage(len: u64) -> u32 {
     }
 }
 
-/// Host and service lookups, flow/host/service update and features, a subprogram for the same
-/// reason as [`parse_stage`].
+/// Host and service lookups, flow/host/service update and features, a subprogram whose results
+/// go to map memory: after it returns, its paths leave the same verifier state. (Not a global
+/// function: those take scalars and the context only, and the caller keeps the flow pointer.)
 ///
 /// The host and service tables are shared LRU maps updated with plain read-modify-writes, like
 /// the flow table: two CPUs updating one host at once can lose one of the updates (a count
