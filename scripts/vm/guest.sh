@@ -4,7 +4,8 @@
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp
+# No tmpfs over /tmp: the initramfs root is writable already, and a checkout under /tmp (the
+# npk binary and the tests sit at their host paths) would be hidden by it.
 mount -t tmpfs run /run
 mount -t bpf bpf /sys/fs/bpf
 mkdir -p /dev/shm /var/run /tmp/home && mount -t tmpfs shm /dev/shm
