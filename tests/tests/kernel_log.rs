@@ -6,15 +6,18 @@
 //! The binary is the one `cargo test --release` builds next to this test
 //! (target/release/npk).
 
+#[allow(dead_code)] // Running: these tests read a foreground attach's stderr (Foreground)
+mod common;
+
 use std::{
     io::{BufRead, BufReader},
     net::UdpSocket,
-    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
 
+use common::{npk, trained_model};
 use npk::{
     kernel::{ControlMaps, attach::pin_dir},
     netlab::NetLab,
@@ -22,48 +25,7 @@ use npk::{
 use npk_common::{
     maps::{Action, Config},
     model::MAX_CLASSES,
-    packet::FEATURE_NAMES,
 };
-
-/// target/release/npk, next to target/release/deps/ where this test runs.
-fn npk() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|release| release.join("npk"))
-        .unwrap();
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo build --release` builds it",
-        bin.display()
-    );
-    bin
-}
-
-/// A two-class packet-feature model trained by `npk train` into `dir`.
-fn model(dir: &Path) -> String {
-    let csv = dir.join("p.csv");
-    let mut text = FEATURE_NAMES.join(",") + ",label\n";
-    for row in 0..240u32 {
-        let class = row % 2;
-        let values: Vec<String> = (0..FEATURE_NAMES.len() as u32)
-            .map(|f| ((row * 7 + f * 13) % 50 + class * 40).to_string())
-            .collect();
-        text += &format!("{},{class}\n", values.join(","));
-    }
-    std::fs::write(&csv, text).unwrap();
-    let out = dir.join("m.npk");
-    let (csv, out) = (csv.to_str().unwrap(), out.to_str().unwrap().to_string());
-    let status = Command::new(npk())
-        .args([
-            "train", "--data", csv, "--epochs", "2", "--hidden", "8", "--out", &out,
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "npk train failed");
-    out
-}
 
 /// A foreground `npk attach` with RUST_LOG=info whose stderr lines arrive on a channel.
 struct Foreground {
@@ -144,7 +106,7 @@ fn send(lab: &NetLab) {
 #[test]
 fn a_pushed_model_version_is_logged_when_first_seen() {
     let dir = tempfile::tempdir().unwrap();
-    let model = model(dir.path());
+    let model = trained_model(dir.path(), 2);
     let lab = NetLab::create(1).unwrap();
     let iface = lab.host_if.as_str();
     let mut fg = Foreground::attach(iface, &model);
@@ -168,7 +130,7 @@ fn a_pushed_model_version_is_logged_when_first_seen() {
 #[test]
 fn a_config_change_is_logged_when_seen() {
     let dir = tempfile::tempdir().unwrap();
-    let model = model(dir.path());
+    let model = trained_model(dir.path(), 2);
     let lab = NetLab::create(1).unwrap();
     let iface = lab.host_if.as_str();
     let mut fg = Foreground::attach(iface, &model);

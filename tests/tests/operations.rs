@@ -14,9 +14,8 @@ use std::{
     time::Duration,
 };
 
-use common::{Running, npk};
+use common::{Running, npk, trained_model};
 use npk::netlab::NetLab;
-use npk_common::packet::FEATURE_NAMES;
 
 #[track_caller]
 fn ok(args: &[&str]) -> Output {
@@ -28,26 +27,6 @@ fn ok(args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// A packet-feature model with 3 classes, trained by `npk train` in `dir`.
-fn model(dir: &Path) -> String {
-    let csv = dir.join("p.csv");
-    let mut text = FEATURE_NAMES.join(",") + ",label\n";
-    for row in 0..240u32 {
-        let class = row % 3;
-        let values: Vec<String> = (0..FEATURE_NAMES.len() as u32)
-            .map(|f| ((row * 7 + f * 13) % 50 + class * 40).to_string())
-            .collect();
-        text += &format!("{},{class}\n", values.join(","));
-    }
-    std::fs::write(&csv, text).unwrap();
-    let out = dir.join("m.npk");
-    let (csv, out) = (csv.to_str().unwrap(), out.to_str().unwrap());
-    ok(&[
-        "train", "--data", csv, "--epochs", "2", "--hidden", "8", "--out", out,
-    ]);
-    out.to_string()
 }
 
 /// SIGTERM, then the exit status and every line, waiting at most 10 s.
@@ -109,7 +88,7 @@ fn stats_json(iface: &str) -> serde_json::Value {
 #[test]
 fn the_exporter_shows_what_npk_stats_shows_and_promtool_accepts_it() {
     let dir = tempfile::tempdir().unwrap();
-    let model = model(dir.path());
+    let model = trained_model(dir.path(), 3);
     let classifier_lab = NetLab::create(1).unwrap();
     let server_lab = NetLab::create(1).unwrap();
     let iface = classifier_lab.host_if.as_str();
@@ -384,7 +363,7 @@ fn the_units_pass_systemd_analyze_verify() {
 #[test]
 fn the_units_commands_attach_from_the_config_survive_npk_and_detach() {
     let dir = tempfile::tempdir().unwrap();
-    model(dir.path());
+    trained_model(dir.path(), 3);
     let lab = NetLab::create(1).unwrap();
     let iface = lab.host_if.as_str();
     std::fs::write(

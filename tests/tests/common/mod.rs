@@ -20,6 +20,30 @@ pub fn npk() -> PathBuf {
     bin
 }
 
+/// A packet-feature model with `classes` classes, trained by `npk train` into `dir` from
+/// separable synthetic rows; returns the model file's path.
+#[allow(dead_code)] // not every test binary that includes this module trains a model
+pub fn trained_model(dir: &Path, classes: u32) -> String {
+    let csv = dir.join("p.csv");
+    let mut text = npk_common::packet::FEATURE_NAMES.join(",") + ",label\n";
+    for row in 0..240u32 {
+        let class = row % classes;
+        let values: Vec<String> = (0..npk_common::packet::FEATURE_NAMES.len() as u32)
+            .map(|f| ((row * 7 + f * 13) % 50 + class * 40).to_string())
+            .collect();
+        text += &format!("{},{class}\n", values.join(","));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = dir.join("m.npk").to_str().unwrap().to_string();
+    let status = Command::new(npk())
+        .args(["train", "--data", csv.to_str().unwrap()])
+        .args(["--epochs", "2", "--hidden", "8", "--out", &out])
+        .status()
+        .unwrap();
+    assert!(status.success(), "npk train failed");
+    out
+}
+
 /// A long-running npk whose stdout and stderr lines arrive on a channel.
 pub struct Running {
     pub child: Child,
