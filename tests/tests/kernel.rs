@@ -85,6 +85,16 @@ fn assert_bit_exact(classifier: &mut Classifier, hidden: &[usize], classes: usiz
 }
 
 /// Says what was loaded (the VM matrix's summary reads these lines).
+/// The loaded classifier's XDP program `name`, to attach or detach it by hand.
+fn xdp_program<'a>(classifier: &'a mut Classifier, name: &str) -> &'a mut Xdp {
+    classifier
+        .ebpf
+        .program_mut(name)
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
 fn report_loaded(classifier: &Classifier) {
     let insns = classifier
         .program_info()
@@ -146,29 +156,14 @@ fn one_xdp_classifier_is_exact_at_every_width_and_runs_on_veth_in_both_modes() {
         .push(&random_packet_model(&[16, 16], 3, 11).unwrap())
         .unwrap();
     for mode in [XdpMode::Driver, XdpMode::Skb] {
-        let xdp: &mut Xdp = classifier
-            .ebpf
-            .program_mut(name)
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let xdp = xdp_program(&mut classifier, name);
         let link = xdp.attach(&lab.host_if, mode).unwrap();
         count_traffic(&lab, &classifier, 1000, &format!("{mode:?}"));
-        let xdp: &mut Xdp = classifier
-            .ebpf
-            .program_mut(name)
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let xdp = xdp_program(&mut classifier, name);
         xdp.detach(link).unwrap();
     }
 
-    let xdp: &mut Xdp = classifier
-        .ebpf
-        .program_mut(name)
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let xdp = xdp_program(&mut classifier, name);
     let link = xdp.attach(&lab.host_if, XdpMode::Skb).unwrap();
     classifier.set_config(&config(0, Some(0))).unwrap();
     let before = classifier.counters().unwrap();
@@ -179,12 +174,7 @@ fn one_xdp_classifier_is_exact_at_every_width_and_runs_on_veth_in_both_modes() {
         "{after:?}"
     );
     hot_swap_under_traffic_never_mixes_models(&lab, &mut classifier);
-    let xdp: &mut Xdp = classifier
-        .ebpf
-        .program_mut(name)
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let xdp = xdp_program(&mut classifier, name);
     xdp.detach(link).unwrap();
     pinned_attach_survives_its_handle_and_detach_removes_everything(&lab, classifier);
 }
