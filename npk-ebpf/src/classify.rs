@@ -14,10 +14,7 @@ use npk_common::{
 
 use crate::{
     frame::HeaderBuf,
-    maps::{
-        CONFIG, ConfigWords, FLOWS, HOSTS, LAST, PACKET, PacketScratch, SAMPLES, SCRATCH, SERVICES,
-        STATS,
-    },
+    maps::{CONFIG, ConfigWords, FLOWS, HOSTS, LAST, PACKET, SAMPLES, SCRATCH, SERVICES, STATS},
     model::{INFERRED, InferStage, RACED, READ_ATTEMPTS, active_model},
 };
 
@@ -156,37 +153,14 @@ fn classify_ip<L: InferStage>(
     // SAFETY: per-CPU scratch, used by one program run at a time on this CPU.
     let scratch = unsafe { &mut *scratch };
 
-    let headers = &packet.headers;
-    let flow = match FLOWS.get_ptr_mut(&headers.key) {
-        Some(f) => f,
-        None => {
-            // A full LRU evicts for us; if even that fails, the packet is a flow of its own.
-            packet.spare_flow = FlowState::default();
-            let _ = FLOWS.insert(&headers.key, &packet.spare_flow, 0);
-            FLOWS
-                .get_ptr_mut(&headers.key)
-                .unwrap_or(&raw mut packet.spare_flow)
-        }
+    let cached = match npk_flow_stage(now) {
+        FLOW_INFER => false,
+        FLOW_CACHED => true,
+        _ => return Err(Outcome::NoModel),
     };
-    // SAFETY: map value. Concurrent CPUs may race on a flow's counters; they are statistics,
-    // a lost update only skews a feature slightly.
-    let flow = unsafe { &mut *flow };
-    observe_stage(packet, flow, now, &mut scratch.features);
-    let headers = &packet.headers;
-
-    let (_, model) = active_model().ok_or(Outcome::NoModel)?;
-    let every = if config.reinfer_every == 0 {
-        1
-    } else {
-        config.reinfer_every
-    };
-    let cached = flow.since_infer > 0
-        && flow.since_infer < every
-        && flow.model_version == model.header.model_version;
     let (class, version) = if cached {
         stats.cache_hits += 1;
-        flow.since_infer += 1;
-        (flow.class, flow.model_version)
+        (packet.class, packet.version)
     } else {
         stats.inferences += 1;
         let mut result = RACED;
@@ -219,11 +193,18 @@ fn classify_ip<L: InferStage>(
                 packet.log_pending |= LOG_CONFIG;
             }
         }
-        flow.class = class;
-        flow.model_version = version;
-        flow.since_infer = 1;
+        // Looked up again: the flow stage, a global function, cannot hand its pointer back.
+        // A flow gone meanwhile (evicted, or never stored) just infers on its next packet.
+        if let Some(flow) = FLOWS.get_ptr_mut(&packet.headers.key) {
+            // SAFETY: map value; races as in npk_flow_stage.
+            let flow = unsafe { &mut *flow };
+            flow.class = class;
+            flow.model_version = version;
+            flow.since_infer = 1;
+        }
         (class, version)
     };
+    let headers = &packet.headers;
 
     let c = class as usize & (MAX_CLASSES - 1);
     stats.class_packets[c] += 1;
@@ -285,9 +266,17 @@ pub extern "C" fn npk_parse_stage(len: u64) -> u32 {
     }
 }
 
-/// Host and service lookups, flow/host/service update and features, a subprogram whose results
-/// go to map memory: after it returns, its paths leave the same verifier state. (Not a global
-/// function: those take scalars and the context only, and the caller keeps the flow pointer.)
+/// [`npk_flow_stage`] results: infer, reuse the flow's verdict (in `PacketScratch::class` and
+/// `version`), or no model (or no per-CPU memory) to classify with.
+const FLOW_INFER: u32 = 0;
+const FLOW_CACHED: u32 = 1;
+const FLOW_NO_MODEL: u32 = 2;
+
+/// Flow, host and service lookups (created when new), their update and the features (into
+/// `Scratch::features`), and whether the flow's cached verdict still holds. A global function:
+/// the verifier checks it once, on its own, and the caller goes on from one state whatever
+/// path the packet took in here (as a static subprogram, its paths multiplied everything after
+/// it: the 5.10 verifier's million-instruction limit).
 ///
 /// The host and service tables are shared LRU maps updated with plain read-modify-writes, like
 /// the flow table: two CPUs updating one host at once can lose one of the updates (a count
@@ -295,14 +284,27 @@ pub extern "C" fn npk_parse_stage(len: u64) -> u32 {
 /// tear, so a feature is never garbage, only a little low, and only while a host or service
 /// sends on several CPUs at once: an attack's rates are then far above benign ones anyway.
 /// Atomics would cost a locked add per counter per packet, on the hottest entries.
+#[unsafe(no_mangle)]
 #[inline(never)]
-fn observe_stage(
-    packet: &mut PacketScratch,
-    flow: &mut FlowState,
-    now: u64,
-    features: &mut [i32; MAX_INPUTS],
-) {
+pub extern "C" fn npk_flow_stage(now: u64) -> u32 {
+    let (Some(packet), Some(scratch)) = (PACKET.get_ptr_mut(0), SCRATCH.get_ptr_mut(0)) else {
+        return FLOW_NO_MODEL;
+    };
+    // SAFETY: per-CPU map values, used by one program run at a time on this CPU.
+    let (packet, scratch) = unsafe { (&mut *packet, &mut *scratch) };
     let h = &packet.headers;
+    // A full LRU evicts for us; if even that fails, the packet is a flow (host, service) of
+    // its own, in this CPU's spare.
+    let flow = match FLOWS.get_ptr_mut(&h.key) {
+        Some(f) => f,
+        None => {
+            packet.spare_flow = FlowState::default();
+            let _ = FLOWS.insert(&h.key, &packet.spare_flow, 0);
+            FLOWS
+                .get_ptr_mut(&h.key)
+                .unwrap_or(&raw mut packet.spare_flow)
+        }
+    };
     let host = match HOSTS.get_ptr_mut(&h.key.src) {
         Some(v) => v,
         None => {
@@ -325,15 +327,39 @@ fn observe_stage(
         }
     };
     // SAFETY: map values (or this CPU's spares); races as described above.
-    let state = unsafe {
-        PacketState {
-            flow,
-            host: &mut *host,
-            service: &mut *service,
-        }
+    let (flow, host, service) = unsafe { (&mut *flow, &mut *host, &mut *service) };
+    if let Some(out) = scratch.features.first_chunk_mut::<NUM_FEATURES>() {
+        observe(
+            h,
+            PacketState {
+                flow,
+                host,
+                service,
+            },
+            now,
+            out,
+        );
+    }
+
+    let Some((_, model)) = active_model() else {
+        return FLOW_NO_MODEL;
     };
-    if let Some(out) = features.first_chunk_mut::<NUM_FEATURES>() {
-        observe(h, state, now, out);
+    let config = CONFIG.get(0).unwrap_or(&Config::DEFAULT);
+    let every = if config.reinfer_every == 0 {
+        1
+    } else {
+        config.reinfer_every
+    };
+    if flow.since_infer > 0
+        && flow.since_infer < every
+        && flow.model_version == model.header.model_version
+    {
+        flow.since_infer += 1;
+        packet.class = flow.class;
+        packet.version = flow.model_version;
+        FLOW_CACHED
+    } else {
+        FLOW_INFER
     }
 }
 

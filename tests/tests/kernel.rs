@@ -327,10 +327,8 @@ fn pinned_attach_survives_its_handle_and_detach_removes_everything(
         .args(["link", "show", &lab.host_if])
         .output()
         .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&xdp.stdout).contains("xdp"),
-        "program still attached"
-    );
+    let shown = String::from_utf8_lossy(&xdp.stdout);
+    assert!(!shown.contains("xdp"), "program still attached: {shown}");
     assert!(
         attach::detach(&iface(lab)).is_err(),
         "second detach must say nothing is attached"
