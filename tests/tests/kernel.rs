@@ -84,7 +84,6 @@ fn assert_bit_exact(classifier: &mut Classifier, hidden: &[usize], classes: usiz
     assert!(r.valid > 3_500 && r.rejected > 250, "{r:?}");
 }
 
-/// Says what was loaded (the VM matrix's summary reads these lines).
 /// The loaded classifier's XDP program `name`, to attach or detach it by hand.
 fn xdp_program<'a>(classifier: &'a mut Classifier, name: &str) -> &'a mut Xdp {
     classifier
@@ -95,12 +94,14 @@ fn xdp_program<'a>(classifier: &'a mut Classifier, name: &str) -> &'a mut Xdp {
         .unwrap()
 }
 
+/// Says what was loaded (the VM matrix's summary reads these lines).
 fn report_loaded(classifier: &Classifier) {
+    // Kernels before 5.16 do not count: "?".
     let insns = classifier
         .program_info()
         .unwrap()
         .verified_instruction_count()
-        .unwrap_or(0);
+        .map_or("?".to_string(), |n| n.to_string());
     println!(
         "npk-loaded: {} cpu {} insns {insns}",
         classifier.program_name(),
