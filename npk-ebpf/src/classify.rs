@@ -14,7 +14,10 @@ use npk_common::{
 
 use crate::{
     frame::HeaderBuf,
-    maps::{CONFIG, ConfigWords, FLOWS, HOSTS, LAST, PACKET, SAMPLES, SCRATCH, SERVICES, STATS},
+    maps::{
+        CONFIG, ConfigWords, FLOWS, HOSTS, LAST, PACKET, PacketScratch, SAMPLES, SCRATCH, SERVICES,
+        STATS,
+    },
     model::{INFERRED, InferStage, RACED, READ_ATTEMPTS, active_model},
 };
 
@@ -153,57 +156,30 @@ fn classify_ip<L: InferStage>(
     // SAFETY: per-CPU scratch, used by one program run at a time on this CPU.
     let scratch = unsafe { &mut *scratch };
 
-    let cached = match npk_flow_stage(now) {
-        FLOW_INFER => false,
+    let cached = match L::flow_stage(now) {
         FLOW_CACHED => true,
+        FLOW_INFERRED => false,
+        FLOW_RACED => {
+            packet.log_pending |= LOG_SWAP_FAILURE;
+            return Err(Outcome::SwapFailure);
+        }
         _ => return Err(Outcome::NoModel),
     };
-    let (class, version) = if cached {
-        stats.cache_hits += 1;
-        (packet.class, packet.version)
-    } else {
-        stats.inferences += 1;
-        let mut result = RACED;
-        for _ in 0..READ_ATTEMPTS {
-            result = L::infer();
-            if result != RACED {
-                break;
-            }
-            stats.swap_retries += 1;
+    let (class, version) = (packet.class, packet.version);
+    // On inferences only: cache hits stay as they were, and every new model and flow infers.
+    // What changed is logged at the end of the program (see npk_log_events). The bounded-loop
+    // programs log nothing (see classify).
+    if !cached && L::FIXED_WIDTH.is_none() {
+        if version != packet.version_seen {
+            packet.version_seen = version;
+            packet.log_pending |= LOG_VERSION;
         }
-        let (class, version) = match result {
-            INFERRED => (packet.class, packet.version),
-            RACED => {
-                packet.log_pending |= LOG_SWAP_FAILURE;
-                return Err(Outcome::SwapFailure);
-            }
-            _ => return Err(Outcome::NoModel),
-        };
-        // On inferences only: cache hits stay as they were, and every new model and flow
-        // infers. What changed is logged at the end of the program (see npk_log_events).
-        // The bounded-loop programs log nothing (see classify).
-        if L::FIXED_WIDTH.is_none() {
-            if version != packet.version_seen {
-                packet.version_seen = version;
-                packet.log_pending |= LOG_VERSION;
-            }
-            let words = config_words(config);
-            if differ(&words, &packet.config_seen) {
-                packet.config_seen = words;
-                packet.log_pending |= LOG_CONFIG;
-            }
+        let words = config_words(config);
+        if differ(&words, &packet.config_seen) {
+            packet.config_seen = words;
+            packet.log_pending |= LOG_CONFIG;
         }
-        // Looked up again: the flow stage, a global function, cannot hand its pointer back.
-        // A flow gone meanwhile (evicted, or never stored) just infers on its next packet.
-        if let Some(flow) = FLOWS.get_ptr_mut(&packet.headers.key) {
-            // SAFETY: map value; races as in npk_flow_stage.
-            let flow = unsafe { &mut *flow };
-            flow.class = class;
-            flow.model_version = version;
-            flow.since_infer = 1;
-        }
-        (class, version)
-    };
+    }
     let headers = &packet.headers;
 
     let c = class as usize & (MAX_CLASSES - 1);
@@ -266,17 +242,22 @@ pub extern "C" fn npk_parse_stage(len: u64) -> u32 {
     }
 }
 
-/// [`npk_flow_stage`] results: infer, reuse the flow's verdict (in `PacketScratch::class` and
-/// `version`), or no model (or no per-CPU memory) to classify with.
-const FLOW_INFER: u32 = 0;
-const FLOW_CACHED: u32 = 1;
-const FLOW_NO_MODEL: u32 = 2;
+/// [`InferStage::flow_stage`] results: the flow's cached verdict still holds, or the model
+/// ran (either way class and model version are in `PacketScratch::class` and `version`), or
+/// pushes raced every attempt, or there is no model (or no per-CPU memory) to classify with.
+pub const FLOW_CACHED: u32 = 0;
+pub const FLOW_INFERRED: u32 = 1;
+pub const FLOW_RACED: u32 = 2;
+pub const FLOW_NO_MODEL: u32 = 3;
 
-/// Flow, host and service lookups (created when new), their update and the features (into
-/// `Scratch::features`), and whether the flow's cached verdict still holds. A global function:
-/// the verifier checks it once, on its own, and the caller goes on from one state whatever
-/// path the packet took in here (as a static subprogram, its paths multiplied everything after
-/// it: the 5.10 verifier's million-instruction limit).
+/// The body of every [`InferStage::flow_stage`], a global function per loop driver: flow,
+/// host and service lookups (created when new), their update and the features (into
+/// `Scratch::features`), then the flow's cached verdict or the model's, stored in the flow.
+/// Counts cache hits, inferences and swap retries. The verifier checks it once, on its own,
+/// and the caller goes on from one state whatever path the packet took in here (as a static
+/// subprogram, its paths multiplied everything after it: past the 5.10 verifier's limit of a
+/// million instructions). The inference is in here too because a global function cannot hand
+/// the flow's pointer back (a second lookup to store the verdict cost 5% at 16,16).
 ///
 /// The host and service tables are shared LRU maps updated with plain read-modify-writes, like
 /// the flow table: two CPUs updating one host at once can lose one of the updates (a count
@@ -284,14 +265,17 @@ const FLOW_NO_MODEL: u32 = 2;
 /// tear, so a feature is never garbage, only a little low, and only while a host or service
 /// sends on several CPUs at once: an attack's rates are then far above benign ones anyway.
 /// Atomics would cost a locked add per counter per packet, on the hottest entries.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn npk_flow_stage(now: u64) -> u32 {
-    let (Some(packet), Some(scratch)) = (PACKET.get_ptr_mut(0), SCRATCH.get_ptr_mut(0)) else {
+#[inline(always)]
+pub fn flow_stage<L: InferStage>(now: u64) -> u32 {
+    let (Some(packet), Some(scratch), Some(stats)) = (
+        PACKET.get_ptr_mut(0),
+        SCRATCH.get_ptr_mut(0),
+        STATS.get_ptr_mut(0),
+    ) else {
         return FLOW_NO_MODEL;
     };
     // SAFETY: per-CPU map values, used by one program run at a time on this CPU.
-    let (packet, scratch) = unsafe { (&mut *packet, &mut *scratch) };
+    let (packet, scratch, stats) = unsafe { (&mut *packet, &mut *scratch, &mut *stats) };
     let h = &packet.headers;
     // A full LRU evicts for us; if even that fails, the packet is a flow (host, service) of
     // its own, in this CPU's spare.
@@ -305,6 +289,62 @@ pub extern "C" fn npk_flow_stage(now: u64) -> u32 {
                 .unwrap_or(&raw mut packet.spare_flow)
         }
     };
+    // SAFETY: a map value (or this CPU's spare); races as described above.
+    let flow = unsafe { &mut *flow };
+    observe_stage(packet, flow, now, &mut scratch.features);
+
+    let Some((_, model)) = active_model() else {
+        return FLOW_NO_MODEL;
+    };
+    let config = CONFIG.get(0).unwrap_or(&Config::DEFAULT);
+    let every = if config.reinfer_every == 0 {
+        1
+    } else {
+        config.reinfer_every
+    };
+    if flow.since_infer > 0
+        && flow.since_infer < every
+        && flow.model_version == model.header.model_version
+    {
+        stats.cache_hits += 1;
+        flow.since_infer += 1;
+        packet.class = flow.class;
+        packet.version = flow.model_version;
+        return FLOW_CACHED;
+    }
+    stats.inferences += 1;
+    let mut result = RACED;
+    for _ in 0..READ_ATTEMPTS {
+        result = L::infer();
+        if result != RACED {
+            break;
+        }
+        stats.swap_retries += 1;
+    }
+    match result {
+        INFERRED => {
+            flow.class = packet.class;
+            flow.model_version = packet.version;
+            flow.since_infer = 1;
+            FLOW_INFERRED
+        }
+        RACED => FLOW_RACED,
+        _ => FLOW_NO_MODEL,
+    }
+}
+
+/// Host and service lookups (created when new), the flow's, host's and service's update and the
+/// features. A subprogram of its own, not inlined into the flow stage: its stack frame then is
+/// not on top of the flow stage's when that calls the inference (the verifier's limit: 512
+/// bytes for a chain of calls, which 5.10 enforced with npk_bounded_32's wide loop step).
+#[inline(never)]
+fn observe_stage(
+    packet: &mut PacketScratch,
+    flow: &mut FlowState,
+    now: u64,
+    features: &mut [i32; MAX_INPUTS],
+) {
+    let h = &packet.headers;
     let host = match HOSTS.get_ptr_mut(&h.key.src) {
         Some(v) => v,
         None => {
@@ -326,9 +366,9 @@ pub extern "C" fn npk_flow_stage(now: u64) -> u32 {
                 .unwrap_or(&raw mut packet.spare_service)
         }
     };
-    // SAFETY: map values (or this CPU's spares); races as described above.
-    let (flow, host, service) = unsafe { (&mut *flow, &mut *host, &mut *service) };
-    if let Some(out) = scratch.features.first_chunk_mut::<NUM_FEATURES>() {
+    // SAFETY: map values (or this CPU's spares); races as described in flow_stage.
+    let (host, service) = unsafe { (&mut *host, &mut *service) };
+    if let Some(out) = features.first_chunk_mut::<NUM_FEATURES>() {
         observe(
             h,
             PacketState {
@@ -339,27 +379,6 @@ pub extern "C" fn npk_flow_stage(now: u64) -> u32 {
             now,
             out,
         );
-    }
-
-    let Some((_, model)) = active_model() else {
-        return FLOW_NO_MODEL;
-    };
-    let config = CONFIG.get(0).unwrap_or(&Config::DEFAULT);
-    let every = if config.reinfer_every == 0 {
-        1
-    } else {
-        config.reinfer_every
-    };
-    if flow.since_infer > 0
-        && flow.since_infer < every
-        && flow.model_version == model.header.model_version
-    {
-        flow.since_infer += 1;
-        packet.class = flow.class;
-        packet.version = flow.model_version;
-        FLOW_CACHED
-    } else {
-        FLOW_INFER
     }
 }
 

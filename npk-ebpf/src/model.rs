@@ -168,7 +168,7 @@ pub const INFERRED: u32 = 0;
 pub const NO_MODEL_LOADED: u32 = 1;
 pub const RACED: u32 = 2;
 
-/// A loop driver's inference as a global function of its own (see [`infer_stages`]).
+/// A loop driver's stages as global functions of their own (see [`stages`]).
 pub trait InferStage: NeuronLoop {
     /// One attempt of [`read_active`] running the model on the per-CPU scratch's features:
     /// on [`INFERRED`] the class and the model version are in the per-CPU `PacketScratch`
@@ -176,6 +176,8 @@ pub trait InferStage: NeuronLoop {
     /// [`READ_ATTEMPTS`] attempts, so that the verifier walks the inference once, not once
     /// per attempt), [`NO_MODEL_LOADED`] when there is no model to run.
     fn infer() -> u32;
+    /// [`crate::classify::flow_stage`] with this driver's inference.
+    fn flow_stage(now: u64) -> u32;
 }
 
 /// The body of every [`InferStage::infer`].
@@ -199,30 +201,42 @@ fn infer_stage<L: NeuronLoop>(mut looper: L) -> u32 {
     }
 }
 
-/// One global function per loop driver: the verifier checks a global function once, on its
-/// own, with unknown arguments, however many paths of the program reach the call (the bounded
-/// inference alone is a few hundred thousand verified instructions; walked once per path that
-/// reached it, it took the 5.10 verifier past its limit of a million).
-macro_rules! infer_stages {
-    ($($driver:ty = $looper:expr => $name:ident;)*) => {$(
+/// Two global functions per loop driver, the inference and the flow stage around it: the
+/// verifier checks a global function once, on its own, with unknown arguments, however many
+/// paths of the program reach the call (the bounded inference alone is a few hundred thousand
+/// verified instructions; walked once per path that reached it, it took the 5.10 verifier
+/// past its limit of a million).
+macro_rules! stages {
+    ($($driver:ty = $looper:expr => $infer:ident, $flow:ident;)*) => {$(
         #[unsafe(no_mangle)]
         #[inline(never)]
-        pub extern "C" fn $name() -> u32 {
+        pub extern "C" fn $infer() -> u32 {
             infer_stage($looper)
+        }
+
+        #[unsafe(no_mangle)]
+        #[inline(never)]
+        pub extern "C" fn $flow(now: u64) -> u32 {
+            crate::classify::flow_stage::<$driver>(now)
         }
 
         impl InferStage for $driver {
             #[inline(always)]
             fn infer() -> u32 {
-                $name()
+                $infer()
+            }
+
+            #[inline(always)]
+            fn flow_stage(now: u64) -> u32 {
+                $flow(now)
             }
         }
     )*};
 }
 
-infer_stages! {
-    BpfLoop = BpfLoop => npk_infer_bpf_loop;
-    BoundedLoop<32> = BoundedLoop::<32> => npk_infer_bounded_32;
-    BoundedLoop<64> = BoundedLoop::<64> => npk_infer_bounded_64;
-    BoundedLoop<128> = BoundedLoop::<128> => npk_infer_bounded_128;
+stages! {
+    BpfLoop = BpfLoop => npk_infer_bpf_loop, npk_flow_bpf_loop;
+    BoundedLoop<32> = BoundedLoop::<32> => npk_infer_bounded_32, npk_flow_bounded_32;
+    BoundedLoop<64> = BoundedLoop::<64> => npk_infer_bounded_64, npk_flow_bounded_64;
+    BoundedLoop<128> = BoundedLoop::<128> => npk_infer_bounded_128, npk_flow_bounded_128;
 }
