@@ -1,10 +1,10 @@
 # What the VM runs (sourced by guest.sh; `check NAME COMMAND...`). Correctness only: TCG is
 # 10-100x slower than the host, so the packet counts are small and timing tests are skipped.
-# Every program load costs the verifier's walk (about a minute in TCG), so the kernel tests
-# load each classifier once and check it for everything: TEST_RUN bit for bit at 16,16,
-# 64,64 and 128,128,128 (XDP) and 32 (TC), veth in native and skb mode, a dropping class,
-# hot swap under traffic, npk's pinned attach and detach, TC through TCX (>= 6.6; before,
-# its refusal). They print what was loaded (`npk-loaded: PROGRAM cpu V insns N`).
+# Every program load costs the verifier's walk (2-10 s in TCG), so the kernel tests load each
+# classifier once and check it for everything: TEST_RUN bit for bit at 16,16, 64,64 and
+# 128,128,128 (XDP) and 32 (TC), veth in native and skb mode, a dropping class, hot swap under
+# traffic, npk's pinned attach and detach, TC through TCX (>= 6.6; before, its refusal). They
+# print what was loaded (`npk-loaded: PROGRAM cpu V insns N`).
 release=$(uname -r)
 major=${release%%.*} minor=${release#*.}
 minor=${minor%%.*}
