@@ -1,9 +1,8 @@
 //! The classifier shared by the XDP and TC programs: parse, update the flow, infer or reuse the
 //! flow's cached verdict, count, act.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::LruHashMap};
 use npk_common::{
-    host::{HostState, ServiceState},
     maps::{
         Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_RECORD_LAST, FLAG_SAMPLE_ALL, FlowState,
         Outcome, Sample,
@@ -276,19 +275,7 @@ pub fn flow_stage<L: InferStage>(now: u64) -> u32 {
     };
     // SAFETY: per-CPU map values, used by one program run at a time on this CPU.
     let (packet, scratch, stats) = unsafe { (&mut *packet, &mut *scratch, &mut *stats) };
-    let h = &packet.headers;
-    // A full LRU evicts for us; if even that fails, the packet is a flow (host, service) of
-    // its own, in this CPU's spare.
-    let flow = match FLOWS.get_ptr_mut(&h.key) {
-        Some(f) => f,
-        None => {
-            packet.spare_flow = FlowState::default();
-            let _ = FLOWS.insert(&h.key, &packet.spare_flow, 0);
-            FLOWS
-                .get_ptr_mut(&h.key)
-                .unwrap_or(&raw mut packet.spare_flow)
-        }
-    };
+    let flow = entry(&FLOWS, &packet.headers.key, &mut packet.spare_flow);
     // SAFETY: a map value (or this CPU's spare); races as described above.
     let flow = unsafe { &mut *flow };
     observe_stage(packet, flow, now, &mut scratch.features);
@@ -345,27 +332,9 @@ fn observe_stage(
     features: &mut [i32; MAX_INPUTS],
 ) {
     let h = &packet.headers;
-    let host = match HOSTS.get_ptr_mut(&h.key.src) {
-        Some(v) => v,
-        None => {
-            packet.spare_host = HostState::default();
-            let _ = HOSTS.insert(&h.key.src, &packet.spare_host, 0);
-            HOSTS
-                .get_ptr_mut(&h.key.src)
-                .unwrap_or(&raw mut packet.spare_host)
-        }
-    };
+    let host = entry(&HOSTS, &h.key.src, &mut packet.spare_host);
     packet.service_key = h.key.service();
-    let service = match SERVICES.get_ptr_mut(&packet.service_key) {
-        Some(v) => v,
-        None => {
-            packet.spare_service = ServiceState::default();
-            let _ = SERVICES.insert(&packet.service_key, &packet.spare_service, 0);
-            SERVICES
-                .get_ptr_mut(&packet.service_key)
-                .unwrap_or(&raw mut packet.spare_service)
-        }
-    };
+    let service = entry(&SERVICES, &packet.service_key, &mut packet.spare_service);
     // SAFETY: map values (or this CPU's spares); races as described in flow_stage.
     let (host, service) = unsafe { (&mut *host, &mut *service) };
     if let Some(out) = features.first_chunk_mut::<NUM_FEATURES>() {
@@ -380,6 +349,19 @@ fn observe_stage(
             out,
         );
     }
+}
+
+/// The entry of `key` in `map`, inserted (zeroed) when missing: a full LRU evicts for us; if
+/// even the insert fails, `spare` (this CPU's, zeroed) stands in, a flow (host, service) of
+/// this packet alone.
+#[inline(always)]
+fn entry<K, V: Default>(map: &LruHashMap<K, V>, key: &K, spare: &mut V) -> *mut V {
+    if let Some(value) = map.get_ptr_mut(key) {
+        return value;
+    }
+    *spare = V::default();
+    let _ = map.insert(key, &*spare, 0);
+    map.get_ptr_mut(key).unwrap_or(spare as *mut V)
 }
 
 #[inline(always)]
