@@ -15,11 +15,12 @@
 //! `npk attach` is still filling from one whose attach died half-way.
 
 use std::{
+    ffi::CString,
     fmt,
     io::{self, ErrorKind},
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::fs::MetadataExt,
+        unix::{ffi::OsStrExt, fs::MetadataExt},
     },
     path::{Path, PathBuf},
     str::FromStr,
@@ -29,7 +30,7 @@ use aya::{
     pin::PinError,
     programs::{
         ProgramError, ProgramInfo, SchedClassifier, TcAttachType, Xdp, XdpMode,
-        links::{FdLink, LinkError, PinnedLink},
+        links::{FdLink, LinkError},
     },
     sys::SyscallError,
 };
@@ -895,42 +896,68 @@ pub fn detach(iface: &IfaceName) -> Result<Detached, AttachError> {
 /// grace period and a work item: on a slow machine (5.10 in a VM) `npk detach` returned with
 /// the program still attached.
 fn detach_pinned_link(path: &Path) -> Result<(), AttachError> {
-    let pinned = PinnedLink::from_pin(path).map_err(|source| match source {
-        LinkError::SyscallError(e) => open_pin_error(path, e),
-        source => AttachError::Link {
-            path: path.to_path_buf(),
-            source,
-        },
+    let link = bpf_obj_get(path).map_err(|io_error| {
+        open_pin_error(
+            path,
+            SyscallError {
+                call: "BPF_OBJ_GET",
+                io_error,
+            },
+        )
     })?;
-    let link = FdLink::from(pinned);
-    let id = link
-        .info()
-        .map_err(|source| AttachError::Link {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .id();
-    link_detach(id).map_err(io_error("detaching the link pinned at", path))?;
+    link_detach(&link).map_err(io_error("detaching the link pinned at", path))?;
     std::fs::remove_file(path).map_err(io_error("removing", path))
 }
 
-/// BPF_LINK_DETACH (Linux >= 5.9, as are XDP and TCX links) of link `id`: the program leaves
-/// its hook now; the link object lives on, defunct, until its last reference goes.
-fn link_detach(id: u32) -> io::Result<()> {
-    const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
-    const BPF_LINK_DETACH: libc::c_long = 34;
-    // bpf_attr's first member for both commands: the id, then the fd, as a u32.
-    let mut attr = [id, 0, 0, 0];
-    // SAFETY: a bpf_attr prefix of the commands' size; the kernel only reads it.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_GET_FD_BY_ID, &raw mut attr, 16) };
+/// BPF_OBJ_GET: a new fd of the object pinned at `path`, read-write.
+fn bpf_obj_get(path: &Path) -> io::Result<OwnedFd> {
+    const BPF_OBJ_GET: libc::c_long = 7;
+    /// bpf_attr's `obj` member, up to `file_flags`.
+    #[repr(C)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+    }
+    let name = CString::new(path.as_os_str().as_bytes())?;
+    let mut attr = ObjGet {
+        pathname: name.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+    };
+    // SAFETY: a bpf_attr prefix of the command's size; `name` outlives the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            &raw mut attr,
+            size_of::<ObjGet>(),
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the kernel just returned this fd, owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    attr = [fd.as_raw_fd() as u32, 0, 0, 0];
-    // SAFETY: as above.
-    if unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, &raw mut attr, 16) } < 0 {
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// BPF_LINK_DETACH (Linux >= 5.9, as are XDP and TCX links): the program leaves its hook now;
+/// the link object lives on, defunct, until its last reference goes. Needs no capability
+/// beyond the fd (BPF_LINK_GET_FD_BY_ID would need CAP_SYS_ADMIN).
+fn link_detach(link: &OwnedFd) -> io::Result<()> {
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    // bpf_attr's `link_detach` member: the link's fd.
+    let mut attr = [link.as_raw_fd() as u32];
+    // SAFETY: a bpf_attr prefix of the command's size; the kernel only reads it.
+    if unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_DETACH,
+            &raw mut attr,
+            size_of_val(&attr),
+        )
+    } < 0
+    {
         return Err(io::Error::last_os_error());
     }
     Ok(())
