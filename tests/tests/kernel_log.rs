@@ -6,18 +6,12 @@
 //! The binary is the one `cargo test --release` builds next to this test
 //! (target/release/npk).
 
-#[allow(dead_code)] // Running: these tests read a foreground attach's stderr (Foreground)
+#[allow(dead_code)] // Running::start and exit: the other tests'
 mod common;
 
-use std::{
-    io::{BufRead, BufReader},
-    net::UdpSocket,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
-};
+use std::{net::UdpSocket, process::Command, time::Duration};
 
-use common::{npk, trained_model};
+use common::{Running, npk, trained_model};
 use npk::{
     kernel::{ControlMaps, attach::pin_dir},
     netlab::NetLab,
@@ -27,67 +21,35 @@ use npk_common::{
     model::MAX_CLASSES,
 };
 
-/// A foreground `npk attach` with RUST_LOG=info whose stderr lines arrive on a channel.
-struct Foreground {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
+/// A foreground `npk attach` with RUST_LOG=info, detached (SIGINT) when dropped.
+struct Foreground(Running);
 
 impl Foreground {
     fn attach(iface: &str, model: &str) -> Self {
-        let mut child = Command::new(npk())
-            .args([
+        let mut running = Running::start_with_env(
+            &[
                 "attach", "--iface", iface, "--model", model, "--mode", "skb",
-            ])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut fg = Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        };
-        fg.wait_for(None, "attached to");
-        fg
+            ],
+            &[("RUST_LOG", "info")],
+        );
+        running.wait_for("attached to");
+        Self(running)
     }
 
-    /// Waits up to 30 s for a stderr line containing `text`, sending a burst of UDP from the
-    /// lab's namespace (when given) every 200 ms meanwhile: the programs log what a packet
-    /// shows them, so they need traffic.
+    /// Waits up to 30 s for a line containing `text`, sending a burst of UDP from the lab's
+    /// namespace every 200 ms meanwhile: the programs log what a packet shows them, so they
+    /// need traffic.
     #[track_caller]
-    fn wait_for(&mut self, lab: Option<&NetLab>, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(lab) = lab {
-                send(lab);
-            }
-            while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                let found = line.contains(text);
-                self.seen.push(line.clone());
-                if found {
-                    return line;
-                }
-            }
-        }
-        panic!("no {text:?} from npk; stderr: {:?}", self.seen);
+    fn wait_for(&mut self, lab: &NetLab, text: &str) -> String {
+        self.0
+            .wait_for_while(text, Duration::from_secs(30), || send(lab))
     }
 }
 
 impl Drop for Foreground {
     fn drop(&mut self) {
-        // SAFETY: kill on our own child's pid; SIGINT detaches.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
+        self.0.signal(libc::SIGINT);
+        let _ = self.0.child.wait();
     }
 }
 
@@ -110,7 +72,7 @@ fn a_pushed_model_version_is_logged_when_first_seen() {
     let lab = NetLab::create(1).unwrap();
     let iface = lab.host_if.as_str();
     let mut fg = Foreground::attach(iface, &model);
-    fg.wait_for(Some(&lab), "model version 1 first seen");
+    fg.wait_for(&lab, "model version 1 first seen");
     let out = Command::new(npk())
         .args(["push", "--iface", iface, "--model", &model])
         .output()
@@ -120,7 +82,7 @@ fn a_pushed_model_version_is_logged_when_first_seen() {
         "npk push failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let line = fg.wait_for(Some(&lab), "model version 2 first seen");
+    let line = fg.wait_for(&lab, "model version 2 first seen");
     assert!(
         line.contains("npk::kernel"),
         "the target names the kernel: {line}"
@@ -135,7 +97,7 @@ fn a_config_change_is_logged_when_seen() {
     let iface = lab.host_if.as_str();
     let mut fg = Foreground::attach(iface, &model);
     fg.wait_for(
-        Some(&lab),
+        &lab,
         "config change seen on this CPU: reinfer every 1 packets",
     );
     // What a later configuration write does (the pinned config map of the live attachment):
@@ -149,7 +111,7 @@ fn a_config_change_is_logged_when_seen() {
         ..Config::DEFAULT
     })
     .unwrap();
-    let line = fg.wait_for(Some(&lab), "reinfer every 4 packets");
+    let line = fg.wait_for(&lab, "reinfer every 4 packets");
     let actions = format!("{:02x}{:02x}", Action::Pass as u8, Action::Count as u8);
     assert!(line.contains(&format!("class actions {actions}")), "{line}");
 }

@@ -53,8 +53,14 @@ pub struct Running {
 
 impl Running {
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`Running::start`] with these environment variables set.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(npk())
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -80,9 +86,22 @@ impl Running {
     /// The first line containing `text` (waits up to a minute: loading is slow under load).
     #[track_caller]
     pub fn wait_for(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        self.wait_for_while(text, Duration::from_secs(60), || {})
+    }
+
+    /// The first line containing `text` within `within`, running `tick` every 200 ms
+    /// meanwhile (to send the traffic that makes npk print it).
+    #[track_caller]
+    pub fn wait_for_while(
+        &mut self,
+        text: &str,
+        within: Duration,
+        mut tick: impl FnMut(),
+    ) -> String {
+        let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            tick();
+            while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
                 self.seen.push(line.clone());
                 if line.contains(text) {
                     return line;
