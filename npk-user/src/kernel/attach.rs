@@ -925,18 +925,8 @@ fn bpf_obj_get(path: &Path) -> io::Result<OwnedFd> {
         bpf_fd: 0,
         file_flags: 0,
     };
-    // SAFETY: a bpf_attr prefix of the command's size; `name` outlives the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            &raw mut attr,
-            size_of::<ObjGet>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: BPF_OBJ_GET reads a path; `name` outlives the call.
+    let fd = unsafe { bpf(BPF_OBJ_GET, &mut attr) }?;
     // SAFETY: the kernel just returned this fd, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
@@ -948,19 +938,23 @@ fn link_detach(link: &OwnedFd) -> io::Result<()> {
     const BPF_LINK_DETACH: libc::c_long = 34;
     // bpf_attr's `link_detach` member: the link's fd.
     let mut attr = [link.as_raw_fd() as u32];
-    // SAFETY: a bpf_attr prefix of the command's size; the kernel only reads it.
-    if unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_LINK_DETACH,
-            &raw mut attr,
-            size_of_val(&attr),
-        )
-    } < 0
-    {
+    // SAFETY: BPF_LINK_DETACH only reads the fd.
+    unsafe { bpf(BPF_LINK_DETACH, &mut attr) }.map(drop)
+}
+
+/// The bpf(2) system call `cmd` with `attr`, a prefix of its `union bpf_attr` member: the
+/// result, or the error it set.
+///
+/// # Safety
+/// `attr` must be laid out as the command's member, and every pointer in it valid for what the
+/// command reads or writes through it.
+unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: the caller's contract; the size passed is `attr`'s own.
+    let result = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size_of::<T>()) };
+    if result < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(result)
 }
 
 /// Puts back kernel.bpf_stats_enabled once no `--pin` attachment is left (foreground
@@ -1204,18 +1198,8 @@ fn tcx_ingress_program_ids(ifindex: u32) -> io::Result<Vec<u32>> {
         link_attach_flags: 0,
         revision: 0,
     };
-    // SAFETY: BPF_PROG_QUERY with a bpf_attr prefix of the right size; the kernel writes at
-    // most `count` ids into `ids`, which outlives the call.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_QUERY,
-            &raw mut query,
-            size_of::<ProgQuery>(),
-        )
-    };
-    if result < 0 {
-        let e = io::Error::last_os_error();
+    // SAFETY: BPF_PROG_QUERY writes at most `count` ids into `ids`, which outlives the call.
+    if let Err(e) = unsafe { bpf(BPF_PROG_QUERY, &mut query) } {
         // No TCX entry on the device yet, or no TCX in this kernel: nothing attached there.
         if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) {
             return Ok(Vec::new());
