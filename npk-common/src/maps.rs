@@ -23,9 +23,9 @@ pub const PROG_BARE: &str = "npk_bare";
 /// The classifiers' bounded-loop twins, one pair per width of [`BOUNDED_WIDTHS`]: width, XDP
 /// program, TC program.
 pub const PROG_BOUNDED: [(usize, &str, &str); 3] = [
-    (32, "npk_bounded_32", "npk_bounded_tc_32"),
-    (64, "npk_bounded_64", "npk_bounded_tc_64"),
-    (128, "npk_bounded_128", "npk_bounded_tc_128"),
+    (32, "npk_bounded_32", "npk_bnd_tc_32"),
+    (64, "npk_bounded_64", "npk_bnd_tc_64"),
+    (128, "npk_bounded_128", "npk_bnd_tc_128"),
 ];
 const _: () = assert!(
     PROG_BOUNDED[0].0 == BOUNDED_WIDTHS[0]
@@ -49,6 +49,18 @@ pub const PROGRAM_NAMES: [&str; 12] = [
     loadgen::PROG_LOADGEN,
     loadgen::PROG_REPLIES,
 ];
+/// The kernel keeps 15 bytes of a program's name (BPF_OBJ_NAME_LEN less its NUL), and npk tells
+/// its pinned programs apart by that name (kernel::attach::pinned_classifier in npk-user).
+const _: () = {
+    let mut i = 0;
+    while i < PROGRAM_NAMES.len() {
+        assert!(
+            PROGRAM_NAMES[i].len() <= 15,
+            "a program name longer than BPF keeps"
+        );
+        i += 1;
+    }
+};
 /// Every map in the eBPF object (see [`PROGRAM_NAMES`]).
 pub const MAP_NAMES: [&str; 21] = [
     MAP_MODELS,

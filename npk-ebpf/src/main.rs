@@ -68,9 +68,9 @@ macro_rules! bounded_classifiers {
 }
 
 bounded_classifiers! {
-    32: npk_bounded_32, npk_bounded_tc_32;
-    64: npk_bounded_64, npk_bounded_tc_64;
-    128: npk_bounded_128, npk_bounded_tc_128;
+    32: npk_bounded_32, npk_bnd_tc_32;
+    64: npk_bounded_64, npk_bnd_tc_64;
+    128: npk_bounded_128, npk_bnd_tc_128;
 }
 const _: () = assert!(matches!(BOUNDED_WIDTHS, [32, 64, 128]));
 

@@ -1,7 +1,8 @@
 //! The attachment lifecycle through the release `npk` binary, against the real kernel (root):
 //! interface names checked before any bpffs path is built, detach removing only npk's own
-//! pins, killed, hung-up and orphaned attachments, TC attached twice, push compatibility,
-//! `npk cleanup`, and attach/push/stats/detach with capabilities instead of root.
+//! pins, killed, hung-up and orphaned attachments, TC attached twice, push compatibility (and
+//! width, to the bounded-loop classifier), `npk cleanup`, and attach/push/stats/detach with
+//! capabilities instead of root.
 //!
 //! The binary is the one `cargo test --release` builds next to this test
 //! (target/release/npk).
@@ -100,6 +101,17 @@ impl Models {
         };
         let (two, three) = (model(2), model(3));
         Self { dir, two, three }
+    }
+
+    /// A two-class packet model with one 64-wide hidden layer.
+    fn wide(&self) -> String {
+        let out = self.dir.path().join("wide.npk");
+        let csv = self.dir.path().join("p2.csv");
+        let (csv, out_str) = (csv.to_str().unwrap(), out.to_str().unwrap());
+        ok(&[
+            "train", "--data", csv, "--epochs", "1", "--hidden", "64", "--out", out_str,
+        ]);
+        out_str.to_string()
     }
 
     fn tabular(&self) -> String {
@@ -382,6 +394,37 @@ fn push_refuses_classes_without_an_action_and_other_features() {
     let out = push(&models.three, true);
     assert!(
         stdout(&out).contains("model version 2 active"),
+        "{}",
+        stderr(&out)
+    );
+    ok(&["detach", "--iface", iface]);
+}
+
+/// The bounded-loop classifier (what kernels without bpf_loop load; NPK_LOOPS=bounded picks it
+/// here): `npk push` to its pinned attachment takes a model that fits its width and refuses a
+/// wider one, naming the limit (the program would answer "no model" for every packet).
+#[test]
+fn push_to_a_bounded_classifier_takes_models_up_to_its_width() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    let out = Command::new(npk())
+        .args(["attach", "--iface", iface, "--model", &models.two])
+        .args(["--mode", "skb", "--pin"])
+        .env("NPK_LOOPS", "bounded")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ok(&["push", "--iface", iface, "--model", &models.two]);
+    assert!(
+        stdout(&out).contains("model version 2 active"),
+        "{}",
+        stdout(&out)
+    );
+    let out = fails(&["push", "--iface", iface, "--model", &models.wide()]);
+    assert!(
+        stderr(&out).contains("the model is 64 wide")
+            && stderr(&out).contains("takes models up to 32 wide"),
         "{}",
         stderr(&out)
     );

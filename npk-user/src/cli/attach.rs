@@ -217,7 +217,8 @@ pub fn run_detach(args: DetachArgs) -> Result<()> {
 pub fn run_push(args: PushArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let dir = attach::live_pins(&args.iface)?;
-    let kind = attach::pinned_kind(&dir)?;
+    let (kind, loops) = attach::pinned_classifier(&dir)?;
+    loops.check_fits(&model)?;
     let mut maps = ControlMaps::from_pins(&dir)?;
     if let Some(active) = maps.active_model()? {
         check_compatible(&active, &model, &args)?;

@@ -37,12 +37,12 @@ use aya::{
 use npk_common::{
     maps::{
         Config, MAP_ACTIVE, MAP_CONFIG, MAP_FLOWS, MAP_LAST, MAP_MODELS, MAP_SAMPLES, MAP_SLOT_SEQ,
-        MAP_STATS, PROG_CLASSIFY, PROG_CLASSIFY_TC,
+        MAP_STATS, PROG_BOUNDED, PROG_CLASSIFY, PROG_CLASSIFY_TC,
     },
     model::Model,
 };
 
-use super::{BpfStats, Classifier, KernelError, ProgramKind, run_time_stats};
+use super::{BpfStats, Classifier, KernelError, Loops, ProgramKind, run_time_stats};
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 /// Interface names have at most IFNAMSIZ - 1 bytes.
@@ -830,14 +830,24 @@ pub fn live_pins(iface: &IfaceName) -> Result<PathBuf, AttachError> {
     }
 }
 
-/// Which of npk's classifiers is pinned in `dir` (decides the feature schema a push needs).
-pub fn pinned_kind(dir: &Path) -> Result<ProgramKind, AttachError> {
+/// Which of npk's classifiers is pinned in `dir` and how its loops run (decide the feature
+/// schema and the widest model a push may bring).
+pub fn pinned_classifier(dir: &Path) -> Result<(ProgramKind, Loops), AttachError> {
     let path = dir.join(PROG_PIN);
     let info = pinned_program(&path)?;
-    match info.name_as_str() {
-        Some(PROG_CLASSIFY) => Ok(ProgramKind::Xdp),
-        Some(PROG_CLASSIFY_TC) => Ok(ProgramKind::Tc),
-        name => Err(AttachError::ForeignProgram {
+    let name = info.name_as_str();
+    let bounded = PROG_BOUNDED.into_iter().find_map(|(width, xdp, tc)| {
+        let loops = Loops::Bounded(width);
+        match name {
+            Some(n) if n == xdp => Some((ProgramKind::Xdp, loops)),
+            Some(n) if n == tc => Some((ProgramKind::Tc, loops)),
+            _ => None,
+        }
+    });
+    match name {
+        Some(PROG_CLASSIFY) => Ok((ProgramKind::Xdp, Loops::Helper)),
+        Some(PROG_CLASSIFY_TC) => Ok((ProgramKind::Tc, Loops::Helper)),
+        _ => bounded.ok_or_else(|| AttachError::ForeignProgram {
             path,
             name: name.unwrap_or("?").to_string(),
         }),

@@ -132,6 +132,21 @@ impl Loops {
             Self::Bounded(width) => width,
         }
     }
+
+    /// Refuses a model wider than these loops run, naming the kernel and the limit (the
+    /// bounded programs would answer "no model" for every packet).
+    pub fn check_fits(self, model: &Model) -> Result<()> {
+        let width = required_width(model);
+        let limit = self.max_width();
+        if width > limit {
+            return Err(KernelError::TooWide {
+                width,
+                limit,
+                release: kernel().release.clone(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Which classifier program to load.
@@ -436,15 +451,7 @@ impl Classifier {
     /// Pushes `model` (see [`ControlMaps::push`]); refuses one wider than the loaded
     /// program's loops run.
     pub fn push(&mut self, model: &Model) -> Result<u32> {
-        let width = required_width(model);
-        let limit = self.loops.max_width();
-        if width > limit {
-            return Err(KernelError::TooWide {
-                width,
-                limit,
-                release: kernel().release.clone(),
-            });
-        }
+        self.loops.check_fits(model)?;
         self.maps.push(model, Some(self.kind.schema()))
     }
 
