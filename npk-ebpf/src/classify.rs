@@ -69,11 +69,7 @@ pub fn classify<L: InferStage>(frame: Option<HeaderBuf>, wire_len: u64) -> Verdi
     if verdict == Verdict::Drop {
         stats.dropped += 1;
     }
-    // Not in the bounded-loop programs (kernels < 5.17): not yet tried on those kernels with
-    // the log, and 5.10 refuses the widest of them (npk_bounded_128) at its limit already.
-    if L::FIXED_WIDTH.is_none()
-        && let Some(packet) = PACKET.get_ptr_mut(0)
-    {
+    if let Some(packet) = PACKET.get_ptr_mut(0) {
         // SAFETY: per-CPU map value, used by one program run at a time on this CPU.
         let packet = unsafe { &mut *packet };
         if packet.log_pending != 0 {
@@ -166,9 +162,8 @@ fn classify_ip<L: InferStage>(
     };
     let (class, version) = (packet.class, packet.version);
     // On inferences only: cache hits stay as they were, and every new model and flow infers.
-    // What changed is logged at the end of the program (see npk_log_events). The bounded-loop
-    // programs log nothing (see classify).
-    if !cached && L::FIXED_WIDTH.is_none() {
+    // What changed is logged at the end of the program (see npk_log_events).
+    if !cached {
         if version != packet.version_seen {
             packet.version_seen = version;
             packet.log_pending |= LOG_VERSION;

@@ -19,6 +19,10 @@ if ! at_least 5 17; then
     done
 fi
 check kernel /tests/kernel --test-threads=1 --nocapture
+# The kernel's log (aya-log) through a foreground attach, and `npk push` to a pinned bounded-loop
+# classifier (what < 5.17 loads; NPK_LOOPS=bounded picks it above): fits its width or is refused.
+check kernel-log /tests/kernel_log --test-threads=1
+check push-bounded /tests/lifecycle --exact push_to_a_bounded_classifier_takes_models_up_to_its_width
 # The server and generator need bpf_xdp_load_bytes (5.18); below it, their refusal says so.
 serve_refused() {
     ! npk serve --kernel lo --seconds 1 > /tmp/serve.log 2>&1 || return 1

@@ -53,9 +53,11 @@ build_start=$(date +%s)
 # CLI tests run): a narrower selection unifies other features and rebuilds everything.
 tests=$(cargo test --release --no-run --message-format=json 2>/dev/null |
     jq -r 'select(.reason == "compiler-artifact" and .executable != null and .profile.test
-        and .target.kind == ["test"] and (.target.name == "kernel" or .target.name == "serve"))
+        and .target.kind == ["test"]
+        and (.target.name | IN("kernel", "kernel_log", "lifecycle", "serve")))
         | .executable')
-[ "$(echo "$tests" | wc -w)" = 2 ] || die "expected the kernel and serve test executables, got: $tests"
+[ "$(echo "$tests" | wc -w)" = 4 ] ||
+    die "expected the kernel, kernel_log, lifecycle and serve test executables, got: $tests"
 [ -x target/release/npk ] || die "cargo test did not build target/release/npk"
 
 # The part of the image every kernel shares: busybox, the npk binary (at the path the test
