@@ -16,12 +16,9 @@ use std::{
     time::Duration,
 };
 
-use common::{Running, npk};
+use common::{Running, npk, trained_model, trained_model_as};
 use npk::{kernel::attach::pin_dir, netlab::NetLab};
-use npk_common::{
-    maps::{MAP_MODELS, MAP_STATS},
-    packet::FEATURE_NAMES,
-};
+use npk_common::maps::{MAP_MODELS, MAP_STATS};
 
 fn run(args: &[&str]) -> Output {
     Command::new(npk()).args(args).output().unwrap()
@@ -80,38 +77,14 @@ impl Models {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let model = |classes: u32| {
-            let csv = dir.path().join(format!("p{classes}.csv"));
-            let mut text = FEATURE_NAMES.join(",") + ",label\n";
-            for row in 0..240u32 {
-                let class = row % classes;
-                let values: Vec<String> = (0..FEATURE_NAMES.len() as u32)
-                    .map(|f| ((row * 7 + f * 13) % 50 + class * 40).to_string())
-                    .collect();
-                text += &format!("{},{class}\n", values.join(","));
-            }
-            std::fs::write(&csv, text).unwrap();
-            let out = dir.path().join(format!("m{classes}.npk"));
-            let (csv, out_str) = (csv.to_str().unwrap(), out.to_str().unwrap());
-            ok(&[
-                "train", "--data", csv, "--epochs", "2", "--hidden", "8", "--out", out_str,
-            ]);
-            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
-            out_str.to_string()
-        };
+        let model = |classes: u32| readable(trained_model(dir.path(), classes));
         let (two, three) = (model(2), model(3));
         Self { dir, two, three }
     }
 
     /// A two-class packet model with one 64-wide hidden layer.
     fn wide(&self) -> String {
-        let out = self.dir.path().join("wide.npk");
-        let csv = self.dir.path().join("p2.csv");
-        let (csv, out_str) = (csv.to_str().unwrap(), out.to_str().unwrap());
-        ok(&[
-            "train", "--data", csv, "--epochs", "1", "--hidden", "64", "--out", out_str,
-        ]);
-        out_str.to_string()
+        readable(trained_model_as(self.dir.path(), 2, 64, "wide.npk"))
     }
 
     fn tabular(&self) -> String {
@@ -129,6 +102,12 @@ impl Models {
         ]);
         out_str.to_string()
     }
+}
+
+/// `path`, readable by everyone (the capability test runs as another uid).
+fn readable(path: String) -> String {
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path
 }
 
 /// A foreground npk (attach, capture, gen) started once it printed its ready line.

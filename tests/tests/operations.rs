@@ -363,13 +363,14 @@ fn the_units_pass_systemd_analyze_verify() {
 #[test]
 fn the_units_commands_attach_from_the_config_survive_npk_and_detach() {
     let dir = tempfile::tempdir().unwrap();
-    trained_model(dir.path(), 3);
+    let model = trained_model(dir.path(), 3);
+    let model = Path::new(&model).file_name().unwrap().to_str().unwrap();
     let lab = NetLab::create(1).unwrap();
     let iface = lab.host_if.as_str();
     std::fs::write(
         dir.path().join(format!("{iface}.toml")),
         format!(
-            "interface = \"{iface}\"\nmodel = \"m.npk\"\nmode = \"skb\"\nreinfer = 2\n\n\
+            "interface = \"{iface}\"\nmodel = \"{model}\"\nmode = \"skb\"\nreinfer = 2\n\n\
              [actions]\n2 = \"count\"\n"
         ),
     )

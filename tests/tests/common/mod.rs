@@ -20,11 +20,17 @@ pub fn npk() -> PathBuf {
     bin
 }
 
-/// A packet-feature model with `classes` classes, trained by `npk train` into `dir` from
-/// separable synthetic rows; returns the model file's path.
+/// A packet-feature model with `classes` classes and one hidden layer of 8, trained by `npk
+/// train` into `dir` from separable synthetic rows; returns the model file's path.
 #[allow(dead_code)] // not every test binary that includes this module trains a model
 pub fn trained_model(dir: &Path, classes: u32) -> String {
-    let csv = dir.join("p.csv");
+    trained_model_as(dir, classes, 8, &format!("m{classes}.npk"))
+}
+
+/// [`trained_model`] with `hidden` neurons, `epochs` 2, into `dir/name`.
+#[allow(dead_code)] // as above
+pub fn trained_model_as(dir: &Path, classes: u32, hidden: usize, name: &str) -> String {
+    let csv = dir.join(format!("p{classes}.csv"));
     let mut text = npk_common::packet::FEATURE_NAMES.join(",") + ",label\n";
     for row in 0..240u32 {
         let class = row % classes;
@@ -34,10 +40,11 @@ pub fn trained_model(dir: &Path, classes: u32) -> String {
         text += &format!("{},{class}\n", values.join(","));
     }
     std::fs::write(&csv, text).unwrap();
-    let out = dir.join("m.npk").to_str().unwrap().to_string();
+    let out = dir.join(name).to_str().unwrap().to_string();
     let status = Command::new(npk())
-        .args(["train", "--data", csv.to_str().unwrap()])
-        .args(["--epochs", "2", "--hidden", "8", "--out", &out])
+        .args(["train", "--data", csv.to_str().unwrap(), "--epochs", "2"])
+        .args(["--hidden", &hidden.to_string(), "--out", &out])
+        .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(status.success(), "npk train failed");
