@@ -37,7 +37,7 @@ use aya::{
 use npk_common::{
     maps::{
         Config, MAP_ACTIVE, MAP_CONFIG, MAP_FLOWS, MAP_LAST, MAP_MODELS, MAP_SAMPLES, MAP_SLOT_SEQ,
-        MAP_STATS, PROG_BOUNDED, PROG_CLASSIFY, PROG_CLASSIFY_TC,
+        MAP_STATS,
     },
     model::Model,
 };
@@ -835,23 +835,11 @@ pub fn live_pins(iface: &IfaceName) -> Result<PathBuf, AttachError> {
 pub fn pinned_classifier(dir: &Path) -> Result<(ProgramKind, Loops), AttachError> {
     let path = dir.join(PROG_PIN);
     let info = pinned_program(&path)?;
-    let name = info.name_as_str();
-    let bounded = PROG_BOUNDED.into_iter().find_map(|(width, xdp, tc)| {
-        let loops = Loops::Bounded(width);
-        match name {
-            Some(n) if n == xdp => Some((ProgramKind::Xdp, loops)),
-            Some(n) if n == tc => Some((ProgramKind::Tc, loops)),
-            _ => None,
-        }
-    });
-    match name {
-        Some(PROG_CLASSIFY) => Ok((ProgramKind::Xdp, Loops::Helper)),
-        Some(PROG_CLASSIFY_TC) => Ok((ProgramKind::Tc, Loops::Helper)),
-        _ => bounded.ok_or_else(|| AttachError::ForeignProgram {
-            path,
-            name: name.unwrap_or("?").to_string(),
-        }),
-    }
+    let name = info.name_as_str().unwrap_or("?");
+    ProgramKind::classifier_named(name).ok_or_else(|| AttachError::ForeignProgram {
+        path,
+        name: name.to_string(),
+    })
 }
 
 /// What [`detach`] found and did.

@@ -172,6 +172,17 @@ impl ProgramKind {
         }
     }
 
+    /// The classifier whose program is `name`, and how its loops run: the inverse of
+    /// [`ProgramKind::program`] over every classifier in the object.
+    pub fn classifier_named(name: &str) -> Option<(Self, Loops)> {
+        let loops = [Loops::Helper]
+            .into_iter()
+            .chain(BOUNDED_WIDTHS.map(Loops::Bounded));
+        loops
+            .flat_map(|l| [(Self::Xdp, l), (Self::Tc, l)])
+            .find(|&(kind, l)| kind.program(l) == name)
+    }
+
     /// The program of this kind whose loops run as `loops` (only the classifiers have
     /// bounded-loop twins).
     pub fn program(self, loops: Loops) -> &'static str {
@@ -511,4 +522,30 @@ impl Classifier {
 
 pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters {
     crate::stats::sum(per_cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `npk push` reads off a pinned program: every classifier's name, and nothing else.
+    #[test]
+    fn a_classifier_program_name_says_its_kind_and_loops() {
+        let named = ProgramKind::classifier_named;
+        assert_eq!(
+            named(PROG_CLASSIFY),
+            Some((ProgramKind::Xdp, Loops::Helper))
+        );
+        assert_eq!(
+            named(PROG_CLASSIFY_TC),
+            Some((ProgramKind::Tc, Loops::Helper))
+        );
+        for (width, xdp, tc) in PROG_BOUNDED {
+            assert_eq!(named(xdp), Some((ProgramKind::Xdp, Loops::Bounded(width))));
+            assert_eq!(named(tc), Some((ProgramKind::Tc, Loops::Bounded(width))));
+        }
+        for other in [PROG_BARE, "npk_serve", "npk_bounded_", ""] {
+            assert_eq!(named(other), None, "{other:?}");
+        }
+    }
 }
