@@ -51,33 +51,46 @@ fn assert_cleaned_up(namespaces: &[String], iface: &str) {
     );
 }
 
+/// `npk demo ARGS --json --out-dir DIR`, which must succeed: the JSON of its last stdout line
+/// (and that line, for messages), its stderr (also printed for the test log) and how long it
+/// took.
+#[track_caller]
+fn run_demo(args: &[&str], dir: &Path) -> (serde_json::Value, String, String, Duration) {
+    let start = Instant::now();
+    let out = Command::new(NPK)
+        .arg("demo")
+        .args(args)
+        .args(["--json", "--out-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let elapsed = start.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "demo failed: {stderr}");
+    eprintln!("{stderr}");
+    eprintln!("took {elapsed:?}");
+    let last = stdout.lines().last().expect("a JSON line").to_string();
+    let v = serde_json::from_str(&last).expect(&last);
+    (v, last, stderr, elapsed)
+}
+
+/// The files every demo writes into its output directory, none empty.
+#[track_caller]
+fn assert_outputs(dir: &Path) {
+    for file in ["capture.csv", "model.npk", "training.svg", "confusion.svg"] {
+        let p = dir.join(file);
+        assert!(p.metadata().is_ok_and(|m| m.len() > 0), "{file} missing");
+    }
+}
+
 #[test]
 fn a_short_demo_on_the_real_tools_scores_the_held_out_family_live_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
-    let start = Instant::now();
-    let out = Command::new(NPK)
-        .args([
-            "demo",
-            "--json",
-            "--train-runs",
-            "1",
-            "--capture",
-            "4",
-            "--replay",
-            "4",
-            "--out-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed: {stderr}");
-    eprintln!("{stderr}");
-    eprintln!("took {:?}", start.elapsed());
-
-    let last = stdout.lines().last().expect("a JSON line");
-    let v: serde_json::Value = serde_json::from_str(last).expect(last);
+    let (v, last, stderr, _) = run_demo(
+        &["--train-runs", "1", "--capture", "4", "--replay", "4"],
+        dir.path(),
+    );
     assert_eq!(v["train_seeds"], serde_json::json!([101]), "{last}");
     assert_eq!(v["live_seed"], 201, "{last}");
     // The second family-B run, with attacks dropped, is scored the same way.
@@ -118,10 +131,7 @@ fn a_short_demo_on_the_real_tools_scores_the_held_out_family_live_and_cleans_up(
     assert!(f("packets") > 1_000.0, "{last}");
     assert!(stderr.contains("held out (family B") && stderr.contains("ns/pkt"));
     assert!(stderr.contains("enforced (family B, seed 202, attacks dropped)"));
-    for file in ["capture.csv", "model.npk", "training.svg", "confusion.svg"] {
-        let p = dir.path().join(file);
-        assert!(p.metadata().is_ok_and(|m| m.len() > 0), "{file} missing");
-    }
+    assert_outputs(dir.path());
     let labs = lab_names(&stderr);
     assert_eq!(labs.len(), 3, "a training run and two live runs");
     for (namespaces, iface) in &labs {
@@ -133,33 +143,15 @@ fn a_short_demo_on_the_real_tools_scores_the_held_out_family_live_and_cleans_up(
 #[test]
 fn a_short_synthetic_demo_meets_the_bar_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
-    let start = Instant::now();
-    let out = Command::new(NPK)
-        .args([
-            "demo",
-            "--lab",
-            "synthetic",
-            "--json",
-            "--capture",
-            "5",
-            "--replay",
-            "5",
-            "--out-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed: {stderr}");
-    eprintln!("{stderr}");
+    let (v, last, stderr, elapsed) = run_demo(
+        &["--lab", "synthetic", "--capture", "5", "--replay", "5"],
+        dir.path(),
+    );
     // Release (CI) runs take ~13 s; unoptimized training is ten times slower.
     if !cfg!(debug_assertions) {
-        assert!(start.elapsed() < Duration::from_secs(60), "demo too slow");
+        assert!(elapsed < Duration::from_secs(60), "demo too slow");
     }
 
-    let last = stdout.lines().last().expect("a JSON line");
-    let v: serde_json::Value = serde_json::from_str(last).expect(last);
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
@@ -180,10 +172,7 @@ fn a_short_synthetic_demo_meets_the_bar_and_cleans_up() {
     // traffic issue; the bar keeps a regression beyond that visible.
     assert!(f("benign_drop_rate") <= 0.02, "{last}");
 
-    for file in ["capture.csv", "model.npk", "training.svg", "confusion.svg"] {
-        let p = dir.path().join(file);
-        assert!(p.metadata().is_ok_and(|m| m.len() > 0), "{file} missing");
-    }
+    assert_outputs(dir.path());
     let svg = std::fs::read_to_string(dir.path().join("confusion.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("port_scan"));
     // The live table printed rows with accuracy and ns per packet.
