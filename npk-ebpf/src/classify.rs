@@ -244,8 +244,8 @@ pub const FLOW_INFERRED: u32 = 1;
 pub const FLOW_RACED: u32 = 2;
 pub const FLOW_NO_MODEL: u32 = 3;
 
-/// The body of every [`InferStage::flow_stage`], a global function per loop driver: flow,
-/// host and service lookups (created when new), their update and the features (into
+/// The body of every [`InferStage::flow_stage`], a global function per loop driver: the flow's
+/// lookup (created when new), [`observe_stage`] (host, service, features into
 /// `Scratch::features`), then the flow's cached verdict or the model's, stored in the flow.
 /// Counts cache hits, inferences and swap retries. The verifier checks it once, on its own,
 /// and the caller goes on from one state whatever path the packet took in here (as a static
