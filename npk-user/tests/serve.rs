@@ -558,10 +558,24 @@ fn hot_swap_under_traffic_never_mixes_models() {
     assert!(ok > 6000, "{ok} OK, {retry} RETRY");
 }
 
-/// The in-kernel generator against the kernel server: every reply counted, timed and equal
-/// to the reference; a reply to a different model counts as a mismatch.
-#[test]
-fn kernel_generator_counts_and_checks_the_kernel_servers_replies() {
+/// The sender `auto` must have chosen: live frames where the test environment says the kernel
+/// takes them (NPK_EXPECT_LIVE_FRAMES=1: the VM matrix's kernels, so that the kernel
+/// generator stays covered there), else whatever the probe found.
+#[track_caller]
+fn check_probed_sender(sender: npk::bench::serve::livegen::Sender) {
+    use npk::bench::serve::livegen::Sender;
+    if std::env::var_os("NPK_EXPECT_LIVE_FRAMES").is_some_and(|v| v == "1") {
+        assert_eq!(sender, Sender::LiveFrames, "live frames expected here");
+    }
+    eprintln!("generator sender: {}", sender.name());
+}
+
+/// The generator against the kernel server, with `sender` (`None`: the probed one): every
+/// reply counted, timed and equal to the reference; a reply to a different model counts as a
+/// mismatch.
+fn generator_counts_and_checks_the_kernel_servers_replies(
+    sender: Option<npk::bench::serve::livegen::Sender>,
+) {
     use npk::bench::serve::livegen::{GenConfig, LiveGen};
     let model = digits_like();
     let lab = NetLab::create(1).unwrap();
@@ -573,7 +587,11 @@ fn kernel_generator_counts_and_checks_the_kernel_servers_replies() {
         seed: 3,
         cpu: None,
     };
-    let mut generator = LiveGen::load(&lab, &model, &config).unwrap();
+    let mut generator = LiveGen::load(&lab, &model, &config, sender).unwrap();
+    match sender {
+        Some(s) => assert_eq!(generator.sender(), s),
+        None => check_probed_sender(generator.sender()),
+    }
     let mut server = KernelServer::load(PORT).unwrap();
     server.push(&model).unwrap();
     server.attach(&lab.host_if, XdpMode::Driver).unwrap();
@@ -591,12 +609,25 @@ fn kernel_generator_counts_and_checks_the_kernel_servers_replies() {
     assert!(r.replies > 0 && r.mismatches == r.replies, "{r:?}");
 }
 
-/// Paced, the generator sends exactly the requests asked at the rate asked (timed in the
-/// kernel from the first request to the last reply), and the kernel server keeps up. The
-/// digits-like model's replies are shorter than its requests: a recycled live frame must
-/// still go out at the request's length.
+/// The generator `auto` picks (live frames where the kernel takes them).
 #[test]
-fn kernel_generator_keeps_its_rate() {
+fn kernel_generator_counts_and_checks_the_kernel_servers_replies() {
+    generator_counts_and_checks_the_kernel_servers_replies(None);
+}
+
+/// The AF_PACKET sender, on every kernel.
+#[test]
+fn packet_generator_counts_and_checks_the_kernel_servers_replies() {
+    generator_counts_and_checks_the_kernel_servers_replies(Some(
+        npk::bench::serve::livegen::Sender::PacketSocket,
+    ));
+}
+
+/// Paced, the generator sends exactly the requests asked at the rate asked (timed on the
+/// kernel's clock from the first request to the last reply), and the kernel server keeps up.
+/// The digits-like model's replies are shorter than its requests: a recycled live frame must
+/// still go out at the request's length.
+fn generator_keeps_its_rate(sender: Option<npk::bench::serve::livegen::Sender>) {
     use npk::bench::serve::livegen::{GenConfig, LiveGen};
     let model = digits_like();
     let lab = NetLab::create(1).unwrap();
@@ -608,7 +639,10 @@ fn kernel_generator_keeps_its_rate() {
         seed: 5,
         cpu: None,
     };
-    let mut generator = LiveGen::load(&lab, &model, &config).unwrap();
+    let mut generator = LiveGen::load(&lab, &model, &config, sender).unwrap();
+    if sender.is_none() {
+        check_probed_sender(generator.sender());
+    }
     let mut server = KernelServer::load(PORT).unwrap();
     server.push(&model).unwrap();
     server.attach(&lab.host_if, XdpMode::Driver).unwrap();
@@ -623,8 +657,19 @@ fn kernel_generator_keeps_its_rate() {
     assert!((40_000.0..55_000.0).contains(&r.rps), "{r:?}");
 }
 
-/// The default benchmark: the kernel generator searches each server's capacity and offers
-/// it that; every reply is checked; the server syscalls are strace's.
+#[test]
+fn kernel_generator_keeps_its_rate() {
+    generator_keeps_its_rate(None);
+}
+
+#[test]
+fn packet_generator_keeps_its_rate() {
+    generator_keeps_its_rate(Some(npk::bench::serve::livegen::Sender::PacketSocket));
+}
+
+/// The default benchmark: the probed generator searches each server's capacity and offers
+/// it that; every reply is checked; the server syscalls are strace's; the output says which
+/// generator ran and, where it fell back, why.
 #[test]
 fn bench_serve_searches_capacity_with_the_kernel_generator() {
     let v = bench_serve(&[
@@ -650,7 +695,44 @@ fn bench_serve_searches_capacity_with_the_kernel_generator() {
         "{last}"
     );
     assert_eq!(v["mismatches"], 0);
-    assert_eq!(v["generator"], "kernel");
+    match v["generator"].as_str() {
+        Some("kernel") => assert!(v["generator_fallback"].is_null(), "{last}"),
+        Some("packet") => {
+            assert!(
+                std::env::var_os("NPK_EXPECT_LIVE_FRAMES").is_none_or(|v| v != "1"),
+                "live frames expected here: {last}"
+            );
+            assert!(
+                v["generator_fallback"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("live frames")),
+                "{last}"
+            );
+        }
+        _ => panic!("generator in {last}"),
+    }
+}
+
+/// `--generator packet` by name, with a fixed rate: no capacity search, every reply checked.
+#[test]
+fn bench_serve_runs_the_packet_generator_at_a_rate() {
+    let v = bench_serve(&[
+        "--generator",
+        "packet",
+        "--servers",
+        "kernel,user-plain",
+        "--requests",
+        "20000",
+        "--rate",
+        "20000",
+    ]);
+    let last = v.to_string();
+    assert_eq!(v["generator"], "packet", "{last}");
+    assert!(v["generator_fallback"].is_null(), "{last}");
+    for key in ["kernel_rps", "user_rps", "kernel_offered_rps"] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {last}");
+    }
+    assert_eq!(v["mismatches"], 0);
 }
 
 /// Sends each request from inside `lab` to `target` and returns the replies (the model

@@ -32,7 +32,7 @@ serve_refused() {
 if ! at_least 5 18; then
     check serve-refused serve_refused
 else
-    check serve /tests/serve --test-threads=1 xdp_replies_match_the_reference_bit_for_bit \
+    check serve env NPK_EXPECT_LIVE_FRAMES=1 /tests/serve --test-threads=1 xdp_replies_match_the_reference_bit_for_bit \
         xdp_bad_requests kernel_server_over_veth xdp_push_swaps hot_swap_under_traffic \
-        kernel_generator_counts
+        kernel_generator_counts packet_generator_counts
 fi

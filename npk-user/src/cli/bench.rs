@@ -10,7 +10,7 @@ use super::{Hidden, serve::ModelArgs};
 use crate::{
     bench::{
         self,
-        serve::{BenchConfig, Generator, Mode, ModeRun, Pin, run as run_bench},
+        serve::{BenchConfig, BenchSummary, Generator, Mode, ModeRun, Pin, run as run_bench},
     },
     fixtures::random_packet_model,
     outln,
@@ -270,9 +270,9 @@ pub struct BenchServeArgs {
     /// Requests in flight per client thread.
     #[arg(long, default_value_t = 64)]
     window: usize,
-    /// Offered load in requests/s, the same for every server (default: the kernel generator
-    /// searches each server's capacity and offers it that; the socket client sends as fast
-    /// as replies come back).
+    /// Offered load in requests/s, the same for every server (default: the kernel or packet
+    /// generator searches each server's capacity and offers it that; the socket client sends
+    /// as fast as replies come back).
     #[arg(long)]
     rate: Option<f64>,
     /// Client threads (one socket each). The kernel server runs in the softirq of the
@@ -298,7 +298,8 @@ pub struct BenchServeArgs {
     /// CPUs for the client and the server side, CLIENT,SERVER (e.g. 0,1): the generator and
     /// reply processing on one, the server process or XDP program and request processing on
     /// the other (NAPI threads with the kernel generator, RPS with the socket one). `none`:
-    /// the scheduler decides. `auto`: 0,1 with the kernel generator, none with sockets.
+    /// the scheduler decides. `auto`: 0,1 with the kernel or packet generator, none with
+    /// sockets.
     #[arg(long, default_value = "auto")]
     pin: PinArg,
     /// UDP port the servers listen on.
@@ -315,12 +316,14 @@ pub struct BenchServeArgs {
         default_value = "kernel,user-plain,user-mmsg"
     )]
     servers: Vec<Mode>,
-    /// What sends the requests: `kernel` (npk_loadgen in BPF_PROG_TEST_RUN live-frames mode,
-    /// paced in the kernel, with an XDP reply counter that checks every reply: no system
-    /// call per request on the measuring side, so the servers' costs are what is measured;
-    /// runs the kernel server in native mode) or `socket` (UDP sockets, as `npk client`,
-    /// sharing the CPUs with the servers).
-    #[arg(long, value_enum, default_value_t = Generator::Kernel)]
+    /// What sends the requests. `kernel`: npk_loadgen in BPF_PROG_TEST_RUN live-frames mode,
+    /// paced in the kernel, no system call per request on the measuring side. `packet`: the
+    /// same frames and pacing from an AF_PACKET socket, one sendmmsg per 32 requests, for
+    /// kernels that refuse live frames. Both check every reply in an XDP counter on the
+    /// client's end and run the kernel server in native mode. `auto`: `kernel` where the
+    /// kernel takes live frames (probed once), else `packet`. `socket`: UDP sockets, as
+    /// `npk client`, sharing the CPUs with the servers.
+    #[arg(long, value_enum, default_value_t = Generator::Auto)]
     generator: Generator,
     #[command(flatten)]
     model: ModelArgs,
@@ -348,10 +351,11 @@ fn serve(args: BenchServeArgs) -> Result<()> {
     }
     let model = args.model.build()?;
     let generator = args.generator;
-    // The kernel generator's reply counter is XDP on the namespace end: native there.
-    let xdp_mode = match generator {
-        Generator::Kernel => XdpAttach::Native,
-        Generator::Socket => args.xdp_mode,
+    // The frame generators' reply counter is XDP on the namespace end: native there.
+    let xdp_mode = if generator.counts_in_kernel() {
+        XdpAttach::Native
+    } else {
+        args.xdp_mode
     };
     let config = BenchConfig {
         generator,
@@ -380,6 +384,9 @@ fn serve(args: BenchServeArgs) -> Result<()> {
         }
         printed = print_mode_run(run);
     })?;
+    if !json && printed.is_ok() {
+        printed = print_generator(&summary);
+    }
     let printed = printed.map_err(anyhow::Error::from).and_then(|()| {
         if json {
             outln!("{}", serde_json::to_string(&summary)?)?;
@@ -400,6 +407,18 @@ fn serve(args: BenchServeArgs) -> Result<()> {
         summary.mismatches
     );
     printed
+}
+
+/// Which generator ran, and why `auto` did not take live frames.
+fn print_generator(summary: &BenchSummary) -> Result<(), ConsoleError> {
+    let name = serde_json::to_value(summary.generator)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    match &summary.generator_fallback {
+        Some(why) => outln!("generator: {name} (live frames refused: {why})"),
+        None => outln!("generator: {name}"),
+    }
 }
 
 /// One mode's line (and the capacity search, the strace table) of `npk bench-serve`.
@@ -470,7 +489,7 @@ impl PinArg {
             Self::None => None,
             Self::Auto => {
                 let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-                (generator == Generator::Kernel && cpus >= 2).then_some(Pin {
+                (generator.counts_in_kernel() && cpus >= 2).then_some(Pin {
                     client: 0,
                     server: 1,
                 })

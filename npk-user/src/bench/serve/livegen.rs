@@ -1,8 +1,14 @@
-//! The in-kernel load generator seen from userspace (npk_common::loadgen): builds the request
-//! frames and their reference replies, attaches the reply counter to the lab namespace's veth
-//! end and runs `npk_loadgen`, paced or flat out, with BPF_PROG_TEST_RUN in XDP live-frames
-//! mode from a thread inside the namespace. Requests and replies cost no system call each:
-//! the only calls are one test run per run, the signal that ends it and the counter reads.
+//! The load generator seen from userspace (npk_common::loadgen): builds the request frames
+//! and their reference replies, attaches the reply counter to the lab namespace's veth end
+//! and sends, paced or flat out, from a thread inside the namespace with one of two senders:
+//! - [`Sender::LiveFrames`]: `npk_loadgen` under BPF_PROG_TEST_RUN in XDP live-frames mode.
+//!   Requests and replies cost no system call each: the only calls are one test run per run,
+//!   the signal that ends it and the counter reads.
+//! - [`Sender::PacketSocket`], where the kernel refuses live frames (some hardened kernels
+//!   do: docs/serve-benchmark.md): the same frames and pacing from userspace through an
+//!   AF_PACKET socket, one `sendmmsg` per train (super::packet_sender).
+//!
+//! Either way `npk_replies` counts, times and checks every reply in the kernel.
 
 use std::{
     net::Ipv4Addr,
@@ -26,6 +32,9 @@ use npk_common::{
     wire::{ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, WireError, encode_request, respond},
 };
 
+use serde::Serialize;
+
+use super::packet_sender::{PacketSocket, Sent, send_requests};
 use crate::{
     kernel::{LoadError, load_object, load_program, require_xdp_load_bytes},
     netlab::{NetLab, NetLabError},
@@ -71,6 +80,14 @@ pub enum LiveGenError {
     },
     #[error("BPF_PROG_TEST_RUN (live frames) of {PROG_LOADGEN}")]
     TestRun(#[source] Box<ProgramError>),
+    #[error("an AF_PACKET socket on {iface}")]
+    PacketSocket {
+        iface: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sending requests through the AF_PACKET socket")]
+    PacketSend(#[source] std::io::Error),
     #[error("reading the generator's state")]
     State(#[source] MapError),
     #[error("interrupted")]
@@ -120,11 +137,36 @@ pub struct GenConfig {
     pub cpu: Option<usize>,
 }
 
+/// How the generator's requests leave the namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sender {
+    /// `npk_loadgen` under BPF_PROG_TEST_RUN in XDP live-frames mode: no system call per
+    /// request.
+    LiveFrames,
+    /// An AF_PACKET socket in the namespace, one `sendmmsg` per train of requests.
+    PacketSocket,
+}
+
+impl Sender {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LiveFrames => "live frames",
+            Self::PacketSocket => "AF_PACKET",
+        }
+    }
+}
+
 /// The generator and the reply counter, loaded and configured for one lab and model.
 pub struct LiveGen {
     ebpf: Ebpf,
+    sender: Sender,
+    /// Why live frames are not used, when the probe chose [`Sender::PacketSocket`].
+    fallback: Option<String>,
     /// The test run's input frame.
     frame: Vec<u8>,
+    /// Each case's request frame (the packet sender's templates).
+    frames: Vec<Vec<u8>>,
     ns_ifindex: u32,
     host_pass: Option<XdpLinkId>,
 }
@@ -132,8 +174,16 @@ pub struct LiveGen {
 impl LiveGen {
     /// Loads both programs, fills the frames and the expected replies for `model`, and
     /// attaches the reply counter to the namespace end of `lab` (native mode: the kernel
-    /// server's XDP_TX frames reach a veth only through its XDP path).
-    pub fn load(lab: &NetLab, model: &Model, config: &GenConfig) -> Result<Self> {
+    /// server's XDP_TX frames reach a veth only through its XDP path). `sender`: the one to
+    /// use, or `None` to probe live frames once (one test run of a single frame) and fall
+    /// back to the packet socket where the kernel refuses them ([`LiveGen::fallback`] says
+    /// why). Naming [`Sender::LiveFrames`] on a kernel that refuses them fails here.
+    pub fn load(
+        lab: &NetLab,
+        model: &Model,
+        config: &GenConfig,
+        sender: Option<Sender>,
+    ) -> Result<Self> {
         require_xdp_load_bytes("the in-kernel load generator", PROG_LOADGEN)?;
         if !(config.cases.is_power_of_two() && config.cases <= MAX_CASES) {
             return Err(LiveGenError::Cases(config.cases));
@@ -225,12 +275,83 @@ impl LiveGen {
                 iface: lab.ns_if.clone(),
                 source: Box::new(e),
             })?;
-        Ok(Self {
+        let mut generator = Self {
             ebpf,
+            sender: sender.unwrap_or(Sender::LiveFrames),
+            fallback: None,
             frame,
+            frames,
             ns_ifindex,
             host_pass: None,
-        })
+        };
+        if sender != Some(Sender::PacketSocket) {
+            match generator.probe_live_frames(lab) {
+                Ok(()) => {}
+                Err(e) if sender.is_none() => {
+                    generator.sender = Sender::PacketSocket;
+                    generator.fallback = Some(error_chain(&e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(generator)
+    }
+
+    /// The sender this generator uses.
+    pub fn sender(&self) -> Sender {
+        self.sender
+    }
+
+    /// Why live frames are not used, when the probe fell back to the packet socket.
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    /// One live-frames test run of the generator with nothing to send (it drops its one
+    /// frame): whether the kernel takes live frames at all.
+    fn probe_live_frames(&mut self, lab: &NetLab) -> Result<()> {
+        self.set_state(GenState::new(0, None))?;
+        let ctx = self.xdp_ctx();
+        let frame = &self.frame;
+        let program = self.loadgen_program()?;
+        lab.in_netns(|| {
+            program.test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&ctx),
+                repeat: 1,
+                attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                ..TestRunOptions::new()
+            })
+        })?
+        .map(drop)
+        .map_err(|e| LiveGenError::TestRun(Box::new(e)))
+    }
+
+    fn set_state(&mut self, state: GenState) -> Result<()> {
+        let mut map: Array<&mut MapData, GenState> = Array::try_from(
+            self.ebpf
+                .map_mut(MAP_LOADGEN_STATE)
+                .ok_or(LiveGenError::MissingMap(MAP_LOADGEN_STATE))?,
+        )?;
+        map.set(0, state, 0)?;
+        Ok(())
+    }
+
+    /// The test run's struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+    /// rx_queue_index, egress_ifindex.
+    fn xdp_ctx(&self) -> [u8; 24] {
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(self.frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&self.ns_ifindex.to_ne_bytes());
+        ctx
+    }
+
+    fn loadgen_program(&self) -> Result<&Xdp> {
+        Ok(self
+            .ebpf
+            .program(PROG_LOADGEN)
+            .ok_or(LiveGenError::MissingProgram(PROG_LOADGEN))?
+            .try_into()?)
     }
 
     /// Attaches the reply counter (which passes requests) natively to the host end too, or
@@ -285,40 +406,87 @@ impl LiveGen {
         stop: &AtomicBool,
     ) -> Result<ClientReport> {
         let before = self.counters()?;
-        let state = GenState::new(config.requests, config.rate.map(|r| r.round() as u64));
-        {
-            let mut map: Array<&mut MapData, GenState> = Array::try_from(
-                self.ebpf
-                    .map_mut(MAP_LOADGEN_STATE)
-                    .ok_or(LiveGenError::MissingMap(MAP_LOADGEN_STATE))?,
-            )?;
-            map.set(0, state, 0)?;
+        let (sent, first_sent) = match self.sender {
+            Sender::LiveFrames => self.send_live_frames(lab, config, stop)?,
+            Sender::PacketSocket => self.send_from_socket(lab, config, stop)?,
+        };
+        // Replies still in flight: wait until the count stops moving, and time the run to
+        // the last change seen.
+        let mut last = self.counters()?;
+        let mut last_change = Instant::now();
+        while last_change.elapsed() < SETTLE && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(1));
+            let now = self.counters()?;
+            if now.replies_total() != last.replies_total() {
+                last = now;
+                last_change = Instant::now();
+            }
         }
-        let mut ctx = [0u8; 24];
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress.
-        ctx[4..8].copy_from_slice(&(self.frame.len() as u32).to_ne_bytes());
-        ctx[12..16].copy_from_slice(&self.ns_ifindex.to_ne_bytes());
+        if stop.load(Ordering::Relaxed) {
+            return Err(LiveGenError::Interrupted);
+        }
+        let mut run = last.since(&before);
+        // The packet sender counts what it sent itself.
+        run.sent = sent.unwrap_or(run.sent);
+        let replies = run.replies_total();
+        // Timed on the kernel's clock, from the first request out to the last reply in:
+        // neither the sender's setup nor the settling wait above counts.
+        let seconds = if replies > 0 {
+            run.last_reply_ns.saturating_sub(first_sent) as f64 / 1e9
+        } else {
+            0.0
+        };
+        Ok(ClientReport {
+            sent: run.sent,
+            replies,
+            ok: run.replies[Status::Ok as usize],
+            mismatches: run.mismatches,
+            lost: run.sent.saturating_sub(replies),
+            unexpected: 0,
+            seconds,
+            rps: if seconds > 0.0 {
+                replies as f64 / seconds
+            } else {
+                0.0
+            },
+            p50_us: run.latency_quantile_ns(50, 100) as f64 / 1000.0,
+            p99_us: run.latency_quantile_ns(99, 100) as f64 / 1000.0,
+            // The generator spins between requests: its CPU time says nothing per request.
+            cpu_ns_per_request: 0.0,
+            problems: Vec::new(),
+        })
+    }
+}
+
+impl LiveGen {
+    /// `npk_loadgen` in one live-frames test run, interrupted once every request is out;
+    /// returns the first request's time (the generator counts what it sent in its map).
+    fn send_live_frames(
+        &mut self,
+        lab: &NetLab,
+        config: &GenConfig,
+        stop: &AtomicBool,
+    ) -> Result<(Option<u64>, u64)> {
+        self.set_state(GenState::new(
+            config.requests,
+            config.rate.map(|r| r.round() as u64),
+        ))?;
+        let ctx = self.xdp_ctx();
         let frame = &self.frame;
-        let program: &Xdp = self
-            .ebpf
-            .program(PROG_LOADGEN)
-            .ok_or(LiveGenError::MissingProgram(PROG_LOADGEN))?
-            .try_into()?;
+        let program = self.loadgen_program()?;
         let state_map = self.state_map()?;
         let done = AtomicBool::new(false);
         let tid = AtomicI32::new(0);
         let generated = std::thread::scope(|s| {
             let generator = s.spawn(|| -> Result<()> {
-                lab.enter()?;
-                if let Some(cpu) = config.cpu {
-                    crate::sys::pin_to_cpu(cpu)
-                        .map_err(|source| LiveGenError::Pin { cpu, source })?;
-                }
+                enter_and_pin(lab, config.cpu)?;
+                // The test run spins in the kernel: whatever shares its CPU (the reply
+                // counter's NAPI thread) goes first. Best effort, as before. (The packet
+                // sender sleeps between trains and keeps the process's priority: at the
+                // lowest, a busy machine delays its wake-ups by more than a train.)
+                let _ = crate::sys::set_nice(19);
                 // SAFETY: gettid has no preconditions.
                 tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
-                // The generator spins; whatever shares its CPU (the reply counter's NAPI
-                // thread) goes first. Best effort, as before.
-                let _ = crate::sys::set_nice(19);
                 while !done.load(Ordering::SeqCst) {
                     let run = program.test_run(TestRunOptions {
                         data_in: Some(frame),
@@ -359,51 +527,56 @@ impl LiveGen {
             watch.and(joined)
         });
         generated?;
-        // Replies still in flight: wait until the count stops moving, and time the run to
-        // the last change seen.
-        let mut last = self.counters()?;
-        let mut last_change = Instant::now();
-        while last_change.elapsed() < SETTLE && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(1));
-            let now = self.counters()?;
-            if now.replies_total() != last.replies_total() {
-                last = now;
-                last_change = Instant::now();
-            }
-        }
-        if stop.load(Ordering::Relaxed) {
-            return Err(LiveGenError::Interrupted);
-        }
-        let run = last.since(&before);
-        let replies = run.replies_total();
-        // Timed in the kernel, from the first request out to the last reply in: neither
-        // the test run's setup nor the settling wait above counts.
-        let first_sent = state_map.get(&0, 0)?.first_sent_ns;
-        let seconds = if replies > 0 {
-            run.last_reply_ns.saturating_sub(first_sent) as f64 / 1e9
-        } else {
-            0.0
-        };
-        Ok(ClientReport {
-            sent: run.sent,
-            replies,
-            ok: run.replies[Status::Ok as usize],
-            mismatches: run.mismatches,
-            lost: run.sent.saturating_sub(replies),
-            unexpected: 0,
-            seconds,
-            rps: if seconds > 0.0 {
-                replies as f64 / seconds
-            } else {
-                0.0
-            },
-            p50_us: run.latency_quantile_ns(50, 100) as f64 / 1000.0,
-            p99_us: run.latency_quantile_ns(99, 100) as f64 / 1000.0,
-            // The generator spins between requests: its CPU time says nothing per request.
-            cpu_ns_per_request: 0.0,
-            problems: Vec::new(),
-        })
+        Ok((None, state_map.get(&0, 0)?.first_sent_ns))
     }
+
+    /// The same frames and pacing through an AF_PACKET socket on the namespace end;
+    /// returns what it sent and the first request's time.
+    fn send_from_socket(
+        &self,
+        lab: &NetLab,
+        config: &GenConfig,
+        stop: &AtomicBool,
+    ) -> Result<(Option<u64>, u64)> {
+        let cases = &self.frames[..config.cases.clamp(1, self.frames.len())];
+        let sent = std::thread::scope(|s| {
+            s.spawn(|| -> Result<Sent> {
+                enter_and_pin(lab, config.cpu)?;
+                let socket = PacketSocket::open(self.ns_ifindex).map_err(|source| {
+                    LiveGenError::PacketSocket {
+                        iface: lab.ns_if.clone(),
+                        source,
+                    }
+                })?;
+                send_requests(&socket, cases, config.requests, config.rate, stop)
+                    .map_err(LiveGenError::PacketSend)
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
+        Ok((Some(sent.sent), sent.first_sent_ns))
+    }
+}
+
+/// Moves the calling thread into the lab's namespace and onto `cpu`.
+fn enter_and_pin(lab: &NetLab, cpu: Option<usize>) -> Result<()> {
+    lab.enter()?;
+    if let Some(cpu) = cpu {
+        crate::sys::pin_to_cpu(cpu).map_err(|source| LiveGenError::Pin { cpu, source })?;
+    }
+    Ok(())
+}
+
+/// `e` and its sources, one after another (for a message that stands alone).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// A no-op SIGUSR1 handler: the signal only has to interrupt the generator's system call

@@ -13,6 +13,7 @@
 mod capacity;
 mod children;
 pub mod livegen;
+pub mod packet_sender;
 mod pinning;
 pub mod strace;
 
@@ -28,7 +29,7 @@ use serde::Serialize;
 
 pub use capacity::{LOSS_TOLERANCE, Trial};
 use children::ServerChild;
-use livegen::{GenConfig, LiveGen, LiveGenError};
+use livegen::{GenConfig, LiveGen, LiveGenError, Sender};
 pub use pinning::Pin;
 use strace::{StraceError, SyscallTable};
 
@@ -75,7 +76,7 @@ pub enum ServeBenchError {
     },
     #[error("no kernel generator loaded")]
     NoGenerator,
-    #[error("the capacity search needs the kernel generator")]
+    #[error("the capacity search needs the kernel or packet generator")]
     CapacityNeedsKernelGenerator,
     #[error("creating the client sockets in the namespace")]
     ClientSockets(#[source] io::Error),
@@ -182,19 +183,51 @@ impl std::fmt::Display for Mode {
     }
 }
 
-/// What sends the requests and checks the replies.
+/// What sends the requests and checks the replies. `kernel` and `packet` share the reply
+/// counter (npk_replies, XDP on the namespace end: every reply checked and timed in the
+/// kernel) and the pacing; without a rate, each server's capacity is searched for (the
+/// highest rate it answers with at most LOSS_TOLERANCE lost) and the timed run is offered
+/// that rate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Generator {
+    /// `kernel` where the kernel takes BPF_PROG_TEST_RUN live frames (probed once),
+    /// `packet` where it refuses them.
+    #[default]
+    Auto,
+    /// npk_loadgen under BPF_PROG_TEST_RUN live frames: no socket and no system call per
+    /// request.
+    Kernel,
+    /// The same frames and pacing sent from userspace through an AF_PACKET socket in the
+    /// namespace: one sendmmsg per train of 32 requests, on the client's CPU.
+    Packet,
     /// `npk client`'s UDP sockets (client::run): costs the socket stack per request on the
     /// same CPUs as the servers.
     Socket,
-    /// npk_loadgen under BPF_PROG_TEST_RUN live frames and the npk_replies counter
-    /// (livegen): no socket and no system call per request. Without a rate, each server's
-    /// capacity is searched for (the highest rate it answers with at most LOSS_TOLERANCE
-    /// lost) and the timed run is offered that rate.
-    #[default]
-    Kernel,
+}
+
+impl Generator {
+    /// Whether the requests are frames counted by npk_replies (`kernel`, `packet`, `auto`)
+    /// rather than `npk client`'s sockets.
+    pub fn counts_in_kernel(self) -> bool {
+        self != Self::Socket
+    }
+
+    /// The frame sender it names (`None`: probe).
+    fn sender(self) -> Option<Sender> {
+        match self {
+            Self::Kernel => Some(Sender::LiveFrames),
+            Self::Packet => Some(Sender::PacketSocket),
+            Self::Auto | Self::Socket => None,
+        }
+    }
+
+    fn of_sender(sender: Sender) -> Self {
+        match sender {
+            Sender::LiveFrames => Self::Kernel,
+            Sender::PacketSocket => Self::Packet,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -278,7 +311,10 @@ pub struct BenchSummary {
     /// The best userspace mode's name (empty without one).
     pub user_mode: String,
     pub xdp_mode: XdpAttach,
+    /// The generator that ran (`auto` resolved).
     pub generator: Generator,
+    /// Why `auto` did not use live frames (the kernel's refusal), when it fell back.
+    pub generator_fallback: Option<String>,
 }
 
 /// Runs every configured mode `rounds` times, interleaved (the machine's load drifts), keeps
@@ -312,11 +348,22 @@ pub fn run(
     let _ = sys::set_nice(BENCH_NICE);
     let livegen = match config.generator {
         Generator::Socket => None,
-        Generator::Kernel => Some(
-            LiveGen::load(&lab, model, &gen_config(config, config.requests, None))
-                .map_err(ServeBenchError::LoadGenerator)?,
+        generator => Some(
+            LiveGen::load(
+                &lab,
+                model,
+                &gen_config(config, config.requests, None),
+                generator.sender(),
+            )
+            .map_err(ServeBenchError::LoadGenerator)?,
         ),
     };
+    let generator = livegen
+        .as_ref()
+        .map_or(Generator::Socket, |g| Generator::of_sender(g.sender()));
+    let generator_fallback = livegen
+        .as_ref()
+        .and_then(|g| g.fallback().map(str::to_string));
     let mut bench = Bench {
         config,
         model,
@@ -324,8 +371,8 @@ pub fn run(
         livegen,
         stop,
     };
-    let load = match (config.generator, config.rate) {
-        (Generator::Kernel, None) => Load::Capacity,
+    let load = match (generator, config.rate) {
+        (Generator::Kernel | Generator::Packet, None) => Load::Capacity,
         (_, rate) => Load::Rate(rate),
     };
     let mut timed: Vec<Vec<ModeRun>> = config.modes.iter().map(|_| Vec::new()).collect();
@@ -379,7 +426,8 @@ pub fn run(
     drop(lab);
     let mut summary = BenchSummary {
         xdp_mode: config.xdp_mode,
-        generator: config.generator,
+        generator,
+        generator_fallback,
         mismatches,
         lost,
         ..BenchSummary::default()
