@@ -7,6 +7,7 @@
 # `--lab synthetic` runs npk's own generator instead; `--help` lists the options.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/as-root.sh
 bash scripts/setup.sh
 cargo build --release
 exec target/release/npk demo "$@"
