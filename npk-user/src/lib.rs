@@ -7,6 +7,7 @@ mod cli;
 pub mod dataset;
 pub mod demo;
 pub mod fixtures;
+pub mod input;
 pub mod kernel;
 pub mod metrics;
 pub mod model_file;

@@ -1,8 +1,11 @@
 //! Every file npk writes goes through here, and so does every report line on the console.
 //!
 //! An output is checked before the work that produces it ([`OutputPath::check`]): symbolic
-//! links are followed to the file they name, the directory must exist and take a new file, and
-//! the output must not be one of the command's inputs. Then:
+//! links are followed to the file they name, except one that another user owns in a sticky
+//! world-writable directory such as /tmp (the rule of the kernel's `fs.protected_symlinks`,
+//! which npk applies itself since a machine may have it off: such a link is how another user
+//! makes root overwrite or create a file of their choosing); the directory must exist and take
+//! a new file, and the output must not be one of the command's inputs. Then:
 //!
 //! - a regular file, or a name that does not exist yet, is written atomically: a temporary
 //!   file in the same directory, synced, renamed over the target only when the work succeeded
@@ -52,6 +55,18 @@ pub enum OutputErrorKind {
     NoFileName,
     #[error("more than {MAX_SYMLINK_HOPS} symbolic links")]
     SymlinkLoop,
+    #[error(
+        "{} is a symbolic link owned by another user (uid {owner}) in the sticky, \
+         world-writable directory {}: npk does not write through it (as the kernel's \
+         fs.protected_symlinks would refuse)",
+        link.display(),
+        dir.display()
+    )]
+    UntrustedSymlink {
+        link: PathBuf,
+        dir: PathBuf,
+        owner: u32,
+    },
     #[error("is also the input {}: refusing to overwrite it", .0.display())]
     IsInput(PathBuf),
     #[error("cannot resolve: {0}")]
@@ -342,6 +357,7 @@ fn parent_dir(path: &Path) -> &Path {
 
 /// Follows `path`'s symbolic links to the file it names (see the module doc).
 fn resolve(path: &Path) -> Result<Target, OutputErrorKind> {
+    refuse_untrusted_symlinks(path)?;
     match fs::metadata(path) {
         Ok(meta) => {
             let kind = meta.file_type();
@@ -379,6 +395,36 @@ fn resolve(path: &Path) -> Result<Target, OutputErrorKind> {
         }
         Err(e) => Err(OutputErrorKind::Resolve(e)),
     }
+}
+
+/// Follows the symbolic links `path` names, one hop at a time, and refuses one that another
+/// user owns (neither this process's user nor the directory's owner) in a sticky,
+/// world-writable directory: fs.protected_symlinks' rule, whatever the machine's setting.
+fn refuse_untrusted_symlinks(path: &Path) -> Result<(), OutputErrorKind> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let mut name = path.to_owned();
+    for _ in 0..MAX_SYMLINK_HOPS {
+        let Ok(link) = fs::symlink_metadata(&name) else {
+            return Ok(());
+        };
+        if !link.file_type().is_symlink() {
+            return Ok(());
+        }
+        let dir = parent_dir(&name).to_owned();
+        let dir_meta = fs::metadata(&dir).map_err(OutputErrorKind::Resolve)?;
+        let sticky_world_writable = dir_meta.mode() & 0o1002 == 0o1002;
+        if sticky_world_writable && link.uid() != euid && link.uid() != dir_meta.uid() {
+            return Err(OutputErrorKind::UntrustedSymlink {
+                link: name,
+                dir,
+                owner: link.uid(),
+            });
+        }
+        let target = fs::read_link(&name).map_err(OutputErrorKind::Resolve)?;
+        name = dir.join(target);
+    }
+    Err(OutputErrorKind::SymlinkLoop)
 }
 
 /// The target for `name`, which does not exist: its directory, canonical, joined to the name.
@@ -470,6 +516,44 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    /// In a sticky world-writable directory, a link another user owns is not written through,
+    /// whether it names an existing file (which would be replaced) or none (which would be
+    /// created); the same link owned by this user, or in an ordinary directory, is followed.
+    #[test]
+    fn another_users_symlink_in_a_sticky_directory_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sticky = dir.path().join("tmp");
+        fs::create_dir(&sticky).unwrap();
+        fs::set_permissions(&sticky, fs::Permissions::from_mode(0o1777)).unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "root's").unwrap();
+        let nobody = 65534;
+        for (name, target) in [
+            ("existing", victim.clone()),
+            ("dangling", dir.path().join("new")),
+        ] {
+            let link = sticky.join(name);
+            symlink(&target, &link).unwrap();
+            std::os::unix::fs::lchown(&link, Some(nobody), Some(nobody)).unwrap();
+            let e = OutputPath::check(&link, &[]).unwrap_err();
+            assert!(
+                matches!(e.kind, OutputErrorKind::UntrustedSymlink { owner, .. } if owner == nobody),
+                "{name}: {e}"
+            );
+            assert!(e.to_string().contains("fs.protected_symlinks"), "{e}");
+            // Owned by this user: followed.
+            std::os::unix::fs::lchown(&link, Some(0), Some(0)).unwrap();
+            OutputPath::check(&link, &[]).unwrap();
+        }
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "root's");
+        assert!(!dir.path().join("new").exists());
+        // Another user's link in an ordinary directory: followed, as the kernel would.
+        let plain = dir.path().join("plain-link");
+        symlink(&victim, &plain).unwrap();
+        std::os::unix::fs::lchown(&plain, Some(nobody), Some(nobody)).unwrap();
+        OutputPath::check(&plain, &[]).unwrap();
     }
 
     #[test]

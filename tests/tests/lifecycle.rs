@@ -540,3 +540,66 @@ fn attach_push_stats_detach_work_with_capabilities_instead_of_root() {
         "{denied}"
     );
 }
+
+/// Two `npk push` to one attachment at once, one slowed at every bpf(2) call (strace's delay
+/// injection, so that its read of the active version and its writes straddle the other's
+/// pushes): pushes take turns, every version is announced once, and versions rise by one per
+/// push. Without the lock both read the same version and write the same slot.
+#[test]
+fn concurrent_pushes_take_turns_and_announce_every_version_once() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    attach_pinned(iface, &models.two, "skb", &["--action", "1=drop"]);
+    let npk_path = npk();
+    let npk_path = npk_path.to_str().unwrap();
+    let push_args = ["push", "--iface", iface, "--model", models.two.as_str()];
+    let version_of = |out: &Output| -> u32 {
+        assert!(out.status.success(), "{}", stderr(out));
+        let text = stdout(out);
+        text.split_whitespace()
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no version in {text:?}"))
+    };
+    let slow_done = std::sync::atomic::AtomicBool::new(false);
+    let (slow, fast) = std::thread::scope(|s| {
+        let slow = s.spawn(|| {
+            let versions = (0..3)
+                .map(|_| {
+                    let out = Command::new("strace")
+                        .args([
+                            "-f",
+                            "-o",
+                            "/dev/null",
+                            "-e",
+                            "inject=bpf:delay_enter=40000",
+                        ])
+                        .arg(npk_path)
+                        .args(push_args)
+                        .output()
+                        .unwrap();
+                    version_of(&out)
+                })
+                .collect::<Vec<_>>();
+            slow_done.store(true, std::sync::atomic::Ordering::SeqCst);
+            versions
+        });
+        // Pushes all the time the slow ones run.
+        let fast = s.spawn(|| {
+            let mut versions = Vec::new();
+            while !slow_done.load(std::sync::atomic::Ordering::SeqCst) {
+                versions.push(version_of(&ok(&push_args)));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            versions
+        });
+        (slow.join().unwrap(), fast.join().unwrap())
+    });
+    let mut all: Vec<u32> = slow.iter().chain(&fast).copied().collect();
+    all.sort_unstable();
+    // The attach's own push was version 1.
+    let expected: Vec<u32> = (2..2 + all.len() as u32).collect();
+    assert_eq!(all, expected, "slow {slow:?}, fast {fast:?}");
+    ok(&["detach", "--iface", iface]);
+}

@@ -18,7 +18,7 @@ use crate::{
     kernel::{
         ControlMaps,
         attach::{self, AttachMode, IfaceName, pin_dir},
-        config::{AttachConfig, ClassAction},
+        config::{AttachConfig, ClassAction, check_one_action_per_class},
         log::KernelLog,
     },
     model_file::ModelFile,
@@ -69,6 +69,7 @@ impl AttachArgs {
         let (Some(iface), Some(model)) = (self.iface, self.model) else {
             bail!("--iface and --model are needed without --config");
         };
+        check_one_action_per_class(&self.actions)?;
         Ok(AttachConfig {
             iface,
             model,
@@ -193,7 +194,7 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
 pub fn run_detach(args: DetachArgs) -> Result<()> {
     let iface = match (args.iface, &args.config) {
         (Some(iface), _) => iface,
-        (None, Some(path)) => AttachConfig::from_file(path)?.iface,
+        (None, Some(path)) => AttachConfig::interface_of_file(path)?,
         (None, None) => bail!("--iface or --config names the interface"),
     };
     let detached = attach::detach(&iface)?;
@@ -216,7 +217,8 @@ pub fn run_detach(args: DetachArgs) -> Result<()> {
 
 pub fn run_push(args: PushArgs) -> Result<()> {
     let model = load_model(&args.model)?;
-    let dir = attach::live_pins(&args.iface)?;
+    // One push at a time per attachment; held until the new model is active.
+    let (dir, _lock) = attach::lock_live_pins(&args.iface)?;
     let (kind, loops) = attach::pinned_classifier(&dir)?;
     loops.check_fits(&model)?;
     let mut maps = ControlMaps::from_pins(&dir)?;

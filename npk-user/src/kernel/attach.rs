@@ -20,7 +20,10 @@ use std::{
     io::{self, ErrorKind},
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::{ffi::OsStrExt, fs::MetadataExt},
+        unix::{
+            ffi::OsStrExt,
+            fs::{MetadataExt, OpenOptionsExt},
+        },
     },
     path::{Path, PathBuf},
     str::FromStr,
@@ -245,6 +248,14 @@ impl fmt::Display for Stale {
 pub enum AttachError {
     #[error("no network interface named `{0}` (see `ip link`)")]
     NoInterface(IfaceName),
+    #[error("locking {} for the change", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("npk was detached from {iface} while this command waited for its turn")]
+    DetachedMeanwhile { iface: IfaceName },
     #[error(
         "bpffs is not mounted at {BPFFS}: run `mount -t bpf bpf {BPFFS}` (scripts/setup.sh does)"
     )]
@@ -830,6 +841,62 @@ pub fn live_pins(iface: &IfaceName) -> Result<PathBuf, AttachError> {
     }
 }
 
+/// An attachment's pins held for one change: an exclusive `flock` on the pin directory, so
+/// that pushes (and a detach) to one attachment run one after another (two at once both read
+/// the same version and both write the same slot). The kernel releases the lock when its
+/// holder dies: a killed push blocks nobody.
+#[derive(Debug)]
+pub struct PinLock {
+    _dir: OwnedFd,
+}
+
+/// Waits for and takes the lock of the attachment on `iface`, and checks that it is still
+/// the live attachment (a detach may have gone first); returns its pin directory and the
+/// lock, held until dropped.
+pub fn lock_live_pins(iface: &IfaceName) -> Result<(PathBuf, PinLock), AttachError> {
+    let dir = live_pins(iface)?;
+    let lock = lock_dir(&dir)?;
+    // The directory locked must still be the one at the path (not removed by a detach and
+    // made anew by the next attach), and still attached.
+    let held = lock
+        ._dir
+        .try_clone()
+        .and_then(|fd| std::fs::File::from(fd).metadata());
+    let same_dir = matches!(
+        (held, std::fs::metadata(&dir)),
+        (Ok(a), Ok(b)) if (a.dev(), a.ino()) == (b.dev(), b.ino())
+    );
+    if !same_dir || !matches!(pin_state(iface)?, Some(PinState::Attached { .. })) {
+        return Err(AttachError::DetachedMeanwhile {
+            iface: iface.clone(),
+        });
+    }
+    Ok((dir, lock))
+}
+
+fn lock_dir(dir: &Path) -> Result<PinLock, AttachError> {
+    let err = |source| AttachError::Lock {
+        path: dir.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)
+        .map_err(err)?;
+    let fd = OwnedFd::from(file);
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(PinLock { _dir: fd });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(err(e));
+        }
+    }
+}
+
 /// Which of npk's classifiers is pinned in `dir` and how its loops run (decide the feature
 /// schema and the widest model a push may bring).
 pub fn pinned_classifier(dir: &Path) -> Result<(ProgramKind, Loops), AttachError> {
@@ -880,6 +947,8 @@ pub fn detach(iface: &IfaceName) -> Result<Detached, AttachError> {
         Some(PinState::Attached { .. }) => None,
         Some(PinState::Stale(stale)) => Some(stale),
     };
+    // After any push in progress: it finishes on the attachment, or finds it gone.
+    let _lock = lock_dir(&dir)?;
     let link = dir.join(LINK_PIN);
     if link.exists() {
         detach_pinned_link(&link)?;

@@ -70,13 +70,18 @@ pub struct AttachConfig {
     pub fail_closed: bool,
 }
 
+/// A config file is a few lines: anything larger is not one.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 10;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {}: {source}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        source: crate::input::InputError,
     },
+    #[error("{}: not UTF-8 text", path.display())]
+    NotText { path: PathBuf },
     /// Not TOML, or a field missing, unknown or of the wrong type.
     #[error("{}:{line}: {message}", path.display())]
     Syntax {
@@ -86,6 +91,27 @@ pub enum ConfigError {
     },
     #[error("{origin}: {message}")]
     Value { origin: Origin, message: String },
+    #[error("{second}: class {class} already has an action, set by {first}")]
+    ConflictingActions {
+        class: usize,
+        first: Origin,
+        second: Origin,
+    },
+}
+
+/// One action per class: two settings of one class are refused, naming both (wherever they
+/// came from: `1` and `01` in a file, or two `--action` flags).
+pub fn check_one_action_per_class(actions: &[ClassAction]) -> Result<(), ConfigError> {
+    for (i, second) in actions.iter().enumerate() {
+        if let Some(first) = actions[..i].iter().find(|a| a.class == second.class) {
+            return Err(ConfigError::ConflictingActions {
+                class: second.class,
+                first: first.origin.clone(),
+                second: second.origin.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The name of an action as flags and files write it.
@@ -143,13 +169,37 @@ struct RawConfig {
 }
 
 impl AttachConfig {
-    /// Reads and checks a config file.
+    /// Reads and checks a config file (a regular file of at most [`MAX_CONFIG_BYTES`]).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        Self::from_toml(path, &read_text(path)?)
+    }
+
+    /// Only the interface a config file names, read whatever else the file holds now: what
+    /// `npk detach --config` needs, so that a file edited into an invalid state since the
+    /// attach still lets the service stop.
+    pub fn interface_of_file(path: &Path) -> Result<IfaceName, ConfigError> {
+        let text = read_text(path)?;
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        #[derive(Deserialize)]
+        struct InterfaceOnly {
+            interface: Spanned<String>,
+        }
+        let raw: InterfaceOnly = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
-            source,
+            line: e.span().map_or(1, |s| line_of(s.start)),
+            message: e.message().trim_end().to_string(),
         })?;
-        Self::from_toml(path, &text)
+        raw.interface
+            .get_ref()
+            .parse::<IfaceName>()
+            .map_err(|e| ConfigError::Value {
+                origin: Origin::File {
+                    path: path.to_path_buf(),
+                    line: line_of(raw.interface.span().start),
+                    field: "interface".into(),
+                },
+                message: e.to_string(),
+            })
     }
 
     /// `text` as the file `path` would hold it.
@@ -204,12 +254,20 @@ impl AttachConfig {
                     format!("`{}`: actions are {ACTION_NAMES}", action.get_ref()),
                 )
             })?;
-            actions.push(ClassAction {
-                class: class_number,
-                action: parsed,
-                origin: origin(&field, class.span()),
-            });
+            actions.push((
+                class.span().start,
+                ClassAction {
+                    class: class_number,
+                    action: parsed,
+                    origin: origin(&field, class.span()),
+                },
+            ));
         }
+        // In the file's order (the table is sorted by key text): a conflict names the
+        // earlier line first.
+        actions.sort_by_key(|(at, _)| *at);
+        let actions: Vec<ClassAction> = actions.into_iter().map(|(_, a)| a).collect();
+        check_one_action_per_class(&actions)?;
         let model = raw.model.get_ref();
         let model = match path.parent() {
             Some(dir) if model.is_relative() => dir.join(model),
@@ -224,6 +282,18 @@ impl AttachConfig {
             fail_closed: raw.fail_closed.unwrap_or(false),
         })
     }
+}
+
+/// The text of the config file `path`, bounded and type-checked.
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let bytes =
+        crate::input::read_capped(path, MAX_CONFIG_BYTES).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    String::from_utf8(bytes).map_err(|_| ConfigError::NotText {
+        path: path.to_path_buf(),
+    })
 }
 
 #[cfg(test)]
@@ -252,6 +322,43 @@ mod tests {
         assert_eq!(
             config.actions[0].origin.to_string(),
             "/etc/npk/eth0.toml:7: actions.1"
+        );
+    }
+
+    #[test]
+    fn files_are_bounded_and_regular_and_detach_needs_only_the_interface() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, "#".repeat(MAX_CONFIG_BYTES as usize + 1)).unwrap();
+        let e = AttachConfig::from_file(&big).unwrap_err().to_string();
+        assert!(e.contains("more than the 65536"), "{e}");
+        for special in ["/dev/zero", "/dev/null"] {
+            let e = AttachConfig::from_file(Path::new(special)).unwrap_err();
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+        // Edited after the attach into a file attach refuses: detach still finds the
+        // interface.
+        let edited = dir.path().join("eth0.toml");
+        std::fs::write(
+            &edited,
+            "interface = \"eth0\"\nmodel = \"m.npk\"\n[actions]\n1 = \"block\"\n",
+        )
+        .unwrap();
+        assert!(AttachConfig::from_file(&edited).is_err());
+        let iface = AttachConfig::interface_of_file(&edited).unwrap();
+        assert_eq!(iface.as_str(), "eth0");
+    }
+
+    #[test]
+    fn two_actions_for_one_class_are_refused_naming_both() {
+        let flags: Vec<ClassAction> = ["1=drop", "2=sample", "1=pass"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let e = check_one_action_per_class(&flags).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--action 1=pass: class 1 already has an action, set by --action 1=drop"
         );
     }
 
@@ -299,6 +406,11 @@ mod tests {
             (
                 format!("{head}fail_closed = \"yes\"\n"),
                 "/etc/npk/eth0.toml:3: invalid type",
+            ),
+            (
+                format!("{head}[actions]\n1 = \"drop\"\n01 = \"pass\"\n"),
+                "/etc/npk/eth0.toml:5: actions.01: class 1 already has an action, set by \
+                 /etc/npk/eth0.toml:4: actions.1",
             ),
         ] {
             let err = parse(&text).unwrap_err();

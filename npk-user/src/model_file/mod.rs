@@ -5,8 +5,6 @@ mod codec;
 #[cfg(test)]
 mod tests;
 
-use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -449,42 +447,12 @@ impl ModelFile {
 
 /// The bytes of the regular file `path`, refused when larger than [`MAX_FILE_LEN`].
 fn read_capped(path: &Path) -> Result<Vec<u8>, ModelFileErrorKind> {
-    use ModelFileErrorKind as E;
-    // O_NONBLOCK: opening a FIFO must not wait for a writer before it is refused.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(E::Read)?;
-    let meta = file.metadata().map_err(E::Read)?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        return Err(E::NotAFile(if kind.is_dir() {
-            "directory"
-        } else if kind.is_fifo() {
-            "FIFO"
-        } else if kind.is_char_device() {
-            "character device"
-        } else if kind.is_block_device() {
-            "block device"
-        } else {
-            "socket or special file"
-        }));
-    }
-    if meta.len() > MAX_FILE_LEN {
-        return Err(E::TooLarge { found: meta.len() });
-    }
-    // The file may grow after the size was read: never take more than the cap and a byte.
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_FILE_LEN + 1)
-        .read_to_end(&mut bytes)
-        .map_err(E::Read)?;
-    if bytes.len() as u64 > MAX_FILE_LEN {
-        return Err(E::TooLarge {
-            found: bytes.len() as u64,
-        });
-    }
-    Ok(bytes)
+    use crate::input::InputError;
+    crate::input::read_capped(path, MAX_FILE_LEN).map_err(|e| match e {
+        InputError::Read(e) => ModelFileErrorKind::Read(e),
+        InputError::NotAFile(kind) => ModelFileErrorKind::NotAFile(kind),
+        InputError::TooLarge { found, .. } => ModelFileErrorKind::TooLarge { found },
+    })
 }
 
 fn decode_payload(r: &mut Reader) -> Result<ModelFile, ModelFileErrorKind> {

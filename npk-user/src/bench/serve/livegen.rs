@@ -121,6 +121,8 @@ type Result<T, E = LiveGenError> = std::result::Result<T, E>;
 
 /// Frames per live-frames batch (the kernel's default, NAPI_POLL_WEIGHT).
 const BATCH: u32 = 64;
+/// SCHED_FIFO priority of the packet sender's thread: below the lab's NAPI threads' (50).
+const SENDER_PRIORITY: i32 = 10;
 /// Replies still arriving this long after the last one count; then the run is over.
 const SETTLE: Duration = Duration::from_millis(100);
 
@@ -557,6 +559,13 @@ impl LiveGen {
                     crate::sys::pin_to_cpu(cpu)
                         .map_err(|source| LiveGenError::Pin { cpu, source })?;
                 }
+                // The sender sleeps between trains: on a busy machine an ordinary thread
+                // wakes a time slice late and the run falls behind its rate. A real-time
+                // priority below the NAPI threads' (pinning) wakes it on time and still lets
+                // the reply counter preempt it. Best effort: without the privilege the
+                // pacing is only less exact.
+                // SAFETY: gettid has no preconditions.
+                let _ = crate::sys::make_realtime(unsafe { libc::gettid() }, SENDER_PRIORITY);
                 let socket = PacketSocket::open(host_ifindex).map_err(|source| {
                     LiveGenError::PacketSocket {
                         iface: lab.host_if.clone(),
