@@ -38,15 +38,6 @@ pub const MAP_LOADGEN_STATE: &str = "NPK_LG_STATE";
 /// `PerCpuArray`, one entry: the reply counter's copy of the reply it checks.
 pub const MAP_LOADGEN_BUF: &str = "NPK_LG_BUF";
 
-/// The UDP source port of every request the generator sends.
-pub const REQUEST_SOURCE_PORT: u16 = 40_000;
-/// The UDP source port of a request injected by the packet generator (`npk bench serve
-/// --generator packet`): sent from userspace into the namespace end, where `npk_replies`
-/// sets [`REQUEST_SOURCE_PORT`] and sends it back out (XDP_TX) to the server. The socket
-/// buffer's cost (copy into an XDP frame) is then paid on the client's CPU, and the server
-/// receives XDP frames, as from the kernel generator or a NIC.
-pub const INJECT_SOURCE_PORT: u16 = 40_001;
-
 /// Distinct requests the generator cycles through (the case lives in 4 bits of the id).
 pub const MAX_CASES: usize = 16;
 pub const CASE_SHIFT: u32 = 28;

@@ -13,8 +13,8 @@ use aya_ebpf::{
 };
 use npk_common::{
     loadgen::{
-        CASE_SHIFT, FRAME_TEMPLATE_LEN, HIST_BUCKETS, INJECT_SOURCE_PORT, MAX_CASES,
-        PAYLOAD_OFFSET, REQUEST_SOURCE_PORT, STAMP_MASK, latency_bucket,
+        CASE_SHIFT, FRAME_TEMPLATE_LEN, HIST_BUCKETS, MAX_CASES, PAYLOAD_OFFSET, STAMP_MASK,
+        latency_bucket,
     },
     wire::{MAX_REPLY_LEN, NUM_STATUSES, REPLY_MAGIC},
 };
@@ -97,9 +97,8 @@ fn le32(b: &[u8; REPLY_BUF], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// Counts, times and checks a reply from the server port and drops it; sends an injected
-/// request (source port INJECT_SOURCE_PORT) back out as a request to the server; passes
-/// every other frame (ARP above all).
+/// Counts, times and checks a reply from the server port and drops it; passes every other
+/// frame (ARP above all).
 #[inline(always)]
 pub fn count_reply(ctx: &XdpContext) -> u32 {
     let (Some(config), Some(stats), Some(buf)) = (
@@ -121,27 +120,15 @@ pub fn count_reply(ctx: &XdpContext) -> u32 {
     if unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, buf.as_mut_ptr() as *mut c_void, n as u32) } != 0 {
         return xdp_action::XDP_PASS;
     }
-    if buf[12..14] != [0x08, 0x00] || buf[14] != 0x45 || buf[23] != 17 {
-        return xdp_action::XDP_PASS;
-    }
-    if buf[34..36] == INJECT_SOURCE_PORT.to_be_bytes()
-        && buf[36..38] == config.server_port.to_be_bytes()
-    {
-        let source = REQUEST_SOURCE_PORT.to_be_bytes();
-        // SAFETY: 2 bytes at the UDP source port, inside the frame (checked above); the
-        // checksum is 0 (none), so nothing else changes.
-        let stored =
-            unsafe { bpf_xdp_store_bytes(ctx.ctx, 34, source.as_ptr() as *mut c_void, 2) == 0 };
-        return if stored {
-            xdp_action::XDP_TX
-        } else {
-            xdp_action::XDP_ABORTED
-        };
-    }
     let port = config.server_port.to_be_bytes();
-    // UDP from the server port, the reply magic: the requests this lab sends get such
-    // replies and nothing else looks like them.
-    if buf[34..36] != port || le32(buf, PAYLOAD_OFFSET) != REPLY_MAGIC {
+    // IPv4 without options, UDP from the server port, the reply magic: the requests this
+    // lab sends get such replies and nothing else looks like them.
+    if buf[12..14] != [0x08, 0x00]
+        || buf[14] != 0x45
+        || buf[23] != 17
+        || buf[34..36] != port
+        || le32(buf, PAYLOAD_OFFSET) != REPLY_MAGIC
+    {
         return xdp_action::XDP_PASS;
     }
     let status = u16::from_le_bytes([buf[PAYLOAD_OFFSET + 6], buf[PAYLOAD_OFFSET + 7]]) as usize;

@@ -6,9 +6,7 @@
 //!   the signal that ends it and the counter reads.
 //! - [`Sender::PacketSocket`], where the kernel refuses live frames (some hardened kernels
 //!   do: docs/serve-benchmark.md): the same frames and pacing from userspace through an
-//!   AF_PACKET socket on the host end, one `sendmmsg` per train (super::packet_sender),
-//!   into the namespace end, whose reply counter sends each frame out again as a request:
-//!   the server receives XDP frames either way.
+//!   AF_PACKET socket, one `sendmmsg` per train (super::packet_sender).
 //!
 //! Either way `npk_replies` counts, times and checks every reply in the kernel.
 
@@ -26,10 +24,9 @@ use aya::{
 use npk_common::{
     infer::{PlainLoop, Scratch},
     loadgen::{
-        ExpectedReply, FRAME_PAD, FrameTemplate, GenState, INJECT_SOURCE_PORT, LoadgenConfig,
-        LoadgenCounters, MAP_LOADGEN_CONFIG, MAP_LOADGEN_EXPECTED, MAP_LOADGEN_FRAMES,
-        MAP_LOADGEN_STATE, MAP_LOADGEN_STATS, MAX_CASES, PAYLOAD_OFFSET, PROG_LOADGEN,
-        PROG_REPLIES, REQUEST_SOURCE_PORT,
+        ExpectedReply, FRAME_PAD, FrameTemplate, GenState, LoadgenConfig, LoadgenCounters,
+        MAP_LOADGEN_CONFIG, MAP_LOADGEN_EXPECTED, MAP_LOADGEN_FRAMES, MAP_LOADGEN_STATE,
+        MAP_LOADGEN_STATS, MAX_CASES, PAYLOAD_OFFSET, PROG_LOADGEN, PROG_REPLIES,
     },
     model::Model,
     wire::{ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, WireError, encode_request, respond},
@@ -121,8 +118,8 @@ type Result<T, E = LiveGenError> = std::result::Result<T, E>;
 
 /// Frames per live-frames batch (the kernel's default, NAPI_POLL_WEIGHT).
 const BATCH: u32 = 64;
-/// SCHED_FIFO priority of the packet sender's thread: below the lab's NAPI threads' (50).
-const SENDER_PRIORITY: i32 = 10;
+/// The generator's UDP source port.
+const SOURCE_PORT: u16 = 40_000;
 /// Replies still arriving this long after the last one count; then the run is over.
 const SETTLE: Duration = Duration::from_millis(100);
 
@@ -168,8 +165,8 @@ pub struct LiveGen {
     fallback: Option<String>,
     /// The test run's input frame.
     frame: Vec<u8>,
-    /// Each case's request frame as the packet sender injects it (INJECT_SOURCE_PORT).
-    inject_frames: Vec<Vec<u8>>,
+    /// Each case's request frame (the packet sender's templates).
+    frames: Vec<Vec<u8>>,
     ns_ifindex: u32,
     host_pass: Option<XdpLinkId>,
 }
@@ -230,14 +227,6 @@ impl LiveGen {
             }
             expected.push((ExpectedReply { words }, len));
         }
-        let inject_frames = frames
-            .iter()
-            .map(|f| {
-                let mut f = f.clone();
-                f[34..36].copy_from_slice(&INJECT_SOURCE_PORT.to_be_bytes());
-                f
-            })
-            .collect();
         let reply_len = expected[0].1 as u32;
         let frame_len = frames[0].len();
         // The test run's input: a request frame and FRAME_PAD bytes more (see npk_loadgen).
@@ -291,7 +280,7 @@ impl LiveGen {
             sender: sender.unwrap_or(Sender::LiveFrames),
             fallback: None,
             frame,
-            inject_frames,
+            frames,
             ns_ifindex,
             host_pass: None,
         };
@@ -541,34 +530,21 @@ impl LiveGen {
         Ok((None, state_map.get(&0, 0)?.first_sent_ns))
     }
 
-    /// The same frames and pacing through an AF_PACKET socket on the host end, into the
-    /// namespace end, where the reply counter sends each out again as a request (see
-    /// npk_common::loadgen::INJECT_SOURCE_PORT); returns what it sent and the first
-    /// request's time.
+    /// The same frames and pacing through an AF_PACKET socket on the namespace end;
+    /// returns what it sent and the first request's time.
     fn send_from_socket(
         &self,
         lab: &NetLab,
         config: &GenConfig,
         stop: &AtomicBool,
     ) -> Result<(Option<u64>, u64)> {
-        let cases = &self.inject_frames[..config.cases.clamp(1, self.inject_frames.len())];
-        let host_ifindex = ifindex_of(&lab.host_if)?;
+        let cases = &self.frames[..config.cases.clamp(1, self.frames.len())];
         let sent = std::thread::scope(|s| {
             s.spawn(|| -> Result<Sent> {
-                if let Some(cpu) = config.cpu {
-                    crate::sys::pin_to_cpu(cpu)
-                        .map_err(|source| LiveGenError::Pin { cpu, source })?;
-                }
-                // The sender sleeps between trains: on a busy machine an ordinary thread
-                // wakes a time slice late and the run falls behind its rate. A real-time
-                // priority below the NAPI threads' (pinning) wakes it on time and still lets
-                // the reply counter preempt it. Best effort: without the privilege the
-                // pacing is only less exact.
-                // SAFETY: gettid has no preconditions.
-                let _ = crate::sys::make_realtime(unsafe { libc::gettid() }, SENDER_PRIORITY);
-                let socket = PacketSocket::open(host_ifindex).map_err(|source| {
+                enter_and_pin(lab, config.cpu)?;
+                let socket = PacketSocket::open(self.ns_ifindex).map_err(|source| {
                     LiveGenError::PacketSocket {
-                        iface: lab.host_if.clone(),
+                        iface: lab.ns_if.clone(),
                         source,
                     }
                 })?;
@@ -667,7 +643,7 @@ fn request_frame(a: &FrameAddrs, payload: &[u8]) -> Vec<u8> {
     let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     f.extend_from_slice(&ip);
-    f.extend_from_slice(&REQUEST_SOURCE_PORT.to_be_bytes());
+    f.extend_from_slice(&SOURCE_PORT.to_be_bytes());
     f.extend_from_slice(&a.port.to_be_bytes());
     f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     f.extend_from_slice(&[0, 0]);

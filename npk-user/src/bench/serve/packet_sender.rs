@@ -1,14 +1,11 @@
 //! The load generator's second sender, for kernels that refuse BPF_PROG_TEST_RUN in XDP
 //! live-frames mode (docs/serve-benchmark.md): the same request frames and the same pacing
-//! ([`GenState`], trains of `npk_common::loadgen::TRAIN`), sent from userspace through an
-//! AF_PACKET socket bound to the host's veth end, one `sendmmsg` per train, bypassing the
-//! qdisc, into the namespace end, where `npk_replies` sends each back out as a request
-//! (npk_common::loadgen::INJECT_SOURCE_PORT): the socket buffer's conversion into an XDP
-//! frame happens on the client's CPU, and the server gets XDP frames as from the kernel
-//! generator. Replies are still counted, timed and checked in the kernel by `npk_replies`:
-//! the stamp in each request id is CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns()` reads
-//! there. The measuring side costs one system call per train (1/32 per request), the veth
-//! transmit of each frame and its reflection, on the client's CPU only.
+//! ([`GenState`], trains of `npk_common::loadgen::TRAIN`), sent from userspace through an AF_PACKET socket bound
+//! to the namespace's veth end, one `sendmmsg` per train, bypassing the qdisc. Replies are
+//! still counted, timed and checked in the kernel by `npk_replies`: the stamp in each request
+//! id is CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns()` reads there. The measuring side
+//! costs one system call per train (1/32 per request) and the veth transmit of each frame,
+//! on the client's CPU only.
 
 use std::{
     io,
