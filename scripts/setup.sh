@@ -101,6 +101,14 @@ if ! python3 -c 'import numpy' 2>/dev/null; then
         say "warning: could not install NumPy; npk bench train will show no NumPy column"
 fi
 
+# The ONNX round trip (scripts/onnx_roundtrip.sh) makes a venv: Debian's python3 needs
+# python3-venv for it.
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    command -v apt-get >/dev/null || die "please install python3-venv"
+    say "installing python3-venv"
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq python3-venv >/dev/null
+fi
+
 mountpoint -q /sys/fs/bpf 2>/dev/null || mount -t bpf bpf /sys/fs/bpf 2>/dev/null ||
     say "warning: could not mount bpffs at /sys/fs/bpf (needed only for --pin)"
 
