@@ -8,10 +8,9 @@
 
 mod export;
 mod graph;
+/// The ONNX messages (generated: see the module doc), for callers that build or edit graphs.
 #[allow(clippy::all, clippy::pedantic)]
-mod proto;
-#[cfg(test)]
-mod tests;
+pub mod proto;
 
 use std::path::Path;
 
