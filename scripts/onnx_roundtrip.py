@@ -6,7 +6,8 @@ onnxruntime, imported with `npk import` (calibrated on the training rows) and sc
 `npk eval` on the held-out rows; `npk export` writes the int8 model back as ONNX, which
 onnxruntime runs again. Fails (exit 1) when npk's float accuracy is off onnxruntime's by more than
 0.005, its int8 accuracy by more than 0.02, or the exported graph's predictions agree with npk's
-int8 ones on fewer than 98% of the rows (npk train's warning level) (npk eval's confusion matrix).
+int8 ones on fewer than 98% of the rows (compared through npk eval's confusion matrix; 98% is
+npk train's agreement warning level).
 
 Usage: python scripts/onnx_roundtrip.py NPK_BINARY WORK_DIR   (scripts/onnx_roundtrip.sh runs it)
 """
