@@ -512,14 +512,14 @@ impl<'a> Graph<'a> {
                 ),
             )
         })?;
-        for j in 0..width {
-            let (k, s) = (&mut affine.scale[j], &mut affine.shift[j]);
+        let terms = affine.scale.iter_mut().zip(&mut affine.shift).zip(c);
+        for (j, ((k, s), c)) in terms.enumerate() {
             match (op, tensor_first) {
-                ("Add", _) => *s += c[j],
-                ("Sub", true) => *s -= c[j],
-                ("Sub", false) => (*k, *s) = (-*k, c[j] - *s),
-                ("Mul", _) => (*k, *s) = (*k * c[j], *s * c[j]),
-                ("Div", true) if c[j] != 0.0 => (*k, *s) = (*k / c[j], *s / c[j]),
+                ("Add", _) => *s += c,
+                ("Sub", true) => *s -= c,
+                ("Sub", false) => (*k, *s) = (-*k, c - *s),
+                ("Mul", _) => (*k, *s) = (*k * c, *s * c),
+                ("Div", true) if c != 0.0 => (*k, *s) = (*k / c, *s / c),
                 ("Div", true) => {
                     return Err(self.error(i, format!("divides feature {j} by zero")));
                 }
