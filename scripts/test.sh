@@ -28,6 +28,11 @@ step setup bash scripts/setup.sh
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets --release -- -D warnings
 step test cargo test --release
+# npk import/export against scikit-learn, skl2onnx and onnxruntime (a venv from PyPI under
+# target/); NPK_ONNX=0 leaves it out.
+if [ "${NPK_ONNX:-1}" != 0 ]; then
+    step onnx bash scripts/onnx_roundtrip.sh
+fi
 if [ "${NPK_VM:-1}" != 0 ]; then
     step kernel-matrix bash scripts/vm/run.sh
 fi

@@ -1,7 +1,7 @@
 //! npk's userspace library; the `npk` binary is a thin CLI over it ([`run_cli`]; the CLI
 //! module is private: no library module depends on it). Modules follow the
-//! pipeline: dataset -> train -> quantize -> model_file -> kernel; [`pipeline`] runs the
-//! training half as one call.
+//! pipeline: dataset -> train -> quantize -> model_file -> kernel, or onnx -> quantize for a
+//! model trained elsewhere; [`pipeline`] runs the training half as one call.
 pub mod bench;
 mod cli;
 pub mod dataset;
@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod model_file;
 pub mod netlab;
+pub mod onnx;
 pub mod output;
 pub mod packets;
 pub mod pipeline;

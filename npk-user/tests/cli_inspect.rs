@@ -169,7 +169,7 @@ fn inspect_refuses_bad_files() {
         ),
         (
             write(dir.path(), "version.npk", &version),
-            "unsupported format version: found 1, supported 2".to_string(),
+            "unsupported format version: found 1, supported 2..=3".to_string(),
         ),
         (
             write(dir.path(), "text.npk", b"hello"),

@@ -8,7 +8,7 @@ use npk_common::model::{FeatureSchema, Model};
 use serde::Serialize;
 
 use crate::{
-    model_file::{FILE_FORMAT_VERSION, ModelFile},
+    model_file::{ModelFile, Origin},
     outln,
     output::ConsoleError,
 };
@@ -79,12 +79,27 @@ struct LayerReport {
     pub shift: Range<i32>,
 }
 
+/// Where the float model came from.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum OriginReport {
+    /// `npk train`.
+    Trained,
+    /// `npk import`: the ONNX file's name and the producer it names.
+    ImportedOnnx {
+        file: String,
+        producer: String,
+        producer_version: String,
+    },
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     pub file: String,
     pub format_version: u32,
     pub npk_version: String,
     pub created_unix_secs: u64,
+    pub origin: OriginReport,
     pub feature_schema: &'static str,
     pub model_version: u32,
     pub num_inputs: u32,
@@ -104,7 +119,7 @@ struct Report {
 }
 
 impl Report {
-    fn new(file: String, m: &ModelFile) -> Self {
+    fn new(file: String, format_version: u32, m: &ModelFile) -> Self {
         let q = &m.quantized;
         let model = &q.model;
         let h = &model.header;
@@ -148,9 +163,21 @@ impl Report {
             .collect::<Vec<_>>();
         Report {
             file,
-            format_version: FILE_FORMAT_VERSION,
+            format_version,
             npk_version: m.provenance.npk_version.clone(),
             created_unix_secs: m.provenance.created_unix_secs,
+            origin: match &m.provenance.origin {
+                Origin::Trained => OriginReport::Trained,
+                Origin::ImportedOnnx {
+                    file,
+                    producer,
+                    producer_version,
+                } => OriginReport::ImportedOnnx {
+                    file: file.clone(),
+                    producer: producer.clone(),
+                    producer_version: producer_version.clone(),
+                },
+            },
             feature_schema: match FeatureSchema::from_u32(h.feature_schema) {
                 Some(FeatureSchema::Tabular) => "tabular",
                 Some(FeatureSchema::PacketV1) => "packet-v1",
@@ -181,6 +208,17 @@ impl Report {
             self.npk_version,
             self.created_unix_secs
         )?;
+        match &self.origin {
+            OriginReport::Trained => outln!("origin: trained by npk")?,
+            OriginReport::ImportedOnnx {
+                file,
+                producer,
+                producer_version,
+            } => outln!(
+                "origin: imported from ONNX file {file:?}, produced by {producer:?} version \
+                 {producer_version:?}"
+            )?,
+        }
         outln!(
             "feature schema {}, {} inputs, {} classes, model version {}",
             self.feature_schema,
@@ -270,8 +308,9 @@ fn real_multiplier(multiplier: i32, shift: i32) -> f64 {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let file = ModelFile::load(&args.model).context("cannot inspect the model")?;
-    let report = Report::new(args.model.display().to_string(), &file);
+    let (file, version) =
+        ModelFile::load_versioned(&args.model).context("cannot inspect the model")?;
+    let report = Report::new(args.model.display().to_string(), version, &file);
     if args.json {
         outln!(
             "{}",

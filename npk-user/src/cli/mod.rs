@@ -7,9 +7,11 @@ mod cleanup;
 mod client;
 mod demo;
 mod eval;
+mod export;
 mod exporter;
 mod features;
 mod r#gen;
+mod import;
 mod inspect;
 mod serve;
 mod train;
@@ -79,6 +81,14 @@ pub enum Command {
     /// Show a model file: layers, shapes, scales, requantization, parameter and MAC counts.
     #[command(after_help = "Example:\n  npk inspect iris.npk")]
     Inspect(inspect::InspectArgs),
+    /// Import an ONNX MLP classifier trained elsewhere, quantize it to int8, save a model file.
+    #[command(
+        after_help = "Example:\n  npk import iris.onnx --calibrate data/iris.csv --out iris.npk"
+    )]
+    Import(import::ImportArgs),
+    /// Write a model file's int8 model as a float ONNX graph (dequantized weights).
+    #[command(after_help = "Example:\n  npk export iris.npk --onnx iris-npk.onnx")]
+    Export(export::ExportArgs),
     /// Turn a pcap/pcapng capture into labelled packet features (CSV) for `npk train`.
     #[command(
         after_help = "Example:\n  npk features --pcap benign.pcap --label 0 --out benign.csv"
@@ -121,6 +131,8 @@ impl Cli {
             Command::Bench(a) => bench::run(a),
             Command::Verify(a) => verify::run(a),
             Command::Inspect(a) => inspect::run(a),
+            Command::Import(a) => import::run(a),
+            Command::Export(a) => export::run(a),
             Command::Features(a) => features::run(a),
             Command::Capture(a) => capture::run(a),
             Command::Gen(a) => r#gen::run(a),

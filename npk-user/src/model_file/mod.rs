@@ -20,8 +20,11 @@ use codec::{Reader, Writer};
 
 /// The first four bytes of every model file.
 pub const FILE_MAGIC: [u8; 4] = *b"NPKF";
-/// Bumped whenever the payload layout changes; [`ModelFile::load`] reads only this version.
-pub const FILE_FORMAT_VERSION: u32 = 2;
+/// Bumped whenever the payload layout changes; [`ModelFile::save`] writes this version.
+pub const FILE_FORMAT_VERSION: u32 = 3;
+/// The oldest version [`ModelFile::load`] reads: version 2 has no origin (its models were all
+/// trained by npk).
+pub const OLDEST_FORMAT_VERSION: u32 = 2;
 /// Magic, format version, payload length (u64), CRC32 of the payload.
 pub const HEADER_LEN: usize = 4 + 4 + 8 + 4;
 /// Longest feature name, in bytes (UTF-8).
@@ -36,23 +39,53 @@ const _: () = assert!(
     "the model file stores the Model block little-endian"
 );
 
-/// Who wrote a model file, and when.
+/// Who wrote a model file, when, and where its float model came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Provenance {
     pub created_unix_secs: u64,
     /// The `npk` version that wrote the file.
     pub npk_version: String,
+    pub origin: Origin,
+}
+
+/// Where the float model came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// `npk train`.
+    Trained,
+    /// `npk import` of an ONNX file: its file name and the producer the file names.
+    ImportedOnnx {
+        file: String,
+        producer: String,
+        producer_version: String,
+    },
+}
+
+impl Origin {
+    /// The kind's code in the file.
+    fn code(&self) -> u32 {
+        match self {
+            Self::Trained => 0,
+            Self::ImportedOnnx { .. } => 1,
+        }
+    }
 }
 
 impl Provenance {
-    /// This build of npk, now.
+    /// A model trained by this build of npk, now.
     pub fn now() -> Self {
+        Self::now_from(Origin::Trained)
+    }
+
+    /// A model from `origin`, written by this build of npk now.
+    pub fn now_from(origin: Origin) -> Self {
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         Self {
             created_unix_secs: secs,
             npk_version: env!("CARGO_PKG_VERSION").to_string(),
+            origin,
         }
     }
 }
@@ -96,8 +129,10 @@ pub enum ModelFileErrorKind {
     TrailingData { expected: u64, found: u64 },
     #[error("not an npk model file: magic {}, expected \"NPKF\"", found.escape_ascii())]
     BadMagic { found: [u8; 4] },
-    #[error("unsupported format version: found {found}, supported {supported}")]
-    UnsupportedVersion { found: u32, supported: u32 },
+    #[error(
+        "unsupported format version: found {found}, supported {OLDEST_FORMAT_VERSION}..={FILE_FORMAT_VERSION}"
+    )]
+    UnsupportedVersion { found: u32 },
     #[error("checksum mismatch: stored CRC32 {stored:#010x}, payload has {computed:#010x}")]
     Checksum { stored: u32, computed: u32 },
     #[error("malformed payload at byte {offset}: {what}")]
@@ -158,12 +193,17 @@ impl ModelFile {
     /// its parts, including [`Model::validate`]. Only a regular file is read (a FIFO or a
     /// device has no size to check), and at most [`MAX_FILE_LEN`] + 1 bytes of it.
     pub fn load(path: &Path) -> Result<ModelFile, ModelFileError> {
+        Self::load_versioned(path).map(|(file, _)| file)
+    }
+
+    /// [`Self::load`], with the format version the file is written in.
+    pub fn load_versioned(path: &Path) -> Result<(ModelFile, u32), ModelFileError> {
         let err = |kind| ModelFileError {
             path: path.to_owned(),
             kind,
         };
         let bytes = read_capped(path).map_err(err)?;
-        Self::from_bytes(&bytes).map_err(err)
+        Self::from_bytes_versioned(&bytes).map_err(err)
     }
 
     /// The file's bytes; fails if the parts do not fit together.
@@ -179,6 +219,18 @@ impl ModelFile {
         }
         w.u64(self.provenance.created_unix_secs);
         w.bytes(self.provenance.npk_version.as_bytes());
+        let origin = &self.provenance.origin;
+        w.u32(origin.code());
+        if let Origin::ImportedOnnx {
+            file,
+            producer,
+            producer_version,
+        } = origin
+        {
+            for s in [file, producer, producer_version] {
+                w.bytes(s.as_bytes());
+            }
+        }
         // Float model.
         w.len(self.mlp.layers.len());
         for d in &self.mlp.layers {
@@ -213,6 +265,11 @@ impl ModelFile {
 
     /// Parses and checks a whole file image. Never panics, whatever the bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<ModelFile, ModelFileErrorKind> {
+        Self::from_bytes_versioned(bytes).map(|(file, _)| file)
+    }
+
+    /// [`Self::from_bytes`], with the format version the image is written in.
+    pub fn from_bytes_versioned(bytes: &[u8]) -> Result<(ModelFile, u32), ModelFileErrorKind> {
         use ModelFileErrorKind as E;
         let found = bytes.len() as u64;
         if bytes.is_empty() {
@@ -235,11 +292,8 @@ impl ModelFile {
         let mut h = Reader::new(header);
         h.u32("magic")?;
         let version = h.u32("format version")?;
-        if version != FILE_FORMAT_VERSION {
-            return Err(E::UnsupportedVersion {
-                found: version,
-                supported: FILE_FORMAT_VERSION,
-            });
+        if !(OLDEST_FORMAT_VERSION..=FILE_FORMAT_VERSION).contains(&version) {
+            return Err(E::UnsupportedVersion { found: version });
         }
         let payload_len = h.u64("payload length")?;
         let stored_crc = h.u32("checksum")?;
@@ -258,9 +312,9 @@ impl ModelFile {
                 computed,
             });
         }
-        let file = decode_payload(&mut Reader::new(payload))?;
+        let file = decode_payload(&mut Reader::new(payload), version)?;
         file.check()?;
-        Ok(file)
+        Ok((file, version))
     }
 
     /// Every part describes the same network: dims chain, lengths match, the quantized model
@@ -316,6 +370,25 @@ impl ModelFile {
                 "feature {j}: name of {} bytes, at most {MAX_NAME_LEN}",
                 self.feature_names[j].len()
             )));
+        }
+        if let Origin::ImportedOnnx {
+            file,
+            producer,
+            producer_version,
+        } = &self.provenance.origin
+        {
+            for (what, s) in [
+                ("source file name", file),
+                ("producer", producer),
+                ("producer version", producer_version),
+            ] {
+                if s.len() > MAX_NAME_LEN {
+                    return Err(ModelFileErrorKind::BadValue(format!(
+                        "origin: {what} of {} bytes, at most {MAX_NAME_LEN}",
+                        s.len()
+                    )));
+                }
+            }
         }
         if let Some(j) = q.encoding.frac_bits.iter().position(|&f| f > MAX_FRAC_BITS) {
             return Err(ModelFileErrorKind::BadValue(format!(
@@ -446,7 +519,7 @@ impl ModelFile {
 }
 
 /// The bytes of the regular file `path`, refused when larger than [`MAX_FILE_LEN`].
-fn read_capped(path: &Path) -> Result<Vec<u8>, ModelFileErrorKind> {
+pub(crate) fn read_capped(path: &Path) -> Result<Vec<u8>, ModelFileErrorKind> {
     use crate::input::InputError;
     crate::input::read_capped(path, MAX_FILE_LEN).map_err(|e| match e {
         InputError::Read(e) => ModelFileErrorKind::Read(e),
@@ -455,7 +528,8 @@ fn read_capped(path: &Path) -> Result<Vec<u8>, ModelFileErrorKind> {
     })
 }
 
-fn decode_payload(r: &mut Reader) -> Result<ModelFile, ModelFileErrorKind> {
+/// The payload of a file of format `version` (checked to be one this build reads).
+fn decode_payload(r: &mut Reader, version: u32) -> Result<ModelFile, ModelFileErrorKind> {
     let schema = r.u32("feature schema")?;
     if FeatureSchema::from_u32(schema).is_none() {
         return Err(r.malformed(format!("unknown feature schema {schema}")));
@@ -468,9 +542,25 @@ fn decode_payload(r: &mut Reader) -> Result<ModelFile, ModelFileErrorKind> {
     for i in 0..n_names {
         feature_names.push(r.string(&format!("feature name {i}"))?);
     }
+    let created_unix_secs = r.u64("creation time")?;
+    let npk_version = r.string("npk version")?;
+    let origin = if version < 3 {
+        Origin::Trained
+    } else {
+        match r.u32("origin")? {
+            0 => Origin::Trained,
+            1 => Origin::ImportedOnnx {
+                file: r.string("source file name")?,
+                producer: r.string("producer")?,
+                producer_version: r.string("producer version")?,
+            },
+            code => return Err(r.malformed(format!("unknown origin {code}"))),
+        }
+    };
     let provenance = Provenance {
-        created_unix_secs: r.u64("creation time")?,
-        npk_version: r.string("npk version")?,
+        created_unix_secs,
+        npk_version,
+        origin,
     };
 
     let n_layers = r.len("float layer count")?;

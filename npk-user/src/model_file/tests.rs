@@ -34,6 +34,53 @@ fn save_load_round_trips() {
     assert_eq!(loaded.quantized.predict(&row), file.quantized.predict(&row));
 }
 
+/// A format-2 image of `file` (trained by npk): no origin after the npk version.
+fn version_2_bytes(file: &ModelFile) -> Vec<u8> {
+    let v3 = file.to_bytes().unwrap();
+    let names: usize = file.feature_names.iter().map(|n| 4 + n.len()).sum();
+    // Schema, name count and names, creation time, npk version: then the origin's u32.
+    let origin_at = HEADER_LEN + 4 + 4 + names + 8 + 4 + file.provenance.npk_version.len();
+    assert_eq!(v3[origin_at..origin_at + 4], 0u32.to_le_bytes());
+    let mut v2 = [&v3[..origin_at], &v3[origin_at + 4..]].concat();
+    v2[4..8].copy_from_slice(&2u32.to_le_bytes());
+    let payload_len = (v2.len() - HEADER_LEN) as u64;
+    v2[8..16].copy_from_slice(&payload_len.to_le_bytes());
+    reseal(&mut v2);
+    v2
+}
+
+#[test]
+fn version_2_files_load_as_trained_by_npk() {
+    let file = sample(4);
+    let (loaded, version) = ModelFile::from_bytes_versioned(&version_2_bytes(&file)).unwrap();
+    assert_eq!((loaded, version), (file, 2));
+}
+
+#[test]
+fn an_imported_origin_round_trips() {
+    let mut file = sample(5);
+    file.provenance.origin = Origin::ImportedOnnx {
+        file: "iris.onnx".into(),
+        producer: "skl2onnx".into(),
+        producer_version: "1.20.0".into(),
+    };
+    let bytes = file.to_bytes().unwrap();
+    assert_eq!(
+        ModelFile::from_bytes_versioned(&bytes).unwrap(),
+        (file.clone(), 3)
+    );
+
+    file.provenance.origin = Origin::ImportedOnnx {
+        file: String::new(),
+        producer: "p".repeat(MAX_NAME_LEN + 1),
+        producer_version: String::new(),
+    };
+    assert_eq!(
+        file.to_bytes().unwrap_err().to_string(),
+        "bad value: origin: producer of 1025 bytes, at most 1024"
+    );
+}
+
 #[test]
 fn header_errors_name_the_problem() {
     use ModelFileErrorKind as E;
@@ -74,7 +121,7 @@ fn header_errors_name_the_problem() {
         version[4..8].copy_from_slice(&old.to_le_bytes());
         assert_eq!(
             kind(&version).to_string(),
-            format!("unsupported format version: found {old}, supported 2")
+            format!("unsupported format version: found {old}, supported 2..=3")
         );
     }
 
