@@ -419,3 +419,86 @@ fn the_units_commands_attach_from_the_config_survive_npk_and_detach() {
         );
     }
 }
+
+/// The exporter with 32 descriptors, given 40 idle connections: it serves as many as leave
+/// descriptors for a scrape, closes the others as they come, closes the idle ones after their
+/// lifetime (10 s), and answers a scrape retried meanwhile (as Prometheus retries); it never
+/// exits. Before, accept's EMFILE ended it.
+#[test]
+fn the_exporter_survives_descriptor_exhaustion_and_idle_clients() {
+    use std::os::unix::process::CommandExt;
+    let port = 40000 + std::process::id() % 20000;
+    let addr = format!("127.0.0.1:{port}");
+    let mut command = Command::new(npk());
+    command
+        .args(["exporter", "--listen", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit only, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 32,
+                rlim_max: 32,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut exporter = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exporter never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let idle: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        exporter.try_wait().unwrap().is_none(),
+        "the exporter exited with idle clients"
+    );
+    let try_scrape = || -> Option<String> {
+        let mut stream = TcpStream::connect(&addr).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).ok()?;
+        (!reply.is_empty()).then_some(reply)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let reply = loop {
+        if let Some(reply) = try_scrape() {
+            break reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scrape answered within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        exporter.try_wait().unwrap().is_none(),
+        "the exporter exited"
+    );
+    drop(idle);
+    // SAFETY: kill with a pid we spawned and have not reaped.
+    unsafe { libc::kill(exporter.id() as i32, libc::SIGTERM) };
+    let out = exporter.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -419,7 +419,48 @@ impl Collector for HostStats {
     }
 }
 
+/// Connections served at once; more are closed as they come (a scrape needs one).
+const MAX_CONNECTIONS: usize = 128;
+/// How long a connection may stay open: a scrape takes milliseconds, and Prometheus opens
+/// a new connection when its kept-alive one is gone.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(10);
+/// Descriptors kept for reading the maps and pins of a scrape (six maps and a directory per
+/// attachment, a few per kernel server) beside the connections.
+const RESERVED_DESCRIPTORS: u64 = 24;
+/// The wait after a failed accept (no descriptor left) before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// How many connections to serve at once: MAX_CONNECTIONS, or fewer when the descriptor
+/// limit would not leave RESERVED_DESCRIPTORS for the scrapes themselves (the soft limit is
+/// raised to the hard one first, as servers do).
+fn connection_cap() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return MAX_CONNECTIONS;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                ..limit
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    let spare = limit.rlim_cur.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+    MAX_CONNECTIONS.min(usize::try_from(spare).unwrap_or(usize::MAX))
+}
+
 /// Serves `GET /metrics` on `listener` until `stop` completes; every other path is 404.
+/// Bounded: at most [`connection_cap`] connections at once (more are closed as they come),
+/// each for at most CONNECTION_LIFETIME; a failed accept (descriptors exhausted anyway) is
+/// logged and retried, never the end of the exporter.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()>,
@@ -460,17 +501,48 @@ pub async fn serve(
         }
     };
     tokio::pin!(stop);
+    let max_connections = connection_cap();
+    let open = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    // Said once per run of failures, not every ACCEPT_RETRY.
+    let mut accept_failing = false;
     loop {
         tokio::select! {
             () = &mut stop => return Ok(()),
             accepted = listener.accept() => {
-                let (stream, _) = accepted.map_err(|source| ExporterError::Listen { addr, source })?;
+                let stream = match accepted {
+                    Ok((stream, _)) => {
+                        if std::mem::take(&mut accept_failing) {
+                            crate::noteln!("npk exporter: accepting connections again");
+                        }
+                        stream
+                    }
+                    // Out of descriptors (or memory): the clients already connected still
+                    // get their answers and close; try again shortly instead of exiting.
+                    Err(e) => {
+                        if !std::mem::replace(&mut accept_failing, true) {
+                            crate::noteln!(
+                                "npk exporter: accepting a connection on {addr}: {e} (retrying)"
+                            );
+                        }
+                        tokio::time::sleep(ACCEPT_RETRY).await;
+                        continue;
+                    }
+                };
+                if open.get() >= max_connections {
+                    // Closed at once: the descriptors stay for the clients being served.
+                    drop(stream);
+                    continue;
+                }
+                open.set(open.get() + 1);
                 let io = hyper_util::rt::TokioIo::new(stream);
+                let open = open.clone();
                 tokio::task::spawn_local(async move {
-                    // A client that goes away mid-request ends only its connection.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service_fn(handle))
-                        .await;
+                    // A client that goes away mid-request ends only its connection; one that
+                    // stays (idle, or trickling bytes) is closed after CONNECTION_LIFETIME.
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service_fn(handle));
+                    let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+                    open.set(open.get() - 1);
                 });
             }
         }
