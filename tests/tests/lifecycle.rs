@@ -225,6 +225,14 @@ fn detach_removes_npks_pins_by_name_and_keeps_anything_else() {
     assert_eq!(left, ["precious"]);
     std::fs::remove_file(dir.join("precious")).unwrap();
     std::fs::remove_dir(&dir).unwrap();
+    // Detaching again (a service stopped after a crash or a manual detach) succeeds and says
+    // there was nothing to detach.
+    let again = ok(&["detach", "--iface", iface]);
+    assert!(
+        stdout(&again).contains("nothing to detach"),
+        "{}",
+        stdout(&again)
+    );
 }
 
 #[test]

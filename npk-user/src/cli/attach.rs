@@ -197,7 +197,15 @@ pub fn run_detach(args: DetachArgs) -> Result<()> {
         (None, Some(path)) => AttachConfig::interface_of_file(path)?,
         (None, None) => bail!("--iface or --config names the interface"),
     };
-    let detached = attach::detach(&iface)?;
+    let detached = match attach::detach(&iface) {
+        // Detach is idempotent: a second one (a service stopped after a crash, or after a
+        // manual detach) has nothing left to do and succeeds.
+        Err(attach::AttachError::NotAttached { .. }) => {
+            outln!("npk is not attached to {iface}: nothing to detach")?;
+            return Ok(());
+        }
+        detached => detached?,
+    };
     let printed = match &detached.stale {
         None => outln!("detached from {}", iface),
         Some(stale) => outln!(
