@@ -342,6 +342,69 @@ mod tests {
         }
     }
 
+    /// The reference the optimised [`infer`] is held to: the layer formula of
+    /// [`crate::model::LayerParams`] as a plain triple loop over [`LayerParams::weight`], in
+    /// i64 without wrapping, weight pairs or blocks (TFLite-micro's reference kernels are
+    /// written so). Returns the class (first largest logit) and the logits.
+    fn naive_infer(model: &Model, features: &[i32]) -> (u32, std::vec::Vec<i32>) {
+        let h = &model.header;
+        let mut act: std::vec::Vec<i64> = (0..h.num_inputs as usize)
+            .map(|i| {
+                let q = &model.input;
+                let centered = (features[i] as i64 - q.offset[i] as i64)
+                    .clamp(i32::MIN as i64 + 1, i32::MAX as i64);
+                requantize(centered, q.multiplier[i], q.shift[i])
+                    .clamp(INPUT_MIN as i64, INPUT_MAX as i64)
+            })
+            .collect();
+        for layer in &model.layers[..h.num_layers as usize] {
+            act = (0..layer.out_dim as usize)
+                .map(|o| {
+                    let mut sum = layer.bias[o] as i64;
+                    for (i, x) in act.iter().enumerate() {
+                        sum += layer.weight(o, i) as i64 * x;
+                    }
+                    (requantize(sum, layer.multiplier[o], layer.shift[o])
+                        + layer.output_zero_point as i64)
+                        .clamp(layer.act_min as i64, layer.act_max as i64)
+                })
+                .collect();
+        }
+        let logits: std::vec::Vec<i32> = act.iter().map(|&v| v as i32).collect();
+        let mut best = 0;
+        for (c, &v) in logits.iter().enumerate() {
+            if v > logits[best] {
+                best = c;
+            }
+        }
+        (best as u32, logits)
+    }
+
+    proptest! {
+        /// The optimised inference (blocks of neurons, two rows per 64-bit multiply-add,
+        /// wrapping sums) equals the naive triple loop on every valid model up to the
+        /// kernel's limits, logits and class.
+        #[test]
+        fn infer_matches_the_naive_reference(
+            inputs in 1usize..=MAX_INPUTS,
+            hidden in prop::collection::vec(1usize..=MAX_WIDTH, 1..MAX_LAYERS),
+            classes in 2usize..=MAX_CLASSES,
+            features in prop::collection::vec(any::<i32>(), MAX_INPUTS),
+            seed in any::<u64>(),
+        ) {
+            let dims: std::vec::Vec<usize> =
+                [inputs].into_iter().chain(hidden).chain([classes]).collect();
+            let m = model(&dims, seed);
+            prop_assert!(m.validate().is_ok(), "{:?}", m.validate());
+            let mut scratch = Scratch::new();
+            scratch.features.copy_from_slice(&features);
+            let class = infer(&m, &mut scratch, &mut PlainLoop);
+            let (naive_class, naive_logits) = naive_infer(&m, &features);
+            prop_assert_eq!(scratch.logits(&m), &naive_logits[..]);
+            prop_assert_eq!(class, naive_class);
+        }
+    }
+
     #[test]
     fn required_width_is_the_widest_layer_or_the_inputs() {
         assert_eq!(required_width(&model(&[16, 32, 8, 4], 1)), 32);
