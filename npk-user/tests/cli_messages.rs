@@ -295,3 +295,22 @@ fn detach_help_says_what_it_recovers() {
     let help = help_of("detach");
     assert!(help.contains("crash") && help.contains("pins"), "{help}");
 }
+
+/// An error whose text already shows its cause is not followed by the cause again (the
+/// config file's read error said "No such file or directory (os error 2)" twice).
+#[test]
+fn an_os_error_is_named_once() {
+    for (args, cause) in [
+        (
+            vec!["attach", "--config", "/nonexistent/npk.toml"],
+            "No such file or directory (os error 2)",
+        ),
+        (
+            vec!["attach", "--config", "/dev/null"],
+            "is a character device, not a regular file",
+        ),
+    ] {
+        let err = run_error(&args);
+        assert_eq!(err.matches(cause).count(), 1, "{args:?}: {err}");
+    }
+}
