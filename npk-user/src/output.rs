@@ -320,10 +320,9 @@ impl TempFile {
             if !digits(counter) || pid <= 0 || pid as u32 == std::process::id() {
                 continue;
             }
-            // SAFETY: kill with signal 0 sends nothing; it only asks whether `pid` exists
-            // (ESRCH: it does not).
-            let gone = unsafe { libc::kill(pid, 0) } == -1
-                && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            // Gone, or a zombie (it exited; its parent has not read its status yet): the
+            // same test the attachment pins' owner gets.
+            let gone = crate::sys::process_start_time(pid as u32).is_none();
             if gone && entry.file_type().is_ok_and(|t| t.is_file()) {
                 let _ = fs::remove_file(entry.path());
             }
@@ -589,6 +588,13 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();
         child.wait().unwrap();
+        // A writer that exited but was not reaped yet (a zombie) is gone too.
+        let mut zombie = std::process::Command::new("true").spawn().unwrap();
+        while crate::sys::process_start_time(zombie.id()).is_some() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let of_zombie = format!(".out.csv.tmp-{}-0", zombie.id());
+        fs::write(dir.path().join(&of_zombie), "partial").unwrap();
         let abandoned = format!(".out.csv.tmp-{dead}-0");
         let live = ".out.csv.tmp-1-0"; // init never exits
         let other_target = format!(".other.csv.tmp-{dead}-0");
@@ -603,6 +609,7 @@ mod tests {
         let mut kept = vec![live.to_owned(), other_target, not_ours, "out.csv".into()];
         kept.sort();
         assert_eq!(entries(dir.path()), kept);
+        zombie.wait().unwrap();
     }
 
     #[test]

@@ -11,6 +11,20 @@ use std::{
     time::Duration,
 };
 
+/// When process `pid` started (clock ticks after boot, /proc/PID/stat's field 22), or `None`
+/// when there is no such process or it is a zombie: a zombie has exited and only waits for
+/// its parent to read its status, so nothing it owned is in use any more.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name may hold spaces and parentheses: the fields start after the last ')'.
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let mut fields = after_name.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
 /// Pins thread `tid` (0: the calling one) to `cpu`.
 pub fn pin_thread(tid: i32, cpu: usize) -> io::Result<()> {
     // SAFETY: cpu_set_t is a plain bit set; CPU_SET checks nothing but we bound cpu first.

@@ -189,13 +189,7 @@ impl Owner {
 /// Field 22 of /proc/<pid>/stat (after the command name, which may contain anything); None
 /// for no such process or a zombie (dead, its fds closed, not yet reaped).
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, after_name) = stat.rsplit_once(')')?;
-    let mut fields = after_name.split_whitespace();
-    if fields.next()? == "Z" {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
+    crate::sys::process_start_time(pid)
 }
 
 /// What the kernel makes of the pins in an attachment's directory.
