@@ -2,7 +2,7 @@
 # The test command: everything CI checks. Runs the setup first (quick when all is there).
 # Kernel tests need root: they load programs, create veth pairs and network namespaces.
 # Then the kernel matrix: the kernel checks inside Debian's kernels 5.10 to 7.x in qemu
-# (scripts/vm/run.sh; downloads cached in target/vm-cache; about 11 minutes on 2 shared CPUs, see
+# (scripts/vm/run.sh; downloads cached in target/vm-cache; about 5 minutes on 2 shared CPUs, see
 # README "Kernels"). NPK_VM=0 leaves the matrix out (CI always runs it: .ci/run).
 # Prints how long each step took.
 set -euo pipefail
