@@ -60,6 +60,17 @@ pub enum FeatureSchema {
 }
 
 impl FeatureSchema {
+    /// How messages name it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Tabular => "tabular (CSV columns)",
+            Self::PacketV1 => "packet features v1",
+            Self::PacketV2 => "packet features v2",
+            Self::PacketV3 => "packet features v3",
+            Self::PacketV4 => "packet features v4",
+        }
+    }
+
     pub const fn from_u32(v: u32) -> Option<Self> {
         match v {
             1 => Some(Self::Tabular),

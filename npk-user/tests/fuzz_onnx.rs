@@ -13,21 +13,20 @@ use npk::onnx::{OnnxMlp, import};
 use npk_common::model::{MAX_LAYERS, MAX_WIDTH};
 use proptest::prelude::*;
 
-const FIXTURES: [&str; 6] = [
-    "sklearn_iris",
-    "sklearn_iris_zipmap",
-    "sklearn_binary",
-    "torch_gemm",
-    "torch_matmul",
-    "keras_tf2onnx",
-];
-
+/// Every committed fixture (tests/fixtures/onnx/*.onnx, one per supported graph shape).
 static INPUTS: LazyLock<Vec<Input>> = LazyLock::new(|| {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
-    FIXTURES
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "{files:?}");
+    files
         .iter()
-        .map(|name| {
-            let bytes = std::fs::read(dir.join(format!("{name}.onnx"))).unwrap();
+        .map(|path| {
+            let bytes = std::fs::read(path).unwrap();
             // Protobuf lengths are varints, mostly one byte: 4-byte windows find the floats'
             // neighbours and the odd dims; the byte edits do the rest.
             Input::binary(bytes, 1 << 16, &[])
@@ -96,7 +95,7 @@ proptest! {
 
     #[test]
     fn mutated_onnx_files_are_refused_or_import(
-        which in 0..FIXTURES.len(),
+        which in 0..INPUTS.len(),
         edits in mutations(TOKENS),
     ) {
         check(&INPUTS[which].mutate(&edits))?;

@@ -377,7 +377,11 @@ fn push_refuses_classes_without_an_action_and_other_features() {
     );
     let out = push(&models.tabular(), true);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("Tabular"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tabular (CSV columns) with 4 inputs"),
+        "{}",
+        stderr(&out)
+    );
     let out = push(&models.three, true);
     assert!(
         stdout(&out).contains("model version 2 active"),

@@ -156,7 +156,7 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
     }
     if pin {
         outln!(
-            "attached to {} ({:?}), pinned in {}; `npk detach --iface {}` removes it",
+            "attached to {} ({}), pinned in {}; `npk detach --iface {}` removes it",
             iface,
             mode,
             pin_dir(&iface).display(),
@@ -166,7 +166,7 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
     }
     // Only a foreground attach reads the programs' log: a pinned one has no reader.
     let mut kernel_log = KernelLog::take(&mut attachment.classifier.ebpf)?;
-    noteln!("attached to {} ({:?}); Ctrl-C detaches", iface, mode);
+    noteln!("attached to {} ({}); Ctrl-C detaches", iface, mode);
     let classes = model.header.num_classes as usize;
     let result = stop.watch(
         &iface,
@@ -245,11 +245,11 @@ pub fn run_push(args: PushArgs) -> Result<()> {
 fn check_compatible(active: &Model, new: &Model, args: &PushArgs) -> Result<()> {
     let (a, n) = (&active.header, &new.header);
     let schema = |h: &npk_common::model::ModelHeader| {
-        format!(
-            "{:?} with {} inputs",
-            FeatureSchema::from_u32(h.feature_schema),
-            h.num_inputs
-        )
+        let name = FeatureSchema::from_u32(h.feature_schema).map_or_else(
+            || format!("unknown feature schema {}", h.feature_schema),
+            |s| s.name().to_string(),
+        );
+        format!("{name} with {} inputs", h.num_inputs)
     };
     if (a.feature_schema, a.num_inputs) != (n.feature_schema, n.num_inputs) {
         bail!(

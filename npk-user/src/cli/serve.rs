@@ -178,8 +178,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             ready(
                 &args,
                 &format!(
-                    "in the kernel on {iface} ({:?} XDP, {insns} instructions verified)",
-                    args.xdp_mode
+                    "in the kernel on {iface} ({} XDP, {insns} instructions verified)",
+                    args.xdp_mode.name()
                 ),
             )?;
             let mut kernel_log = server.take_log()?;

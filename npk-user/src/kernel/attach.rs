@@ -147,6 +147,16 @@ pub enum AttachMode {
     Tc,
 }
 
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Native => "native XDP",
+            Self::Skb => "skb XDP",
+            Self::Tc => "TC",
+        })
+    }
+}
+
 /// The process that made a pin directory: pid and start time (clock ticks after boot, from
 /// /proc/<pid>/stat), so that a reused pid is not mistaken for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
