@@ -615,3 +615,41 @@ fn concurrent_pushes_take_turns_and_announce_every_version_once() {
     assert_eq!(all, expected, "slow {slow:?}, fast {fast:?}");
     ok(&["detach", "--iface", iface]);
 }
+
+/// `--json` on attach (pinned), push and detach: one JSON object each, for scripts; detach
+/// twice says the second time that nothing was attached, and succeeds.
+#[test]
+fn attach_push_detach_speak_json() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    let json = |out: Output| -> serde_json::Value {
+        serde_json::from_str(stdout(&out).trim()).unwrap_or_else(|e| {
+            panic!("{e}: {}", stdout(&out));
+        })
+    };
+    let a = json(attach_pinned(iface, &models.two, "skb", &["--json"]));
+    assert_eq!(a["iface"], iface);
+    assert_eq!(a["mode"], "skb");
+    assert!(
+        a["pin_dir"].as_str().is_some_and(|d| d.ends_with(iface)),
+        "{a}"
+    );
+    assert!(a["replaced_stale"].is_null(), "{a}");
+    let p = json(ok(&[
+        "push",
+        "--iface",
+        iface,
+        "--model",
+        &models.two,
+        "--json",
+    ]));
+    assert_eq!(p, serde_json::json!({ "iface": iface, "model_version": 2 }));
+    let d = json(ok(&["detach", "--iface", iface, "--json"]));
+    assert_eq!(d["result"], "detached", "{d}");
+    let again = json(ok(&["detach", "--iface", iface, "--json"]));
+    assert_eq!(again["result"], "not_attached", "{again}");
+    // A foreground attach has no JSON result to give.
+    let out = fails(&["attach", "--iface", iface, "--model", &models.two, "--json"]);
+    assert!(stderr(&out).contains("--pin"), "{}", stderr(&out));
+}

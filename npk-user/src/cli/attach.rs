@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use npk_common::{
     maps::{Action, Config, Counters, FLAG_FAIL_CLOSED},
     model::{FeatureSchema, MAX_CLASSES, Model},
@@ -58,6 +58,9 @@ pub struct AttachArgs {
     /// Drop packets that cannot be parsed (default: pass them).
     #[arg(long)]
     fail_closed: bool,
+    /// With --pin: print the result as one JSON object (iface, mode, pin_dir, replaced_stale).
+    #[arg(long, requires = "pin")]
+    json: bool,
 }
 
 impl AttachArgs {
@@ -90,6 +93,10 @@ pub struct DetachArgs {
     /// The interface named in this `npk attach --config` file.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Print the result as one JSON object (iface, result: detached | stale_removed |
+    /// not_attached, stale, kept).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +112,9 @@ pub struct PushArgs {
     /// (`npk attach --action`): the extra classes pass.
     #[arg(long)]
     allow_unmapped_classes: bool,
+    /// Print the result as one JSON object (iface, model_version).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,7 +131,7 @@ pub struct StatsArgs {
 }
 
 pub fn run_attach(args: AttachArgs) -> Result<()> {
-    let pin = args.pin;
+    let (pin, json) = (args.pin, args.json);
     let config = args.config()?;
     let model = load_model(&config.model)?;
     let mut class_action = [Action::Pass as u8; MAX_CLASSES];
@@ -155,6 +165,18 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
         );
     }
     if pin {
+        if json {
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "iface": iface.as_str(),
+                    "mode": mode.to_possible_value().map(|v| v.get_name().to_string()),
+                    "pin_dir": pin_dir(&iface),
+                    "replaced_stale": attachment.replaced_stale.as_ref().map(|s| s.to_string()),
+                })
+            )?;
+            return Ok(());
+        }
         outln!(
             "attached to {} ({}), pinned in {}; `npk detach --iface {}` removes it",
             iface,
@@ -200,27 +222,46 @@ pub fn run_detach(args: DetachArgs) -> Result<()> {
     let detached = match attach::detach(&iface) {
         // Detach is idempotent: a second one (a service stopped after a crash, or after a
         // manual detach) has nothing left to do and succeeds.
-        Err(attach::AttachError::NotAttached { .. }) => {
-            outln!("npk is not attached to {iface}: nothing to detach")?;
-            return Ok(());
-        }
-        detached => detached?,
+        Err(attach::AttachError::NotAttached { .. }) => None,
+        detached => Some(detached?),
     };
-    let printed = match &detached.stale {
-        None => outln!("detached from {}", iface),
-        Some(stale) => outln!(
-            "nothing was attached to {} any more ({stale}); removed its stale pins",
-            iface
-        ),
-    };
-    if !detached.leftovers.unknown.is_empty() {
+    let kept = detached
+        .as_ref()
+        .map_or(&[][..], |d| d.leftovers.unknown.as_slice());
+    if !kept.is_empty() {
         noteln!(
             "kept {}: it also holds files npk did not create: {}",
             pin_dir(&iface).display(),
-            detached.leftovers.unknown.join(", ")
+            kept.join(", ")
         );
     }
-    Ok(printed?)
+    let stale = detached.as_ref().and_then(|d| d.stale.as_ref());
+    if args.json {
+        let result = match (&detached, stale) {
+            (None, _) => "not_attached",
+            (Some(_), None) => "detached",
+            (Some(_), Some(_)) => "stale_removed",
+        };
+        outln!(
+            "{}",
+            serde_json::json!({
+                "iface": iface.as_str(),
+                "result": result,
+                "stale": stale.map(|s| s.to_string()),
+                "kept": kept,
+            })
+        )?;
+        return Ok(());
+    }
+    match (&detached, stale) {
+        (None, _) => outln!("npk is not attached to {iface}: nothing to detach")?,
+        (Some(_), None) => outln!("detached from {}", iface)?,
+        (Some(_), Some(stale)) => outln!(
+            "nothing was attached to {} any more ({stale}); removed its stale pins",
+            iface
+        )?,
+    }
+    Ok(())
 }
 
 pub fn run_push(args: PushArgs) -> Result<()> {
@@ -234,7 +275,14 @@ pub fn run_push(args: PushArgs) -> Result<()> {
         check_compatible(&active, &model, &args)?;
     }
     let version = maps.push(&model, Some(kind.schema()))?;
-    outln!("model version {version} active on {}", args.iface)?;
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::json!({ "iface": args.iface.as_str(), "model_version": version })
+        )?;
+    } else {
+        outln!("model version {version} active on {}", args.iface)?;
+    }
     Ok(())
 }
 
