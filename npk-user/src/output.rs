@@ -444,6 +444,25 @@ fn new_file(name: &Path) -> Result<Target, OutputErrorKind> {
     })
 }
 
+/// An error and its causes joined by ": ", for a message that stands alone (the CLI's last
+/// line, a reason in a report), leaving out a cause whose text the message already ends
+/// with: an error that shows its source in its own text and also returns it as its source
+/// would otherwise say it twice ("Read-only file system (os error 30): Read-only file system
+/// (os error 30)").
+pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Where a command prints its report lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Console {

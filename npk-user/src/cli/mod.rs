@@ -169,26 +169,8 @@ pub fn main() -> ExitCode {
         {
             ExitCode::SUCCESS
         }
-        Err(e) => fail(format_args!("{}", chain_text(&e))),
+        Err(e) => fail(format_args!("{}", crate::output::error_text(e.as_ref()))),
     }
-}
-
-/// The error and its causes joined by ": ", leaving out a cause whose text the message
-/// already ends with (an error that shows its source in its own text and also returns it as
-/// its source would otherwise print it twice: "Read-only file system (os error 30): Read-only
-/// file system (os error 30)").
-fn chain_text(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        if text.is_empty() {
-            text = part;
-        } else if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-    }
-    text
 }
 
 fn fail(message: std::fmt::Arguments) -> ExitCode {

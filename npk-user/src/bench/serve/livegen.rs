@@ -289,7 +289,7 @@ impl LiveGen {
                 Ok(()) => {}
                 Err(e) if sender.is_none() => {
                     generator.sender = Sender::PacketSocket;
-                    generator.fallback = Some(error_chain(&e));
+                    generator.fallback = Some(crate::output::error_text(&e));
                 }
                 Err(e) => return Err(e),
             }
@@ -565,18 +565,6 @@ fn enter_and_pin(lab: &NetLab, cpu: Option<usize>) -> Result<()> {
         crate::sys::pin_to_cpu(cpu).map_err(|source| LiveGenError::Pin { cpu, source })?;
     }
     Ok(())
-}
-
-/// `e` and its sources, one after another (for a message that stands alone).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// A no-op SIGUSR1 handler: the signal only has to interrupt the generator's system call
