@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use npk_common::wire::DEFAULT_PORT;
 
 use super::{Hidden, serve::ModelArgs};
@@ -411,9 +411,10 @@ fn serve(args: BenchServeArgs) -> Result<()> {
 
 /// Which generator ran, and why `auto` did not take live frames.
 fn print_generator(summary: &BenchSummary) -> Result<(), ConsoleError> {
-    let name = serde_json::to_value(summary.generator)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
+    let name = summary
+        .generator
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
         .unwrap_or_default();
     match &summary.generator_fallback {
         Some(why) => outln!("generator: {name} (live frames refused: {why})"),

@@ -851,7 +851,8 @@ pub fn live_pins(iface: &IfaceName) -> Result<PathBuf, AttachError> {
 /// holder dies: a killed push blocks nobody.
 #[derive(Debug)]
 pub struct PinLock {
-    _dir: OwnedFd,
+    /// The locked directory; closing it releases the lock.
+    dir: OwnedFd,
 }
 
 /// Waits for and takes the lock of the attachment on `iface`, and checks that it is still
@@ -863,7 +864,7 @@ pub fn lock_live_pins(iface: &IfaceName) -> Result<(PathBuf, PinLock), AttachErr
     // The directory locked must still be the one at the path (not removed by a detach and
     // made anew by the next attach), and still attached.
     let held = lock
-        ._dir
+        .dir
         .try_clone()
         .and_then(|fd| std::fs::File::from(fd).metadata());
     let same_dir = matches!(
@@ -892,7 +893,7 @@ fn lock_dir(dir: &Path) -> Result<PinLock, AttachError> {
     loop {
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(PinLock { _dir: fd });
+            return Ok(PinLock { dir: fd });
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {

@@ -32,8 +32,6 @@ use npk_common::{
     wire::{ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, WireError, encode_request, respond},
 };
 
-use serde::Serialize;
-
 use super::packet_sender::{PacketSocket, Sent, send_requests};
 use crate::{
     kernel::{LoadError, load_object, load_program, require_xdp_load_bytes},
@@ -138,8 +136,7 @@ pub struct GenConfig {
 }
 
 /// How the generator's requests leave the namespace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sender {
     /// `npk_loadgen` under BPF_PROG_TEST_RUN in XDP live-frames mode: no system call per
     /// request.
@@ -456,9 +453,7 @@ impl LiveGen {
             problems: Vec::new(),
         })
     }
-}
 
-impl LiveGen {
     /// `npk_loadgen` in one live-frames test run, interrupted once every request is out;
     /// returns the first request's time (the generator counts what it sent in its map).
     fn send_live_frames(
