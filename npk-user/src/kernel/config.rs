@@ -178,50 +178,23 @@ impl AttachConfig {
     /// `npk detach --config` needs, so that a file edited into an invalid state since the
     /// attach still lets the service stop.
     pub fn interface_of_file(path: &Path) -> Result<IfaceName, ConfigError> {
-        let text = read_text(path)?;
-        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
         #[derive(Deserialize)]
         struct InterfaceOnly {
             interface: Spanned<String>,
         }
-        let raw: InterfaceOnly = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            line: e.span().map_or(1, |s| line_of(s.start)),
-            message: e.message().trim_end().to_string(),
-        })?;
-        raw.interface
-            .get_ref()
-            .parse::<IfaceName>()
-            .map_err(|e| ConfigError::Value {
-                origin: Origin::File {
-                    path: path.to_path_buf(),
-                    line: line_of(raw.interface.span().start),
-                    field: "interface".into(),
-                },
-                message: e.to_string(),
-            })
+        let text = read_text(path)?;
+        let raw: InterfaceOnly = parse_toml(path, &text)?;
+        parse_interface(path, &text, &raw.interface)
     }
 
     /// `text` as the file `path` would hold it.
     pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            line: e.span().map_or(1, |s| line_of(s.start)),
-            message: e.message().trim_end().to_string(),
-        })?;
-        let origin = |field: &str, span: std::ops::Range<usize>| Origin::File {
-            path: path.to_path_buf(),
-            line: line_of(span.start),
-            field: field.to_string(),
-        };
+        let raw: RawConfig = parse_toml(path, text)?;
+        let origin =
+            |field: &str, span: std::ops::Range<usize>| file_origin(path, text, field, span);
         let invalid = |origin: Origin, message: String| ConfigError::Value { origin, message };
 
-        let iface = raw
-            .interface
-            .get_ref()
-            .parse::<IfaceName>()
-            .map_err(|e| invalid(origin("interface", raw.interface.span()), e.to_string()))?;
+        let iface = parse_interface(path, text, &raw.interface)?;
         let mode = match &raw.mode {
             None => AttachMode::Native,
             Some(m) => AttachMode::from_str(m.get_ref(), false).map_err(|_| {
@@ -282,6 +255,45 @@ impl AttachConfig {
             fail_closed: raw.fail_closed.unwrap_or(false),
         })
     }
+}
+
+/// `text`, the file `path`, deserialized; not TOML, or a field missing, unknown or of the
+/// wrong type, is an error naming the file and the line.
+fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        line: e.span().map_or(1, |s| line_of(text, s.start)),
+        message: e.message().trim_end().to_string(),
+    })
+}
+
+/// The 1-based line of byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Where `field`, at `span` of `text` (the file `path`), was set.
+fn file_origin(path: &Path, text: &str, field: &str, span: std::ops::Range<usize>) -> Origin {
+    Origin::File {
+        path: path.to_path_buf(),
+        line: line_of(text, span.start),
+        field: field.to_string(),
+    }
+}
+
+/// The `interface` field of the file `path` (its text `text`), checked as a name.
+fn parse_interface(
+    path: &Path,
+    text: &str,
+    interface: &Spanned<String>,
+) -> Result<IfaceName, ConfigError> {
+    interface
+        .get_ref()
+        .parse::<IfaceName>()
+        .map_err(|e| ConfigError::Value {
+            origin: file_origin(path, text, "interface", interface.span()),
+            message: e.to_string(),
+        })
 }
 
 /// The text of the config file `path`, bounded and type-checked.
