@@ -356,7 +356,7 @@ fn parent_dir(path: &Path) -> &Path {
 
 /// Follows `path`'s symbolic links to the file it names (see the module doc).
 fn resolve(path: &Path) -> Result<Target, OutputErrorKind> {
-    refuse_untrusted_symlinks(path)?;
+    let end = follow_trusted_links(path)?;
     match fs::metadata(path) {
         Ok(meta) => {
             let kind = meta.file_type();
@@ -378,37 +378,30 @@ fn resolve(path: &Path) -> Result<Target, OutputErrorKind> {
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // A name not taken yet, perhaps through a dangling link: find the name it makes.
-            let mut name = path.to_owned();
-            for _ in 0..MAX_SYMLINK_HOPS {
-                match fs::symlink_metadata(&name) {
-                    Ok(m) if m.file_type().is_symlink() => {
-                        let link = fs::read_link(&name).map_err(OutputErrorKind::Resolve)?;
-                        name = parent_dir(&name).join(link);
-                    }
-                    Ok(_) => return Err(OutputErrorKind::Resolve(e)),
-                    Err(_) => return new_file(&name),
-                }
+            // A name not taken yet, perhaps through a dangling link: the name it makes.
+            match fs::symlink_metadata(&end) {
+                Ok(_) => Err(OutputErrorKind::Resolve(e)),
+                Err(_) => new_file(&end),
             }
-            Err(OutputErrorKind::SymlinkLoop)
         }
         Err(e) => Err(OutputErrorKind::Resolve(e)),
     }
 }
 
-/// Follows the symbolic links `path` names, one hop at a time, and refuses one that another
-/// user owns (neither this process's user nor the directory's owner) in a sticky,
-/// world-writable directory: fs.protected_symlinks' rule, whatever the machine's setting.
-fn refuse_untrusted_symlinks(path: &Path) -> Result<(), OutputErrorKind> {
+/// Follows the symbolic links `path` names, one hop at a time, to the first name that is not
+/// one (or does not exist), and refuses a link that another user owns (neither this
+/// process's user nor the directory's owner) in a sticky, world-writable directory:
+/// fs.protected_symlinks' rule, whatever the machine's setting.
+fn follow_trusted_links(path: &Path) -> Result<PathBuf, OutputErrorKind> {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     let mut name = path.to_owned();
     for _ in 0..MAX_SYMLINK_HOPS {
         let Ok(link) = fs::symlink_metadata(&name) else {
-            return Ok(());
+            return Ok(name);
         };
         if !link.file_type().is_symlink() {
-            return Ok(());
+            return Ok(name);
         }
         let dir = parent_dir(&name).to_owned();
         let dir_meta = fs::metadata(&dir).map_err(OutputErrorKind::Resolve)?;
