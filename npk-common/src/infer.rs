@@ -215,8 +215,27 @@ fn neuron_block(
     }
 }
 
-/// Runs `model` on `scratch.features`; returns the class (the first largest logit). The logits
-/// stay in `scratch` (see [`Scratch::logits`]).
+/// What one inference decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prediction {
+    /// The class of the first largest logit.
+    pub class: u32,
+    /// How many logit codes the class's logit is above the runner-up's (0 on a tie): the
+    /// model's confidence, which a drop needs (see [`Prediction::confident`]).
+    pub margin: u32,
+}
+
+impl Prediction {
+    /// Whether the model is confident enough to act on a drop: the margin reaches the model's
+    /// [`crate::model::ModelHeader::drop_margin`].
+    #[inline(always)]
+    pub fn confident(&self, drop_margin: u32) -> bool {
+        self.margin >= drop_margin
+    }
+}
+
+/// Runs `model` on `scratch.features`; returns the class and its margin. The logits stay in
+/// `scratch` (see [`Scratch::logits`]).
 ///
 /// `model` must have passed [`Model::validate`] for the result to mean anything, but no model,
 /// however corrupted, makes this function index out of bounds, overflow or loop longer than
@@ -226,7 +245,7 @@ fn neuron_block(
     clippy::needless_range_loop,
     reason = "explicit indices with constant bounds are what the verifier can follow"
 )]
-pub fn infer<L: NeuronLoop>(model: &Model, scratch: &mut Scratch, looper: &mut L) -> u32 {
+pub fn infer<L: NeuronLoop>(model: &Model, scratch: &mut Scratch, looper: &mut L) -> Prediction {
     let header = &model.header;
     let num_layers = header.num_layers as usize;
     let Scratch { features, act } = scratch;
@@ -262,16 +281,25 @@ pub fn infer<L: NeuronLoop>(model: &Model, scratch: &mut Scratch, looper: &mut L
     // The best logit kept beside its index rather than read through it: an index the
     // program reads with is one the verifier must track exactly, so every class that could
     // be the best so far was another state to walk the rest of the loop with.
-    let (mut best, mut best_logit) = (0, logits[0]);
+    let (mut best, mut best_logit, mut runner_up) = (0, logits[0], i32::MIN);
     for c in 1..MAX_CLASSES {
         if c >= classes {
             break;
         }
-        if logits[c] > best_logit {
-            (best, best_logit) = (c, logits[c]);
+        let logit = logits[c];
+        if logit > best_logit {
+            runner_up = best_logit;
+            (best, best_logit) = (c, logit);
+        } else if logit > runner_up {
+            runner_up = logit;
         }
     }
-    best as u32
+    // In i64: a corrupted model of one class leaves the runner-up at i32::MIN.
+    let margin = (best_logit as i64 - runner_up as i64).min(u32::MAX as i64) as u32;
+    Prediction {
+        class: best as u32,
+        margin,
+    }
 }
 
 #[cfg(test)]
@@ -345,8 +373,9 @@ mod tests {
     /// The reference the optimised [`infer`] is held to: the layer formula of
     /// [`crate::model::LayerParams`] as a plain triple loop over [`LayerParams::weight`], in
     /// i64 without wrapping, weight pairs or blocks (TFLite-micro's reference kernels are
-    /// written so). Returns the class (first largest logit) and the logits.
-    fn naive_infer(model: &Model, features: &[i32]) -> (u32, std::vec::Vec<i32>) {
+    /// written so). Returns the prediction (first largest logit, its lead over the second
+    /// largest of the sorted logits) and the logits.
+    fn naive_infer(model: &Model, features: &[i32]) -> (Prediction, std::vec::Vec<i32>) {
         let h = &model.header;
         let mut act: std::vec::Vec<i64> = (0..h.num_inputs as usize)
             .map(|i| {
@@ -377,13 +406,22 @@ mod tests {
                 best = c;
             }
         }
-        (best as u32, logits)
+        let mut sorted = logits.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        let margin = (sorted[0] - sorted[1]) as u32;
+        (
+            Prediction {
+                class: best as u32,
+                margin,
+            },
+            logits,
+        )
     }
 
     proptest! {
         /// The optimised inference (blocks of neurons, two rows per 64-bit multiply-add,
         /// wrapping sums) equals the naive triple loop on every valid model up to the
-        /// kernel's limits, logits and class.
+        /// kernel's limits: logits, class and margin.
         #[test]
         fn infer_matches_the_naive_reference(
             inputs in 1usize..=MAX_INPUTS,
@@ -398,10 +436,47 @@ mod tests {
             prop_assert!(m.validate().is_ok(), "{:?}", m.validate());
             let mut scratch = Scratch::new();
             scratch.features.copy_from_slice(&features);
-            let class = infer(&m, &mut scratch, &mut PlainLoop);
-            let (naive_class, naive_logits) = naive_infer(&m, &features);
+            let prediction = infer(&m, &mut scratch, &mut PlainLoop);
+            let (naive, naive_logits) = naive_infer(&m, &features);
             prop_assert_eq!(scratch.logits(&m), &naive_logits[..]);
-            prop_assert_eq!(class, naive_class);
+            prop_assert_eq!(prediction, naive);
+        }
+    }
+
+    /// A model of `classes` classes whose logits are its first inputs (one layer, identity
+    /// weights, no scaling): the argmax and margin rules on chosen logits.
+    fn identity(classes: usize) -> Model {
+        let mut m = model(&[classes, classes], 1);
+        for i in 0..classes {
+            (m.input.offset[i], m.input.multiplier[i], m.input.shift[i]) = (0, 1 << 30, 30);
+        }
+        let l = &mut m.layers[0];
+        (l.act_min, l.act_max, l.output_zero_point) = (-32767, 32767, 0);
+        for o in 0..classes {
+            (l.bias[o], l.multiplier[o], l.shift[o]) = (0, 1 << 30, 30);
+            for i in 0..classes {
+                l.set_weight(o, i, i8::from(o == i));
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn the_margin_is_the_lead_over_the_runner_up_and_zero_on_a_tie() {
+        let m = identity(4);
+        assert_eq!(m.validate(), Ok(()));
+        for (logits, class, margin) in [
+            ([5, 90, 40, 89], 1, 1),
+            ([90, 10, 40, 60], 0, 30),
+            ([-100, -20, -120, -127], 1, 80),
+            ([7, 50, 50, 3], 1, 0),
+            ([3, 3, 3, 3], 0, 0),
+        ] {
+            let mut scratch = Scratch::new();
+            scratch.features[..4].copy_from_slice(&logits);
+            let p = infer(&m, &mut scratch, &mut PlainLoop);
+            assert_eq!((p.class, p.margin), (class, margin), "logits {logits:?}");
+            assert!(p.confident(margin) && (margin == 0 || !p.confident(margin + 1)));
         }
     }
 

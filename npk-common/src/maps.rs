@@ -144,6 +144,9 @@ impl Action {
 pub const FLAG_FAIL_CLOSED: u32 = 1;
 /// [`Config::flags`]: sample every classified packet whatever its class (for `npk capture`).
 pub const FLAG_SAMPLE_ALL: u32 = 2;
+/// [`Config::flags`]: sample the packets of a drop class that passed because the model's margin
+/// was below its drop margin ([`Counters::unsure`] counts them either way).
+pub const FLAG_SAMPLE_UNSURE: u32 = 8;
 
 /// # Layout
 /// 32 bytes.
@@ -193,7 +196,10 @@ pub struct FlowState {
     pub model_version: u32,
     /// Packets since the last inference.
     pub since_infer: u32,
-    pub _pad: [u32; 3],
+    /// The last verdict's margin, and 1 when it reached the model's drop margin.
+    pub margin: u32,
+    pub confident: u32,
+    pub _pad: u32,
 }
 
 /// Per-CPU counters. Userspace sums them over CPUs.
@@ -221,6 +227,8 @@ pub struct Counters {
     pub samples_lost: u64,
     /// Classified packets that used the flow's cached verdict (no inference).
     pub cache_hits: u64,
+    /// Packets of a drop class that passed: the model's margin was below its drop margin.
+    pub unsure: u64,
 }
 
 /// One sampled packet, as the ring buffer carries it.
@@ -233,13 +241,17 @@ pub struct Sample {
     pub model_version: u32,
     /// Whether `class` came from the verdict cache rather than this packet's features.
     pub cached: u32,
+    /// The verdict's margin, and 1 when its class's drop was let through under the model's
+    /// drop margin.
+    pub margin: u32,
+    pub unsure: u32,
     pub _pad: u32,
     pub features: [i32; crate::packet::NUM_FEATURES],
 }
 
 const _: () = assert!(core::mem::size_of::<Config>() == 32);
 const _: () = assert!(core::mem::size_of::<FlowState>() == 64);
-const _: () = assert!(core::mem::size_of::<Counters>() == 8 * (2 * MAX_CLASSES + 10));
+const _: () = assert!(core::mem::size_of::<Counters>() == 8 * (2 * MAX_CLASSES + 11));
 
 #[cfg(feature = "user")]
 mod pod {
@@ -267,6 +279,9 @@ pub struct InferenceRecord {
     pub class: u32,
     pub model_version: u32,
     pub cached: u32,
+    /// The verdict's margin, and 1 when it reached the model's drop margin.
+    pub margin: u32,
+    pub confident: u32,
     pub features: [i32; crate::packet::NUM_FEATURES],
     pub logits: [i32; MAX_CLASSES],
 }

@@ -31,6 +31,9 @@ pub const HIDDEN_MAX: i32 = 127;
 pub const LOGIT_MIN: i32 = -32767;
 pub const LOGIT_MAX: i32 = 32767;
 /// Quantized inputs are symmetric int8 (zero point 0).
+/// The largest useful [`ModelHeader::drop_margin`]: the widest gap two logits can have. A
+/// larger margin could never be met, so that no packet would ever drop: refused as a mistake.
+pub const MAX_DROP_MARGIN: u32 = (LOGIT_MAX - LOGIT_MIN) as u32;
 pub const INPUT_MIN: i32 = -127;
 pub const INPUT_MAX: i32 = 127;
 /// Biases are limited so that bias + the largest possible dot product fits in i32 (see
@@ -97,7 +100,12 @@ pub struct ModelHeader {
     pub num_layers: u32,
     pub num_inputs: u32,
     pub num_classes: u32,
-    pub _pad: u32,
+    /// A class whose action is drop drops a packet only when the class's logit beats the
+    /// runner-up's by at least this many logit codes (see [`crate::infer::Prediction`]): below
+    /// it the model is not confident and the packet passes, counted. 0 drops on every win.
+    /// Part of the model, not of the configuration, so that a push swaps weights and margin at
+    /// once: a margin chosen for other logits would mean nothing.
+    pub drop_margin: u32,
 }
 
 /// Raw integer feature `x` becomes `clamp(requantize(x - offset, multiplier, shift))` in
@@ -206,6 +214,7 @@ pub enum ModelError {
     Layers(u32),
     Inputs(u32),
     Classes(u32),
+    DropMargin(u32),
     /// Layer `layer`'s input width differs from the previous layer's output width.
     Chain {
         layer: u32,
@@ -252,6 +261,10 @@ impl core::fmt::Display for ModelError {
             Self::Layers(n) => write!(f, "{n} layers: must be 1..={MAX_LAYERS}"),
             Self::Inputs(n) => write!(f, "{n} inputs: must be 1..={MAX_INPUTS}"),
             Self::Classes(n) => write!(f, "{n} classes: must be 2..={MAX_CLASSES}"),
+            Self::DropMargin(m) => write!(
+                f,
+                "drop margin {m}: must be 0..={MAX_DROP_MARGIN} (no two logits are further apart)"
+            ),
             Self::Chain {
                 layer,
                 expected,
@@ -390,7 +403,7 @@ impl Model {
             num_layers: layers as u32,
             num_inputs: inputs as u32,
             num_classes: classes as u32,
-            _pad: 0,
+            drop_margin: 0,
         };
         let mut in_dim = inputs;
         for (l, layer) in self.layers[..layers].iter_mut().enumerate() {
@@ -437,6 +450,9 @@ impl Model {
         }
         if h.num_classes < 2 || h.num_classes as usize > MAX_CLASSES {
             return Err(ModelError::Classes(h.num_classes));
+        }
+        if h.drop_margin > MAX_DROP_MARGIN {
+            return Err(ModelError::DropMargin(h.drop_margin));
         }
         for i in 0..MAX_INPUTS {
             let s = self.input.shift[i];
@@ -576,7 +592,7 @@ mod tests {
             num_layers: 1,
             num_inputs: 2,
             num_classes: 2,
-            _pad: 0,
+            drop_margin: 0,
         };
         m.input.shift[..2].fill(30);
         let l = &mut m.layers[0];

@@ -4,8 +4,8 @@
 use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::LruHashMap};
 use npk_common::{
     maps::{
-        Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_RECORD_LAST, FLAG_SAMPLE_ALL, FlowState,
-        Outcome, Sample,
+        Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_RECORD_LAST, FLAG_SAMPLE_ALL,
+        FLAG_SAMPLE_UNSURE, FlowState, Outcome, Sample,
     },
     model::{MAX_CLASSES, MAX_INPUTS},
     packet::{NUM_FEATURES, PacketState, ParseError, observe, parse},
@@ -180,25 +180,40 @@ fn classify_ip<L: InferStage>(
     stats.class_packets[c] += 1;
     stats.class_bytes[c] += wire_len;
     let action = config.class_action[c];
-    if action == Action::Sample as u8 || config.flags & FLAG_SAMPLE_ALL != 0 {
-        sample(
-            now,
-            &headers.key,
+    // A drop needs the model's confidence; below its drop margin the packet passes, counted.
+    let drop = action == Action::Drop as u8;
+    let unsure = drop && packet.confident == 0;
+    stats.unsure += unsure as u64;
+    if action == Action::Sample as u8
+        || config.flags & FLAG_SAMPLE_ALL != 0
+        || (unsure && config.flags & FLAG_SAMPLE_UNSURE != 0)
+    {
+        let verdict = SampledVerdict {
             class,
             version,
             cached,
-            &scratch.features,
-            stats,
-        );
+            margin: packet.margin,
+            unsure,
+        };
+        sample(now, &headers.key, verdict, &scratch.features, stats);
     }
     if config.flags & FLAG_RECORD_LAST != 0 {
-        record(now, class, version, cached, scratch);
+        record(now, packet, cached, scratch);
     }
-    Ok(if action == Action::Drop as u8 {
+    Ok(if drop && !unsure {
         Verdict::Drop
     } else {
         Verdict::Pass
     })
+}
+
+/// What a sample says of the packet's verdict.
+struct SampledVerdict {
+    class: u32,
+    version: u32,
+    cached: bool,
+    margin: u32,
+    unsure: bool,
 }
 
 #[inline(always)]
@@ -291,6 +306,8 @@ pub fn flow_stage<L: InferStage>(now: u64) -> u32 {
         stats.cache_hits += 1;
         flow.since_infer += 1;
         packet.class = flow.class;
+        packet.margin = flow.margin;
+        packet.confident = flow.confident;
         packet.version = flow.model_version;
         return FLOW_CACHED;
     }
@@ -306,6 +323,8 @@ pub fn flow_stage<L: InferStage>(now: u64) -> u32 {
     match result {
         INFERRED => {
             flow.class = packet.class;
+            flow.margin = packet.margin;
+            flow.confident = packet.confident;
             flow.model_version = packet.version;
             flow.since_infer = 1;
             FLOW_INFERRED
@@ -363,9 +382,7 @@ fn entry<K, V: Default>(map: &LruHashMap<K, V>, key: &K, spare: &mut V) -> *mut 
 fn sample(
     now: u64,
     key: &npk_common::packet::FlowKey,
-    class: u32,
-    version: u32,
-    cached: bool,
+    verdict: SampledVerdict,
     features: &[i32; MAX_INPUTS],
     stats: &mut Counters,
 ) {
@@ -378,9 +395,11 @@ fn sample(
     unsafe {
         (*s).timestamp_ns = now;
         (*s).flow = *key;
-        (*s).class = class;
-        (*s).model_version = version;
-        (*s).cached = cached as u32;
+        (*s).class = verdict.class;
+        (*s).model_version = verdict.version;
+        (*s).cached = verdict.cached as u32;
+        (*s).margin = verdict.margin;
+        (*s).unsure = verdict.unsure as u32;
         (*s)._pad = 0;
         if let Some(f) = features.first_chunk::<NUM_FEATURES>() {
             (*s).features = *f;
@@ -390,7 +409,7 @@ fn sample(
 }
 
 #[inline(always)]
-fn record(now: u64, class: u32, version: u32, cached: bool, scratch: &npk_common::infer::Scratch) {
+fn record(now: u64, packet: &PacketScratch, cached: bool, scratch: &npk_common::infer::Scratch) {
     let Some(last) = LAST.get_ptr_mut(0) else {
         return;
     };
@@ -399,9 +418,11 @@ fn record(now: u64, class: u32, version: u32, cached: bool, scratch: &npk_common
     last.now_ns = now;
     last.seq += 1;
     last.outcome = Outcome::Classified as u32;
-    last.class = class;
-    last.model_version = version;
+    last.class = packet.class;
+    last.model_version = packet.version;
     last.cached = cached as u32;
+    last.margin = packet.margin;
+    last.confident = packet.confident;
     if let Some(f) = scratch.features.first_chunk::<NUM_FEATURES>() {
         last.features = *f;
     }

@@ -63,6 +63,9 @@ pub struct PacketScratch {
     pub log_pending: u32,
     /// What the inference stage (model::InferStage) found.
     pub class: u32,
+    pub margin: u32,
+    /// 1 when the margin reached the model's drop margin.
+    pub confident: u32,
     pub version: u32,
 }
 

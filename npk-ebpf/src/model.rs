@@ -5,7 +5,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_loop;
 use npk_common::{
-    infer::{BoundedLoop, NeuronLoop, Scratch, infer, required_width},
+    infer::{BoundedLoop, NeuronLoop, Prediction, Scratch, infer, required_width},
     maps::NO_MODEL,
     model::Model,
 };
@@ -128,14 +128,13 @@ fn read_once<T>(
 }
 
 /// Classifies `scratch.features` with the active model, its loops driven by `looper`, under
-/// [`read_active`]. Returns (class, model version); retries caused by concurrent pushes are
-/// counted in `retries`.
+/// [`read_active`]. Retries caused by concurrent pushes are counted in `retries`.
 #[inline(always)]
 pub fn classify<L: NeuronLoop>(
     scratch: &mut Scratch,
     retries: &mut u64,
     looper: &mut L,
-) -> Result<(u32, u32), ModelError> {
+) -> Result<Inference, ModelError> {
     // Inlined like the loop around it: a closure of its own would need the loop state's
     // stack frame on top of the caller's.
     read_active(
@@ -145,22 +144,40 @@ pub fn classify<L: NeuronLoop>(
     )
 }
 
-/// The inference of one seqlock attempt: (class, model version).
+/// What one seqlock attempt computed, all of it from one model version.
+#[derive(Clone, Copy)]
+pub struct Inference {
+    pub prediction: Prediction,
+    /// The prediction's margin reaches the model's drop margin.
+    pub confident: bool,
+    pub version: u32,
+}
+
+/// The inference of one seqlock attempt.
 #[inline(always)]
 fn run_model<L: NeuronLoop>(
     model: &Model,
     scratch: &mut Scratch,
     looper: &mut L,
-) -> Result<(u32, u32), ModelError> {
+) -> Result<Inference, ModelError> {
     if let Some(width) = L::FIXED_WIDTH
         && required_width(model) > width
     {
         return Err(ModelError::NoModel);
     }
-    let class = infer(model, scratch, looper);
-    // SAFETY: a map value; volatile keeps the read inside the sequence window.
-    let version = unsafe { core::ptr::read_volatile(&model.header.model_version) };
-    Ok((class, version))
+    let prediction = infer(model, scratch, looper);
+    // SAFETY: a map value; volatile keeps the reads inside the sequence window.
+    let (version, drop_margin) = unsafe {
+        (
+            core::ptr::read_volatile(&model.header.model_version),
+            core::ptr::read_volatile(&model.header.drop_margin),
+        )
+    };
+    Ok(Inference {
+        prediction,
+        confident: prediction.confident(drop_margin),
+        version,
+    })
 }
 
 /// [`InferStage::infer`] results.
@@ -171,8 +188,8 @@ pub const RACED: u32 = 2;
 /// A loop driver's stages as global functions of their own (see [`stages`]).
 pub trait InferStage: NeuronLoop {
     /// One attempt of [`read_active`] running the model on the per-CPU scratch's features:
-    /// on [`INFERRED`] the class and the model version are in the per-CPU `PacketScratch`
-    /// (`class`, `version`); [`RACED`] when a push raced it (the caller retries, up to
+    /// on [`INFERRED`] the class, its margin, whether that is confident and the model version
+    /// are in the per-CPU `PacketScratch` (`class`, `margin`, `confident`, `version`); [`RACED`] when a push raced it (the caller retries, up to
     /// [`READ_ATTEMPTS`] attempts, so that the verifier walks the inference once, not once
     /// per attempt), [`NO_MODEL_LOADED`] when there is no model to run.
     fn infer() -> u32;
@@ -191,9 +208,11 @@ fn infer_stage<L: NeuronLoop>(mut looper: L) -> u32 {
     let mut read = #[inline(always)]
     |model: &'static Model| run_model(model, scratch, &mut looper);
     match read_once(&mut read) {
-        Ok(Some((class, version))) => {
-            packet.class = class;
-            packet.version = version;
+        Ok(Some(inference)) => {
+            packet.class = inference.prediction.class;
+            packet.margin = inference.prediction.margin;
+            packet.confident = inference.confident as u32;
+            packet.version = inference.version;
             INFERRED
         }
         Ok(None) => RACED,

@@ -200,7 +200,7 @@ fn answer(ctx: &XdpContext, buf: &mut ServeBuf) -> Answer {
         num_layers: 0,
         num_inputs: 0,
         num_classes: 0,
-        _pad: 0,
+        drop_margin: 0,
     };
     let state = model_header(&mut header);
     let active = ActiveModel {
@@ -299,9 +299,9 @@ pub extern "C" fn npk_serve_infer(ctx: *mut xdp_md, num_inputs: u32) -> u32 {
         return UNREADABLE;
     }
     match classify(scratch, &mut stats.swap_retries, &mut BpfLoop) {
-        Ok((class, version)) => {
-            buf.class = class;
-            buf.version = version;
+        Ok(inference) => {
+            buf.class = inference.prediction.class;
+            buf.version = inference.version;
             INFERRED
         }
         Err(ModelError::NoModel) => NO_MODEL,

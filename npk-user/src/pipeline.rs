@@ -12,7 +12,11 @@ use crate::{
     metrics::Confusion,
     model_file::ModelFile,
     packets::features::packet_standardizer,
-    quantize::{QuantizeError, Quantized, quantize},
+    quantize::{
+        QuantizeError, Quantized,
+        margin::{DropCounts, MarginChoice, choose_drop_margin},
+        quantize,
+    },
     train::{self, EpochStats, Mlp, TrainConfig, TrainError, argmax, gpu::GpuTrainError},
 };
 
@@ -54,6 +58,17 @@ pub struct FitConfig {
     /// Fraction of each class held out for testing, in (0, 1).
     pub test_fraction: f64,
     pub device: Device,
+    /// Choose the model's drop margin for at most this fraction of benign rows dropped (see
+    /// [`crate::quantize::margin`]); `None` keeps margin 0 (every win of a drop class drops).
+    pub max_benign_drop: Option<f64>,
+}
+
+/// Where the drop margin is chosen: for at most `max_benign_drop` of the benign rows of
+/// `validation` dropped, or of the test split when there is no validation set.
+#[derive(Clone, Copy, Debug)]
+pub struct MarginPolicy<'a> {
+    pub max_benign_drop: f64,
+    pub validation: Option<&'a Dataset>,
 }
 
 /// A float model, trained and scored on the held-out split; not quantized.
@@ -76,8 +91,10 @@ pub struct Fitted {
     pub quantized: Quantized,
     pub feature_names: Vec<String>,
     pub train_rows: usize,
-    /// On the test split.
+    /// On the test split, at the chosen drop margin.
     pub scores: Scores,
+    /// The drop margin chosen, when a [`MarginPolicy`] asked for one.
+    pub margin: Option<MarginChoice>,
 }
 
 impl Fitted {
@@ -103,6 +120,8 @@ pub struct Scores {
     pub agreement: f64,
     pub float: Confusion,
     pub quantized: Confusion,
+    /// What the kernel would drop at the integer model's drop margin.
+    pub drops: DropCounts,
 }
 
 /// Packet features (a CSV from `npk features`/`npk capture`/`npk gen`, recognized by its header)
@@ -128,6 +147,7 @@ pub fn standardizer_for(schema: FeatureSchema, train_raw: &Dataset) -> Standardi
 /// per-class split.
 pub fn fit(
     data: &Dataset,
+    validation: Option<&Dataset>,
     config: &FitConfig,
     on_epoch: impl FnMut(&EpochStats),
 ) -> Result<Fitted, FitError> {
@@ -135,11 +155,16 @@ pub fn fit(
         .train
         .check_kernel_limits(data.num_features, data.num_classes)?;
     let (train_raw, test_raw) = data.split(config.test_fraction, config.train.seed)?;
+    let margin = config.max_benign_drop.map(|max_benign_drop| MarginPolicy {
+        max_benign_drop,
+        validation,
+    });
     fit_split(
         &train_raw,
         &test_raw,
         &config.train,
         config.device,
+        margin,
         on_epoch,
     )
 }
@@ -166,24 +191,31 @@ pub fn fit_float(
 
 /// A model for the kernel from a split made by the caller (the demo balances its scenarios):
 /// standardized by the schema of the columns, trained, quantized (calibrated on the raw
-/// training rows) and scored on `test_raw`.
+/// training rows), its drop margin chosen when `margin` asks, and scored on `test_raw`.
 pub fn fit_split(
     train_raw: &Dataset,
     test_raw: &Dataset,
     config: &TrainConfig,
     device: Device,
+    margin: Option<MarginPolicy<'_>>,
     on_epoch: impl FnMut(&EpochStats),
 ) -> Result<Fitted, FitError> {
     config.check_kernel_limits(train_raw.num_features, train_raw.num_classes)?;
     let (standardizer, mlp) = train_on(train_raw, config, device, on_epoch)?;
     // Calibrated on the raw training rows: the quantized model folds standardization in.
-    let quantized = quantize(
+    let mut quantized = quantize(
         &mlp,
         &standardizer,
         train_raw,
         schema_of(&train_raw.feature_names),
     )
     .map_err(FitError::Quantize)?;
+    let margin = margin.map(|policy| {
+        let rows = policy.validation.unwrap_or(test_raw);
+        let choice = choose_drop_margin(&quantized, rows, policy.max_benign_drop);
+        quantized.model.header.drop_margin = choice.drop_margin;
+        choice
+    });
     let scores = score(&mlp, &standardizer, &quantized, test_raw);
     Ok(Fitted {
         mlp,
@@ -192,6 +224,7 @@ pub fn fit_split(
         feature_names: train_raw.feature_names.clone(),
         train_rows: train_raw.len(),
         scores,
+        margin,
     })
 }
 
@@ -227,14 +260,17 @@ pub fn score(
     let mut scratch = Scratch::new();
     let mut float = Confusion::new(classes);
     let mut quant = Confusion::new(classes);
+    let mut drops = DropCounts::new(classes, quantized.model.header.drop_margin);
     let mut agree = 0;
     for (i, row_logits) in logits.chunks_exact(classes).enumerate() {
         let label = raw.labels[i] as usize;
         let f = argmax(row_logits);
         let q = quantized.infer(raw.row(i), &mut scratch);
+        let q_class = q.class as usize;
         float.add(label, f);
-        quant.add(label, q);
-        agree += usize::from(f == q);
+        quant.add(label, q_class);
+        drops.add(label, q_class, q.margin);
+        agree += usize::from(f == q_class);
     }
     Scores {
         samples: raw.len(),
@@ -243,5 +279,6 @@ pub fn score(
         agreement: agree as f64 / raw.len().max(1) as f64,
         float,
         quantized: quant,
+        drops,
     }
 }

@@ -14,7 +14,7 @@ use aya::{
     programs::{Xdp, XdpMode},
 };
 use npk::{
-    fixtures::random_packet_model,
+    fixtures::{RANDOM_MODEL_DROP_MARGIN, random_packet_model},
     kernel::{
         Classifier, KernelError, ProgramKind,
         attach::{self, AttachMode, IfaceName, pin_dir},
@@ -24,7 +24,7 @@ use npk::{
     netlab::NetLab,
 };
 use npk_common::{
-    infer::{PlainLoop, Scratch, infer},
+    infer::{PlainLoop, Prediction, Scratch, infer},
     maps::{Action, Config, Counters, FLAG_SAMPLE_ALL, MAP_SAMPLES, Sample},
     model::{MAX_CLASSES, Model},
     packet::NUM_FEATURES,
@@ -60,7 +60,7 @@ fn config(flags: u32, drop_class: Option<usize>) -> Config {
     }
 }
 
-fn reference_class(model: &Model, features: &[i32; NUM_FEATURES]) -> u32 {
+fn reference(model: &Model, features: &[i32; NUM_FEATURES]) -> Prediction {
     let mut scratch = Box::new(Scratch::new());
     scratch.features[..NUM_FEATURES].copy_from_slice(features);
     infer(model, &mut scratch, &mut PlainLoop)
@@ -72,7 +72,8 @@ const TEST_RUN_FRAMES: u64 = 5_000;
 /// The classifier's verdict on `TEST_RUN_FRAMES` generated frames equals the reference's, bit
 /// for bit, with a `hidden` model of `classes` classes pushed into the loaded `classifier`.
 fn assert_bit_exact(classifier: &mut Classifier, hidden: &[usize], classes: usize) {
-    let model = random_packet_model(hidden, classes, 7).unwrap();
+    let mut model = random_packet_model(hidden, classes, 7).unwrap();
+    model.header.drop_margin = RANDOM_MODEL_DROP_MARGIN;
     let kind = classifier.kind;
     let r = verify_loaded(classifier, &model, TEST_RUN_FRAMES, 7, |_| {}).unwrap();
     assert_eq!(
@@ -82,6 +83,11 @@ fn assert_bit_exact(classifier: &mut Classifier, hidden: &[usize], classes: usiz
         r.first_problems
     );
     assert!(r.valid > 3_500 && r.rejected > 250, "{r:?}");
+    // Both verdicts of a drop class were compared: dropped and passed under the margin.
+    assert!(
+        r.dropped > 20 && r.unsure > 20,
+        "{hidden:?} {kind:?}: {r:?}"
+    );
 }
 
 /// The loaded classifier's XDP program `name`, to attach or detach it by hand.
@@ -252,7 +258,12 @@ fn hot_swap_under_traffic_never_mixes_models(lab: &NetLab, classifier: &mut Clas
             let s: Sample = bytemuck::pod_read_unaligned(&item[..size_of::<Sample>()]);
             // first_version is models[0], then pushes alternate models[1], models[0], ...
             let model = &models[((s.model_version - first_version) % 2) as usize];
-            assert_eq!(s.class, reference_class(model, &s.features), "sample {s:?}");
+            let want = reference(model, &s.features);
+            assert_eq!(
+                (s.class, s.margin),
+                (want.class, want.margin),
+                "sample {s:?}"
+            );
             versions_seen.insert(s.model_version);
             *checked += 1;
         }

@@ -193,6 +193,7 @@ fn the_exporter_shows_what_npk_stats_shows_and_promtool_accepts_it() {
     for (key, metric) in [
         ("packets", "npk_packets_total"),
         ("dropped", "npk_dropped_packets_total"),
+        ("unsure", "npk_unsure_packets_total"),
         ("non_ip", "npk_non_ip_packets_total"),
         ("unparsed", "npk_unparsed_packets_total"),
         ("truncated", "npk_truncated_packets_total"),

@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use npk_common::{
-    maps::{Action, Config, Counters, FLAG_FAIL_CLOSED},
+    maps::{Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_SAMPLE_UNSURE},
     model::{FeatureSchema, MAX_CLASSES, Model},
 };
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -18,7 +18,7 @@ use crate::{
     kernel::{
         ControlMaps,
         attach::{self, AttachMode, IfaceName, pin_dir},
-        config::{AttachConfig, ClassAction, check_one_action_per_class},
+        config::{AttachConfig, ClassAction, DropMargin, check_one_action_per_class},
         log::KernelLog,
     },
     model_file::ModelFile,
@@ -27,15 +27,21 @@ use crate::{
     stats::{self, Snapshot},
 };
 
-fn load_model(path: &std::path::Path) -> Result<Box<Model>> {
-    Ok(ModelFile::load(path)?.quantized.model)
+/// The kernel model of the file at `path`, its drop margin replaced by `drop_margin` if given.
+fn load_model(path: &std::path::Path, drop_margin: Option<DropMargin>) -> Result<Box<Model>> {
+    let mut model = ModelFile::load(path)?.quantized.model;
+    if let Some(DropMargin(margin)) = drop_margin {
+        model.header.drop_margin = margin;
+    }
+    Ok(model)
 }
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
-    /// Read interface, model, mode, actions, reinfer and fail_closed from this TOML file
-    /// instead of flags (see docs/operations.md).
-    #[arg(long, conflicts_with_all = ["iface", "model", "mode", "actions", "reinfer", "fail_closed"])]
+    /// Read interface, model, mode, actions, reinfer, fail_closed, drop_margin and
+    /// sample_unsure from this TOML file instead of flags (see docs/operations.md).
+    #[arg(long, conflicts_with_all = ["iface", "model", "mode", "actions", "reinfer", "fail_closed",
+                                      "drop_margin", "sample_unsure"])]
     config: Option<PathBuf>,
     /// The interface to classify the ingress traffic of (see `ip link`).
     #[arg(long, required_unless_present = "config")]
@@ -58,6 +64,14 @@ pub struct AttachArgs {
     /// Drop packets that cannot be parsed (default: pass them).
     #[arg(long)]
     fail_closed: bool,
+    /// A drop needs the class's int8 logit to lead the runner-up by at least this much
+    /// (0..=65534; 0 drops on every win); default: the model's own, chosen by `npk train`
+    /// (`npk inspect` shows it). Below it the packet passes, counted as unsure.
+    #[arg(long, value_name = "N")]
+    drop_margin: Option<DropMargin>,
+    /// Sample (to `npk capture`'s ring buffer) the packets of a drop class passed as unsure.
+    #[arg(long)]
+    sample_unsure: bool,
     /// With --pin: print the result as one JSON object (iface, mode, pin_dir, replaced_stale).
     #[arg(long, requires = "pin")]
     json: bool,
@@ -80,6 +94,8 @@ impl AttachArgs {
             actions: self.actions,
             reinfer: self.reinfer,
             fail_closed: self.fail_closed,
+            drop_margin: self.drop_margin,
+            sample_unsure: self.sample_unsure,
         })
     }
 }
@@ -112,6 +128,10 @@ pub struct PushArgs {
     /// (`npk attach --action`): the extra classes pass.
     #[arg(long)]
     allow_unmapped_classes: bool,
+    /// Replace the new model's drop margin (see `npk attach --drop-margin`); an attach's
+    /// --drop-margin applies to the model it attached, not to later pushes.
+    #[arg(long, value_name = "N")]
+    drop_margin: Option<DropMargin>,
     /// Print the result as one JSON object (iface, model_version).
     #[arg(long)]
     json: bool,
@@ -133,7 +153,7 @@ pub struct StatsArgs {
 pub fn run_attach(args: AttachArgs) -> Result<()> {
     let (pin, json) = (args.pin, args.json);
     let config = args.config()?;
-    let model = load_model(&config.model)?;
+    let model = load_model(&config.model, config.drop_margin)?;
     let mut class_action = [Action::Pass as u8; MAX_CLASSES];
     for a in &config.actions {
         anyhow::ensure!(
@@ -148,6 +168,10 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
         reinfer_every: config.reinfer.get(),
         flags: if config.fail_closed {
             FLAG_FAIL_CLOSED
+        } else {
+            0
+        } | if config.sample_unsure {
+            FLAG_SAMPLE_UNSURE
         } else {
             0
         },
@@ -265,7 +289,7 @@ pub fn run_detach(args: DetachArgs) -> Result<()> {
 }
 
 pub fn run_push(args: PushArgs) -> Result<()> {
-    let model = load_model(&args.model)?;
+    let model = load_model(&args.model, args.drop_margin)?;
     // One push at a time per attachment; held until the new model is active.
     let (dir, _lock) = attach::lock_live_pins(&args.iface)?;
     let (kind, loops) = attach::pinned_classifier(&dir)?;

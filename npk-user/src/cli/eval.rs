@@ -1,8 +1,9 @@
 //! `npk eval`: score a saved model, float and quantized, on a labelled CSV file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use npk_common::model::MAX_DROP_MARGIN;
 use serde::Serialize;
 
 use crate::{
@@ -11,7 +12,7 @@ use crate::{
     model_file::ModelFile,
     noteln, outln,
     pipeline::score,
-    quantize::{MIN_AGREEMENT, agreement_warning},
+    quantize::{MIN_AGREEMENT, agreement_warning, margin::ClassDrops},
 };
 
 /// Score a model file on a labelled CSV file: accuracy, per-class precision, recall, F1 and
@@ -27,10 +28,17 @@ pub struct EvalArgs {
     /// (0..K-1 for a model of K classes).
     #[arg(long, value_name = "FILE.csv")]
     pub data: PathBuf,
+    /// Score drops at this margin instead of the model's own drop margin (as `npk attach
+    /// --drop-margin` would run it), 0..=65534.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=MAX_DROP_MARGIN as i64))]
+    pub drop_margin: Option<u32>,
     /// Print one JSON object as the last line of stdout: samples, float_accuracy,
-    /// quantized_accuracy, agreement, min_agreement, and for "float" and "quantized" each
-    /// accuracy, per_class (class, support, predicted, precision, recall, f1; null where
-    /// undefined) and confusion ([true][predicted]).
+    /// quantized_accuracy, agreement, min_agreement, drop_margin, benign_drop_rate,
+    /// attack_drop_rate, and for "float" and "quantized" each accuracy, per_class (class,
+    /// support, predicted, precision, recall, f1; null where undefined) and confusion
+    /// ([true][predicted]); "quantized" also dropped and unsure, per true class: rows the
+    /// kernel would drop (called an attack class, class 0 being benign, with a margin at or
+    /// above the drop margin) and rows it would pass as unsure (below it).
     #[arg(long)]
     pub json: bool,
 }
@@ -42,6 +50,11 @@ struct ModelReport {
     per_class: Vec<ClassMetrics>,
     /// `confusion[true][predicted]`.
     confusion: Vec<Vec<u64>>,
+    /// The integer model's only: per true class, rows dropped and rows passed as unsure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped: Option<Vec<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unsure: Option<Vec<u64>>,
 }
 
 impl From<&Confusion> for ModelReport {
@@ -50,6 +63,8 @@ impl From<&Confusion> for ModelReport {
             accuracy: c.accuracy(),
             per_class: c.per_class(),
             confusion: c.rows(),
+            dropped: None,
+            unsure: None,
         }
     }
 }
@@ -63,27 +78,43 @@ struct Report {
     agreement: f64,
     /// The agreement below which eval warns.
     min_agreement: f64,
+    drop_margin: u32,
+    benign_drop_rate: f64,
+    attack_drop_rate: f64,
     float: ModelReport,
     quantized: ModelReport,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let model = ModelFile::load(&args.model)?;
+    let mut model = ModelFile::load(&args.model)?;
+    if let Some(margin) = args.drop_margin {
+        model.quantized.model.header.drop_margin = margin;
+    }
     let data = Dataset::load_csv_for_model(&args.data, model.mlp.num_classes())?;
-    check_columns(&model, &data, &args)?;
+    // Its labels were checked against the model's classes as it loaded.
+    check_columns(&args.data, &data, &model.feature_names, &args.model)?;
     let scores = score(&model.mlp, &model.standardizer, &model.quantized, &data);
     if let Some(warning) = agreement_warning(scores.agreement, scores.samples) {
         noteln!("{warning}");
     }
     if args.json {
+        let drops = &scores.drops;
+        let per_class = |f: fn(&ClassDrops) -> u64| Some(drops.per_class.iter().map(f).collect());
         let report = Report {
             samples: scores.samples,
             float_accuracy: scores.float_accuracy,
             quantized_accuracy: scores.quantized_accuracy,
             agreement: scores.agreement,
             min_agreement: MIN_AGREEMENT,
+            drop_margin: drops.drop_margin,
+            benign_drop_rate: drops.benign_drop_rate(),
+            attack_drop_rate: drops.attack_drop_rate(),
             float: (&scores.float).into(),
-            quantized: (&scores.quantized).into(),
+            quantized: ModelReport {
+                dropped: per_class(|c| c.dropped),
+                unsure: per_class(|c| c.unsure),
+                ..(&scores.quantized).into()
+            },
         };
         outln!("{}", serde_json::to_string(&report)?)?;
     } else {
@@ -91,6 +122,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         outln!("float accuracy:     {:.4}", scores.float_accuracy)?;
         outln!("quantized accuracy: {:.4}", scores.quantized_accuracy)?;
         outln!("agreement:          {:.4}", scores.agreement)?;
+        let drops = &scores.drops;
+        outln!(
+            "drop margin {}: benign dropped {:.3}%, attacks dropped {:.2}% (class 0 benign, every \
+             other class dropped); passed as unsure: {} rows",
+            drops.drop_margin,
+            drops.benign_drop_rate() * 100.0,
+            drops.attack_drop_rate() * 100.0,
+            drops.per_class.iter().map(|c| c.unsure).sum::<u64>()
+        )?;
         outln!("\nfloat model:\n{}", scores.float.table(None))?;
         outln!(
             "\nquantized model (the kernel's arithmetic):\n{}",
@@ -100,23 +140,27 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The file must have the model's feature columns, by name and in order (its labels were
-/// checked against the model's classes as it loaded): otherwise the scores would silently
-/// mean nothing.
-fn check_columns(model: &ModelFile, data: &Dataset, args: &EvalArgs) -> anyhow::Result<()> {
-    let (file, model_path) = (args.data.display(), args.model.display());
-    if data.feature_names != model.feature_names {
-        let expected = model.feature_names.len();
-        if data.num_features != expected {
+/// `data` (read from `file`) must have the feature columns `expected` (those of `origin`), by
+/// name and in order: otherwise scores would silently mean nothing.
+pub(crate) fn check_columns(
+    file: &Path,
+    data: &Dataset,
+    expected: &[String],
+    origin: &Path,
+) -> anyhow::Result<()> {
+    let (file, model_path) = (file.display(), origin.display());
+    if data.feature_names != expected {
+        let expected_len = expected.len();
+        if data.num_features != expected_len {
             bail!(
-                "{file}: {} feature columns, but {model_path} takes {expected}",
+                "{file}: {} feature columns, but {model_path} has {expected_len}",
                 data.num_features
             );
         }
         let (j, (found, want)) = data
             .feature_names
             .iter()
-            .zip(&model.feature_names)
+            .zip(expected)
             .enumerate()
             .find(|(_, (a, b))| a != b)
             .context("feature names differ")?;

@@ -102,6 +102,8 @@ struct Report {
     pub origin: OriginReport,
     pub feature_schema: &'static str,
     pub model_version: u32,
+    /// A drop class drops a packet only when its int8 logit leads by at least this much.
+    pub drop_margin: u32,
     pub num_inputs: u32,
     pub num_classes: u32,
     pub inputs: Vec<InputReport>,
@@ -187,6 +189,7 @@ impl Report {
                 None => "unknown",
             },
             model_version: h.model_version,
+            drop_margin: h.drop_margin,
             num_inputs: h.num_inputs,
             num_classes: h.num_classes,
             inputs,
@@ -225,6 +228,12 @@ impl Report {
             self.num_inputs,
             self.num_classes,
             self.model_version
+        )?;
+        outln!(
+            "drop margin {} logit codes ({:.4} in float logits): a drop class drops only with \
+             at least that lead over the runner-up",
+            self.drop_margin,
+            f64::from(self.drop_margin) * self.logit_scale
         )?;
         outln!(
             "inputs: code = clamp(round((raw - offset) * multiplier), -127, 127), raw = round(x * 2^frac)"

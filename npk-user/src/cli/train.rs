@@ -8,14 +8,19 @@ use std::{
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use npk_common::model::FeatureSchema;
 use serde::Serialize;
 
 use crate::{
+    cli::eval::check_columns,
     dataset::{Dataset, check_test_fraction},
     noteln,
     output::{Console, ConsoleError, OutputPath},
     pipeline::{self, Device, FitConfig},
-    quantize::agreement_warning,
+    quantize::{
+        agreement_warning,
+        margin::{DEFAULT_MAX_BENIGN_DROP, DropCounts, MarginChoice, check_max_benign_drop},
+    },
     train::{self, EpochStats, Mlp, TrainConfig, parse_hidden},
 };
 
@@ -58,6 +63,18 @@ pub struct TrainArgs {
     /// below 0.98. Without it the float model is trained and scored only.
     #[arg(long, value_name = "MODEL")]
     pub out: Option<PathBuf>,
+    /// The drop margin: the smallest int8 logit lead at which at most this fraction of the
+    /// benign rows (class 0) of the validation rows would be dropped, stored in the model (a
+    /// drop class then drops a packet only with at least that margin; below it the packet
+    /// passes, counted as unsure). Default 0.001 for packet models; tabular models get no
+    /// margin unless this is given. In [0, 1).
+    #[arg(long, value_name = "RATE", value_parser = parse_max_benign_drop,
+          allow_negative_numbers = true)]
+    pub max_benign_drop: Option<f64>,
+    /// Rows to choose the drop margin on (the columns of --data), such as recordings held out
+    /// of --data; default: the test split.
+    #[arg(long, value_name = "FILE.csv", requires = "out")]
+    pub validation: Option<PathBuf>,
     /// Where to train: cpu, or gpu (device 0, through CUDA; fails when there is none).
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
@@ -94,6 +111,11 @@ fn parse_lr(s: &str) -> Result<f32, String> {
     }
 }
 
+fn parse_max_benign_drop(s: &str) -> Result<f64, String> {
+    let rate: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    check_max_benign_drop(rate)
+}
+
 fn parse_test_split(s: &str) -> Result<f64, String> {
     let fraction: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     check_test_fraction(fraction).map_err(|e| e.to_string())
@@ -113,6 +135,7 @@ impl TrainArgs {
             },
             test_fraction: self.test_split,
             device: self.device,
+            max_benign_drop: self.max_benign_drop,
         })
     }
 }
@@ -129,10 +152,15 @@ struct Report {
     train_seconds: f64,
     test_samples: usize,
     epochs: usize,
+    /// The model's drop margin and how it was chosen; `null` without one.
+    margin: Option<MarginChoice>,
+    /// On the test split at that margin (class 0 benign, every other class dropped); `null`
+    /// without --out.
+    test_drops: Option<DropCounts>,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
+    let mut config = args.config()?;
     // Checked before any work: a model that cannot be written is not worth training.
     let out = args
         .out
@@ -146,6 +174,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         Console::Stdout
     };
     let data = Dataset::load_csv(&args.data)?;
+    // Packet models get a drop margin unless told otherwise; tabular ones only when asked.
+    if pipeline::schema_of(&data.feature_names) != FeatureSchema::Tabular {
+        config
+            .max_benign_drop
+            .get_or_insert(DEFAULT_MAX_BENIGN_DROP);
+    }
+    let validation = match &args.validation {
+        Some(path) => {
+            let rows = Dataset::load_csv_for_model(path, data.num_classes)?;
+            check_columns(path, &rows, &data.feature_names, &args.data)?;
+            Some(rows)
+        }
+        None => None,
+    };
 
     let epochs = config.train.epochs;
     let bar = epoch_bar(epochs as u64, args.json);
@@ -173,17 +215,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         bar.inc(1);
         train_seconds = e.elapsed.as_secs_f64();
     };
+    let mut margin = None;
     let (shape, train_rows, test_rows, float_accuracy, quantized) = match &out {
         Some(out) => {
-            let fitted = pipeline::fit(&data, &config, on_epoch)?;
+            let fitted = pipeline::fit(&data, validation.as_ref(), &config, on_epoch)?;
             bar.finish_and_clear();
             let (shape, train_rows, scores) =
                 (shape(&fitted.mlp), fitted.train_rows, fitted.scores.clone());
+            margin = fitted.margin.clone();
             fitted.into_model_file().save_to(out)?;
             if let Some(warning) = agreement_warning(scores.agreement, scores.samples) {
                 noteln!("{warning}");
             }
-            let quantized = Some((scores.quantized_accuracy, scores.agreement));
+            let quantized = Some((scores.quantized_accuracy, scores.agreement, scores.drops));
             (
                 shape,
                 train_rows,
@@ -209,11 +253,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if args.json {
         let report = Report {
             float_accuracy,
-            quantized_accuracy: quantized.map(|(accuracy, _)| accuracy),
-            quantized_agreement: quantized.map(|(_, agreement)| agreement),
+            quantized_accuracy: quantized.as_ref().map(|q| q.0),
+            quantized_agreement: quantized.as_ref().map(|q| q.1),
             train_seconds,
             test_samples: test_rows,
             epochs,
+            margin,
+            test_drops: quantized.map(|q| q.2),
         };
         console.line(format_args!("{}", serde_json::to_string(&report)?))?;
     } else {
@@ -227,9 +273,31 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         console.line(format_args!(
             "float test accuracy:     {float_accuracy:.4} ({test_rows} rows)"
         ))?;
-        if let Some((accuracy, agreement)) = quantized {
+        if let Some((accuracy, agreement, drops)) = quantized {
             console.line(format_args!("quantized test accuracy: {accuracy:.4}"))?;
             console.line(format_args!("int8/float agreement:    {agreement:.4}"))?;
+            if let Some(m) = &margin {
+                let on = match &args.validation {
+                    Some(path) => path.display().to_string(),
+                    None => "the test split".to_string(),
+                };
+                console.line(format_args!(
+                    "drop margin:             {} (for at most {:.2}% of benign rows dropped on \
+                     {on}: {:.3}% there, {:.3}% without a margin; attacks dropped {:.2}%, \
+                     {:.2}% without)",
+                    m.drop_margin,
+                    m.max_benign_drop * 100.0,
+                    m.benign_drop_rate * 100.0,
+                    m.benign_drop_rate_without * 100.0,
+                    m.attack_drop_rate * 100.0,
+                    m.attack_drop_rate_without * 100.0,
+                ))?;
+                console.line(format_args!(
+                    "test split at the margin: benign dropped {:.3}%, attacks dropped {:.2}%",
+                    drops.benign_drop_rate() * 100.0,
+                    drops.attack_drop_rate() * 100.0
+                ))?;
+            }
         }
         match &out {
             Some(out) => console.line(format_args!("model written to {}", out.path().display()))?,

@@ -5,7 +5,8 @@ use clap::Args;
 
 use super::{Hidden, progress_bar};
 use crate::{
-    kernel::{ProgramKind, verify},
+    fixtures,
+    kernel::{ProgramKind, config::DropMargin, verify},
     noteln, outln,
 };
 
@@ -26,6 +27,11 @@ pub struct VerifyArgs {
     /// Classes of the random model.
     #[arg(long, default_value_t = 4)]
     classes: usize,
+    /// Check with this drop margin instead of the model's own (a random model's:
+    /// `RANDOM_MODEL_DROP_MARGIN`, 500, which some drops reach and some do not), so that both
+    /// verdicts of a drop class are checked.
+    #[arg(long, value_name = "N")]
+    drop_margin: Option<DropMargin>,
     /// Check the TC program instead of XDP.
     #[arg(long)]
     tc: bool,
@@ -36,10 +42,17 @@ pub struct VerifyArgs {
 
 pub fn run(args: VerifyArgs) -> Result<()> {
     ensure!((2..=16).contains(&args.classes), "--classes must be 2..=16");
-    let model = match &args.model {
+    let mut model = match &args.model {
         Some(path) => crate::model_file::ModelFile::load(path)?.quantized.model,
-        None => crate::fixtures::random_packet_model(&args.hidden.0, args.classes, args.seed)?,
+        None => {
+            let mut m = fixtures::random_packet_model(&args.hidden.0, args.classes, args.seed)?;
+            m.header.drop_margin = fixtures::RANDOM_MODEL_DROP_MARGIN;
+            m
+        }
     };
+    if let Some(DropMargin(margin)) = args.drop_margin {
+        model.header.drop_margin = margin;
+    }
     let kind = if args.tc {
         ProgramKind::Tc
     } else {
@@ -57,10 +70,14 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         outln!("{}", serde_json::to_string(&report)?)
     } else {
         outln!(
-            "{} frames ({} classified, {} rejected by the parser): {} mismatches, {} errors",
+            "{} frames ({} classified, {} rejected by the parser; drop margin {}: {} dropped, {} \
+             passed as unsure): {} mismatches, {} errors",
             report.packets,
             report.valid,
             report.rejected,
+            model.header.drop_margin,
+            report.dropped,
+            report.unsure,
             report.mismatches,
             report.errors
         )

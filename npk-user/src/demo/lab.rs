@@ -35,6 +35,7 @@ use crate::{
         },
         traffic::CLASS_NAMES,
     },
+    quantize::margin::DropCounts,
 };
 
 /// How the live run went, per class and per scenario (the `--json` line carries both).
@@ -202,6 +203,7 @@ pub(super) fn run(
     let confusion = live.confusion.rows();
     let rates = out.write_result(
         &confusion,
+        &live.drops,
         live.samples_lost,
         "called an attack (dropped if enforced)",
         say,
@@ -217,7 +219,7 @@ pub(super) fn run(
     interrupted(stop)?;
     let enforced = Enforced {
         seed,
-        rates: super::summarize(&enforced.confusion.rows()),
+        rates: super::summarize(&enforced.confusion.rows(), &enforced.drops),
         per_scenario: enforced.per_scenario(),
     };
     let r = &enforced.rates;
@@ -261,24 +263,42 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Live {
     /// Over classes: every labelled packet's class against the kernel's verdict.
     confusion: Confusion,
-    /// Per scenario (indexed like [`ToolScenario::ALL`]): packets per predicted class.
+    /// Per scenario (indexed like [`ToolScenario::ALL`]): packets per predicted class, and
+    /// those the kernel drops (or would, with attacks passed) at the model's drop margin.
     scenarios: Vec<[u64; CLASSES]>,
+    scenario_drops: Vec<u64>,
+    drops: DropCounts,
     samples_lost: u64,
 }
 
 impl Live {
+    fn new(model: &Model) -> Self {
+        Self {
+            confusion: Confusion::new(CLASSES),
+            scenarios: vec![[0; CLASSES]; ToolScenario::ALL.len()],
+            scenario_drops: vec![0; ToolScenario::ALL.len()],
+            drops: DropCounts::new(CLASSES, model.header.drop_margin),
+            samples_lost: 0,
+        }
+    }
+
     fn score(&mut self, scenario: ToolScenario, class: u32, sample: &Sample) {
         let predicted = (sample.class as usize).min(CLASSES - 1);
         self.confusion.add(class as usize, predicted);
         self.scenarios[index(scenario)][predicted] += 1;
+        let before = self.drops.per_class[class as usize].dropped;
+        self.drops.add(class as usize, predicted, sample.margin);
+        self.scenario_drops[index(scenario)] +=
+            self.drops.per_class[class as usize].dropped - before;
     }
 
     fn per_scenario(&self) -> Vec<ScenarioScore> {
         ToolScenario::ALL
             .iter()
             .zip(&self.scenarios)
-            .filter(|(_, counts)| counts.iter().sum::<u64>() > 0)
-            .map(|(&scenario, counts)| {
+            .zip(&self.scenario_drops)
+            .filter(|((_, counts), _)| counts.iter().sum::<u64>() > 0)
+            .map(|((&scenario, counts), &dropped)| {
                 let packets: u64 = counts.iter().sum();
                 let fraction = |n: u64| n as f64 / packets as f64;
                 ScenarioScore {
@@ -286,7 +306,7 @@ impl Live {
                     class: scenario.class_name(),
                     packets,
                     correct: fraction(counts[scenario.class() as usize]),
-                    dropped: fraction(packets - counts[0]),
+                    dropped: fraction(dropped),
                 }
             })
             .collect()
@@ -311,11 +331,7 @@ fn classify_run(
         config.mode
     ));
     let say = Mutex::new(say);
-    let live = Mutex::new(Live {
-        confusion: Confusion::new(CLASSES),
-        scenarios: vec![[0; CLASSES]; ToolScenario::ALL.len()],
-        samples_lost: 0,
-    });
+    let live = Mutex::new(Live::new(model));
     let start = Instant::now();
     let mut last: Option<Snapshot> = None;
     let mode = config.mode;
@@ -407,13 +423,12 @@ mod tests {
 
     #[test]
     fn scenario_scores_count_any_attack_class_as_dropped() {
-        let mut live = Live {
-            confusion: Confusion::new(CLASSES),
-            scenarios: vec![[0; CLASSES]; ToolScenario::ALL.len()],
-            samples_lost: 0,
-        };
+        let mut model: Box<Model> = bytemuck::zeroed_box();
+        model.header.drop_margin = 10;
+        let mut live = Live::new(&model);
         let sample = |class| Sample {
             class,
+            margin: 10,
             ..bytemuck::Zeroable::zeroed()
         };
         // udp-flood: 1 right, 2 called port_scan (dropped), 1 benign (passed).

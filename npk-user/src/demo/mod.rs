@@ -46,7 +46,8 @@ use crate::{
         features::FeatureCsv,
         traffic::{self, CLASS_NAMES, GenConfig, GenError, Scenario},
     },
-    pipeline::{self, Device, FitError, Fitted, Scores},
+    pipeline::{self, Device, FitError, Fitted, MarginPolicy, Scores},
+    quantize::margin::{BENIGN_CLASS, DEFAULT_MAX_BENIGN_DROP, DropCounts},
     rng::Rng,
     train::{EpochStats, OptimizerKind, TrainConfig},
 };
@@ -248,11 +249,12 @@ impl Outputs {
     fn write_result(
         &self,
         confusion: &[Vec<u64>],
+        drops: &DropCounts,
         samples_lost: u64,
         dropped: &str,
         say: &mut dyn FnMut(&str),
     ) -> Result<Rates> {
-        let rates = summarize(confusion);
+        let rates = summarize(confusion, drops);
         say(&format!(
             "result: {} packets, accuracy {:.4}, attack packets {dropped} {:.2}%, benign \
              packets {dropped} {:.2}%{}",
@@ -318,10 +320,11 @@ fn run_synthetic(config: &DemoConfig, stop: &AtomicBool, say: Say) -> Result<Dem
     out.write_model(&trained)?;
     interrupted(stop)?;
 
-    let (confusion, samples_lost) = replay(&lab, &trained.file.quantized.model, config, stop, say)?;
+    let (confusion, drops, samples_lost) =
+        replay(&lab, &trained.file.quantized.model, config, stop, say)?;
     interrupted(stop)?;
     drop(lab);
-    let rates = out.write_result(&confusion, samples_lost, "dropped", say)?;
+    let rates = out.write_result(&confusion, &drops, samples_lost, "dropped", say)?;
     Ok(DemoReport {
         rates,
         lab: None,
@@ -523,7 +526,8 @@ struct Candidate {
     epochs: Vec<EpochStats>,
     float_errors: usize,
     int8_errors: usize,
-    /// Held-out benign packets the int8 model puts in an attack class (they would be dropped).
+    /// Held-out benign packets the int8 model puts in an attack class with a margin at or
+    /// above its drop margin (they would be dropped).
     benign_dropped: usize,
 }
 
@@ -543,26 +547,35 @@ impl Candidate {
             seed,
         };
         let mut epochs = Vec::new();
-        // The packet columns make it a packet model, standardized as the kernel computes.
-        let fitted = pipeline::fit_split(train_raw, test_raw, &train_config, Device::Cpu, |e| {
-            epochs.push(*e)
-        })?;
+        // The packet columns make it a packet model, standardized as the kernel computes; its
+        // drop margin chosen on the held-out rows of the training runs.
+        let margin = MarginPolicy {
+            max_benign_drop: DEFAULT_MAX_BENIGN_DROP,
+            validation: None,
+        };
+        let fitted = pipeline::fit_split(
+            train_raw,
+            test_raw,
+            &train_config,
+            Device::Cpu,
+            Some(margin),
+            |e| epochs.push(*e),
+        )?;
         let Fitted {
             mlp,
             standardizer,
             quantized,
             ..
         } = &fitted;
-        let (mut float_errors, mut int8_errors, mut benign_dropped) = (0, 0, 0);
+        let (mut float_errors, mut int8_errors) = (0, 0);
         let mut z = vec![0f32; NUM_FEATURES];
         for (i, &label) in test_raw.labels.iter().enumerate() {
             let row = test_raw.row(i);
             standardizer.apply_row(row, &mut z);
             float_errors += usize::from(mlp.predict(&z) != label as usize);
-            let q = quantized.predict(row);
-            int8_errors += usize::from(q != label as usize);
-            benign_dropped += usize::from(label == 0 && q != 0);
+            int8_errors += usize::from(quantized.predict(row) != label as usize);
         }
+        let benign_dropped = fitted.scores.drops.per_class[BENIGN_CLASS].dropped as usize;
         Ok(Self {
             seed,
             fitted,
@@ -590,14 +603,14 @@ fn drop_attacks() -> npk_common::maps::Config {
 }
 
 /// Phase 4: the model attached with attacks dropped, fresh traffic, every verdict scored:
-/// returns `confusion[true][predicted]` and the packets that went unsampled.
+/// returns `confusion[true][predicted]`, what was dropped and the packets that went unsampled.
 fn replay(
     lab: &NetLab,
     model: &Model,
     config: &DemoConfig,
     stop: &AtomicBool,
     say: &mut dyn FnMut(&str),
-) -> Result<(Vec<Vec<u64>>, u64)> {
+) -> Result<(Vec<Vec<u64>>, DropCounts, u64)> {
     let iface: IfaceName = lab.host_if.parse()?;
     let mut attachment = attach::attach(&iface, config.mode, model, &drop_attacks(), false)?;
     let mut sampler = Sampler::take(&mut attachment.classifier)?;
@@ -616,6 +629,7 @@ fn replay(
         seed: config.seed.wrapping_add(1),
     };
     let confusion = RefCell::new(vec![vec![0u64; CLASSES]; CLASSES]);
+    let mut drops = DropCounts::new(CLASSES, model.header.drop_margin);
     let start = Instant::now();
     let mut last = Snapshot::take(&attachment, &attachment.classifier.counters()?, start);
     let mut tick_error = None;
@@ -628,6 +642,7 @@ fn replay(
             if let Some(s) = scenario {
                 let predicted = (sample.class as usize).min(CLASSES - 1);
                 confusion.borrow_mut()[s.class() as usize][predicted] += 1;
+                drops.add(s.class() as usize, predicted, sample.margin);
             }
         },
         || {
@@ -648,7 +663,7 @@ fn replay(
         return Err(DemoError::Counters(e));
     }
     let lost = attachment.classifier.counters()?.samples_lost;
-    Ok((confusion.into_inner(), lost))
+    Ok((confusion.into_inner(), drops, lost))
 }
 
 /// Kernel counters and run time at one moment.
@@ -728,8 +743,9 @@ fn hits(confusion: &[Vec<u64>]) -> (u64, u64) {
     (right, total)
 }
 
-/// The rates of a confusion matrix whose class 0 is benign (passed) and the rest attacks.
-fn summarize(confusion: &[Vec<u64>]) -> Rates {
+/// The rates of a confusion matrix whose class 0 is benign (passed) and the rest attacks, with
+/// what the kernel dropped: an attack class's packet only when the margin reached the model's.
+fn summarize(confusion: &[Vec<u64>], drops: &DropCounts) -> Rates {
     let (right, total) = hits(confusion);
     let rate = |num: u64, den: u64| {
         if den > 0 {
@@ -738,14 +754,11 @@ fn summarize(confusion: &[Vec<u64>]) -> Rates {
             0.0
         }
     };
-    let benign: u64 = confusion[0].iter().sum();
-    let attack: u64 = confusion[1..].iter().flatten().sum();
-    let attack_passed: u64 = confusion[1..].iter().map(|row| row[0]).sum();
     Rates {
         accuracy: rate(right, total),
         packets: total,
-        attack_drop_rate: rate(attack - attack_passed, attack),
-        benign_drop_rate: rate(benign - confusion[0][0], benign),
+        attack_drop_rate: drops.attack_drop_rate(),
+        benign_drop_rate: drops.benign_drop_rate(),
     }
 }
 
@@ -768,20 +781,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rates_count_any_attack_class_as_a_drop() {
-        // benign: 98 right, 2 called udp_flood; syn_flood: 90 right, 5 port_scan, 5 benign.
+    fn rates_count_any_attack_class_with_the_margin_as_a_drop() {
+        // benign: 98 right, 2 called udp_flood (one under the margin); syn_flood: 90 right, 5
+        // port_scan, 5 benign.
         let mut m = vec![vec![0u64; CLASSES]; CLASSES];
-        m[0][0] = 98;
-        m[0][2] = 2;
-        m[1][1] = 90;
-        m[1][3] = 5;
-        m[1][0] = 5;
-        let r = summarize(&m);
+        let mut drops = DropCounts::new(CLASSES, 100);
+        for (truth, predicted, n, margin) in [
+            (0, 0, 98, 500),
+            (0, 2, 1, 100),
+            (0, 2, 1, 99),
+            (1, 1, 90, 300),
+            (1, 3, 5, 200),
+            (1, 0, 5, 300),
+        ] {
+            m[truth][predicted] += n;
+            for _ in 0..n {
+                drops.add(truth, predicted, margin);
+            }
+        }
+        let r = summarize(&m, &drops);
         assert_eq!(r.packets, 200);
         assert_eq!(r.accuracy, 188.0 / 200.0);
-        assert_eq!(r.benign_drop_rate, 0.02);
+        assert_eq!(r.benign_drop_rate, 0.01);
         assert_eq!(r.attack_drop_rate, 0.95);
-        let empty = summarize(&vec![vec![0; CLASSES]; CLASSES]);
+        let none = DropCounts::new(CLASSES, 0);
+        let empty = summarize(&vec![vec![0; CLASSES]; CLASSES], &none);
         assert_eq!((empty.accuracy, empty.benign_drop_rate), (0.0, 0.0));
     }
 }

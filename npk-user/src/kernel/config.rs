@@ -7,6 +7,8 @@
 //! mode = "native"            # native | skb | tc (default native)
 //! reinfer = 1                # re-run the model on a flow every N packets (default 1)
 //! fail_closed = false        # drop what cannot be parsed (default: pass it)
+//! drop_margin = 3000         # a drop needs this int8 logit lead (default: the model's own)
+//! sample_unsure = false      # sample the drops let through under the margin (default no)
 //!
 //! [actions]                  # class = pass | drop | count | sample (default pass)
 //! 1 = "drop"
@@ -23,7 +25,10 @@ use std::{
 };
 
 use clap::ValueEnum;
-use npk_common::{maps::Action, model::MAX_CLASSES};
+use npk_common::{
+    maps::Action,
+    model::{MAX_CLASSES, MAX_DROP_MARGIN},
+};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -68,6 +73,35 @@ pub struct AttachConfig {
     pub actions: Vec<ClassAction>,
     pub reinfer: NonZeroU32,
     pub fail_closed: bool,
+    /// Replaces the model's drop margin (`npk train` chose it) in what is pushed.
+    pub drop_margin: Option<DropMargin>,
+    /// Sample the packets of a drop class passed because the margin was below the drop margin.
+    pub sample_unsure: bool,
+}
+
+/// A drop margin given by the operator: 0..=[`MAX_DROP_MARGIN`] int8 logit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropMargin(pub u32);
+
+impl DropMargin {
+    fn parse(value: i64) -> Result<Self, String> {
+        u32::try_from(value)
+            .ok()
+            .filter(|&m| m <= MAX_DROP_MARGIN)
+            .map(Self)
+            .ok_or_else(|| format!("{value} is not a margin in 0..={MAX_DROP_MARGIN}"))
+    }
+}
+
+impl std::str::FromStr for DropMargin {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(
+            s.parse()
+                .map_err(|_| format!("{s:?} is not a whole number"))?,
+        )
+    }
 }
 
 /// A config file is a few lines: anything larger is not one.
@@ -165,6 +199,8 @@ struct RawConfig {
     mode: Option<Spanned<String>>,
     reinfer: Option<Spanned<i64>>,
     fail_closed: Option<bool>,
+    drop_margin: Option<Spanned<i64>>,
+    sample_unsure: Option<bool>,
     actions: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
 }
 
@@ -216,6 +252,13 @@ impl AttachConfig {
                     )
                 })?,
         };
+        let drop_margin = match &raw.drop_margin {
+            None => None,
+            Some(m) => Some(
+                DropMargin::parse(*m.get_ref())
+                    .map_err(|message| invalid(origin("drop_margin", m.span()), message))?,
+            ),
+        };
         let mut actions = Vec::new();
         for (class, action) in raw.actions.iter().flatten() {
             let field = format!("actions.{}", class.get_ref());
@@ -253,6 +296,8 @@ impl AttachConfig {
             actions,
             reinfer,
             fail_closed: raw.fail_closed.unwrap_or(false),
+            drop_margin,
+            sample_unsure: raw.sample_unsure.unwrap_or(false),
         })
     }
 }
@@ -320,9 +365,12 @@ mod tests {
     fn a_full_file_gives_every_setting() {
         let config = parse(
             "interface = \"eth0\"\nmodel = \"m.npk\"\nmode = \"tc\"\nreinfer = 8\n\
-             fail_closed = true\n[actions]\n1 = \"drop\"\n3 = \"sample\"\n",
+             fail_closed = true\ndrop_margin = 2500\nsample_unsure = true\n\
+             [actions]\n1 = \"drop\"\n3 = \"sample\"\n",
         )
         .unwrap();
+        assert_eq!(config.drop_margin, Some(DropMargin(2500)));
+        assert!(config.sample_unsure);
         assert_eq!(config.iface.as_str(), "eth0");
         assert_eq!(config.model, Path::new("/etc/npk/m.npk"));
         assert_eq!(config.mode, AttachMode::Tc);
@@ -333,7 +381,7 @@ mod tests {
         assert_eq!(actions, [(1, Action::Drop), (3, Action::Sample)]);
         assert_eq!(
             config.actions[0].origin.to_string(),
-            "/etc/npk/eth0.toml:7: actions.1"
+            "/etc/npk/eth0.toml:9: actions.1"
         );
     }
 
@@ -381,6 +429,7 @@ mod tests {
         assert_eq!(config.mode, AttachMode::Native);
         assert_eq!(config.reinfer.get(), 1);
         assert!(!config.fail_closed && config.actions.is_empty());
+        assert!(config.drop_margin.is_none() && !config.sample_unsure);
     }
 
     #[test]
@@ -390,6 +439,14 @@ mod tests {
             (
                 format!("{head}mode = \"xdp\"\n"),
                 "/etc/npk/eth0.toml:3: mode: `xdp`: modes are native, skb, tc",
+            ),
+            (
+                format!("{head}drop_margin = 70000\n"),
+                "/etc/npk/eth0.toml:3: drop_margin: 70000 is not a margin in 0..=65534",
+            ),
+            (
+                format!("{head}drop_margin = -1\n"),
+                "/etc/npk/eth0.toml:3: drop_margin: -1 is not a margin in 0..=65534",
             ),
             (
                 format!("{head}reinfer = 0\n"),

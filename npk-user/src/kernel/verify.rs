@@ -1,5 +1,5 @@
 //! `npk verify`: runs the real classifier through BPF_PROG_TEST_RUN on generated frames and
-//! checks every result (features, logits, class, action) against the userspace reference built
+//! checks every result (features, logits, class, margin, action) against the userspace reference built
 //! from the same npk-common code.
 
 use aya::{
@@ -31,6 +31,10 @@ pub struct VerifyReport {
     pub packets: u64,
     pub mismatches: u64,
     pub errors: u64,
+    /// Classified frames of a drop class: dropped (the margin reached the model's drop margin),
+    /// or passed as unsure. Both paths are checked only where both counts are above 0.
+    pub dropped: u64,
+    pub unsure: u64,
     /// Frames per outcome, for the human summary.
     #[serde(skip)]
     pub valid: u64,
@@ -101,6 +105,8 @@ pub fn verify_loaded(
         packets: 0,
         mismatches: 0,
         errors: 0,
+        dropped: 0,
+        unsure: 0,
         valid: 0,
         rejected: 0,
         first_problems: Vec::new(),
@@ -165,16 +171,19 @@ pub fn verify_loaded(
                     .first_chunk_mut()
                     .expect("MAX_INPUTS >= NUM_FEATURES");
                 tables.observe_headers(&h, record.now_ns, features);
-                let class = infer(model, &mut scratch, &mut PlainLoop);
+                let prediction = infer(model, &mut scratch, &mut PlainLoop);
+                let class = prediction.class;
+                let confident = prediction.confident(model.header.drop_margin);
                 let logits = scratch.logits(model);
-                let want_action = if class_action[class as usize] == Action::Drop as u8 {
-                    drop
-                } else {
-                    pass
-                };
+                let drop_class = class_action[class as usize] == Action::Drop as u8;
+                report.dropped += u64::from(drop_class && confident);
+                report.unsure += u64::from(drop_class && !confident);
+                let want_action = if drop_class && confident { drop } else { pass };
                 let same = record.outcome == Outcome::Classified as u32
                     && record.features[..] == scratch.features[..NUM_FEATURES]
                     && record.class == class
+                    && record.margin == prediction.margin
+                    && record.confident == u32::from(confident)
                     && record.logits[..classes] == *logits
                     && record.model_version == version
                     && action == want_action;
@@ -183,9 +192,11 @@ pub fn verify_loaded(
                     note(
                         &mut report,
                         format!(
-                            "frame {n}: reference class {class} logits {logits:?}, kernel outcome {} class {} logits {:?} action {action}",
+                            "frame {n}: reference class {class} margin {} logits {logits:?}, kernel outcome {} class {} margin {} logits {:?} action {action}",
+                            prediction.margin,
                             record.outcome,
                             record.class,
+                            record.margin,
                             &record.logits[..classes]
                         ),
                     );

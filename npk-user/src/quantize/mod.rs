@@ -19,7 +19,7 @@
 //! Predictions always go through [`npk_common::infer::infer`], the function the kernel runs.
 
 use npk_common::fixed::quantize_multiplier;
-use npk_common::infer::{PlainLoop, Scratch, infer};
+use npk_common::infer::{PlainLoop, Prediction, Scratch, infer};
 use npk_common::model::{
     BIAS_LIMIT, FeatureSchema, HIDDEN_MAX, HIDDEN_MIN, HIDDEN_ZERO_POINT, INPUT_MAX, LOGIT_MAX,
     LOGIT_MIN, LimitError, MAX_SHIFT, Model, ModelError, check_limits,
@@ -28,6 +28,7 @@ use npk_common::model::{
 use crate::dataset::{Dataset, Standardizer};
 use crate::train::Mlp;
 
+pub mod margin;
 #[cfg(test)]
 mod tests;
 
@@ -170,10 +171,10 @@ impl Quantized {
     ///
     /// # Panics
     /// If `row` is not as long as the model's input.
-    pub fn infer(&self, row: &[f32], scratch: &mut Scratch) -> usize {
+    pub fn infer(&self, row: &[f32], scratch: &mut Scratch) -> Prediction {
         let n = self.encoding.frac_bits.len();
         self.encode(row, &mut scratch.features[..n]);
-        infer(&self.model, scratch, &mut PlainLoop) as usize
+        infer(&self.model, scratch, &mut PlainLoop)
     }
 
     /// The class the integer model (the kernel's arithmetic) picks for `row` (unstandardized).
@@ -181,7 +182,7 @@ impl Quantized {
     /// # Panics
     /// If `row` is not as long as the model's input.
     pub fn predict(&self, row: &[f32]) -> usize {
-        self.infer(row, &mut Scratch::new())
+        self.infer(row, &mut Scratch::new()).class as usize
     }
 
     /// The integer model's logits for `row`, dequantized to the float model's units.

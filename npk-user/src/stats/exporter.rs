@@ -621,7 +621,7 @@ mod tests {
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
-        assert_eq!(types, 2 + 11 + 5 + 1 + SERVER_COUNTERS.len());
+        assert_eq!(types, 2 + COUNTERS.len() + 5 + 1 + SERVER_COUNTERS.len());
     }
 
     /// Every PromQL expression of the dashboard, wherever it sits in the panels.

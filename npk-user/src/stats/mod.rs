@@ -88,7 +88,7 @@ pub const CLASS_COUNTERS: [ClassCounterDesc; 2] = [
 ];
 
 /// Every other counter, in `npk stats --json` order after `packets` and `pps`.
-pub const COUNTERS: [CounterDesc; 11] = [
+pub const COUNTERS: [CounterDesc; 12] = [
     PACKETS,
     CounterDesc {
         key: "dropped",
@@ -96,6 +96,13 @@ pub const COUNTERS: [CounterDesc; 11] = [
         help: "Frames dropped (by a class's drop action, or failed with --fail-closed)",
         unit: Unit::Packets,
         read: |c| c.dropped,
+    },
+    CounterDesc {
+        key: "unsure",
+        metric: "npk_unsure_packets",
+        help: "Frames of a drop class passed: the model's margin was below its drop margin",
+        unit: Unit::Packets,
+        read: |c| c.unsure,
     },
     CounterDesc {
         key: "non_ip",
@@ -299,6 +306,7 @@ mod tests {
             "packets",
             "pps",
             "dropped",
+            "unsure",
             "non_ip",
             "unparsed",
             "truncated",
