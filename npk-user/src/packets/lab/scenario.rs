@@ -17,7 +17,7 @@
 //! | nmap ports | 1-1,024, or 4,000 from 60,001-61,500 | 4,000 from 1,025-60,000 | 1,500 from 61,501-64,000 |
 //! | nmap rate (/s) | 200-600 or 1,600-3,000 | 700-1,500 | 100-199 or 3,001-4,500 |
 //! | stealth scan | -sF | -sX, -sN | -sM (Maimon), -sA (ACK) |
-//! | nmap source port, TTL | fixed as floods or nmap's; nmap's | fixed 1,024-65,000; 64/128 | nmap's; 40/200 |
+//! | nmap source port, TTL | fixed as floods or nmap's; nmap's (40-59 seen) | fixed 1,024-65,000; 64/128 | nmap's; 30/200 |
 //! | UDP stream (iperf3) rate (Mbit/s) | 2-6 or 15-30 | 7-14 | 0.5-1.9 or 31-40 |
 //! | UDP stream datagram | 100-199 or 1,401-1,472 (as A's floods in that run) | 200-900 | 901-1,400 |
 //! | UDP stream pacing timer, source port | 4-10 ms, A's flood ports | 1 ms, ephemeral | 1.5-3.5 ms, 1,024-32,767 |
@@ -686,7 +686,7 @@ pub fn plan(
                     }
                 }
             } as u32;
-            let ttl = (raw && !d.use_a()).then(|| d.pick(&[64], &[64, 128], &[40, 200]));
+            let ttl = (raw && !d.use_a()).then(|| d.pick(&[64], &[64, 128], &[30, 200]));
             // A: half its raw scans from one source port outside B's range; B: always one; C:
             // never (nmap's own choice).
             let src_port = if !raw {
