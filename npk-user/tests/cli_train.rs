@@ -144,6 +144,46 @@ fn train_then_eval_round_trip_on_iris() {
     }
 }
 
+/// `--hidden none`: the linear baseline (multinomial logistic regression), one dense layer that
+/// quantizes, loads in `npk eval` and shows in `npk inspect` like any model.
+#[test]
+fn a_model_without_hidden_layers_trains_evaluates_and_inspects() {
+    let dir = tempfile::tempdir().unwrap();
+    let iris = data("iris.csv");
+    let args = [
+        "--hidden", "none", "--epochs", "100", "--seed", "1", "--json",
+    ];
+    let report = json_of(&train_args(&dir, &iris, &args));
+    for key in ["float_accuracy", "quantized_accuracy"] {
+        let acc = report[key].as_f64().unwrap();
+        assert!(acc >= 0.85, "{key} {acc}");
+    }
+    let model = dir.path().join("model.npk");
+    let scores = json_of(&[
+        "eval".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--data".as_ref(),
+        iris.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(scores["samples"], 150);
+    for key in ["float_accuracy", "quantized_accuracy", "agreement"] {
+        let v = scores[key].as_f64().unwrap();
+        assert!(v >= 0.85, "{key} {v}");
+    }
+    let out = npk(&["inspect".as_ref(), model.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One layer, inputs straight to the 3 classes: 4 inputs x 3 classes + 3 biases.
+    assert!(stdout.contains("3x4"), "{stdout}");
+    assert!(stdout.contains("15 parameters"), "{stdout}");
+}
+
 #[test]
 fn eval_rejects_unusable_models_and_mismatched_files() {
     let dir = tempfile::tempdir().unwrap();

@@ -122,9 +122,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 fn train(args: TrainBenchArgs) -> Result<()> {
-    let batches = parse_hidden(&args.batches).map_err(|_| {
-        anyhow::anyhow!("--batches '{}': expected sizes like 3,10,256", args.batches)
-    })?;
+    let batches = parse_hidden(&args.batches)
+        .ok()
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!("--batches '{}': expected sizes like 3,10,256", args.batches)
+        })?;
     anyhow::ensure!(
         !batches.contains(&0),
         "--batches '{}': batch size 0, must be at least 1",

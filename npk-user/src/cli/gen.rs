@@ -68,7 +68,8 @@ pub struct GenArgs {
     /// --lab tools: the scenarios (comma-separated; default: all).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = ToolScenario::ALL)]
     pub tools: Vec<ToolScenario>,
-    /// --lab tools: the family the settings are drawn from (a and b share no value).
+    /// --lab tools: the family the settings are drawn from (a: training, b and c: held out; no
+    /// attack setting value occurs in two of them; any: a family per setting).
     #[arg(long, value_enum, default_value = "any")]
     pub family: Family,
     /// --lab tools: also record the server's ingress with tcpdump into this pcap.

@@ -33,7 +33,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE.csv")]
     pub data: PathBuf,
     /// Hidden layer widths, input side first. With --out (a model for the kernel): at most 3
-    /// layers of 1..=128 units; without it any number and width trains.
+    /// layers of 1..=128 units; without it any number and width trains. `none`: no hidden
+    /// layer, one dense layer from the inputs to the classes (multinomial logistic regression,
+    /// a linear baseline).
     #[arg(long, default_value = "16,16", value_name = "W1,W2,...")]
     pub hidden: String,
     /// Passes over the training split, at least 1.

@@ -23,7 +23,7 @@ pub enum TrainError {
     #[error("unknown optimizer '{0}': expected adam or sgd")]
     UnknownOptimizer(String),
     #[error(
-        "hidden layer list '{list}': '{item}' is not a width (expected positive integers separated by commas, like 16,16)"
+        "hidden layer list '{list}': '{item}' is not a width (expected positive integers separated by commas, like 16,16, or none)"
     )]
     HiddenList { list: String, item: String },
     #[error("hidden layer {0} has width 0: must be at least 1")]
@@ -44,9 +44,14 @@ pub enum TrainError {
     NoData,
 }
 
-/// Parses a hidden layer list like `16,16` (spaces allowed). Widths are checked by
-/// [`TrainConfig::validate`], so that a too-wide layer names the kernel limit.
+/// Parses a hidden layer list like `16,16` (spaces allowed), or `none`: no hidden layer, so the
+/// model is one dense layer from the inputs to the classes (multinomial logistic regression, the
+/// linear baseline). Widths are checked by [`TrainConfig::validate`], so that a too-wide layer
+/// names the kernel limit.
 pub fn parse_hidden(list: &str) -> Result<Vec<usize>, TrainError> {
+    if list.trim().eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
     list.split(',')
         .map(|item| {
             item.trim()
@@ -794,6 +799,8 @@ mod tests {
     fn hidden_lists_parse_or_name_the_bad_item() {
         assert_eq!(parse_hidden("16,16").unwrap(), [16, 16]);
         assert_eq!(parse_hidden(" 64, 32 ").unwrap(), [64, 32]);
+        assert_eq!(parse_hidden("none").unwrap(), [] as [usize; 0]);
+        assert_eq!(parse_hidden(" None ").unwrap(), [] as [usize; 0]);
         for (list, item) in [
             ("16,,16", ""),
             ("16,x", "x"),

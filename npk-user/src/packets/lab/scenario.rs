@@ -1,6 +1,35 @@
 //! The lab's scenarios and their settings: every setting is drawn per run from the run's seed,
-//! out of one of two disjoint families of values, so that a model trained on runs of family A
-//! can be tested on runs whose settings it never saw (family B).
+//! out of one of three disjoint families of values, so that a model trained on runs of family A
+//! can be tested on runs whose settings it never saw, in two directions (families B and C).
+//! No attack setting value occurs in two families (a unit test checks every pair).
+//!
+//! | setting | A (training) | B (held out) | C (held out) |
+//! |---|---|---|---|
+//! | hping3 gap (us) | 400-1,000 or 60-140 | 150-390 (between A's) | 1,001-2,000 or 50-59 (beyond A's) |
+//! | hping3 TTL | 64 | 48, 128, 255 | 32, 100, 200 |
+//! | SYN window | 512-32,120 (6 values) | 8,192-65,535 (4 values) | 2,048, 16,384, 42,340, 58,400 |
+//! | SYN flood port, payload | 80, 0 | 80, 0/16/64 | 5201 (iperf3's), 128/256/512 |
+//! | ICMP flood payload | 0-512 | 600-1,400 | 1,401-1,472 |
+//! | UDP flood port | 69/161/514/7000, or incrementing from 1,024-30,000 | 53/123/5202/40000 | 137/500/1900/11211, or incrementing from 30,001-60,000 (seed bit 1) |
+//! | UDP flood payload | 0-199 or 1,401-1,472 | 600-1,400 | 200-599 |
+//! | flood source port | fixed below 1,024 / above 65,000, or changing | fixed, 1,024-65,000 | changing (no port is left) |
+//! | attackers per flood | 1, 2 | 1, 3 | 2 |
+//! | nmap ports | 1-1,024, or 4,000 from 60,001-61,500 | 4,000 from 1,025-60,000 | 1,500 from 61,501-64,000 |
+//! | nmap rate (/s) | 200-600 or 1,600-3,000 | 700-1,500 | 100-199 or 3,001-4,500 |
+//! | stealth scan | -sF | -sX, -sN | -sM (Maimon), -sA (ACK) |
+//! | nmap source port, TTL | fixed as floods or nmap's; nmap's (40-59 seen) | fixed 1,024-65,000; 64/128 | nmap's; 30/200 |
+//! | UDP stream (iperf3) rate (Mbit/s) | 2-6 or 15-30 | 7-14 | 0.5-1.9 or 31-40 |
+//! | UDP stream datagram | 100-199 or 1,401-1,472 (as A's floods in that run) | 200-900 | 901-1,400 |
+//! | UDP stream pacing timer, source port | 4-10 ms, A's flood ports | 1 ms, ephemeral | 1.5-3.5 ms, 1,024-32,767 |
+//! | web objects, requests/s | 1-2 KiB, 5-15 | 4-64 KiB, 16-40 | 8/32 KiB, 41-60 |
+//! | web-large object, rate (B/s) | 1 MiB, 0.5-1.5 M | 8 MiB, 1.6-4 M | 4 MiB, 0.2-0.5 M |
+//! | slow-client rate (B/s) | 8,000-24,000 | 2,000-6,000 | 6,001-7,999 |
+//! | dig batch, pause (ms), type | 2-5, 100-300, A/AAAA | 6-12, 301-800, MX/TXT | 13-20, 30-99, NS/SRV |
+//! | TCP stream rate (Mbit/s), write | 5-15, 128 KiB | 16-40, 16 KiB/1,000 | 1-5, 64/4 KiB |
+//! | ping interval (ms), payload, TTL | 200-500, 56, 64 | 600-1,000, 16/120/1,000, 128/255 | 100-199, 32/300/1,400, 32/200 |
+//!
+//! Adding C changed no plan of A or B: a family's draws take nothing from the RNG that another
+//! family's do not (`Family::Any` draws its pool per setting, from all three).
 //!
 //! | scenario | class | tool |
 //! |---|---|---|
@@ -34,8 +63,9 @@ pub const HTTP_PORT: u16 = 80;
 pub const IPERF_TCP_PORT: u16 = 5201;
 pub const IPERF_UDP_PORT: u16 = 5202;
 pub const DNS_PORT: u16 = 53;
-/// Objects nginx serves: `/o/<bytes>`.
-pub const OBJECT_SIZES: [u64; 7] = [
+/// Objects nginx serves: `/o/<bytes>`. A's small objects are 1-2 KiB, B's 4-64 KiB, C's 8 and
+/// 32 KiB; A's large object is 1 MiB, B's 8 MiB, C's 4 MiB.
+pub const OBJECT_SIZES: [u64; 10] = [
     1 << 10,
     2 << 10,
     4 << 10,
@@ -43,6 +73,9 @@ pub const OBJECT_SIZES: [u64; 7] = [
     64 << 10,
     1 << 20,
     8 << 20,
+    8 << 10,
+    32 << 10,
+    4 << 20,
 ];
 /// Attack scenarios send from at most this many addresses each.
 pub const MAX_ATTACKERS: usize = 3;
@@ -148,7 +181,9 @@ pub enum Family {
     A,
     /// Values disjoint from A's: the held-out family.
     B,
-    /// Either pool, per setting.
+    /// Values disjoint from A's and from B's: the second held-out family.
+    C,
+    /// Any of the three pools, per setting.
     Any,
 }
 
@@ -159,22 +194,35 @@ struct Draw<'a> {
 }
 
 impl Draw<'_> {
-    fn use_a(&mut self) -> bool {
+    /// The pool of the next setting: the run's family, or one of the three for `Any`. Draws
+    /// nothing from the RNG for A, B and C, so that adding a pool changes no plan of the others.
+    fn pool(&mut self) -> Family {
         match self.family {
-            Family::A => true,
-            Family::B => false,
-            Family::Any => self.rng.bool(0.5),
+            Family::Any => [Family::A, Family::B, Family::C][self.rng.below(3)],
+            f => f,
         }
     }
 
-    fn pick<T: Copy>(&mut self, a: &[T], b: &[T]) -> T {
-        let pool = if self.use_a() { a } else { b };
+    fn use_a(&mut self) -> bool {
+        self.pool() == Family::A
+    }
+
+    fn pick<T: Copy>(&mut self, a: &[T], b: &[T], c: &[T]) -> T {
+        let pool = match self.pool() {
+            Family::A => a,
+            Family::B => b,
+            _ => c,
+        };
         pool[self.rng.below(pool.len())]
     }
 
-    /// Uniform in family A's or B's inclusive range.
-    fn range(&mut self, a: (i64, i64), b: (i64, i64)) -> i64 {
-        let (lo, hi) = if self.use_a() { a } else { b };
+    /// Uniform in family A's, B's or C's inclusive range.
+    fn range(&mut self, a: (i64, i64), b: (i64, i64), c: (i64, i64)) -> i64 {
+        let (lo, hi) = match self.pool() {
+            Family::A => a,
+            Family::B => b,
+            _ => c,
+        };
         self.rng.range_i64(lo, hi)
     }
 }
@@ -209,6 +257,12 @@ pub enum NmapTechnique {
     Xmas,
     #[serde(rename = "-sN")]
     Null,
+    /// Maimon: FIN/ACK probes.
+    #[serde(rename = "-sM")]
+    Maimon,
+    /// ACK probes (firewall mapping).
+    #[serde(rename = "-sA")]
+    Ack,
     #[serde(rename = "-sU")]
     Udp,
 }
@@ -221,6 +275,8 @@ impl NmapTechnique {
             Self::Fin => "-sF",
             Self::Xmas => "-sX",
             Self::Null => "-sN",
+            Self::Maimon => "-sM",
+            Self::Ack => "-sA",
             Self::Udp => "-sU",
         }
     }
@@ -310,7 +366,7 @@ pub fn address_counts(scenarios: &[ToolScenario], seed: u64, family: Family) -> 
         .iter()
         .map(|s| match s {
             ToolScenario::SynFlood | ToolScenario::UdpFlood | ToolScenario::IcmpFlood => {
-                d.pick(&[1, 2], &[3, 1]).min(MAX_ATTACKERS)
+                d.pick(&[1, 2], &[3, 1], &[2]).min(MAX_ATTACKERS)
             }
             _ => 1,
         })
@@ -323,6 +379,11 @@ const A_UDP_SMALL_MAX: i64 = 199;
 const A_UDP_LARGE_MIN: i64 = 1401;
 /// The largest UDP payload in one 1500-byte IPv4 frame.
 const MAX_UDP_PAYLOAD: i64 = 1472;
+
+/// Family C's UDP payload sizes: floods 200-599 bytes (between A's small ones and B's), streams
+/// 901-1400 (between B's and A's large ones): C's floods are the smaller, unlike B's.
+const C_UDP_FLOOD: (i64, i64) = (200, 599);
+const C_UDP_STREAM: (i64, i64) = (901, 1400);
 
 /// A fixed source port of family A: below 1024 or above 65000 (B draws 1024-65000).
 fn a_src_port(rng: &mut Rng) -> u16 {
@@ -384,9 +445,9 @@ pub fn plan(
     let settings = match scenario {
         ToolScenario::WebSmall | ToolScenario::WebKeepalive => {
             let keep_alive = scenario == ToolScenario::WebKeepalive;
-            let requests_per_s = d.range((5, 15), (16, 40)) as u32;
+            let requests_per_s = d.range((5, 15), (16, 40), (41, 60)) as u32;
             Settings::Curl {
-                object_bytes: d.pick(&OBJECT_SIZES[..2], &OBJECT_SIZES[2..5]),
+                object_bytes: d.pick(&OBJECT_SIZES[..2], &OBJECT_SIZES[2..5], &OBJECT_SIZES[7..9]),
                 requests: (duration * f64::from(requests_per_s)).ceil() as u64,
                 requests_per_s,
                 keep_alive,
@@ -394,81 +455,117 @@ pub fn plan(
             }
         }
         ToolScenario::WebLarge => Settings::Curl {
-            object_bytes: d.pick(&OBJECT_SIZES[5..6], &OBJECT_SIZES[6..]),
+            object_bytes: d.pick(&OBJECT_SIZES[5..6], &OBJECT_SIZES[6..7], &OBJECT_SIZES[9..]),
             requests: 1000,
             requests_per_s: 50,
             keep_alive: true,
-            limit_bytes_per_s: Some(d.range((500_000, 1_500_000), (1_600_000, 4_000_000)) as u64),
+            limit_bytes_per_s: Some(d.range(
+                (500_000, 1_500_000),
+                (1_600_000, 4_000_000),
+                (200_000, 499_999),
+            ) as u64),
         },
         ToolScenario::SlowClient => Settings::Curl {
             object_bytes: OBJECT_SIZES[6],
             requests: 1,
             requests_per_s: 1,
             keep_alive: true,
-            limit_bytes_per_s: Some(d.range((8_000, 24_000), (2_000, 6_000)) as u64),
+            limit_bytes_per_s: Some(d.range((8_000, 24_000), (2_000, 6_000), (6_001, 7_999)) as u64),
         },
         ToolScenario::Dns => Settings::Dig {
-            batch: d.range((2, 5), (6, 12)) as u32,
-            pause_ms: d.range((100, 300), (301, 800)) as u64,
-            qtype: d.pick(&["A", "AAAA"], &["MX", "TXT"]),
+            batch: d.range((2, 5), (6, 12), (13, 20)) as u32,
+            pause_ms: d.range((100, 300), (301, 800), (30, 99)) as u64,
+            qtype: d.pick(&["A", "AAAA"], &["MX", "TXT"], &["NS", "SRV"]),
         },
         ToolScenario::BulkTcp => Settings::Iperf3 {
             udp: false,
             reverse: d.rng.bool(0.5),
-            bits_per_s: d.range((5_000_000, 15_000_000), (16_000_000, 40_000_000)) as u64,
-            length: d.pick(&[131_072], &[16_384, 1_000]),
+            bits_per_s: d.range(
+                (5_000_000, 15_000_000),
+                (16_000_000, 40_000_000),
+                (1_000_000, 4_999_999),
+            ) as u64,
+            length: d.pick(&[131_072], &[16_384, 1_000], &[65_536, 4_096]),
             port: IPERF_TCP_PORT,
             pacing_timer_us: None,
             client_port: None,
         },
         ToolScenario::BulkUdp => {
-            // A: a slow or a fast stream (B's rates lie between the two), B: in between.
-            let bits_per_s = if d.use_a() {
-                let fast = d.rng.bool(0.5);
-                d.rng.range_i64(
-                    if fast { 15_000_000 } else { 2_000_000 },
-                    if fast { 30_000_000 } else { 6_000_000 },
-                )
-            } else {
-                d.rng.range_i64(7_000_000, 14_000_000)
+            // A: a slow or a fast stream (B's rates lie between the two), B: in between, C:
+            // slower or faster than any of A's.
+            let bits_per_s = match d.pool() {
+                Family::A => {
+                    let fast = d.rng.bool(0.5);
+                    d.rng.range_i64(
+                        if fast { 15_000_000 } else { 2_000_000 },
+                        if fast { 30_000_000 } else { 6_000_000 },
+                    )
+                }
+                Family::B => d.rng.range_i64(7_000_000, 14_000_000),
+                _ => {
+                    if d.rng.bool(0.5) {
+                        d.rng.range_i64(500_000, 1_900_000)
+                    } else {
+                        d.rng.range_i64(31_000_000, 40_000_000)
+                    }
+                }
             };
             Settings::Iperf3 {
                 udp: true,
                 reverse: false,
                 bits_per_s: bits_per_s as u64,
-                length: if d.use_a() {
-                    a_udp_size(d.rng, 100)
-                } else {
-                    d.rng.range_i64(200, 900)
+                length: match d.pool() {
+                    Family::A => a_udp_size(d.rng, 100),
+                    Family::B => d.rng.range_i64(200, 900),
+                    _ => d.rng.range_i64(C_UDP_STREAM.0, C_UDP_STREAM.1),
                 } as u32,
                 port: IPERF_UDP_PORT,
                 // A: a coarser timer than B's default, so that A's slow streams come in
-                // bursts too, as B's faster ones do (a flood tool's timer sends one by one).
-                pacing_timer_us: d.use_a().then(|| d.rng.range_i64(4_000, 10_000) as u32),
+                // bursts too, as B's faster ones do (a flood tool's timer sends one by one);
+                // C: between B's 1 ms and A's.
+                pacing_timer_us: match d.pool() {
+                    Family::A => Some(d.rng.range_i64(4_000, 10_000) as u32),
+                    Family::B => None,
+                    _ => Some(d.rng.range_i64(1_500, 3_500) as u32),
+                },
                 // A: a source port from the ranges of A's floods, so that it says nothing
-                // about which of the two a datagram is (B: ephemeral, B's floods 1024-65000).
-                client_port: d.use_a().then(|| a_src_port(d.rng)),
+                // about which of the two a datagram is (B: ephemeral, B's floods 1024-65000;
+                // C: 1024-32767, below Linux's ephemeral ports, where B's floods send from).
+                client_port: match d.pool() {
+                    Family::A => Some(a_src_port(d.rng)),
+                    Family::B => None,
+                    _ => Some(d.rng.range_i64(1024, 32_767) as u16),
+                },
             }
         }
         ToolScenario::Ping => {
-            let interval_ms = d.range((200, 500), (600, 1000)) as u64;
+            let interval_ms = d.range((200, 500), (600, 1000), (100, 199)) as u64;
             Settings::Ping {
                 interval_ms,
-                payload: d.pick(&[56], &[16, 120, 1000]),
-                ttl: d.pick(&[64], &[128, 255]),
+                payload: d.pick(&[56], &[16, 120, 1000], &[32, 300, 1400]),
+                ttl: d.pick(&[64], &[128, 255], &[32, 200]),
                 count: (duration * 1000.0 / interval_ms as f64).ceil() as u64,
             }
         }
         ToolScenario::SynFlood | ToolScenario::UdpFlood | ToolScenario::IcmpFlood => {
-            // A: slower or faster than any B flood (B's rates lie between the two).
-            let gap_us = if d.use_a() {
-                if d.rng.bool(0.5) {
-                    d.rng.range_i64(400, 1000)
-                } else {
-                    d.rng.range_i64(60, 140)
+            // A: slower or faster than any B flood (B's rates lie between the two); C: slower
+            // or faster than any A flood.
+            let gap_us = match d.pool() {
+                Family::A => {
+                    if d.rng.bool(0.5) {
+                        d.rng.range_i64(400, 1000)
+                    } else {
+                        d.rng.range_i64(60, 140)
+                    }
                 }
-            } else {
-                d.rng.range_i64(150, 390)
+                Family::B => d.rng.range_i64(150, 390),
+                _ => {
+                    if d.rng.bool(0.5) {
+                        d.rng.range_i64(1_001, 2_000)
+                    } else {
+                        d.rng.range_i64(50, 59)
+                    }
+                }
             } as u64;
             let mode = match scenario {
                 ToolScenario::SynFlood => HpingMode::Syn,
@@ -476,37 +573,55 @@ pub fn plan(
                 _ => HpingMode::Icmp,
             };
             let dst_port = match mode {
-                HpingMode::Syn => Some(PortPattern::Fixed(HTTP_PORT)),
-                // A: incrementing or one port (never one of B's); B: one port.
-                HpingMode::Udp => Some(if d.use_a() {
-                    if a_fixed_dst_port {
-                        PortPattern::Fixed([69, 161, 514, 7000][d.rng.below(4)])
-                    } else {
-                        PortPattern::Incrementing(d.rng.range_i64(1024, 30_000) as u16)
-                    }
+                // A and B: nginx's port; C: iperf3's TCP port (a registered port, not a
+                // well-known one).
+                HpingMode::Syn => Some(PortPattern::Fixed(if d.pool() == Family::C {
+                    IPERF_TCP_PORT
                 } else {
-                    PortPattern::Fixed([DNS_PORT, 123, 5202, 40_000][d.rng.below(4)])
+                    HTTP_PORT
+                })),
+                // A: incrementing or one port (never one of B's); B: one port; C: one port
+                // (none of A's or B's) or incrementing from above A's bases, on alternate
+                // seeds (seed bit 1).
+                HpingMode::Udp => Some(match d.pool() {
+                    Family::A => {
+                        if a_fixed_dst_port {
+                            PortPattern::Fixed([69, 161, 514, 7000][d.rng.below(4)])
+                        } else {
+                            PortPattern::Incrementing(d.rng.range_i64(1024, 30_000) as u16)
+                        }
+                    }
+                    Family::B => PortPattern::Fixed([DNS_PORT, 123, 5202, 40_000][d.rng.below(4)]),
+                    _ => {
+                        if seed & 2 == 0 {
+                            PortPattern::Fixed([137, 500, 1900, 11_211][d.rng.below(4)])
+                        } else {
+                            PortPattern::Incrementing(d.rng.range_i64(30_001, 60_000) as u16)
+                        }
+                    }
                 }),
                 HpingMode::Icmp => None,
             };
             let payload = match mode {
-                HpingMode::Syn => d.pick(&[0], &[0, 16, 64]),
-                HpingMode::Udp => {
-                    if d.use_a() {
-                        a_udp_size(d.rng, 0) as u32
-                    } else {
-                        d.rng.range_i64(600, 1400) as u32
-                    }
-                }
-                HpingMode::Icmp => d.range((0, 512), (600, 1400)) as u32,
+                HpingMode::Syn => d.pick(&[0], &[0, 16, 64], &[128, 256, 512]),
+                HpingMode::Udp => match d.pool() {
+                    Family::A => a_udp_size(d.rng, 0) as u32,
+                    Family::B => d.rng.range_i64(600, 1400) as u32,
+                    _ => d.rng.range_i64(C_UDP_FLOOD.0, C_UDP_FLOOD.1) as u32,
+                },
+                HpingMode::Icmp => d.range((0, 512), (600, 1400), (1401, 1472)) as u32,
             };
-            // A: half its floods keep one source port, from outside B's range; B: always one.
+            // A: half its floods keep one source port, from outside B's range; B: always one;
+            // C: never (A's and B's ranges leave no port over: hping3 changes it every
+            // packet, as on half of A's floods).
             let fixed_src_port = if mode == HpingMode::Icmp {
                 None
-            } else if d.use_a() {
-                a_fixed_src_port.then(|| a_src_port(d.rng))
             } else {
-                Some(d.rng.range_i64(1024, 65_000) as u16)
+                match d.pool() {
+                    Family::A => a_fixed_src_port.then(|| a_src_port(d.rng)),
+                    Family::B => Some(d.rng.range_i64(1024, 65_000) as u16),
+                    _ => None,
+                }
             };
             Settings::Hping3 {
                 mode,
@@ -515,9 +630,10 @@ pub fn plan(
                     d.pick(
                         &[512, 1024, 4096, 5_840, 14_600, 32_120],
                         &[64_240, 29_200, 65_535, 8_192],
+                        &[2_048, 16_384, 42_340, 58_400],
                     )
                 }),
-                ttl: d.pick(&[64], &[128, 255, 48]),
+                ttl: d.pick(&[64], &[128, 255, 48], &[32, 100, 200]),
                 payload,
                 gap_us,
                 fixed_src_port,
@@ -535,38 +651,52 @@ pub fn plan(
                 _ => d.pick(
                     &[NmapTechnique::Fin],
                     &[NmapTechnique::Xmas, NmapTechnique::Null],
+                    &[NmapTechnique::Maimon, NmapTechnique::Ack],
                 ),
             };
             let raw = technique != NmapTechnique::Connect;
             // A: the well-known ports or a range above B's bases; B: 4,000 ports from a base
-            // in 1025-60000.
-            let (first_port, span) = if d.use_a() {
-                if d.rng.bool(0.5) {
-                    (1, 1023)
-                } else {
-                    (d.rng.range_i64(60_001, 61_500) as u16, 4000)
+            // in 1025-60000; C: 1,500 ports from a base above A's.
+            let (first_port, span) = match d.pool() {
+                Family::A => {
+                    if d.rng.bool(0.5) {
+                        (1, 1023)
+                    } else {
+                        (d.rng.range_i64(60_001, 61_500) as u16, 4000)
+                    }
                 }
-            } else {
-                (d.rng.range_i64(1025, 60_000) as u16, 4000)
+                Family::B => (d.rng.range_i64(1025, 60_000) as u16, 4000),
+                _ => (d.rng.range_i64(61_501, 64_000) as u16, 1500),
             };
-            // A: slower or faster than any B scan.
-            let max_rate = if d.use_a() {
-                if d.rng.bool(0.5) {
-                    d.rng.range_i64(200, 600)
-                } else {
-                    d.rng.range_i64(1_600, 3_000)
+            // A: slower or faster than any B scan; C: slower or faster than any A scan.
+            let max_rate = match d.pool() {
+                Family::A => {
+                    if d.rng.bool(0.5) {
+                        d.rng.range_i64(200, 600)
+                    } else {
+                        d.rng.range_i64(1_600, 3_000)
+                    }
                 }
-            } else {
-                d.rng.range_i64(700, 1500)
+                Family::B => d.rng.range_i64(700, 1500),
+                _ => {
+                    if d.rng.bool(0.5) {
+                        d.rng.range_i64(100, 199)
+                    } else {
+                        d.rng.range_i64(3_001, 4_500)
+                    }
+                }
             } as u32;
-            let ttl = (raw && !d.use_a()).then(|| d.pick(&[64], &[64, 128]));
-            // A: half its raw scans from one source port outside B's range; B: always one.
+            let ttl = (raw && !d.use_a()).then(|| d.pick(&[64], &[64, 128], &[30, 200]));
+            // A: half its raw scans from one source port outside B's range; B: always one; C:
+            // never (nmap's own choice).
             let src_port = if !raw {
                 None
-            } else if d.use_a() {
-                a_fixed_src_port.then(|| a_src_port(d.rng))
             } else {
-                Some(d.rng.range_i64(1024, 65_000) as u16)
+                match d.pool() {
+                    Family::A => a_fixed_src_port.then(|| a_src_port(d.rng)),
+                    Family::B => Some(d.rng.range_i64(1024, 65_000) as u16),
+                    _ => None,
+                }
             };
             Settings::Nmap {
                 technique,
@@ -795,7 +925,7 @@ mod tests {
     }
 
     #[test]
-    fn the_two_families_never_share_an_attack_setting() {
+    fn no_two_families_share_an_attack_setting() {
         let key = |p: &Planned| match &p.settings {
             Settings::Hping3 {
                 window,
@@ -814,15 +944,22 @@ mod tests {
                 format!("src {fixed_src_port:?}"),
             ],
             Settings::Nmap {
+                technique,
                 first_port,
                 max_rate,
                 src_port,
                 ..
-            } => vec![
-                format!("ports {first_port}"),
-                format!("rate {max_rate}"),
-                format!("src {src_port:?}"),
-            ],
+            } => {
+                let mut keys = vec![
+                    format!("ports {first_port}"),
+                    format!("rate {max_rate}"),
+                    format!("src {src_port:?}"),
+                ];
+                if p.scenario == ToolScenario::ScanStealth {
+                    keys.push(format!("technique {technique:?}"));
+                }
+                keys
+            }
             Settings::Iperf3 {
                 udp: true,
                 bits_per_s,
@@ -851,9 +988,84 @@ mod tests {
             }
             seen
         };
-        let (a, b) = (collect(Family::A), collect(Family::B));
-        let shared: Vec<_> = a.intersection(&b).collect();
-        assert!(shared.is_empty(), "settings in both families: {shared:?}");
+        let (a, b, c) = (collect(Family::A), collect(Family::B), collect(Family::C));
+        for (x, y, names) in [
+            (&a, &b, "A and B"),
+            (&a, &c, "A and C"),
+            (&b, &c, "B and C"),
+        ] {
+            let shared: Vec<_> = x.intersection(y).collect();
+            assert!(shared.is_empty(), "settings in both {names}: {shared:?}");
+        }
+        // C is not an empty family: each attack tool draws settings of its own.
+        for k in [
+            "window",
+            "ttl",
+            "gap",
+            "ports",
+            "rate",
+            "pacing",
+            "technique",
+        ] {
+            assert!(c.iter().any(|s| s.starts_with(k)), "family C draws no {k}");
+        }
+    }
+
+    /// Family C's benign settings differ from A's and B's where those two differ.
+    #[test]
+    fn family_c_draws_benign_settings_of_its_own() {
+        let benign =
+            |family| {
+                let mut seen = std::collections::HashSet::new();
+                for seed in 0..50 {
+                    for p in all_plans(seed, family) {
+                        seen.insert(match p.settings {
+                        Settings::Curl {
+                            object_bytes,
+                            requests_per_s,
+                            keep_alive,
+                            limit_bytes_per_s,
+                            ..
+                        } => format!(
+                            "curl {object_bytes} {} {keep_alive} {limit_bytes_per_s:?}",
+                            if limit_bytes_per_s.is_some() { 0 } else { requests_per_s }
+                        ),
+                        Settings::Dig {
+                            batch,
+                            pause_ms,
+                            qtype,
+                        } => format!("dig {batch} {pause_ms} {qtype}"),
+                        Settings::Iperf3 {
+                            udp,
+                            bits_per_s,
+                            length,
+                            pacing_timer_us,
+                            client_port,
+                            ..
+                        } => format!(
+                            "iperf3 {udp} {bits_per_s} {length} {pacing_timer_us:?} {client_port:?}"
+                        ),
+                        Settings::Ping {
+                            interval_ms,
+                            payload,
+                            ttl,
+                            ..
+                        } => format!("ping {interval_ms} {payload} {ttl}"),
+                        _ => continue,
+                    });
+                    }
+                }
+                seen
+            };
+        let (a, b, c) = (benign(Family::A), benign(Family::B), benign(Family::C));
+        assert!(c.len() >= 100, "{} benign settings in C", c.len());
+        for other in [&a, &b] {
+            let shared: Vec<_> = c.intersection(other).collect();
+            assert!(
+                shared.is_empty(),
+                "benign settings of C in A or B: {shared:?}"
+            );
+        }
     }
 
     /// Family A spans the structural choices (one or changing source ports, one or changing
@@ -959,6 +1171,7 @@ mod tests {
     fn plans_follow_the_seed_and_stay_inside_the_run() {
         assert_eq!(all_plans(7, Family::Any), all_plans(7, Family::Any));
         assert_ne!(all_plans(7, Family::Any), all_plans(8, Family::Any));
+        assert_ne!(all_plans(7, Family::C), all_plans(8, Family::C));
         for p in all_plans(3, Family::Any) {
             assert!(p.start + p.duration <= Duration::from_secs(20) + Duration::from_millis(1));
             let target = Target {
