@@ -85,8 +85,10 @@ fn mixed_range_features_agree_with_teacher() {
 
 /// 64 sparse pixel features (mostly 0, rare large z) through 64- and 32-wide layers. A random
 /// teacher weighs a pixel that is lit in a handful of rows like any other, so that pixel's wide
-/// input range coarsens every weight row: measured agreement 0.964 here, while trained models
-/// on digits agreed with their quantized versions on every test row (5 seeds).
+/// input range coarsens every weight row: measured agreement 0.964 here, 0.935 since hidden
+/// neurons keep [`HIDDEN_HEADROOM`] (4x) above their calibrated maximum, while trained models on
+/// digits agree with their quantized versions on 0.997, 0.989 and 1.0 of their test rows (`npk
+/// train --data data/digits.csv --hidden 64,32 --epochs 30 --seed 1/2/3`).
 #[test]
 fn digits_agree_with_teacher() {
     let mut rng = Rng::new(8);
@@ -99,7 +101,7 @@ fn digits_agree_with_teacher() {
     let q = quantize(&mlp, &std, &data, FeatureSchema::Tabular).unwrap();
     let agree = accuracy(&data, |row| q.predict(row));
     eprintln!("digits 64,32, teacher labels: agreement {agree:.4}");
-    assert!(agree >= 0.95, "agreement {agree}");
+    assert!(agree >= 0.92, "agreement {agree}");
 }
 
 #[test]
@@ -433,4 +435,41 @@ proptest! {
             }
         }
     }
+}
+
+/// Rows whose features are each within the calibrated range but high together (as a flood
+/// faster than any in training is) drive a hidden neuron past its calibrated maximum: with
+/// [`HIDDEN_HEADROOM`] the int8 model still follows the float one. One neuron sums two
+/// features; the calibration rows have one of them at 1 at a time (the neuron's max is 1), and
+/// class 0 wins once the neuron exceeds 1.5: both features at 1 (the neuron at 2) must be
+/// class 0 in int8 too. Without the headroom the neuron saturated at 1 and the class flipped.
+#[test]
+fn a_hidden_neuron_beyond_its_calibrated_max_keeps_the_float_class() {
+    let hidden = dense(2, &[1.0, 1.0], &[0.0]);
+    let output = dense(1, &[1.0, 0.0], &[0.0, 1.5]);
+    let mlp = Mlp {
+        layers: vec![hidden, output],
+    };
+    let rows: Vec<[f32; 2]> = (0..200)
+        .map(|i| {
+            let t = i as f32 / 200.0;
+            if i % 2 == 0 { [t, 0.0] } else { [0.0, t] }
+        })
+        .chain([[1.0, 0.0], [0.0, 1.0]])
+        .collect();
+    let calibration = Dataset {
+        feature_names: vec!["a".into(), "b".into()],
+        features: rows.iter().flatten().copied().collect(),
+        labels: vec![1; rows.len()],
+        num_features: 2,
+        num_classes: 2,
+    };
+    let std = Standardizer {
+        mean: vec![0.0; 2],
+        std: vec![1.0; 2],
+    };
+    let q = quantize(&mlp, &std, &calibration, FeatureSchema::Tabular).unwrap();
+    assert_eq!(argmax(&float_logits(&mlp, &std, &[1.0, 1.0])), 0);
+    assert_eq!(q.predict(&[1.0, 1.0]), 0);
+    assert_eq!(q.predict(&[0.9, 0.0]), 1);
 }
