@@ -32,7 +32,9 @@ Seeds of the lab runs (set k = 1..9; no seed is used twice, by any family):
 Training seeds: 1..S. Nothing is chosen on B or C: the only choice made from data (the int8
 drop margin, where `npk train` offers --validation) uses the set's A validation run.
 
-  --sets K          recording sets (default 3, at most 9)
+  --sets K          recording sets (default 3; set numbers at most 9)
+  --first-set F     number the sets F..F+K-1 (default 1): fresh seeds for a change made
+                    after reading an earlier protocol's result
   --seeds S         training seeds per set (default 3)
   --train-runs N    family-A training runs per set (default 8, at most 89)
   --val-runs V      family-A validation runs per set, held out of training (default 1, at most 9)
@@ -69,7 +71,7 @@ pos_opt() { # option value: a positive number of seconds
         die "$1 '$2': expected a positive number of seconds"
 }
 
-sets=3 seeds=3 train_runs=8 val_runs=1 test_runs=1 seconds=10 test_seconds=
+sets=3 first_set=1 seeds=3 train_runs=8 val_runs=1 test_runs=1 seconds=10 test_seconds=
 hidden=32,32 epochs=20 baseline=none max_benign_drop= reuse=0 strict=0
 dir=${TMPDIR:-/tmp}/npk-heldout
 npk=$(dirname "$0")/../target/release/npk
@@ -78,10 +80,11 @@ while [ $# -gt 0 ]; do
     -h | --help) usage; exit 0 ;;
     --reuse) reuse=1; shift; continue ;;
     --strict) strict=1; shift; continue ;;
-    --sets | --seeds | --train-runs | --val-runs | --test-runs | --seconds | --test-seconds | \
+    --sets | --first-set | --seeds | --train-runs | --val-runs | --test-runs | --seconds | --test-seconds | \
         --hidden | --epochs | --baseline | --max-benign-drop | --dir | --npk)
         [ $# -ge 2 ] || die "$1 needs a value" ;;&
     --sets) int_opt "$1" "$2" 1 9; sets=$2 ;;
+    --first-set) int_opt "$1" "$2" 1 9; first_set=$2 ;;
     --seeds) int_opt "$1" "$2" 1 1000; seeds=$2 ;;
     --train-runs) int_opt "$1" "$2" 1 89; train_runs=$2 ;;
     --val-runs) int_opt "$1" "$2" 1 9; val_runs=$2 ;;
@@ -170,7 +173,9 @@ evaluate() { # model csv out.json
 say "protocol: $sets sets x $seeds training seeds; per set $train_runs A training runs of" \
     "$seconds s, $val_runs A validation, $test_runs B and $test_runs C runs of $test_seconds s;" \
     "npk train --validation: $([ "$has_validation" = 1 ] && echo yes || echo "not offered")"
-for k in $(seq 1 "$sets"); do
+last_set=$((first_set + sets - 1))
+[ "$last_set" -le 9 ] || die "--first-set $first_set with --sets $sets numbers sets up to $last_set: at most 9"
+for k in $(seq "$first_set" "$last_set"); do
     set_dir="$dir/set$k"
     rm -rf "$set_dir"
     mkdir -p "$set_dir"
@@ -232,9 +237,9 @@ say "scoring"
 # From here a failure is Python's own traceback (or --strict's status 3), not a step's log.
 trap - EXIT
 
-DIR="$dir" SETS="$sets" SEEDS="$seeds" SCENARIOS="${scenarios[*]}" STRICT="$strict" \
-    ELAPSED=$((SECONDS - start)) PROTOCOL="$(printf '{"sets":%s,"seeds":%s,"train_runs":%s,"val_runs":%s,"test_runs":%s,"seconds":%s,"test_seconds":%s,"hidden":"%s","baseline_hidden":"%s","epochs":%s,"validation_passed":%s,"reuse":%s}' \
-    "$sets" "$seeds" "$train_runs" "$val_runs" "$test_runs" "$seconds" "$test_seconds" \
+DIR="$dir" SETS="$sets" FIRST_SET="$first_set" SEEDS="$seeds" SCENARIOS="${scenarios[*]}" STRICT="$strict" \
+    ELAPSED=$((SECONDS - start)) PROTOCOL="$(printf '{"sets":%s,"first_set":%s,"seeds":%s,"train_runs":%s,"val_runs":%s,"test_runs":%s,"seconds":%s,"test_seconds":%s,"hidden":"%s","baseline_hidden":"%s","epochs":%s,"validation_passed":%s,"reuse":%s}' \
+    "$sets" "$first_set" "$seeds" "$train_runs" "$val_runs" "$test_runs" "$seconds" "$test_seconds" \
     "$hidden" "$baseline" "$epochs" "$([ "$has_validation" = 1 ] && echo true || echo false)" \
     "$([ "$reuse" = 1 ] && echo true || echo false)")" \
     python3 - <<'PY' >"$dir/summary.txt" || rc=$?
@@ -242,6 +247,7 @@ import json, os, sys
 
 DIR = os.environ["DIR"]
 SETS, SEEDS = int(os.environ["SETS"]), int(os.environ["SEEDS"])
+FIRST_SET = int(os.environ["FIRST_SET"])
 SCENARIOS = os.environ["SCENARIOS"].split()
 PROTOCOL = json.loads(os.environ["PROTOCOL"])
 CLASSES = ["benign", "syn_flood", "udp_flood", "port_scan", "icmp_flood"]
@@ -330,7 +336,7 @@ def lower_is_better(key):
 # runs[model][family] = list of flat dicts, one per (set, seed).
 runs = {m: {f: [] for f in list(FAMILIES) + ["A-val"]} for m in MODELS}
 drop_margin = {m: [] for m in MODELS}
-for k in range(1, SETS + 1):
+for k in range(FIRST_SET, FIRST_SET + SETS):
     for seed in range(1, SEEDS + 1):
         for m in MODELS:
             base = f"{DIR}/set{k}/seed{seed}/{m}"
