@@ -256,7 +256,7 @@ pub fn respond<L: NeuronLoop>(
     for (f, b) in scratch.features.iter_mut().zip(features.chunks_exact(4)) {
         *f = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     }
-    let class = infer(model, scratch, looper).class;
+    let class = infer(model, scratch, looper);
     write_reply_header(header, Status::Ok, request_id, class, version, 0);
     let logits = scratch.logits(model);
     for (i, l) in logits.iter().enumerate() {

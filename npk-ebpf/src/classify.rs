@@ -3,6 +3,7 @@
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::LruHashMap};
 use npk_common::{
+    infer::margin,
     maps::{
         Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_RECORD_LAST, FLAG_SAMPLE_ALL,
         FLAG_SAMPLE_UNSURE, FlowState, Outcome, Sample,
@@ -17,7 +18,7 @@ use crate::{
         CONFIG, ConfigWords, FLOWS, HOSTS, LAST, PACKET, PacketScratch, SAMPLES, SCRATCH, SERVICES,
         STATS,
     },
-    model::{INFERRED, InferStage, RACED, READ_ATTEMPTS, active_model},
+    model::{INFERRED, InferStage, RACED, READ_ATTEMPTS, active_model, model_of_version},
 };
 
 /// What the program should do with the packet.
@@ -322,6 +323,7 @@ pub fn flow_stage<L: InferStage>(now: u64) -> u32 {
     }
     match result {
         INFERRED => {
+            (packet.margin, packet.confident) = confidence(packet.class, packet.version, scratch);
             flow.class = packet.class;
             flow.margin = packet.margin;
             flow.confident = packet.confident;
@@ -331,6 +333,23 @@ pub fn flow_stage<L: InferStage>(now: u64) -> u32 {
         }
         RACED => FLOW_RACED,
         _ => FLOW_NO_MODEL,
+    }
+}
+
+/// The margin of the inference that just left its logits in `scratch` (class `class`, model
+/// version `version`), and 1 when it reaches the model's drop margin. Computed here, after the
+/// inference stage, from the model of that version: inside that stage the extra values made
+/// 5.10 refuse the 128-wide bounded program at its million instructions. Should two pushes
+/// have replaced that model since the inference, margin 0 and not confident: the packet
+/// passes, counted as unsure.
+#[inline(always)]
+fn confidence(class: u32, version: u32, scratch: &npk_common::infer::Scratch) -> (u32, u32) {
+    match model_of_version(version) {
+        Some(model) => {
+            let m = margin(model, scratch, class);
+            (m, (m >= model.header.drop_margin) as u32)
+        }
+        None => (0, 0),
     }
 }
 

@@ -5,7 +5,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_loop;
 use npk_common::{
-    infer::{BoundedLoop, NeuronLoop, Prediction, Scratch, infer, required_width},
+    infer::{BoundedLoop, NeuronLoop, Scratch, infer, required_width},
     maps::NO_MODEL,
     model::Model,
 };
@@ -81,6 +81,19 @@ pub fn active_model() -> Option<(u32, &'static Model)> {
     Some((slot, MODELS.get(slot)?))
 }
 
+/// The model of `version` in either slot: the active one, or the previous one while a push has
+/// just made another active (its slot is rewritten only by the push after).
+#[inline(always)]
+pub fn model_of_version(version: u32) -> Option<&'static Model> {
+    let (slot, active) = active_model()?;
+    if active.header.model_version == version {
+        return Some(active);
+    }
+    MODELS
+        .get(slot ^ 1)
+        .filter(|m| m.header.model_version == version)
+}
+
 /// Attempts of [`read_active`] (and of the classifier's inference, see classify.rs).
 pub const READ_ATTEMPTS: usize = 3;
 
@@ -128,13 +141,14 @@ fn read_once<T>(
 }
 
 /// Classifies `scratch.features` with the active model, its loops driven by `looper`, under
-/// [`read_active`]. Retries caused by concurrent pushes are counted in `retries`.
+/// [`read_active`]. Returns (class, model version); retries caused by concurrent pushes are
+/// counted in `retries`.
 #[inline(always)]
 pub fn classify<L: NeuronLoop>(
     scratch: &mut Scratch,
     retries: &mut u64,
     looper: &mut L,
-) -> Result<Inference, ModelError> {
+) -> Result<(u32, u32), ModelError> {
     // Inlined like the loop around it: a closure of its own would need the loop state's
     // stack frame on top of the caller's.
     read_active(
@@ -144,40 +158,22 @@ pub fn classify<L: NeuronLoop>(
     )
 }
 
-/// What one seqlock attempt computed, all of it from one model version.
-#[derive(Clone, Copy)]
-pub struct Inference {
-    pub prediction: Prediction,
-    /// The prediction's margin reaches the model's drop margin.
-    pub confident: bool,
-    pub version: u32,
-}
-
-/// The inference of one seqlock attempt.
+/// The inference of one seqlock attempt: (class, model version).
 #[inline(always)]
 fn run_model<L: NeuronLoop>(
     model: &Model,
     scratch: &mut Scratch,
     looper: &mut L,
-) -> Result<Inference, ModelError> {
+) -> Result<(u32, u32), ModelError> {
     if let Some(width) = L::FIXED_WIDTH
         && required_width(model) > width
     {
         return Err(ModelError::NoModel);
     }
-    let prediction = infer(model, scratch, looper);
-    // SAFETY: a map value; volatile keeps the reads inside the sequence window.
-    let (version, drop_margin) = unsafe {
-        (
-            core::ptr::read_volatile(&model.header.model_version),
-            core::ptr::read_volatile(&model.header.drop_margin),
-        )
-    };
-    Ok(Inference {
-        prediction,
-        confident: prediction.confident(drop_margin),
-        version,
-    })
+    let class = infer(model, scratch, looper);
+    // SAFETY: a map value; volatile keeps the read inside the sequence window.
+    let version = unsafe { core::ptr::read_volatile(&model.header.model_version) };
+    Ok((class, version))
 }
 
 /// [`InferStage::infer`] results.
@@ -188,8 +184,8 @@ pub const RACED: u32 = 2;
 /// A loop driver's stages as global functions of their own (see [`stages`]).
 pub trait InferStage: NeuronLoop {
     /// One attempt of [`read_active`] running the model on the per-CPU scratch's features:
-    /// on [`INFERRED`] the class, its margin, whether that is confident and the model version
-    /// are in the per-CPU `PacketScratch` (`class`, `margin`, `confident`, `version`); [`RACED`] when a push raced it (the caller retries, up to
+    /// on [`INFERRED`] the class and the model version are in the per-CPU `PacketScratch`
+    /// (`class`, `version`); [`RACED`] when a push raced it (the caller retries, up to
     /// [`READ_ATTEMPTS`] attempts, so that the verifier walks the inference once, not once
     /// per attempt), [`NO_MODEL_LOADED`] when there is no model to run.
     fn infer() -> u32;
@@ -208,11 +204,9 @@ fn infer_stage<L: NeuronLoop>(mut looper: L) -> u32 {
     let mut read = #[inline(always)]
     |model: &'static Model| run_model(model, scratch, &mut looper);
     match read_once(&mut read) {
-        Ok(Some(inference)) => {
-            packet.class = inference.prediction.class;
-            packet.margin = inference.prediction.margin;
-            packet.confident = inference.confident as u32;
-            packet.version = inference.version;
+        Ok(Some((class, version))) => {
+            packet.class = class;
+            packet.version = version;
             INFERRED
         }
         Ok(None) => RACED,

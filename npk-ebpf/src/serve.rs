@@ -299,9 +299,9 @@ pub extern "C" fn npk_serve_infer(ctx: *mut xdp_md, num_inputs: u32) -> u32 {
         return UNREADABLE;
     }
     match classify(scratch, &mut stats.swap_retries, &mut BpfLoop) {
-        Ok(inference) => {
-            buf.class = inference.prediction.class;
-            buf.version = inference.version;
+        Ok((class, version)) => {
+            buf.class = class;
+            buf.version = version;
             INFERRED
         }
         Err(ModelError::NoModel) => NO_MODEL,

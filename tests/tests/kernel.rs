@@ -24,7 +24,7 @@ use npk::{
     netlab::NetLab,
 };
 use npk_common::{
-    infer::{PlainLoop, Prediction, Scratch, infer},
+    infer::{PlainLoop, Prediction, Scratch, predict},
     maps::{Action, Config, Counters, FLAG_SAMPLE_ALL, MAP_SAMPLES, Sample},
     model::{MAX_CLASSES, Model},
     packet::NUM_FEATURES,
@@ -63,7 +63,7 @@ fn config(flags: u32, drop_class: Option<usize>) -> Config {
 fn reference(model: &Model, features: &[i32; NUM_FEATURES]) -> Prediction {
     let mut scratch = Box::new(Scratch::new());
     scratch.features[..NUM_FEATURES].copy_from_slice(features);
-    infer(model, &mut scratch, &mut PlainLoop)
+    predict(model, &mut scratch, &mut PlainLoop)
 }
 
 /// Frames per TEST_RUN comparison: each program run is emulated in the VM matrix.

@@ -8,7 +8,7 @@ use aya::{
 };
 use npk_common::{
     host::{HostState, ServiceKey, ServiceState},
-    infer::{PlainLoop, Scratch, infer},
+    infer::{PlainLoop, Scratch, predict},
     maps::{
         Action, Config, FLAG_RECORD_LAST, FlowState, MAP_FLOWS, MAP_HOSTS, MAP_SERVICES, Outcome,
     },
@@ -171,7 +171,7 @@ pub fn verify_loaded(
                     .first_chunk_mut()
                     .expect("MAX_INPUTS >= NUM_FEATURES");
                 tables.observe_headers(&h, record.now_ns, features);
-                let prediction = infer(model, &mut scratch, &mut PlainLoop);
+                let prediction = predict(model, &mut scratch, &mut PlainLoop);
                 let class = prediction.class;
                 let confident = prediction.confident(model.header.drop_margin);
                 let logits = scratch.logits(model);

@@ -104,7 +104,7 @@ mod tests {
         let mut scratch = Box::new(Scratch::new());
         for v in [0, 1, -5, i32::MAX] {
             scratch.features[..NUM_FEATURES].fill(v);
-            assert_eq!(infer(&m, &mut scratch, &mut PlainLoop).class, 0);
+            assert_eq!(infer(&m, &mut scratch, &mut PlainLoop), 0);
         }
     }
 }

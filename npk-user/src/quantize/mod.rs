@@ -20,7 +20,7 @@
 //! Predictions always go through [`npk_common::infer::infer`], the function the kernel runs.
 
 use npk_common::fixed::quantize_multiplier;
-use npk_common::infer::{PlainLoop, Prediction, Scratch, infer};
+use npk_common::infer::{PlainLoop, Prediction, Scratch, predict};
 use npk_common::model::{
     BIAS_LIMIT, FeatureSchema, HIDDEN_MAX, HIDDEN_MIN, HIDDEN_ZERO_POINT, INPUT_MAX, LOGIT_MAX,
     LOGIT_MIN, LimitError, MAX_SHIFT, Model, ModelError, check_limits,
@@ -184,7 +184,7 @@ impl Quantized {
     pub fn infer(&self, row: &[f32], scratch: &mut Scratch) -> Prediction {
         let n = self.encoding.frac_bits.len();
         self.encode(row, &mut scratch.features[..n]);
-        infer(&self.model, scratch, &mut PlainLoop)
+        predict(&self.model, scratch, &mut PlainLoop)
     }
 
     /// The class the integer model (the kernel's arithmetic) picks for `row` (unstandardized).

@@ -43,7 +43,7 @@ mod tests {
             for _ in 0..4000 {
                 let f = random_features(&mut rng, &m);
                 scratch.features[..inputs].copy_from_slice(&f);
-                seen[infer(&m, &mut scratch, &mut PlainLoop).class as usize] = true;
+                seen[infer(&m, &mut scratch, &mut PlainLoop) as usize] = true;
             }
             assert!(seen.iter().all(|&s| s), "classes seen: {seen:?}");
         }
