@@ -286,10 +286,8 @@ impl Live {
         let predicted = (sample.class as usize).min(CLASSES - 1);
         self.confusion.add(class as usize, predicted);
         self.scenarios[index(scenario)][predicted] += 1;
-        let before = self.drops.per_class[class as usize].dropped;
-        self.drops.add(class as usize, predicted, sample.margin);
-        self.scenario_drops[index(scenario)] +=
-            self.drops.per_class[class as usize].dropped - before;
+        let dropped = self.drops.add(class as usize, predicted, sample.margin);
+        self.scenario_drops[index(scenario)] += u64::from(dropped);
     }
 
     fn per_scenario(&self) -> Vec<ScenarioScore> {

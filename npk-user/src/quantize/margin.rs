@@ -43,20 +43,19 @@ impl DropCounts {
         }
     }
 
-    /// Counts a row of class `truth` that the int8 model called `class` with `margin`.
+    /// Counts a row of class `truth` that the int8 model called `class` with `margin`; returns
+    /// whether the kernel drops it.
     ///
     /// # Panics
     /// If `truth` is not below the class count (loaders check labels).
-    pub fn add(&mut self, truth: usize, class: usize, margin: u32) {
+    pub fn add(&mut self, truth: usize, class: usize, margin: u32) -> bool {
         let c = &mut self.per_class[truth];
         c.rows += 1;
-        if class != BENIGN_CLASS {
-            if margin >= self.drop_margin {
-                c.dropped += 1;
-            } else {
-                c.unsure += 1;
-            }
-        }
+        let attack = class != BENIGN_CLASS;
+        let dropped = attack && margin >= self.drop_margin;
+        c.dropped += u64::from(dropped);
+        c.unsure += u64::from(attack && !dropped);
+        dropped
     }
 
     /// Fraction of benign rows dropped (0 without benign rows).
