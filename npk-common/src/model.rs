@@ -57,9 +57,12 @@ pub enum FeatureSchema {
     /// Version 3: no TTL or TCP window, ports and flow counters on the log scale, the host's
     /// pacing. Refused by name like v1.
     PacketV3 = 4,
-    /// Version 4: v3, with UDP datagrams' sizes left out and their ports as classes (see
-    /// [`crate::packet`], [`crate::host`]).
+    /// Version 4: v3, with UDP datagrams' sizes left out and their ports as classes. Refused
+    /// by name like v1.
     PacketV4 = 5,
+    /// Version 5: v4 without ports, ICMP without sizes, a TCP flow's ACK share and half-open
+    /// state (see [`crate::packet`], [`crate::host`]).
+    PacketV5 = 6,
 }
 
 impl FeatureSchema {
@@ -71,6 +74,7 @@ impl FeatureSchema {
             Self::PacketV2 => "packet features v2",
             Self::PacketV3 => "packet features v3",
             Self::PacketV4 => "packet features v4",
+            Self::PacketV5 => "packet features v5",
         }
     }
 
@@ -81,6 +85,7 @@ impl FeatureSchema {
             3 => Some(Self::PacketV2),
             4 => Some(Self::PacketV3),
             5 => Some(Self::PacketV4),
+            6 => Some(Self::PacketV5),
             _ => None,
         }
     }

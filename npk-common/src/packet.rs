@@ -1,4 +1,4 @@
-//! Packet parsing and the packet feature vector (schema [`crate::model::FeatureSchema::PacketV4`]).
+//! Packet parsing and the packet feature vector (schema [`crate::model::FeatureSchema::PacketV5`]).
 //!
 //! The parser reads through the [`Frame`] trait: the kernel implements it over a copy of the
 //! frame's first [`MAX_HEADER_OFFSET`] bytes, userspace over a byte slice with the same window,
@@ -9,20 +9,20 @@
 //! |---|---|---|
 //! | 0 | IP version (4 or 6) | header |
 //! | 1 | IP protocol / IPv6 next header | header |
-//! | 2 | IP packet length in bytes (IPv4 total length, IPv6 40 + payload length; 0 for UDP) | header |
+//! | 2 | IP packet length in bytes (IPv4 total length, IPv6 40 + payload length; 0 for UDP and ICMP) | header |
 //! | 3 | IP header bytes (IPv4 options and IPv6 extension headers included) | header |
-//! | 4 | source port: TCP [`log2_q3`], UDP [`port_class`], else 0 | header |
-//! | 5 | destination port: TCP [`log2_q3`], UDP [`port_class`], else 0 | header |
+//! | 4 | share of the TCP flow's packets that carried ACK, in 1/16 (0..=16; 0 when not TCP) | flow |
+//! | 5 | 1 while the TCP flow is half open: SYNs seen, no ACK yet (else 0) | flow |
 //! | 6 | TCP flags (FIN=1 SYN=2 RST=4 PSH=8 ACK=16 URG=32 ECE=64 CWR=128) | header |
-//! | 7 | L4 payload bytes (0 for UDP) | header |
+//! | 7 | L4 payload bytes (0 for UDP and ICMP) | header |
 //! | 8 | ICMP/ICMPv6 type + 1 (0 when not ICMP) | header |
 //! | 9 | packets of the flow so far, this one included ([`log2_q3`]) | flow |
-//! | 10 | mean packet size of the flow (IP bytes; 0 for UDP) | flow |
+//! | 10 | mean packet size of the flow (IP bytes; 0 for UDP and ICMP) | flow |
 //! | 11 | microseconds since the flow's previous packet ([`log2_q3`]; of [`IAT_NONE_US`] for the first) | flow |
 //! | 12 | SYN packets of the flow ([`log2_q3`]) | flow |
 //! | 13 | FIN or RST packets of the flow ([`log2_q3`]) | flow |
 //! | 14 | packet rate of the source host ([`log2_q3`] of a decayed count) | host |
-//! | 15 | byte rate of the source host (log; 0 for UDP) | host |
+//! | 15 | byte rate of the source host (log; 0 for UDP and ICMP) | host |
 //! | 16 | rate of SYNs without ACK from the source host (log) | host |
 //! | 17 | rate of new flows from the source host (log) | host |
 //! | 18 | ICMP rate of the source host (log) | host |
@@ -52,6 +52,15 @@
 //! (without sizes 99.99%), and with log-scale ports it missed a held-out family-B flood whose
 //! ports it had not seen (scripts/heldout.sh, README). What is left for UDP is how a host
 //! sends: rates, pacing, flows, the port classes, ports and hosts touched.
+//!
+//! Schema v5 against v4: no port numbers or classes at all, and no sizes for ICMP either. A
+//! port is the setting of a tool or a service (hping3 -p/-s, nmap -g, iperf3 -p), and so is a
+//! ping's size (ping -s): in the lab's family A every SYN flood goes to port 80 and every
+//! iperf3 TCP stream to 5201, so "TCP to 5201 is benign" was learnable there and wrong for a
+//! SYN flood to 5201 (family C); A's pings are all 56 bytes, its ICMP floods 0-512. Their slots
+//! hold what a TCP flow does instead: the share of its packets with ACK (a handshake that
+//! completes, or SYNs that never do) and whether it is still half open. Which ports a host
+//! touches stays in the host's and the service's counts.
 
 use crate::{
     host::{HOST_FEATURES, HostState, PacketEvent, ServiceKey, ServiceState, fold_addr, log2_q3},
@@ -62,7 +71,7 @@ use bytemuck::{Pod, Zeroable};
 
 /// The schema of the features [`observe`] computes (a model header names the one it was
 /// trained on).
-pub const SCHEMA: FeatureSchema = FeatureSchema::PacketV4;
+pub const SCHEMA: FeatureSchema = FeatureSchema::PacketV5;
 pub const NUM_FEATURES: usize = 26;
 /// Features 0..FLOW_FEATURES are the packet's and its flow's.
 pub const FLOW_FEATURES: usize = 14;
@@ -73,8 +82,8 @@ pub const FEATURE_NAMES: [&str; NUM_FEATURES] = [
     "protocol",
     "ip_len",
     "ip_header_len",
-    "src_port_code",
-    "dst_port_code",
+    "flow_ack_share",
+    "flow_half_open",
     "tcp_flags",
     "payload_len",
     "icmp_type",
@@ -327,15 +336,6 @@ fn sat_i32(v: u64) -> i32 {
     }
 }
 
-/// A UDP port's class: 0 none, 1 well-known (below 1024), 2 registered (below 49152), 3
-/// dynamic (RFC 6335's ranges).
-#[inline(always)]
-pub fn port_class(port: u16) -> i32 {
-    let p = port as i32;
-    // Each term is 1 from its range's first port on (p < 2^16): no branch for the verifier.
-    ((p + 0xffff) >> 16) + ((p + 0x1_0000 - 1024) >> 16) + ((p + 0x1_0000 - 49152) >> 16)
-}
-
 /// The state a packet updates: its flow's, its source host's and its service's.
 pub struct PacketState<'a> {
     pub flow: &'a mut FlowState,
@@ -370,22 +370,18 @@ pub fn observe(h: &Headers, state: PacketState<'_>, now_ns: u64, out: &mut [i32;
     };
     state.host.observe(&event, now_ns, host_out);
     state.service.observe(&event, now_ns, service_out);
-    if h.key.protocol == PROTO_UDP {
-        // No sizes for UDP and port classes (see the schema notes above), in one branch: the
-        // host and flow still count the bytes.
-        for i in UDP_SIZE_FEATURES {
+    if h.key.protocol == PROTO_UDP || h.icmp_type != 0 {
+        // No sizes for UDP and ICMP (see the schema notes above): the host and flow still
+        // count the bytes.
+        for i in SENDER_SIZE_FEATURES {
             out[i] = 0;
         }
-        out[SRC_PORT] = port_class(h.key.src_port);
-        out[DST_PORT] = port_class(h.key.dst_port);
     }
 }
 
-/// Feature indices: the ports, and the sizes a UDP datagram leaves out (IP length, payload,
+/// Feature indices of the sizes UDP datagrams and ICMP messages leave out (IP length, payload,
 /// the flow's mean size, the host's byte rate).
-const SRC_PORT: usize = 4;
-const DST_PORT: usize = 5;
-const UDP_SIZE_FEATURES: [usize; 4] = [2, 7, 10, FLOW_FEATURES + 1];
+const SENDER_SIZE_FEATURES: [usize; 4] = [2, 7, 10, FLOW_FEATURES + 1];
 
 /// The packet and flow features.
 #[inline(always)]
@@ -412,13 +408,21 @@ fn observe_flow(h: &Headers, flow: &mut FlowState, now_ns: u64, out: &mut [i32; 
         flow.fin_rst += (h.tcp_flags & FIN_RST != 0) as u32;
         flow.ack += (h.tcp_flags & ACK != 0) as u32;
     }
+    let tcp = h.key.protocol == PROTO_TCP;
+    // flow.packets >= 1 here, and ack <= packets: 0..=16.
+    let ack_share = if tcp {
+        16 * u64::from(flow.ack) / u64::from(flow.packets)
+    } else {
+        0
+    };
+    let half_open = tcp && flow.syn > 0 && flow.ack == 0;
     *out = [
         h.ip_version as i32,
         h.key.protocol as i32,
         sat_i32(h.ip_len as u64),
         sat_i32(h.ip_header_len as u64),
-        log2_q3(h.key.src_port as u64),
-        log2_q3(h.key.dst_port as u64),
+        ack_share as i32,
+        half_open as i32,
         h.tcp_flags as i32,
         sat_i32(h.payload_len as u64),
         h.icmp_type as i32,
@@ -601,35 +605,57 @@ mod tests {
         assert!(f[column("svc_src_hosts")] >= 60);
     }
 
-    /// Two datagrams of a flow, of different sizes and ports: none of it reaches the features
-    /// but the ports' classes; a TCP segment keeps its sizes and log-scale ports.
+    /// UDP datagrams and ICMP messages of different sizes and ports: no size reaches the
+    /// features, and no port does for any protocol; a TCP segment keeps its sizes.
     #[test]
-    fn udp_datagrams_carry_port_classes_and_no_sizes() {
+    fn udp_and_icmp_carry_no_sizes_and_nothing_carries_ports() {
         let mut t = Tables::default();
         let mut h = parse(&ipv4_tcp(0, 100)[..]).unwrap();
         let tcp = t.observe(&h, 1_000_000);
         assert_eq!(tcp[column("ip_len")], 140);
         assert_eq!(tcp[column("payload_len")], 100);
-        assert_eq!(tcp[column("dst_port_code")], log2_q3(80));
-        h.key.protocol = PROTO_UDP;
-        for (i, (src_port, dst_port, size)) in [(1234, 40000, 1000), (50000, 53, 60)]
-            .into_iter()
-            .enumerate()
+        for (i, (protocol, icmp_type, src_port, dst_port, size)) in [
+            (PROTO_UDP, 0, 1234, 40000, 1000),
+            (PROTO_UDP, 0, 50000, 53, 60),
+            (PROTO_ICMP, 9, 0, 0, 1400),
+        ]
+        .into_iter()
+        .enumerate()
         {
+            (h.key.protocol, h.icmp_type, h.tcp_flags) = (protocol, icmp_type, 0);
             (h.key.src_port, h.key.dst_port, h.ip_len, h.payload_len) =
                 (src_port, dst_port, size + 28, size);
             let f = t.observe(&h, 2_000_000 + i as u64 * 1_000);
             for name in ["ip_len", "payload_len", "flow_mean_size", "host_byte_rate"] {
                 assert_eq!(f[column(name)], 0, "{name}");
             }
-            let classes = (f[column("src_port_code")], f[column("dst_port_code")]);
-            assert_eq!(classes, [(2, 2), (3, 1)][i]);
+            assert_eq!((f[column("flow_ack_share")], f[column("flow_half_open")]), (0, 0));
             assert!(f[column("host_pkt_rate")] > 0);
         }
-        assert_eq!(
-            [0, 1, 1023, 1024, 49151, 49152].map(port_class),
-            [0, 1, 1, 2, 2, 3]
-        );
+    }
+
+    /// A handshake that completes leaves the half-open state and raises the ACK share; SYNs
+    /// that never get an ACK stay half open with share 0. Ports change nothing.
+    #[test]
+    fn tcp_flows_carry_their_ack_share_and_half_open_state() {
+        let mut t = Tables::default();
+        let mut h = parse(&ipv4_tcp(0, 0)[..]).unwrap();
+        h.tcp_flags = 0x02;
+        let syn = t.observe(&h, 1_000_000);
+        assert_eq!((syn[column("flow_ack_share")], syn[column("flow_half_open")]), (0, 1));
+        h.tcp_flags = 0x10;
+        let ack = t.observe(&h, 1_100_000);
+        assert_eq!((ack[column("flow_ack_share")], ack[column("flow_half_open")]), (8, 0));
+        for _ in 0..2 {
+            t.observe(&h, 1_200_000);
+        }
+        let f = t.observe(&h, 1_300_000);
+        assert_eq!(f[column("flow_ack_share")], 16 * 4 / 5);
+        let mut other = h;
+        (other.key.src_port, other.key.dst_port) = (40000, 5201);
+        other.tcp_flags = 0x02;
+        let g = t.observe(&other, 1_400_000);
+        assert_eq!((g[column("flow_ack_share")], g[column("flow_half_open")]), (0, 1));
     }
 
     #[test]

@@ -186,6 +186,7 @@ impl Report {
                 Some(FeatureSchema::PacketV2) => "packet-v2",
                 Some(FeatureSchema::PacketV3) => "packet-v3",
                 Some(FeatureSchema::PacketV4) => "packet-v4",
+                Some(FeatureSchema::PacketV5) => "packet-v5",
                 None => "unknown",
             },
             model_version: h.model_version,

@@ -60,10 +60,10 @@ pub enum KernelError {
     #[error("the model is not valid")]
     InvalidModel(#[source] ModelError),
     #[error(
-        "model uses packet feature schema v{0}, this npk computes v4: retrain with npk \
+        "model uses packet feature schema v{0}, this npk computes v5: retrain with npk \
          features/npk train (v3 dropped TTL and TCP window, put ports and flow counters on the \
-         log scale and added the host's pacing; v4 leaves UDP sizes out and gives UDP ports \
-         as classes)"
+         log scale and added the host's pacing; v4 left UDP sizes out; v5 leaves ports and \
+         ICMP sizes out and adds a TCP flow's ACK share and half-open state)"
     )]
     OldSchema(u8),
     #[error(
@@ -367,6 +367,7 @@ impl ControlMaps {
                 (FeatureSchema::PacketV1, 1),
                 (FeatureSchema::PacketV2, 2),
                 (FeatureSchema::PacketV3, 3),
+                (FeatureSchema::PacketV4, 4),
             ] {
                 if model.header.feature_schema == old as u32 {
                     return Err(KernelError::OldSchema(version));

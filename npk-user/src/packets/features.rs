@@ -217,7 +217,7 @@ mod tests {
             log2_q3(250),
             "250 us since the flow's previous packet"
         );
-        assert_eq!(a2[10], 0, "no sizes for UDP (schema v4)");
+        assert_eq!(a2[10], 0, "no sizes for UDP (schema v4 on)");
         assert_eq!(t.len(), 2);
         assert_eq!(t.observe(&[0u8; 10], 0), Err(ParseError::Truncated));
     }
