@@ -24,15 +24,17 @@ correct class and detection (any attack class = dropped), the benign drop rate a
 agreement, int8 (as the kernel computes) and float; then PASS/FAIL for each threshold and one
 JSON line. Per-run JSON files stay in DIR (set<k>/seed<s>/<model>/).
 
-Seeds of the lab runs (set k = 1..9; no seed is used twice, by any family):
+Seeds of the lab runs (set k = 1..99; no seed is used twice, by any family):
   family A training    100k + 1 .. 100k + N      (set 1: 101..)
   family A validation  100k + 91 .. 100k + 90+V  (set 1: 191..)
   family B test        1000 + 100k + 1 ..        (set 1: 1101..)
   family C test        2000 + 100k + 1 ..        (set 1: 2101..)
+Sets 10-99 add 10000 to A's, 20000 - 1000 to B's and 30000 - 2000 to C's (set 10: A 11001..,
+B 21001.., C 31001..), so that no seed of one family is another's.
 Training seeds: 1..S. Nothing is chosen on B or C: the only choice made from data (the int8
 drop margin, where `npk train` offers --validation) uses the set's A validation run.
 
-  --sets K          recording sets (default 3; set numbers at most 9)
+  --sets K          recording sets (default 3; set numbers at most 99)
   --first-set F     number the sets F..F+K-1 (default 1): fresh seeds for a change made
                     after reading an earlier protocol's result
   --seeds S         training seeds per set (default 3)
@@ -83,8 +85,8 @@ while [ $# -gt 0 ]; do
     --sets | --first-set | --seeds | --train-runs | --val-runs | --test-runs | --seconds | --test-seconds | \
         --hidden | --epochs | --baseline | --max-benign-drop | --dir | --npk)
         [ $# -ge 2 ] || die "$1 needs a value" ;;&
-    --sets) int_opt "$1" "$2" 1 9; sets=$2 ;;
-    --first-set) int_opt "$1" "$2" 1 9; first_set=$2 ;;
+    --sets) int_opt "$1" "$2" 1 99; sets=$2 ;;
+    --first-set) int_opt "$1" "$2" 1 99; first_set=$2 ;;
     --seeds) int_opt "$1" "$2" 1 1000; seeds=$2 ;;
     --train-runs) int_opt "$1" "$2" 1 89; train_runs=$2 ;;
     --val-runs) int_opt "$1" "$2" 1 9; val_runs=$2 ;;
@@ -174,27 +176,38 @@ say "protocol: $sets sets x $seeds training seeds; per set $train_runs A trainin
     "$seconds s, $val_runs A validation, $test_runs B and $test_runs C runs of $test_seconds s;" \
     "npk train --validation: $([ "$has_validation" = 1 ] && echo yes || echo "not offered")"
 last_set=$((first_set + sets - 1))
-[ "$last_set" -le 9 ] || die "--first-set $first_set with --sets $sets numbers sets up to $last_set: at most 9"
+[ "$last_set" -le 99 ] || die "--first-set $first_set with --sets $sets numbers sets up to $last_set: at most 99"
+# The first seed of a family's runs in set k: sets 1-9 as numbered since the first protocol,
+# sets 10-99 in ranges of their own (A 11001-19999, B 21001-29999, C 31001-39999).
+family_base() { # family set
+    local f=$1 k=$2 offset
+    case "$f" in a) offset=0 ;; b) offset=1 ;; c) offset=2 ;; esac
+    if [ "$k" -le 9 ]; then
+        echo $((1000 * offset + 100 * k))
+    else
+        echo $((10000 * (offset + 1) + 100 * k))
+    fi
+}
 for k in $(seq "$first_set" "$last_set"); do
     set_dir="$dir/set$k"
     rm -rf "$set_dir"
     mkdir -p "$set_dir"
     train=() val=()
     for i in $(seq 1 "$train_runs"); do
-        run a $((100 * k + i)) "$seconds"
-        train+=("$dir/a-$((100 * k + i)).csv")
+        run a $(($(family_base a "$k") + i)) "$seconds"
+        train+=("$dir/a-$(($(family_base a "$k") + i)).csv")
     done
     for v in $(seq 1 "$val_runs"); do
-        run a $((100 * k + 90 + v)) "$test_seconds"
-        val+=("$dir/a-$((100 * k + 90 + v)).csv")
+        run a $(($(family_base a "$k") + 90 + v)) "$test_seconds"
+        val+=("$dir/a-$(($(family_base a "$k") + 90 + v)).csv")
     done
     concat "$set_dir/train.csv" "${train[@]}"
     concat "$set_dir/val.csv" "${val[@]}"
     for fam in b c; do
-        base=$([ "$fam" = b ] && echo 1000 || echo 2000)
+        base=$(family_base "$fam" "$k")
         test=()
         for i in $(seq 1 "$test_runs"); do
-            seed=$((base + 100 * k + i))
+            seed=$((base + i))
             run "$fam" "$seed" "$test_seconds"
             per_scenario "$fam" "$seed"
             test+=("$dir/$fam-$seed.csv")
@@ -202,7 +215,7 @@ for k in $(seq "$first_set" "$last_set"); do
         concat "$set_dir/test-$fam.csv" "${test[@]}"
         for s in "${scenarios[@]}"; do
             files=()
-            for i in $(seq 1 "$test_runs"); do files+=("$dir/$fam-$((base + 100 * k + i)).$s.csv"); done
+            for i in $(seq 1 "$test_runs"); do files+=("$dir/$fam-$((base + i)).$s.csv"); done
             concat "$set_dir/test-$fam.$s.csv" "${files[@]}"
         done
     done

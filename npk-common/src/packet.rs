@@ -9,20 +9,20 @@
 //! |---|---|---|
 //! | 0 | IP version (4 or 6) | header |
 //! | 1 | IP protocol / IPv6 next header | header |
-//! | 2 | IP packet length in bytes (IPv4 total length, IPv6 40 + payload length; 0 for UDP and ICMP) | header |
+//! | 2 | IP packet length in bytes (IPv4 total length, IPv6 40 + payload length; 0 for UDP, ICMP, half-open TCP) | header |
 //! | 3 | IP header bytes (IPv4 options and IPv6 extension headers included) | header |
 //! | 4 | share of the TCP flow's packets that carried ACK, in 1/16 (0..=16; 0 when not TCP) | flow |
 //! | 5 | 1 while the TCP flow is half open: SYNs seen, no ACK yet (else 0) | flow |
 //! | 6 | TCP flags (FIN=1 SYN=2 RST=4 PSH=8 ACK=16 URG=32 ECE=64 CWR=128) | header |
-//! | 7 | L4 payload bytes (0 for UDP and ICMP) | header |
+//! | 7 | L4 payload bytes (0 for UDP, ICMP, half-open TCP) | header |
 //! | 8 | ICMP/ICMPv6 type + 1 (0 when not ICMP) | header |
 //! | 9 | packets of the flow so far, this one included ([`log2_q3`]) | flow |
-//! | 10 | mean packet size of the flow (IP bytes; 0 for UDP and ICMP) | flow |
+//! | 10 | mean packet size of the flow (IP bytes; 0 for UDP, ICMP, half-open TCP) | flow |
 //! | 11 | microseconds since the flow's previous packet ([`log2_q3`]; of [`IAT_NONE_US`] for the first) | flow |
 //! | 12 | SYN packets of the flow ([`log2_q3`]) | flow |
 //! | 13 | FIN or RST packets of the flow ([`log2_q3`]) | flow |
 //! | 14 | packet rate of the source host ([`log2_q3`] of a decayed count) | host |
-//! | 15 | byte rate of the source host (log; 0 for UDP and ICMP) | host |
+//! | 15 | byte rate of the source host (log; 0 for UDP, ICMP, half-open TCP) | host |
 //! | 16 | rate of SYNs without ACK from the source host (log) | host |
 //! | 17 | rate of new flows from the source host (log) | host |
 //! | 18 | ICMP rate of the source host (log) | host |
@@ -37,30 +37,17 @@
 //! A flow is the 5-tuple [`FlowKey`] in one direction, a host its source address, a service
 //! its [`ServiceKey`]; rates, sketches and pacing are explained in [`crate::host`].
 //!
-//! Schema v3 against v2: TTL and TCP window are gone, ports and flow counters are on the log
-//! scale, the host's pacing is new. TTLs and windows are settings of the sending tool (hping3
-//! -t/-w, nmap's random TTLs, another OS), and raw port numbers and counts single out the exact
-//! ports and lengths of the training runs: on the lab's held-out family a model used them
-//! and missed floods and scans whose settings it had not seen (scripts/heldout.sh). The log
-//! scale keeps whether a port is well-known and the order of magnitude of a count.
-//!
-//! Schema v4 against v3: a UDP datagram's features hold no size (IP length, payload, the
-//! flow's mean size and the host's byte rate read 0) and its ports only their [`port_class`].
-//! A UDP flood tool and a UDP application choose both freely (hping3 -d/-p, iperf3 -l/-p),
-//! and on the lab's runs a model told a run's floods from its streams by them: trained on 13
-//! family-A runs with port classes and sizes, it detected 1.8% of a 14th A run's flood
-//! (without sizes 99.99%), and with log-scale ports it missed a held-out family-B flood whose
-//! ports it had not seen (scripts/heldout.sh, README). What is left for UDP is how a host
-//! sends: rates, pacing, flows, the port classes, ports and hosts touched.
-//!
-//! Schema v5 against v4: no port numbers or classes at all, and no sizes for ICMP either. A
-//! port is the setting of a tool or a service (hping3 -p/-s, nmap -g, iperf3 -p), and so is a
-//! ping's size (ping -s): in the lab's family A every SYN flood goes to port 80 and every
-//! iperf3 TCP stream to 5201, so "TCP to 5201 is benign" was learnable there and wrong for a
-//! SYN flood to 5201 (family C); A's pings are all 56 bytes, its ICMP floods 0-512. Their slots
-//! hold what a TCP flow does instead: the share of its packets with ACK (a handshake that
-//! completes, or SYNs that never do) and whether it is still half open. Which ports a host
-//! touches stays in the host's and the service's counts.
+//! # Left out on purpose
+//! A feature that a sending tool or a service sets freely describes the recording, not the
+//! behaviour: a model trained on one lab family learns it and fails on the next (see
+//! scripts/heldout.sh and the README's held-out protocol). So the vector holds no TTL, TCP
+//! window or port number (hping3 -t/-w/-p/-s, nmap -g, iperf3 -p, another OS), and no size
+//! where the sender picks it at will: UDP datagrams (hping3 -d, iperf3 -l), ICMP messages
+//! (ping -s) and TCP flows still half open (a SYN flood's payload, hping3 -d). The flow and the
+//! host still count those bytes; counts and gaps are on the [`log2_q3`] scale, which keeps
+//! their order of magnitude and not the exact values of a run. What is left is how a flow, a
+//! host and a service behave: handshakes completed or not, rates, pacing, flows, ports and
+//! hosts touched.
 
 use crate::{
     host::{HOST_FEATURES, HostState, PacketEvent, ServiceKey, ServiceState, fold_addr, log2_q3},
@@ -370,18 +357,25 @@ pub fn observe(h: &Headers, state: PacketState<'_>, now_ns: u64, out: &mut [i32;
     };
     state.host.observe(&event, now_ns, host_out);
     state.service.observe(&event, now_ns, service_out);
-    if h.key.protocol == PROTO_UDP || h.icmp_type != 0 {
-        // No sizes for UDP and ICMP (see the schema notes above): the host and flow still
-        // count the bytes.
+    if h.key.protocol == PROTO_UDP || h.icmp_type != 0 || half_open(h, state.flow) {
+        // No sizes for UDP, ICMP and half-open TCP (see the schema notes above): the host and
+        // flow still count the bytes.
         for i in SENDER_SIZE_FEATURES {
             out[i] = 0;
         }
     }
 }
 
-/// Feature indices of the sizes UDP datagrams and ICMP messages leave out (IP length, payload,
-/// the flow's mean size, the host's byte rate).
+/// Feature indices of the sizes UDP datagrams, ICMP messages and half-open TCP flows leave out
+/// (IP length, payload, the flow's mean size, the host's byte rate).
 const SENDER_SIZE_FEATURES: [usize; 4] = [2, 7, 10, FLOW_FEATURES + 1];
+
+/// Whether the packet's TCP flow has sent SYNs and no ACK yet: a handshake that has not
+/// completed (or never will: a SYN flood, a SYN scan).
+#[inline(always)]
+fn half_open(h: &Headers, flow: &FlowState) -> bool {
+    h.key.protocol == PROTO_TCP && flow.syn > 0 && flow.ack == 0
+}
 
 /// The packet and flow features.
 #[inline(always)]
@@ -415,7 +409,7 @@ fn observe_flow(h: &Headers, flow: &mut FlowState, now_ns: u64, out: &mut [i32; 
     } else {
         0
     };
-    let half_open = tcp && flow.syn > 0 && flow.ack == 0;
+    let half_open = half_open(h, flow);
     *out = [
         h.ip_version as i32,
         h.key.protocol as i32,
@@ -629,23 +623,39 @@ mod tests {
             for name in ["ip_len", "payload_len", "flow_mean_size", "host_byte_rate"] {
                 assert_eq!(f[column(name)], 0, "{name}");
             }
-            assert_eq!((f[column("flow_ack_share")], f[column("flow_half_open")]), (0, 0));
+            assert_eq!(
+                (f[column("flow_ack_share")], f[column("flow_half_open")]),
+                (0, 0)
+            );
             assert!(f[column("host_pkt_rate")] > 0);
         }
     }
 
     /// A handshake that completes leaves the half-open state and raises the ACK share; SYNs
-    /// that never get an ACK stay half open with share 0. Ports change nothing.
+    /// that never get an ACK stay half open with share 0 and carry no size (a SYN flood's
+    /// payload is the tool's setting). Ports change nothing.
     #[test]
     fn tcp_flows_carry_their_ack_share_and_half_open_state() {
+        let sizes = |f: &[i32; NUM_FEATURES]| {
+            ["ip_len", "payload_len", "flow_mean_size", "host_byte_rate"].map(|n| f[column(n)])
+        };
         let mut t = Tables::default();
-        let mut h = parse(&ipv4_tcp(0, 0)[..]).unwrap();
+        let mut h = parse(&ipv4_tcp(0, 256)[..]).unwrap();
         h.tcp_flags = 0x02;
         let syn = t.observe(&h, 1_000_000);
-        assert_eq!((syn[column("flow_ack_share")], syn[column("flow_half_open")]), (0, 1));
+        assert_eq!(
+            (syn[column("flow_ack_share")], syn[column("flow_half_open")]),
+            (0, 1)
+        );
+        assert_eq!(sizes(&syn), [0; 4]);
         h.tcp_flags = 0x10;
         let ack = t.observe(&h, 1_100_000);
-        assert_eq!((ack[column("flow_ack_share")], ack[column("flow_half_open")]), (8, 0));
+        assert_eq!(
+            (ack[column("flow_ack_share")], ack[column("flow_half_open")]),
+            (8, 0)
+        );
+        assert_eq!(sizes(&ack)[..3], [296, 256, 296]);
+        assert!(sizes(&ack)[3] > 0);
         for _ in 0..2 {
             t.observe(&h, 1_200_000);
         }
@@ -655,7 +665,10 @@ mod tests {
         (other.key.src_port, other.key.dst_port) = (40000, 5201);
         other.tcp_flags = 0x02;
         let g = t.observe(&other, 1_400_000);
-        assert_eq!((g[column("flow_ack_share")], g[column("flow_half_open")]), (0, 1));
+        assert_eq!(
+            (g[column("flow_ack_share")], g[column("flow_half_open")]),
+            (0, 1)
+        );
     }
 
     #[test]

@@ -147,21 +147,23 @@ mod tests {
 
     #[test]
     fn packets_parse_to_the_features_they_were_built_with() {
-        let syn = TcpSegment {
+        const TCP_SYN_ACK: u8 = TCP_SYN | 0x10;
+        let segment = TcpSegment {
             src_port: 40000,
             dst_port: 80,
             seq: 7,
-            flags: TCP_SYN,
+            flags: TCP_SYN_ACK,
             window: 1024,
             options: &[2, 4, 5, 0xb4],
         }
         .build(A, B);
         let mut frame = vec![0u8; 12];
         frame.extend_from_slice(&0x0800u16.to_be_bytes());
-        frame.extend_from_slice(&ipv4(A, B, PROTO_TCP, 64, 1, &syn));
+        frame.extend_from_slice(&ipv4(A, B, PROTO_TCP, 64, 1, &segment));
         let (key, f) = FlowTable::new().observe(&frame, 0).unwrap();
         assert_eq!((key.src_port, key.dst_port), (40000, 80));
-        // ip_len, header len, flags, payload
-        assert_eq!([f[2], f[3], f[6], f[7]], [44, 20, 2, 0]);
+        // ip_len, header len, flags, payload (a SYN-ACK: the flow is not half open, so its
+        // sizes are features)
+        assert_eq!([f[2], f[3], f[6], f[7]], [44, 20, TCP_SYN_ACK as i32, 0]);
     }
 }
