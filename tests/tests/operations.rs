@@ -503,3 +503,140 @@ fn the_exporter_survives_descriptor_exhaustion_and_idle_clients() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[track_caller]
+fn status_json() -> serde_json::Value {
+    let out = ok(&["status", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `npk status --json`'s attachment on `iface`, if it lists one.
+fn listed(status: &serde_json::Value, iface: &str) -> Option<serde_json::Value> {
+    status["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["iface"] == iface)
+        .cloned()
+}
+
+/// `npk status` lists a pinned XDP attachment and a foreground TC one as the kernel runs
+/// them; a foreground attach in another network namespace (bpffs is shared by all) is listed
+/// as held there, not as stale, and `npk cleanup` and `npk detach` leave its pins alone.
+#[test]
+fn status_lists_what_the_kernel_runs_and_nothing_removes_another_namespaces_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained_model(dir.path(), 3);
+    let (pinned_lab, foreground_lab, other_lab) = (
+        NetLab::create(1).unwrap(),
+        NetLab::create(1).unwrap(),
+        NetLab::create(1).unwrap(),
+    );
+    let pinned = pinned_lab.host_if.as_str();
+    ok(&[
+        "attach", "--iface", pinned, "--model", &model, "--mode", "skb", "--pin",
+    ]);
+    let mut foreground = Running::start(&[
+        "attach",
+        "--iface",
+        &foreground_lab.host_if,
+        "--model",
+        &model,
+        "--mode",
+        "tc",
+    ]);
+    foreground.wait_for("Ctrl-C detaches");
+    // nsenter switches only the network namespace (`ip netns exec` would remount /sys and
+    // hide bpffs).
+    let mut other = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", other_lab.netns))
+        .arg(npk())
+        .args(["attach", "--iface", &other_lab.ns_if, "--model", &model])
+        .args(["--mode", "skb"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let other_pins = npk::kernel::attach::pin_dir(&other_lab.ns_if.parse().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !other_pins.join("prog").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pins from the other namespace"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let status = status_json();
+    let a = listed(&status, pinned).unwrap_or_else(|| panic!("{pinned} not listed: {status}"));
+    assert_eq!(a["mode"], "skb", "{a}");
+    assert_eq!(a["pinned"], true, "{a}");
+    assert_eq!(a["owner_pid"], serde_json::Value::Null, "{a}");
+    assert_eq!(a["program_id"], xdp_program_id(pinned), "{a}");
+    assert_eq!(
+        (
+            a["model"]["version"].as_u64(),
+            a["model"]["inputs"].as_u64()
+        ),
+        (Some(1), Some(26))
+    );
+    assert!(a["up_s"].as_u64().is_some(), "{a}");
+    let f = listed(&status, &foreground_lab.host_if)
+        .unwrap_or_else(|| panic!("foreground attachment not listed: {status}"));
+    assert_eq!(f["mode"], "tc", "{f}");
+    assert_eq!(f["pinned"], false, "{f}");
+    assert_eq!(f["owner_pid"], foreground.child.id(), "{f}");
+    assert!(listed(&status, &other_lab.ns_if).is_none(), "{status}");
+    let elsewhere = status["other_pins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["dir"] == other_pins.to_str().unwrap())
+        .unwrap_or_else(|| panic!("the other namespace's pins not listed: {status}"))
+        .clone();
+    assert_eq!(elsewhere["stale"], false, "{elsewhere}");
+    assert!(
+        elsewhere["why"]
+            .as_str()
+            .unwrap()
+            .contains("another network namespace"),
+        "{elsewhere}"
+    );
+
+    ok(&["cleanup"]);
+    assert!(
+        other_pins.join("prog").exists(),
+        "cleanup removed a running attach's pins"
+    );
+    let detach = Command::new(npk())
+        .args(["detach", "--iface", &other_lab.ns_if])
+        .output()
+        .unwrap();
+    assert!(!detach.status.success());
+    assert!(
+        String::from_utf8_lossy(&detach.stderr).contains("not in this network namespace"),
+        "{}",
+        String::from_utf8_lossy(&detach.stderr)
+    );
+    assert!(
+        other_pins.join("prog").exists(),
+        "detach removed a running attach's pins"
+    );
+
+    // SAFETY: kill on our own child's pid.
+    assert_eq!(unsafe { libc::kill(other.id() as i32, libc::SIGTERM) }, 0);
+    assert!(other.wait().unwrap().success());
+    assert!(stop(foreground).0);
+    ok(&["detach", "--iface", pinned]);
+    let status = status_json();
+    for iface in [pinned, foreground_lab.host_if.as_str()] {
+        assert!(
+            listed(&status, iface).is_none(),
+            "{iface} still listed: {status}"
+        );
+    }
+    assert!(
+        !other_pins.exists(),
+        "the other namespace's attach left its pins"
+    );
+}

@@ -14,6 +14,7 @@ mod r#gen;
 mod import;
 mod inspect;
 mod serve;
+mod status;
 mod train;
 mod verify;
 
@@ -65,6 +66,9 @@ pub enum Command {
     /// Per-class counters, drops, pps and ns per packet of an attached classifier.
     #[command(after_help = "Example:\n  sudo npk stats --iface eth0 --watch")]
     Stats(attach::StatsArgs),
+    /// What npk runs on this host: attachments, kernel servers, stale pins.
+    #[command(after_help = "Example:\n  sudo npk status\n  sudo npk status --json")]
+    Status(status::StatusArgs),
     /// Remove what killed npk commands left behind (namespaces, veths, stale pins), only that.
     #[command(after_help = "Example:\n  sudo npk cleanup --dry-run\n  sudo npk cleanup")]
     Cleanup(cleanup::CleanupArgs),
@@ -126,6 +130,7 @@ impl Cli {
             Command::Detach(a) => attach::run_detach(a),
             Command::Push(a) => attach::run_push(a),
             Command::Stats(a) => attach::run_stats(a),
+            Command::Status(a) => status::run(a),
             Command::Cleanup(a) => cleanup::run(a),
             Command::Exporter(a) => exporter::run(a),
             Command::Bench(a) => bench::run(a),

@@ -207,6 +207,8 @@ fn start_time(pid: u32) -> Option<u64> {
 pub enum PinState {
     /// The kernel runs the pinned program on the interface.
     Attached {
+        /// Where the kernel runs it, as the kernel reports it.
+        mode: AttachMode,
         /// `npk attach --pin`: the link pin keeps it attached.
         pinned_link: bool,
         /// The process that attached it, while it runs (a foreground `npk attach`).
@@ -214,6 +216,10 @@ pub enum PinState {
     },
     /// An `npk attach` (this pid) is creating the pins right now.
     Attaching { pid: u32 },
+    /// The `npk` process (this pid) that made the pins runs, but no interface of that name is
+    /// in this network namespace: bpffs is shared by every namespace, so the pins are most
+    /// likely its attachment in another one (a lab namespace of `npk gen`/`npk demo`).
+    Elsewhere { pid: u32 },
     /// Pins of a program the kernel runs nowhere: left by an attach that was killed or whose
     /// interface was deleted.
     Stale(Stale),
@@ -286,6 +292,12 @@ pub enum AttachError {
     },
     #[error("npk is being attached to {iface} by pid {pid} right now; try again in a moment")]
     Attaching { iface: IfaceName, pid: u32 },
+    #[error(
+        "the pins for {iface} belong to running npk pid {pid}, whose {iface} is not in this \
+         network namespace (bpffs is shared by all of them); stop pid {pid}, or run this where \
+         its interface is"
+    )]
+    Elsewhere { iface: IfaceName, pid: u32 },
     #[error(
         "{iface} is held by a foreground `npk attach` (pid {pid}); stop it (Ctrl-C, or kill {pid}) \
          instead: it detaches and removes its pins"
@@ -480,9 +492,16 @@ fn attach_with(
                 pid,
             });
         }
+        Some(PinState::Elsewhere { pid }) => {
+            return Err(AttachError::Elsewhere {
+                iface: iface.clone(),
+                pid,
+            });
+        }
         Some(PinState::Attached {
             pinned_link,
             running_owner,
+            ..
         }) => {
             let (how, undo) = match running_owner.filter(|_| !pinned_link) {
                 Some(pid) => (
@@ -700,7 +719,8 @@ impl Attachment {
         if ifindex(&self.iface) != Some(self.ifindex) {
             return Ok(Some(Stale::InterfaceGone));
         }
-        Ok((!runs_on(&self.iface, self.ifindex, self.prog_id)?)
+        Ok(attached_mode(&self.iface, self.ifindex, self.prog_id)?
+            .is_none()
             .then_some(Stale::NotAttached { owner: None }))
     }
 }
@@ -810,14 +830,18 @@ pub fn pin_state(iface: &IfaceName) -> Result<Option<PinState>, AttachError> {
     }
     let prog_id = pinned_program(&prog_pin)?.id();
     let Some(index) = ifindex(iface) else {
-        return Ok(Some(PinState::Stale(Stale::InterfaceGone)));
+        return Ok(Some(match owner {
+            Some(pid) => PinState::Elsewhere { pid },
+            None => PinState::Stale(Stale::InterfaceGone),
+        }));
     };
-    if !runs_on(iface, index, prog_id)? {
+    let Some(mode) = attached_mode(iface, index, prog_id)? else {
         return Ok(Some(PinState::Stale(Stale::NotAttached {
             owner: Owner::read(&dir).map(|o| o.pid),
         })));
-    }
+    };
     Ok(Some(PinState::Attached {
+        mode,
         pinned_link: dir.join(LINK_PIN).exists(),
         running_owner: owner,
     }))
@@ -832,6 +856,10 @@ pub fn live_pins(iface: &IfaceName) -> Result<PathBuf, AttachError> {
         None => Err(AttachError::NotAttached {
             iface: iface.clone(),
             dir,
+        }),
+        Some(PinState::Elsewhere { pid }) => Err(AttachError::Elsewhere {
+            iface: iface.clone(),
+            pid,
         }),
         Some(PinState::Attaching { pid }) => Err(AttachError::Attaching {
             iface: iface.clone(),
@@ -940,9 +968,16 @@ pub fn detach(iface: &IfaceName) -> Result<Detached, AttachError> {
                 pid,
             });
         }
+        Some(PinState::Elsewhere { pid }) => {
+            return Err(AttachError::Elsewhere {
+                iface: iface.clone(),
+                pid,
+            });
+        }
         Some(PinState::Attached {
             pinned_link: false,
             running_owner: Some(pid),
+            ..
         }) => {
             return Err(AttachError::Foreground {
                 iface: iface.clone(),
@@ -1103,6 +1138,7 @@ pub fn pin_dirs() -> Result<Vec<PinDir>, AttachError> {
             Ok(Some(PinState::Attached {
                 pinned_link,
                 running_owner,
+                ..
             })) => judged(
                 None,
                 Some(match running_owner.filter(|_| !pinned_link) {
@@ -1113,6 +1149,13 @@ pub fn pin_dirs() -> Result<Vec<PinDir>, AttachError> {
             Ok(Some(PinState::Attaching { pid })) => {
                 judged(None, Some(format!("being attached by pid {pid}")))
             }
+            Ok(Some(PinState::Elsewhere { pid })) => judged(
+                None,
+                Some(format!(
+                    "held by running npk process {pid}; its interface is in another network \
+                     namespace"
+                )),
+            ),
             Ok(None) => continue,
             Err(e) => judged(None, Some(format!("cannot tell whether it is live: {e}"))),
         });
@@ -1121,29 +1164,39 @@ pub fn pin_dirs() -> Result<Vec<PinDir>, AttachError> {
     Ok(dirs)
 }
 
-/// Whether the kernel runs program `prog_id` on interface `ifindex`: XDP (netlink) or TCX
-/// ingress (BPF_PROG_QUERY).
-fn runs_on(iface: &IfaceName, ifindex: u32, prog_id: u32) -> Result<bool, AttachError> {
+/// Where the kernel runs program `prog_id` on interface `ifindex`, if it does: XDP in a mode
+/// (netlink) or TCX ingress (BPF_PROG_QUERY).
+fn attached_mode(
+    iface: &IfaceName,
+    ifindex: u32,
+    prog_id: u32,
+) -> Result<Option<AttachMode>, AttachError> {
     let query_error = |source| AttachError::Query {
         iface: iface.clone(),
         source,
     };
     match xdp_program_ids(ifindex) {
-        Ok(ids) if ids.contains(&prog_id) => return Ok(true),
-        Ok(_) => {}
-        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(false),
+        Ok(ids) => {
+            if let Some(&(mode, _)) = ids.iter().find(|&&(_, id)| id == prog_id) {
+                return Ok(Some(mode));
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(None),
         Err(e) => return Err(query_error(e)),
     }
     Ok(tcx_ingress_program_ids(ifindex)
         .map_err(query_error)?
-        .contains(&prog_id))
+        .contains(&prog_id)
+        .then_some(AttachMode::Tc))
 }
 
-/// The XDP programs attached to interface `ifindex` (every mode), from RTM_GETLINK's IFLA_XDP.
-fn xdp_program_ids(ifindex: u32) -> io::Result<Vec<u32>> {
+/// The XDP programs attached to interface `ifindex` and their modes, from RTM_GETLINK's
+/// IFLA_XDP (the kernel names each attached program by its mode's attribute; npk never
+/// attaches in hardware offload mode, so such a program is not npk's).
+fn xdp_program_ids(ifindex: u32) -> io::Result<Vec<(AttachMode, u32)>> {
     const IFLA_XDP: u16 = 43;
-    // IFLA_XDP_PROG_ID, _DRV_PROG_ID, _SKB_PROG_ID, _HW_PROG_ID.
-    const PROG_IDS: [u16; 4] = [4, 5, 6, 7];
+    const IFLA_XDP_DRV_PROG_ID: u16 = 5;
+    const IFLA_XDP_SKB_PROG_ID: u16 = 6;
     #[repr(C)]
     struct Request {
         header: libc::nlmsghdr,
@@ -1211,8 +1264,13 @@ fn xdp_program_ids(ifindex: u32) -> io::Result<Vec<u32>> {
         .get(header + size_of::<libc::ifinfomsg>()..)
         .ok_or_else(malformed)?;
     for (_, xdp) in netlink_attributes(body).filter(|&(kind, _)| kind == IFLA_XDP) {
-        for (_, id) in netlink_attributes(xdp).filter(|(kind, _)| PROG_IDS.contains(kind)) {
-            ids.extend(u32_at(id, 0).filter(|&id| id != 0));
+        for (kind, id) in netlink_attributes(xdp) {
+            let mode = match kind {
+                IFLA_XDP_DRV_PROG_ID => AttachMode::Native,
+                IFLA_XDP_SKB_PROG_ID => AttachMode::Skb,
+                _ => continue,
+            };
+            ids.extend(u32_at(id, 0).filter(|&id| id != 0).map(|id| (mode, id)));
         }
     }
     Ok(ids)

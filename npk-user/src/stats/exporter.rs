@@ -8,7 +8,11 @@
 //! Metric names, help and units of the classifier come from [`super::COUNTERS`]; encoding
 //! is prometheus-client's.
 
-use std::{fmt, io, net::SocketAddr, time::Duration};
+use std::{
+    fmt, io,
+    net::SocketAddr,
+    time::{Duration, SystemTime},
+};
 
 use aya::{
     maps::{Map, MapData, MapInfo, PerCpuArray},
@@ -29,7 +33,7 @@ use prometheus_client::{
 use super::{CLASS_COUNTERS, COUNTERS};
 use crate::kernel::{
     ControlMaps,
-    attach::{self, IfaceName, PinState},
+    attach::{self, AttachMode, IfaceName, PinState},
 };
 
 /// The port `npk exporter` listens on by default (on 127.0.0.1 only).
@@ -46,6 +50,11 @@ pub enum ExporterError {
     Attachment {
         iface: IfaceName,
         source: Box<crate::kernel::KernelError>,
+    },
+    #[error("reading the program attached to {iface}: {source}")]
+    Program {
+        iface: IfaceName,
+        source: Box<attach::AttachError>,
     },
     #[error("listing the kernel's BPF programs: {0}")]
     Programs(#[from] aya::programs::ProgramError),
@@ -106,9 +115,35 @@ impl ModelInfo {
 #[derive(Clone, Debug)]
 pub struct AttachmentStats {
     pub iface: IfaceName,
+    /// Where the kernel runs it.
+    pub mode: AttachMode,
+    pub program: ProgramSummary,
+    /// `npk attach --pin`: it stays attached without a process.
+    pub pinned_link: bool,
+    /// The foreground `npk attach` that holds it, while it runs.
+    pub owner: Option<u32>,
     pub counters: Counters,
     pub model: Option<ModelInfo>,
     pub run_time: Option<RunTime>,
+}
+
+/// The attached program as the kernel knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramSummary {
+    pub name: String,
+    pub id: u32,
+    /// When it was loaded (the kernel's boot-time clock, converted).
+    pub loaded_at: Option<SystemTime>,
+}
+
+impl ProgramSummary {
+    fn of(info: &ProgramInfo) -> Self {
+        Self {
+            name: info.name_as_str().unwrap_or("?").to_string(),
+            id: info.id(),
+            loaded_at: info.loaded_at(),
+        }
+    }
 }
 
 /// One kernel server.
@@ -141,13 +176,20 @@ impl HostStats {
                 continue;
             };
             // Stale, half-made or gone since the listing: not an attachment.
-            if !matches!(
-                attach::pin_state(&iface),
-                Ok(Some(PinState::Attached { .. }))
-            ) {
+            let Ok(Some(PinState::Attached {
+                mode,
+                pinned_link,
+                running_owner,
+            })) = attach::pin_state(&iface)
+            else {
                 continue;
-            }
-            match read_attachment(&iface, &dir.dir) {
+            };
+            let how = How {
+                mode,
+                pinned_link,
+                owner: running_owner,
+            };
+            match read_attachment(&iface, &dir.dir, how) {
                 Ok(a) => attachments.push(a),
                 // Detached while being read: gone, not an error.
                 Err(_) if !attached(&iface) => {}
@@ -189,26 +231,39 @@ fn attached(iface: &IfaceName) -> bool {
     )
 }
 
+/// How an attachment is attached, from its [`PinState::Attached`].
+struct How {
+    mode: AttachMode,
+    pinned_link: bool,
+    owner: Option<u32>,
+}
+
 fn read_attachment(
     iface: &IfaceName,
     dir: &std::path::Path,
+    how: How,
 ) -> Result<AttachmentStats, ExporterError> {
     let failed = |source: crate::kernel::KernelError| ExporterError::Attachment {
         iface: iface.clone(),
         source: Box::new(source),
     };
     let maps = ControlMaps::from_pins(dir).map_err(failed)?;
+    let info = attach::program_info(iface).map_err(|source| ExporterError::Program {
+        iface: iface.clone(),
+        source: Box::new(source),
+    })?;
     Ok(AttachmentStats {
         iface: iface.clone(),
+        mode: how.mode,
+        program: ProgramSummary::of(&info),
+        pinned_link: how.pinned_link,
+        owner: how.owner,
         counters: maps.counters().map_err(failed)?,
         model: maps
             .active_model()
             .map_err(failed)?
             .map(|m| ModelInfo::of(&m)),
-        run_time: attach::program_info(iface)
-            .ok()
-            .as_ref()
-            .and_then(RunTime::of),
+        run_time: RunTime::of(&info),
     })
 }
 
@@ -570,6 +625,14 @@ mod tests {
         HostStats {
             attachments: vec![AttachmentStats {
                 iface: "eth0".parse().unwrap(),
+                mode: AttachMode::Native,
+                program: ProgramSummary {
+                    name: "npk_bounded_32".into(),
+                    id: 40,
+                    loaded_at: None,
+                },
+                pinned_link: true,
+                owner: None,
                 counters,
                 model: Some(ModelInfo {
                     version: 2,
