@@ -324,7 +324,7 @@ fn classify_run(
 ) -> Result<Live> {
     say(&format!(
         "live: lab run of settings family B (seed {seed}, {} s, settings never in training), \
-         model attached at the server's ingress ({:?}), {what}",
+         model attached at the server's ingress ({}), {what}",
         config.replay.as_secs(),
         config.mode
     ));

@@ -615,7 +615,7 @@ fn replay(
     let mut attachment = attach::attach(&iface, config.mode, model, &drop_attacks(), false)?;
     let mut sampler = Sampler::take(&mut attachment.classifier)?;
     say(&format!(
-        "replay: {} s of fresh traffic, model attached to {} ({:?}), attacks dropped",
+        "replay: {} s of fresh traffic, model attached to {} ({}), attacks dropped",
         config.replay.as_secs_f64(),
         lab.host_if,
         config.mode

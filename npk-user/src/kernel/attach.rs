@@ -365,7 +365,11 @@ pub enum AttachError {
         "this kernel ({release}) has no TCX links: TC needs TCX (Linux >= 6.6); use --mode skb/native"
     )]
     NoTcx { release: String },
-    #[error("the loaded classifier is {loaded:?}, attaching in {mode:?} mode needs {needed:?}")]
+    #[error(
+        "the loaded classifier is {}, attaching as {mode} needs {}",
+        loaded.name(),
+        needed.name()
+    )]
     WrongProgram {
         loaded: ProgramKind,
         mode: AttachMode,
@@ -655,7 +659,7 @@ fn attach_link(
             let id = xdp
                 .attach(iface.as_str(), flags)
                 .map_err(program_error(format!(
-                    "attaching XDP in {mode:?} mode to {iface} failed{hint}"
+                    "attaching {mode} to {iface} failed{hint}"
                 )))?;
             xdp.take_link(id)
                 .map_err(program_error("taking the XDP link".into()))?

@@ -36,7 +36,7 @@ pub enum KernelServerError {
     Map(#[from] MapError),
     #[error(transparent)]
     Program(#[from] ProgramError),
-    #[error("attaching {PROG_SERVE} to {iface} in {mode:?} mode")]
+    #[error("attaching {PROG_SERVE} to {iface} in {} mode", xdp_mode_name(*mode))]
     Attach {
         iface: String,
         mode: XdpMode,
@@ -212,5 +212,15 @@ impl KernelServer {
         })?;
         out.truncate(result.data_size_out as usize);
         Ok((result.return_value, out))
+    }
+}
+
+/// The name of `mode` as npk's options spell it (aya's Debug is not for users).
+fn xdp_mode_name(mode: XdpMode) -> &'static str {
+    match mode {
+        XdpMode::Default => "the kernel's default",
+        XdpMode::Skb => "skb",
+        XdpMode::Driver => "native",
+        XdpMode::Hardware => "hardware offload",
     }
 }
