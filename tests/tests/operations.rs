@@ -614,7 +614,7 @@ fn status_lists_what_the_kernel_runs_and_nothing_removes_another_namespaces_pins
         .unwrap();
     assert!(!detach.status.success());
     assert!(
-        String::from_utf8_lossy(&detach.stderr).contains("not in this network namespace"),
+        String::from_utf8_lossy(&detach.stderr).contains("another network namespace"),
         "{}",
         String::from_utf8_lossy(&detach.stderr)
     );
@@ -639,4 +639,132 @@ fn status_lists_what_the_kernel_runs_and_nothing_removes_another_namespaces_pins
         !other_pins.exists(),
         "the other namespace's attach left its pins"
     );
+}
+
+#[track_caller]
+fn ip_link(args: &[&str]) {
+    let status = Command::new("ip").arg("link").args(args).status().unwrap();
+    assert!(status.success(), "ip link {args:?} failed");
+}
+
+/// `nsenter --net` into `netns` running npk with `args` (only the network namespace changes:
+/// bpffs stays the host's).
+fn npk_in(netns: &str, args: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{netns}"))
+        .arg(npk())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A pinned attachment follows its interface's rename (stats, status, detach by either name),
+/// and one pinned in another network namespace is never taken for stale: `npk cleanup` keeps
+/// it, `npk detach` here refuses it, `npk detach` there removes it.
+#[test]
+fn pinned_attachments_survive_renames_and_other_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained_model(dir.path(), 3);
+    let (renamed_lab, other_lab) = (NetLab::create(1).unwrap(), NetLab::create(1).unwrap());
+    let old = renamed_lab.host_if.as_str();
+    let new = format!("npkr{}", std::process::id() % 100_000);
+    ok(&[
+        "attach", "--iface", old, "--model", &model, "--mode", "skb", "--pin",
+    ]);
+    let id = xdp_program_id(old);
+    ip_link(&["set", old, "down"]);
+    ip_link(&["set", old, "name", &new]);
+    ip_link(&["set", &new, "up"]);
+    assert_eq!(
+        xdp_program_id(&new),
+        id,
+        "the program left the renamed interface"
+    );
+    let pins = npk::kernel::attach::pin_dir(&old.parse().unwrap());
+
+    let attached = npk_in(
+        &other_lab.netns,
+        &[
+            "attach",
+            "--iface",
+            &other_lab.ns_if,
+            "--model",
+            &model,
+            "--mode",
+            "skb",
+            "--pin",
+        ],
+    );
+    assert!(
+        attached.status.success(),
+        "{}",
+        String::from_utf8_lossy(&attached.stderr)
+    );
+    let other_pins = npk::kernel::attach::pin_dir(&other_lab.ns_if.parse().unwrap());
+
+    for name in [old, new.as_str()] {
+        assert!(
+            stats_json(name)["packets"].as_u64().is_some(),
+            "stats --iface {name}"
+        );
+    }
+    let status = status_json();
+    let a = listed(&status, &new).unwrap_or_else(|| panic!("{new} not listed: {status}"));
+    assert_eq!(a["pins"], pins.to_str().unwrap(), "{a}");
+    assert_eq!(a["program_id"], id, "{a}");
+    let other = status["other_pins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["dir"] == other_pins.to_str().unwrap())
+        .unwrap_or_else(|| panic!("the other namespace's pins not listed: {status}"))
+        .clone();
+    assert_eq!(other["stale"], false, "{other}");
+    assert!(
+        other["why"]
+            .as_str()
+            .unwrap()
+            .contains("another network namespace"),
+        "{other}"
+    );
+
+    ok(&["cleanup"]);
+    assert!(
+        pins.join("link").exists(),
+        "cleanup removed the renamed interface's pins"
+    );
+    assert!(
+        other_pins.join("link").exists(),
+        "cleanup removed another namespace's pins"
+    );
+    let refused = Command::new(npk())
+        .args(["detach", "--iface", &other_lab.ns_if])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("another network namespace"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(
+        other_pins.join("link").exists(),
+        "detach removed another namespace's pins"
+    );
+
+    ok(&["detach", "--iface", &new]);
+    assert!(!has_xdp(&new), "still attached to {new}");
+    assert!(!pins.exists(), "pins left in {}", pins.display());
+    let detached = npk_in(&other_lab.netns, &["detach", "--iface", &other_lab.ns_if]);
+    assert!(
+        detached.status.success(),
+        "{}",
+        String::from_utf8_lossy(&detached.stderr)
+    );
+    assert!(
+        !other_pins.exists(),
+        "pins left in {}",
+        other_pins.display()
+    );
+    // Deleting the lab's namespace deletes the pair, whatever its host end is called.
 }

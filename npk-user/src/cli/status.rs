@@ -31,12 +31,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
     // Pin directories that are not a listed attachment: (directory, stale, why).
     let others: Vec<(String, bool, String)> = attach::pin_dirs()?
         .into_iter()
-        .filter(|d| {
-            !host
-                .attachments
-                .iter()
-                .any(|a| d.dir == attach::pin_dir(&a.iface))
-        })
+        .filter(|d| !host.attachments.iter().any(|a| d.dir == a.pins))
         .map(|d| {
             let why = match (&d.stale, &d.kept) {
                 (Some(stale), _) => stale.to_string(),
@@ -120,6 +115,7 @@ fn counters(a: &AttachmentStats) -> Snapshot {
 fn attachment_json(a: &AttachmentStats, now: SystemTime) -> serde_json::Value {
     json!({
         "iface": a.iface.as_str(),
+        "pins": a.pins.display().to_string(),
         "mode": mode_name(a.mode),
         "program": a.program.name,
         "program_id": a.program.id,

@@ -11,7 +11,11 @@
 //! interface (XDP in any mode from netlink RTM_GETLINK, TC from BPF_PROG_QUERY on TCX ingress;
 //! CAP_NET_ADMIN suffices for both). A killed foreground `npk attach` closed its link, a deleted
 //! interface took its links with it: both leave pins the kernel runs nowhere, which
-//! [`pin_state`] reports as [`PinState::Stale`]. The `owner` link only tells a directory that an
+//! [`pin_state`] reports as [`PinState::Stale`]. bpffs is one for every network namespace and a
+//! name is not an identity: a pinned link that still holds an interface (its link info's
+//! ifindex) runs on a renamed interface here ([`PinState::Renamed`]) or on one in another
+//! namespace ([`PinState::Elsewhere`]), as do the pins of a running `npk attach` whose interface
+//! is not here; neither is ever stale. The `owner` link only tells a directory that an
 //! `npk attach` is still filling from one whose attach died half-way.
 
 use std::{
@@ -216,10 +220,14 @@ pub enum PinState {
     },
     /// An `npk attach` (this pid) is creating the pins right now.
     Attaching { pid: u32 },
-    /// The `npk` process (this pid) that made the pins runs, but no interface of that name is
-    /// in this network namespace: bpffs is shared by every namespace, so the pins are most
-    /// likely its attachment in another one (a lab namespace of `npk gen`/`npk demo`).
-    Elsewhere { pid: u32 },
+    /// The kernel runs the pinned program, but not on an interface of this name in this
+    /// network namespace: bpffs is shared by every namespace, so these are the pins of an
+    /// attachment in another one (a lab namespace of `npk gen`/`npk demo`, a container). Held
+    /// by a running `npk attach` (its pid) or by the pinned link (None).
+    Elsewhere { pid: Option<u32> },
+    /// The pinned link runs the program on an interface of this namespace that has another
+    /// name now (`ip link set OLD name NEW`): the pins stay under the old name.
+    Renamed { now: IfaceName, mode: AttachMode },
     /// Pins of a program the kernel runs nowhere: left by an attach that was killed or whose
     /// interface was deleted.
     Stale(Stale),
@@ -293,11 +301,16 @@ pub enum AttachError {
     #[error("npk is being attached to {iface} by pid {pid} right now; try again in a moment")]
     Attaching { iface: IfaceName, pid: u32 },
     #[error(
-        "the pins for {iface} belong to running npk pid {pid}, whose {iface} is not in this \
-         network namespace (bpffs is shared by all of them); stop pid {pid}, or run this where \
-         its interface is"
+        "the pins for {iface} belong to an attachment in another network namespace (bpffs is \
+         shared by all of them){}; run this where its interface is",
+        pid.map_or(String::new(), |pid| format!(", held by npk pid {pid}"))
     )]
-    Elsewhere { iface: IfaceName, pid: u32 },
+    Elsewhere { iface: IfaceName, pid: Option<u32> },
+    #[error(
+        "the pins for {iface} belong to the attachment on {now} ({iface} was renamed {now}); \
+         use --iface {now}, or `npk detach --iface {now}` first"
+    )]
+    Renamed { iface: IfaceName, now: IfaceName },
     #[error(
         "{iface} is held by a foreground `npk attach` (pid {pid}); stop it (Ctrl-C, or kill {pid}) \
          instead: it detaches and removes its pins"
@@ -500,6 +513,12 @@ fn attach_with(
             return Err(AttachError::Elsewhere {
                 iface: iface.clone(),
                 pid,
+            });
+        }
+        Some(PinState::Renamed { now, .. }) => {
+            return Err(AttachError::Renamed {
+                iface: iface.clone(),
+                now,
             });
         }
         Some(PinState::Attached {
@@ -833,22 +852,99 @@ pub fn pin_state(iface: &IfaceName) -> Result<Option<PinState>, AttachError> {
         }));
     }
     let prog_id = pinned_program(&prog_pin)?.id();
-    let Some(index) = ifindex(iface) else {
-        return Ok(Some(match owner {
-            Some(pid) => PinState::Elsewhere { pid },
-            None => PinState::Stale(Stale::InterfaceGone),
+    let index = ifindex(iface);
+    if let Some(index) = index
+        && let Some(mode) = attached_mode(iface, index, prog_id)?
+    {
+        return Ok(Some(PinState::Attached {
+            mode,
+            pinned_link: dir.join(LINK_PIN).exists(),
+            running_owner: owner,
         }));
-    };
-    let Some(mode) = attached_mode(iface, index, prog_id)? else {
-        return Ok(Some(PinState::Stale(Stale::NotAttached {
+    }
+    // Not run on `iface` here. A pinned link that still holds its interface runs the program
+    // on a renamed interface here or in another namespace; a running owner holds its link in
+    // another namespace (its own watch ends it when its interface goes).
+    let link_pin = dir.join(LINK_PIN);
+    let held = pinned_link_ifindex(&link_pin)
+        .map_err(io_error("reading the link pinned at", &link_pin))?;
+    if let Some(held) = held.filter(|&i| i != 0) {
+        if let Some(now) = ifname(held)
+            && let Some(mode) = attached_mode(&now, held, prog_id)?
+        {
+            return Ok(Some(PinState::Renamed { now, mode }));
+        }
+        return Ok(Some(PinState::Elsewhere { pid: owner }));
+    }
+    if owner.is_some() {
+        return Ok(Some(PinState::Elsewhere { pid: owner }));
+    }
+    Ok(Some(PinState::Stale(match index {
+        None => Stale::InterfaceGone,
+        Some(_) => Stale::NotAttached {
             owner: Owner::read(&dir).map(|o| o.pid),
-        })));
+        },
+    })))
+}
+
+/// The name of interface `index` in this network namespace.
+fn ifname(index: u32) -> Option<IfaceName> {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: if_indextoname writes at most IF_NAMESIZE bytes into `name`.
+    let found = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
+    if found.is_null() {
+        return None;
+    }
+    // SAFETY: on success `name` holds a NUL-terminated string.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    name.to_str().ok()?.parse().ok()
+}
+
+/// The interface index on which the XDP or TCX link pinned at `path` holds its program: 0 when
+/// its interface was deleted (the kernel detaches the link then) or the link is no XDP/TCX
+/// link; None when no link is pinned there.
+fn pinned_link_ifindex(path: &Path) -> io::Result<Option<u32>> {
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    const BPF_LINK_TYPE_XDP: u32 = 6;
+    const BPF_LINK_TYPE_TCX: u32 = 11;
+    /// The head of `struct bpf_link_info`: its union starts at offset 16 (it holds u64s), and
+    /// both the `xdp` and the `tcx` member begin with the interface index.
+    #[repr(C)]
+    #[derive(Default)]
+    struct LinkInfoHead {
+        kind: u32,
+        id: u32,
+        prog_id: u32,
+        _pad: u32,
+        ifindex: u32,
+        attach_type: u32,
+    }
+    /// bpf_attr's `info` member.
+    #[repr(C)]
+    struct InfoByFd {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let link = match bpf_obj_get(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        link => link?,
     };
-    Ok(Some(PinState::Attached {
-        mode,
-        pinned_link: dir.join(LINK_PIN).exists(),
-        running_owner: owner,
-    }))
+    let mut info = LinkInfoHead::default();
+    let mut attr = InfoByFd {
+        bpf_fd: link.as_raw_fd() as u32,
+        info_len: size_of::<LinkInfoHead>() as u32,
+        info: &mut info as *mut LinkInfoHead as u64,
+    };
+    // SAFETY: the kernel writes at most `info_len` bytes into `info`, which outlives the call.
+    unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    Ok(Some(
+        if matches!(info.kind, BPF_LINK_TYPE_XDP | BPF_LINK_TYPE_TCX) {
+            info.ifindex
+        } else {
+            0
+        },
+    ))
 }
 
 /// The pins on `iface` when the kernel runs them; otherwise an error that says what is wrong
@@ -856,8 +952,8 @@ pub fn pin_state(iface: &IfaceName) -> Result<Option<PinState>, AttachError> {
 pub fn live_pins(iface: &IfaceName) -> Result<PathBuf, AttachError> {
     let dir = pin_dir(iface);
     match pin_state(iface)? {
-        Some(PinState::Attached { .. }) => Ok(dir),
-        None => Err(AttachError::NotAttached {
+        Some(PinState::Attached { .. } | PinState::Renamed { .. }) => Ok(dir),
+        None => renamed_to(iface)?.ok_or(AttachError::NotAttached {
             iface: iface.clone(),
             dir,
         }),
@@ -958,14 +1054,21 @@ pub struct Detached {
 /// killed attach, a deleted interface) are removed too. A live foreground attachment is
 /// refused: its process owns it.
 pub fn detach(iface: &IfaceName) -> Result<Detached, AttachError> {
-    let dir = pin_dir(iface);
+    let mut dir = pin_dir(iface);
     let stale = match pin_state(iface)? {
-        None => {
-            return Err(AttachError::NotAttached {
-                iface: iface.clone(),
-                dir,
-            });
-        }
+        // Pins made under the name this interface had before a rename.
+        None => match renamed_to(iface)? {
+            Some(renamed) => {
+                dir = renamed;
+                None
+            }
+            None => {
+                return Err(AttachError::NotAttached {
+                    iface: iface.clone(),
+                    dir,
+                });
+            }
+        },
         Some(PinState::Attaching { pid }) => {
             return Err(AttachError::Attaching {
                 iface: iface.clone(),
@@ -988,7 +1091,7 @@ pub fn detach(iface: &IfaceName) -> Result<Detached, AttachError> {
                 pid,
             });
         }
-        Some(PinState::Attached { .. }) => None,
+        Some(PinState::Attached { .. } | PinState::Renamed { .. }) => None,
         Some(PinState::Stale(stale)) => Some(stale),
     };
     // After any push in progress: it finishes on the attachment, or finds it gone.
@@ -1155,9 +1258,21 @@ pub fn pin_dirs() -> Result<Vec<PinDir>, AttachError> {
             }
             Ok(Some(PinState::Elsewhere { pid })) => judged(
                 None,
+                Some(match pid {
+                    Some(pid) => format!(
+                        "held by running npk process {pid}; its interface is in another \
+                         network namespace"
+                    ),
+                    None => "its pinned link runs the program on an interface in another \
+                             network namespace"
+                        .into(),
+                }),
+            ),
+            Ok(Some(PinState::Renamed { now, .. })) => judged(
+                None,
                 Some(format!(
-                    "held by running npk process {pid}; its interface is in another network \
-                     namespace"
+                    "attached to {now}, which was {iface} when attached (`npk detach --iface \
+                     {now}` removes it)"
                 )),
             ),
             Ok(None) => continue,
@@ -1347,7 +1462,38 @@ fn tcx_ingress_program_ids(ifindex: u32) -> io::Result<Vec<u32>> {
 /// The kernel's accounting of the attached program (run count and time, when
 /// kernel.bpf_stats_enabled is on).
 pub fn program_info(iface: &IfaceName) -> Result<ProgramInfo, AttachError> {
-    pinned_program(&pin_dir(iface).join(PROG_PIN))
+    let dir = pin_dir(iface);
+    let dir = match dir.exists() {
+        true => dir,
+        false => renamed_to(iface)?.unwrap_or(dir),
+    };
+    pinned_program_in(&dir)
+}
+
+/// The program pinned in the attachment directory `dir`.
+pub fn pinned_program_in(dir: &Path) -> Result<ProgramInfo, AttachError> {
+    pinned_program(&dir.join(PROG_PIN))
+}
+
+/// The pin directory of the attachment that runs on `iface` under the name the interface had
+/// when it was attached (`ip link set OLD name NEW` leaves the pins under OLD).
+pub fn renamed_to(iface: &IfaceName) -> Result<Option<PathBuf>, AttachError> {
+    let root = pin_root();
+    let entries = match std::fs::read_dir(&root) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        entries => entries.map_err(io_error("listing", &root))?,
+    };
+    for entry in entries.flatten() {
+        let Some(old) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if let Ok(Some(PinState::Renamed { now, .. })) = pin_state(&old)
+            && &now == iface
+        {
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -114,7 +114,10 @@ impl ModelInfo {
 /// One live attachment.
 #[derive(Clone, Debug)]
 pub struct AttachmentStats {
+    /// The interface's name now.
     pub iface: IfaceName,
+    /// Its pin directory (named after the interface's name when it was attached).
+    pub pins: std::path::PathBuf,
     /// Where the kernel runs it.
     pub mode: AttachMode,
     pub program: ProgramSummary,
@@ -176,18 +179,29 @@ impl HostStats {
                 continue;
             };
             // Stale, half-made or gone since the listing: not an attachment.
-            let Ok(Some(PinState::Attached {
-                mode,
-                pinned_link,
-                running_owner,
-            })) = attach::pin_state(&iface)
-            else {
-                continue;
-            };
-            let how = How {
-                mode,
-                pinned_link,
-                owner: running_owner,
+            let (iface, how) = match attach::pin_state(&iface) {
+                Ok(Some(PinState::Attached {
+                    mode,
+                    pinned_link,
+                    running_owner,
+                })) => (
+                    iface,
+                    How {
+                        mode,
+                        pinned_link,
+                        owner: running_owner,
+                    },
+                ),
+                // Listed under the interface's name now; its pins stay under the old one.
+                Ok(Some(PinState::Renamed { now, mode })) => (
+                    now,
+                    How {
+                        mode,
+                        pinned_link: true,
+                        owner: None,
+                    },
+                ),
+                _ => continue,
             };
             match read_attachment(&iface, &dir.dir, how) {
                 Ok(a) => attachments.push(a),
@@ -225,10 +239,7 @@ impl HostStats {
 
 /// Whether the kernel runs the program pinned for `iface` there now.
 fn attached(iface: &IfaceName) -> bool {
-    matches!(
-        attach::pin_state(iface),
-        Ok(Some(PinState::Attached { .. }))
-    )
+    attach::live_pins(iface).is_ok()
 }
 
 /// How an attachment is attached, from its [`PinState::Attached`].
@@ -248,12 +259,13 @@ fn read_attachment(
         source: Box::new(source),
     };
     let maps = ControlMaps::from_pins(dir).map_err(failed)?;
-    let info = attach::program_info(iface).map_err(|source| ExporterError::Program {
+    let info = attach::pinned_program_in(dir).map_err(|source| ExporterError::Program {
         iface: iface.clone(),
         source: Box::new(source),
     })?;
     Ok(AttachmentStats {
         iface: iface.clone(),
+        pins: dir.to_path_buf(),
         mode: how.mode,
         program: ProgramSummary::of(&info),
         pinned_link: how.pinned_link,
@@ -625,6 +637,7 @@ mod tests {
         HostStats {
             attachments: vec![AttachmentStats {
                 iface: "eth0".parse().unwrap(),
+                pins: "/sys/fs/bpf/npk/eth0".into(),
                 mode: AttachMode::Native,
                 program: ProgramSummary {
                     name: "npk_bounded_32".into(),
