@@ -707,6 +707,7 @@ fn pinned_attachments_survive_renames_and_other_namespaces() {
             stats_json(name)["packets"].as_u64().is_some(),
             "stats --iface {name}"
         );
+        ok(&["push", "--iface", name, "--model", &model]);
     }
     let status = status_json();
     let a = listed(&status, &new).unwrap_or_else(|| panic!("{new} not listed: {status}"));

@@ -999,7 +999,7 @@ pub fn lock_live_pins(iface: &IfaceName) -> Result<(PathBuf, PinLock), AttachErr
         (held, std::fs::metadata(&dir)),
         (Ok(a), Ok(b)) if (a.dev(), a.ino()) == (b.dev(), b.ino())
     );
-    if !same_dir || !matches!(pin_state(iface)?, Some(PinState::Attached { .. })) {
+    if !same_dir || live_pins(iface).ok().as_ref() != Some(&dir) {
         return Err(AttachError::DetachedMeanwhile {
             iface: iface.clone(),
         });
