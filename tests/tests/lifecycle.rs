@@ -466,6 +466,20 @@ fn cleanup_removes_what_a_killed_gen_left_and_keeps_the_rest() {
         "{dry}"
     );
     assert!(pins(&veth).exists(), "--dry-run removed something");
+    let dry: serde_json::Value =
+        serde_json::from_slice(&ok(&["cleanup", "--dry-run", "--json"]).stdout).unwrap();
+    let named = |list: &str, name: String| {
+        dry[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == name.as_str())
+    };
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert!(named("removed", pins(&veth).display().to_string()), "{dry}");
+    assert!(named("kept", pins(iface).display().to_string()), "{dry}");
+    assert!(named("kept", lab.netns.clone()), "{dry}");
+    assert!(pins(&veth).exists(), "--dry-run --json removed something");
 
     let done = stdout(&ok(&["cleanup"]));
     assert!(
