@@ -93,8 +93,9 @@ impl ModelArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("server").args(["kernel", "user"]).required(true)))]
 pub struct ServeArgs {
-    /// Serve in the kernel: attach the XDP server to this interface.
-    #[arg(long, value_name = "IFACE")]
+    /// Serve in the kernel: attach the XDP server to this interface (`--iface` as in the other
+    /// commands).
+    #[arg(long, value_name = "IFACE", visible_alias = "iface")]
     kernel: Option<IfaceName>,
     /// Serve from a userspace UDP socket.
     #[arg(long)]
@@ -112,8 +113,8 @@ pub struct ServeArgs {
     /// Datagrams per recvmmsg/sendmmsg call (--io mmsg).
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// XDP attach mode (--kernel).
-    #[arg(long, value_enum, default_value_t = XdpAttach::Skb)]
+    /// XDP attach mode (--kernel; `--mode` as in the other commands).
+    #[arg(long, value_enum, default_value_t = XdpAttach::Skb, visible_alias = "mode")]
     xdp_mode: XdpAttach,
     /// Also attach to this veth peer, NETNS:IFACE, so that native-mode replies are accepted
     /// there (npk_serve passes them on).
