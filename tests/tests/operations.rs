@@ -626,7 +626,13 @@ fn status_lists_what_the_kernel_runs_and_nothing_removes_another_namespaces_pins
     // SAFETY: kill on our own child's pid.
     assert_eq!(unsafe { libc::kill(other.id() as i32, libc::SIGTERM) }, 0);
     assert!(other.wait().unwrap().success());
-    assert!(stop(foreground).0);
+    let (stopped, lines) = stop(foreground);
+    assert!(stopped, "{lines:?}");
+    // Its output is a pipe, not a terminal: no counters line a second.
+    assert!(
+        !lines.iter().any(|l| l.starts_with("packets ")),
+        "live lines into a pipe: {lines:?}"
+    );
     ok(&["detach", "--iface", pinned]);
     let status = status_json();
     for iface in [pinned, foreground_lab.host_if.as_str()] {

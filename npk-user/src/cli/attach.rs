@@ -214,9 +214,12 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
     let mut kernel_log = KernelLog::take(&mut attachment.classifier.ebpf)?;
     noteln!("attached to {} ({}); Ctrl-C detaches", iface, mode);
     let classes = model.header.num_classes as usize;
+    // The live line is for a person watching; a log (a unit's journal, a file) gets the
+    // attach and detach lines and the kernel's events, not a line a second.
+    let live = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let result = stop.watch(
         &iface,
-        false,
+        live.then_some(false),
         classes,
         Some(&mut kernel_log),
         || Ok(attachment.classifier.counters()?),
@@ -369,7 +372,7 @@ pub fn run_stats(args: StatsArgs) -> Result<()> {
     }
     StopSignals::install()?.watch(
         &args.iface,
-        args.json,
+        Some(args.json),
         classes as usize,
         None,
         || Ok(maps.counters()?),
@@ -433,10 +436,12 @@ impl StopSignals {
 
     /// Prints a snapshot every second until a stop signal (Ok) or until `lost` says the
     /// attachment is gone (an error that says why); forwards `kernel_log` at each snapshot.
+    /// Until a signal or the attachment's loss: every second forwards the kernel's log and,
+    /// with `print` (Some(json)), prints the counters.
     fn watch(
         mut self,
         iface: &IfaceName,
-        json: bool,
+        print: Option<bool>,
         classes: usize,
         mut kernel_log: Option<&mut KernelLog>,
         mut counters: impl FnMut() -> Result<Counters>,
@@ -462,7 +467,9 @@ impl StopSignals {
                         let now = Instant::now();
                         let pps = last.map(|(t, n)| (total - n) as f64 / (now - t).as_secs_f64());
                         last = Some((now, total));
-                        print_snapshot(&snapshot(iface, c, classes, pps), json)?;
+                        if let Some(json) = print {
+                            print_snapshot(&snapshot(iface, c, classes, pps), json)?;
+                        }
                     }
                 }
             }
