@@ -14,6 +14,8 @@
 //!   was killed is removed by the next write of the same target;
 //! - a character device, FIFO or socket (`/dev/stdout`, `/dev/null`, a pipe) cannot be
 //!   replaced, so it is written in place, as a stream;
+//! - `-` is the process's standard output, written through its descriptor whatever it is
+//!   (`> file` in a shell: the file the shell opened, not a new one);
 //! - anything else (a directory, a block device) is refused.
 //!
 //! Report lines go through [`Console`] (and [`outln!`](crate::outln)): a closed or full
@@ -87,6 +89,9 @@ enum Target {
     },
     /// A character device, FIFO or socket: opened and written in place.
     Stream(Metadata),
+    /// `-`: this process's standard output, whatever it is (a terminal, a pipe, a file the
+    /// shell opened: written where the shell's descriptor points, never replaced).
+    Stdout,
 }
 
 /// A checked output path: see the module doc.
@@ -106,7 +111,11 @@ impl OutputPath {
             path: path.to_owned(),
             kind,
         };
-        let target = resolve(path).map_err(err)?;
+        let target = if path == Path::new("-") {
+            Target::Stdout
+        } else {
+            resolve(path).map_err(err)?
+        };
         if let Target::File {
             path: resolved,
             existing,
@@ -139,14 +148,26 @@ impl OutputPath {
 
     /// Whether this output is the process's own standard output (then reports go to stderr).
     pub fn is_stdout(&self) -> bool {
-        let Target::Stream(meta) = &self.target else {
-            return false;
+        let meta = match &self.target {
+            Target::Stdout => return true,
+            Target::Stream(meta) => meta,
+            Target::File { .. } => return false,
         };
         let stdout = io::stdout();
         std::os::fd::AsFd::as_fd(&stdout)
             .try_clone_to_owned()
             .and_then(|fd| File::from(fd).metadata())
             .is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+    }
+
+    /// Where the command's report lines go: stderr when this output is stdout, so that stdout
+    /// holds the output alone.
+    pub fn report_console(&self) -> Console {
+        if self.is_stdout() {
+            Console::Stderr
+        } else {
+            Console::Stdout
+        }
     }
 
     /// Opens the output for writing: a temporary file next to the target, or the stream.
@@ -165,6 +186,11 @@ impl OutputPath {
                     .open(&self.given)
                     .map_err(|e| err(OutputErrorKind::Write(e)))?,
             ),
+            Target::Stdout => Sink::Stream(File::from(
+                std::os::fd::AsFd::as_fd(&io::stdout())
+                    .try_clone_to_owned()
+                    .map_err(|e| err(OutputErrorKind::Write(e)))?,
+            )),
         };
         Ok(AtomicOutput {
             given: self.given.clone(),

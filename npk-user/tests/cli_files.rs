@@ -617,3 +617,38 @@ fn no_command_prints_with_a_panicking_macro() {
     }
     assert!(offenders.is_empty(), "{offenders:#?}");
 }
+
+/// `--out -` is standard output, written through the descriptor the shell gave (a pipe here):
+/// the model or the CSV alone on stdout, reports on stderr, no file named `-`.
+#[test]
+fn out_dash_writes_to_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[String]| {
+        let out = npk(args).current_dir(dir.path()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let trained = run(&train_args(Path::new("-"), &[]));
+    assert_eq!(
+        &trained.stdout[..4],
+        b"NPKF",
+        "the model went to stdout, alone"
+    );
+    assert!(String::from_utf8_lossy(&trained.stderr).contains("model written to"));
+
+    let pcap = dir.path().join("c.pcap");
+    fs::write(&pcap, capture(5)).unwrap();
+    let args: Vec<String> = ["features", "--pcap", pcap.to_str().unwrap(), "--label", "0"]
+        .into_iter()
+        .chain(["--out", "-"])
+        .map(String::from)
+        .collect();
+    let csv = String::from_utf8(run(&args).stdout).unwrap();
+    assert!(csv.starts_with("ip_version,"), "{csv}");
+    assert_eq!(csv.lines().count(), 6, "{csv}");
+    assert!(!dir.path().join("-").exists(), "a file named - was written");
+}

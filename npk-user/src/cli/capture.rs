@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::{
     kernel::attach::{AttachMode, IfaceName},
-    noteln, outln,
+    noteln,
     output::OutputPath,
     packets::{capture, features::FeatureCsv},
     sys::stop_flag,
@@ -67,6 +67,7 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     );
     // Written to a temporary file, which replaces --out only when the capture succeeded.
     let out = OutputPath::check(&args.out, &[])?;
+    let console = out.report_console();
     let mut csv = FeatureCsv::create(&out)?;
     let stop = stop_flag();
     let (attachment, mut sampler) = capture::start(&args.iface, args.mode)?;
@@ -97,9 +98,9 @@ pub fn run(args: CaptureArgs) -> Result<()> {
         samples_lost,
     };
     if args.json {
-        outln!("{}", serde_json::to_string(&report)?)?;
+        console.line(format_args!("{}", serde_json::to_string(&report)?))?;
     } else {
-        outln!(
+        console.line(format_args!(
             "{rows} packets in {seconds:.1} s written to {}{}",
             args.out.display(),
             if samples_lost > 0 {
@@ -107,7 +108,7 @@ pub fn run(args: CaptureArgs) -> Result<()> {
             } else {
                 String::new()
             }
-        )?;
+        ))?;
     }
     Ok(())
 }

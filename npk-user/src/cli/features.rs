@@ -8,7 +8,6 @@ use npk_common::model::MAX_CLASSES;
 use serde::Serialize;
 
 use crate::{
-    outln,
     output::OutputPath,
     packets::{
         features::{FeatureCsv, FlowTable, Skipped},
@@ -95,10 +94,11 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         skipped,
         unlabelled,
     };
+    let console = out.report_console();
     if args.json {
-        outln!("{}", serde_json::to_string(&report)?)?;
+        console.line(format_args!("{}", serde_json::to_string(&report)?))?;
     } else {
-        outln!(
+        console.line(format_args!(
             "{} frames -> {} rows over {} flows written to {} (skipped: {} non-IP, {} truncated, {} malformed)",
             report.frames,
             report.rows,
@@ -107,7 +107,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
             skipped.non_ip,
             skipped.truncated,
             skipped.malformed
-        )?;
+        ))?;
     }
     Ok(())
 }

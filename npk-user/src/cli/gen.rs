@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::{
     kernel::attach::AttachMode,
     netlab::NetLab,
-    noteln, outln,
+    noteln,
     output::OutputPath,
     packets::{
         capture,
@@ -103,6 +103,7 @@ pub fn run(args: GenArgs) -> Result<()> {
     config.validate()?;
     // Written to a temporary file, which replaces --out only when the run succeeded.
     let out = OutputPath::check(&args.out, &[])?;
+    let console = out.report_console();
     let mut csv = FeatureCsv::create(&out)?;
     let stop = stop_flag();
     let lab = NetLab::create(Scenario::ALL.len())?;
@@ -145,23 +146,23 @@ pub fn run(args: GenArgs) -> Result<()> {
         samples_lost,
     };
     if args.json {
-        outln!("{}", serde_json::to_string(&report)?)?;
+        console.line(format_args!("{}", serde_json::to_string(&report)?))?;
         return Ok(());
     }
     for s in &report.scenarios {
-        outln!(
+        console.line(format_args!(
             "{:<11} {:>8} sent {:>6} failed",
             s.scenario.name(),
             s.events,
             s.failures
-        )?;
+        ))?;
     }
     let per_class: Vec<String> = CLASS_NAMES
         .iter()
         .zip(&report.class_rows)
         .map(|(n, r)| format!("{n} {r}"))
         .collect();
-    outln!(
+    console.line(format_args!(
         "{rows} rows written to {} ({}){}",
         args.out.display(),
         per_class.join(", "),
@@ -170,7 +171,7 @@ pub fn run(args: GenArgs) -> Result<()> {
         } else {
             String::new()
         }
-    )?;
+    ))?;
     Ok(())
 }
 
@@ -192,6 +193,7 @@ fn run_tools(args: GenArgs) -> Result<()> {
         .unwrap_or_else(|| args.out.with_extension("json"));
     // Every output is checked before the run; each replaces its file only once it is complete.
     let out = OutputPath::check(&args.out, &[])?;
+    let console = out.report_console();
     let manifest_out = OutputPath::check(&manifest_path, &[&args.out])?;
     if let Some(pcap) = &args.pcap {
         OutputPath::check(pcap, &[&args.out, &manifest_path])?;
@@ -215,7 +217,7 @@ fn run_tools(args: GenArgs) -> Result<()> {
     csv.commit()?;
     manifest.write(&manifest_out)?;
     if args.json {
-        outln!(
+        console.line(format_args!(
             "{}",
             serde_json::json!({
                 "rows": rows,
@@ -225,20 +227,20 @@ fn run_tools(args: GenArgs) -> Result<()> {
                 "pcap_bytes": report.pcap_bytes,
                 "manifest": manifest_path,
             })
-        )?;
+        ))?;
         return Ok(());
     }
     for s in &manifest.scenarios {
-        outln!(
+        console.line(format_args!(
             "{:<14} {:<10} {:>8} packets from {} address(es), exit {:?}",
             s.scenario.name(),
             s.class,
             s.packets,
             s.sources.len(),
             s.exit_codes
-        )?;
+        ))?;
     }
-    outln!(
+    console.line(format_args!(
         "{rows} rows written to {}, manifest {}{}",
         args.out.display(),
         manifest_path.display(),
@@ -246,6 +248,6 @@ fn run_tools(args: GenArgs) -> Result<()> {
             .as_ref()
             .map(|p| format!(", pcap {}", p.display()))
             .unwrap_or_default()
-    )?;
+    ))?;
     Ok(())
 }

@@ -170,11 +170,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         .map(|path| OutputPath::check(path, &[&args.data]))
         .transpose()?;
     // With the model on stdout, everything else goes to stderr.
-    let console = if out.as_ref().is_some_and(OutputPath::is_stdout) {
-        Console::Stderr
-    } else {
-        Console::Stdout
-    };
+    let console = out
+        .as_ref()
+        .map_or(Console::Stdout, OutputPath::report_console);
     let data = Dataset::load_csv(&args.data)?;
     // Packet models get a drop margin unless told otherwise; tabular ones only when asked.
     if pipeline::schema_of(&data.feature_names) != FeatureSchema::Tabular {
