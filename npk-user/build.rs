@@ -25,9 +25,21 @@ fn main() {
         .args(["run", EBPF_TOOLCHAIN, "rustc", "-V"])
         .output()
         .is_ok_and(|o| o.status.success());
+    println!("cargo:rerun-if-env-changed=NPK_EBPF_STUB");
     if !(have_linker && have_nightly) {
-        // Empty objects keep `cargo check`/clippy working anywhere; loading one fails with a
-        // message that points at scripts/setup.sh.
+        // A release build is a binary someone will run: without its eBPF object it can only
+        // fail at load, so the build fails instead. Debug builds (cargo check, an editor) and
+        // NPK_EBPF_STUB=1 get empty objects; loading one fails with a message that points at
+        // scripts/setup.sh.
+        let release = env::var("PROFILE").is_ok_and(|p| p == "release");
+        let stub_asked = env::var("NPK_EBPF_STUB").is_ok_and(|v| v == "1");
+        if release && !stub_asked {
+            panic!(
+                "bpf-linker or the {EBPF_TOOLCHAIN} toolchain is missing, so the eBPF object \
+                 cannot be built: run scripts/setup.sh (or set NPK_EBPF_STUB=1 for a binary that \
+                 cannot attach anything)"
+            );
+        }
         println!(
             "cargo:warning=bpf-linker or {EBPF_TOOLCHAIN} missing: the eBPF object is a stub; run scripts/setup.sh"
         );
