@@ -652,3 +652,51 @@ fn out_dash_writes_to_standard_output() {
     assert_eq!(csv.lines().count(), 6, "{csv}");
     assert!(!dir.path().join("-").exists(), "a file named - was written");
 }
+
+/// Man pages and completions come from the clap definitions: a page per command, each a
+/// roff page named after it; bash completion knows the options; a missing directory is named.
+#[test]
+fn man_pages_and_completions_cover_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = output(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for command in [
+        "npk",
+        "npk-attach",
+        "npk-train",
+        "npk-status",
+        "npk-completions",
+    ] {
+        let page = fs::read_to_string(dir.path().join(format!("{command}.1"))).unwrap();
+        assert!(
+            page.contains(&format!(".TH {} 1", command.to_uppercase())),
+            "{command}: {page}"
+        );
+    }
+    let help = String::from_utf8(output(&["--help"]).stdout).unwrap();
+    let commands = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.trim_start().starts_with("help "))
+        .count();
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), commands + 1);
+    let missing = dir.path().join("nope");
+    fails_with(
+        &output(&["man", "--dir", missing.to_str().unwrap()]),
+        &[missing.to_str().unwrap()],
+    );
+
+    let bash = output(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let bash = String::from_utf8(bash.stdout).unwrap();
+    assert!(
+        bash.contains("complete -F") && bash.contains("--iface"),
+        "{bash}"
+    );
+}

@@ -6,6 +6,7 @@ mod capture;
 mod cleanup;
 mod client;
 mod demo;
+mod docs;
 mod eval;
 mod export;
 mod exporter;
@@ -119,6 +120,12 @@ pub enum Command {
         after_help = "Example:\n  npk client --target 10.0.0.2:7878 --model iris.npk --requests 100000"
     )]
     Client(client::ClientArgs),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Example:\n  npk completions bash > /etc/bash_completion.d/npk")]
+    Completions(docs::CompletionsArgs),
+    /// Write man pages for npk and each of its commands into a directory.
+    #[command(after_help = "Example:\n  npk man --dir /usr/local/share/man/man1")]
+    Man(docs::ManArgs),
 }
 
 impl Cli {
@@ -131,6 +138,8 @@ impl Cli {
             Command::Push(a) => attach::run_push(a),
             Command::Stats(a) => attach::run_stats(a),
             Command::Status(a) => status::run(a),
+            Command::Completions(a) => docs::completions(a),
+            Command::Man(a) => docs::man(a),
             Command::Cleanup(a) => cleanup::run(a),
             Command::Exporter(a) => exporter::run(a),
             Command::Bench(a) => bench::run(a),
