@@ -731,6 +731,17 @@ mod tests {
                 .filter(|w| w.starts_with("npk_"))
                 .peekable();
             assert!(names.peek().is_some(), "{expr} queries no npk metric");
+            // Every host's series apart (the instance variable), rates over Grafana's own
+            // window for the scrape interval.
+            assert!(expr.contains(r#"instance=~"$instance""#), "{expr}");
+            assert!(
+                !expr.contains("rate(") || expr.contains("[$__rate_interval]"),
+                "{expr}"
+            );
+            assert!(
+                !expr.contains("sum by") || expr.contains("sum by (instance,"),
+                "{expr}"
+            );
             for name in names {
                 assert!(
                     emitted.iter().any(|e| e == name),
