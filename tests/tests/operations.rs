@@ -234,8 +234,8 @@ fn the_exporter_shows_what_npk_stats_shows_and_promtool_accepts_it() {
     }
 
     // The server: its own final counters equal what the exporter showed.
-    let program = xdp_program_id(&server_lab.host_if);
-    let theirs = samples(&text, &format!("program_id=\"{program}\""));
+    // Labelled by its interface (a reload's new program id is the same server).
+    let theirs = samples(&text, &format!("interface=\"{}\"", server_lab.host_if));
     let (exporter, _) = exporter;
     let (served_ok, lines) = stop(server);
     assert!(served_ok, "{lines:?}");

@@ -68,7 +68,8 @@ pub fn run(args: StatusArgs) -> Result<()> {
     }
     for s in &host.servers {
         outln!(
-            "kernel server: program npk_serve id {}, {} requests, {} replies",
+            "{}: kernel server, program npk_serve id {}, {} requests, {} replies",
+            s.iface.as_str(),
             s.program_id,
             s.counters.requests,
             s.counters.replies.iter().sum::<u64>()
@@ -159,6 +160,7 @@ fn attachment_line(a: &AttachmentStats, now: SystemTime) -> String {
 
 fn server_json(s: &ServerStats) -> serde_json::Value {
     json!({
+        "iface": s.iface.as_str(),
         "program_id": s.program_id,
         "requests": s.counters.requests,
         "replies": s.counters.replies.iter().sum::<u64>(),

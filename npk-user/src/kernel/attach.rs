@@ -887,6 +887,35 @@ pub fn pin_state(iface: &IfaceName) -> Result<Option<PinState>, AttachError> {
     })))
 }
 
+/// The interfaces of this network namespace that run XDP program `prog_id` (any mode), by name.
+pub fn xdp_interfaces_running(prog_id: u32) -> Vec<IfaceName> {
+    // SAFETY: if_nameindex returns an array ending with a zero entry, or null; freed below.
+    let list = unsafe { libc::if_nameindex() };
+    if list.is_null() {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    let mut entry = list;
+    // SAFETY: every entry up to the terminating one (index 0) is valid, with a C string name.
+    unsafe {
+        while (*entry).if_index != 0 {
+            let index = (*entry).if_index;
+            if xdp_program_ids(index).is_ok_and(|ids| ids.iter().any(|&(_, id)| id == prog_id))
+                && let Some(name) = std::ffi::CStr::from_ptr((*entry).if_name)
+                    .to_str()
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+            {
+                found.push(name);
+            }
+            entry = entry.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    found.sort_by(|a: &IfaceName, b| a.as_str().cmp(b.as_str()));
+    found
+}
+
 /// The name of interface `index` in this network namespace.
 fn ifname(index: u32) -> Option<IfaceName> {
     let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];

@@ -3,8 +3,10 @@
 //!
 //! Attachments are found as `npk stats` and `npk cleanup` find them: the directories under
 //! `/sys/fs/bpf/npk` whose pinned program the kernel runs on the interface now (stale pins are
-//! left out). Kernel servers (`npk serve --kernel`) pin nothing: they are the loaded programs
-//! named `npk_serve`, their counters the map `NPK_SERVE_STATS` among the program's maps.
+//! left out; a renamed interface is shown by its name now). Kernel servers (`npk serve
+//! --kernel`) pin nothing: they are the loaded programs named `npk_serve` that an interface of
+//! this network namespace runs (labelled by that interface: a reload's new program id is the
+//! same server), their counters the map `NPK_SERVE_STATS` among the program's maps.
 //! Metric names, help and units of the classifier come from [`super::COUNTERS`]; encoding
 //! is prometheus-client's.
 
@@ -152,6 +154,8 @@ impl ProgramSummary {
 /// One kernel server.
 #[derive(Clone, Debug)]
 pub struct ServerStats {
+    /// The interface it serves on (the first by name when it serves on several).
+    pub iface: IfaceName,
     pub program_id: u32,
     pub counters: ServeCounters,
     pub run_time: Option<RunTime>,
@@ -279,9 +283,16 @@ fn read_attachment(
     })
 }
 
-/// The counters of a loaded `npk_serve` (None: it has no server map, so it is not npk's).
+/// The counters of a loaded `npk_serve` (None: it has no server map, so it is not npk's, or
+/// it serves on no interface of this network namespace).
 fn read_server(info: &ProgramInfo) -> Result<Option<ServerStats>, ExporterError> {
     let program_id = info.id();
+    let Some(iface) = attach::xdp_interfaces_running(program_id)
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
     let map_error = |source| ExporterError::ServerMap { program_id, source };
     let map_ids = info
         .map_ids()
@@ -303,6 +314,7 @@ fn read_server(info: &ProgramInfo) -> Result<Option<ServerStats>, ExporterError>
             counters.add(c);
         }
         return Ok(Some(ServerStats {
+            iface,
             program_id,
             counters,
             run_time: RunTime::of(info),
@@ -379,6 +391,18 @@ fn counter(v: u64) -> ConstCounter<u64> {
 impl Collector for HostStats {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), fmt::Error> {
         let iface = |a: &AttachmentStats| vec![("interface", a.iface.as_str().to_string())];
+        // Labelled by interface, not by program id: a reload makes a new id, not a new server.
+        let server = |s: &ServerStats| vec![("interface", s.iface.as_str().to_string())];
+        family(
+            &mut e,
+            "npk_build_info",
+            "The npk that serves these metrics: its version (always 1)",
+            MetricType::Gauge,
+            [(
+                vec![("version", env!("CARGO_PKG_VERSION").to_string())],
+                ConstGauge::new(1i64),
+            )],
+        )?;
         for d in &CLASS_COUNTERS {
             let samples = self.attachments.iter().flat_map(|a| {
                 let classes = a.model.as_ref().map_or(MAX_CLASSES, |m| m.classes as usize);
@@ -434,7 +458,9 @@ impl Collector for HostStats {
                 .iter()
                 .filter_map(|a| Some((iface(a), a.run_time?)))
                 .chain(self.servers.iter().filter_map(|s| {
-                    Some((vec![("program_id", s.program_id.to_string())], s.run_time?))
+                    let mut labels = server(s);
+                    labels.push(("program", PROG_SERVE.to_string()));
+                    Some((labels, s.run_time?))
                 }))
         };
         family(
@@ -461,7 +487,6 @@ impl Collector for HostStats {
                 (l, ConstGauge::new(mean))
             }),
         )?;
-        let server = |s: &ServerStats| vec![("program_id", s.program_id.to_string())];
         family(
             &mut e,
             "npk_server_replies",
@@ -656,6 +681,7 @@ mod tests {
                 run_time,
             }],
             servers: vec![ServerStats {
+                iface: "eth1".parse().unwrap(),
                 program_id: 41,
                 counters: serve,
                 run_time,
@@ -686,9 +712,9 @@ mod tests {
             "npk_model_info{interface=\"eth0\",version=\"2\",id=\"deadbeef\",classes=\"2\",inputs=\"26\"} 1",
             "npk_model_version{interface=\"eth0\"} 2",
             "npk_program_runs_total{interface=\"eth0\"} 12",
-            "npk_program_seconds_per_run{program_id=\"41\"} 5e-7",
-            "npk_server_replies_total{program_id=\"41\",status=\"NO_MODEL\"} 1",
-            "npk_server_requests_total{program_id=\"41\"} 5",
+            "npk_program_seconds_per_run{interface=\"eth1\",program=\"npk_serve\"} 5e-7",
+            "npk_server_replies_total{interface=\"eth1\",status=\"NO_MODEL\"} 1",
+            "npk_server_requests_total{interface=\"eth1\"} 5",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
@@ -697,7 +723,11 @@ mod tests {
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
-        assert_eq!(types, 2 + COUNTERS.len() + 5 + 1 + SERVER_COUNTERS.len());
+        // The build info, the attachments' families, the servers'.
+        assert_eq!(
+            types,
+            1 + 2 + COUNTERS.len() + 5 + 1 + SERVER_COUNTERS.len()
+        );
     }
 
     /// Every PromQL expression of the dashboard, wherever it sits in the panels.
@@ -759,8 +789,17 @@ mod tests {
     }
 
     #[test]
-    fn nothing_to_show_is_an_empty_exposition() {
-        assert_eq!(HostStats::default().encode().unwrap(), "");
+    fn nothing_to_show_is_the_build_info_alone() {
+        let text = HostStats::default().encode().unwrap();
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [format!(
+                "npk_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )],
+            "{text}"
+        );
     }
 
     #[test]
