@@ -700,3 +700,31 @@ fn man_pages_and_completions_cover_every_command() {
         "{bash}"
     );
 }
+
+/// A gzip-compressed capture (`*.pcap.gz`) is read through the decompressor: the same rows as
+/// the plain file.
+#[test]
+fn a_gzip_compressed_capture_gives_the_rows_of_the_plain_one() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("c.pcap");
+    fs::write(&plain, capture(7)).unwrap();
+    let gz = dir.path().join("c.pcap.gz");
+    let mut encoder =
+        flate2::write::GzEncoder::new(fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    encoder.write_all(&capture(7)).unwrap();
+    encoder.finish().unwrap();
+    let rows = |pcap: &Path, name: &str| {
+        let out = dir.path().join(name);
+        let run = features(pcap, &out);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        fs::read_to_string(out).unwrap()
+    };
+    let from_plain = rows(&plain, "plain.csv");
+    assert_eq!(from_plain.lines().count(), 8, "{from_plain}");
+    assert_eq!(rows(&gz, "gz.csv"), from_plain);
+}

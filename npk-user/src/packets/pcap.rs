@@ -120,15 +120,25 @@ impl Link {
     }
 }
 
-/// Reads `path` and calls `on_frame` for every frame in file order.
+/// Reads `path` and calls `on_frame` for every frame in file order. A gzip-compressed capture
+/// (`tcpdump ... | gzip`, `*.pcap.gz`) is read through the decompressor; record offsets in
+/// errors are then offsets in the decompressed capture.
 pub fn for_each_frame(
     path: &Path,
     on_frame: impl FnMut(&CapturedFrame),
 ) -> Result<CaptureSummary, CaptureError> {
-    let file = std::fs::File::open(path).map_err(|source| CaptureError::Read {
+    let read_error = |source| CaptureError::Read {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(read_error)?);
+    let gzip = std::io::BufRead::fill_buf(&mut file)
+        .map_err(read_error)?
+        .starts_with(&[0x1f, 0x8b]);
+    if gzip {
+        let decompressed = flate2::bufread::MultiGzDecoder::new(file);
+        return read_capture(Input::new(decompressed), path, on_frame);
+    }
     read_capture(Input::new(file), path, on_frame)
 }
 
