@@ -629,7 +629,10 @@ mod tests {
             for name in ["ip_len", "payload_len", "flow_mean_size", "host_byte_rate"] {
                 assert_eq!(f[column(name)], 0, "{name}");
             }
-            assert_eq!((f[column("flow_ack_share")], f[column("flow_half_open")]), (0, 0));
+            assert_eq!(
+                (f[column("flow_ack_share")], f[column("flow_half_open")]),
+                (0, 0)
+            );
             assert!(f[column("host_pkt_rate")] > 0);
         }
     }
@@ -642,10 +645,16 @@ mod tests {
         let mut h = parse(&ipv4_tcp(0, 0)[..]).unwrap();
         h.tcp_flags = 0x02;
         let syn = t.observe(&h, 1_000_000);
-        assert_eq!((syn[column("flow_ack_share")], syn[column("flow_half_open")]), (0, 1));
+        assert_eq!(
+            (syn[column("flow_ack_share")], syn[column("flow_half_open")]),
+            (0, 1)
+        );
         h.tcp_flags = 0x10;
         let ack = t.observe(&h, 1_100_000);
-        assert_eq!((ack[column("flow_ack_share")], ack[column("flow_half_open")]), (8, 0));
+        assert_eq!(
+            (ack[column("flow_ack_share")], ack[column("flow_half_open")]),
+            (8, 0)
+        );
         for _ in 0..2 {
             t.observe(&h, 1_200_000);
         }
@@ -655,7 +664,10 @@ mod tests {
         (other.key.src_port, other.key.dst_port) = (40000, 5201);
         other.tcp_flags = 0x02;
         let g = t.observe(&other, 1_400_000);
-        assert_eq!((g[column("flow_ack_share")], g[column("flow_half_open")]), (0, 1));
+        assert_eq!(
+            (g[column("flow_ack_share")], g[column("flow_half_open")]),
+            (0, 1)
+        );
     }
 
     #[test]
