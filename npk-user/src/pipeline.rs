@@ -2,7 +2,6 @@
 //! score. `npk train`, `npk eval` and the demo are edges over it.
 
 use npk_common::{
-    infer::Scratch,
     model::FeatureSchema,
     packet::{FEATURE_NAMES, SCHEMA},
 };
@@ -13,7 +12,7 @@ use crate::{
     model_file::ModelFile,
     packets::features::packet_standardizer,
     quantize::{
-        QuantizeError, Quantized,
+        IntScratch, QuantizeError, Quantized,
         margin::{DropCounts, MarginChoice, choose_drop_margin},
         quantize,
     },
@@ -213,7 +212,7 @@ pub fn fit_split(
     let margin = margin.map(|policy| {
         let rows = policy.validation.unwrap_or(test_raw);
         let choice = choose_drop_margin(&quantized, rows, policy.max_benign_drop);
-        quantized.model.header.drop_margin = choice.drop_margin;
+        quantized.model.drop_margin = choice.drop_margin;
         choice
     });
     let scores = score(&mlp, &standardizer, &quantized, test_raw);
@@ -257,10 +256,10 @@ pub fn score(
     let standardized = standardizer.apply(raw);
     let classes = mlp.num_classes();
     let logits = mlp.forward(&standardized.features, raw.len());
-    let mut scratch = Scratch::new();
+    let mut scratch = IntScratch::default();
     let mut float = Confusion::new(classes);
     let mut quant = Confusion::new(classes);
-    let mut drops = DropCounts::new(classes, quantized.model.header.drop_margin);
+    let mut drops = DropCounts::new(classes, quantized.model.drop_margin);
     let mut agree = 0;
     for (i, row_logits) in logits.chunks_exact(classes).enumerate() {
         let label = raw.labels[i] as usize;

@@ -295,10 +295,7 @@ fn live_capture_records_what_the_kernel_saw() {
     assert_eq!(v["rows"], rows.len());
     let column = |name: &str| FEATURE_NAMES.iter().position(|&n| n == name).unwrap();
     // The lab's namespace sends no other UDP (features hold no ports since schema v5).
-    let ours: Vec<&Vec<i64>> = rows
-        .iter()
-        .filter(|r| r[1] == 17)
-        .collect();
+    let ours: Vec<&Vec<i64>> = rows.iter().filter(|r| r[1] == 17).collect();
     assert_eq!(ours.len(), 500, "every datagram, once");
     for (i, r) in ours.iter().enumerate() {
         // protocol, IP length (none for UDP, schema v4), flow packets, label

@@ -227,7 +227,7 @@ fn infer(args: InferArgs) -> Result<()> {
         args.live_runs
     );
     let model = match &args.model {
-        Some(path) => crate::model_file::ModelFile::load(path)?.quantized.model,
+        Some(path) => crate::model_file::ModelFile::load(path)?.kernel_model()?,
         None => random_packet_model(&args.hidden.0, args.classes, args.seed)?,
     };
     let r = bench::infer::run(&model, args.rounds, args.repeat, args.live_runs)?;

@@ -88,7 +88,7 @@ struct Report {
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let mut model = ModelFile::load(&args.model)?;
     if let Some(margin) = args.drop_margin {
-        model.quantized.model.header.drop_margin = margin;
+        model.quantized.model.drop_margin = margin;
     }
     let data = Dataset::load_csv_for_model(&args.data, model.mlp.num_classes())?;
     // Its labels were checked against the model's classes as it loaded.

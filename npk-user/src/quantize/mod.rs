@@ -1,4 +1,6 @@
-//! Post-training int8 quantization of a float [`Mlp`] into an [`npk_common::model::Model`].
+//! Post-training int8 quantization of a float [`Mlp`] into an [`IntModel`]: the kernel's
+//! [`npk_common::model::Model`] when it fits ([`IntModel::kernel_model`]), a userspace model of
+//! up to [`USER_MAX_WIDTH`] wide layers otherwise.
 //!
 //! # Scheme
 //! Every scale is per channel, and every layer's input scales are folded into its weights, so a
@@ -17,21 +19,28 @@
 //!   becomes [`LOGIT_TARGET`].
 //! - Requantization multiplier of output `o`: `s_acc[o] / s_out[o]`.
 //!
-//! Predictions always go through [`npk_common::infer::infer`], the function the kernel runs.
+//! Predictions always go through the slice functions of [`npk_common::infer`], whose equality
+//! with the kernel's inference is proven there.
 
 use npk_common::fixed::quantize_multiplier;
-use npk_common::infer::{PlainLoop, Prediction, Scratch, predict};
+use npk_common::infer::{Activation, Prediction};
 use npk_common::model::{
     BIAS_LIMIT, FeatureSchema, HIDDEN_MAX, HIDDEN_MIN, HIDDEN_ZERO_POINT, INPUT_MAX, LOGIT_MAX,
-    LOGIT_MIN, LimitError, MAX_SHIFT, Model, ModelError, check_limits,
+    LOGIT_MIN, MAX_SHIFT, MAX_WIDTH,
 };
 
 use crate::dataset::{Dataset, Standardizer};
 use crate::train::Mlp;
 
+mod int_model;
 pub mod margin;
 #[cfg(test)]
 mod tests;
+
+pub use int_model::{
+    IntInput, IntLayer, IntModel, IntModelError, IntScratch, KernelFitError, ShapeError,
+    USER_MAX_WEIGHTS, USER_MAX_WIDTH, check_user_limits,
+};
 
 /// The calibrated maximum |logit| maps to this code: 27% headroom below [`LOGIT_MAX`] for
 /// unseen inputs, and 16 bits of resolution for the argmax.
@@ -80,9 +89,12 @@ pub fn agreement_warning(agreement: f64, rows: usize) -> Option<String> {
 /// At most this many calibration rows (every k-th) pick the input clip: bounds the memory
 /// for quantiles and the time for the trial inferences.
 const CLIP_SAMPLE_ROWS: usize = 1 << 16;
-/// Largest |bias| before the hidden zero point is folded in: the fold adds at most
-/// `128 * 127 * MAX_WIDTH < 2^21`, keeping the result below [`BIAS_LIMIT`].
-const BIAS_Q_MAX: f64 = (BIAS_LIMIT - (1 << 21)) as f64;
+/// Largest |bias| of a layer of `in_dim` inputs before the hidden zero point is folded in: the
+/// fold adds at most `128 * 127 * in_dim`, kept below [`BIAS_LIMIT`]. Layers the kernel holds
+/// keep the room of its widest (`2^21`), as before wide models.
+fn bias_q_max(in_dim: usize) -> f64 {
+    (BIAS_LIMIT - (1 << 14) * in_dim.max(MAX_WIDTH) as i32) as f64
+}
 
 /// How float features become the raw `i32` values the kernel reads: `round(x * 2^frac_bits[j])`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,7 +174,7 @@ pub struct CalibrationInfo {
 /// A quantized model with what it takes to feed it float rows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Quantized {
-    pub model: Box<Model>,
+    pub model: IntModel,
     pub encoding: InputEncoding,
     pub scales: Scales,
     pub calibration: CalibrationInfo,
@@ -181,10 +193,10 @@ impl Quantized {
     ///
     /// # Panics
     /// If `row` is not as long as the model's input.
-    pub fn infer(&self, row: &[f32], scratch: &mut Scratch) -> Prediction {
-        let n = self.encoding.frac_bits.len();
-        self.encode(row, &mut scratch.features[..n]);
-        predict(&self.model, scratch, &mut PlainLoop)
+    pub fn infer(&self, row: &[f32], scratch: &mut IntScratch) -> Prediction {
+        scratch.features.resize(self.encoding.frac_bits.len(), 0);
+        self.encode(row, &mut scratch.features);
+        self.model.predict(scratch)
     }
 
     /// The class the integer model (the kernel's arithmetic) picks for `row` (unstandardized).
@@ -192,7 +204,7 @@ impl Quantized {
     /// # Panics
     /// If `row` is not as long as the model's input.
     pub fn predict(&self, row: &[f32]) -> usize {
-        self.infer(row, &mut Scratch::new()).class as usize
+        self.infer(row, &mut IntScratch::default()).class as usize
     }
 
     /// The integer model's logits for `row`, dequantized to the float model's units.
@@ -200,7 +212,7 @@ impl Quantized {
     /// # Panics
     /// If `row` is not as long as the model's input.
     pub fn logits(&self, row: &[f32]) -> Vec<f64> {
-        let mut scratch = Scratch::new();
+        let mut scratch = IntScratch::default();
         self.infer(row, &mut scratch);
         let scale = self.scales.logit();
         scratch
@@ -217,7 +229,7 @@ pub enum QuantizeError {
     #[error("the MLP has no layers")]
     NoLayers,
     #[error(transparent)]
-    Limit(#[from] LimitError),
+    Shape(#[from] ShapeError),
     #[error("layer {layer} is {out_dim}x{in_dim} but holds {weights} weights and {biases} biases")]
     LayerShape {
         layer: usize,
@@ -294,7 +306,7 @@ pub enum QuantizeError {
         multiplier: f64,
     },
     #[error("the quantized model fails validation: {0}")]
-    Invalid(ModelError),
+    Invalid(IntModelError),
 }
 
 /// Quantizes `mlp` (which reads features standardized by `std`) for the kernel, calibrating
@@ -311,13 +323,14 @@ pub fn quantize(
     check_shapes(mlp, std, calibration)?;
     let stats = Calibration::run(mlp, std, calibration)?;
     let mut best: Option<Quantized> = None;
+    let mut scratch = IntScratch::default();
     for &clip in &INPUT_CLIP_QUANTILES {
         let mut q = build(mlp, std, calibration, schema, &stats, clip)?;
         let agree = stats
             .sample
             .iter()
             .zip(&stats.float_class)
-            .filter(|&(&r, &c)| q.predict(calibration.row(r)) == c);
+            .filter(|&(&r, &c)| q.infer(calibration.row(r), &mut scratch).class as usize == c);
         q.calibration.agreement = agree.count() as f64 / stats.sample.len() as f64;
         if best
             .as_ref()
@@ -352,12 +365,11 @@ fn build(
     let n_in = mlp.layers[0].in_dim;
     let n_layers = mlp.layers.len();
 
-    let mut model: Box<Model> = bytemuck::zeroed_box();
     let hidden: Vec<usize> = mlp.layers[..n_layers - 1]
         .iter()
         .map(|d| d.out_dim)
         .collect();
-    model.set_shape(schema, n_in, &hidden, mlp.layers[n_layers - 1].out_dim)?;
+    let mut model = IntModel::shaped(schema, n_in, &hidden, mlp.layers[n_layers - 1].out_dim)?;
 
     let mut frac_bits = Vec::with_capacity(n_in);
     let mut input_scales = Vec::with_capacity(n_in);
@@ -422,10 +434,15 @@ fn build(
         };
         let zp_in = if l == 0 { 0 } else { HIDDEN_ZERO_POINT };
         let p = &mut model.layers[l];
-        (p.output_zero_point, p.act_min, p.act_max) = if hidden {
+        let (zero_point, min, max) = if hidden {
             (HIDDEN_ZERO_POINT, HIDDEN_MIN, HIDDEN_MAX)
         } else {
             (0, LOGIT_MIN, LOGIT_MAX)
+        };
+        p.activation = Activation {
+            zero_point,
+            min,
+            max,
         };
         let row = |o: usize| &dense.weights[o * dense.in_dim..(o + 1) * dense.in_dim];
         // The kernel's first layer sees z + offset_shift: W (z + d) + b' = W z + b needs
@@ -452,7 +469,7 @@ fn build(
                     .iter()
                     .zip(in_scales)
                     .fold(0.0, |a: f64, (&w, &s)| a.max((f64::from(w) * s).abs()));
-                (max_w / 127.0).max(float_bias[o].abs() / BIAS_Q_MAX)
+                (max_w / 127.0).max(float_bias[o].abs() / bias_q_max(dense.in_dim))
             })
             .collect();
         // A neuron with zero weights and bias outputs 0 whatever its scale. The output layer
@@ -483,10 +500,10 @@ fn build(
                 logit_scale
             };
             let mut sum_w: i32 = 0;
-            for (i, (&w, &s)) in row(o).iter().zip(in_scales).enumerate() {
-                let q = (f64::from(w) * s / s_acc).round().clamp(-127.0, 127.0) as i8;
-                p.set_weight(o, i, q);
-                sum_w += i32::from(q);
+            let weights = &mut p.weights[o * dense.in_dim..(o + 1) * dense.in_dim];
+            for ((q, &w), &s) in weights.iter_mut().zip(row(o)).zip(in_scales) {
+                *q = (f64::from(w) * s / s_acc).round().clamp(-127.0, 127.0) as i8;
+                sum_w += i32::from(*q);
             }
             p.bias[o] = (bias / s_acc).round() as i32 - zp_in * sum_w;
             let r = s_acc / s_out;
@@ -550,7 +567,7 @@ fn check_shapes(mlp: &Mlp, std: &Standardizer, cal: &Dataset) -> Result<(), Quan
         .iter()
         .map(|d| d.out_dim)
         .collect();
-    check_limits(mlp.layers[0].in_dim, &hidden, last.out_dim)?;
+    check_user_limits(mlp.layers[0].in_dim, &hidden, last.out_dim)?;
     let mut width = mlp.layers[0].in_dim;
     for (layer, d) in mlp.layers.iter().enumerate() {
         if d.in_dim != width {

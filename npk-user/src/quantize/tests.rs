@@ -120,10 +120,7 @@ fn frac_bits_follow_feature_range() {
     );
     let packet = quantize(&mlp, &std, &data, FeatureSchema::PacketV1).unwrap();
     assert!(packet.encoding.frac_bits.iter().all(|&b| b == 0));
-    assert_eq!(
-        packet.model.header.feature_schema,
-        FeatureSchema::PacketV1 as u32
-    );
+    assert_eq!(packet.model.schema, FeatureSchema::PacketV1);
 }
 
 #[test]
