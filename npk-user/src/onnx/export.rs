@@ -121,7 +121,7 @@ pub fn export(file: &ModelFile) -> Vec<u8> {
         vec![int_attr("axis", 1), int_attr("keepdims", 0)],
     ));
 
-    let classes = layers.last().map_or(0, |p| p.out_dim as usize);
+    let classes = layers.last().map_or(0, |p| p.out_dim);
     let graph = GraphProto {
         name: Some("npk".into()),
         node: nodes,
