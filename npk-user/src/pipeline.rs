@@ -141,7 +141,7 @@ pub fn standardizer_for(schema: FeatureSchema, train_raw: &Dataset) -> Standardi
     }
 }
 
-/// A model for the kernel from `data`: the kernel's limits are checked first (a split error
+/// A quantized model from `data` (for the kernel when it fits): the limits are checked first (a split error
 /// must not hide them; [`fit_split`] repeats the few comparisons), then [`fit_split`] on the
 /// per-class split.
 pub fn fit(
@@ -152,7 +152,7 @@ pub fn fit(
 ) -> Result<Fitted, FitError> {
     config
         .train
-        .check_kernel_limits(data.num_features, data.num_classes)?;
+        .check_quantizable(data.num_features, data.num_classes)?;
     let (train_raw, test_raw) = data.split(config.test_fraction, config.train.seed)?;
     let margin = config.max_benign_drop.map(|max_benign_drop| MarginPolicy {
         max_benign_drop,
@@ -199,7 +199,7 @@ pub fn fit_split(
     margin: Option<MarginPolicy<'_>>,
     on_epoch: impl FnMut(&EpochStats),
 ) -> Result<Fitted, FitError> {
-    config.check_kernel_limits(train_raw.num_features, train_raw.num_classes)?;
+    config.check_quantizable(train_raw.num_features, train_raw.num_classes)?;
     let (standardizer, mlp) = train_on(train_raw, config, device, on_epoch)?;
     // Calibrated on the raw training rows: the quantized model folds standardization in.
     let mut quantized = quantize(
