@@ -1,6 +1,8 @@
 //! The training pipeline as one call: split -> standardize -> train (CPU or GPU) -> quantize ->
 //! score. `npk train`, `npk eval` and the demo are edges over it.
 
+use std::borrow::Cow;
+
 use npk_common::{
     model::FeatureSchema,
     packet::{FEATURE_NAMES, SCHEMA},
@@ -146,6 +148,7 @@ pub fn standardizer_for(schema: FeatureSchema, train_raw: &Dataset) -> Standardi
 /// per-class split.
 pub fn fit(
     data: &Dataset,
+    test: Option<&Dataset>,
     validation: Option<&Dataset>,
     config: &FitConfig,
     on_epoch: impl FnMut(&EpochStats),
@@ -153,7 +156,7 @@ pub fn fit(
     config
         .train
         .check_quantizable(data.num_features, data.num_classes)?;
-    let (train_raw, test_raw) = data.split(config.test_fraction, config.train.seed)?;
+    let (train_raw, test_raw) = train_and_test(data, test, config)?;
     let margin = config.max_benign_drop.map(|max_benign_drop| MarginPolicy {
         max_benign_drop,
         validation,
@@ -172,11 +175,12 @@ pub fn fit(
 /// on the test split; nothing is quantized.
 pub fn fit_float(
     data: &Dataset,
+    test: Option<&Dataset>,
     config: &FitConfig,
     on_epoch: impl FnMut(&EpochStats),
 ) -> Result<FloatFitted, FitError> {
     config.train.validate(data.num_features, data.num_classes)?;
-    let (train_raw, test_raw) = data.split(config.test_fraction, config.train.seed)?;
+    let (train_raw, test_raw) = train_and_test(data, test, config)?;
     let (standardizer, mlp) = train_on(&train_raw, &config.train, config.device, on_epoch)?;
     let float_accuracy = mlp.accuracy(&standardizer.apply(&test_raw));
     Ok(FloatFitted {
@@ -185,6 +189,22 @@ pub fn fit_float(
         train_rows: train_raw.len(),
         test_rows: test_raw.len(),
         float_accuracy,
+    })
+}
+
+/// The training and test rows: all of `data` and `test` when there is a test set of its own
+/// (MNIST's t10k), else the per-class split of `data` by the config's test fraction.
+fn train_and_test<'a>(
+    data: &'a Dataset,
+    test: Option<&'a Dataset>,
+    config: &FitConfig,
+) -> Result<(Cow<'a, Dataset>, Cow<'a, Dataset>), FitError> {
+    Ok(match test {
+        Some(test) => (Cow::Borrowed(data), Cow::Borrowed(test)),
+        None => {
+            let (train, test) = data.split(config.test_fraction, config.train.seed)?;
+            (Cow::Owned(train), Cow::Owned(test))
+        }
     })
 }
 
