@@ -2,11 +2,19 @@
 //! test file of its own, quantized, evaluated in userspace, and refused by `attach` and `push`
 //! with the limit it breaks.
 
-mod cli_common;
+use std::{
+    ffi::OsStr,
+    io::Write,
+    path::Path,
+    process::{Command, Output},
+};
 
-use std::{io::Write, path::Path};
-
-use cli_common::npk;
+fn npk(args: &[impl AsRef<OsStr>]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_npk"))
+        .args(args)
+        .output()
+        .expect("run npk")
+}
 
 /// Images of `SIDE x SIDE` pixels (144 inputs: wider than the kernel's 128).
 const SIDE: usize = 12;
