@@ -29,6 +29,8 @@ use npk_common::model::{
     LOGIT_MIN, MAX_SHIFT, MAX_WIDTH,
 };
 
+use rayon::prelude::*;
+
 use crate::dataset::{Dataset, Standardizer};
 use crate::train::Mlp;
 
@@ -89,6 +91,10 @@ pub fn agreement_warning(agreement: f64, rows: usize) -> Option<String> {
 /// At most this many calibration rows (every k-th) pick the input clip: bounds the memory
 /// for quantiles and the time for the trial inferences.
 const CLIP_SAMPLE_ROWS: usize = 1 << 16;
+/// And at most this many multiply-accumulates per trial over the sample: every model the kernel
+/// holds (at most 51,200 MACs) keeps its 65,536 rows; Fashion-MNIST's 784-256-128-10 (234,752)
+/// gets 18,295, which cut `npk train --out`'s five trials from about 40 s to a few.
+const CLIP_SAMPLE_MACS: u64 = 1 << 32;
 /// Largest |bias| of a layer of `in_dim` inputs before the hidden zero point is folded in: the
 /// fold adds at most `128 * 127 * in_dim`, kept below [`BIAS_LIMIT`]. Layers the kernel holds
 /// keep the room of its widest (`2^21`), as before wide models.
@@ -323,15 +329,19 @@ pub fn quantize(
     check_shapes(mlp, std, calibration)?;
     let stats = Calibration::run(mlp, std, calibration)?;
     let mut best: Option<Quantized> = None;
-    let mut scratch = IntScratch::default();
     for &clip in &INPUT_CLIP_QUANTILES {
         let mut q = build(mlp, std, calibration, schema, &stats, clip)?;
+        // Rows in parallel, a scratch per task: the trials of a wide model are most of its
+        // quantization time.
         let agree = stats
             .sample
-            .iter()
+            .par_iter()
             .zip(&stats.float_class)
-            .filter(|&(&r, &c)| q.infer(calibration.row(r), &mut scratch).class as usize == c);
-        q.calibration.agreement = agree.count() as f64 / stats.sample.len() as f64;
+            .map_init(IntScratch::default, |scratch, (&r, &c)| {
+                usize::from(q.infer(calibration.row(r), scratch).class as usize == c)
+            })
+            .sum::<usize>();
+        q.calibration.agreement = agree as f64 / stats.sample.len() as f64;
         if best
             .as_ref()
             .is_none_or(|b| q.calibration.agreement > b.calibration.agreement)
@@ -651,7 +661,13 @@ struct Calibration {
 impl Calibration {
     fn run(mlp: &Mlp, std: &Standardizer, cal: &Dataset) -> Result<Self, QuantizeError> {
         let n_in = cal.num_features;
-        let stride = cal.len().div_ceil(CLIP_SAMPLE_ROWS);
+        let macs: u64 = mlp
+            .layers
+            .iter()
+            .map(|d| (d.in_dim * d.out_dim) as u64)
+            .sum();
+        let sample_rows = CLIP_SAMPLE_ROWS.min((CLIP_SAMPLE_MACS / macs.max(1)) as usize);
+        let stride = cal.len().div_ceil(sample_rows.max(1));
         let mut stats = Calibration {
             max_abs_x: vec![0.0; n_in],
             max_abs_z: vec![0.0; n_in],
@@ -660,8 +676,7 @@ impl Calibration {
             sample: Vec::new(),
             float_class: Vec::new(),
         };
-        let mut z = vec![0.0; n_in];
-        let mut acts = Vec::new();
+        // The features' ranges, in row order.
         for r in 0..cal.len() {
             let sampled = r % stride == 0;
             for (j, &x) in cal.row(r).iter().enumerate() {
@@ -673,27 +688,60 @@ impl Calibration {
                         name,
                     });
                 }
-                z[j] = standardize(std, j, x);
+                let z = standardize(std, j, x);
                 stats.max_abs_x[j] = stats.max_abs_x[j].max(f64::from(x).abs());
-                stats.max_abs_z[j] = stats.max_abs_z[j].max(z[j].abs());
+                stats.max_abs_z[j] = stats.max_abs_z[j].max(z.abs());
                 if sampled {
-                    stats.sample_abs_z[j].push(z[j].abs() as f32);
+                    stats.sample_abs_z[j].push(z.abs() as f32);
                 }
-            }
-            forward(mlp, &z, &mut acts);
-            for (max, act) in stats.max_out.iter_mut().zip(&acts) {
-                for (m, &a) in max.iter_mut().zip(act) {
-                    *m = m.max(a.abs());
-                }
-            }
-            if sampled {
-                let logits = &acts[acts.len() - 1];
-                let class =
-                    (1..logits.len()).fold(0, |b, c| if logits[c] > logits[b] { c } else { b });
-                stats.sample.push(r);
-                stats.float_class.push(class);
             }
         }
+        // The float model's activation maxima and its class on the sampled rows: rows in
+        // parallel (most of a wide model's calibration), merged by max and by row.
+        let (max_out, classes) = (0..cal.len())
+            .into_par_iter()
+            .fold(
+                || (stats.max_out.clone(), Vec::new(), Vec::new(), Vec::new()),
+                |(mut max_out, mut classes, mut z, mut acts), r| {
+                    z.clear();
+                    z.extend(
+                        cal.row(r)
+                            .iter()
+                            .enumerate()
+                            .map(|(j, &x)| standardize(std, j, x)),
+                    );
+                    forward(mlp, &z, &mut acts);
+                    for (max, act) in max_out.iter_mut().zip(&acts) {
+                        for (m, &a) in max.iter_mut().zip(act) {
+                            *m = f64::max(*m, a.abs());
+                        }
+                    }
+                    if r % stride == 0 {
+                        let logits = &acts[acts.len() - 1];
+                        let class = (1..logits.len())
+                            .fold(0, |b, c| if logits[c] > logits[b] { c } else { b });
+                        classes.push((r, class));
+                    }
+                    (max_out, classes, z, acts)
+                },
+            )
+            .map(|(max_out, classes, _, _)| (max_out, classes))
+            .reduce(
+                || (stats.max_out.clone(), Vec::new()),
+                |(mut max_a, mut classes_a), (max_b, classes_b)| {
+                    for (a, b) in max_a.iter_mut().zip(&max_b) {
+                        for (m, &v) in a.iter_mut().zip(b) {
+                            *m = f64::max(*m, v);
+                        }
+                    }
+                    classes_a.extend(classes_b);
+                    (max_a, classes_a)
+                },
+            );
+        let mut classes = classes;
+        classes.sort_unstable();
+        stats.max_out = max_out;
+        (stats.sample, stats.float_class) = classes.into_iter().unzip();
         for col in &mut stats.sample_abs_z {
             col.sort_by(f32::total_cmp);
         }
