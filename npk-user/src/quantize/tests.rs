@@ -470,3 +470,33 @@ fn a_hidden_neuron_beyond_its_calibrated_max_keeps_the_float_class() {
     assert_eq!(q.predict(&[1.0, 1.0]), 0);
     assert_eq!(q.predict(&[0.9, 0.0]), 1);
 }
+
+proptest! {
+    /// The calibration's float forward pass sums each row as one `Iterator::sum` in input
+    /// order does, bit for bit, whatever the widths (blocks of rows and their remainders).
+    #[test]
+    fn forward_sums_each_row_in_input_order(
+        dims in prop::collection::vec(1usize..20, 2..5),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let mlp = random_mlp(&mut rng, &dims);
+        let z: Vec<f64> = (0..dims[0]).map(|_| rng.normal() * 3.0).collect();
+        let mut acts = Vec::new();
+        forward(&mlp, &z, &mut acts);
+        let mut input = z;
+        for (l, d) in mlp.layers.iter().enumerate() {
+            let expected: Vec<f64> = (0..d.out_dim)
+                .map(|o| {
+                    let row = &d.weights[o * d.in_dim..(o + 1) * d.in_dim];
+                    let y = row.iter().zip(&input).map(|(&w, &x)| f64::from(w) * x).sum::<f64>()
+                        + f64::from(d.bias[o]);
+                    if l + 1 < mlp.layers.len() { y.max(0.0) } else { y }
+                })
+                .collect();
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&acts[l]), bits(&expected));
+            input = expected;
+        }
+    }
+}
