@@ -4,7 +4,8 @@
 //! fixed [`Model`] when it fits, the one place that decides whether it does.
 
 use npk_common::infer::{
-    Activation, DenseSlices, Prediction, dense_layer, predict_logits, quantize_feature,
+    Activation, DENSE_MAX_INPUTS, DenseSlices, Prediction, dense_layer, predict_logits,
+    quantize_feature,
 };
 use npk_common::model::{
     BIAS_LIMIT, FeatureSchema, LimitError, MAX_CLASSES, MAX_DROP_MARGIN, MAX_LAYERS, MAX_SHIFT,
@@ -13,8 +14,9 @@ use npk_common::model::{
 
 /// Widest layer (inputs included) that npk trains for quantization, quantizes and runs in
 /// userspace: 32x the kernel's MAX_WIDTH, far below the `2^16` inputs that keep the int8 dot
-/// product exact in i32 ([`npk_common::infer::DENSE_MAX_INPUTS`]).
+/// product exact in i32 ([`DENSE_MAX_INPUTS`]).
 pub const USER_MAX_WIDTH: usize = 4096;
+const _: () = assert!(USER_MAX_WIDTH <= DENSE_MAX_INPUTS);
 /// Most weights of a quantized model: with its float twin, 5 bytes each in a model file, which
 /// this keeps below the file cap ([`crate::model_file::MAX_FILE_LEN`]). 1,024 inputs and three
 /// hidden layers of 2,048 are 10.5 million.
