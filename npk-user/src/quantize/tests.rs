@@ -500,3 +500,29 @@ proptest! {
         }
     }
 }
+
+/// A quantized model the kernel holds classifies every row as the kernel's own `predict` does
+/// on its packed `Model` (the class, the margin and the logits): userspace's int8 model is
+/// the kernel's arithmetic on its unpacked weights.
+#[test]
+fn the_int8_model_predicts_as_the_kernel_runs_its_packed_model() {
+    use npk_common::infer::{PlainLoop, Scratch, predict};
+    let mut rng = Rng::new(11);
+    let data = mixed_ranges(&mut rng, 400, 0.02);
+    let std = Standardizer::fit(&data);
+    let mlp = random_mlp(&mut rng, &[data.num_features, 24, 12, 3]);
+    let mut q = quantize(&mlp, &std, &data, FeatureSchema::Tabular).unwrap();
+    q.model.drop_margin = 77;
+    let kernel = q.model.kernel_model().unwrap();
+    assert_eq!(kernel.header.drop_margin, 77);
+    assert_eq!(kernel.validate(), Ok(()));
+    let (mut ours, mut theirs) = (IntScratch::default(), Scratch::new());
+    for r in 0..data.len() {
+        let row = data.row(r);
+        let p = q.infer(row, &mut ours);
+        q.encode(row, &mut theirs.features[..data.num_features]);
+        assert_eq!(predict(&kernel, &mut theirs, &mut PlainLoop), p, "row {r}");
+        assert_eq!(theirs.logits(&kernel), ours.logits(&q.model), "row {r}");
+    }
+    assert_eq!(IntModel::from_kernel(&kernel).unwrap(), q.model);
+}
