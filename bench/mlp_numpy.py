@@ -23,8 +23,10 @@ forward passes and argmax over the training rows, in order.
 """
 
 import argparse
+import gzip
 import json
 import math
+import re
 import sys
 import time
 
@@ -79,6 +81,36 @@ class Rng:
 def load_csv(path):
     table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
     return table[:, :-1].astype(np.float32), table[:, -1].astype(np.int64)
+
+
+IDX_IMAGES = re.compile(r"-images-idx3-ubyte(\.gz)?$")
+
+
+def read_idx(path, magic, dims):
+    """The big-endian header's dimensions and the unsigned bytes after it."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    header = np.frombuffer(raw[: 4 * (1 + dims)], dtype=">u4")
+    if len(header) != 1 + dims or header[0] != magic:
+        sys.exit(f"mlp_numpy.py: {path}: not an IDX file of {dims} dimension(s)")
+    data = np.frombuffer(raw[4 * (1 + dims) :], dtype=np.uint8)
+    if len(data) != int(np.prod(header[1:], dtype=np.int64)):
+        sys.exit(f"mlp_numpy.py: {path}: the header's dimensions do not match the data")
+    return header[1:], data
+
+
+def load_idx(path):
+    """An IDX image file (MNIST's format) and the labels beside it, as npk reads them."""
+    (count, rows, cols), pixels = read_idx(path, 0x803, 3)
+    (labels_count,), labels = read_idx(IDX_IMAGES.sub(r"-labels-idx1-ubyte\1", path), 0x801, 1)
+    if labels_count != count:
+        sys.exit(f"mlp_numpy.py: {path}: {count} images, {labels_count} labels")
+    return pixels.reshape(count, rows * cols).astype(np.float32), labels.astype(np.int64)
+
+
+def load(path):
+    return load_idx(path) if IDX_IMAGES.search(path) else load_csv(path)
 
 
 def split(labels, test_fraction, seed):
@@ -221,6 +253,9 @@ def main():
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--test-split", type=float, default=0.2)
+    p.add_argument(
+        "--test-data", help="rows to test on (CSV or IDX); then all of --data trains"
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--exact-shuffle", action="store_true", help="mirror npk's shuffle (slow)")
     p.add_argument(
@@ -232,12 +267,19 @@ def main():
     p.add_argument("--time-infer", action="store_true", help='add "infer_seconds" (see above)')
     args = p.parse_args()
 
-    x, y = load_csv(args.data)
-    train_rows, test_rows = split(y, args.test_split, args.seed)
+    x, y = load(args.data)
+    if args.test_data:
+        # npk's order: all rows train; the test file's rows follow them here.
+        x_test, y_test = load(args.test_data)
+        train_rows = np.arange(len(y))
+        test_rows = np.arange(len(y), len(y) + len(y_test))
+        x, y = np.concatenate([x, x_test]), np.concatenate([y, y_test])
+    else:
+        train_rows, test_rows = split(y, args.test_split, args.seed)
     mean, std = standardizer(x[train_rows])
     xs = (x - mean) / std
     hidden = [int(h) for h in args.hidden.split(",")]
-    widths = [x.shape[1], *hidden, int(y.max()) + 1]
+    widths = [x.shape[1], *hidden, int(y[train_rows].max()) + 1]
     # npk draws the initial weights and then the shuffles from one generator.
     rng = Rng(args.seed)
     layers = he_init(widths, rng) if args.init == "mirror" else he_init_numpy(widths, args.seed)

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cases=${1:-1000000}
 [[ $cases =~ ^[0-9]+$ ]] || { echo "fuzz: '$cases' is not a number of cases" >&2; exit 2; }
-for target in fuzz_model_file fuzz_onnx fuzz_pcap fuzz_csv fuzz_wire; do
+for target in fuzz_model_file fuzz_onnx fuzz_pcap fuzz_csv fuzz_idx fuzz_wire; do
     echo "fuzz: $target, $cases cases per property" >&2
     start=$SECONDS
     NPK_FUZZ_CASES=$cases cargo test --release -p npk-user --test "$target" -q

@@ -5,7 +5,7 @@
 # Other distributions need the same pieces: rustup with the stable toolchain named in
 # rust-toolchain.toml, the pinned nightly below with rust-src (it builds the eBPF object),
 # bpf-linker linked against that nightly's own LLVM, iproute2, strace, and python3 with NumPy
-# (for the baseline benchmark only).
+# (for the baseline benchmark only), and Debian's dataset-fashion-mnist (the MNIST benchmark).
 set -euo pipefail
 
 # The nightly that compiles the eBPF crate. Pinned: a newer nightly brings a newer LLVM and
@@ -92,6 +92,16 @@ if [ ${#lab_missing[@]} -gt 0 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
             "${lab_missing[@]}" >/dev/null
     if [ "$own_policy" = 1 ]; then rm -f "$policy"; own_policy=0; fi
+fi
+
+# Fashion-MNIST (IDX files, gzip) for `npk bench train`'s MNIST experiment (README, "Training
+# speed vs NumPy").
+if [ ! -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    command -v apt-get >/dev/null || die "please install Debian's dataset-fashion-mnist"
+    say "installing dataset-fashion-mnist (Fashion-MNIST under /usr/share/datasets/fashion-mnist)"
+    apt-get -o DPkg::Lock::Timeout=300 update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+            dataset-fashion-mnist >/dev/null
 fi
 
 if ! python3 -c 'import numpy' 2>/dev/null; then

@@ -130,7 +130,11 @@ impl Default for Scratch {
     }
 }
 
-/// Raw feature `i` -> int8 code.
+/// Raw feature `i` -> int8 code. [`quantize_feature`] is the same arithmetic for userspace's
+/// wide models; the kernel's copy stays written over the model's arrays because calling it
+/// here moved loads and stack slots in the bounded programs (disassembly compared), which
+/// the verifier would have to accept anew. `slice_layers_match_the_kernel_path` holds the two
+/// equal.
 #[inline(always)]
 fn quantize_input(model: &Model, raw: &[i32; MAX_INPUTS], i: usize) -> i32 {
     let q = &model.input;
@@ -143,6 +147,106 @@ fn quantize_input(model: &Model, raw: &[i32; MAX_INPUTS], i: usize) -> i32 {
         INPUT_MIN,
         INPUT_MAX,
     )
+}
+
+/// A raw feature -> its int8 input code, as [`crate::model::InputQuant`] describes: the
+/// arithmetic of every model's input, the kernel's and userspace's models of any width.
+#[inline(always)]
+pub fn quantize_feature(raw: i32, offset: i32, multiplier: i32, shift: i32) -> i32 {
+    // i64 so that `raw - offset` cannot overflow; clamped to i32 range to keep the
+    // requantization product below 2^62.
+    let centered = raw as i64 - offset as i64;
+    let centered = clamp(centered, i32::MIN + 1, i32::MAX) as i64;
+    clamp(
+        requantize(centered, multiplier, shift),
+        INPUT_MIN,
+        INPUT_MAX,
+    )
+}
+
+/// A neuron's dot product -> its output code, as [`LayerParams`] describes: bias, requantize,
+/// output zero point, clamp. Shared by the kernel's layers and userspace's layers of any width.
+#[inline(always)]
+pub fn requantize_neuron(
+    dot: i32,
+    bias: i32,
+    multiplier: i32,
+    shift: i32,
+    layer: &Activation,
+) -> i32 {
+    let v = requantize(bias.wrapping_add(dot) as i64, multiplier, shift) + layer.zero_point as i64;
+    clamp(v, layer.min, layer.max)
+}
+
+/// What a layer does to its requantized sums: the output zero point and the clamp (the ReLU
+/// of a hidden layer, the logit range of the last).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Activation {
+    pub zero_point: i32,
+    pub min: i32,
+    pub max: i32,
+}
+
+/// One dense layer of any width, as userspace holds it: `[out][in]` row-major int8 weights
+/// (no pairs: a userspace layer may be wider than the pair accumulator allows), and per output
+/// neuron its bias, multiplier and shift.
+///
+/// # Shapes
+/// `weights`: `out_dim x in_dim`; `bias`, `multiplier`, `shift`: `out_dim`.
+#[derive(Clone, Copy, Debug)]
+pub struct DenseSlices<'a> {
+    pub in_dim: usize,
+    pub weights: &'a [i8],
+    pub bias: &'a [i32],
+    pub multiplier: &'a [i32],
+    pub shift: &'a [i32],
+    pub activation: Activation,
+}
+
+/// Most inputs of a layer [`dense_layer`] computes exactly: `|sum w*x| <= 2^14 * 2^16 = 2^30`,
+/// and with `|bias| < 2^30` the sum stays below 2^31 (see the module's overflow argument).
+pub const DENSE_MAX_INPUTS: usize = 1 << 16;
+
+/// [`LayerParams`]' formula over slices: `output[o] = requantize_neuron(sum_i w[o][i] *
+/// input[i], ...)` for `o < output.len()`. Exact (equal to the kernel's [`infer`] on every layer
+/// the kernel holds) for layers of at most [`DENSE_MAX_INPUTS`] inputs with int8 codes in.
+/// Rows or inputs missing from short slices count as zero; nothing panics.
+pub fn dense_layer(layer: &DenseSlices<'_>, input: &[i32], output: &mut [i32]) {
+    let in_dim = layer.in_dim.min(input.len());
+    let input = &input[..in_dim];
+    let rows = layer.weights.chunks_exact(layer.in_dim.max(1));
+    let params = layer.bias.iter().zip(layer.multiplier).zip(layer.shift);
+    for ((out, row), ((&bias, &multiplier), &shift)) in output.iter_mut().zip(rows).zip(params) {
+        // i32 products and wrapping sums: the same bits as the kernel's pair accumulator, and
+        // a loop LLVM vectorizes.
+        let dot = row.iter().zip(input).fold(0i32, |acc, (&w, &x)| {
+            acc.wrapping_add(i32::from(w).wrapping_mul(x))
+        });
+        *out = requantize_neuron(dot, bias, multiplier, shift, &layer.activation);
+    }
+}
+
+/// The class (first largest logit) and its margin over the runner-up, as [`predict`] computes
+/// them on the kernel's logits, for logits of any model.
+pub fn predict_logits(logits: &[i32]) -> Prediction {
+    let mut class = 0;
+    for (c, &v) in logits.iter().enumerate() {
+        if v > logits[class] {
+            class = c;
+        }
+    }
+    let best = logits.get(class).map_or(i32::MIN as i64, |&v| v as i64);
+    let runner_up = logits
+        .iter()
+        .enumerate()
+        .filter(|&(c, _)| c != class)
+        .map(|(_, &v)| v as i64)
+        .max()
+        .unwrap_or(i32::MIN as i64);
+    Prediction {
+        class: class as u32,
+        margin: (best - runner_up).clamp(0, u32::MAX as i64) as u32,
+    }
 }
 
 /// Neurons computed per loop step: each input is loaded once for all of them, and the loop
@@ -482,6 +586,80 @@ mod tests {
             let (naive, naive_logits) = naive_infer(&m, &features);
             prop_assert_eq!(scratch.logits(&m), &naive_logits[..]);
             prop_assert_eq!(prediction, naive);
+        }
+    }
+
+    /// `model` through the slice functions userspace runs wide models with: its input
+    /// quantization and [`dense_layer`] per layer over `[out][in]` weights unpacked from the
+    /// pairs, then [`predict_logits`]. Returns the prediction and the logits.
+    fn slice_infer(model: &Model, features: &[i32]) -> (Prediction, std::vec::Vec<i32>) {
+        let h = &model.header;
+        let q = &model.input;
+        let mut act: std::vec::Vec<i32> = (0..h.num_inputs as usize)
+            .map(|i| quantize_feature(features[i], q.offset[i], q.multiplier[i], q.shift[i]))
+            .collect();
+        for layer in model.active_layers() {
+            let (in_dim, out_dim) = (layer.in_dim as usize, layer.out_dim as usize);
+            let weights: std::vec::Vec<i8> = (0..out_dim * in_dim)
+                .map(|k| layer.weight(k / in_dim, k % in_dim))
+                .collect();
+            let slices = DenseSlices {
+                in_dim,
+                weights: &weights,
+                bias: &layer.bias[..out_dim],
+                multiplier: &layer.multiplier[..out_dim],
+                shift: &layer.shift[..out_dim],
+                activation: Activation {
+                    zero_point: layer.output_zero_point,
+                    min: layer.act_min,
+                    max: layer.act_max,
+                },
+            };
+            let mut out = std::vec![0; out_dim];
+            dense_layer(&slices, &act, &mut out);
+            act = out;
+        }
+        (predict_logits(&act), act)
+    }
+
+    proptest! {
+        /// The slice functions of userspace's wide models compute, bit for bit, what the
+        /// kernel's [`predict`] does, on every valid model the kernel holds: logits, class and
+        /// margin, over any raw features (i32 extremes included).
+        #[test]
+        fn slice_layers_match_the_kernel_path(
+            inputs in 1usize..=MAX_INPUTS,
+            hidden in prop::collection::vec(1usize..=MAX_WIDTH, 0..MAX_LAYERS),
+            classes in 2usize..=MAX_CLASSES,
+            features in prop::collection::vec(any::<i32>(), MAX_INPUTS),
+            seed in any::<u64>(),
+        ) {
+            let dims: std::vec::Vec<usize> =
+                [inputs].into_iter().chain(hidden).chain([classes]).collect();
+            let m = model(&dims, seed);
+            prop_assert!(m.validate().is_ok(), "{:?}", m.validate());
+            let mut scratch = Scratch::new();
+            scratch.features.copy_from_slice(&features);
+            let kernel = predict(&m, &mut scratch, &mut PlainLoop);
+            let (slices, logits) = slice_infer(&m, &features);
+            prop_assert_eq!(scratch.logits(&m), &logits[..]);
+            prop_assert_eq!(slices, kernel);
+        }
+    }
+
+    #[test]
+    fn predict_logits_takes_the_first_largest_and_its_lead() {
+        for (logits, class, margin) in [
+            (&[5, 90, 40, 89][..], 1, 1),
+            (&[7, 50, 50, 3], 1, 0),
+            (&[-32767, -32767], 0, 0),
+            (&[32767, -32767], 0, 65534),
+        ] {
+            assert_eq!(
+                predict_logits(logits),
+                Prediction { class, margin },
+                "{logits:?}"
+            );
         }
     }
 

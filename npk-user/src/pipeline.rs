@@ -1,8 +1,9 @@
 //! The training pipeline as one call: split -> standardize -> train (CPU or GPU) -> quantize ->
 //! score. `npk train`, `npk eval` and the demo are edges over it.
 
+use std::borrow::Cow;
+
 use npk_common::{
-    infer::Scratch,
     model::FeatureSchema,
     packet::{FEATURE_NAMES, SCHEMA},
 };
@@ -13,7 +14,7 @@ use crate::{
     model_file::ModelFile,
     packets::features::packet_standardizer,
     quantize::{
-        QuantizeError, Quantized,
+        IntScratch, QuantizeError, Quantized,
         margin::{DropCounts, MarginChoice, choose_drop_margin},
         quantize,
     },
@@ -142,19 +143,20 @@ pub fn standardizer_for(schema: FeatureSchema, train_raw: &Dataset) -> Standardi
     }
 }
 
-/// A model for the kernel from `data`: the kernel's limits are checked first (a split error
+/// A quantized model from `data` (for the kernel when it fits): the limits are checked first (a split error
 /// must not hide them; [`fit_split`] repeats the few comparisons), then [`fit_split`] on the
 /// per-class split.
 pub fn fit(
     data: &Dataset,
+    test: Option<&Dataset>,
     validation: Option<&Dataset>,
     config: &FitConfig,
     on_epoch: impl FnMut(&EpochStats),
 ) -> Result<Fitted, FitError> {
     config
         .train
-        .check_kernel_limits(data.num_features, data.num_classes)?;
-    let (train_raw, test_raw) = data.split(config.test_fraction, config.train.seed)?;
+        .check_quantizable(data.num_features, data.num_classes)?;
+    let (train_raw, test_raw) = train_and_test(data, test, config)?;
     let margin = config.max_benign_drop.map(|max_benign_drop| MarginPolicy {
         max_benign_drop,
         validation,
@@ -173,11 +175,12 @@ pub fn fit(
 /// on the test split; nothing is quantized.
 pub fn fit_float(
     data: &Dataset,
+    test: Option<&Dataset>,
     config: &FitConfig,
     on_epoch: impl FnMut(&EpochStats),
 ) -> Result<FloatFitted, FitError> {
     config.train.validate(data.num_features, data.num_classes)?;
-    let (train_raw, test_raw) = data.split(config.test_fraction, config.train.seed)?;
+    let (train_raw, test_raw) = train_and_test(data, test, config)?;
     let (standardizer, mlp) = train_on(&train_raw, &config.train, config.device, on_epoch)?;
     let float_accuracy = mlp.accuracy(&standardizer.apply(&test_raw));
     Ok(FloatFitted {
@@ -186,6 +189,22 @@ pub fn fit_float(
         train_rows: train_raw.len(),
         test_rows: test_raw.len(),
         float_accuracy,
+    })
+}
+
+/// The training and test rows: all of `data` and `test` when there is a test set of its own
+/// (MNIST's t10k), else the per-class split of `data` by the config's test fraction.
+fn train_and_test<'a>(
+    data: &'a Dataset,
+    test: Option<&'a Dataset>,
+    config: &FitConfig,
+) -> Result<(Cow<'a, Dataset>, Cow<'a, Dataset>), FitError> {
+    Ok(match test {
+        Some(test) => (Cow::Borrowed(data), Cow::Borrowed(test)),
+        None => {
+            let (train, test) = data.split(config.test_fraction, config.train.seed)?;
+            (Cow::Owned(train), Cow::Owned(test))
+        }
     })
 }
 
@@ -200,7 +219,7 @@ pub fn fit_split(
     margin: Option<MarginPolicy<'_>>,
     on_epoch: impl FnMut(&EpochStats),
 ) -> Result<Fitted, FitError> {
-    config.check_kernel_limits(train_raw.num_features, train_raw.num_classes)?;
+    config.check_quantizable(train_raw.num_features, train_raw.num_classes)?;
     let (standardizer, mlp) = train_on(train_raw, config, device, on_epoch)?;
     // Calibrated on the raw training rows: the quantized model folds standardization in.
     let mut quantized = quantize(
@@ -213,7 +232,7 @@ pub fn fit_split(
     let margin = margin.map(|policy| {
         let rows = policy.validation.unwrap_or(test_raw);
         let choice = choose_drop_margin(&quantized, rows, policy.max_benign_drop);
-        quantized.model.header.drop_margin = choice.drop_margin;
+        quantized.model.drop_margin = choice.drop_margin;
         choice
     });
     let scores = score(&mlp, &standardizer, &quantized, test_raw);
@@ -257,10 +276,10 @@ pub fn score(
     let standardized = standardizer.apply(raw);
     let classes = mlp.num_classes();
     let logits = mlp.forward(&standardized.features, raw.len());
-    let mut scratch = Scratch::new();
+    let mut scratch = IntScratch::default();
     let mut float = Confusion::new(classes);
     let mut quant = Confusion::new(classes);
-    let mut drops = DropCounts::new(classes, quantized.model.header.drop_margin);
+    let mut drops = DropCounts::new(classes, quantized.model.drop_margin);
     let mut agree = 0;
     for (i, row_logits) in logits.chunks_exact(classes).enumerate() {
         let label = raw.labels[i] as usize;

@@ -160,8 +160,12 @@ fn inspect_refuses_bad_files() {
             "the file is empty".to_string(),
         ),
         (
-            write(dir.path(), "short.npk", &bytes[..1000]),
-            format!("truncated: expected {} bytes, found 1000", bytes.len()),
+            write(dir.path(), "short.npk", &bytes[..bytes.len() / 2]),
+            format!(
+                "truncated: expected {} bytes, found {}",
+                bytes.len(),
+                bytes.len() / 2
+            ),
         ),
         (
             write(dir.path(), "corrupt.npk", &corrupt),
@@ -169,7 +173,7 @@ fn inspect_refuses_bad_files() {
         ),
         (
             write(dir.path(), "version.npk", &version),
-            "unsupported format version: found 1, supported 2..=3".to_string(),
+            "unsupported format version: found 1, supported 2..=4".to_string(),
         ),
         (
             write(dir.path(), "text.npk", b"hello"),

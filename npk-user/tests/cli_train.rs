@@ -68,8 +68,8 @@ fn bad_training_options_are_one_clear_error() {
             "--hidden: hidden layer list '': '' is not a width",
         ),
         (
-            &["--hidden", "16,129"],
-            "hidden layer 2 has width 129: must be 1..=128 (the kernel's MAX_WIDTH)",
+            &["--hidden", "16,4097"],
+            "hidden layer 2 has width 4097: must be 1..=4096 (the widest layer npk quantizes)",
         ),
         (&["--hidden", "8,8,8,8"], "4 hidden layers: at most 3"),
     ] {

@@ -41,12 +41,12 @@ fn without_out_any_width_trains_and_nothing_is_quantized() {
 }
 
 #[test]
-fn with_out_the_kernel_limits_apply_before_training() {
+fn with_out_the_quantizer_limits_apply_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.npk");
     let out = npk(&[
         "--hidden",
-        "300",
+        "5000",
         "--out",
         model.to_str().unwrap(),
         "--epochs",
@@ -56,7 +56,7 @@ fn with_out_the_kernel_limits_apply_before_training() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         stderr.trim(),
-        "npk: error: hidden layer 1 has width 300: must be 1..=128 (the kernel's MAX_WIDTH)"
+        "npk: error: hidden layer 1 has width 5000: must be 1..=4096 (the widest layer npk quantizes)"
     );
     assert!(out.stdout.is_empty(), "no epoch ran");
     assert!(!model.exists());

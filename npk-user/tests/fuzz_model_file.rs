@@ -13,7 +13,7 @@ use npk::dataset::{Dataset, Standardizer};
 use npk::model_file::{FILE_FORMAT_VERSION, FILE_MAGIC, HEADER_LEN, ModelFile};
 use npk::quantize::quantize;
 use npk::train::{OptimizerKind, TrainConfig, train};
-use npk_common::model::{FeatureSchema, Model};
+use npk_common::model::FeatureSchema;
 use proptest::prelude::*;
 
 /// A model trained on one of the repository's CSV files, as `npk train --out` writes it.
@@ -38,9 +38,9 @@ fn trained(csv: &str, hidden: &[usize]) -> Vec<u8> {
         .unwrap()
 }
 
-/// A model file split before its `Model` block (99% of its bytes, raw kernel layout): the
-/// part before it is mutated alone half the time, so that edits land in the counts, floats and
-/// scales as often as in the block.
+/// A model file split in two halves: the first (header, names, float layers) is mutated alone
+/// half the time, so that edits land in the counts, floats and scales as often as in the int8
+/// layers at the end.
 struct Sample {
     whole: Input,
     head: Input,
@@ -49,7 +49,7 @@ struct Sample {
 
 impl Sample {
     fn new(bytes: Vec<u8>) -> Self {
-        let split = bytes.len() - size_of::<Model>();
+        let split = bytes.len() / 2;
         // The header's u64 payload length is a length field too.
         let header_len = [(8, 8)];
         Self {
@@ -85,6 +85,7 @@ const TOKENS: &[&[u8]] = &[
     &1u32.to_le_bytes(),
     &2u32.to_le_bytes(),
     &3u32.to_le_bytes(),
+    &4u32.to_le_bytes(),
     &f32::NAN.to_le_bytes(),
     &f32::INFINITY.to_le_bytes(),
     &f64::NAN.to_le_bytes(),

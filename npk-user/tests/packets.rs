@@ -359,11 +359,11 @@ fn generated_traffic_trains_a_model_the_classifier_accepts() {
         model.to_str().unwrap(),
     ]);
     let file = ModelFile::load(&model).unwrap();
-    assert_eq!(file.schema(), Some(FeatureSchema::PacketV5));
+    assert_eq!(file.schema(), FeatureSchema::PacketV5);
     // Integer means: the kernel's input offsets are exactly the standardization.
     assert!(file.standardizer.mean.iter().all(|m| m.fract() == 0.0));
     let mut c = Classifier::load(ProgramKind::Xdp).unwrap();
-    c.push(&file.quantized.model).unwrap();
+    c.push(&file.kernel_model().unwrap()).unwrap();
     // Models of the previous feature schemas are refused by name, and change nothing.
     for (old, version) in [
         (FeatureSchema::PacketV1, 1),
@@ -371,7 +371,7 @@ fn generated_traffic_trains_a_model_the_classifier_accepts() {
         (FeatureSchema::PacketV3, 3),
         (FeatureSchema::PacketV4, 4),
     ] {
-        let mut model = file.quantized.model.clone();
+        let mut model = file.kernel_model().unwrap();
         model.header.feature_schema = old as u32;
         let err = format!("{:#}", c.push(&model).unwrap_err());
         assert!(

@@ -2,6 +2,8 @@
 //! training and inference, CPU and GPU, each timed in this process and, for the CPU rows, beside
 //! the same run of bench/mlp_numpy.py started from here (same data, split, network, batch,
 //! epochs and optimizer), so that the ratio compares two timings taken minutes apart at most.
+//! The CPU training rows also score the trained model on the test rows: float, int8 (quantized
+//! as `npk train --out` does, where the shape allows) and NumPy's float model.
 
 use std::{
     path::{Path, PathBuf},
@@ -13,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     dataset::{Dataset, DatasetError, Standardizer},
+    pipeline::{self, schema_of},
+    quantize::quantize,
     rng::Rng,
     train::{
         self, Mlp, OptimizerKind, TrainConfig, TrainError, Trainer,
@@ -32,6 +36,8 @@ pub struct Net {
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
     pub data: PathBuf,
+    /// Rows to test on, a file of their own (MNIST's t10k); `None`: the split of `data`.
+    pub test_data: Option<PathBuf>,
     pub nets: Vec<Net>,
     pub batches: Vec<usize>,
     pub lr: f32,
@@ -40,7 +46,7 @@ pub struct BenchConfig {
     pub numpy: Option<(PathBuf, PathBuf)>,
 }
 
-/// The split of every run, as `npk train`'s default.
+/// The split of every run without a test file, as `npk train`'s default.
 const TEST_SPLIT: f64 = 0.2;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +61,13 @@ pub enum BenchError {
     },
     #[error("no batch sizes to time")]
     NoBatches,
+    #[error("{}: {found} feature columns, but {} has {expected}", test.display(), data.display())]
+    TestColumns {
+        test: PathBuf,
+        data: PathBuf,
+        expected: usize,
+        found: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -96,6 +109,18 @@ pub struct Row {
     pub numpy: Option<Result<Timing, String>>,
     /// NumPy's seconds over npk's: how many times faster npk is.
     pub speedup: Option<f64>,
+    /// The trained models' accuracy on the test rows (CPU training rows only).
+    pub accuracy: Option<Accuracy>,
+}
+
+/// Test accuracy of one CPU training row's models.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Accuracy {
+    pub npk_float: f64,
+    /// `Err`: why it was not quantized (a shape npk does not quantize).
+    pub npk_int8: Result<f64, String>,
+    /// `None` without a NumPy run.
+    pub numpy_float: Option<Result<f64, String>>,
 }
 
 /// The whole run: the table and what it ran on.
@@ -103,6 +128,7 @@ pub struct Row {
 pub struct Report {
     pub data: PathBuf,
     pub train_rows: usize,
+    pub test_rows: usize,
     pub gpu: Result<String, String>,
     pub rows: Vec<Row>,
 }
@@ -112,6 +138,7 @@ pub struct Report {
 struct NumpyReport {
     train_seconds: f64,
     infer_seconds: f64,
+    float_accuracy: f64,
 }
 
 /// Runs every (net, batch) pair: CPU train, CPU infer, GPU train, GPU infer, then NumPy once for
@@ -120,9 +147,24 @@ pub fn run(config: &BenchConfig, mut on_row: impl FnMut(&Row)) -> Result<Report,
     if config.batches.is_empty() {
         return Err(BenchError::NoBatches);
     }
-    let data = Dataset::load_csv(&config.data)?;
-    let (train_raw, _) = data.split(TEST_SPLIT, config.seed)?;
-    let train_set = Standardizer::fit(&train_raw).apply(&train_raw);
+    let data = Dataset::load(&config.data)?;
+    let (train_raw, test_raw) = match &config.test_data {
+        Some(path) => {
+            let test = Dataset::load_for_model(path, data.num_classes)?;
+            if test.num_features != data.num_features {
+                return Err(BenchError::TestColumns {
+                    test: path.clone(),
+                    data: config.data.clone(),
+                    expected: data.num_features,
+                    found: test.num_features,
+                });
+            }
+            (data, test)
+        }
+        None => data.split(TEST_SPLIT, config.seed)?,
+    };
+    let standardizer = Standardizer::fit(&train_raw);
+    let train_set = standardizer.apply(&train_raw);
     let n = train_set.len();
     let gpu = gpu_offload::gpu_available().map_err(|e| gpu::GpuTrainError::from(e).to_string());
     let mut rows = Vec::new();
@@ -145,7 +187,7 @@ pub fn run(config: &BenchConfig, mut on_row: impl FnMut(&Row)) -> Result<Report,
             let numpy = config
                 .numpy
                 .as_ref()
-                .map(|(python, script)| run_numpy(python, script, &config.data, &train_config));
+                .map(|(python, script)| run_numpy(python, script, config, &train_config));
             let row = |mode, device, npk: Result<Timing, String>| {
                 let numpy = numpy.as_ref().filter(|_| device == "cpu").map(|r| {
                     r.as_ref().map_err(Clone::clone).map(|r| {
@@ -173,24 +215,50 @@ pub fn run(config: &BenchConfig, mut on_row: impl FnMut(&Row)) -> Result<Report,
                     npk,
                     numpy,
                     speedup,
+                    accuracy: None,
                 }
             };
-            let unavailable = |e: &String| Err(format!("unavailable: {e}"));
-            let cpu_train = time_cpu_train(&train_set, &train_config);
-            let cpu_infer = time_cpu_infer(&train_set, &train_config);
-            let (gpu_train, gpu_infer) = match &gpu {
-                Ok(_) => (
-                    time_gpu_train(&train_set, &train_config),
-                    time_gpu_infer(&train_set, &train_config),
-                ),
-                Err(e) => (unavailable(e), unavailable(e)),
+            let (cpu_train, mlp) = time_cpu_train(&train_set, &train_config);
+            let accuracy = Accuracy {
+                npk_float: mlp.accuracy(&standardizer.apply(&test_raw)),
+                npk_int8: quantize(
+                    &mlp,
+                    &standardizer,
+                    &train_raw,
+                    schema_of(&train_raw.feature_names),
+                )
+                .map(|q| pipeline::score(&mlp, &standardizer, &q, &test_raw).quantized_accuracy)
+                .map_err(|e| e.to_string()),
+                numpy_float: numpy
+                    .as_ref()
+                    .map(|r| r.as_ref().map(|r| r.float_accuracy).map_err(Clone::clone)),
             };
+            let cpu_infer = time_cpu_infer(&train_set, &train_config);
+            // GPU rows only where there is a GPU: the report's `gpu` says why not otherwise.
+            let gpu_rows = gpu.is_ok().then(|| {
+                [
+                    row(
+                        Mode::Train,
+                        "gpu",
+                        time_gpu_train(&train_set, &train_config),
+                    ),
+                    row(
+                        Mode::Infer,
+                        "gpu",
+                        time_gpu_infer(&train_set, &train_config),
+                    ),
+                ]
+            });
             for r in [
-                row(Mode::Train, "cpu", Ok(cpu_train)),
+                Row {
+                    accuracy: Some(accuracy),
+                    ..row(Mode::Train, "cpu", Ok(cpu_train))
+                },
                 row(Mode::Infer, "cpu", Ok(cpu_infer)),
-                row(Mode::Train, "gpu", gpu_train),
-                row(Mode::Infer, "gpu", gpu_infer),
-            ] {
+            ]
+            .into_iter()
+            .chain(gpu_rows.into_iter().flatten())
+            {
                 on_row(&r);
                 rows.push(r);
             }
@@ -199,16 +267,19 @@ pub fn run(config: &BenchConfig, mut on_row: impl FnMut(&Row)) -> Result<Report,
     Ok(Report {
         data: config.data.clone(),
         train_rows: n,
+        test_rows: test_raw.len(),
         gpu,
         rows,
     })
 }
 
-/// Training time as `npk train` measures it: from the first step to the end of the last epoch.
-fn time_cpu_train(data: &Dataset, config: &TrainConfig) -> Timing {
+/// Training time as `npk train` measures it: from the first step to the end of the last epoch;
+/// and the trained model.
+fn time_cpu_train(data: &Dataset, config: &TrainConfig) -> (Timing, Mlp) {
     let mut seconds = 0.0;
-    train::train(data, config, |e| seconds = e.elapsed.as_secs_f64()).expect("validated by run");
-    Timing::new(seconds, config.epochs, data.len())
+    let mlp = train::train(data, config, |e| seconds = e.elapsed.as_secs_f64())
+        .expect("validated by run");
+    (Timing::new(seconds, config.epochs, data.len()), mlp)
 }
 
 fn time_gpu_train(data: &Dataset, config: &TrainConfig) -> Result<Timing, String> {
@@ -280,15 +351,16 @@ fn time_predict<E>(
 fn run_numpy(
     python: &Path,
     script: &Path,
-    data: &Path,
+    bench: &BenchConfig,
     config: &TrainConfig,
 ) -> Result<NumpyReport, String> {
     let hidden: Vec<String> = config.hidden.iter().map(usize::to_string).collect();
-    let out = Command::new(python)
-        .arg("--")
-        .arg(script)
-        .arg("--data")
-        .arg(data)
+    let mut command = Command::new(python);
+    command.arg("--").arg(script).arg("--data").arg(&bench.data);
+    if let Some(test) = &bench.test_data {
+        command.arg("--test-data").arg(test);
+    }
+    let out = command
         .args(["--hidden", &hidden.join(",")])
         .args(["--epochs", &config.epochs.to_string()])
         .args(["--batch", &config.batch.to_string()])

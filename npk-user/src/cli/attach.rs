@@ -29,7 +29,7 @@ use crate::{
 
 /// The kernel model of the file at `path`, its drop margin replaced by `drop_margin` if given.
 fn load_model(path: &std::path::Path, drop_margin: Option<DropMargin>) -> Result<Box<Model>> {
-    let mut model = ModelFile::load(path)?.quantized.model;
+    let mut model = ModelFile::load(path)?.kernel_model()?;
     if let Some(DropMargin(margin)) = drop_margin {
         model.header.drop_margin = margin;
     }

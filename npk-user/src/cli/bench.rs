@@ -45,9 +45,13 @@ pub enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub struct TrainBenchArgs {
-    /// CSV file to train on (its default 80% training split).
-    #[arg(long, default_value = "data/iris.csv", value_name = "FILE.csv")]
+    /// CSV or IDX file to train on (its default 80% training split, or all of it with
+    /// --test-data).
+    #[arg(long, default_value = "data/iris.csv", value_name = "FILE")]
     data: PathBuf,
+    /// Rows to test the trained models on, a file of their own (MNIST's t10k images).
+    #[arg(long, value_name = "FILE")]
+    test_data: Option<PathBuf>,
     /// Batch sizes; each is capped at the number of training rows.
     #[arg(long, default_value = "3,10,256", value_name = "B1,B2,...")]
     batches: String,
@@ -64,6 +68,9 @@ pub struct TrainBenchArgs {
     /// also pays for first-touching about 200 MB of weights, gradients and optimizer state).
     #[arg(long, default_value_t = 2, value_name = "N")]
     large_epochs: usize,
+    /// Time the small network only.
+    #[arg(long)]
+    no_large: bool,
     /// Adam's learning rate.
     #[arg(long, default_value_t = 0.01, value_name = "X")]
     lr: f32,
@@ -140,18 +147,20 @@ fn train(args: TrainBenchArgs) -> Result<()> {
             epochs,
         })
     };
+    let mut nets = vec![net("small", &args.small_hidden, args.small_epochs)?];
+    if !args.no_large {
+        nets.push(net("large", &args.large_hidden, args.large_epochs)?);
+    }
     let config = bench::train::BenchConfig {
         data: args.data,
-        nets: vec![
-            net("small", &args.small_hidden, args.small_epochs)?,
-            net("large", &args.large_hidden, args.large_epochs)?,
-        ],
+        test_data: args.test_data,
+        nets,
         batches,
         lr: args.lr,
         seed: args.seed,
         numpy: (!args.no_numpy).then_some((args.python, args.numpy_script)),
     };
-    let rows = config.nets.len() * config.batches.len() * 4;
+    let rows = config.nets.len() * config.batches.len() * 2;
     let pb = super::progress_bar(rows as u64, args.json);
     let report = bench::train::run(&config, |row| {
         pb.set_message(format!("{} batch {}", row.net, row.batch));
@@ -163,10 +172,14 @@ fn train(args: TrainBenchArgs) -> Result<()> {
         return Ok(());
     }
     outln!(
-        "{}: {} training rows; GPU: {}",
+        "{}: {} training rows, {} test rows; GPU: {}",
         report.data.display(),
         report.train_rows,
-        report.gpu.as_deref().unwrap_or_else(|e| e)
+        report.test_rows,
+        match &report.gpu {
+            Ok(name) => name.clone(),
+            Err(why) => format!("no GPU ({why}): CPU rows only"),
+        }
     )?;
     outln!(
         "{:<6} {:<20} {:>5} {:>4} {:<5} {:<4} {:>6} {:>12} {:>12} {:>12} {:>12} {:>8}",
@@ -183,6 +196,7 @@ fn train(args: TrainBenchArgs) -> Result<()> {
         "numpy rows/s",
         "speedup"
     )?;
+    let mut accuracies = Vec::new();
     for r in &report.rows {
         let hidden: Vec<String> = r.hidden.iter().map(usize::to_string).collect();
         let timing = |t: &Result<bench::train::Timing, String>| match t {
@@ -198,6 +212,25 @@ fn train(args: TrainBenchArgs) -> Result<()> {
             None => String::new(),
         };
         let speedup = r.speedup.map_or(String::new(), |s| format!(" {s:>7.1}x"));
+        if let Some(a) = &r.accuracy {
+            let shown = |v: &Result<f64, String>| match v {
+                Ok(v) => format!("{v:.4}"),
+                Err(e) => format!("- ({e})"),
+            };
+            accuracies.push(format!(
+                "{:<6} {:<20} {:>5}  npk float {:.4}  npk int8 {}  numpy float {}",
+                r.net,
+                r.hidden
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                r.batch,
+                a.npk_float,
+                shown(&a.npk_int8),
+                a.numpy_float.as_ref().map_or("-".to_string(), shown),
+            ));
+        }
         outln!(
             "{:<6} {:<20} {:>5} {:>4} {:<5} {:<4} {:>6} {}{numpy}{speedup}",
             r.net,
@@ -213,6 +246,13 @@ fn train(args: TrainBenchArgs) -> Result<()> {
             timing(&r.npk),
         )?;
     }
+    outln!(
+        "test accuracy of the trained models ({} rows):",
+        report.test_rows
+    )?;
+    for line in accuracies {
+        outln!("{line}")?;
+    }
     Ok(())
 }
 
@@ -227,7 +267,7 @@ fn infer(args: InferArgs) -> Result<()> {
         args.live_runs
     );
     let model = match &args.model {
-        Some(path) => crate::model_file::ModelFile::load(path)?.quantized.model,
+        Some(path) => crate::model_file::ModelFile::load(path)?.kernel_model()?,
         None => random_packet_model(&args.hidden.0, args.classes, args.seed)?,
     };
     let r = bench::infer::run(&model, args.rounds, args.repeat, args.live_runs)?;

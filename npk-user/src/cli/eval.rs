@@ -25,8 +25,9 @@ pub struct EvalArgs {
     #[arg(long, value_name = "MODEL")]
     pub model: PathBuf,
     /// CSV file with the model's feature columns, in the same order, and the label last
-    /// (0..K-1 for a model of K classes).
-    #[arg(long, value_name = "FILE.csv")]
+    /// (0..K-1 for a model of K classes); or an IDX image file with its labels beside it, as
+    /// `npk train --data` reads them (`--test-data` names the same: MNIST's t10k images).
+    #[arg(long, visible_alias = "test-data", value_name = "FILE")]
     pub data: PathBuf,
     /// Score drops at this margin instead of the model's own drop margin (as `npk attach
     /// --drop-margin` would run it), 0..=65534.
@@ -88,9 +89,9 @@ struct Report {
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let mut model = ModelFile::load(&args.model)?;
     if let Some(margin) = args.drop_margin {
-        model.quantized.model.header.drop_margin = margin;
+        model.quantized.model.drop_margin = margin;
     }
-    let data = Dataset::load_csv_for_model(&args.data, model.mlp.num_classes())?;
+    let data = Dataset::load_for_model(&args.data, model.mlp.num_classes())?;
     // Its labels were checked against the model's classes as it loaded.
     check_columns(&args.data, &data, &model.feature_names, &args.model)?;
     let scores = score(&model.mlp, &model.standardizer, &model.quantized, &data);

@@ -61,8 +61,8 @@ struct InputReport {
 #[derive(Debug, Serialize)]
 struct LayerReport {
     pub index: usize,
-    pub in_dim: u32,
-    pub out_dim: u32,
+    pub in_dim: usize,
+    pub out_dim: usize,
     /// `relu` for hidden layers, `none` for the logits.
     pub activation: &'static str,
     pub output_zero_point: i32,
@@ -101,11 +101,13 @@ struct Report {
     pub created_unix_secs: u64,
     pub origin: OriginReport,
     pub feature_schema: &'static str,
-    pub model_version: u32,
+    /// The version the kernel model is tagged with (1 until a push bumps it); `null` for a
+    /// model the kernel cannot hold.
+    pub model_version: Option<u32>,
     /// A drop class drops a packet only when its int8 logit leads by at least this much.
     pub drop_margin: u32,
-    pub num_inputs: u32,
-    pub num_classes: u32,
+    pub num_inputs: usize,
+    pub num_classes: usize,
     pub inputs: Vec<InputReport>,
     pub layers: Vec<LayerReport>,
     /// Real value of one logit unit.
@@ -116,16 +118,20 @@ struct Report {
     pub calibration_agreement: f64,
     pub params: u64,
     pub macs: u64,
-    /// Size of the model block in the kernel's BPF map.
-    pub kernel_bytes: usize,
+    /// Size of the model block in the kernel's BPF map; `null` when the kernel cannot hold
+    /// the model (`kernel_limit` says why).
+    pub kernel_bytes: Option<usize>,
+    /// The kernel limit the model breaks (`npk attach` and `push` refuse it); `null` when it
+    /// fits.
+    pub kernel_limit: Option<String>,
 }
 
 impl Report {
     fn new(file: String, format_version: u32, m: &ModelFile) -> Self {
         let q = &m.quantized;
         let model = &q.model;
-        let h = &model.header;
-        let inputs = (0..h.num_inputs as usize)
+        let kernel = m.kernel_model();
+        let inputs = (0..model.num_inputs())
             .map(|j| InputReport {
                 name: m.feature_names[j].clone(),
                 frac_bits: q.encoding.frac_bits[j],
@@ -136,23 +142,23 @@ impl Report {
                 raw_scale: q.scales.input[j] * f64::from(m.standardizer.std[j]),
             })
             .collect();
-        let n_layers = model.active_layers().len();
+        let n_layers = model.layers.len();
         let layers = model
-            .active_layers()
+            .layers
             .iter()
             .zip(&q.scales.layers)
             .enumerate()
             .map(|(l, (p, s))| {
-                let live = 0..p.out_dim as usize;
+                let live = 0..p.out_dim;
                 LayerReport {
                     index: l,
                     in_dim: p.in_dim,
                     out_dim: p.out_dim,
                     activation: if l + 1 < n_layers { "relu" } else { "none" },
-                    output_zero_point: p.output_zero_point,
-                    clamp: [p.act_min, p.act_max],
-                    params: u64::from(p.in_dim + 1) * u64::from(p.out_dim),
-                    macs: u64::from(p.in_dim) * u64::from(p.out_dim),
+                    output_zero_point: p.activation.zero_point,
+                    clamp: [p.activation.min, p.activation.max],
+                    params: ((p.in_dim + 1) * p.out_dim) as u64,
+                    macs: (p.in_dim * p.out_dim) as u64,
                     weight_scale: range(s.acc.iter().copied()),
                     output_scale: range(s.output.iter().copied()),
                     multiplier: range(
@@ -180,19 +186,18 @@ impl Report {
                     producer_version: producer_version.clone(),
                 },
             },
-            feature_schema: match FeatureSchema::from_u32(h.feature_schema) {
-                Some(FeatureSchema::Tabular) => "tabular",
-                Some(FeatureSchema::PacketV1) => "packet-v1",
-                Some(FeatureSchema::PacketV2) => "packet-v2",
-                Some(FeatureSchema::PacketV3) => "packet-v3",
-                Some(FeatureSchema::PacketV4) => "packet-v4",
-                Some(FeatureSchema::PacketV5) => "packet-v5",
-                None => "unknown",
+            feature_schema: match model.schema {
+                FeatureSchema::Tabular => "tabular",
+                FeatureSchema::PacketV1 => "packet-v1",
+                FeatureSchema::PacketV2 => "packet-v2",
+                FeatureSchema::PacketV3 => "packet-v3",
+                FeatureSchema::PacketV4 => "packet-v4",
+                FeatureSchema::PacketV5 => "packet-v5",
             },
-            model_version: h.model_version,
-            drop_margin: h.drop_margin,
-            num_inputs: h.num_inputs,
-            num_classes: h.num_classes,
+            model_version: kernel.as_ref().ok().map(|k| k.header.model_version),
+            drop_margin: model.drop_margin,
+            num_inputs: model.num_inputs(),
+            num_classes: model.num_classes(),
             inputs,
             params: layers.iter().map(|l| l.params).sum(),
             layers,
@@ -200,7 +205,8 @@ impl Report {
             input_clip_quantile: q.calibration.input_clip,
             calibration_agreement: q.calibration.agreement,
             macs: model.macs(),
-            kernel_bytes: size_of::<Model>(),
+            kernel_bytes: kernel.as_ref().ok().map(|_| size_of::<Model>()),
+            kernel_limit: kernel.err().map(|e| e.limit.to_string()),
         }
     }
 
@@ -223,12 +229,15 @@ impl Report {
                  {producer_version:?}"
             )?,
         }
+        let version = match self.model_version {
+            Some(v) => format!(", model version {v}"),
+            None => String::new(),
+        };
         outln!(
-            "feature schema {}, {} inputs, {} classes, model version {}",
+            "feature schema {}, {} inputs, {} classes{version}",
             self.feature_schema,
             self.num_inputs,
             self.num_classes,
-            self.model_version
         )?;
         outln!(
             "drop margin {} logit codes ({:.4} in float logits): a drop class drops only with \
@@ -299,11 +308,15 @@ impl Report {
             self.input_clip_quantile,
             self.calibration_agreement
         )?;
+        let kernel = match (self.kernel_bytes, &self.kernel_limit) {
+            (Some(bytes), _) => format!("{bytes} bytes in the kernel"),
+            (None, Some(limit)) => format!("too large for the kernel: {limit}"),
+            (None, None) => "not for the kernel".to_string(),
+        };
         outln!(
-            "{} parameters, {} MACs per inference, {} bytes in the kernel",
+            "{} parameters, {} MACs per inference, {kernel}",
             self.params,
             self.macs,
-            self.kernel_bytes
         )?;
         Ok(())
     }

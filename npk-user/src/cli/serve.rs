@@ -62,7 +62,7 @@ pub struct ModelArgs {
 impl ModelArgs {
     pub fn build(&self) -> Result<Box<Model>> {
         if let Some(path) = &self.model {
-            return Ok(ModelFile::load(path)?.quantized.model);
+            return Ok(ModelFile::load(path)?.kernel_model()?);
         }
         random_tabular_model(self.inputs, &self.hidden.0, self.classes, self.model_seed)
             .context("building the random model")

@@ -29,11 +29,19 @@ use crate::{
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
     /// CSV file: a header row, numeric feature columns, an integer label 0..K-1 last. A header
-    /// of the packet feature names (`npk features` output) makes a model for `npk attach`.
-    #[arg(long, value_name = "FILE.csv")]
+    /// of the packet feature names (`npk features` output) makes a model for `npk attach`. Or
+    /// an IDX image file (MNIST's format, `*-images-idx3-ubyte`, gzip-compressed `.gz` or not)
+    /// with its labels beside it (`*-labels-idx1-ubyte`, the same way compressed).
+    #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Hidden layer widths, input side first. With --out (a model for the kernel): at most 3
-    /// layers of 1..=128 units; without it any number and width trains. `none`: no hidden
+    /// Rows to test on, a file of their own (the columns of --data; CSV or IDX, such as
+    /// MNIST's t10k images): then all of --data trains and --test-split is not used.
+    #[arg(long, value_name = "FILE")]
+    pub test_data: Option<PathBuf>,
+    /// Hidden layer widths, input side first. With --out (a quantized model): at most 3 layers
+    /// of 1..=4096 units (the kernel holds layers of up to 128, with at most 128 inputs; a wider
+    /// model trains, quantizes and evaluates in userspace); without it any number and width
+    /// trains. `none`: no hidden
     /// layer, one dense layer from the inputs to the classes (multinomial logistic regression,
     /// a linear baseline).
     #[arg(long, default_value = "16,16", value_name = "W1,W2,...")]
@@ -56,7 +64,7 @@ pub struct TrainArgs {
     /// Seeds the split, the initial weights and the shuffles: same seed, same model.
     #[arg(long, default_value_t = 1, value_name = "S")]
     pub seed: u64,
-    /// Fraction of each class held out for testing, in (0, 1).
+    /// Fraction of each class held out for testing, in (0, 1); not used with --test-data.
     #[arg(long, default_value_t = 0.2, value_name = "F", value_parser = parse_test_split,
           allow_negative_numbers = true)]
     pub test_split: f64,
@@ -167,13 +175,28 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let out = args
         .out
         .as_deref()
-        .map(|path| OutputPath::check(path, &[&args.data]))
+        .map(|path| {
+            let inputs: Vec<&std::path::Path> =
+                [Some(args.data.as_path()), args.test_data.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+            OutputPath::check(path, &inputs)
+        })
         .transpose()?;
     // With the model on stdout, everything else goes to stderr.
     let console = out
         .as_ref()
         .map_or(Console::Stdout, OutputPath::report_console);
-    let data = Dataset::load_csv(&args.data)?;
+    let data = Dataset::load(&args.data)?;
+    let test = match &args.test_data {
+        Some(path) => {
+            let rows = Dataset::load_for_model(path, data.num_classes)?;
+            check_columns(path, &rows, &data.feature_names, &args.data)?;
+            Some(rows)
+        }
+        None => None,
+    };
     // Packet models get a drop margin unless told otherwise; tabular ones only when asked.
     if pipeline::schema_of(&data.feature_names) != FeatureSchema::Tabular {
         config
@@ -182,7 +205,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     let validation = match &args.validation {
         Some(path) => {
-            let rows = Dataset::load_csv_for_model(path, data.num_classes)?;
+            let rows = Dataset::load_for_model(path, data.num_classes)?;
             check_columns(path, &rows, &data.feature_names, &args.data)?;
             Some(rows)
         }
@@ -218,7 +241,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let mut margin = None;
     let (shape, train_rows, test_rows, float_accuracy, quantized) = match &out {
         Some(out) => {
-            let fitted = pipeline::fit(&data, validation.as_ref(), &config, on_epoch)?;
+            let fitted =
+                pipeline::fit(&data, test.as_ref(), validation.as_ref(), &config, on_epoch)?;
             bar.finish_and_clear();
             let (shape, train_rows, scores) =
                 (shape(&fitted.mlp), fitted.train_rows, fitted.scores.clone());
@@ -237,7 +261,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             )
         }
         None => {
-            let fitted = pipeline::fit_float(&data, &config, on_epoch)?;
+            let fitted = pipeline::fit_float(&data, test.as_ref(), &config, on_epoch)?;
             bar.finish_and_clear();
             let accuracy = fitted.float_accuracy;
             (

@@ -43,7 +43,7 @@ pub struct VerifyArgs {
 pub fn run(args: VerifyArgs) -> Result<()> {
     ensure!((2..=16).contains(&args.classes), "--classes must be 2..=16");
     let mut model = match &args.model {
-        Some(path) => crate::model_file::ModelFile::load(path)?.quantized.model,
+        Some(path) => crate::model_file::ModelFile::load(path)?.kernel_model()?,
         None => {
             let mut m = fixtures::random_packet_model(&args.hidden.0, args.classes, args.seed)?;
             m.header.drop_margin = fixtures::RANDOM_MODEL_DROP_MARGIN;

@@ -1,5 +1,7 @@
-//! Datasets: CSV files (header row, numeric features, integer label last), splits and
-//! feature standardization.
+//! Datasets: CSV files (header row, numeric features, integer label last), IDX files (MNIST's
+//! images and labels, [`idx`]), splits and feature standardization.
+
+pub mod idx;
 
 use std::{
     cell::{Cell, RefCell},
@@ -10,8 +12,9 @@ use std::{
     rc::Rc,
 };
 
-use npk_common::model::{MAX_CLASSES, MAX_INPUTS};
+use npk_common::model::MAX_CLASSES;
 
+use crate::quantize::USER_MAX_WIDTH;
 use crate::rng::Rng;
 
 /// Longest CSV record (line) read, in bytes: 128 features of 40 characters each fit 25 times
@@ -79,7 +82,7 @@ pub enum DatasetError {
         count: usize,
     },
     #[error(
-        "{}: line 1: {found} feature columns, at most {MAX_INPUTS} (the kernel model's MAX_INPUTS)",
+        "{}: line 1: {found} feature columns, at most {USER_MAX_WIDTH} (the widest layer npk quantizes)",
         path.display()
     )]
     TooManyFeatures { path: PathBuf, found: usize },
@@ -161,6 +164,19 @@ pub enum DatasetError {
         column: String,
         found: usize,
     },
+    #[error(transparent)]
+    Idx(#[from] idx::IdxError),
+    #[error(
+        "{}: label {index} is {label}, but the model predicts only {classes} classes (0..={})",
+        path.display(),
+        classes - 1
+    )]
+    IdxLabelNotInModel {
+        path: PathBuf,
+        index: usize,
+        label: u32,
+        classes: usize,
+    },
     #[error("test fraction {0} must be in {TEST_FRACTION_RANGE}")]
     TestFraction(f64),
     #[error("a test fraction of {fraction} over {rows} rows leaves the {side} split empty")]
@@ -195,6 +211,39 @@ impl Dataset {
 
     pub fn row(&self, i: usize) -> &[f32] {
         &self.features[i * self.num_features..(i + 1) * self.num_features]
+    }
+
+    /// Reads `path` as an IDX image file with its labels beside it when its name says so
+    /// ([`idx::is_idx_images`]), else as a CSV file ([`Self::load_csv`]).
+    pub fn load(path: &Path) -> Result<Self, DatasetError> {
+        if idx::is_idx_images(path) {
+            Ok(idx::load(path)?)
+        } else {
+            Self::load_csv(path)
+        }
+    }
+
+    /// [`Self::load`] for scoring a model of `classes` classes (see
+    /// [`Self::load_csv_for_model`]).
+    pub fn load_for_model(path: &Path, classes: usize) -> Result<Self, DatasetError> {
+        if !idx::is_idx_images(path) {
+            return Self::load_csv_for_model(path, classes);
+        }
+        let data = idx::load(path)?;
+        if let Some((index, &label)) = data
+            .labels
+            .iter()
+            .enumerate()
+            .find(|&(_, &l)| l as usize >= classes)
+        {
+            return Err(DatasetError::IdxLabelNotInModel {
+                path: idx::labels_path(path).unwrap_or_else(|| path.to_owned()),
+                index,
+                label,
+                classes,
+            });
+        }
+        Ok(data)
     }
 
     /// Reads a CSV file: a header row naming the columns, numeric feature columns and an integer
@@ -286,7 +335,7 @@ impl Dataset {
                 None => DatasetError::NoFeatures { path: p() },
             });
         }
-        if num_features > MAX_INPUTS {
+        if num_features > USER_MAX_WIDTH {
             return Err(DatasetError::TooManyFeatures {
                 path: p(),
                 found: num_features,
@@ -836,16 +885,17 @@ mod tests {
             load_err("label\n1\n"),
             "t.csv: line 1: need at least one feature column before the label column"
         );
-        let header: Vec<String> = (0..=MAX_INPUTS).map(|i| format!("f{i}")).collect();
+        let header: Vec<String> = (0..=USER_MAX_WIDTH).map(|i| format!("f{i}")).collect();
         let text = format!("{},label\n", header.join(","));
         assert_eq!(
             load_err(&text),
-            "t.csv: line 1: 129 feature columns, at most 128 (the kernel model's MAX_INPUTS)"
+            "t.csv: line 1: 4097 feature columns, at most 4096 (the widest layer npk quantizes)"
         );
-        let header: Vec<String> = (0..MAX_INPUTS).map(|i| format!("f{i}")).collect();
-        let row = vec!["0"; MAX_INPUTS].join(",");
+        // Wider than the kernel's 128 inputs: read, to train and evaluate in userspace.
+        let header: Vec<String> = (0..USER_MAX_WIDTH).map(|i| format!("f{i}")).collect();
+        let row = vec!["0"; USER_MAX_WIDTH].join(",");
         let text = format!("{},label\n{row},0\n{row},1\n", header.join(","));
-        assert_eq!(load(&text).unwrap().num_features, MAX_INPUTS);
+        assert_eq!(load(&text).unwrap().num_features, USER_MAX_WIDTH);
     }
 
     #[test]

@@ -195,7 +195,7 @@ pub(super) fn run(
     out.write_model(&trained)?;
     interrupted(stop)?;
 
-    let model = &trained.file.quantized.model;
+    let model = &*trained.file.kernel_model()?;
     let pass_all = capture::sample_all([Action::Pass as u8; MAX_CLASSES]);
     let what = "every class passed, verdicts recorded: the held-out scores";
     let live = classify_run(config, model, live_seed, pass_all, what, stop, say)?;

@@ -47,6 +47,7 @@ use crate::{
         traffic::{self, CLASS_NAMES, GenConfig, GenError, Scenario},
     },
     pipeline::{self, Device, FitError, Fitted, MarginPolicy, Scores},
+    quantize::KernelFitError,
     quantize::margin::{BENIGN_CLASS, DEFAULT_MAX_BENIGN_DROP, DropCounts},
     rng::Rng,
     train::{EpochStats, OptimizerKind, TrainConfig},
@@ -66,6 +67,8 @@ pub enum DemoError {
     Output(#[from] OutputError),
     #[error(transparent)]
     ModelFile(#[from] ModelFileError),
+    #[error(transparent)]
+    KernelFit(#[from] KernelFitError),
     #[error(transparent)]
     NetLab(#[from] NetLabError),
     #[error(transparent)]
@@ -321,7 +324,7 @@ fn run_synthetic(config: &DemoConfig, stop: &AtomicBool, say: Say) -> Result<Dem
     interrupted(stop)?;
 
     let (confusion, drops, samples_lost) =
-        replay(&lab, &trained.file.quantized.model, config, stop, say)?;
+        replay(&lab, &*trained.file.kernel_model()?, config, stop, say)?;
     interrupted(stop)?;
     drop(lab);
     let rates = out.write_result(&confusion, &drops, samples_lost, "dropped", say)?;

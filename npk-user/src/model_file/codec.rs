@@ -44,6 +44,13 @@ impl Writer {
             self.f64(x);
         }
     }
+
+    pub(super) fn i32s(&mut self, v: &[i32]) {
+        self.len(v.len());
+        for x in v {
+            self.buf.extend_from_slice(&x.to_le_bytes());
+        }
+    }
 }
 
 pub(super) struct Reader<'a> {
@@ -129,6 +136,13 @@ impl<'a> Reader<'a> {
         let b = self.run(8, what)?;
         Ok(b.chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().expect("chunks of 8")))
+            .collect())
+    }
+
+    pub(super) fn i32s(&mut self, what: &str) -> Result<Vec<i32>, ModelFileErrorKind> {
+        let b = self.run(4, what)?;
+        Ok(b.chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect())
     }
 

@@ -8,20 +8,26 @@ mod tests;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use npk_common::model::{FeatureSchema, MAX_INPUTS, MAX_LAYERS, Model, ModelError};
+use npk_common::infer::Activation;
+use npk_common::model::{FeatureSchema, MAX_LAYERS, Model, ModelError};
 
 use crate::dataset::Standardizer;
 use crate::output::{OutputErrorKind, OutputPath};
 use crate::quantize::{
-    CalibrationInfo, InputEncoding, LayerScales, MAX_FRAC_BITS, Quantized, Scales,
+    CalibrationInfo, InputEncoding, IntInput, IntLayer, IntModel, IntModelError, LayerScales,
+    MAX_FRAC_BITS, Quantized, Scales, USER_MAX_WIDTH,
 };
 use crate::train::{Dense, Mlp};
 use codec::{Reader, Writer};
 
 /// The first four bytes of every model file.
 pub const FILE_MAGIC: [u8; 4] = *b"NPKF";
-/// Bumped whenever the payload layout changes; [`ModelFile::save`] writes this version.
-pub const FILE_FORMAT_VERSION: u32 = 3;
+/// Bumped whenever the payload layout changes; [`ModelFile::save`] writes this version (4: the
+/// quantized model as plain int8 layers of any width npk quantizes, after a flag saying whether
+/// the kernel can hold it; versions 2 and 3 hold the kernel's `Model` block).
+pub const FILE_FORMAT_VERSION: u32 = 4;
+/// The last version that stores the quantized model as the kernel's `Model` block.
+const KERNEL_BLOCK_VERSION: u32 = 3;
 /// The oldest version [`ModelFile::load`] reads: version 2 has no origin (its models were all
 /// trained by npk).
 pub const OLDEST_FORMAT_VERSION: u32 = 2;
@@ -29,8 +35,10 @@ pub const OLDEST_FORMAT_VERSION: u32 = 2;
 pub const HEADER_LEN: usize = 4 + 4 + 8 + 4;
 /// Longest feature name, in bytes (UTF-8).
 pub const MAX_NAME_LEN: usize = 1024;
-/// Real model files are ~300 KB; anything this large is not one, and is not read into memory.
-pub const MAX_FILE_LEN: u64 = 64 << 20;
+/// Kernel model files are ~300 KB, the widest userspace ones below 5 x
+/// [`crate::quantize::USER_MAX_WEIGHTS`] = 80 MiB; anything larger is not one, and is not read
+/// into memory.
+pub const MAX_FILE_LEN: u64 = 128 << 20;
 
 // The quantized `Model` is stored as its in-memory bytes, which are little-endian only on
 // little-endian hosts (every target npk builds for: x86_64, aarch64, bpfel).
@@ -142,7 +150,9 @@ pub enum ModelFileErrorKind {
     #[error("bad value: {0}")]
     BadValue(String),
     #[error("the quantized model is invalid: {0}")]
-    InvalidModel(ModelError),
+    InvalidModel(IntModelError),
+    #[error("the quantized kernel model is invalid: {0}")]
+    InvalidKernelModel(ModelError),
 }
 
 impl ModelFile {
@@ -163,8 +173,14 @@ impl ModelFile {
     }
 
     /// The feature schema of the quantized model.
-    pub fn schema(&self) -> Option<FeatureSchema> {
-        FeatureSchema::from_u32(self.quantized.model.header.feature_schema)
+    pub fn schema(&self) -> FeatureSchema {
+        self.quantized.model.schema
+    }
+
+    /// The kernel's model of this file, or the kernel limit it breaks (see
+    /// [`IntModel::kernel_model`]): what `attach`, `push` and `serve --kernel` load.
+    pub fn kernel_model(&self) -> Result<Box<Model>, crate::quantize::KernelFitError> {
+        self.quantized.model.kernel_model()
     }
 
     /// Writes the file to `path` through [`OutputPath`]: atomically for a regular file, in
@@ -212,7 +228,7 @@ impl ModelFile {
         let mut w = Writer::default();
         let q = &self.quantized;
         // Metadata.
-        w.u32(q.model.header.feature_schema);
+        w.u32(q.model.schema as u32);
         w.len(self.feature_names.len());
         for name in &self.feature_names {
             w.bytes(name.as_bytes());
@@ -251,7 +267,8 @@ impl ModelFile {
         }
         w.f64(q.calibration.input_clip);
         w.f64(q.calibration.agreement);
-        w.bytes(bytemuck::bytes_of(&*q.model));
+        w.u32(u32::from(q.model.kernel_model().is_ok()));
+        encode_int_model(&mut w, &q.model);
 
         let payload = w.buf;
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
@@ -413,27 +430,26 @@ impl ModelFile {
                 ));
             }
         }
-        let h = &q.model.header;
         let classes = layers[layers.len() - 1].out_dim;
         if (
-            h.num_layers as usize,
-            h.num_inputs as usize,
-            h.num_classes as usize,
+            q.model.layers.len(),
+            q.model.num_inputs(),
+            q.model.num_classes(),
         ) != (layers.len(), n_in, classes)
         {
             return bad(format!(
                 "the quantized model has {} layers, {} inputs and {} classes; the float MLP {}, {n_in} and {classes}",
-                h.num_layers,
-                h.num_inputs,
-                h.num_classes,
+                q.model.layers.len(),
+                q.model.num_inputs(),
+                q.model.num_classes(),
                 layers.len()
             ));
         }
         q.model
             .validate()
             .map_err(ModelFileErrorKind::InvalidModel)?;
-        for (l, (p, d)) in q.model.active_layers().iter().zip(layers).enumerate() {
-            if (p.in_dim as usize, p.out_dim as usize) != (d.in_dim, d.out_dim) {
+        for (l, (p, d)) in q.model.layers.iter().zip(layers).enumerate() {
+            if (p.in_dim, p.out_dim) != (d.in_dim, d.out_dim) {
                 return bad(format!(
                     "layer {l} is {}x{} quantized but {}x{} float",
                     p.out_dim, p.in_dim, d.out_dim, d.in_dim
@@ -535,8 +551,8 @@ fn decode_payload(r: &mut Reader, version: u32) -> Result<ModelFile, ModelFileEr
         return Err(r.malformed(format!("unknown feature schema {schema}")));
     }
     let n_names = r.len("feature name count")?;
-    if n_names > MAX_INPUTS {
-        return Err(r.malformed(format!("{n_names} feature names, at most {MAX_INPUTS}")));
+    if n_names > USER_MAX_WIDTH {
+        return Err(r.malformed(format!("{n_names} feature names, at most {USER_MAX_WIDTH}")));
     }
     let mut feature_names = Vec::with_capacity(n_names);
     for i in 0..n_names {
@@ -604,6 +620,47 @@ fn decode_payload(r: &mut Reader, version: u32) -> Result<ModelFile, ModelFileEr
         agreement: r.f64("agreement")?,
     };
 
+    let model = if version <= KERNEL_BLOCK_VERSION {
+        decode_kernel_block(r, schema)?
+    } else {
+        let says_kernel_fit = match r.u32("kernel fit")? {
+            0 => false,
+            1 => true,
+            code => return Err(r.malformed(format!("kernel fit flag {code}: must be 0 or 1"))),
+        };
+        let model = decode_int_model(r, schema)?;
+        r.finish()?;
+        // Only a model that validates is asked whether the kernel holds it.
+        model.validate().map_err(ModelFileErrorKind::InvalidModel)?;
+        if says_kernel_fit != model.kernel_model().is_ok() {
+            return Err(ModelFileErrorKind::Inconsistent(format!(
+                "the file says the kernel {} hold the quantized model, but it is {}",
+                if says_kernel_fit { "can" } else { "cannot" },
+                model.shape()
+            )));
+        }
+        model
+    };
+    Ok(ModelFile {
+        mlp: Mlp { layers },
+        standardizer,
+        quantized: Quantized {
+            model,
+            encoding: InputEncoding { frac_bits },
+            scales: Scales {
+                input,
+                layers: scale_layers,
+            },
+            calibration,
+        },
+        feature_names,
+        provenance,
+    })
+}
+
+/// The quantized model of a version 2 or 3 file: the kernel's `Model` block, checked and
+/// converted to the userspace form.
+fn decode_kernel_block(r: &mut Reader, schema: u32) -> Result<IntModel, ModelFileErrorKind> {
     let raw = r.bytes("quantized model")?;
     let mut model: Box<Model> = bytemuck::zeroed_box();
     let dst = bytemuck::bytes_of_mut(&mut *model);
@@ -622,19 +679,74 @@ fn decode_payload(r: &mut Reader, version: u32) -> Result<ModelFile, ModelFileEr
             model.header.feature_schema
         )));
     }
-    Ok(ModelFile {
-        mlp: Mlp { layers },
-        standardizer,
-        quantized: Quantized {
-            model,
-            encoding: InputEncoding { frac_bits },
-            scales: Scales {
-                input,
-                layers: scale_layers,
+    IntModel::from_kernel(&model).map_err(ModelFileErrorKind::InvalidKernelModel)
+}
+
+/// The quantized model of a version 4 file (see docs/model-format.md).
+fn encode_int_model(w: &mut Writer, m: &IntModel) {
+    w.u32(m.drop_margin);
+    w.i32s(&m.input.offset);
+    w.i32s(&m.input.multiplier);
+    w.i32s(&m.input.shift);
+    w.len(m.layers.len());
+    for l in &m.layers {
+        w.len(l.in_dim);
+        w.len(l.out_dim);
+        let a = l.activation;
+        w.i32s(&[a.zero_point, a.min, a.max]);
+        w.bytes(bytemuck::cast_slice(&l.weights));
+        w.i32s(&l.bias);
+        w.i32s(&l.multiplier);
+        w.i32s(&l.shift);
+    }
+}
+
+/// [`encode_int_model`]'s inverse; lengths are checked by [`IntModel::validate`] afterwards.
+fn decode_int_model(r: &mut Reader, schema: u32) -> Result<IntModel, ModelFileErrorKind> {
+    let schema = FeatureSchema::from_u32(schema)
+        .ok_or_else(|| r.malformed(format!("unknown feature schema {schema}")))?;
+    let drop_margin = r.u32("drop margin")?;
+    let input = IntInput {
+        offset: r.i32s("input offsets")?,
+        multiplier: r.i32s("input multipliers")?,
+        shift: r.i32s("input shifts")?,
+    };
+    let n_layers = r.len("quantized layer count")?;
+    if n_layers > MAX_LAYERS {
+        return Err(r.malformed(format!("{n_layers} quantized layers, at most {MAX_LAYERS}")));
+    }
+    let mut layers = Vec::with_capacity(n_layers);
+    for l in 0..n_layers {
+        let in_dim = r.len(&format!("quantized layer {l} input width"))?;
+        let out_dim = r.len(&format!("quantized layer {l} output width"))?;
+        let activation = match r.i32s(&format!("quantized layer {l} activation"))?[..] {
+            [zero_point, min, max] => Activation {
+                zero_point,
+                min,
+                max,
             },
-            calibration,
-        },
-        feature_names,
-        provenance,
+            ref other => {
+                return Err(r.malformed(format!(
+                    "quantized layer {l} activation: {} values, expected 3",
+                    other.len()
+                )));
+            }
+        };
+        let weights = r.bytes(&format!("quantized layer {l} weights"))?;
+        layers.push(IntLayer {
+            in_dim,
+            out_dim,
+            weights: bytemuck::cast_slice(weights).to_vec(),
+            bias: r.i32s(&format!("quantized layer {l} biases"))?,
+            multiplier: r.i32s(&format!("quantized layer {l} multipliers"))?,
+            shift: r.i32s(&format!("quantized layer {l} shifts"))?,
+            activation,
+        });
+    }
+    Ok(IntModel {
+        schema,
+        drop_margin,
+        input,
+        layers,
     })
 }

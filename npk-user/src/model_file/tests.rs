@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::dataset::Dataset;
 use crate::fixtures::training::{Rng, mixed_ranges, random_mlp};
 use crate::quantize::quantize;
 
@@ -34,9 +35,39 @@ fn save_load_round_trips() {
     assert_eq!(loaded.quantized.predict(&row), file.quantized.predict(&row));
 }
 
-/// A format-2 image of `file` (trained by npk): no origin after the npk version.
+/// Bytes of `model`'s section in a version 4 file: the kernel-fit flag and the int8 layers.
+fn int_model_section_len(model: &IntModel) -> usize {
+    let mut w = Writer::default();
+    encode_int_model(&mut w, model);
+    4 + w.buf.len()
+}
+
+/// A format-3 image of `file` (a model the kernel holds): the kernel's `Model` block in place
+/// of version 4's flag and int8 layers.
+fn version_3_bytes(file: &ModelFile) -> Vec<u8> {
+    let v4 = file.to_bytes().unwrap();
+    let section_at = v4.len() - int_model_section_len(&file.quantized.model);
+    let mut w = Writer::default();
+    w.bytes(bytemuck::bytes_of(&*file.kernel_model().unwrap()));
+    let mut v3 = [&v4[..section_at], &w.buf[..]].concat();
+    v3[4..8].copy_from_slice(&3u32.to_le_bytes());
+    let payload_len = (v3.len() - HEADER_LEN) as u64;
+    v3[8..16].copy_from_slice(&payload_len.to_le_bytes());
+    reseal(&mut v3);
+    v3
+}
+
+#[test]
+fn version_3_files_load_as_the_same_model() {
+    let file = sample(2);
+    let (loaded, version) = ModelFile::from_bytes_versioned(&version_3_bytes(&file)).unwrap();
+    assert_eq!((loaded, version), (file, 3));
+}
+
+/// A format-2 image of `file` (trained by npk): version 3 without the origin after the npk
+/// version.
 fn version_2_bytes(file: &ModelFile) -> Vec<u8> {
-    let v3 = file.to_bytes().unwrap();
+    let v3 = version_3_bytes(file);
     let names: usize = file.feature_names.iter().map(|n| 4 + n.len()).sum();
     // Schema, name count and names, creation time, npk version: then the origin's u32.
     let origin_at = HEADER_LEN + 4 + 4 + names + 8 + 4 + file.provenance.npk_version.len();
@@ -67,7 +98,7 @@ fn an_imported_origin_round_trips() {
     let bytes = file.to_bytes().unwrap();
     assert_eq!(
         ModelFile::from_bytes_versioned(&bytes).unwrap(),
-        (file.clone(), 3)
+        (file.clone(), FILE_FORMAT_VERSION)
     );
 
     file.provenance.origin = Origin::ImportedOnnx {
@@ -121,7 +152,7 @@ fn header_errors_name_the_problem() {
         version[4..8].copy_from_slice(&old.to_le_bytes());
         assert_eq!(
             kind(&version).to_string(),
-            format!("unsupported format version: found {old}, supported 2..=3")
+            format!("unsupported format version: found {old}, supported 2..=4")
         );
     }
 
@@ -269,11 +300,11 @@ fn non_finite_floats_with_a_valid_checksum_are_refused() {
 
     // Values that no sentinel can stand in for (`to_bytes` refuses them), written at their
     // offsets: the output layer's 3 scales, the input clip and the agreement come right before
-    // the length-prefixed Model block.
+    // the quantized model's section.
     let file = sample(5);
     let logit = file.quantized.scales.logit();
     let good = file.to_bytes().unwrap();
-    let clip_at = good.len() - (4 + std::mem::size_of::<Model>()) - 2 * 8;
+    let clip_at = good.len() - int_model_section_len(&file.quantized.model) - 2 * 8;
     let second_logit_at = clip_at - 2 * 8;
     assert_eq!(good[second_logit_at..][..8], logit.to_le_bytes());
     for (at, value, message) in [
@@ -371,4 +402,52 @@ proptest! {
         reseal(&mut over);
         let _ = ModelFile::from_bytes(&over);
     }
+}
+
+/// A model of 200 inputs (wider than the kernel's 128) on random rows.
+fn wide_sample() -> ModelFile {
+    let mut rng = Rng::new(7);
+    let (rows, features) = (300, 200);
+    let data = Dataset {
+        feature_names: (0..features).map(|j| format!("pixel{j}")).collect(),
+        features: (0..rows * features)
+            .map(|_| rng.next_f64() as f32 * 255.0)
+            .collect(),
+        labels: (0..rows).map(|r| (r % 3) as u32).collect(),
+        num_features: features,
+        num_classes: 3,
+    };
+    let std = Standardizer::fit(&data);
+    let mlp = random_mlp(&mut rng, &[features, 300, 3]);
+    let q = quantize(&mlp, &std, &data, FeatureSchema::Tabular).unwrap();
+    ModelFile::new(mlp, std, q, data.feature_names)
+}
+
+#[test]
+fn a_wide_model_round_trips_and_says_the_kernel_cannot_hold_it() {
+    let file = wide_sample();
+    let bytes = file.to_bytes().unwrap();
+    assert_eq!(ModelFile::from_bytes(&bytes).unwrap(), file);
+    assert_eq!(
+        file.kernel_model().unwrap_err().to_string(),
+        "the model is 200-300-3, which the kernel cannot hold: hidden layer 1 has width 300: \
+         must be 1..=128 (the kernel's MAX_WIDTH) (it trains, quantizes and evaluates in \
+         userspace: `npk eval`)"
+    );
+    // The flag before the int8 layers says 0 (does not fit); a file claiming 1 is refused.
+    let flag_at = bytes.len() - int_model_section_len(&file.quantized.model);
+    assert_eq!(bytes[flag_at..flag_at + 4], 0u32.to_le_bytes());
+    let mut lying = bytes.clone();
+    lying[flag_at] = 1;
+    reseal(&mut lying);
+    assert_eq!(
+        ModelFile::from_bytes(&lying).unwrap_err().to_string(),
+        "inconsistent dims: the file says the kernel can hold the quantized model, but it is \
+         200-300-3"
+    );
+    // And a kernel model's file says 1.
+    let small = sample(1);
+    let bytes = small.to_bytes().unwrap();
+    let flag_at = bytes.len() - int_model_section_len(&small.quantized.model);
+    assert_eq!(bytes[flag_at..flag_at + 4], 1u32.to_le_bytes());
 }

@@ -63,12 +63,12 @@ pub fn export(file: &ModelFile) -> Vec<u8> {
     ));
     nodes.push(node("Min", &["floored", "input_max"], "layer0_in", vec![]));
 
-    let layers = model.active_layers();
+    let layers = &model.layers;
     let mut input = "layer0_in".to_string();
     for (l, p) in layers.iter().enumerate() {
         let scales = &q.scales.layers[l];
         let in_scales = q.scales.layer_input(l);
-        let (n, m) = (p.in_dim as usize, p.out_dim as usize);
+        let (n, m) = (p.in_dim, p.out_dim);
         // The quantizer folded the input zero point (hidden layers' -128) into the bias.
         let zp_in = if l == 0 { 0 } else { HIDDEN_ZERO_POINT };
         let mut weights = vec![0f32; n * m];
@@ -121,7 +121,7 @@ pub fn export(file: &ModelFile) -> Vec<u8> {
         vec![int_attr("axis", 1), int_attr("keepdims", 0)],
     ));
 
-    let classes = layers.last().map_or(0, |p| p.out_dim as usize);
+    let classes = layers.last().map_or(0, |p| p.out_dim);
     let graph = GraphProto {
         name: Some("npk".into()),
         node: nodes,

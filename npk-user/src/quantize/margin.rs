@@ -9,9 +9,9 @@
 
 use serde::Serialize;
 
-use super::Quantized;
+use super::{IntScratch, Quantized};
 use crate::dataset::Dataset;
-use npk_common::{infer::Scratch, model::MAX_DROP_MARGIN};
+use npk_common::model::MAX_DROP_MARGIN;
 
 /// The class of benign traffic in packet data (`npk gen`/`npk features` label it 0).
 pub const BENIGN_CLASS: usize = 0;
@@ -97,8 +97,8 @@ pub fn choose_drop_margin(
     raw: &Dataset,
     max_benign_drop: f64,
 ) -> MarginChoice {
-    let classes = quantized.model.header.num_classes as usize;
-    let mut scratch = Scratch::new();
+    let classes = quantized.model.num_classes();
+    let mut scratch = IntScratch::default();
     let mut predictions = Vec::with_capacity(raw.len());
     let mut benign_margins = Vec::new();
     let mut benign_rows = 0u64;

@@ -1,4 +1,6 @@
-//! Post-training int8 quantization of a float [`Mlp`] into an [`npk_common::model::Model`].
+//! Post-training int8 quantization of a float [`Mlp`] into an [`IntModel`]: the kernel's
+//! [`npk_common::model::Model`] when it fits ([`IntModel::kernel_model`]), a userspace model of
+//! up to [`USER_MAX_WIDTH`] wide layers otherwise.
 //!
 //! # Scheme
 //! Every scale is per channel, and every layer's input scales are folded into its weights, so a
@@ -17,21 +19,30 @@
 //!   becomes [`LOGIT_TARGET`].
 //! - Requantization multiplier of output `o`: `s_acc[o] / s_out[o]`.
 //!
-//! Predictions always go through [`npk_common::infer::infer`], the function the kernel runs.
+//! Predictions always go through the slice functions of [`npk_common::infer`], whose equality
+//! with the kernel's inference is proven there.
 
 use npk_common::fixed::quantize_multiplier;
-use npk_common::infer::{PlainLoop, Prediction, Scratch, predict};
+use npk_common::infer::{Activation, Prediction};
 use npk_common::model::{
     BIAS_LIMIT, FeatureSchema, HIDDEN_MAX, HIDDEN_MIN, HIDDEN_ZERO_POINT, INPUT_MAX, LOGIT_MAX,
-    LOGIT_MIN, LimitError, MAX_SHIFT, Model, ModelError, check_limits,
+    LOGIT_MIN, MAX_SHIFT, MAX_WIDTH,
 };
+
+use rayon::prelude::*;
 
 use crate::dataset::{Dataset, Standardizer};
 use crate::train::Mlp;
 
+mod int_model;
 pub mod margin;
 #[cfg(test)]
 mod tests;
+
+pub use int_model::{
+    IntInput, IntLayer, IntModel, IntModelError, IntScratch, KernelFitError, ShapeError,
+    USER_MAX_WEIGHTS, USER_MAX_WIDTH, check_user_limits,
+};
 
 /// The calibrated maximum |logit| maps to this code: 27% headroom below [`LOGIT_MAX`] for
 /// unseen inputs, and 16 bits of resolution for the argmax.
@@ -80,9 +91,16 @@ pub fn agreement_warning(agreement: f64, rows: usize) -> Option<String> {
 /// At most this many calibration rows (every k-th) pick the input clip: bounds the memory
 /// for quantiles and the time for the trial inferences.
 const CLIP_SAMPLE_ROWS: usize = 1 << 16;
-/// Largest |bias| before the hidden zero point is folded in: the fold adds at most
-/// `128 * 127 * MAX_WIDTH < 2^21`, keeping the result below [`BIAS_LIMIT`].
-const BIAS_Q_MAX: f64 = (BIAS_LIMIT - (1 << 21)) as f64;
+/// And at most this many multiply-accumulates per trial over the sample: every model the kernel
+/// holds (at most 51,200 MACs) keeps its 65,536 rows; Fashion-MNIST's 784-256-128-10 (234,752)
+/// gets 18,295, which cut `npk train --out`'s five trials from about 40 s to a few.
+const CLIP_SAMPLE_MACS: u64 = 1 << 32;
+/// Largest |bias| of a layer of `in_dim` inputs before the hidden zero point is folded in: the
+/// fold adds at most `128 * 127 * in_dim`, kept below [`BIAS_LIMIT`]. Layers the kernel holds
+/// keep the room of its widest (`2^21`), as before wide models.
+fn bias_q_max(in_dim: usize) -> f64 {
+    (BIAS_LIMIT - (1 << 14) * in_dim.max(MAX_WIDTH) as i32) as f64
+}
 
 /// How float features become the raw `i32` values the kernel reads: `round(x * 2^frac_bits[j])`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,7 +180,7 @@ pub struct CalibrationInfo {
 /// A quantized model with what it takes to feed it float rows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Quantized {
-    pub model: Box<Model>,
+    pub model: IntModel,
     pub encoding: InputEncoding,
     pub scales: Scales,
     pub calibration: CalibrationInfo,
@@ -181,10 +199,10 @@ impl Quantized {
     ///
     /// # Panics
     /// If `row` is not as long as the model's input.
-    pub fn infer(&self, row: &[f32], scratch: &mut Scratch) -> Prediction {
-        let n = self.encoding.frac_bits.len();
-        self.encode(row, &mut scratch.features[..n]);
-        predict(&self.model, scratch, &mut PlainLoop)
+    pub fn infer(&self, row: &[f32], scratch: &mut IntScratch) -> Prediction {
+        scratch.features.resize(self.encoding.frac_bits.len(), 0);
+        self.encode(row, &mut scratch.features);
+        self.model.predict(scratch)
     }
 
     /// The class the integer model (the kernel's arithmetic) picks for `row` (unstandardized).
@@ -192,7 +210,7 @@ impl Quantized {
     /// # Panics
     /// If `row` is not as long as the model's input.
     pub fn predict(&self, row: &[f32]) -> usize {
-        self.infer(row, &mut Scratch::new()).class as usize
+        self.infer(row, &mut IntScratch::default()).class as usize
     }
 
     /// The integer model's logits for `row`, dequantized to the float model's units.
@@ -200,7 +218,7 @@ impl Quantized {
     /// # Panics
     /// If `row` is not as long as the model's input.
     pub fn logits(&self, row: &[f32]) -> Vec<f64> {
-        let mut scratch = Scratch::new();
+        let mut scratch = IntScratch::default();
         self.infer(row, &mut scratch);
         let scale = self.scales.logit();
         scratch
@@ -217,7 +235,7 @@ pub enum QuantizeError {
     #[error("the MLP has no layers")]
     NoLayers,
     #[error(transparent)]
-    Limit(#[from] LimitError),
+    Shape(#[from] ShapeError),
     #[error("layer {layer} is {out_dim}x{in_dim} but holds {weights} weights and {biases} biases")]
     LayerShape {
         layer: usize,
@@ -294,7 +312,7 @@ pub enum QuantizeError {
         multiplier: f64,
     },
     #[error("the quantized model fails validation: {0}")]
-    Invalid(ModelError),
+    Invalid(IntModelError),
 }
 
 /// Quantizes `mlp` (which reads features standardized by `std`) for the kernel, calibrating
@@ -313,12 +331,17 @@ pub fn quantize(
     let mut best: Option<Quantized> = None;
     for &clip in &INPUT_CLIP_QUANTILES {
         let mut q = build(mlp, std, calibration, schema, &stats, clip)?;
+        // Rows in parallel, a scratch per task: the trials of a wide model are most of its
+        // quantization time.
         let agree = stats
             .sample
-            .iter()
+            .par_iter()
             .zip(&stats.float_class)
-            .filter(|&(&r, &c)| q.predict(calibration.row(r)) == c);
-        q.calibration.agreement = agree.count() as f64 / stats.sample.len() as f64;
+            .map_init(IntScratch::default, |scratch, (&r, &c)| {
+                usize::from(q.infer(calibration.row(r), scratch).class as usize == c)
+            })
+            .sum::<usize>();
+        q.calibration.agreement = agree as f64 / stats.sample.len() as f64;
         if best
             .as_ref()
             .is_none_or(|b| q.calibration.agreement > b.calibration.agreement)
@@ -352,12 +375,11 @@ fn build(
     let n_in = mlp.layers[0].in_dim;
     let n_layers = mlp.layers.len();
 
-    let mut model: Box<Model> = bytemuck::zeroed_box();
     let hidden: Vec<usize> = mlp.layers[..n_layers - 1]
         .iter()
         .map(|d| d.out_dim)
         .collect();
-    model.set_shape(schema, n_in, &hidden, mlp.layers[n_layers - 1].out_dim)?;
+    let mut model = IntModel::shaped(schema, n_in, &hidden, mlp.layers[n_layers - 1].out_dim)?;
 
     let mut frac_bits = Vec::with_capacity(n_in);
     let mut input_scales = Vec::with_capacity(n_in);
@@ -422,10 +444,15 @@ fn build(
         };
         let zp_in = if l == 0 { 0 } else { HIDDEN_ZERO_POINT };
         let p = &mut model.layers[l];
-        (p.output_zero_point, p.act_min, p.act_max) = if hidden {
+        let (zero_point, min, max) = if hidden {
             (HIDDEN_ZERO_POINT, HIDDEN_MIN, HIDDEN_MAX)
         } else {
             (0, LOGIT_MIN, LOGIT_MAX)
+        };
+        p.activation = Activation {
+            zero_point,
+            min,
+            max,
         };
         let row = |o: usize| &dense.weights[o * dense.in_dim..(o + 1) * dense.in_dim];
         // The kernel's first layer sees z + offset_shift: W (z + d) + b' = W z + b needs
@@ -452,7 +479,7 @@ fn build(
                     .iter()
                     .zip(in_scales)
                     .fold(0.0, |a: f64, (&w, &s)| a.max((f64::from(w) * s).abs()));
-                (max_w / 127.0).max(float_bias[o].abs() / BIAS_Q_MAX)
+                (max_w / 127.0).max(float_bias[o].abs() / bias_q_max(dense.in_dim))
             })
             .collect();
         // A neuron with zero weights and bias outputs 0 whatever its scale. The output layer
@@ -483,10 +510,10 @@ fn build(
                 logit_scale
             };
             let mut sum_w: i32 = 0;
-            for (i, (&w, &s)) in row(o).iter().zip(in_scales).enumerate() {
-                let q = (f64::from(w) * s / s_acc).round().clamp(-127.0, 127.0) as i8;
-                p.set_weight(o, i, q);
-                sum_w += i32::from(q);
+            let weights = &mut p.weights[o * dense.in_dim..(o + 1) * dense.in_dim];
+            for ((q, &w), &s) in weights.iter_mut().zip(row(o)).zip(in_scales) {
+                *q = (f64::from(w) * s / s_acc).round().clamp(-127.0, 127.0) as i8;
+                sum_w += i32::from(*q);
             }
             p.bias[o] = (bias / s_acc).round() as i32 - zp_in * sum_w;
             let r = s_acc / s_out;
@@ -550,7 +577,7 @@ fn check_shapes(mlp: &Mlp, std: &Standardizer, cal: &Dataset) -> Result<(), Quan
         .iter()
         .map(|d| d.out_dim)
         .collect();
-    check_limits(mlp.layers[0].in_dim, &hidden, last.out_dim)?;
+    check_user_limits(mlp.layers[0].in_dim, &hidden, last.out_dim)?;
     let mut width = mlp.layers[0].in_dim;
     for (layer, d) in mlp.layers.iter().enumerate() {
         if d.in_dim != width {
@@ -634,7 +661,13 @@ struct Calibration {
 impl Calibration {
     fn run(mlp: &Mlp, std: &Standardizer, cal: &Dataset) -> Result<Self, QuantizeError> {
         let n_in = cal.num_features;
-        let stride = cal.len().div_ceil(CLIP_SAMPLE_ROWS);
+        let macs: u64 = mlp
+            .layers
+            .iter()
+            .map(|d| (d.in_dim * d.out_dim) as u64)
+            .sum();
+        let sample_rows = CLIP_SAMPLE_ROWS.min((CLIP_SAMPLE_MACS / macs.max(1)) as usize);
+        let stride = cal.len().div_ceil(sample_rows.max(1));
         let mut stats = Calibration {
             max_abs_x: vec![0.0; n_in],
             max_abs_z: vec![0.0; n_in],
@@ -643,8 +676,7 @@ impl Calibration {
             sample: Vec::new(),
             float_class: Vec::new(),
         };
-        let mut z = vec![0.0; n_in];
-        let mut acts = Vec::new();
+        // The features' ranges, in row order.
         for r in 0..cal.len() {
             let sampled = r % stride == 0;
             for (j, &x) in cal.row(r).iter().enumerate() {
@@ -656,27 +688,60 @@ impl Calibration {
                         name,
                     });
                 }
-                z[j] = standardize(std, j, x);
+                let z = standardize(std, j, x);
                 stats.max_abs_x[j] = stats.max_abs_x[j].max(f64::from(x).abs());
-                stats.max_abs_z[j] = stats.max_abs_z[j].max(z[j].abs());
+                stats.max_abs_z[j] = stats.max_abs_z[j].max(z.abs());
                 if sampled {
-                    stats.sample_abs_z[j].push(z[j].abs() as f32);
+                    stats.sample_abs_z[j].push(z.abs() as f32);
                 }
-            }
-            forward(mlp, &z, &mut acts);
-            for (max, act) in stats.max_out.iter_mut().zip(&acts) {
-                for (m, &a) in max.iter_mut().zip(act) {
-                    *m = m.max(a.abs());
-                }
-            }
-            if sampled {
-                let logits = &acts[acts.len() - 1];
-                let class =
-                    (1..logits.len()).fold(0, |b, c| if logits[c] > logits[b] { c } else { b });
-                stats.sample.push(r);
-                stats.float_class.push(class);
             }
         }
+        // The float model's activation maxima and its class on the sampled rows: rows in
+        // parallel (most of a wide model's calibration), merged by max and by row.
+        let (max_out, classes) = (0..cal.len())
+            .into_par_iter()
+            .fold(
+                || (stats.max_out.clone(), Vec::new(), Vec::new(), Vec::new()),
+                |(mut max_out, mut classes, mut z, mut acts), r| {
+                    z.clear();
+                    z.extend(
+                        cal.row(r)
+                            .iter()
+                            .enumerate()
+                            .map(|(j, &x)| standardize(std, j, x)),
+                    );
+                    forward(mlp, &z, &mut acts);
+                    for (max, act) in max_out.iter_mut().zip(&acts) {
+                        for (m, &a) in max.iter_mut().zip(act) {
+                            *m = f64::max(*m, a.abs());
+                        }
+                    }
+                    if r % stride == 0 {
+                        let logits = &acts[acts.len() - 1];
+                        let class = (1..logits.len())
+                            .fold(0, |b, c| if logits[c] > logits[b] { c } else { b });
+                        classes.push((r, class));
+                    }
+                    (max_out, classes, z, acts)
+                },
+            )
+            .map(|(max_out, classes, _, _)| (max_out, classes))
+            .reduce(
+                || (stats.max_out.clone(), Vec::new()),
+                |(mut max_a, mut classes_a), (max_b, classes_b)| {
+                    for (a, b) in max_a.iter_mut().zip(&max_b) {
+                        for (m, &v) in a.iter_mut().zip(b) {
+                            *m = f64::max(*m, v);
+                        }
+                    }
+                    classes_a.extend(classes_b);
+                    (max_a, classes_a)
+                },
+            );
+        let mut classes = classes;
+        classes.sort_unstable();
+        stats.max_out = max_out;
+        (stats.sample, stats.float_class) = classes.into_iter().unzip();
         for col in &mut stats.sample_abs_z {
             col.sort_by(f32::total_cmp);
         }
@@ -707,19 +772,26 @@ pub(crate) fn forward(mlp: &Mlp, z: &[f64], acts: &mut Vec<Vec<f64>>) {
         let input: &[f64] = if l == 0 { z } else { &done[l - 1] };
         let out = &mut rest[0];
         out.clear();
-        for o in 0..d.out_dim {
-            let row = &d.weights[o * d.in_dim..(o + 1) * d.in_dim];
-            let y = row
-                .iter()
-                .zip(input)
-                .map(|(&w, &x)| f64::from(w) * x)
-                .sum::<f64>()
-                + f64::from(d.bias[o]);
-            out.push(if l + 1 < mlp.layers.len() {
-                y.max(0.0)
-            } else {
-                y
-            });
+        // ROWS outputs at a time, each summed in input order from -0.0 as `Iterator::sum`
+        // does (the same bits as one row at a time): independent sums that the CPU overlaps,
+        // where one sum waits on the latency of every add (most of a wide model's calibration).
+        const ROWS: usize = 8;
+        for first in (0..d.out_dim).step_by(ROWS) {
+            let rows = ROWS.min(d.out_dim - first);
+            let mut sums = [-0.0f64; ROWS];
+            for (i, &x) in input.iter().enumerate().take(d.in_dim) {
+                for (k, sum) in sums[..rows].iter_mut().enumerate() {
+                    *sum += f64::from(d.weights[(first + k) * d.in_dim + i]) * x;
+                }
+            }
+            for (k, &sum) in sums[..rows].iter().enumerate() {
+                let y = sum + f64::from(d.bias[first + k]);
+                out.push(if l + 1 < mlp.layers.len() {
+                    y.max(0.0)
+                } else {
+                    y
+                });
+            }
         }
     }
 }

@@ -120,10 +120,7 @@ fn frac_bits_follow_feature_range() {
     );
     let packet = quantize(&mlp, &std, &data, FeatureSchema::PacketV1).unwrap();
     assert!(packet.encoding.frac_bits.iter().all(|&b| b == 0));
-    assert_eq!(
-        packet.model.header.feature_schema,
-        FeatureSchema::PacketV1 as u32
-    );
+    assert_eq!(packet.model.schema, FeatureSchema::PacketV1);
 }
 
 #[test]
@@ -472,4 +469,60 @@ fn a_hidden_neuron_beyond_its_calibrated_max_keeps_the_float_class() {
     assert_eq!(argmax(&float_logits(&mlp, &std, &[1.0, 1.0])), 0);
     assert_eq!(q.predict(&[1.0, 1.0]), 0);
     assert_eq!(q.predict(&[0.9, 0.0]), 1);
+}
+
+proptest! {
+    /// The calibration's float forward pass sums each row as one `Iterator::sum` in input
+    /// order does, bit for bit, whatever the widths (blocks of rows and their remainders).
+    #[test]
+    fn forward_sums_each_row_in_input_order(
+        dims in prop::collection::vec(1usize..20, 2..5),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let mlp = random_mlp(&mut rng, &dims);
+        let z: Vec<f64> = (0..dims[0]).map(|_| rng.normal() * 3.0).collect();
+        let mut acts = Vec::new();
+        forward(&mlp, &z, &mut acts);
+        let mut input = z;
+        for (l, d) in mlp.layers.iter().enumerate() {
+            let expected: Vec<f64> = (0..d.out_dim)
+                .map(|o| {
+                    let row = &d.weights[o * d.in_dim..(o + 1) * d.in_dim];
+                    let y = row.iter().zip(&input).map(|(&w, &x)| f64::from(w) * x).sum::<f64>()
+                        + f64::from(d.bias[o]);
+                    if l + 1 < mlp.layers.len() { y.max(0.0) } else { y }
+                })
+                .collect();
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&acts[l]), bits(&expected));
+            input = expected;
+        }
+    }
+}
+
+/// A quantized model the kernel holds classifies every row as the kernel's own `predict` does
+/// on its packed `Model` (the class, the margin and the logits): userspace's int8 model is
+/// the kernel's arithmetic on its unpacked weights.
+#[test]
+fn the_int8_model_predicts_as_the_kernel_runs_its_packed_model() {
+    use npk_common::infer::{PlainLoop, Scratch, predict};
+    let mut rng = Rng::new(11);
+    let data = mixed_ranges(&mut rng, 400, 0.02);
+    let std = Standardizer::fit(&data);
+    let mlp = random_mlp(&mut rng, &[data.num_features, 24, 12, 3]);
+    let mut q = quantize(&mlp, &std, &data, FeatureSchema::Tabular).unwrap();
+    q.model.drop_margin = 77;
+    let kernel = q.model.kernel_model().unwrap();
+    assert_eq!(kernel.header.drop_margin, 77);
+    assert_eq!(kernel.validate(), Ok(()));
+    let (mut ours, mut theirs) = (IntScratch::default(), Scratch::new());
+    for r in 0..data.len() {
+        let row = data.row(r);
+        let p = q.infer(row, &mut ours);
+        q.encode(row, &mut theirs.features[..data.num_features]);
+        assert_eq!(predict(&kernel, &mut theirs, &mut PlainLoop), p, "row {r}");
+        assert_eq!(theirs.logits(&kernel), ours.logits(&q.model), "row {r}");
+    }
+    assert_eq!(IntModel::from_kernel(&kernel).unwrap(), q.model);
 }

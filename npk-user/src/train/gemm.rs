@@ -27,7 +27,8 @@ pub enum Layout {
 /// Below this many multiply-adds a product stays on one thread (a split costs a few µs).
 const PARALLEL_MACS: usize = 1 << 21;
 
-/// Columns of one parallel task: a multiple of every tile width.
+/// Columns of one parallel task: a multiple of the `gemm_nn` tile widths (8, 16); `gemm_nt`'s
+/// groups of three columns end a task with a pair or a single column.
 const TASK_COLS: usize = 64;
 
 /// Whether the AVX2+FMA build of the kernels can run here; std caches the CPUID answer.
@@ -269,7 +270,7 @@ mod avx2 {
         }
         let mut sums = [[0.0f32; C]; R];
         if R * C == 8 {
-            // The common 4 x 2 tile: all eight horizontal sums at once.
+            // 4 x 2 tiles (a task's last pair of columns): all eight horizontal sums at once.
             let mut flat = [_mm256_setzero_ps(); 8];
             for r in 0..R {
                 for c in 0..C {
@@ -398,8 +399,11 @@ fn nt_avx2(
     nt_cols::<Avx2>(k, a, b, bias, relu, out, j0, j1);
 }
 
-/// Columns `j0..j1` of [`gemm_nt`]. Pairs of `b` rows outermost, so each is read from memory
-/// once while every row tile of `a` (small: a batch) passes over it from cache.
+/// Columns `j0..j1` of [`gemm_nt`]. Groups of three `b` rows outermost, so each is read from
+/// memory once while every row tile of `a` (small: a batch) passes over it from cache. Three
+/// rather than two: a 4 x 3 tile's 12 accumulators, 3 row loads and 1 of `a` fill the 16 AVX
+/// registers, 7 loads per 12 FMAs instead of 6 per 8 (Fashion-MNIST 784-256-128-10, batch
+/// 128, one epoch on one thread: 1.18-1.19 s instead of 1.22-1.27).
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "see gemm_nt")]
 fn nt_cols<K: Tiles>(
@@ -414,7 +418,10 @@ fn nt_cols<K: Tiles>(
 ) {
     let mut j = j0;
     while j < j1 {
-        if j + 2 <= j1 {
+        if j + 3 <= j1 {
+            nt_rows::<3, K>(k, a, b, bias, relu, out, j);
+            j += 3;
+        } else if j + 2 <= j1 {
             nt_rows::<2, K>(k, a, b, bias, relu, out, j);
             j += 2;
         } else {

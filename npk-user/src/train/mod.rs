@@ -10,7 +10,7 @@ pub mod optim;
 
 use std::time::{Duration, Instant};
 
-use npk_common::model::{LimitError, check_limits};
+use crate::quantize::{ShapeError, check_user_limits};
 
 use self::gemm::{Layout, gemm_nn, gemm_nt};
 pub use self::optim::{Adam, DenseGrads, Optimizer, OptimizerKind, Sgd};
@@ -33,7 +33,7 @@ pub enum TrainError {
     #[error("{0} classes: need at least 2")]
     TooFewClasses(usize),
     #[error(transparent)]
-    Limit(#[from] LimitError),
+    Shape(#[from] ShapeError),
     #[error("batch size 0: must be at least 1")]
     Batch,
     #[error("0 epochs: must be at least 1")]
@@ -79,8 +79,8 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     /// Checks what any float training needs: non-empty layers and data shape, a usable batch,
-    /// epoch count and learning rate. Any width and depth trains; [`Self::check_kernel_limits`]
-    /// adds the limits of a model that is to be quantized for the kernel.
+    /// epoch count and learning rate. Any width and depth trains; [`Self::check_quantizable`]
+    /// adds the limits of a model that is to be quantized.
     pub fn validate(&self, num_inputs: usize, num_classes: usize) -> Result<(), TrainError> {
         if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
             return Err(TrainError::ZeroWidth(i + 1));
@@ -103,16 +103,17 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// [`Self::validate`], plus the kernel's fixed limits (layers, widths, inputs, classes):
-    /// checked before training a model that will be quantized, so that no time is spent on a
-    /// model the kernel cannot run.
-    pub fn check_kernel_limits(
+    /// [`Self::validate`], plus the limits of a model npk quantizes (depth and classes as in
+    /// the kernel, widths up to [`crate::quantize::USER_MAX_WIDTH`]): checked before training a
+    /// model that will be quantized, so that no time is spent on one that cannot be. Whether
+    /// the kernel can hold the result is [`crate::quantize::IntModel::kernel_model`]'s to say.
+    pub fn check_quantizable(
         &self,
         num_inputs: usize,
         num_classes: usize,
     ) -> Result<(), TrainError> {
         self.validate(num_inputs, num_classes)?;
-        Ok(check_limits(num_inputs, &self.hidden, num_classes)?)
+        Ok(check_user_limits(num_inputs, &self.hidden, num_classes)?)
     }
 }
 
@@ -439,7 +440,7 @@ pub struct EpochStats {
 /// Trains a new model on `data` (standardized features): He init and per-epoch shuffles both
 /// seeded by `config.seed`, mini-batches of `config.batch` rows (the last one may be smaller).
 /// Calls `on_epoch` after every epoch. Any layer sizes train; see
-/// [`TrainConfig::check_kernel_limits`] for a model meant for the kernel.
+/// [`TrainConfig::check_quantizable`] for a model meant to be quantized.
 pub fn train(
     data: &Dataset,
     config: &TrainConfig,
@@ -516,6 +517,8 @@ fn run_epochs<E>(
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use npk_common::model::LimitError;
 
     use super::*;
     use crate::dataset::Standardizer;
@@ -690,13 +693,13 @@ mod tests {
 
     #[test]
     fn validation_names_each_limit() {
-        let err = |c: TrainConfig| c.check_kernel_limits(4, 3).unwrap_err().to_string();
+        let err = |c: TrainConfig| c.check_quantizable(4, 3).unwrap_err().to_string();
         assert_eq!(
             err(TrainConfig {
-                hidden: vec![16, 129],
+                hidden: vec![16, 4097],
                 ..config()
             }),
-            "hidden layer 2 has width 129: must be 1..=128 (the kernel's MAX_WIDTH)"
+            "hidden layer 2 has width 4097: must be 1..=4096 (the widest layer npk quantizes)"
         );
         assert_eq!(
             err(TrainConfig {
@@ -742,15 +745,12 @@ mod tests {
             .is_err()
         );
         assert_eq!(
-            config().check_kernel_limits(4, 17).unwrap_err().to_string(),
+            config().check_quantizable(4, 17).unwrap_err().to_string(),
             "17 classes: must be 2..=16 (the kernel's MAX_CLASSES)"
         );
         assert_eq!(
-            config()
-                .check_kernel_limits(129, 3)
-                .unwrap_err()
-                .to_string(),
-            "129 input features: must be 1..=128 (the kernel's MAX_INPUTS)"
+            config().check_quantizable(4097, 3).unwrap_err().to_string(),
+            "4097 input features: must be 1..=4096 (the widest layer npk quantizes)"
         );
         assert_eq!(
             config().validate(0, 3).unwrap_err().to_string(),
@@ -765,15 +765,30 @@ mod tests {
                 hidden: vec![128; 3],
                 ..config()
             }
-            .check_kernel_limits(128, 16)
+            .check_quantizable(128, 16)
             .is_ok()
+        );
+        // Wider than the kernel: Fashion-MNIST's network, and 1,024 inputs into layers of 2,048.
+        for (inputs, hidden) in [(784, vec![256, 128]), (1024, vec![2048; 3])] {
+            let c = TrainConfig { hidden, ..config() };
+            assert_eq!(c.check_quantizable(inputs, 10), Ok(()));
+        }
+        assert_eq!(
+            TrainConfig {
+                hidden: vec![4096; 3],
+                ..config()
+            }
+            .check_quantizable(4096, 10)
+            .unwrap_err()
+            .to_string(),
+            "50372608 weights: at most 16777216 (what a model file holds)"
         );
         assert!(
             TrainConfig {
                 hidden: vec![],
                 ..config()
             }
-            .check_kernel_limits(4, 3)
+            .check_quantizable(4, 3)
             .is_ok()
         );
         // Float training alone takes any width, depth, input and class count.
@@ -783,8 +798,8 @@ mod tests {
         };
         assert!(wide.validate(200, 40).is_ok());
         assert_eq!(
-            wide.check_kernel_limits(4, 3).unwrap_err(),
-            TrainError::Limit(LimitError::HiddenLayers(4))
+            wide.check_quantizable(4, 3).unwrap_err(),
+            TrainError::Shape(ShapeError::Kernel(LimitError::HiddenLayers(4)))
         );
         let (mut empty, _) = iris();
         empty.features.clear();
