@@ -533,6 +533,21 @@ fn listed(status: &serde_json::Value, iface: &str) -> Option<serde_json::Value> 
         .cloned()
 }
 
+/// `npk status --json` lists the pin directory `dir` as live pins of another network
+/// namespace, not as stale ones.
+#[track_caller]
+fn listed_as_another_namespaces(status: &serde_json::Value, dir: &Path) {
+    let pins = status["other_pins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["dir"] == dir.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{} not listed: {status}", dir.display()));
+    assert_eq!(pins["stale"], false, "{pins}");
+    let why = pins["why"].as_str().unwrap();
+    assert!(why.contains("another network namespace"), "{pins}");
+}
+
 /// `npk status` lists a pinned XDP attachment and a foreground TC one as the kernel runs
 /// them; a foreground attach in another network namespace (bpffs is shared by all) is listed
 /// as held there, not as stale, and `npk cleanup` and `npk detach` leave its pins alone.
@@ -600,21 +615,7 @@ fn status_lists_what_the_kernel_runs_and_nothing_removes_another_namespaces_pins
     assert_eq!(f["pinned"], false, "{f}");
     assert_eq!(f["owner_pid"], foreground.child.id(), "{f}");
     assert!(listed(&status, &other_lab.ns_if).is_none(), "{status}");
-    let elsewhere = status["other_pins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["dir"] == other_pins.to_str().unwrap())
-        .unwrap_or_else(|| panic!("the other namespace's pins not listed: {status}"))
-        .clone();
-    assert_eq!(elsewhere["stale"], false, "{elsewhere}");
-    assert!(
-        elsewhere["why"]
-            .as_str()
-            .unwrap()
-            .contains("another network namespace"),
-        "{elsewhere}"
-    );
+    listed_as_another_namespaces(&status, &other_pins);
 
     ok(&["cleanup"]);
     assert!(
@@ -732,21 +733,7 @@ fn pinned_attachments_survive_renames_and_other_namespaces() {
     let a = listed(&status, &new).unwrap_or_else(|| panic!("{new} not listed: {status}"));
     assert_eq!(a["pins"], pins.to_str().unwrap(), "{a}");
     assert_eq!(a["program_id"], id, "{a}");
-    let other = status["other_pins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["dir"] == other_pins.to_str().unwrap())
-        .unwrap_or_else(|| panic!("the other namespace's pins not listed: {status}"))
-        .clone();
-    assert_eq!(other["stale"], false, "{other}");
-    assert!(
-        other["why"]
-            .as_str()
-            .unwrap()
-            .contains("another network namespace"),
-        "{other}"
-    );
+    listed_as_another_namespaces(&status, &other_pins);
 
     ok(&["cleanup"]);
     assert!(
