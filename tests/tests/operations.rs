@@ -548,6 +548,18 @@ fn listed_as_another_namespaces(status: &serde_json::Value, dir: &Path) {
     assert!(why.contains("another network namespace"), "{pins}");
 }
 
+/// `npk detach --iface iface` here fails, naming the other network namespace that runs it.
+#[track_caller]
+fn detach_is_refused_as_another_namespaces(iface: &str) {
+    let out = Command::new(npk())
+        .args(["detach", "--iface", iface])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("another network namespace"), "{stderr}");
+}
+
 /// `npk status` lists a pinned XDP attachment and a foreground TC one as the kernel runs
 /// them; a foreground attach in another network namespace (bpffs is shared by all) is listed
 /// as held there, not as stale, and `npk cleanup` and `npk detach` leave its pins alone.
@@ -622,16 +634,7 @@ fn status_lists_what_the_kernel_runs_and_nothing_removes_another_namespaces_pins
         other_pins.join("prog").exists(),
         "cleanup removed a running attach's pins"
     );
-    let detach = Command::new(npk())
-        .args(["detach", "--iface", &other_lab.ns_if])
-        .output()
-        .unwrap();
-    assert!(!detach.status.success());
-    assert!(
-        String::from_utf8_lossy(&detach.stderr).contains("another network namespace"),
-        "{}",
-        String::from_utf8_lossy(&detach.stderr)
-    );
+    detach_is_refused_as_another_namespaces(&other_lab.ns_if);
     assert!(
         other_pins.join("prog").exists(),
         "detach removed a running attach's pins"
@@ -744,16 +747,7 @@ fn pinned_attachments_survive_renames_and_other_namespaces() {
         other_pins.join("link").exists(),
         "cleanup removed another namespace's pins"
     );
-    let refused = Command::new(npk())
-        .args(["detach", "--iface", &other_lab.ns_if])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("another network namespace"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
+    detach_is_refused_as_another_namespaces(&other_lab.ns_if);
     assert!(
         other_pins.join("link").exists(),
         "detach removed another namespace's pins"

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use crate::{
-    kernel::attach::{self, AttachMode},
+    kernel::attach::AttachMode,
     outln,
     stats::{
         self, Snapshot,
@@ -28,10 +28,10 @@ pub struct StatusArgs {
 
 pub fn run(args: StatusArgs) -> Result<()> {
     let host = HostStats::read()?;
-    // Pin directories that are not a listed attachment: (directory, stale, why).
-    let others: Vec<(String, bool, String)> = attach::pin_dirs()?
-        .into_iter()
-        .filter(|d| !host.attachments.iter().any(|a| d.dir == a.pins))
+    // Pin directories that are no attachment here: (directory, stale, why).
+    let others: Vec<(String, bool, String)> = host
+        .other_pins
+        .iter()
         .map(|d| {
             let why = match (&d.stale, &d.kept) {
                 (Some(stale), _) => stale.to_string(),

@@ -162,16 +162,19 @@ pub struct ServerStats {
 }
 
 /// Everything the exporter shows, read at one moment.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct HostStats {
     pub attachments: Vec<AttachmentStats>,
     pub servers: Vec<ServerStats>,
+    /// The pin directories that are no live attachment here (stale, being made, another
+    /// namespace's): `npk status` lists them, the exposition does not.
+    pub other_pins: Vec<attach::PinDir>,
 }
 
 impl HostStats {
     /// Reads every live attachment and kernel server now.
     pub fn read() -> Result<Self, ExporterError> {
-        let mut attachments = Vec::new();
+        let (mut attachments, mut other_pins) = (Vec::new(), Vec::new());
         for dir in attach::pin_dirs()? {
             // `<iface>:<pid>` directories are attachments being made: not yet there.
             let Some(iface) = dir
@@ -180,6 +183,7 @@ impl HostStats {
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.parse::<IfaceName>().ok())
             else {
+                other_pins.push(dir);
                 continue;
             };
             // Stale, half-made or gone since the listing: not an attachment.
@@ -205,7 +209,10 @@ impl HostStats {
                         owner: None,
                     },
                 ),
-                _ => continue,
+                _ => {
+                    other_pins.push(dir);
+                    continue;
+                }
             };
             match read_attachment(&iface, &dir.dir, how) {
                 Ok(a) => attachments.push(a),
@@ -228,6 +235,7 @@ impl HostStats {
         Ok(Self {
             attachments,
             servers,
+            other_pins,
         })
     }
 
@@ -686,6 +694,7 @@ mod tests {
                 counters: serve,
                 run_time,
             }],
+            other_pins: Vec::new(),
         }
     }
 
