@@ -23,13 +23,8 @@ const SIDE: usize = 12;
 /// and their labels, as IDX files `{prefix}-images-idx3-ubyte` and `-labels-idx1-ubyte` in
 /// `dir`, gzip-compressed when `gz`.
 fn write_idx(dir: &Path, prefix: &str, count: usize, seed: u64, gz: bool) {
-    let mut state = seed | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = npk::rng::Rng::new(seed);
+    let mut next = move || rng.next_u64();
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     for w in [0x803u32, count as u32, SIDE as u32, SIDE as u32] {
         images.extend_from_slice(&w.to_be_bytes());
