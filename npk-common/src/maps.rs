@@ -147,6 +147,8 @@ pub const FLAG_SAMPLE_ALL: u32 = 2;
 /// [`Config::flags`]: sample the packets of a drop class that passed because the model's margin
 /// was below its drop margin ([`Counters::unsure`] counts them either way).
 pub const FLAG_SAMPLE_UNSURE: u32 = 8;
+/// [`Config::flags`]: sample every packet the model's verdict dropped (`npk events` reads them).
+pub const FLAG_SAMPLE_DROPS: u32 = 16;
 
 /// # Layout
 /// 32 bytes.
@@ -158,7 +160,10 @@ pub struct Config {
     pub flags: u32,
     /// An [`Action`] per class.
     pub class_action: [u8; MAX_CLASSES],
-    pub _pad: [u32; 2],
+    /// At most this many samples per second on each CPU (0: no limit); the others are counted
+    /// in [`Counters::samples_limited`]. Keeps a flood's drops from filling the ring buffer.
+    pub samples_per_cpu_s: u32,
+    pub _pad: u32,
 }
 
 impl Config {
@@ -167,7 +172,8 @@ impl Config {
         reinfer_every: 1,
         flags: 0,
         class_action: [Action::Pass as u8; MAX_CLASSES],
-        _pad: [0; 2],
+        samples_per_cpu_s: 0,
+        _pad: 0,
     };
 }
 
@@ -229,6 +235,8 @@ pub struct Counters {
     pub cache_hits: u64,
     /// Packets of a drop class that passed: the model's margin was below its drop margin.
     pub unsure: u64,
+    /// Samples not taken: over [`Config::samples_per_cpu_s`].
+    pub samples_limited: u64,
 }
 
 /// One sampled packet, as the ring buffer carries it.
@@ -245,13 +253,14 @@ pub struct Sample {
     /// drop margin.
     pub margin: u32,
     pub unsure: u32,
-    pub _pad: u32,
+    /// 1 when the packet was dropped (its class's drop action, confident).
+    pub dropped: u32,
     pub features: [i32; crate::packet::NUM_FEATURES],
 }
 
 const _: () = assert!(core::mem::size_of::<Config>() == 32);
 const _: () = assert!(core::mem::size_of::<FlowState>() == 64);
-const _: () = assert!(core::mem::size_of::<Counters>() == 8 * (2 * MAX_CLASSES + 11));
+const _: () = assert!(core::mem::size_of::<Counters>() == 8 * (2 * MAX_CLASSES + 12));
 
 #[cfg(feature = "user")]
 mod pod {

@@ -6,7 +6,7 @@ use npk_common::{
     infer::margin,
     maps::{
         Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_RECORD_LAST, FLAG_SAMPLE_ALL,
-        FLAG_SAMPLE_UNSURE, FlowState, Outcome, Sample,
+        FLAG_SAMPLE_DROPS, FLAG_SAMPLE_UNSURE, FlowState, Outcome, Sample,
     },
     model::{MAX_CLASSES, MAX_INPUTS},
     packet::{NUM_FEATURES, PacketState, ParseError, observe, parse},
@@ -16,7 +16,7 @@ use crate::{
     frame::HeaderBuf,
     maps::{
         CONFIG, ConfigWords, FLOWS, HOSTS, LAST, PACKET, PacketScratch, SAMPLES, SCRATCH, SERVICES,
-        STATS,
+        STATS, SampleWindow,
     },
     model::{INFERRED, InferStage, RACED, READ_ATTEMPTS, active_model, model_of_version},
 };
@@ -184,10 +184,18 @@ fn classify_ip<L: InferStage>(
     // A drop needs the model's confidence; below its drop margin the packet passes, counted.
     let drop = action == Action::Drop as u8;
     let unsure = drop && packet.confident == 0;
+    let dropped = drop && !unsure;
     stats.unsure += unsure as u64;
-    if action == Action::Sample as u8
+    if (action == Action::Sample as u8
         || config.flags & FLAG_SAMPLE_ALL != 0
         || (unsure && config.flags & FLAG_SAMPLE_UNSURE != 0)
+        || (dropped && config.flags & FLAG_SAMPLE_DROPS != 0))
+        && within_sample_rate(
+            now,
+            config.samples_per_cpu_s,
+            &mut packet.sample_window,
+            stats,
+        )
     {
         let verdict = SampledVerdict {
             class,
@@ -195,13 +203,14 @@ fn classify_ip<L: InferStage>(
             cached,
             margin: packet.margin,
             unsure,
+            dropped,
         };
         sample(now, &headers.key, verdict, &scratch.features, stats);
     }
     if config.flags & FLAG_RECORD_LAST != 0 {
         record(now, packet, cached, scratch);
     }
-    Ok(if drop && !unsure {
+    Ok(if dropped {
         Verdict::Drop
     } else {
         Verdict::Pass
@@ -215,6 +224,32 @@ struct SampledVerdict {
     cached: bool,
     margin: u32,
     unsure: bool,
+    dropped: bool,
+}
+
+/// Whether this CPU may take one more sample in the current second (`limit` 0: always); counts
+/// the refused ones. A window per CPU in per-CPU memory: no atomics, and a flood spread over
+/// CPUs by RSS gets `limit` samples per second from each.
+#[inline(always)]
+fn within_sample_rate(
+    now: u64,
+    limit: u32,
+    window: &mut SampleWindow,
+    stats: &mut Counters,
+) -> bool {
+    if limit == 0 {
+        return true;
+    }
+    if now.wrapping_sub(window.start_ns) >= 1_000_000_000 {
+        window.start_ns = now;
+        window.taken = 0;
+    }
+    if window.taken >= limit {
+        stats.samples_limited += 1;
+        return false;
+    }
+    window.taken += 1;
+    true
 }
 
 #[inline(always)]
@@ -419,7 +454,7 @@ fn sample(
         (*s).cached = verdict.cached as u32;
         (*s).margin = verdict.margin;
         (*s).unsure = verdict.unsure as u32;
-        (*s)._pad = 0;
+        (*s).dropped = verdict.dropped as u32;
         if let Some(f) = features.first_chunk::<NUM_FEATURES>() {
             (*s).features = *f;
         }

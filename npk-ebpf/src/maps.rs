@@ -67,6 +67,14 @@ pub struct PacketScratch {
     /// 1 when the margin reached the model's drop margin.
     pub confident: u32,
     pub version: u32,
+    pub sample_window: SampleWindow,
+}
+
+/// This CPU's sampling second: when it began and the samples taken in it (see classify.rs,
+/// `within_sample_rate`).
+pub struct SampleWindow {
+    pub start_ns: u64,
+    pub taken: u32,
 }
 
 /// A [`Config`] as the words it is compared by.

@@ -143,3 +143,14 @@ pub fn stop_flag() -> &'static AtomicBool {
     });
     &STOP
 }
+
+/// CLOCK_MONOTONIC in ns: what `bpf_ktime_get_ns()` returns in the kernel.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -769,3 +769,158 @@ fn pinned_attachments_survive_renames_and_other_namespaces() {
     );
     // Deleting the lab's namespace deletes the pair, whatever its host end is called.
 }
+
+/// Lines of `running` that arrive within `within` (until it exits or falls silent).
+fn lines_within(running: &mut Running, within: Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + within;
+    let mut lines = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match running.next_line(left) {
+            Some(line) => lines.push(line),
+            None => break,
+        }
+    }
+    lines
+}
+
+/// `npk events` on a pinned attachment whose every class drops: each event names the
+/// datagram's addresses, ports and protocol and says drop; the kernel keeps at most
+/// `--event-rate` per second per CPU and `npk events`, `npk stats` and the exporter's counter
+/// say how many it did not keep. `--no-drop-events` keeps none; a `sample` class is shown as
+/// passed, on a foreground attachment too.
+#[test]
+fn events_show_each_drop_with_its_addresses_and_count_what_the_rate_limit_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained_model(dir.path(), 3);
+    let lab = NetLab::create(1).unwrap();
+    let iface = lab.host_if.as_str();
+    let every_class_drops = [
+        "--action",
+        "0=drop",
+        "--action",
+        "1=drop",
+        "--action",
+        "2=drop",
+        "--drop-margin",
+        "0",
+    ];
+    let attach = |extra: &[&str]| {
+        let args = [
+            &[
+                "attach", "--iface", iface, "--model", &model, "--mode", "skb", "--pin",
+            ],
+            &every_class_drops[..],
+            extra,
+        ]
+        .concat();
+        ok(&args);
+    };
+    let send = |datagrams: u32| {
+        let to_host = std::net::SocketAddr::from((lab.host_addr, 9));
+        lab.in_netns(|| {
+            let s = UdpSocket::bind((lab.ns_addrs[0], 4444)).unwrap();
+            for i in 0..datagrams {
+                s.send_to(&i.to_le_bytes(), to_host).unwrap();
+            }
+        })
+        .unwrap();
+    };
+
+    attach(&["--event-rate", "20"]);
+    let mut events = Running::start(&["events", "--iface", iface, "--json"]);
+    events.wait_for("events of");
+    send(300);
+    // Two CPUs at most here: 20 events a second on each, the rest over the rate.
+    let lines = lines_within(&mut events, Duration::from_secs(3));
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let packets: Vec<_> = parsed.iter().filter(|e| e["type"] == "packet").collect();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert!(
+        (20..=20 * cpus).contains(&packets.len()),
+        "{} events: {lines:?}",
+        packets.len()
+    );
+    for e in &packets {
+        assert_eq!(e["action"], "drop", "{e}");
+        assert_eq!(e["protocol"], "udp", "{e}");
+        assert_eq!(e["src"], lab.ns_addrs[0].to_string(), "{e}");
+        assert_eq!(e["src_port"], 4444, "{e}");
+        assert_eq!(e["dst"], lab.host_addr.to_string(), "{e}");
+        assert_eq!(e["dst_port"], 9, "{e}");
+        assert_eq!(e["iface"], iface, "{e}");
+        assert_eq!(e["model_version"], 1, "{e}");
+        assert!(e["time"].as_str().unwrap().ends_with('Z'), "{e}");
+    }
+    let stats = stats_json(iface);
+    let limited = stats["samples_limited"].as_u64().unwrap();
+    assert_eq!(
+        limited + packets.len() as u64,
+        stats["dropped"].as_u64().unwrap(),
+        "every drop is an event or counted over the rate: {stats}"
+    );
+    let said: u64 = parsed
+        .iter()
+        .filter(|e| e["type"] == "lost")
+        .map(|e| e["over_rate"].as_u64().unwrap())
+        .sum();
+    assert_eq!(said, limited, "{lines:?}");
+    let (stopped, _) = stop(events);
+    assert!(stopped);
+    ok(&["detach", "--iface", iface]);
+
+    // No drop events: dropped, not sampled, not counted as limited either.
+    attach(&["--no-drop-events"]);
+    let mut events = Running::start(&["events", "--iface", iface, "--json"]);
+    events.wait_for("events of");
+    send(50);
+    let lines = lines_within(&mut events, Duration::from_secs(2));
+    assert!(lines.is_empty(), "{lines:?}");
+    let stats = stats_json(iface);
+    assert!(stats["dropped"].as_u64().unwrap() >= 50, "{stats}");
+    assert_eq!(stats["samples_limited"], 0, "{stats}");
+    stop(events);
+    ok(&["detach", "--iface", iface]);
+
+    // A foreground attachment whose class 0 is sampled: shown as passed; --count ends it.
+    let mut foreground = Running::start(&[
+        "attach",
+        "--iface",
+        iface,
+        "--model",
+        &model,
+        "--mode",
+        "skb",
+        "--action",
+        "0=sample",
+        "--action",
+        "1=sample",
+        "--action",
+        "2=sample",
+        "--event-rate",
+        "0",
+    ]);
+    foreground.wait_for("Ctrl-C detaches");
+    let mut events = Running::start(&["events", "--iface", iface, "--count", "3"]);
+    events.wait_for("events of");
+    send(10);
+    let (exited, lines) = events.exit(Duration::from_secs(10));
+    assert!(exited, "--count 3 did not end it: {lines:?}");
+    let shown: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(" pass class "))
+        .collect();
+    assert_eq!(shown.len(), 3, "{lines:?}");
+    assert!(
+        shown[0].contains(&format!(
+            "udp {}:4444 -> {}:9",
+            lab.ns_addrs[0], lab.host_addr
+        )),
+        "{lines:?}"
+    );
+    let (stopped, _) = stop(foreground);
+    assert!(stopped);
+}

@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use npk_common::{
-    maps::{Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_SAMPLE_UNSURE},
+    maps::{Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_SAMPLE_DROPS, FLAG_SAMPLE_UNSURE},
     model::{FeatureSchema, MAX_CLASSES, Model},
 };
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -18,7 +18,7 @@ use crate::{
     kernel::{
         ControlMaps,
         attach::{self, AttachMode, IfaceName, pin_dir},
-        config::{AttachConfig, ClassAction, DropMargin, check_one_action_per_class},
+        config::{AttachConfig, ClassAction, DropMargin, EventRate, check_one_action_per_class},
         log::KernelLog,
     },
     model_file::ModelFile,
@@ -38,10 +38,12 @@ fn load_model(path: &std::path::Path, drop_margin: Option<DropMargin>) -> Result
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
-    /// Read interface, model, mode, actions, reinfer, fail_closed, drop_margin and
-    /// sample_unsure from this TOML file instead of flags (see docs/operations.md).
+    /// Read interface, model, mode, actions, reinfer, fail_closed, drop_margin, sample_unsure,
+    /// drop_events and event_rate from this TOML file instead of flags (see
+    /// docs/operations.md).
     #[arg(long, conflicts_with_all = ["iface", "model", "mode", "actions", "reinfer", "fail_closed",
-                                      "drop_margin", "sample_unsure"])]
+                                      "drop_margin", "sample_unsure", "no_drop_events",
+                                      "event_rate"])]
     config: Option<PathBuf>,
     /// The interface to classify the ingress traffic of (see `ip link`).
     #[arg(long, required_unless_present = "config")]
@@ -72,6 +74,14 @@ pub struct AttachArgs {
     /// Sample (to `npk capture`'s ring buffer) the packets of a drop class passed as unsure.
     #[arg(long)]
     sample_unsure: bool,
+    /// Do not sample dropped packets (by default every drop is sampled for `npk events`,
+    /// within --event-rate).
+    #[arg(long)]
+    no_drop_events: bool,
+    /// At most N samples (events: drops, `sample` classes, unsure) per second on each CPU;
+    /// the rest are counted as samples_limited. 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = EventRate::DEFAULT)]
+    event_rate: EventRate,
     /// With --pin: print the result as one JSON object (iface, mode, pin_dir, replaced_stale).
     #[arg(long, requires = "pin")]
     json: bool,
@@ -96,6 +106,8 @@ impl AttachArgs {
             fail_closed: self.fail_closed,
             drop_margin: self.drop_margin,
             sample_unsure: self.sample_unsure,
+            drop_events: !self.no_drop_events,
+            event_rate: self.event_rate,
         })
     }
 }
@@ -174,9 +186,14 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
             FLAG_SAMPLE_UNSURE
         } else {
             0
+        } | if config.drop_events {
+            FLAG_SAMPLE_DROPS
+        } else {
+            0
         },
         class_action,
-        _pad: [0; 2],
+        samples_per_cpu_s: config.event_rate.0,
+        _pad: 0,
     };
     let AttachConfig { iface, mode, .. } = config;
     // Caught before anything is attached: every stop signal from here on cleans up.

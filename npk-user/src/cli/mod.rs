@@ -8,6 +8,7 @@ mod client;
 mod demo;
 mod docs;
 mod eval;
+mod events;
 mod export;
 mod exporter;
 mod features;
@@ -67,6 +68,12 @@ pub enum Command {
     /// Per-class counters, drops, pps and ns per packet of an attached classifier.
     #[command(after_help = "Example:\n  sudo npk stats --iface eth0 --watch")]
     Stats(attach::StatsArgs),
+    /// Stream what the classifier decided for the packets it sampled: drops (by default),
+    /// `sample` classes, unsure drops; time, addresses, ports, class, margin, action.
+    #[command(
+        after_help = "Example:\n  sudo npk events --iface eth0\n  sudo npk events --json | jq ."
+    )]
+    Events(events::EventsArgs),
     /// What npk runs on this host: attachments, kernel servers, stale pins.
     #[command(after_help = "Example:\n  sudo npk status\n  sudo npk status --json")]
     Status(status::StatusArgs),
@@ -138,6 +145,7 @@ impl Cli {
             Command::Push(a) => attach::run_push(a),
             Command::Stats(a) => attach::run_stats(a),
             Command::Status(a) => status::run(a),
+            Command::Events(a) => events::run(a),
             Command::Completions(a) => docs::completions(a),
             Command::Man(a) => docs::man(a),
             Command::Cleanup(a) => cleanup::run(a),

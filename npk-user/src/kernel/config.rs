@@ -9,6 +9,8 @@
 //! fail_closed = false        # drop what cannot be parsed (default: pass it)
 //! drop_margin = 3000         # a drop needs this int8 logit lead (default: the model's own)
 //! sample_unsure = false      # sample the drops let through under the margin (default no)
+//! drop_events = true         # sample every drop for `npk events` (default yes)
+//! event_rate = 100           # at most this many samples per second per CPU (0: no limit)
 //!
 //! [actions]                  # class = pass | drop | count | sample (default pass)
 //! 1 = "drop"
@@ -77,6 +79,50 @@ pub struct AttachConfig {
     pub drop_margin: Option<DropMargin>,
     /// Sample the packets of a drop class passed because the margin was below the drop margin.
     pub sample_unsure: bool,
+    /// Sample every dropped packet (what `npk events` shows).
+    pub drop_events: bool,
+    pub event_rate: EventRate,
+}
+
+/// At most this many samples (events) per second on each CPU; 0: no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventRate(pub u32);
+
+impl EventRate {
+    /// Enough to see what a flood is made of, few enough that its drops cost nothing more.
+    pub const DEFAULT: Self = Self(100);
+    /// One sample per 10 µs on a CPU: beyond it a limit is no limit.
+    pub const MAX: u32 = 100_000;
+
+    fn parse(value: i64) -> Result<Self, String> {
+        u32::try_from(value)
+            .ok()
+            .filter(|&r| r <= Self::MAX)
+            .map(Self)
+            .ok_or_else(|| {
+                format!(
+                    "{value} is not a rate in 0..={} samples per second per CPU (0: no limit)",
+                    Self::MAX
+                )
+            })
+    }
+}
+
+impl fmt::Display for EventRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for EventRate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(
+            s.parse()
+                .map_err(|_| format!("{s:?} is not a whole number"))?,
+        )
+    }
 }
 
 /// A drop margin given by the operator: 0..=[`MAX_DROP_MARGIN`] int8 logit codes.
@@ -201,6 +247,8 @@ struct RawConfig {
     fail_closed: Option<bool>,
     drop_margin: Option<Spanned<i64>>,
     sample_unsure: Option<bool>,
+    drop_events: Option<bool>,
+    event_rate: Option<Spanned<i64>>,
     actions: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
 }
 
@@ -259,6 +307,11 @@ impl AttachConfig {
                     .map_err(|message| invalid(origin("drop_margin", m.span()), message))?,
             ),
         };
+        let event_rate = match &raw.event_rate {
+            None => EventRate::DEFAULT,
+            Some(r) => EventRate::parse(*r.get_ref())
+                .map_err(|message| invalid(origin("event_rate", r.span()), message))?,
+        };
         let mut actions = Vec::new();
         for (class, action) in raw.actions.iter().flatten() {
             let field = format!("actions.{}", class.get_ref());
@@ -298,6 +351,8 @@ impl AttachConfig {
             fail_closed: raw.fail_closed.unwrap_or(false),
             drop_margin,
             sample_unsure: raw.sample_unsure.unwrap_or(false),
+            drop_events: raw.drop_events.unwrap_or(true),
+            event_rate,
         })
     }
 }
@@ -366,11 +421,14 @@ mod tests {
         let config = parse(
             "interface = \"eth0\"\nmodel = \"m.npk\"\nmode = \"tc\"\nreinfer = 8\n\
              fail_closed = true\ndrop_margin = 2500\nsample_unsure = true\n\
+             drop_events = false\nevent_rate = 0\n\
              [actions]\n1 = \"drop\"\n3 = \"sample\"\n",
         )
         .unwrap();
         assert_eq!(config.drop_margin, Some(DropMargin(2500)));
         assert!(config.sample_unsure);
+        assert!(!config.drop_events);
+        assert_eq!(config.event_rate, EventRate(0));
         assert_eq!(config.iface.as_str(), "eth0");
         assert_eq!(config.model, Path::new("/etc/npk/m.npk"));
         assert_eq!(config.mode, AttachMode::Tc);
@@ -381,7 +439,7 @@ mod tests {
         assert_eq!(actions, [(1, Action::Drop), (3, Action::Sample)]);
         assert_eq!(
             config.actions[0].origin.to_string(),
-            "/etc/npk/eth0.toml:9: actions.1"
+            "/etc/npk/eth0.toml:11: actions.1"
         );
     }
 
@@ -430,6 +488,8 @@ mod tests {
         assert_eq!(config.reinfer.get(), 1);
         assert!(!config.fail_closed && config.actions.is_empty());
         assert!(config.drop_margin.is_none() && !config.sample_unsure);
+        assert!(config.drop_events);
+        assert_eq!(config.event_rate, EventRate::DEFAULT);
     }
 
     #[test]
@@ -447,6 +507,10 @@ mod tests {
             (
                 format!("{head}drop_margin = -1\n"),
                 "/etc/npk/eth0.toml:3: drop_margin: -1 is not a margin in 0..=65534",
+            ),
+            (
+                format!("{head}event_rate = 100001\n"),
+                "/etc/npk/eth0.toml:3: event_rate: 100001 is not a rate in 0..=100000",
             ),
             (
                 format!("{head}reinfer = 0\n"),

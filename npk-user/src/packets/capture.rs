@@ -3,7 +3,12 @@
 //! ring buffer, which [`Sampler`] reads. Training data taken this way comes from the real data
 //! path: the driver's frames, the kernel's clock, the kernel's flow table.
 
-use aya::maps::{MapData, MapError, RingBuf};
+use std::{
+    os::fd::{AsFd, BorrowedFd},
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{Map, MapData, MapError, RingBuf};
 use npk_common::{
     fixed::quantize_multiplier,
     maps::{Action, Config, FLAG_SAMPLE_ALL, MAP_SAMPLES, Sample},
@@ -24,6 +29,12 @@ pub enum CaptureError {
     MissingSamples,
     #[error("opening the sample ring buffer")]
     Ring(#[source] MapError),
+    #[error("opening the sample ring buffer pinned at {}", path.display())]
+    OpenPin {
+        path: PathBuf,
+        #[source]
+        source: MapError,
+    },
 }
 
 type Result<T, E = CaptureError> = std::result::Result<T, E>;
@@ -79,6 +90,20 @@ impl Sampler {
         })
     }
 
+    /// Opens the ring buffer of the attachment whose pins are in `dir` (foreground and pinned
+    /// attachments both pin it). Two readers of one ring buffer share its samples: each gets
+    /// some of them.
+    pub fn from_pins(dir: &Path) -> Result<Self> {
+        let path = dir.join(MAP_SAMPLES);
+        let opened = MapData::from_pin(&path)
+            .and_then(Map::from_map_data)
+            .and_then(RingBuf::try_from);
+        match opened {
+            Ok(ring) => Ok(Self { ring }),
+            Err(source) => Err(CaptureError::OpenPin { path, source }),
+        }
+    }
+
     /// Calls `f` for every sample waiting; returns how many there were. Never blocks.
     pub fn drain(&mut self, mut f: impl FnMut(&Sample)) -> usize {
         let mut n = 0;
@@ -89,6 +114,13 @@ impl Sampler {
             }
         }
         n
+    }
+}
+
+/// Readable (for poll(2)) when samples wait.
+impl AsFd for Sampler {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.ring.as_fd()
     }
 }
 

@@ -7,6 +7,7 @@
 //! per-class counters count the classified ones (IP frames given a class, by an inference or
 //! by the flow's cached verdict); the others count one outcome each.
 
+pub mod events;
 pub mod exporter;
 
 use npk_common::{maps::Counters, model::MAX_CLASSES};
@@ -88,7 +89,7 @@ pub const CLASS_COUNTERS: [ClassCounterDesc; 2] = [
 ];
 
 /// Every other counter, in `npk stats --json` order after `packets` and `pps`.
-pub const COUNTERS: [CounterDesc; 12] = [
+pub const COUNTERS: [CounterDesc; 13] = [
     PACKETS,
     CounterDesc {
         key: "dropped",
@@ -166,6 +167,13 @@ pub const COUNTERS: [CounterDesc; 12] = [
         help: "Samples lost because the ring buffer was full",
         unit: Unit::Samples,
         read: |c| c.samples_lost,
+    },
+    CounterDesc {
+        key: "samples_limited",
+        metric: "npk_limited_samples",
+        help: "Samples not taken: over the attachment's samples per second per CPU",
+        unit: Unit::Samples,
+        read: |c| c.samples_limited,
     },
 ];
 
@@ -316,6 +324,7 @@ mod tests {
             "swap_retries",
             "swap_failures",
             "samples_lost",
+            "samples_limited",
             "avg_ns_per_packet",
         ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");

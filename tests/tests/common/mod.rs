@@ -118,6 +118,14 @@ impl Running {
         panic!("no {text:?} from npk; output: {:?}", self.seen);
     }
 
+    /// The next line, if one arrives within `within`.
+    #[allow(dead_code)] // as above
+    pub fn next_line(&mut self, within: Duration) -> Option<String> {
+        let line = self.lines.recv_timeout(within).ok()?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
     pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill on our own child's pid.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);

@@ -16,6 +16,8 @@ use std::{
 
 use npk_common::loadgen::{CASE_SHIFT, GenState, PAYLOAD_OFFSET, STAMP_MASK, TIME_SHIFT};
 
+use crate::sys::monotonic_ns;
+
 /// Frames per `sendmmsg`: a flat-out run sends this many at once, a paced one a train.
 const BATCH: usize = 64;
 /// Below this wait for the next train the sender yields the CPU instead of sleeping (a
@@ -132,17 +134,6 @@ impl PacketSocket {
         }
         Ok((sent, refused))
     }
-}
-
-/// CLOCK_MONOTONIC in ns: what `bpf_ktime_get_ns()` returns in the kernel.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Sends `requests` of the `cases` request frames (cycled) at `rate` requests/s (`None`:

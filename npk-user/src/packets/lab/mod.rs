@@ -34,6 +34,7 @@ use crate::{
     netlab::{self, NetLab, NetLabError},
     output::{OutputError, OutputPath},
     packets::capture::{self, CaptureError, Sampler},
+    sys::monotonic_ns,
 };
 use process::{Proto, Tool, listening, wait_for_line};
 use scenario::{
@@ -281,17 +282,6 @@ fn unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// CLOCK_MONOTONIC (the clock of `bpf_ktime_get_ns`) in ns.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime with a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Checks that every tool the lab runs is installed.
