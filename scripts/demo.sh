@@ -9,5 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/as-root.sh
 bash scripts/setup.sh
+# Where setup installs rustup when the machine had none.
+export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release
 exec target/release/npk demo "$@"

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Installs everything npk needs to build, test and run its demo on Debian 12 (x86_64, root).
-# Idempotent: a second run only checks and returns in a few seconds.
+# Installs everything npk needs to build, test and run its demo on Debian 12 or 13 (x86_64 or
+# aarch64, root), from a system with only apt: a C toolchain, curl, rustup (from
+# static.rust-lang.org, checked against its published SHA-256), the toolchains, bpf-linker,
+# Debian packages. Idempotent: a second run only checks and returns in a few seconds. Ends
+# with what it installed and what was there already (scripts/fresh-debian.sh runs it on a
+# debootstrapped Debian).
 #
 # Other distributions need the same pieces: rustup with the stable toolchain named in
 # rust-toolchain.toml, the pinned nightly below with rust-src (it builds the eBPF object),
@@ -16,12 +20,66 @@ STABLE=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$(dirname "$0")/../rust-toolchai
 
 say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+installed=() present=()
+# STEP WHAT-IT-IS: record that STEP was installed now, or was there already.
+did() { installed+=("$1"); }
+had() { present+=("$1"); }
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+on_exit() {
+    if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
+    say "installed now: ${installed[*]:-nothing}"
+    say "already there (skipped): ${present[*]:-nothing}"
+}
+trap on_exit EXIT
+apt_install() { # PACKAGE...
+    command -v apt-get >/dev/null || die "please install: $*"
+    apt-get -o DPkg::Lock::Timeout=300 update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+            --no-install-recommends "$@" >/dev/null
+}
 
-command -v rustup >/dev/null || die "rustup not found: install it from https://rustup.rs first"
+# What rustc and rustup need before anything else: a linker (cc), curl and certificates.
+base=()
+command -v cc >/dev/null || base+=(gcc libc6-dev)
+command -v curl >/dev/null || base+=(curl)
+[ -r /etc/ssl/certs/ca-certificates.crt ] || base+=(ca-certificates)
+if [ ${#base[@]} -gt 0 ]; then
+    say "installing ${base[*]}"
+    apt_install "${base[@]}"
+    did "${base[*]}"
+else
+    had "cc curl ca-certificates"
+fi
+
+# rustup into ~/.cargo, without a toolchain (the pinned ones follow) and without touching the
+# shell's profile: demo.sh and test.sh put ~/.cargo/bin on their PATH.
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v rustup >/dev/null; then
+    arch=$(uname -m)
+    case "$arch" in x86_64 | aarch64) ;; *) die "no rustup-init for $arch here: see https://rustup.rs" ;; esac
+    url="https://static.rust-lang.org/rustup/dist/$arch-unknown-linux-gnu/rustup-init"
+    say "installing rustup into $HOME/.cargo ($url)"
+    tmp=$(mktemp -d)
+    curl --proto '=https' --tlsv1.2 -sSf -o "$tmp/rustup-init" "$url" ||
+        die "downloading $url failed"
+    want=$(curl --proto '=https' --tlsv1.2 -sSf "$url.sha256" | cut -d' ' -f1)
+    echo "$want  $tmp/rustup-init" | sha256sum -c --quiet - ||
+        die "$url does not match its published SHA-256 ($want)"
+    chmod +x "$tmp/rustup-init"
+    "$tmp/rustup-init" -y --quiet --no-modify-path --profile minimal --default-toolchain none
+    rm -rf "$tmp"
+    did rustup
+else
+    had rustup
+fi
 
 if ! rustup run "$STABLE" rustc -V >/dev/null 2>&1; then
     say "installing Rust $STABLE"
     rustup toolchain install "$STABLE" --profile minimal -c rustfmt -c clippy
+    did "rust-$STABLE"
+else
+    had "rust-$STABLE"
 fi
 rustup component list --toolchain "$STABLE" --installed | grep -q '^clippy' ||
     rustup component add --toolchain "$STABLE" clippy rustfmt
@@ -30,6 +88,9 @@ if ! rustup run "$NIGHTLY" rustc -V >/dev/null 2>&1 ||
     ! rustup component list --toolchain "$NIGHTLY" --installed | grep -q '^rust-src'; then
     say "installing $NIGHTLY with rust-src"
     rustup toolchain install "$NIGHTLY" --profile minimal -c rust-src
+    did "$NIGHTLY"
+else
+    had "$NIGHTLY"
 fi
 
 # bpf-linker must use the nightly's libLLVM: Debian's LLVM 14 is too old. We give cargo a
@@ -47,13 +108,16 @@ if [ ! -f "$stamp" ] || ! command -v bpf-linker >/dev/null; then
     LLVM_PREFIX="$prefix" rustup run "$STABLE" cargo install "bpf-linker@$BPF_LINKER_VERSION" \
         --locked --force --no-default-features --features "llvm-$llvm_major"
     touch "$stamp"
+    did "bpf-linker"
+else
+    had "bpf-linker"
 fi
 
 # Tools the integration tests, benchmarks and demo call.
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
 command -v strace >/dev/null || missing+=(strace)
-command -v python3 >/dev/null || missing+=(python3 python3-pip)
+command -v python3 >/dev/null || missing+=(python3)
 # The VM matrix (scripts/vm/run.sh): it downloads kernels and qemu itself (apt-get download,
 # dpkg-deb -x) and needs these to unpack them and build the initramfs.
 command -v jq >/dev/null || missing+=(jq)
@@ -62,9 +126,11 @@ command -v zstd >/dev/null || missing+=(zstd)
 command -v gzip >/dev/null || missing+=(gzip)
 [ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
 if [ ${#missing[@]} -gt 0 ]; then
-    command -v apt-get >/dev/null || die "please install: ${missing[*]}"
     say "installing ${missing[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}"
+    did "${missing[*]}"
+else
+    had "iproute2 strace python3 jq xz zstd gzip keyring"
 fi
 # The traffic lab (`npk gen --lab tools`, the held-out evaluation) drives real tools, each from
 # Debian's package of the same name; the operations tests check with promtool and systemd-analyze. nginx's package starts a system service on install: a
@@ -82,41 +148,43 @@ done
 if [ ${#lab_missing[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || die "please install: ${lab_missing[*]}"
     say "installing the traffic lab's tools: ${lab_missing[*]}"
-    policy=/usr/sbin/policy-rc.d
-    own_policy=0
     if [ ! -e "$policy" ]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
-        trap '[ "$own_policy" = 1 ] && rm -f "$policy"' EXIT
     fi
-    apt-get -o DPkg::Lock::Timeout=300 update -qq &&
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
-            "${lab_missing[@]}" >/dev/null
+    apt_install "${lab_missing[@]}"
     if [ "$own_policy" = 1 ]; then rm -f "$policy"; own_policy=0; fi
+    did "${lab_missing[*]}"
+else
+    had "lab-tools"
 fi
 
 # Fashion-MNIST (IDX files, gzip) for `npk bench train`'s MNIST experiment (README, "Training
 # speed vs NumPy").
 if [ ! -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-    command -v apt-get >/dev/null || die "please install Debian's dataset-fashion-mnist"
     say "installing dataset-fashion-mnist (Fashion-MNIST under /usr/share/datasets/fashion-mnist)"
-    apt-get -o DPkg::Lock::Timeout=300 update -qq &&
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
-            dataset-fashion-mnist >/dev/null
+    apt_install dataset-fashion-mnist
+    did dataset-fashion-mnist
+else
+    had dataset-fashion-mnist
 fi
 
+# NumPy: only the NumPy baseline of the training benchmarks needs it; Debian's package.
 if ! python3 -c 'import numpy' 2>/dev/null; then
-    say "installing NumPy (only the NumPy baseline of the training benchmarks needs it)"
-    python3 -m pip install --quiet numpy 2>/dev/null ||
-        python3 -m pip install --quiet --break-system-packages numpy 2>/dev/null ||
-        say "warning: could not install NumPy; npk bench train will show no NumPy column"
+    say "installing NumPy (python3-numpy)"
+    apt_install python3-numpy
+    did python3-numpy
+else
+    had numpy
 fi
 
 # The ONNX round trip (scripts/onnx_roundtrip.sh) makes a venv: Debian's python3 needs
 # python3-venv for it.
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-    command -v apt-get >/dev/null || die "please install python3-venv"
     say "installing python3-venv"
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq python3-venv >/dev/null
+    apt_install python3-venv
+    did python3-venv
+else
+    had python3-venv
 fi
 
 mountpoint -q /sys/fs/bpf 2>/dev/null || mount -t bpf bpf /sys/fs/bpf 2>/dev/null ||

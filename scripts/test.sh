@@ -25,6 +25,8 @@ report() {
 }
 trap report EXIT
 step setup bash scripts/setup.sh
+# Where setup installs rustup when the machine had none.
+export PATH="$HOME/.cargo/bin:$PATH"
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets --release -- -D warnings
 step test cargo test --release
