@@ -30,6 +30,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets --release -- -D warnings
 step test cargo test --release
+# The .deb: built, installed into a scratch dpkg root, its npk run (scripts/package-deb.sh).
+step package bash scripts/package-deb.sh --check
 # npk import/export against scikit-learn, skl2onnx and onnxruntime (a venv from PyPI under
 # target/); NPK_ONNX=0 leaves it out.
 if [ "${NPK_ONNX:-1}" != 0 ]; then
