@@ -66,7 +66,12 @@ mount_in devtmpfs udev /dev
 mount_in devpts devpts /dev/pts newinstance,ptmxmode=0666
 mount_in tmpfs tmpfs /run mode=755
 mount_in tmpfs tmpfs /tmp mode=1777
-cp /etc/resolv.conf "$dir/etc/resolv.conf"
+# What belongs to the machine rather than to Debian: name resolution, and the certificates it
+# trusts beyond Debian's (a TLS-inspecting proxy's CA, as on our build machines), which the
+# chroot's ca-certificates takes in when setup installs it.
+cp /etc/resolv.conf /etc/hosts "$dir/etc/"
+mkdir -p "$dir/usr/local/share/ca-certificates"
+cp /etc/ssl/certs/ca-certificates.crt "$dir/usr/local/share/ca-certificates/this-machine.crt"
 
 # A user with sudo (the package and a sudoers line: what a Debian installer gives its first
 # user) and a clone of this tree's HEAD of its own.
@@ -88,3 +93,8 @@ step "demo as a sudo user (setup from nothing)" \
     in_chroot npkdev "cd ~/npk && bash scripts/demo.sh$args"
 # As root, in the same clone: setup finds everything there and says so; the demo runs again.
 step "demo as root (setup: all there)" in_chroot root "cd ~npkdev/npk && bash scripts/demo.sh$args"
+# The .deb, built in that clone and installed by apt as a package of this Debian.
+step "the .deb: build, apt install, npk --version" in_chroot root "cd ~npkdev/npk &&
+    PATH=/root/.cargo/bin:\$PATH bash scripts/package-deb.sh &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ./target/debian/npk_*.deb >/dev/null &&
+    npk --version && ls /lib/systemd/system/npk@.service /usr/share/man/man1/npk-events.1.gz"
