@@ -24,6 +24,9 @@ pub struct ManArgs {
     /// Directory the pages go to (it must exist), e.g. /usr/local/share/man/man1.
     #[arg(long)]
     dir: PathBuf,
+    /// Print the pages written as one JSON object: {"dir": ..., "pages": [...]}.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn completions(args: CompletionsArgs) -> Result<()> {
@@ -50,17 +53,26 @@ pub fn man(args: ManArgs) -> Result<()> {
         .iter()
         .map(|(name, _)| OutputPath::check(&args.dir.join(format!("{name}.1")), &[]))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut written = Vec::new();
     for ((name, command), out) in pages.into_iter().zip(&outputs) {
         let mut page = Vec::new();
         clap_mangen::Man::new(command)
             .title(name.to_uppercase())
             .render(&mut page)?;
         out.write_all(&page)?;
+        written.push(format!("{name}.1"));
     }
-    outln!(
-        "{} man pages written to {}",
-        outputs.len(),
-        args.dir.display()
-    )?;
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::json!({"dir": args.dir.display().to_string(), "pages": written})
+        )?;
+    } else {
+        outln!(
+            "{} man pages written to {}",
+            written.len(),
+            args.dir.display()
+        )?;
+    }
     Ok(())
 }

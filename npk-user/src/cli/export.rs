@@ -14,13 +14,28 @@ pub struct ExportArgs {
     /// ONNX file to write.
     #[arg(long, value_name = "FILE.onnx")]
     pub onnx: PathBuf,
+    /// Print the result as one JSON object (onnx, bytes, inputs, classes).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let out = OutputPath::check(&args.onnx, &[&args.model])?;
     let model = ModelFile::load(&args.model)?;
-    out.write_all(&onnx::export(&model))?;
-    if !out.is_stdout() {
+    let graph = onnx::export(&model);
+    out.write_all(&graph)?;
+    if args.json {
+        let (inputs, classes) = (model.mlp.num_inputs(), model.mlp.num_classes());
+        outln!(
+            "{}",
+            serde_json::json!({
+                "onnx": (!out.is_stdout()).then(|| out.path().display().to_string()),
+                "bytes": graph.len(),
+                "inputs": inputs,
+                "classes": classes,
+            })
+        )?;
+    } else if !out.is_stdout() {
         outln!("ONNX graph written to {}", out.path().display())?;
     }
     Ok(())

@@ -17,6 +17,10 @@ pub struct ExporterArgs {
     /// default serves this host only; another address serves whoever can reach it.
     #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
     listen: SocketAddr,
+    /// Print where it serves as one JSON object ({"listen": "IP:PORT", "url": ...}) on
+    /// stdout once it listens (port 0: the port picked).
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: ExporterArgs) -> Result<()> {
@@ -39,6 +43,13 @@ pub fn run(args: ExporterArgs) -> Result<()> {
         let addr = listener.local_addr()?;
         if !addr.ip().is_loopback() {
             noteln!("note: {addr} is not a loopback address: other hosts can read the metrics");
+        }
+        if args.json {
+            crate::outln!(
+                "{}",
+                serde_json::json!({"listen": addr.to_string(),
+                                   "url": format!("http://{addr}/metrics")})
+            )?;
         }
         noteln!("serving metrics on http://{addr}/metrics; Ctrl-C stops");
         let stop = async {

@@ -241,4 +241,26 @@ mod tests {
     fn verify_cli() {
         Cli::command().debug_assert();
     }
+
+    /// Scripts can read every command's result: each command (and each bench) takes --json,
+    /// except `completions`, whose output is the script itself.
+    #[test]
+    fn every_command_takes_json() {
+        fn leaves(c: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+            for sub in c.get_subcommands() {
+                leaves(sub, format!("{path} {}", sub.get_name()), out);
+            }
+            if c.get_subcommands().next().is_none() {
+                out.push((path, c.clone()));
+            }
+        }
+        let mut commands = Vec::new();
+        leaves(&Cli::command(), "npk".into(), &mut commands);
+        let without: Vec<&str> = commands
+            .iter()
+            .filter(|(_, c)| !c.get_arguments().any(|a| a.get_id() == "json"))
+            .map(|(path, _)| path.as_str())
+            .collect();
+        assert_eq!(without, ["npk completions"]);
+    }
 }
