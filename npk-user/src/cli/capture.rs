@@ -81,12 +81,16 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     }
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.seconds);
+    let bar = super::seconds_bar(args.seconds, args.json);
     let mut drain = |csv: &mut FeatureCsv<_>| sampler.drain(|s| csv.write(&s.features, args.label));
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
         drain(&mut csv);
+        bar.set_position(start.elapsed().as_secs());
+        bar.set_message(format!("{} rows", csv.rows()));
         std::thread::sleep(Duration::from_millis(10));
     }
     drain(&mut csv);
+    bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let samples_lost = attachment.classifier.counters()?.samples_lost;
     drop(attachment);

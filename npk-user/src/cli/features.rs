@@ -12,7 +12,7 @@ use crate::{
     packets::{
         features::{FeatureCsv, FlowTable, Skipped},
         lab::{Labels, scenario::ToolScenario},
-        pcap::for_each_frame,
+        pcap::for_each_frame_reporting,
     },
 };
 
@@ -67,8 +67,19 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
     let mut csv = FeatureCsv::create(&out)?;
     let mut flows = FlowTable::new();
     let mut skipped = Skipped::default();
-    let summary = for_each_frame(&args.pcap, |f| {
-        match flows.observe(f.frame, f.timestamp_ns) {
+    // A bar over the file's bytes, on a terminal (a large capture takes minutes).
+    let size = std::fs::metadata(&args.pcap).map_or(0, |m| m.len());
+    let bar = super::progress_bar(size, args.json);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} of the capture read",
+        )
+        .expect("static template"),
+    );
+    let summary = for_each_frame_reporting(
+        &args.pcap,
+        |read| bar.set_position(read),
+        |f| match flows.observe(f.frame, f.timestamp_ns) {
             Ok((key, features)) => {
                 let label = match &labels {
                     Some(l) => l
@@ -83,8 +94,9 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
                 }
             }
             Err(e) => skipped.count(e),
-        }
-    })?;
+        },
+    )?;
+    bar.finish_and_clear();
     let rows = csv.rows();
     csv.commit()?;
     let report = Report {

@@ -1,6 +1,10 @@
 //! `npk gen`: labelled traffic in a throwaway namespace, recorded through the kernel.
 
-use std::{path::PathBuf, sync::atomic::Ordering, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -118,6 +122,7 @@ pub fn run(args: GenArgs) -> Result<()> {
         );
     }
     let mut class_rows = vec![0u64; CLASS_NAMES.len()];
+    let (bar, start) = (super::seconds_bar(args.seconds, args.json), Instant::now());
     let scenarios = traffic::run_sampled(
         &lab,
         &config,
@@ -129,8 +134,9 @@ pub fn run(args: GenArgs) -> Result<()> {
                 csv.write(&sample.features, s.class());
             }
         },
-        || {},
+        || bar.set_position(start.elapsed().as_secs()),
     )?;
+    bar.finish_and_clear();
     let samples_lost = attachment.classifier.counters()?.samples_lost;
     drop(attachment);
     drop(lab);
@@ -207,12 +213,15 @@ fn run_tools(args: GenArgs) -> Result<()> {
         );
     }
     let mut class_rows = vec![0u64; CLASS_NAMES.len()];
+    let (bar, start) = (super::seconds_bar(args.seconds, args.json), Instant::now());
     let (manifest, report) = lab::run(&config, stop_flag(), |label, sample| {
+        bar.set_position(start.elapsed().as_secs());
         if let Some((_, class)) = label {
             class_rows[class as usize] += 1;
             csv.write(&sample.features, class);
         }
     })?;
+    bar.finish_and_clear();
     let rows = csv.rows();
     csv.commit()?;
     manifest.write(&manifest_out)?;

@@ -220,6 +220,18 @@ impl std::str::FromStr for Hidden {
     }
 }
 
+/// A bar of `seconds` for work that runs that long (capture, gen), redrawn every 200 ms so
+/// that its clock moves; on a terminal only, as [`progress_bar`].
+pub fn seconds_bar(seconds: u64, quiet: bool) -> ProgressBar {
+    let pb = progress_bar(seconds, quiet);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} s {msg}")
+            .expect("static template"),
+    );
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    pb
+}
+
 /// A bar on a terminal, nothing in --json mode or when piped.
 pub fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
     if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {

@@ -127,11 +127,26 @@ pub fn for_each_frame(
     path: &Path,
     on_frame: impl FnMut(&CapturedFrame),
 ) -> Result<CaptureSummary, CaptureError> {
+    for_each_frame_reporting(path, |_| {}, on_frame)
+}
+
+/// [`for_each_frame`], calling `on_progress` with how many bytes of the file (as stored:
+/// compressed for a gzip'd capture) were read so far.
+pub fn for_each_frame_reporting(
+    path: &Path,
+    on_progress: impl FnMut(u64),
+    on_frame: impl FnMut(&CapturedFrame),
+) -> Result<CaptureSummary, CaptureError> {
     let read_error = |source| CaptureError::Read {
         path: path.to_owned(),
         source,
     };
-    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(read_error)?);
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut file = std::io::BufReader::new(Counting {
+        inner: file,
+        read: 0,
+        on_progress,
+    });
     let gzip = std::io::BufRead::fill_buf(&mut file)
         .map_err(read_error)?
         .starts_with(&[0x1f, 0x8b]);
@@ -140,6 +155,22 @@ pub fn for_each_frame(
         return read_capture(Input::new(decompressed), path, on_frame);
     }
     read_capture(Input::new(file), path, on_frame)
+}
+
+/// A reader that reports how many bytes went through it.
+struct Counting<R, F> {
+    inner: R,
+    read: u64,
+    on_progress: F,
+}
+
+impl<R: Read, F: FnMut(u64)> Read for Counting<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        (self.on_progress)(self.read);
+        Ok(n)
+    }
 }
 
 /// [`for_each_frame`] on a capture in memory; `path` only names it in errors.
