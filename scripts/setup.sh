@@ -158,7 +158,7 @@ else
     had "lab-tools"
 fi
 
-# Fashion-MNIST (IDX files, gzip) for `npk bench train`'s MNIST experiment (README, "Training
+# Fashion-MNIST (IDX files, gzip) for `npk bench train`'s MNIST experiment (docs/benchmarks.md, "Training
 # speed vs NumPy").
 if [ ! -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     say "installing dataset-fashion-mnist (Fashion-MNIST under /usr/share/datasets/fashion-mnist)"

@@ -3,7 +3,7 @@
 # Kernel tests need root: they load programs, create veth pairs and network namespaces.
 # Then the kernel matrix: the kernel checks inside Debian's kernels 5.10 to 7.x in qemu
 # (scripts/vm/run.sh; downloads cached in target/vm-cache; about 5 minutes on 2 shared CPUs, see
-# README "Kernels"). NPK_VM=0 leaves the matrix out (CI always runs it: .ci/run).
+# docs/kernels.md). NPK_VM=0 leaves the matrix out (CI always runs it: .ci/run).
 # Prints how long each step took.
 set -euo pipefail
 cd "$(dirname "$0")/.."

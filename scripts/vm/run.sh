@@ -21,7 +21,7 @@ cd "$(dirname "$0")/../.."
 repo=$PWD
 cache=$(realpath -m "${NPK_VM_CACHE:-target/vm-cache}")
 jobs=${NPK_VM_JOBS:-2}
-# Over ten times what each took in the measured run (README, "Kernels": 23-43 s): a hung VM
+# Over ten times what each took in the measured run (docs/kernels.md: 23-43 s): a hung VM
 # fails its kernel long before CI's limit.
 timeout=${NPK_VM_TIMEOUT:-600}
 # The checks the guest runs (sourced by guest.sh); another file for a quicker look.
