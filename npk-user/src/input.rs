@@ -9,6 +9,14 @@ use std::{
     path::Path,
 };
 
+/// `-` as a file to read: standard input (`tcpdump -w - | npk features --pcap - ...`).
+pub fn is_stdin(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
+/// What errors call standard input read as `-`.
+pub const STDIN_NAME: &str = "standard input";
+
 /// Why a file was not read.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {

@@ -728,3 +728,88 @@ fn a_gzip_compressed_capture_gives_the_rows_of_the_plain_one() {
     assert_eq!(from_plain.lines().count(), 8, "{from_plain}");
     assert_eq!(rows(&gz, "gz.csv"), from_plain);
 }
+
+/// `npk cmd ARGS` with `input` on its standard input.
+fn with_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = npk(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+/// `-` reads standard input: a capture piped into `features` gives the rows of the file, a
+/// CSV piped into `train` the model of the file, into `eval` its scores; errors say "standard
+/// input".
+#[test]
+fn a_dash_reads_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("c.pcap");
+    fs::write(&pcap, capture(7)).unwrap();
+    let from_file = dir.path().join("file.csv");
+    assert!(features(&pcap, &from_file).status.success());
+    let piped = with_stdin(
+        &["features", "--pcap", "-", "--label", "1", "--out", "-"],
+        &capture(7),
+    );
+    assert!(
+        piped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(piped.stdout).unwrap(),
+        fs::read_to_string(&from_file).unwrap()
+    );
+    fails_with(
+        &with_stdin(
+            &["features", "--pcap", "-", "--label", "1", "--out", "-"],
+            b"junk",
+        ),
+        &["standard input: not a pcap or pcapng file"],
+    );
+
+    let iris = fs::read(data("iris.csv")).unwrap();
+    let (a, b) = (dir.path().join("a.npk"), dir.path().join("b.npk"));
+    assert!(output(&train_args(&a, &[])).status.success());
+    let mut args = train_args(&b, &[]);
+    args[2] = "-".into();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let trained = with_stdin(&args, &iris);
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    same_model(&a, &b);
+    let scored = with_stdin(
+        &[
+            "eval",
+            "--model",
+            a.to_str().unwrap(),
+            "--data",
+            "-",
+            "--json",
+        ],
+        &iris,
+    );
+    assert!(
+        scored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scored.stderr)
+    );
+    fails_with(
+        &with_stdin(&args, b"a,b,label\n1,2,0\n1,x,1\n"),
+        &["standard input", "line 3"],
+    );
+}

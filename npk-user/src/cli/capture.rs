@@ -34,8 +34,9 @@ pub struct CaptureArgs {
     /// CSV file to write: the packet feature columns and `label`.
     #[arg(long, value_name = "FILE.csv")]
     pub out: PathBuf,
-    /// Where to attach: skb works on any interface, native needs driver support.
-    #[arg(long, value_enum, default_value = "skb")]
+    /// Where to attach: native (driver) XDP, as every command defaults to; skb (generic XDP)
+    /// works on any interface; tc.
+    #[arg(long, value_enum, default_value = "native")]
     pub mode: AttachMode,
     /// Print one JSON object instead of the summary.
     #[arg(long)]

@@ -246,9 +246,12 @@ impl Dataset {
         Ok(data)
     }
 
-    /// Reads a CSV file: a header row naming the columns, numeric feature columns and an integer
+    /// Reads a CSV file (`-`: standard input): a header row naming the columns, numeric feature columns and an integer
     /// label `0..K` in the last column. `num_classes` is the largest label + 1.
     pub fn load_csv(path: &Path) -> Result<Self, DatasetError> {
+        if crate::input::is_stdin(path) {
+            return Self::from_reader(std::io::stdin().lock(), Path::new(crate::input::STDIN_NAME));
+        }
         let file = File::open(path).map_err(|source| DatasetError::Open {
             path: path.to_owned(),
             source,
@@ -268,6 +271,10 @@ impl Dataset {
     /// capture of one kind of traffic, as `npk features --label N` writes), and a label
     /// `>= classes` is refused with its line.
     pub fn load_csv_for_model(path: &Path, classes: usize) -> Result<Self, DatasetError> {
+        if crate::input::is_stdin(path) {
+            let name = Path::new(crate::input::STDIN_NAME);
+            return Self::from_reader_for_model(std::io::stdin().lock(), name, classes);
+        }
         let file = File::open(path).map_err(|source| DatasetError::Open {
             path: path.to_owned(),
             source,

@@ -120,9 +120,9 @@ impl Link {
     }
 }
 
-/// Reads `path` and calls `on_frame` for every frame in file order. A gzip-compressed capture
-/// (`tcpdump ... | gzip`, `*.pcap.gz`) is read through the decompressor; record offsets in
-/// errors are then offsets in the decompressed capture.
+/// Reads `path` (`-`: standard input) and calls `on_frame` for every frame in file order. A
+/// gzip-compressed capture (`tcpdump ... | gzip`, `*.pcap.gz`) is read through the
+/// decompressor; record offsets in errors are then offsets in the decompressed capture.
 pub fn for_each_frame(
     path: &Path,
     on_frame: impl FnMut(&CapturedFrame),
@@ -137,11 +137,21 @@ pub fn for_each_frame_reporting(
     on_progress: impl FnMut(u64),
     on_frame: impl FnMut(&CapturedFrame),
 ) -> Result<CaptureSummary, CaptureError> {
+    let stdin = crate::input::is_stdin(path);
+    let path = if stdin {
+        Path::new(crate::input::STDIN_NAME)
+    } else {
+        path
+    };
     let read_error = |source| CaptureError::Read {
         path: path.to_owned(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_error)?;
+    let file: Box<dyn Read> = if stdin {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(read_error)?)
+    };
     let mut file = std::io::BufReader::new(Counting {
         inner: file,
         read: 0,
