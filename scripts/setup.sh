@@ -133,9 +133,14 @@ else
     had "iproute2 strace python3 jq xz zstd gzip keyring"
 fi
 # The traffic lab (`npk gen --lab tools`, the held-out evaluation) drives real tools, each from
-# Debian's package of the same name; the operations tests check with promtool and systemd-analyze. nginx's package starts a system service on install: a
-# policy-rc.d that answers 101 forbids that for the install (one already there stays untouched).
-tools=(hping3:hping3 nmap:nmap tcpdump:tcpdump nginx:nginx-light dnsmasq:dnsmasq-base
+# Debian's package of the same name; the operations tests check with promtool and
+# systemd-analyze. nginx's package starts a system service on install: a policy-rc.d that
+# answers 101 forbids that for the install (one already there stays untouched). Debian 13
+# has no nginx-light (one nginx package).
+nginx_package=nginx-light
+version_id=$(. /etc/os-release 2>/dev/null && echo "${VERSION_ID:-12}")
+[ "${version_id%%.*}" -ge 13 ] 2>/dev/null && nginx_package=nginx
+tools=(hping3:hping3 nmap:nmap tcpdump:tcpdump "nginx:$nginx_package" dnsmasq:dnsmasq-base
     dig:bind9-dnsutils iperf3:iperf3 ping:iputils-ping slowhttptest:slowhttptest wrk:wrk
     ethtool:ethtool curl:curl timeout:coreutils
     # The operations tests: `promtool check metrics` on the exporter's scrape and
