@@ -16,6 +16,9 @@ use super::Cli;
 pub struct CompletionsArgs {
     /// The shell: bash, zsh, fish, elvish or powershell.
     shell: Shell,
+    /// Print one JSON object, {"shell": ..., "script": ...}, instead of the bare script.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Write man pages for npk and each of its commands (npk.1, npk-attach.1, ...).
@@ -33,7 +36,14 @@ pub fn completions(args: CompletionsArgs) -> Result<()> {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut Cli::command(), "npk", &mut script);
     let script = String::from_utf8(script).context("the completion script is not UTF-8")?;
-    outln!("{}", script.trim_end())?;
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::json!({"shell": args.shell.to_string(), "script": script})
+        )?;
+    } else {
+        outln!("{}", script.trim_end())?;
+    }
     Ok(())
 }
 
