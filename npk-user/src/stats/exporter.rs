@@ -56,7 +56,7 @@ pub enum ExporterError {
     #[error("reading the program attached to {iface}: {source}")]
     Program {
         iface: IfaceName,
-        source: Box<attach::AttachError>,
+        source: Box<attach::PinsError>,
     },
     #[error("listing the kernel's BPF programs: {0}")]
     Programs(#[from] aya::programs::ProgramError),

@@ -1,0 +1,115 @@
+//! Detaching: the pinned link first (at once, not when its inode goes), then npk's pins, then
+//! the run-time statistics switch once no pinned attachment needs it.
+
+use std::path::Path;
+
+use aya::sys::SyscallError;
+
+use super::{
+    AttachError, Leftovers, PinState, Stale,
+    iface::IfaceName,
+    pins::{LINK_PIN, io_error, lock_dir, open_pin_error, pin_dir, pin_root, remove_pins},
+    query::{bpf_obj_get, link_detach},
+    state::{pin_state, renamed_to},
+};
+use crate::kernel::BpfStats;
+
+/// What [`detach`] found and did.
+#[derive(Debug)]
+pub struct Detached {
+    /// Set when the pins were stale (nothing was attached any more): why.
+    pub stale: Option<Stale>,
+    pub leftovers: Leftovers,
+}
+
+/// Detaches what `npk attach --pin` left on `iface` and removes npk's pins; stale pins (of a
+/// killed attach, a deleted interface) are removed too. A live foreground attachment is
+/// refused: its process owns it.
+pub fn detach(iface: &IfaceName) -> Result<Detached, AttachError> {
+    let mut dir = pin_dir(iface);
+    let stale = match pin_state(iface)? {
+        // Pins made under the name this interface had before a rename.
+        None => match renamed_to(iface)? {
+            Some(renamed) => {
+                dir = renamed;
+                None
+            }
+            None => {
+                return Err(AttachError::NotAttached {
+                    iface: iface.clone(),
+                    dir,
+                });
+            }
+        },
+        Some(PinState::Attaching { pid }) => {
+            return Err(AttachError::Attaching {
+                iface: iface.clone(),
+                pid,
+            });
+        }
+        Some(PinState::Elsewhere { pid }) => {
+            return Err(AttachError::Elsewhere {
+                iface: iface.clone(),
+                pid,
+            });
+        }
+        Some(PinState::Attached {
+            pinned_link: false,
+            running_owner: Some(pid),
+            ..
+        }) => {
+            return Err(AttachError::Foreground {
+                iface: iface.clone(),
+                pid,
+            });
+        }
+        Some(PinState::Attached { .. } | PinState::Renamed { .. }) => None,
+        Some(PinState::Stale(stale)) => Some(stale),
+    };
+    // After any push in progress: it finishes on the attachment, or finds it gone.
+    let _lock = lock_dir(&dir)?;
+    let link = dir.join(LINK_PIN);
+    if link.exists() {
+        detach_pinned_link(&link)?;
+    }
+    let leftovers = remove_pins(&dir)?;
+    restore_stats_without_pinned_links();
+    Ok(Detached { stale, leftovers })
+}
+
+/// Detaches the link pinned at `path` at once (BPF_LINK_DETACH), then removes the pin. The
+/// pin's removal alone detaches only when the kernel drops the inode's reference, after an RCU
+/// grace period and a work item: on a slow machine (5.10 in a VM) `npk detach` returned with
+/// the program still attached.
+fn detach_pinned_link(path: &Path) -> Result<(), AttachError> {
+    let link = bpf_obj_get(path).map_err(|io_error| {
+        open_pin_error(
+            path,
+            SyscallError {
+                call: "BPF_OBJ_GET",
+                io_error,
+            },
+        )
+    })?;
+    link_detach(&link).map_err(io_error("detaching the link pinned at", path))?;
+    std::fs::remove_file(path).map_err(io_error("removing", path))?;
+    Ok(())
+}
+
+/// Puts back kernel.bpf_stats_enabled once no `--pin` attachment is left (foreground
+/// attachments pin their maps too, but only `--pin` ones leave a link).
+fn restore_stats_without_pinned_links() {
+    let pins_left = std::fs::read_dir(pin_root()).is_ok_and(|mut attached| {
+        attached.any(|a| a.is_ok_and(|a| a.path().join(LINK_PIN).exists()))
+    });
+    if !pins_left {
+        BpfStats::restore_after_pins();
+    }
+}
+
+/// Removes the pins of a directory [`pin_dirs`] found stale (npk's names only).
+pub fn remove_stale(dir: &Path) -> Result<Leftovers, AttachError> {
+    let leftovers = remove_pins(dir)?;
+    restore_stats_without_pinned_links();
+    Ok(leftovers)
+}
