@@ -59,6 +59,10 @@ mount_in() { # TYPE SOURCE PATH [OPTIONS]
     mount -t "$1" ${4:+-o "$4"} "$2" "$dir$3"
     mounts+=("$dir$3")
 }
+# The chroot's / a mount point of its own: `ip netns exec` and `ip -n` make / a slave mount,
+# which fails (EINVAL) on a directory that is not one.
+mount --bind "$dir" "$dir"
+mounts+=("$dir")
 mount_in proc proc /proc
 mount_in sysfs sysfs /sys
 mount_in bpf bpf /sys/fs/bpf
