@@ -16,7 +16,7 @@ use aya::{
 use npk::{
     fixtures::{RANDOM_MODEL_DROP_MARGIN, random_packet_model},
     kernel::{
-        Classifier, KernelError, ProgramKind,
+        Classifier, KernelError, ProgramKind, SwapRule,
         attach::{self, AttachMode, IfaceName, pin_dir},
         probe::kernel,
         verify::verify_loaded,
@@ -273,6 +273,7 @@ fn hot_swap_under_traffic_never_mixes_models(lab: &NetLab, classifier: &mut Clas
         maps.push(
             &models[(pushes % 2) as usize],
             Some(ProgramKind::Xdp.schema()),
+            SwapRule::CLASSIFIER,
         )
         .unwrap();
         check(&mut ring, &mut checked);

@@ -10,13 +10,13 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use npk_common::{
     maps::{Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_SAMPLE_DROPS, FLAG_SAMPLE_UNSURE},
-    model::{FeatureSchema, MAX_CLASSES, Model},
+    model::{MAX_CLASSES, Model},
 };
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
     kernel::{
-        ControlMaps,
+        ControlMaps, SwapRule,
         attach::{self, AttachMode, IfaceName, pin_dir},
         config::{AttachConfig, ClassAction, DropMargin, EventRate, check_one_action_per_class},
         log::KernelLog,
@@ -315,10 +315,13 @@ pub fn run_push(args: PushArgs) -> Result<()> {
     let (kind, loops) = attach::pinned_classifier(&dir)?;
     loops.check_fits(&model)?;
     let mut maps = ControlMaps::from_pins(&dir)?;
-    if let Some(active) = maps.active_model()? {
-        check_compatible(&active, &model, &args)?;
-    }
-    let version = maps.push(&model, Some(kind.schema()))?;
+    let rule = SwapRule {
+        allow_unmapped_classes: args.allow_unmapped_classes,
+        ..SwapRule::CLASSIFIER
+    };
+    let version = maps
+        .push(&model, Some(kind.schema()), rule)
+        .with_context(|| format!("pushing {} to {}", args.model.display(), args.iface))?;
     if args.json {
         outln!(
             "{}",
@@ -326,52 +329,6 @@ pub fn run_push(args: PushArgs) -> Result<()> {
         )?;
     } else {
         outln!("model version {version} active on {}", args.iface)?;
-    }
-    Ok(())
-}
-
-/// A pushed model must compute from the same features as the active one, and every class it
-/// can output must have the action `npk attach --action` chose: the attachment's actions
-/// cover the classes of the model it was configured with (later pushes keep that count unless
-/// --allow-unmapped-classes raised it).
-fn check_compatible(active: &Model, new: &Model, args: &PushArgs) -> Result<()> {
-    let (a, n) = (&active.header, &new.header);
-    let schema = |h: &npk_common::model::ModelHeader| {
-        let name = FeatureSchema::from_u32(h.feature_schema).map_or_else(
-            || format!("unknown feature schema {}", h.feature_schema),
-            |s| s.name().to_string(),
-        );
-        format!("{name} with {} inputs", h.num_inputs)
-    };
-    if (a.feature_schema, a.num_inputs) != (n.feature_schema, n.num_inputs) {
-        bail!(
-            "{} computes from {} but the program on {} from {}: push a model trained on the \
-             same features",
-            args.model.display(),
-            schema(n),
-            args.iface,
-            schema(a)
-        );
-    }
-    if n.num_classes > a.num_classes && !args.allow_unmapped_classes {
-        let unmapped: Vec<String> = (a.num_classes..n.num_classes)
-            .map(|c| c.to_string())
-            .collect();
-        bail!(
-            "{} has {} classes, the attachment on {} has actions for {} (classes 0..={}): \
-             class{} {} would have no action. Attach again with --action for them \
-             (`npk detach --iface {}`, `npk attach ... --action {}=...`), or push with \
-             --allow-unmapped-classes to let them pass",
-            args.model.display(),
-            n.num_classes,
-            args.iface,
-            a.num_classes,
-            a.num_classes - 1,
-            if unmapped.len() == 1 { "" } else { "es" },
-            unmapped.join(", "),
-            args.iface,
-            unmapped[0],
-        );
     }
     Ok(())
 }

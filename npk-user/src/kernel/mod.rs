@@ -72,6 +72,20 @@ pub enum KernelError {
     )]
     Schema(FeatureSchema),
     #[error(
+        "the model computes from {new} but the one active computes from {active}: push a model \
+         trained on the same features"
+    )]
+    SwapFeatures { new: String, active: String },
+    #[error(
+        "the model has {new} classes, the attachment has actions for {covered} (classes \
+         0..={}): class{} {} would have no action. Attach again with --action for them, or \
+         push with --allow-unmapped-classes to let them pass",
+        covered - 1,
+        if new - covered == 1 { "" } else { "es" },
+        (*covered..*new).map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    UnmappedClasses { new: u32, covered: u32 },
+    #[error(
         "the model is {width} wide (inputs or neurons); this kernel ({release}) has no bpf_loop \
          helper (Linux 5.17+), and the bounded-loop classifier loaded instead takes models up \
          to {limit} wide (npk's widest: {widest})",
@@ -259,6 +273,55 @@ impl Drop for BpfStats {
     }
 }
 
+/// What a hot swap may change, checked by [`ControlMaps::push`] for the CLI, the inference
+/// service and the tests alike. A classifier's new model computes from the same features
+/// (schema and input count) as the active one, and has no class beyond the active one's (the
+/// attachment's actions were chosen for them) unless `allow_unmapped_classes`: the extra
+/// classes then pass. The inference service takes any model: each request names the model
+/// version and carries its own features, and a mismatch gets an error reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwapRule {
+    pub same_features: bool,
+    pub allow_unmapped_classes: bool,
+}
+
+impl SwapRule {
+    pub const CLASSIFIER: Self = Self {
+        same_features: true,
+        allow_unmapped_classes: false,
+    };
+    pub const SERVICE: Self = Self {
+        same_features: false,
+        allow_unmapped_classes: true,
+    };
+
+    fn check(self, active: &Model, new: &Model) -> Result<()> {
+        let (a, n) = (&active.header, &new.header);
+        let features = |h: &npk_common::model::ModelHeader| {
+            let name = FeatureSchema::from_u32(h.feature_schema).map_or_else(
+                || format!("unknown feature schema {}", h.feature_schema),
+                |s| s.name().to_string(),
+            );
+            format!("{name} with {} inputs", h.num_inputs)
+        };
+        if self.same_features
+            && (a.feature_schema, a.num_inputs) != (n.feature_schema, n.num_inputs)
+        {
+            return Err(KernelError::SwapFeatures {
+                new: features(n),
+                active: features(a),
+            });
+        }
+        if n.num_classes > a.num_classes && !self.allow_unmapped_classes {
+            return Err(KernelError::UnmappedClasses {
+                new: n.num_classes,
+                covered: a.num_classes,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The maps userspace writes and reads, owned: taken from a freshly loaded object or opened
 /// from their pins in bpffs (`npk push`/`npk stats` after `npk attach`).
 pub struct ControlMaps {
@@ -356,12 +419,21 @@ impl ControlMaps {
 
     /// Replaces the model atomically; returns the version it was given.
     ///
-    /// The model is checked first (`schema`: what the program computes; `None`: anything):
-    /// a model the kernel cannot use changes nothing. Then the inactive slot is written under its
+    /// The model is checked first (against the active one by `rule`; `schema`: what the
+    /// program computes, `None`: anything): a model the kernel cannot use changes nothing. Then the inactive slot is written under its
     /// sequence counter (odd while writing) and the active index flipped, so each packet sees
     /// exactly one whole model (see npk_common::maps).
-    pub fn push(&mut self, model: &Model, schema: Option<FeatureSchema>) -> Result<u32> {
+    pub fn push(
+        &mut self,
+        model: &Model,
+        schema: Option<FeatureSchema>,
+        rule: SwapRule,
+    ) -> Result<u32> {
         model.validate().map_err(KernelError::InvalidModel)?;
+        let previous = self.active_model()?;
+        if let Some(active) = &previous {
+            rule.check(active, model)?;
+        }
         if let Some(schema) = schema {
             for (old, version) in [
                 (FeatureSchema::PacketV1, 1),
@@ -377,7 +449,6 @@ impl ControlMaps {
                 return Err(KernelError::Schema(schema));
             }
         }
-        let previous = self.active_model()?;
         let version = previous.as_ref().map_or(0, |m| m.header.model_version) + 1;
         let active = self.active_slot()?;
         let target = if active == NO_MODEL {
@@ -464,7 +535,8 @@ impl Classifier {
     /// program's loops run.
     pub fn push(&mut self, model: &Model) -> Result<u32> {
         self.loops.check_fits(model)?;
-        self.maps.push(model, Some(self.kind.schema()))
+        self.maps
+            .push(model, Some(self.kind.schema()), SwapRule::CLASSIFIER)
     }
 
     pub fn set_config(&mut self, config: &Config) -> Result<()> {
@@ -528,6 +600,31 @@ pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{random_packet_model, random_tabular_model};
+
+    /// The one hot-swap rule: a classifier keeps its features and its classes (unless told to
+    /// let extra ones pass); the inference service takes any model.
+    #[test]
+    fn a_swap_keeps_the_features_and_the_classes_the_actions_cover() {
+        let packets3 = random_packet_model(&[8], 3, 1).unwrap();
+        let packets4 = random_packet_model(&[8], 4, 2).unwrap();
+        let tabular = random_tabular_model(4, &[8], 3, 3).unwrap();
+        let rule = SwapRule::CLASSIFIER;
+        assert!(
+            rule.check(&packets3, &random_packet_model(&[16], 2, 4).unwrap())
+                .is_ok()
+        );
+        let e = rule.check(&packets3, &tabular).unwrap_err().to_string();
+        assert!(e.contains("tabular (CSV columns) with 4 inputs"), "{e}");
+        let e = rule.check(&packets3, &packets4).unwrap_err().to_string();
+        assert!(e.contains("class 3 would have no action"), "{e}");
+        let lenient = SwapRule {
+            allow_unmapped_classes: true,
+            ..rule
+        };
+        assert!(lenient.check(&packets3, &packets4).is_ok());
+        assert!(SwapRule::SERVICE.check(&packets3, &tabular).is_ok());
+    }
 
     /// What `npk push` reads off a pinned program: every classifier's name, and nothing else.
     #[test]

@@ -13,7 +13,7 @@ use npk_common::{
 
 use crate::{
     kernel::{
-        ControlMaps, KernelError, LoadError, load_object, load_program,
+        ControlMaps, KernelError, LoadError, SwapRule, load_object, load_program,
         log::{KernelLog, KernelLogError},
         require_xdp_load_bytes,
     },
@@ -93,8 +93,8 @@ impl KernelServer {
     /// Installs or replaces the model atomically (in-flight requests finish on the old one or
     /// are answered RETRY); returns the new model version (1 for the first push).
     pub fn push(&mut self, model: &Model) -> Result<u32> {
-        // Any features: they come from the requests.
-        Ok(self.maps.push(model, None)?)
+        // Any features: they come from the requests (see SwapRule::SERVICE).
+        Ok(self.maps.push(model, None, SwapRule::SERVICE)?)
     }
 
     pub fn set_port(&mut self, port: u16) -> Result<()> {
