@@ -50,6 +50,8 @@ fn train_args(dir: &TempDir, csv: &Path, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// A flag's value is checked when the flags are read (clap's usage error, exit 2, naming the
+/// flag); what depends on the data (widths against the quantizer's limits) when training.
 #[test]
 fn bad_training_options_are_one_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -57,18 +59,34 @@ fn bad_training_options_are_one_clear_error() {
     for (extra, message) in [
         (
             &["--optimizer", "rmsprop"][..],
-            "--optimizer: unknown optimizer 'rmsprop': expected adam or sgd",
+            "error: invalid value 'rmsprop' for '--optimizer <OPTIMIZER>': unknown optimizer \
+             'rmsprop': expected adam or sgd",
         ),
         (
             &["--hidden", "16,x"],
-            "--hidden: hidden layer list '16,x': 'x' is not a width",
+            "error: invalid value '16,x' for '--hidden <W1,W2,...>': hidden layer list '16,x': \
+             'x' is not a width",
         ),
         (
             &["--hidden", ""],
-            "--hidden: hidden layer list '': '' is not a width",
+            "error: invalid value '' for '--hidden <W1,W2,...>': hidden layer list '': '' is not \
+             a width",
         ),
+    ] {
+        let out = npk(&train_args(&dir, &iris, extra));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr
+                .lines()
+                .next()
+                .is_some_and(|l| l.starts_with(message)),
+            "expected '{message}' in: {stderr}"
+        );
+    }
+    for (extra, message) in [
         (
-            &["--hidden", "16,4097"],
+            &["--hidden", "16,4097"][..],
             "hidden layer 2 has width 4097: must be 1..=4096 (the widest layer npk quantizes)",
         ),
         (&["--hidden", "8,8,8,8"], "4 hidden layers: at most 3"),

@@ -17,7 +17,6 @@ use crate::{
     output::ConsoleError,
     serve::XdpAttach,
     sys::stop_flag,
-    train::parse_hidden,
 };
 
 #[derive(Debug, Args)]
@@ -54,16 +53,16 @@ pub struct TrainBenchArgs {
     test_data: Option<PathBuf>,
     /// Batch sizes; each is capped at the number of training rows.
     #[arg(long, default_value = "3,10,256", value_name = "B1,B2,...")]
-    batches: String,
+    batches: super::BatchSizes,
     /// Hidden widths of the small network.
     #[arg(long, default_value = "3,4,5", value_name = "W1,W2,...")]
-    small_hidden: String,
+    small_hidden: super::Widths,
     /// Epochs of every small-network row.
     #[arg(long, default_value_t = 50, value_name = "N")]
     small_epochs: usize,
     /// Hidden widths of the large network (any width: it is not quantized).
     #[arg(long, default_value = "1600,2600,1600,2500", value_name = "W1,W2,...")]
-    large_hidden: String,
+    large_hidden: super::Widths,
     /// Epochs of every large-network row (one epoch of iris is 120 rows; the first epoch
     /// also pays for first-touching about 200 MB of weights, gradients and optimizer state).
     #[arg(long, default_value_t = 2, value_name = "N")]
@@ -129,33 +128,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 fn train(args: TrainBenchArgs) -> Result<()> {
-    let batches = parse_hidden(&args.batches)
-        .ok()
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| {
-            anyhow::anyhow!("--batches '{}': expected sizes like 3,10,256", args.batches)
-        })?;
-    anyhow::ensure!(
-        !batches.contains(&0),
-        "--batches '{}': batch size 0, must be at least 1",
-        args.batches
-    );
-    let net = |name: &str, list: &str, epochs| -> Result<bench::train::Net> {
-        Ok(bench::train::Net {
-            name: name.into(),
-            hidden: parse_hidden(list).with_context(|| format!("--{name}-hidden"))?,
-            epochs,
-        })
+    let net = |name: &str, hidden: &super::Widths, epochs| bench::train::Net {
+        name: name.into(),
+        hidden: hidden.0.clone(),
+        epochs,
     };
-    let mut nets = vec![net("small", &args.small_hidden, args.small_epochs)?];
+    let mut nets = vec![net("small", &args.small_hidden, args.small_epochs)];
     if !args.no_large {
-        nets.push(net("large", &args.large_hidden, args.large_epochs)?);
+        nets.push(net("large", &args.large_hidden, args.large_epochs));
     }
     let config = bench::train::BenchConfig {
         data: args.data,
         test_data: args.test_data,
         nets,
-        batches,
+        batches: args.batches.0,
         lr: args.lr,
         seed: args.seed,
         numpy: (!args.no_numpy).then_some((args.python, args.numpy_script)),

@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::r#gen::LabKind;
 use crate::{
@@ -11,7 +11,6 @@ use crate::{
     outln,
     output::{Console, ConsoleError},
     sys::stop_flag,
-    train::parse_hidden,
 };
 
 /// Run the whole pipeline in throwaway network namespaces: labelled benign and attack traffic
@@ -41,7 +40,7 @@ pub struct DemoArgs {
     pub rate_scale: f64,
     /// Hidden layer widths.
     #[arg(long, default_value = "32,32", value_name = "W1,W2,...")]
-    pub hidden: String,
+    pub hidden: super::Widths,
     /// Training epochs.
     #[arg(long, default_value_t = 30, value_name = "N")]
     pub epochs: usize,
@@ -96,7 +95,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         capture: Duration::from_secs(args.capture),
         replay: Duration::from_secs(args.replay),
         rate_scale: args.rate_scale,
-        hidden: parse_hidden(&args.hidden).context("--hidden")?,
+        hidden: args.hidden.0.clone(),
         epochs: args.epochs,
         rows_per_scenario: args.rows_per_scenario,
         seed: args.seed,

@@ -206,6 +206,40 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
+/// Hidden layer widths as `npk train` takes them, parsed from `16,16` (or `none`) when the flag
+/// is read; the widths are checked by what uses them (the kernel's limits only with --out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Widths(pub Vec<usize>);
+
+impl std::str::FromStr for Widths {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::train::parse_hidden(s)
+            .map(Self)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Batch sizes, parsed from `3,10,256`: at least one, none 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchSizes(pub Vec<usize>);
+
+impl std::str::FromStr for BatchSizes {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let sizes = crate::train::parse_hidden(s)
+            .ok()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| format!("'{s}': expected sizes like 3,10,256"))?;
+        if sizes.contains(&0) {
+            return Err(format!("'{s}': batch size 0, must be at least 1"));
+        }
+        Ok(Self(sizes))
+    }
+}
+
 /// Hidden layer widths, parsed from `16,16` and checked against the kernel's limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hidden(pub Vec<usize>);

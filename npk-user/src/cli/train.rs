@@ -6,7 +6,6 @@ use std::{
     path::PathBuf,
 };
 
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use npk_common::model::FeatureSchema;
 use serde::Serialize;
@@ -21,7 +20,7 @@ use crate::{
         agreement_warning,
         margin::{DEFAULT_MAX_BENIGN_DROP, DropCounts, MarginChoice, check_max_benign_drop},
     },
-    train::{self, EpochStats, Mlp, TrainConfig, parse_hidden},
+    train::{self, EpochStats, Mlp, OptimizerKind, TrainConfig},
 };
 
 /// Train an MLP on a CSV file and, with --out, quantize it for the kernel and save both; reports
@@ -45,7 +44,7 @@ pub struct TrainArgs {
     /// layer, one dense layer from the inputs to the classes (multinomial logistic regression,
     /// a linear baseline).
     #[arg(long, default_value = "16,16", value_name = "W1,W2,...")]
-    pub hidden: String,
+    pub hidden: super::Widths,
     /// Passes over the training split, at least 1.
     #[arg(long, default_value_t = 50, value_name = "N", value_parser = parse_epochs,
           allow_negative_numbers = true)]
@@ -56,7 +55,7 @@ pub struct TrainArgs {
     pub batch: usize,
     /// adam, or sgd (with momentum 0.9).
     #[arg(long, default_value = "adam")]
-    pub optimizer: String,
+    pub optimizer: OptimizerKind,
     /// Learning rate, a finite number > 0.
     #[arg(long, default_value_t = 0.01, value_name = "X", value_parser = parse_lr,
           allow_negative_numbers = true)]
@@ -136,10 +135,10 @@ impl TrainArgs {
     fn config(&self) -> anyhow::Result<FitConfig> {
         Ok(FitConfig {
             train: TrainConfig {
-                hidden: parse_hidden(&self.hidden).context("--hidden")?,
+                hidden: self.hidden.0.clone(),
                 epochs: self.epochs,
                 batch: self.batch,
-                optimizer: self.optimizer.parse().context("--optimizer")?,
+                optimizer: self.optimizer,
                 lr: self.lr,
                 seed: self.seed,
             },
