@@ -6,5 +6,7 @@ if [ "$(id -u)" != 0 ]; then
         echo "$(basename "$0"): needs root; run it as root (su -c 'bash $0')" >&2
         exit 1
     fi
-    exec sudo env "PATH=$PATH" bash "$0" "$@"
+    # The user's PATH, plus the sbin directories Debian leaves out of a user's PATH (ip,
+    # ethtool, tc live there; sudo's own secure_path has them).
+    exec sudo env "PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin" bash "$0" "$@"
 fi

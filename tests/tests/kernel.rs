@@ -273,7 +273,7 @@ fn hot_swap_under_traffic_never_mixes_models(lab: &NetLab, classifier: &mut Clas
         maps.push(
             &models[(pushes % 2) as usize],
             Some(ProgramKind::Xdp.schema()),
-            SwapRule::CLASSIFIER,
+            SwapRule::LOADED,
         )
         .unwrap();
         check(&mut ring, &mut checked);

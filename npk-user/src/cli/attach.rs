@@ -317,7 +317,7 @@ pub fn run_push(args: PushArgs) -> Result<()> {
     let mut maps = ControlMaps::from_pins(&dir)?;
     let rule = SwapRule {
         allow_unmapped_classes: args.allow_unmapped_classes,
-        ..SwapRule::CLASSIFIER
+        ..SwapRule::ATTACHMENT
     };
     let version = maps
         .push(&model, Some(kind.schema()), rule)

@@ -275,10 +275,11 @@ impl Drop for BpfStats {
 
 /// What a hot swap may change, checked by [`ControlMaps::push`] for the CLI, the inference
 /// service and the tests alike. A classifier's new model computes from the same features
-/// (schema and input count) as the active one, and has no class beyond the active one's (the
-/// attachment's actions were chosen for them) unless `allow_unmapped_classes`: the extra
-/// classes then pass. The inference service takes any model: each request names the model
-/// version and carries its own features, and a mismatch gets an error reply.
+/// (schema and input count) as the active one. An attachment's new model also has no class
+/// beyond the active one's (its actions were chosen for them) unless `allow_unmapped_classes`:
+/// the extra classes then pass; a classifier loaded by a harness (verify, bench, tests) sets its
+/// configuration with each model. The inference service takes any model: each request names
+/// the model version and carries its own features, and a mismatch gets an error reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SwapRule {
     pub same_features: bool,
@@ -286,9 +287,13 @@ pub struct SwapRule {
 }
 
 impl SwapRule {
-    pub const CLASSIFIER: Self = Self {
+    pub const ATTACHMENT: Self = Self {
         same_features: true,
         allow_unmapped_classes: false,
+    };
+    pub const LOADED: Self = Self {
+        same_features: true,
+        allow_unmapped_classes: true,
     };
     pub const SERVICE: Self = Self {
         same_features: false,
@@ -536,7 +541,7 @@ impl Classifier {
     pub fn push(&mut self, model: &Model) -> Result<u32> {
         self.loops.check_fits(model)?;
         self.maps
-            .push(model, Some(self.kind.schema()), SwapRule::CLASSIFIER)
+            .push(model, Some(self.kind.schema()), SwapRule::LOADED)
     }
 
     pub fn set_config(&mut self, config: &Config) -> Result<()> {
@@ -609,7 +614,7 @@ mod tests {
         let packets3 = random_packet_model(&[8], 3, 1).unwrap();
         let packets4 = random_packet_model(&[8], 4, 2).unwrap();
         let tabular = random_tabular_model(4, &[8], 3, 3).unwrap();
-        let rule = SwapRule::CLASSIFIER;
+        let rule = SwapRule::ATTACHMENT;
         assert!(
             rule.check(&packets3, &random_packet_model(&[16], 2, 4).unwrap())
                 .is_ok()
@@ -623,6 +628,8 @@ mod tests {
             ..rule
         };
         assert!(lenient.check(&packets3, &packets4).is_ok());
+        assert!(SwapRule::LOADED.check(&packets3, &packets4).is_ok());
+        assert!(SwapRule::LOADED.check(&packets3, &tabular).is_err());
         assert!(SwapRule::SERVICE.check(&packets3, &tabular).is_ok());
     }
 
