@@ -393,12 +393,20 @@ impl Attachment {
     /// not (the interface was deleted, even if one of the same name came back; someone
     /// detached it).
     pub fn lost(&self) -> Result<Option<Stale>, AttachError> {
-        if ifindex(&self.iface) != Some(self.ifindex) {
+        let gone = || ifindex(&self.iface) != Some(self.ifindex);
+        if gone() {
             return Ok(Some(Stale::InterfaceGone));
         }
-        Ok(attached_mode(&self.iface, self.ifindex, self.prog_id)?
-            .is_none()
-            .then_some(Stale::NotAttached { owner: None }))
+        if attached_mode(&self.iface, self.ifindex, self.prog_id)?.is_some() {
+            return Ok(None);
+        }
+        // Deleted between the two questions: the kernel detaches the program of an interface
+        // it is removing, and says so (ENODEV) before the name is gone.
+        Ok(Some(if gone() {
+            Stale::InterfaceGone
+        } else {
+            Stale::NotAttached { owner: None }
+        }))
     }
 }
 
