@@ -400,8 +400,8 @@ impl Attachment {
         if attached_mode(&self.iface, self.ifindex, self.prog_id)?.is_some() {
             return Ok(None);
         }
-        // Deleted between the two questions: the kernel detaches the program of an interface
-        // it is removing, and says so (ENODEV) before the name is gone.
+        // The interface may have gone between the name lookup and the query by index (which
+        // then finds nothing attached): ask again before calling it detached.
         Ok(Some(if gone() {
             Stale::InterfaceGone
         } else {
