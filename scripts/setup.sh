@@ -32,6 +32,18 @@ on_exit() {
     say "already there (skipped): ${present[*]:-nothing}"
 }
 trap on_exit EXIT
+# install_or_had WHAT PACKAGE...: installs the packages, or records WHAT as there already.
+install_or_had() {
+    local what=$1
+    shift
+    if [ $# -gt 0 ]; then
+        say "installing $*"
+        apt_install "$@"
+        did "$*"
+    else
+        had "$what"
+    fi
+}
 apt_install() { # PACKAGE...
     command -v apt-get >/dev/null || die "please install: $*"
     apt-get -o DPkg::Lock::Timeout=300 update -qq &&
@@ -44,13 +56,7 @@ base=()
 command -v cc >/dev/null || base+=(gcc libc6-dev)
 command -v curl >/dev/null || base+=(curl)
 [ -r /etc/ssl/certs/ca-certificates.crt ] || base+=(ca-certificates)
-if [ ${#base[@]} -gt 0 ]; then
-    say "installing ${base[*]}"
-    apt_install "${base[@]}"
-    did "${base[*]}"
-else
-    had "cc curl ca-certificates"
-fi
+install_or_had "cc curl ca-certificates" "${base[@]}"
 
 # rustup into ~/.cargo, without a toolchain (the pinned ones follow) and without touching the
 # shell's profile: demo.sh and test.sh put ~/.cargo/bin on their PATH.
@@ -125,13 +131,7 @@ command -v xz >/dev/null || missing+=(xz-utils)
 command -v zstd >/dev/null || missing+=(zstd)
 command -v gzip >/dev/null || missing+=(gzip)
 [ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
-if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]}"
-    apt_install "${missing[@]}"
-    did "${missing[*]}"
-else
-    had "iproute2 strace python3 jq xz zstd gzip keyring"
-fi
+install_or_had "iproute2 strace python3 jq xz zstd gzip keyring" "${missing[@]}"
 # The traffic lab (`npk gen --lab tools`, the held-out evaluation) drives real tools, each from
 # Debian's package of the same name; the operations tests check with promtool and
 # systemd-analyze. nginx's package starts a system service on install: a policy-rc.d that

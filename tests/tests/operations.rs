@@ -52,6 +52,19 @@ fn scrape(addr: &str) -> String {
     body.to_string()
 }
 
+/// `datagrams` UDP datagrams (a 4-byte counter each) from the lab's namespace end, source
+/// port `port` (0: any), to port 9 of its host end.
+fn send_udp(lab: &NetLab, port: u16, datagrams: u32) {
+    let to_host = std::net::SocketAddr::from((lab.host_addr, 9));
+    lab.in_netns(|| {
+        let s = UdpSocket::bind((lab.ns_addrs[0], port)).unwrap();
+        for i in 0..datagrams {
+            s.send_to(&i.to_le_bytes(), to_host).unwrap();
+        }
+    })
+    .unwrap();
+}
+
 /// `name{labels} value` lines whose labels contain `label`, as name (with the other labels)
 /// -> value.
 fn samples(scrape: &str, label: &str) -> BTreeMap<String, f64> {
@@ -131,15 +144,7 @@ fn the_exporter_shows_what_npk_stats_shows_and_promtool_accepts_it() {
 
     // Traffic through both, then none: UDP to the classified host, and requests too short to
     // be valid to the server (each is answered SHORT_PACKET).
-    let to_host = std::net::SocketAddr::from((classifier_lab.host_addr, 9));
-    classifier_lab
-        .in_netns(|| {
-            let s = UdpSocket::bind((classifier_lab.ns_addrs[0], 0)).unwrap();
-            for i in 0..300u32 {
-                s.send_to(&i.to_le_bytes(), to_host).unwrap();
-            }
-        })
-        .unwrap();
+    send_udp(&classifier_lab, 0, 300);
     let to_server = std::net::SocketAddr::from((server_lab.host_addr, port as u16));
     server_lab
         .in_netns(|| {
@@ -402,14 +407,7 @@ fn the_units_commands_attach_from_the_config_survive_npk_and_detach() {
         run_unit_command(&start);
         assert!(has_xdp(iface), "round {round}: not attached");
         assert!(pins.join("link").exists(), "round {round}: no pinned link");
-        let to_host = std::net::SocketAddr::from((lab.host_addr, 9));
-        lab.in_netns(|| {
-            let s = UdpSocket::bind((lab.ns_addrs[0], 0)).unwrap();
-            for i in 0..50u32 {
-                s.send_to(&i.to_le_bytes(), to_host).unwrap();
-            }
-        })
-        .unwrap();
+        send_udp(&lab, 0, 50);
         std::thread::sleep(Duration::from_millis(300));
         let stats = stats_json(iface);
         assert!(
@@ -815,16 +813,7 @@ fn events_show_each_drop_with_its_addresses_and_count_what_the_rate_limit_left_o
         .concat();
         ok(&args);
     };
-    let send = |datagrams: u32| {
-        let to_host = std::net::SocketAddr::from((lab.host_addr, 9));
-        lab.in_netns(|| {
-            let s = UdpSocket::bind((lab.ns_addrs[0], 4444)).unwrap();
-            for i in 0..datagrams {
-                s.send_to(&i.to_le_bytes(), to_host).unwrap();
-            }
-        })
-        .unwrap();
-    };
+    let send = |datagrams: u32| send_udp(&lab, 4444, datagrams);
 
     attach(&["--event-rate", "20"]);
     let mut events = Running::start(&["events", "--iface", iface, "--json"]);
