@@ -239,6 +239,21 @@ pub struct Counters {
     pub samples_limited: u64,
 }
 
+impl Counters {
+    /// The sum of per-CPU counters (every field is a u64 count), as userspace reports them.
+    pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a Counters>) -> Counters {
+        let mut total: Counters = bytemuck::Zeroable::zeroed();
+        let words: &mut [u64] = bytemuck::cast_slice_mut(core::slice::from_mut(&mut total));
+        for c in per_cpu {
+            let values: &[u64] = bytemuck::cast_slice(core::slice::from_ref(c));
+            for (t, v) in words.iter_mut().zip(values) {
+                *t += v;
+            }
+        }
+        total
+    }
+}
+
 /// One sampled packet, as the ring buffer carries it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]

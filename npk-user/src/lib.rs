@@ -22,5 +22,6 @@ pub mod serve;
 pub mod stats;
 pub mod sys;
 pub mod train;
+pub mod verify;
 
 pub use cli::{command as cli_command, main as run_cli};

@@ -19,9 +19,9 @@ use npk::{
         Classifier, KernelError, ProgramKind, SwapRule,
         attach::{self, AttachMode, IfaceName, pin_dir},
         probe::kernel,
-        verify::verify_loaded,
     },
     netlab::NetLab,
+    verify::verify_loaded,
 };
 use npk_common::{
     infer::{PlainLoop, Prediction, Scratch, predict},

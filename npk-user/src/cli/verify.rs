@@ -6,8 +6,8 @@ use clap::Args;
 use super::{Hidden, progress_bar};
 use crate::{
     fixtures,
-    kernel::{ProgramKind, config::DropMargin, verify},
-    noteln, outln,
+    kernel::{ProgramKind, config::DropMargin},
+    noteln, outln, verify,
 };
 
 #[derive(Debug, Args)]

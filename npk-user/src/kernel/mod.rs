@@ -6,7 +6,6 @@ pub mod config;
 pub mod load;
 pub mod log;
 pub mod probe;
-pub mod verify;
 
 use std::{os::fd::OwnedFd, path::Path, path::PathBuf, time::Duration};
 
@@ -479,7 +478,7 @@ impl ControlMaps {
     /// Counters summed over CPUs.
     pub fn counters(&self) -> Result<Counters> {
         let per_cpu = PerCpuArray::<_, Counters>::try_from(&self.stats)?;
-        Ok(sum_counters(per_cpu.get(&0, 0)?.iter()))
+        Ok(Counters::sum(per_cpu.get(&0, 0)?.iter()))
     }
 
     /// The last classification record (needs [`npk_common::maps::FLAG_RECORD_LAST`]).
@@ -596,10 +595,6 @@ impl Classifier {
             _ => <&Xdp>::try_from(prog)?.info()?,
         })
     }
-}
-
-pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters {
-    crate::stats::sum(per_cpu)
 }
 
 #[cfg(test)]

@@ -177,18 +177,6 @@ pub const COUNTERS: [CounterDesc; 13] = [
     },
 ];
 
-/// Sums per-CPU counters: every field is a u64 count.
-pub fn sum<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters {
-    let mut total: Counters = bytemuck::Zeroable::zeroed();
-    for c in per_cpu {
-        let words: &mut [u64] = bytemuck::cast_slice_mut(std::slice::from_mut(&mut total));
-        for (t, v) in words.iter_mut().zip(bytemuck::cast_slice::<_, u64>(&[*c])) {
-            *t += v;
-        }
-    }
-    total
-}
-
 /// The counters of one attachment at one moment, as `npk stats` shows them.
 pub struct Snapshot {
     pub counters: Counters,
@@ -286,7 +274,7 @@ mod tests {
     #[test]
     fn sums_add_every_field() {
         let c = distinct();
-        let total = sum([c, c, c].iter());
+        let total = Counters::sum([c, c, c].iter());
         let words: &[u64] = bytemuck::cast_slice(std::slice::from_ref(&total));
         for (i, w) in words.iter().enumerate() {
             assert_eq!(*w, 3 * (i as u64 + 1));

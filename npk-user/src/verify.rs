@@ -17,8 +17,8 @@ use npk_common::{
 };
 use serde::Serialize;
 
-use super::{Classifier, KernelError, ProgramKind};
 use crate::{
+    kernel::{Classifier, KernelError, ProgramKind},
     packets::{
         features::FlowTable,
         synth::{flow_pool, random_frame},
