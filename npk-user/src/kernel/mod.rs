@@ -434,11 +434,9 @@ impl ControlMaps {
         rule: SwapRule,
     ) -> Result<u32> {
         model.validate().map_err(KernelError::InvalidModel)?;
-        let previous = self.active_model()?;
-        if let Some(active) = &previous {
-            rule.check(active, model)?;
-        }
-        if let Some(schema) = schema {
+        // An older packet schema first (the fix is to retrain), then what the swap would change
+        // against the active model, then what the program computes.
+        if schema.is_some() {
             for (old, version) in [
                 (FeatureSchema::PacketV1, 1),
                 (FeatureSchema::PacketV2, 2),
@@ -449,9 +447,15 @@ impl ControlMaps {
                     return Err(KernelError::OldSchema(version));
                 }
             }
-            if model.header.feature_schema != schema as u32 {
-                return Err(KernelError::Schema(schema));
-            }
+        }
+        let previous = self.active_model()?;
+        if let Some(active) = &previous {
+            rule.check(active, model)?;
+        }
+        if let Some(schema) = schema
+            && model.header.feature_schema != schema as u32
+        {
+            return Err(KernelError::Schema(schema));
         }
         let version = previous.as_ref().map_or(0, |m| m.header.model_version) + 1;
         let active = self.active_slot()?;
