@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::quantize::{ShapeError, check_user_limits};
 
-use self::gemm::{Layout, gemm_nn, gemm_nt};
+use self::gemm::{Epilogue, Layout, gemm};
 pub use self::optim::{Adam, DenseGrads, Optimizer, OptimizerKind, Sgd};
 use crate::dataset::Dataset;
 use crate::rng::Rng;
@@ -149,14 +149,18 @@ impl Dense {
     /// # Shapes
     /// `x`: `batch x in_dim`; `y`: `batch x out_dim`.
     fn forward_into(&self, x: &[f32], batch: usize, relu: bool, y: &mut [f32]) {
-        gemm_nt(
+        gemm(
             batch,
             self.in_dim,
             self.out_dim,
             x,
+            Layout::Normal,
             &self.weights,
-            &self.bias,
-            relu,
+            Layout::Transposed,
+            Epilogue::Bias {
+                bias: &self.bias,
+                relu,
+            },
             y,
         );
     }
@@ -385,14 +389,15 @@ impl Trainer {
             };
             let g = &mut self.grads[l];
             // dW = deltaᵀ · input: (out x m) · (m x in).
-            gemm_nn(
+            gemm(
                 layer.out_dim,
                 m,
                 layer.in_dim,
                 delta,
                 Layout::Transposed,
                 input,
-                None,
+                Layout::Normal,
+                Epilogue::Plain,
                 &mut g.weights,
             );
             g.bias.fill(0.0);
@@ -404,14 +409,15 @@ impl Trainer {
             if l > 0 {
                 // d input = delta · W: (m x out) · (out x in), gated by the ReLU's derivative
                 // (the input is the previous layer's ReLU output).
-                gemm_nn(
+                gemm(
                     m,
                     layer.out_dim,
                     layer.in_dim,
                     delta,
                     Layout::Normal,
                     &layer.weights,
-                    Some(input),
+                    Layout::Normal,
+                    Epilogue::Gate(input),
                     &mut lower[l - 1][..m * layer.in_dim],
                 );
             }
@@ -450,7 +456,10 @@ pub fn train(
     let optimizer = config.optimizer.build(&mlp, config.lr);
     let mut trainer = Trainer::new(mlp, optimizer, config.batch.min(data.len()));
     run_epochs(data, config, &mut rng, on_epoch, |x, y| {
-        let s = trainer.step(x, y);
+        // The step runs on a rayon worker: each large product or update it splits is then
+        // pushed onto that worker's own deque, where the other worker steals from, instead of
+        // waking the pool from outside and this thread back after it, several times a step.
+        let s = rayon::scope(|_| trainer.step(x, y));
         Ok::<_, std::convert::Infallible>((s.loss, Some(s.correct)))
     })
     .unwrap_or_else(|never| match never {});
