@@ -17,11 +17,17 @@
 //! backward products (the dot-product kernel it replaces, with `B` read along its stored rows,
 //! ran at half their speed per multiply-add).
 //!
+//! A product with fewer than 16 rows (a small batch) is computed transposed, `Cᵀ = Bᵀ Aᵀ`, and
+//! stored back transposed: the packed operand is then the batch, not a whole weight matrix
+//! that would be copied for a few multiply-adds per weight.
+//!
 //! The kernel is compiled twice: with AVX2 and FMA, picked at run time where the CPU has them,
-//! and for the baseline target. Strips are independent: large products spread them over the
-//! rayon pool; small ones stay on the calling thread, where a split costs more than it saves.
-//! Each element of `C` is summed in the same order however the strips are split, so results
-//! do not depend on the thread count.
+//! and for the baseline target. Blocks of strips and rows are independent: large products
+//! spread them over the rayon pool; small ones stay on the calling thread, where a split costs
+//! more than it saves. Each element of `C` is summed in the same order however the work is
+//! split, so results do not depend on the thread count.
+
+use std::{mem::MaybeUninit, ops::Range};
 
 use rayon::prelude::*;
 
@@ -39,7 +45,15 @@ const MR: usize = 6;
 const KC: usize = 256;
 
 /// Below this many multiply-adds a product stays on one thread (a split costs a few µs).
-const PARALLEL_MACS: usize = 1 << 19;
+pub(super) const PARALLEL_MACS: usize = 1 << 19;
+
+/// Below this many multiply-adds a product is a plain triple loop: setting up the tiles of a
+/// product as small as the iris models' (tens of multiply-adds) costs more than it saves.
+const TINY_MACS: usize = 1 << 12;
+
+/// Tasks a parallel product is cut into, at least where it has the rows: enough for the
+/// two workers of a shared machine to even out.
+const TASKS: usize = 8;
 
 /// How a matrix operand is stored: as itself, or as its transpose (both row-major).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,13 +90,7 @@ struct Operand<'a> {
 }
 
 impl<'a> Operand<'a> {
-    #[track_caller]
-    fn new(name: &str, data: &'a [f32], layout: Layout, rows: usize, cols: usize) -> Self {
-        assert_eq!(
-            data.len(),
-            rows * cols,
-            "gemm: {name} is not {rows} x {cols}"
-        );
+    fn new(data: &'a [f32], layout: Layout, rows: usize, cols: usize) -> Self {
         let (rs, cs) = match layout {
             Layout::Normal => (cols, 1),
             Layout::Transposed => (1, rows),
@@ -96,37 +104,61 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// The output matrix shared by the strip tasks of one product: each task writes only its own
-/// columns of every row.
+/// The `rows x cols` product as computed, shared by the tasks of one product: each task
+/// writes only its own block of rows and columns. Stored as itself, or, when `transposed`,
+/// as its transpose (element `(i, j)` at `j * rows + i`).
 #[derive(Clone, Copy)]
 struct Out {
     ptr: *mut f32,
     rows: usize,
     cols: usize,
+    transposed: bool,
 }
 
-// SAFETY: tasks write disjoint column ranges (see `Out`), and the product's `&mut` borrow of
-// the buffer outlives every task (rayon joins them before `gemm` returns).
+// SAFETY: tasks write disjoint blocks (see `Out`), and the product's `&mut` borrow of the
+// buffer outlives every task (rayon joins them before `gemm` returns).
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 impl Out {
-    /// Row `i`, columns `j..j + len`, as a slice.
+    /// Where element `(i, j)` is stored.
+    #[inline(always)]
+    fn at(self, i: usize, j: usize) -> usize {
+        assert!(i < self.rows && j < self.cols);
+        if self.transposed {
+            j * self.rows + i
+        } else {
+            i * self.cols + j
+        }
+    }
+
+    /// Row `i`, columns `j..j + len`, as a slice: the layout that is not transposed only.
     ///
     /// # Safety
-    /// No other task touches these columns while the slice lives.
+    /// No other task touches these elements while the slice lives.
     #[inline(always)]
     unsafe fn row_mut<'b>(self, i: usize, j: usize, len: usize) -> &'b mut [f32] {
-        assert!(i < self.rows && j + len <= self.cols);
-        // SAFETY: in bounds (asserted; `gemm` checked the buffer's length), exclusive by the
-        // caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.cols + j), len) }
+        assert!(!self.transposed && len > 0);
+        let at = self.at(i, j + len - 1) + 1 - len;
+        // SAFETY: in bounds (`at` asserts; `gemm` checked the buffer's length), exclusive by
+        // the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), len) }
+    }
+
+    /// # Safety
+    /// No other task touches element `(i, j)` meanwhile.
+    #[inline(always)]
+    unsafe fn element<'b>(self, i: usize, j: usize) -> &'b mut f32 {
+        let at = self.at(i, j);
+        // SAFETY: in bounds (`at` asserts), exclusive by the caller's contract.
+        unsafe { &mut *self.ptr.add(at) }
     }
 }
 
-/// One packed block of `B`: `kc` rows of [`NR`] floats, a row per cache line.
+/// One packed block of `B`: `kc` rows of [`NR`] floats, a row per cache line. Left
+/// uninitialized: zeroing 16 KiB would cost more than a small product.
 #[repr(C, align(64))]
-struct Packed([f32; KC * NR]);
+struct Packed([MaybeUninit<f32>; KC * NR]);
 
 /// The micro-kernel, as one implementation per instruction set; the loops around it are
 /// shared.
@@ -175,7 +207,7 @@ impl Kernel for Portable {
     }
 }
 
-/// AVX2 + FMA intrinsics: used only under [`strip_avx2`], which runs after [`avx2_fma`] said
+/// AVX2 + FMA intrinsics: used only under [`block_avx2`], which runs after [`avx2_fma`] said
 /// yes.
 #[cfg(target_arch = "x86_64")]
 struct Avx2;
@@ -271,54 +303,137 @@ pub fn gemm(
     c: &mut [f32],
 ) {
     assert!(k > 0, "gemm: no products to sum (k = 0)");
-    let a = Operand::new("a", a, a_layout, m, k);
-    let b = Operand::new("b", b, b_layout, k, n);
+    assert_eq!(a.len(), m * k, "gemm: a is not {m} x {k}");
+    assert_eq!(b.len(), k * n, "gemm: b is not {k} x {n}");
     assert_eq!(c.len(), m * n, "gemm: c is not {m} x {n}");
     match epilogue {
         Epilogue::Plain => {}
         Epilogue::Bias { bias, .. } => assert_eq!(bias.len(), n, "gemm: bias is not {n} long"),
         Epilogue::Gate(g) => assert_eq!(g.len(), m * n, "gemm: gate is not {m} x {n}"),
     }
-    let out = Out {
-        ptr: c.as_mut_ptr(),
-        rows: m,
-        cols: n,
+    if m * n * k < TINY_MACS {
+        let (a, b) = (
+            Operand::new(a, a_layout, m, k),
+            Operand::new(b, b_layout, k, n),
+        );
+        return tiny(m, k, n, a, b, epilogue, c);
+    }
+    let flip = |l| match l {
+        Layout::Normal => Layout::Transposed,
+        Layout::Transposed => Layout::Normal,
     };
-    let strip = |s: usize| {
+    let transposed = m < NR && m < n;
+    let (a, b, out) = if transposed {
+        // Cᵀ = Bᵀ Aᵀ: each operand read as the transpose of how it is stored.
+        let out = Out {
+            ptr: c.as_mut_ptr(),
+            rows: n,
+            cols: m,
+            transposed,
+        };
+        let a_t = Operand::new(a, flip(a_layout), k, m);
+        (Operand::new(b, flip(b_layout), n, k), a_t, out)
+    } else {
+        let out = Out {
+            ptr: c.as_mut_ptr(),
+            rows: m,
+            cols: n,
+            transposed,
+        };
+        (
+            Operand::new(a, a_layout, m, k),
+            Operand::new(b, b_layout, k, n),
+            out,
+        )
+    };
+    let strips = out.cols.div_ceil(NR);
+    // Row blocks only where the strips are too few to keep the pool busy: each one packs the
+    // strip's blocks of B again.
+    let parallel = m * n * k >= PARALLEL_MACS;
+    let chunks = if parallel {
+        TASKS.div_ceil(strips).min(out.rows.div_ceil(MR))
+    } else {
+        1
+    };
+    let chunk_rows = out.rows.div_ceil(chunks).next_multiple_of(MR);
+    let chunks = out.rows.div_ceil(chunk_rows);
+    let task = |t: usize| {
+        let (j, i0) = ((t / chunks) * NR, (t % chunks) * chunk_rows);
+        let rows = i0..(i0 + chunk_rows).min(out.rows);
         #[cfg(target_arch = "x86_64")]
         if avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            unsafe { strip_avx2(k, a, b, epilogue, out, s * NR) };
+            unsafe { block_avx2(k, a, b, epilogue, out, rows, j) };
             return;
         }
-        strip_of::<Portable>(k, a, b, epilogue, out, s * NR);
+        block_of::<Portable>(k, a, b, epilogue, out, rows, j);
     };
-    let strips = n.div_ceil(NR);
-    if m * n * k < PARALLEL_MACS || strips < 2 {
-        (0..strips).for_each(strip);
+    if parallel && strips * chunks > 1 {
+        (0..strips * chunks).into_par_iter().for_each(task);
     } else {
-        (0..strips).into_par_iter().for_each(strip);
+        (0..strips * chunks).for_each(task);
+    }
+}
+
+/// [`gemm`] as a triple loop, for tiny products.
+fn tiny(m: usize, k: usize, n: usize, a: Operand, b: Operand, epilogue: Epilogue, c: &mut [f32]) {
+    for i in 0..m {
+        for j in 0..n {
+            let s: f32 = (0..k)
+                .map(|p| a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs])
+                .sum();
+            c[i * n + j] = match epilogue {
+                Epilogue::Plain => s,
+                Epilogue::Bias { bias, relu } => {
+                    let v = s + bias[j];
+                    if relu { v.max(0.0) } else { v }
+                }
+                Epilogue::Gate(g) => {
+                    if g[i * n + j] > 0.0 {
+                        s
+                    } else {
+                        0.0
+                    }
+                }
+            };
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn strip_avx2(k: usize, a: Operand, b: Operand, epilogue: Epilogue, out: Out, j: usize) {
-    strip_of::<Avx2>(k, a, b, epilogue, out, j);
+fn block_avx2(
+    k: usize,
+    a: Operand,
+    b: Operand,
+    epilogue: Epilogue,
+    out: Out,
+    rows: Range<usize>,
+    j: usize,
+) {
+    block_of::<Avx2>(k, a, b, epilogue, out, rows, j);
 }
 
-/// Every row of `C` in columns `j..j + NR` (fewer at the right edge): block by block of `B`'s
-/// rows, equal blocks of at most [`KC`].
+/// `rows` of the product in columns `j..j + NR` (fewer at the right edge): block by block of
+/// `B`'s rows, equal blocks of at most [`KC`].
 #[inline(always)]
-fn strip_of<K: Kernel>(k: usize, a: Operand, b: Operand, epilogue: Epilogue, out: Out, j: usize) {
+fn block_of<K: Kernel>(
+    k: usize,
+    a: Operand,
+    b: Operand,
+    epilogue: Epilogue,
+    out: Out,
+    rows: Range<usize>,
+    j: usize,
+) {
     let nr = NR.min(out.cols - j);
     let blocks = k.div_ceil(KC);
     let kc_max = k.div_ceil(blocks);
-    let mut packed = Packed([0.0; KC * NR]);
+    let mut packed = Packed([MaybeUninit::uninit(); KC * NR]);
     let mut p0 = 0;
     while p0 < k {
         let kc = kc_max.min(k - p0);
-        pack(b, p0, kc, j, nr, &mut packed.0[..kc * NR]);
+        let packed = pack(b, p0, kc, j, nr, &mut packed.0[..kc * NR]);
         let block = Block {
             kc,
             p0,
@@ -327,51 +442,62 @@ fn strip_of<K: Kernel>(k: usize, a: Operand, b: Operand, epilogue: Epilogue, out
             first: p0 == 0,
             last: p0 + kc == k,
         };
-        let mut i = 0;
-        while i < out.rows {
-            let rows = MR.min(out.rows - i);
-            match rows {
-                6 => tile_of::<6, K>(a, &packed.0, block, epilogue, out, i),
-                5 => tile_of::<5, K>(a, &packed.0, block, epilogue, out, i),
-                4 => tile_of::<4, K>(a, &packed.0, block, epilogue, out, i),
-                3 => tile_of::<3, K>(a, &packed.0, block, epilogue, out, i),
-                2 => tile_of::<2, K>(a, &packed.0, block, epilogue, out, i),
-                _ => tile_of::<1, K>(a, &packed.0, block, epilogue, out, i),
+        let mut i = rows.start;
+        while i < rows.end {
+            let r = MR.min(rows.end - i);
+            match r {
+                6 => tile_of::<6, K>(a, packed, block, epilogue, out, i),
+                5 => tile_of::<5, K>(a, packed, block, epilogue, out, i),
+                4 => tile_of::<4, K>(a, packed, block, epilogue, out, i),
+                3 => tile_of::<3, K>(a, packed, block, epilogue, out, i),
+                2 => tile_of::<2, K>(a, packed, block, epilogue, out, i),
+                _ => tile_of::<1, K>(a, packed, block, epilogue, out, i),
             }
-            i += rows;
+            i += r;
         }
         p0 += kc;
     }
 }
 
-/// Rows `p0..p0 + kc`, columns `j..j + nr` of `B` into `dst` (`kc x NR`), zeros right of `nr`.
+/// Rows `p0..p0 + kc`, columns `j..j + nr` of `B` into `dst` (`kc x NR`), zeros right of `nr`;
+/// returns `dst`, every element written.
 #[inline(always)]
-fn pack(b: Operand, p0: usize, kc: usize, j: usize, nr: usize, dst: &mut [f32]) {
+fn pack<'d>(
+    b: Operand,
+    p0: usize,
+    kc: usize,
+    j: usize,
+    nr: usize,
+    dst: &'d mut [MaybeUninit<f32>],
+) -> &'d [f32] {
     assert!(nr <= NR && dst.len() == kc * NR);
-    let (dst, _) = dst.as_chunks_mut::<NR>();
+    let (rows, _) = dst.as_chunks_mut::<NR>();
     match b.layout {
         Layout::Normal => {
-            for (p, row) in dst.iter_mut().enumerate() {
+            for (p, row) in rows.iter_mut().enumerate() {
                 let at = (p0 + p) * b.rs + j;
-                row[..nr].copy_from_slice(&b.data[at..at + nr]);
-                row[nr..].fill(0.0);
+                row[..nr].write_copy_of_slice(&b.data[at..at + nr]);
+                row[nr..].fill(MaybeUninit::new(0.0));
             }
         }
         Layout::Transposed => {
             // Column c of the block is row j + c of the stored transpose.
             for c in 0..nr {
                 let at = (j + c) * b.cs + p0;
-                for (row, &v) in dst.iter_mut().zip(&b.data[at..at + kc]) {
-                    row[c] = v;
+                for (row, &v) in rows.iter_mut().zip(&b.data[at..at + kc]) {
+                    row[c] = MaybeUninit::new(v);
                 }
             }
             if nr < NR {
-                for row in dst.iter_mut() {
-                    row[nr..].fill(0.0);
+                for row in rows.iter_mut() {
+                    row[nr..].fill(MaybeUninit::new(0.0));
                 }
             }
         }
     }
+    // SAFETY: every element of every row was written above, in either layout; f32 and
+    // MaybeUninit<f32> have the same layout.
+    unsafe { &*(dst as *const [MaybeUninit<f32>] as *const [f32]) }
 }
 
 /// Where one packed block lies in the product.
@@ -403,11 +529,32 @@ fn tile_of<const R: usize, K: Kernel>(
     let mut acc = [[0.0f32; NR]; R];
     if !blk.first {
         for (r, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: i + r < rows, j..j + nr is this task's strip (gemm).
-            acc[..nr].copy_from_slice(unsafe { out.row_mut(i + r, j, nr) });
+            for (c, acc) in acc[..nr].iter_mut().enumerate() {
+                // SAFETY: (i + r, j + c) lies in this task's block (gemm).
+                *acc = unsafe { *out.element(i + r, j + c) };
+            }
         }
     }
     K::tile::<R>(blk.kc, a, i * a.rs + blk.p0 * a.cs, packed, &mut acc);
+    if out.transposed {
+        for (r, acc) in acc.iter().enumerate() {
+            for (c, &s) in acc[..nr].iter().enumerate() {
+                let (i, j) = (i + r, j + c);
+                // The product is Cᵀ: its row i is column i of C.
+                let v = match epilogue {
+                    Epilogue::Bias { bias, relu } if blk.last => {
+                        let v = s + bias[i];
+                        if relu { v.max(0.0) } else { v }
+                    }
+                    Epilogue::Gate(g) if blk.last && g[out.at(i, j)] <= 0.0 => 0.0,
+                    _ => s,
+                };
+                // SAFETY: as above.
+                unsafe { *out.element(i, j) = v };
+            }
+        }
+        return;
+    }
     for (r, acc) in acc.iter().enumerate() {
         // SAFETY: as above.
         let dst = unsafe { out.row_mut(i + r, j, nr) };
@@ -420,7 +567,7 @@ fn tile_of<const R: usize, K: Kernel>(
                 }
             }
             Epilogue::Gate(gate) if blk.last => {
-                let at = (i + r) * out.cols + j;
+                let at = out.at(i + r, j);
                 for ((d, &s), &g) in dst.iter_mut().zip(acc).zip(&gate[at..at + nr]) {
                     *d = if g > 0.0 { s } else { 0.0 };
                 }
@@ -538,7 +685,8 @@ mod tests {
     }
 
     /// Sizes around every tile edge (1, 6, 16, 256 and their neighbours), plus ones large
-    /// enough to be split over threads and to span several blocks of `B`.
+    /// enough to be split over threads and to span several blocks of `B`, with many rows or
+    /// few (computed transposed).
     #[test]
     fn matches_a_naive_product_at_the_tile_edges() {
         for (m, k, n) in [
@@ -551,6 +699,13 @@ mod tests {
             (12, 257, 33),
             (40, 300, 260),
             (70, 784, 48),
+            (3, 784, 256),
+            (10, 1000, 100),
+            // Shapes of 1 with enough products to take the tiles, not the triple loop.
+            (1, 5000, 1),
+            (7, 700, 1),
+            (17, 300, 1),
+            (1, 300, 17),
         ] {
             let (a, b) = (values(m * k, 1), values(k * n, 2));
             check(m, k, n, &a, &b, &values(n, 3), &values(m * n, 4));

@@ -296,9 +296,21 @@ impl Trainer {
     /// # Shapes
     /// `x`: `labels.len() x num_inputs`, `1 <= labels.len() <= max_batch`, labels `< num_classes`.
     pub fn step(&mut self, x: &[f32], labels: &[u32]) -> StepStats {
-        let stats = self.forward_backward(x, labels);
-        self.optimizer.step(&mut self.mlp, &self.grads);
-        stats
+        let macs: usize = self.mlp.layers.iter().map(|l| l.in_dim * l.out_dim).sum();
+        let mut step = || {
+            let stats = self.forward_backward(x, labels);
+            self.optimizer.step(&mut self.mlp, &self.grads);
+            stats
+        };
+        if labels.len() * macs >= gemm::PARALLEL_MACS {
+            // On a rayon worker, each product or update the step splits is pushed onto that
+            // worker's own deque, for the other to steal, instead of waking the pool from
+            // outside and this thread after it, several times a step. A small step would
+            // only pay for the one hand-over.
+            rayon::scope(|_| step())
+        } else {
+            step()
+        }
     }
 
     /// The predicted class of each row of a batch, into `out` (one per row), through the
@@ -456,10 +468,7 @@ pub fn train(
     let optimizer = config.optimizer.build(&mlp, config.lr);
     let mut trainer = Trainer::new(mlp, optimizer, config.batch.min(data.len()));
     run_epochs(data, config, &mut rng, on_epoch, |x, y| {
-        // The step runs on a rayon worker: each large product or update it splits is then
-        // pushed onto that worker's own deque, where the other worker steals from, instead of
-        // waking the pool from outside and this thread back after it, several times a step.
-        let s = rayon::scope(|_| trainer.step(x, y));
+        let s = trainer.step(x, y);
         Ok::<_, std::convert::Infallible>((s.loss, Some(s.correct)))
     })
     .unwrap_or_else(|never| match never {});
