@@ -19,7 +19,8 @@
 //!
 //! A product with fewer than 16 rows (a small batch) is computed transposed, `Cᵀ = Bᵀ Aᵀ`, and
 //! stored back transposed: the packed operand is then the batch, not a whole weight matrix
-//! that would be copied for a few multiply-adds per weight.
+//! that would be copied for a few multiply-adds per weight. A tiny product (under
+//! [`TINY_MACS`]) is a plain triple loop.
 //!
 //! The kernel is compiled twice: with AVX2 and FMA, picked at run time where the CPU has them,
 //! and for the baseline target. Blocks of strips and rows are independent: large products
