@@ -1,21 +1,60 @@
-//! The trainer's matrix products: two register-tiled kernels that allocate nothing.
+//! The trainer's matrix products: one packed, register-tiled kernel that allocates nothing.
 //!
-//! Every product of a dense layer has one of two shapes:
-//! - [`gemm_nt`], `C = A · Bᵀ` with both operands read along rows (dot products): the forward
-//!   pass `Y = X Wᵀ`, with the bias and the ReLU applied as each tile is stored;
-//! - [`gemm_nn`], `C = A · B` with `B` read along rows (scaled row sums): the weight gradient
-//!   `dW = dYᵀ X` and the input gradient `dX = dY W`, the latter gated by the ReLU derivative
-//!   as it is stored.
+//! Every product of a dense layer is [`gemm`], `C = A · B`, with `A` and `B` each stored
+//! row-major as themselves or as their transpose ([`Layout`]), and an [`Epilogue`] applied as
+//! each tile is stored:
+//! - the forward pass `Y = X Wᵀ` (`B` transposed), with the bias and the ReLU;
+//! - the weight gradient `dW = dYᵀ X` (`A` transposed);
+//! - the input gradient `dX = dY W`, gated by the ReLU's derivative.
 //!
-//! Each kernel body is compiled twice: with AVX2 and FMA, picked at run time where the CPU has
-//! them, and for the baseline target. The tiles keep their accumulators in `[f32; 8]` arrays,
-//! which LLVM maps to vector registers. Large products are split by output columns over the
-//! rayon pool; small ones stay on the calling thread, where a split costs more than it saves.
+//! The loops are BLIS's, without the packing of `A`. `C` is computed in strips of [`NR`] = 16
+//! columns; for each strip, each block of up to [`KC`] rows of `B` is copied ("packed") into a
+//! contiguous `KC x 16` buffer on the stack, which stays in L1 while the micro-kernel sweeps
+//! every [`MR`] = 6 rows of `A` over it. The kernel holds a 6 x 16 tile of `C` in 12 AVX
+//! registers: per row of the block, 2 loads of `B` and 6 broadcasts of `A` feed 12 FMAs, in
+//! either layout of `A` (6 rows read along, or 6 adjacent floats). So every operand streams
+//! through contiguous memory whatever its layout, and the forward pass runs as fast as the
+//! backward products (the dot-product kernel it replaces, with `B` read along its stored rows,
+//! ran at half their speed per multiply-add).
+//!
+//! A product with fewer than 16 rows (a small batch) is computed transposed, `Cᵀ = Bᵀ Aᵀ`, and
+//! stored back transposed: the packed operand is then the batch, not a whole weight matrix
+//! that would be copied for a few multiply-adds per weight. A tiny product (under
+//! [`TINY_MACS`]) is a plain triple loop.
+//!
+//! The kernel is compiled twice: with AVX2 and FMA, picked at run time where the CPU has them,
+//! and for the baseline target. Blocks of strips and rows are independent: large products
+//! spread them over the rayon pool; small ones stay on the calling thread, where a split costs
+//! more than it saves. Each element of `C` is summed in the same order however the work is
+//! split, so results do not depend on the thread count.
+
+use std::{mem::MaybeUninit, ops::Range};
 
 use rayon::prelude::*;
 
-/// Lanes of one accumulator: one AVX register of f32.
+/// Lanes of one AVX register of f32.
 const L: usize = 8;
+
+/// Columns of `C` per strip and per micro-kernel tile: two registers.
+const NR: usize = 2 * L;
+
+/// Rows of `C` per micro-kernel tile: 12 accumulators, 2 registers of `B` and one broadcast
+/// use 15 of the 16 AVX registers.
+const MR: usize = 6;
+
+/// Rows of `B` packed at once, at most: a 16 KiB block, half of L1.
+const KC: usize = 256;
+
+/// Below this many multiply-adds a product stays on one thread (a split costs a few µs).
+pub(super) const PARALLEL_MACS: usize = 1 << 19;
+
+/// Below this many multiply-adds a product is a plain triple loop: setting up the tiles of a
+/// product as small as the iris models' (tens of multiply-adds) costs more than it saves.
+const TINY_MACS: usize = 1 << 12;
+
+/// Tasks a parallel product is cut into, at least where it has the rows: enough for the
+/// two workers of a shared machine to even out.
+const TASKS: usize = 8;
 
 /// How a matrix operand is stored: as itself, or as its transpose (both row-major).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,736 +63,581 @@ pub enum Layout {
     Transposed,
 }
 
-/// Below this many multiply-adds a product stays on one thread (a split costs a few µs).
-const PARALLEL_MACS: usize = 1 << 21;
+/// What is stored into `C` for each product `s = (A · B)[i][j]`.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a> {
+    /// `s`.
+    Plain,
+    /// `s + bias[j]`, then the ReLU when `relu`.
+    Bias { bias: &'a [f32], relu: bool },
+    /// `s` where `gate[i][j] > 0`, else 0 (`gate` is `m x n`: the ReLU's derivative, read from
+    /// the layer's output).
+    Gate(&'a [f32]),
+}
 
-/// Columns of one parallel task: a multiple of the `gemm_nn` tile widths (8, 16); `gemm_nt`'s
-/// groups of three columns end a task with a pair or a single column.
-const TASK_COLS: usize = 64;
-
-/// Whether the AVX2+FMA build of the kernels can run here; std caches the CPUID answer.
+/// Whether the AVX2+FMA build of the kernel can run here; std caches the CPUID answer.
 #[cfg(target_arch = "x86_64")]
 pub(super) fn avx2_fma() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
-#[inline(always)]
-fn hsum(v: [f32; L]) -> f32 {
-    ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]))
+/// A `rows x cols` operand: element `(r, c)` at `data[r * rs + c * cs]`.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    data: &'a [f32],
+    layout: Layout,
+    rs: usize,
+    cs: usize,
 }
 
-/// The output matrix shared by the column tasks of one product: each task writes only its own
-/// columns `j0..j1` of every row.
+impl<'a> Operand<'a> {
+    fn new(data: &'a [f32], layout: Layout, rows: usize, cols: usize) -> Self {
+        let (rs, cs) = match layout {
+            Layout::Normal => (cols, 1),
+            Layout::Transposed => (1, rows),
+        };
+        Self {
+            data,
+            layout,
+            rs,
+            cs,
+        }
+    }
+}
+
+/// The `rows x cols` product as computed, shared by the tasks of one product: each task
+/// writes only its own block of rows and columns. Stored as itself, or, when `transposed`,
+/// as its transpose (element `(i, j)` at `j * rows + i`).
 #[derive(Clone, Copy)]
 struct Out {
     ptr: *mut f32,
     rows: usize,
     cols: usize,
+    transposed: bool,
 }
 
-// SAFETY: tasks write disjoint column ranges (see `Out`), and the product's `&mut` borrow of
-// the buffer outlives every task (rayon joins them before `gemm_*` returns).
+// SAFETY: tasks write disjoint blocks (see `Out`), and the product's `&mut` borrow of the
+// buffer outlives every task (rayon joins them before `gemm` returns).
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 impl Out {
-    fn new(c: &mut [f32], rows: usize, cols: usize) -> Self {
-        assert_eq!(c.len(), rows * cols, "gemm: c is not {rows} x {cols}");
-        Self {
-            ptr: c.as_mut_ptr(),
-            rows,
-            cols,
+    /// Where element `(i, j)` is stored.
+    #[inline(always)]
+    fn at(self, i: usize, j: usize) -> usize {
+        assert!(i < self.rows && j < self.cols);
+        if self.transposed {
+            j * self.rows + i
+        } else {
+            i * self.cols + j
         }
     }
 
-    /// Row `i`, columns `j..j + len`, as a slice.
+    /// Row `i`, columns `j..j + len`, as a slice: the layout that is not transposed only.
     ///
     /// # Safety
-    /// No other task touches these columns while the slice lives.
+    /// No other task touches these elements while the slice lives.
     #[inline(always)]
-    unsafe fn row_mut<'a>(self, i: usize, j: usize, len: usize) -> &'a mut [f32] {
-        assert!(i < self.rows && j + len <= self.cols);
-        // SAFETY: in bounds (asserted; `new` checked the buffer's length), exclusive by the
-        // caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.cols + j), len) }
+    unsafe fn row_mut<'b>(self, i: usize, j: usize, len: usize) -> &'b mut [f32] {
+        assert!(!self.transposed && len > 0);
+        let at = self.at(i, j + len - 1) + 1 - len;
+        // SAFETY: in bounds (`at` asserts; `gemm` checked the buffer's length), exclusive by
+        // the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), len) }
     }
 
     /// # Safety
-    /// `i < rows`, `j < cols`, and no other task writes column `j`.
+    /// No other task touches element `(i, j)` meanwhile.
     #[inline(always)]
-    unsafe fn set(self, i: usize, j: usize, v: f32) {
-        debug_assert!(i < self.rows && j < self.cols);
-        // SAFETY: in bounds by the caller's contract; `new` checked the buffer's length.
-        unsafe { *self.ptr.add(i * self.cols + j) = v }
+    unsafe fn element<'b>(self, i: usize, j: usize) -> &'b mut f32 {
+        let at = self.at(i, j);
+        // SAFETY: in bounds (`at` asserts), exclusive by the caller's contract.
+        unsafe { &mut *self.ptr.add(at) }
     }
 }
 
-/// Runs `task(j0, j1)` over column ranges covering `0..n`: in parallel when the product has
-/// at least [`PARALLEL_MACS`] multiply-adds, else as one call.
-fn split_columns(macs: usize, n: usize, task: impl Fn(usize, usize) + Sync) {
-    if macs < PARALLEL_MACS || n < 2 * TASK_COLS {
-        task(0, n);
-    } else {
-        (0..n.div_ceil(TASK_COLS))
-            .into_par_iter()
-            .for_each(|t| task(t * TASK_COLS, ((t + 1) * TASK_COLS).min(n)));
-    }
+/// One packed block of `B`: `kc` rows of [`NR`] floats, a row per cache line. Left
+/// uninitialized: zeroing 16 KiB would cost more than a small product.
+#[repr(C, align(64))]
+struct Packed([MaybeUninit<f32>; KC * NR]);
+
+/// The micro-kernel, as one implementation per instruction set; the loops around it are
+/// shared.
+trait Kernel {
+    /// `acc += A[i..i + R][p0..p0 + kc] · P`, where `P` (`kc x NR`) is the first `kc * NR`
+    /// floats of `packed` and `a[at]` is `A[i][p0]`.
+    fn tile<const R: usize>(
+        kc: usize,
+        a: Operand,
+        at: usize,
+        packed: &[f32],
+        acc: &mut [[f32; NR]; R],
+    );
 }
 
-/// The register tiles of both kernels, as one implementation per instruction set; the loops
-/// around them are shared.
-trait Tiles {
-    /// Whether the scalar edges fuse their multiply-adds like the tiles do.
-    const FMA: bool;
-
-    /// Dot products of rows `i..i + R` of `a` with rows `j..j + C` of `b` (both `.. x k`).
-    fn nt_tile<const R: usize, const C: usize>(
-        k: usize,
-        a: &[f32],
-        b: &[f32],
-        i: usize,
-        j: usize,
-    ) -> [[f32; C]; R];
-
-    /// Rows `i..i + R`, columns `j..j + V * L` of `A · b` (see [`gemm_nn`]).
-    fn nn_tile<const R: usize, const V: usize, const T: bool>(
-        k: usize,
-        a: &[f32],
-        b: &[f32],
-        out: Out,
-        i: usize,
-        j: usize,
-    ) -> [[[f32; L]; V]; R];
+/// The last index the micro-kernel reads of `a`, checked against its length before the loop
+/// reads without checks.
+#[inline(always)]
+#[track_caller]
+fn check_tile<const R: usize>(kc: usize, a: Operand, at: usize, packed: &[f32]) {
+    assert!(R > 0 && kc > 0 && packed.len() >= kc * NR);
+    assert!(at + (R - 1) * a.rs + (kc - 1) * a.cs < a.data.len());
 }
 
 /// Plain Rust, for CPUs without AVX2 and FMA and for other architectures.
 struct Portable;
 
-impl Tiles for Portable {
-    const FMA: bool = false;
-
+impl Kernel for Portable {
     #[inline(always)]
-    fn nt_tile<const R: usize, const C: usize>(
-        k: usize,
-        a: &[f32],
-        b: &[f32],
-        i: usize,
-        j: usize,
-    ) -> [[f32; C]; R] {
-        nt_tile::<R, C>(k, a, b, i, j)
-    }
-
-    #[inline(always)]
-    fn nn_tile<const R: usize, const V: usize, const T: bool>(
-        k: usize,
-        a: &[f32],
-        b: &[f32],
-        out: Out,
-        i: usize,
-        j: usize,
-    ) -> [[[f32; L]; V]; R] {
-        nn_tile::<R, V, T>(k, a, b, out, i, j)
+    fn tile<const R: usize>(
+        kc: usize,
+        a: Operand,
+        at: usize,
+        packed: &[f32],
+        acc: &mut [[f32; NR]; R],
+    ) {
+        check_tile::<R>(kc, a, at, packed);
+        for (p, b) in packed[..kc * NR].chunks_exact(NR).enumerate() {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = a.data[at + r * a.rs + p * a.cs];
+                for (c, &b) in acc.iter_mut().zip(b) {
+                    *c += x * b;
+                }
+            }
+        }
     }
 }
 
-/// AVX2 + FMA intrinsics: used only under [`nt_avx2`] and [`nn_avx2`], which run after
-/// [`avx2_fma`] said yes.
+/// AVX2 + FMA intrinsics: used only under [`block_avx2`], which runs after [`avx2_fma`] said
+/// yes.
 #[cfg(target_arch = "x86_64")]
 struct Avx2;
 
 #[cfg(target_arch = "x86_64")]
-impl Tiles for Avx2 {
-    const FMA: bool = true;
-
+impl Kernel for Avx2 {
     #[inline(always)]
-    fn nt_tile<const R: usize, const C: usize>(
-        k: usize,
-        a: &[f32],
-        b: &[f32],
-        i: usize,
-        j: usize,
-    ) -> [[f32; C]; R] {
+    fn tile<const R: usize>(
+        kc: usize,
+        a: Operand,
+        at: usize,
+        packed: &[f32],
+        acc: &mut [[f32; NR]; R],
+    ) {
         // SAFETY: see the type's doc: the CPU has AVX2 and FMA.
-        unsafe { avx2::nt_tile::<R, C>(k, a, b, i, j) }
-    }
-
-    #[inline(always)]
-    fn nn_tile<const R: usize, const V: usize, const T: bool>(
-        k: usize,
-        a: &[f32],
-        b: &[f32],
-        out: Out,
-        i: usize,
-        j: usize,
-    ) -> [[[f32; L]; V]; R] {
-        // SAFETY: see the type's doc: the CPU has AVX2 and FMA.
-        unsafe { avx2::nn_tile::<R, V, T>(k, a, b, out, i, j) }
+        unsafe { avx2::tile::<R>(kc, a, at, packed, acc) }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_hadd_ps, _mm256_loadu_ps,
-        _mm256_permute2f128_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+        _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
     };
 
-    use super::{L, Out, hsum};
+    use super::{L, NR, Operand, check_tile};
 
-    /// Loads `s[p..p + L]`.
+    /// See `Kernel::tile`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn load(s: &[f32], p: usize) -> __m256 {
-        let lanes = &s[p..p + L];
-        // SAFETY: `lanes` holds L floats; loadu has no alignment requirement.
-        unsafe { _mm256_loadu_ps(lanes.as_ptr()) }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn lanes(v: __m256) -> [f32; L] {
-        let mut out = [0.0; L];
-        // SAFETY: `out` holds L floats.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
-        out
-    }
-
-    /// The horizontal sums of eight vectors, by a tree of `hadd`s.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn hsum8(v: [__m256; 8]) -> [f32; L] {
-        let t0 = _mm256_hadd_ps(v[0], v[1]);
-        let t1 = _mm256_hadd_ps(v[2], v[3]);
-        let t2 = _mm256_hadd_ps(v[4], v[5]);
-        let t3 = _mm256_hadd_ps(v[6], v[7]);
-        // Lane halves: u0 = [sums of v0..v3 over the low 4 lanes | over the high 4 lanes].
-        let u0 = _mm256_hadd_ps(t0, t1);
-        let u1 = _mm256_hadd_ps(t2, t3);
-        let low = _mm256_permute2f128_ps::<0x20>(u0, u1);
-        let high = _mm256_permute2f128_ps::<0x31>(u0, u1);
-        lanes(_mm256_add_ps(low, high))
-    }
-
-    /// See `Tiles::nt_tile`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn nt_tile<const R: usize, const C: usize>(
-        k: usize,
-        a: &[f32],
-        b: &[f32],
-        i: usize,
-        j: usize,
-    ) -> [[f32; C]; R] {
-        let mut ar: [&[f32]; R] = [&[]; R];
-        for (r, row) in ar.iter_mut().enumerate() {
-            *row = &a[(i + r) * k..(i + r + 1) * k];
+    pub(super) fn tile<const R: usize>(
+        kc: usize,
+        a: Operand,
+        at: usize,
+        packed: &[f32],
+        acc: &mut [[f32; NR]; R],
+    ) {
+        check_tile::<R>(kc, a, at, packed);
+        let mut c = [[_mm256_setzero_ps(); 2]; R];
+        for r in 0..R {
+            for h in 0..2 {
+                // SAFETY: acc[r] holds NR = 2 * L floats.
+                c[r][h] = unsafe { _mm256_loadu_ps(acc[r][h * L..].as_ptr()) };
+            }
         }
-        let mut br: [&[f32]; C] = [&[]; C];
-        for (c, row) in br.iter_mut().enumerate() {
-            *row = &b[(j + c) * k..(j + c + 1) * k];
-        }
-        let mut acc = [[_mm256_setzero_ps(); C]; R];
-        let full = k - k % L;
-        let mut p = 0;
-        while p < full {
-            let mut bv = [_mm256_setzero_ps(); C];
-            for c in 0..C {
-                bv[c] = load(br[c], p);
-            }
-            for r in 0..R {
-                let av = load(ar[r], p);
-                for c in 0..C {
-                    acc[r][c] = _mm256_fmadd_ps(av, bv[c], acc[r][c]);
-                }
-            }
-            p += L;
-        }
-        let mut sums = [[0.0f32; C]; R];
-        if R * C == 8 {
-            // 4 x 2 tiles (a task's last pair of columns): all eight horizontal sums at once.
-            let mut flat = [_mm256_setzero_ps(); 8];
-            for r in 0..R {
-                for c in 0..C {
-                    flat[r * C + c] = acc[r][c];
-                }
-            }
-            let all = hsum8(flat);
-            for r in 0..R {
-                for c in 0..C {
-                    sums[r][c] = all[r * C + c];
-                }
-            }
-        } else {
-            for r in 0..R {
-                for c in 0..C {
-                    sums[r][c] = hsum(lanes(acc[r][c]));
-                }
+        let (x, b) = (a.data.as_ptr(), packed.as_ptr());
+        for p in 0..kc {
+            // SAFETY: p < kc and packed holds kc * NR floats (checked).
+            let (b0, b1) = unsafe {
+                (
+                    _mm256_loadu_ps(b.add(p * NR)),
+                    _mm256_loadu_ps(b.add(p * NR + L)),
+                )
+            };
+            for (r, c) in c.iter_mut().enumerate() {
+                // SAFETY: at + r * rs + p * cs is at most the index checked above.
+                let s = unsafe { _mm256_broadcast_ss(&*x.add(at + r * a.rs + p * a.cs)) };
+                c[0] = _mm256_fmadd_ps(s, b0, c[0]);
+                c[1] = _mm256_fmadd_ps(s, b1, c[1]);
             }
         }
         for r in 0..R {
-            for c in 0..C {
-                let mut s = sums[r][c];
-                for q in full..k {
-                    s = ar[r][q].mul_add(br[c][q], s);
-                }
-                sums[r][c] = s;
+            for h in 0..2 {
+                // SAFETY: acc[r] holds NR = 2 * L floats.
+                unsafe { _mm256_storeu_ps(acc[r][h * L..].as_mut_ptr(), c[r][h]) };
             }
         }
-        sums
-    }
-
-    /// See `Tiles::nn_tile`.
-    #[inline]
-    #[expect(
-        clippy::needless_range_loop,
-        reason = "indices run over several tile arrays at once"
-    )]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn nn_tile<const R: usize, const V: usize, const T: bool>(
-        k: usize,
-        a: &[f32],
-        b: &[f32],
-        out: Out,
-        i: usize,
-        j: usize,
-    ) -> [[[f32; L]; V]; R] {
-        let (m, n) = (out.rows, out.cols);
-        let mut acc = [[_mm256_setzero_ps(); V]; R];
-        for p in 0..k {
-            let row = &b[p * n + j..p * n + j + V * L];
-            let mut bv = [_mm256_setzero_ps(); V];
-            for v in 0..V {
-                bv[v] = load(row, v * L);
-            }
-            for r in 0..R {
-                let s = _mm256_set1_ps(if T {
-                    a[p * m + i + r]
-                } else {
-                    a[(i + r) * k + p]
-                });
-                for v in 0..V {
-                    acc[r][v] = _mm256_fmadd_ps(s, bv[v], acc[r][v]);
-                }
-            }
-        }
-        let mut sums = [[[0.0f32; L]; V]; R];
-        for r in 0..R {
-            for v in 0..V {
-                sums[r][v] = lanes(acc[r][v]);
-            }
-        }
-        sums
     }
 }
 
-/// `c = act(a · bᵀ + bias)`, `act` the ReLU when `relu`, else the identity.
+/// `c = epilogue(A · B)`.
 ///
 /// # Shapes
-/// `a`: `m x k`; `b`: `n x k`; `bias`: `n`; `c`: `m x n` (all row-major).
+/// `A`: `m x k`, stored as `a` in `a_layout` (`Transposed`: `a` is `k x m`); `B`: `k x n`,
+/// stored as `b` in `b_layout` (`Transposed`: `b` is `n x k`); `c`: `m x n` (all row-major).
 ///
 /// # Panics
-/// When a slice length does not match its shape: the trainer sizes every buffer from the
-/// model, so a mismatch is a bug in this crate.
+/// When `k` is 0 or a slice length does not match its shape: the trainer sizes every buffer
+/// from the model, so a mismatch is a bug in this crate.
 #[expect(
     clippy::too_many_arguments,
     reason = "a BLAS-like signature plus the fused epilogue"
 )]
-pub fn gemm_nt(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    b: &[f32],
-    bias: &[f32],
-    relu: bool,
-    c: &mut [f32],
-) {
-    assert_eq!(a.len(), m * k, "gemm: a is not {m} x {k}");
-    assert_eq!(b.len(), n * k, "gemm: b is not {n} x {k}");
-    assert_eq!(bias.len(), n, "gemm: bias is not {n} long");
-    let out = Out::new(c, m, n);
-    split_columns(m * n * k, n, |j0, j1| {
-        #[cfg(target_arch = "x86_64")]
-        if avx2_fma() {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            unsafe { nt_avx2(k, a, b, bias, relu, out, j0, j1) };
-            return;
-        }
-        nt_cols::<Portable>(k, a, b, bias, relu, out, j0, j1);
-    });
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[expect(clippy::too_many_arguments, reason = "forwards nt_cols' arguments")]
-fn nt_avx2(
-    k: usize,
-    a: &[f32],
-    b: &[f32],
-    bias: &[f32],
-    relu: bool,
-    out: Out,
-    j0: usize,
-    j1: usize,
-) {
-    nt_cols::<Avx2>(k, a, b, bias, relu, out, j0, j1);
-}
-
-/// Columns `j0..j1` of [`gemm_nt`]. Groups of three `b` rows outermost, so each is read from
-/// memory once while every row tile of `a` (small: a batch) passes over it from cache. Three
-/// rather than two: a 4 x 3 tile's 12 accumulators, 3 row loads and 1 of `a` fill the 16 AVX
-/// registers, 7 loads per 12 FMAs instead of 6 per 8 (Fashion-MNIST 784-256-128-10, batch
-/// 128, one epoch on one thread: 1.18-1.19 s instead of 1.22-1.27).
-#[inline(always)]
-#[expect(clippy::too_many_arguments, reason = "see gemm_nt")]
-fn nt_cols<K: Tiles>(
-    k: usize,
-    a: &[f32],
-    b: &[f32],
-    bias: &[f32],
-    relu: bool,
-    out: Out,
-    j0: usize,
-    j1: usize,
-) {
-    let mut j = j0;
-    while j < j1 {
-        if j + 3 <= j1 {
-            nt_rows::<3, K>(k, a, b, bias, relu, out, j);
-            j += 3;
-        } else if j + 2 <= j1 {
-            nt_rows::<2, K>(k, a, b, bias, relu, out, j);
-            j += 2;
-        } else {
-            nt_rows::<1, K>(k, a, b, bias, relu, out, j);
-            j += 1;
-        }
-    }
-}
-
-/// Every row of `c` in columns `j..j + C`.
-#[inline(always)]
-fn nt_rows<const C: usize, K: Tiles>(
-    k: usize,
-    a: &[f32],
-    b: &[f32],
-    bias: &[f32],
-    relu: bool,
-    out: Out,
-    j: usize,
-) {
-    let mut i = 0;
-    while i < out.rows {
-        if i + 4 <= out.rows {
-            let t = K::nt_tile::<4, C>(k, a, b, i, j);
-            nt_store(t, bias, relu, out, i, j);
-            i += 4;
-        } else if i + 2 <= out.rows {
-            let t = K::nt_tile::<2, C>(k, a, b, i, j);
-            nt_store(t, bias, relu, out, i, j);
-            i += 2;
-        } else {
-            let t = K::nt_tile::<1, C>(k, a, b, i, j);
-            nt_store(t, bias, relu, out, i, j);
-            i += 1;
-        }
-    }
-}
-
-/// Dot products of rows `i..i + R` of `a` with rows `j..j + C` of `b`.
-#[inline(always)]
-fn nt_tile<const R: usize, const C: usize>(
-    k: usize,
-    a: &[f32],
-    b: &[f32],
-    i: usize,
-    j: usize,
-) -> [[f32; C]; R] {
-    // Plain loops, no closures: a closure is compiled on its own, without the caller's target
-    // features.
-    let mut ar: [&[f32]; R] = [&[]; R];
-    for (r, row) in ar.iter_mut().enumerate() {
-        *row = &a[(i + r) * k..(i + r + 1) * k];
-    }
-    let mut br: [&[f32]; C] = [&[]; C];
-    for (c, row) in br.iter_mut().enumerate() {
-        *row = &b[(j + c) * k..(j + c + 1) * k];
-    }
-    let mut acc = [[[0.0f32; L]; C]; R];
-    let full = k - k % L;
-    let mut p = 0;
-    while p < full {
-        let mut av = [[0.0f32; L]; R];
-        for r in 0..R {
-            av[r].copy_from_slice(&ar[r][p..p + L]);
-        }
-        let mut bv = [[0.0f32; L]; C];
-        for c in 0..C {
-            bv[c].copy_from_slice(&br[c][p..p + L]);
-        }
-        for r in 0..R {
-            for c in 0..C {
-                for l in 0..L {
-                    acc[r][c][l] += av[r][l] * bv[c][l];
-                }
-            }
-        }
-        p += L;
-    }
-    let mut sums = [[0.0f32; C]; R];
-    for r in 0..R {
-        for c in 0..C {
-            let mut s = hsum(acc[r][c]);
-            for q in full..k {
-                s += ar[r][q] * br[c][q];
-            }
-            sums[r][c] = s;
-        }
-    }
-    sums
-}
-
-#[inline(always)]
-fn nt_store<const R: usize, const C: usize>(
-    t: [[f32; C]; R],
-    bias: &[f32],
-    relu: bool,
-    out: Out,
-    i: usize,
-    j: usize,
-) {
-    for (r, row) in t.iter().enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            let v = v + bias[j + c];
-            let v = if relu { v.max(0.0) } else { v };
-            // SAFETY: i + r < rows (nt_rows), j + c < j1 <= cols (nt_cols), and j..j1 is this
-            // task's own range.
-            unsafe { out.set(i + r, j + c, v) };
-        }
-    }
-}
-
-/// `c = A · b`, then `c[i][j] = 0` wherever `gate[i][j] <= 0` when a gate is given (the
-/// ReLU's derivative, from the layer's output).
-///
-/// # Shapes
-/// `A`: `m x k`, stored as `a` in `a_layout` (`Transposed`: `a` is `k x m`); `b`: `k x n`;
-/// `gate` and `c`: `m x n` (all row-major).
-///
-/// # Panics
-/// When a slice length does not match its shape (a bug in this crate, see [`gemm_nt`]).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "a BLAS-like signature plus the fused epilogue"
-)]
-pub fn gemm_nn(
+pub fn gemm(
     m: usize,
     k: usize,
     n: usize,
     a: &[f32],
     a_layout: Layout,
     b: &[f32],
-    gate: Option<&[f32]>,
+    b_layout: Layout,
+    epilogue: Epilogue,
     c: &mut [f32],
 ) {
+    assert!(k > 0, "gemm: no products to sum (k = 0)");
     assert_eq!(a.len(), m * k, "gemm: a is not {m} x {k}");
     assert_eq!(b.len(), k * n, "gemm: b is not {k} x {n}");
-    if let Some(g) = gate {
-        assert_eq!(g.len(), m * n, "gemm: gate is not {m} x {n}");
+    assert_eq!(c.len(), m * n, "gemm: c is not {m} x {n}");
+    match epilogue {
+        Epilogue::Plain => {}
+        Epilogue::Bias { bias, .. } => assert_eq!(bias.len(), n, "gemm: bias is not {n} long"),
+        Epilogue::Gate(g) => assert_eq!(g.len(), m * n, "gemm: gate is not {m} x {n}"),
     }
-    let out = Out::new(c, m, n);
-    let t = a_layout == Layout::Transposed;
-    split_columns(m * n * k, n, |j0, j1| {
+    if m * n * k < TINY_MACS {
+        let (a, b) = (
+            Operand::new(a, a_layout, m, k),
+            Operand::new(b, b_layout, k, n),
+        );
+        return tiny(m, k, n, a, b, epilogue, c);
+    }
+    let flip = |l| match l {
+        Layout::Normal => Layout::Transposed,
+        Layout::Transposed => Layout::Normal,
+    };
+    let transposed = m < NR && m < n;
+    let (a, b, out) = if transposed {
+        // Cᵀ = Bᵀ Aᵀ: each operand read as the transpose of how it is stored.
+        let out = Out {
+            ptr: c.as_mut_ptr(),
+            rows: n,
+            cols: m,
+            transposed,
+        };
+        let a_t = Operand::new(a, flip(a_layout), k, m);
+        (Operand::new(b, flip(b_layout), n, k), a_t, out)
+    } else {
+        let out = Out {
+            ptr: c.as_mut_ptr(),
+            rows: m,
+            cols: n,
+            transposed,
+        };
+        (
+            Operand::new(a, a_layout, m, k),
+            Operand::new(b, b_layout, k, n),
+            out,
+        )
+    };
+    let strips = out.cols.div_ceil(NR);
+    // Row blocks only where the strips are too few to keep the pool busy: each one packs the
+    // strip's blocks of B again.
+    let parallel = m * n * k >= PARALLEL_MACS;
+    let chunks = if parallel {
+        TASKS.div_ceil(strips).min(out.rows.div_ceil(MR))
+    } else {
+        1
+    };
+    let chunk_rows = out.rows.div_ceil(chunks).next_multiple_of(MR);
+    let chunks = out.rows.div_ceil(chunk_rows);
+    let task = |t: usize| {
+        let (j, i0) = ((t / chunks) * NR, (t % chunks) * chunk_rows);
+        let rows = i0..(i0 + chunk_rows).min(out.rows);
         #[cfg(target_arch = "x86_64")]
         if avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            unsafe { nn_avx2(k, a, t, b, gate, out, j0, j1) };
+            unsafe { block_avx2(k, a, b, epilogue, out, rows, j) };
             return;
         }
-        if t {
-            nn_cols::<true, Portable>(k, a, b, gate, out, j0, j1);
-        } else {
-            nn_cols::<false, Portable>(k, a, b, gate, out, j0, j1);
+        block_of::<Portable>(k, a, b, epilogue, out, rows, j);
+    };
+    if parallel && strips * chunks > 1 {
+        (0..strips * chunks).into_par_iter().for_each(task);
+    } else {
+        (0..strips * chunks).for_each(task);
+    }
+}
+
+/// [`gemm`] as a triple loop, for tiny products.
+fn tiny(m: usize, k: usize, n: usize, a: Operand, b: Operand, epilogue: Epilogue, c: &mut [f32]) {
+    for i in 0..m {
+        for j in 0..n {
+            let s: f32 = (0..k)
+                .map(|p| a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs])
+                .sum();
+            c[i * n + j] = match epilogue {
+                Epilogue::Plain => s,
+                Epilogue::Bias { bias, relu } => {
+                    let v = s + bias[j];
+                    if relu { v.max(0.0) } else { v }
+                }
+                Epilogue::Gate(g) => {
+                    if g[i * n + j] > 0.0 {
+                        s
+                    } else {
+                        0.0
+                    }
+                }
+            };
         }
-    });
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[expect(clippy::too_many_arguments, reason = "forwards nn_cols' arguments")]
-fn nn_avx2(
+fn block_avx2(
     k: usize,
-    a: &[f32],
-    t: bool,
-    b: &[f32],
-    gate: Option<&[f32]>,
+    a: Operand,
+    b: Operand,
+    epilogue: Epilogue,
     out: Out,
-    j0: usize,
-    j1: usize,
+    rows: Range<usize>,
+    j: usize,
 ) {
-    if t {
-        nn_cols::<true, Avx2>(k, a, b, gate, out, j0, j1);
-    } else {
-        nn_cols::<false, Avx2>(k, a, b, gate, out, j0, j1);
-    }
+    block_of::<Avx2>(k, a, b, epilogue, out, rows, j);
 }
 
-/// Columns `j0..j1` of [`gemm_nn`]: blocks of 16 and 8 columns, then single columns. Column
-/// blocks outermost, so the block's slice of `b` stays in cache across the row tiles.
+/// `rows` of the product in columns `j..j + NR` (fewer at the right edge): block by block of
+/// `B`'s rows, equal blocks of at most [`KC`].
 #[inline(always)]
-fn nn_cols<const T: bool, K: Tiles>(
+fn block_of<K: Kernel>(
     k: usize,
-    a: &[f32],
-    b: &[f32],
-    gate: Option<&[f32]>,
+    a: Operand,
+    b: Operand,
+    epilogue: Epilogue,
     out: Out,
-    j0: usize,
-    j1: usize,
+    rows: Range<usize>,
+    j: usize,
 ) {
-    let mut j = j0;
-    while j + 2 * L <= j1 {
-        nn_rows::<2, T, K>(k, a, b, gate, out, j);
-        j += 2 * L;
-    }
-    if j + L <= j1 {
-        nn_rows::<1, T, K>(k, a, b, gate, out, j);
-        j += L;
-    }
-    let (m, n) = (out.rows, out.cols);
-    for j in j..j1 {
-        for i in 0..m {
-            let mut s = 0.0;
-            for p in 0..k {
-                let x = if T { a[p * m + i] } else { a[i * k + p] };
-                s = if K::FMA {
-                    x.mul_add(b[p * n + j], s)
-                } else {
-                    x * b[p * n + j] + s
-                };
+    let nr = NR.min(out.cols - j);
+    let blocks = k.div_ceil(KC);
+    let kc_max = k.div_ceil(blocks);
+    let mut packed = Packed([MaybeUninit::uninit(); KC * NR]);
+    let mut p0 = 0;
+    while p0 < k {
+        let kc = kc_max.min(k - p0);
+        let packed = pack(b, p0, kc, j, nr, &mut packed.0[..kc * NR]);
+        let block = Block {
+            kc,
+            p0,
+            j,
+            nr,
+            first: p0 == 0,
+            last: p0 + kc == k,
+        };
+        let mut i = rows.start;
+        while i < rows.end {
+            let r = MR.min(rows.end - i);
+            match r {
+                6 => tile_of::<6, K>(a, packed, block, epilogue, out, i),
+                5 => tile_of::<5, K>(a, packed, block, epilogue, out, i),
+                4 => tile_of::<4, K>(a, packed, block, epilogue, out, i),
+                3 => tile_of::<3, K>(a, packed, block, epilogue, out, i),
+                2 => tile_of::<2, K>(a, packed, block, epilogue, out, i),
+                _ => tile_of::<1, K>(a, packed, block, epilogue, out, i),
             }
-            store_gated(gate, out, i, j, s);
+            i += r;
         }
+        p0 += kc;
     }
 }
 
-/// Every row of `c` in columns `j..j + V * L`.
+/// Rows `p0..p0 + kc`, columns `j..j + nr` of `B` into `dst` (`kc x NR`), zeros right of `nr`;
+/// returns `dst`, every element written.
 #[inline(always)]
-fn nn_rows<const V: usize, const T: bool, K: Tiles>(
-    k: usize,
-    a: &[f32],
-    b: &[f32],
-    gate: Option<&[f32]>,
-    out: Out,
+fn pack<'d>(
+    b: Operand,
+    p0: usize,
+    kc: usize,
     j: usize,
-) {
-    let mut i = 0;
-    while i < out.rows {
-        if i + 4 <= out.rows {
-            let t = K::nn_tile::<4, V, T>(k, a, b, out, i, j);
-            nn_store(t, gate, out, i, j);
-            i += 4;
-        } else if i + 2 <= out.rows {
-            let t = K::nn_tile::<2, V, T>(k, a, b, out, i, j);
-            nn_store(t, gate, out, i, j);
-            i += 2;
-        } else {
-            let t = K::nn_tile::<1, V, T>(k, a, b, out, i, j);
-            nn_store(t, gate, out, i, j);
-            i += 1;
+    nr: usize,
+    dst: &'d mut [MaybeUninit<f32>],
+) -> &'d [f32] {
+    assert!(nr <= NR && dst.len() == kc * NR);
+    let (rows, _) = dst.as_chunks_mut::<NR>();
+    match b.layout {
+        Layout::Normal => {
+            for (p, row) in rows.iter_mut().enumerate() {
+                let at = (p0 + p) * b.rs + j;
+                row[..nr].write_copy_of_slice(&b.data[at..at + nr]);
+                row[nr..].fill(MaybeUninit::new(0.0));
+            }
         }
-    }
-}
-
-/// Rows `i..i + R`, columns `j..j + V * L` of `A · b`.
-#[inline(always)]
-fn nn_tile<const R: usize, const V: usize, const T: bool>(
-    k: usize,
-    a: &[f32],
-    b: &[f32],
-    out: Out,
-    i: usize,
-    j: usize,
-) -> [[[f32; L]; V]; R] {
-    let (m, n) = (out.rows, out.cols);
-    let mut acc = [[[0.0f32; L]; V]; R];
-    for p in 0..k {
-        let row = &b[p * n + j..p * n + j + V * L];
-        let mut bv = [[0.0f32; L]; V];
-        for v in 0..V {
-            bv[v].copy_from_slice(&row[v * L..(v + 1) * L]);
-        }
-        let mut s = [0.0f32; R];
-        for (r, s) in s.iter_mut().enumerate() {
-            *s = if T {
-                a[p * m + i + r]
-            } else {
-                a[(i + r) * k + p]
-            };
-        }
-        for r in 0..R {
-            for v in 0..V {
-                for l in 0..L {
-                    acc[r][v][l] += s[r] * bv[v][l];
+        Layout::Transposed => {
+            // Column c of the block is row j + c of the stored transpose.
+            for c in 0..nr {
+                let at = (j + c) * b.cs + p0;
+                for (row, &v) in rows.iter_mut().zip(&b.data[at..at + kc]) {
+                    row[c] = MaybeUninit::new(v);
+                }
+            }
+            if nr < NR {
+                for row in rows.iter_mut() {
+                    row[nr..].fill(MaybeUninit::new(0.0));
                 }
             }
         }
     }
-    acc
+    // SAFETY: every element of every row was written above, in either layout; f32 and
+    // MaybeUninit<f32> have the same layout.
+    unsafe { &*(dst as *const [MaybeUninit<f32>] as *const [f32]) }
 }
 
+/// Where one packed block lies in the product.
+#[derive(Clone, Copy)]
+struct Block {
+    kc: usize,
+    /// First row of `B` (column of `A`) in the block.
+    p0: usize,
+    /// First column of the strip, and its width.
+    j: usize,
+    nr: usize,
+    /// The first block starts from zero, the others from what `C` holds; the last applies the
+    /// epilogue.
+    first: bool,
+    last: bool,
+}
+
+/// Rows `i..i + R` of the strip over one block.
 #[inline(always)]
-fn nn_store<const R: usize, const V: usize>(
-    t: [[[f32; L]; V]; R],
-    gate: Option<&[f32]>,
+fn tile_of<const R: usize, K: Kernel>(
+    a: Operand,
+    packed: &[f32],
+    blk: Block,
+    epilogue: Epilogue,
     out: Out,
     i: usize,
-    j: usize,
 ) {
-    for (r, row) in t.iter().enumerate() {
-        let start = (i + r) * out.cols + j;
-        // SAFETY: row i + r < rows, columns j..j + V * L lie inside this task's range (nn_cols),
-        // so no other task touches them while this slice lives.
-        let dst = unsafe { out.row_mut(i + r, j, V * L) };
-        for (v, lanes) in row.iter().enumerate() {
-            let dst = &mut dst[v * L..(v + 1) * L];
-            match gate {
-                None => dst.copy_from_slice(lanes),
-                Some(g) => {
-                    let g = &g[start + v * L..start + (v + 1) * L];
-                    for ((d, &x), &g) in dst.iter_mut().zip(lanes).zip(g) {
-                        *d = if g > 0.0 { x } else { 0.0 };
+    let Block { j, nr, .. } = blk;
+    let mut acc = [[0.0f32; NR]; R];
+    if !blk.first {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for (c, acc) in acc[..nr].iter_mut().enumerate() {
+                // SAFETY: (i + r, j + c) lies in this task's block (gemm).
+                *acc = unsafe { *out.element(i + r, j + c) };
+            }
+        }
+    }
+    K::tile::<R>(blk.kc, a, i * a.rs + blk.p0 * a.cs, packed, &mut acc);
+    if out.transposed {
+        for (r, acc) in acc.iter().enumerate() {
+            for (c, &s) in acc[..nr].iter().enumerate() {
+                let (i, j) = (i + r, j + c);
+                // The product is Cᵀ: its row i is column i of C.
+                let v = match epilogue {
+                    Epilogue::Bias { bias, relu } if blk.last => {
+                        let v = s + bias[i];
+                        if relu { v.max(0.0) } else { v }
                     }
-                }
+                    Epilogue::Gate(g) if blk.last && g[out.at(i, j)] <= 0.0 => 0.0,
+                    _ => s,
+                };
+                // SAFETY: as above.
+                unsafe { *out.element(i, j) = v };
             }
         }
+        return;
     }
-}
-
-#[inline(always)]
-fn store_gated(gate: Option<&[f32]>, out: Out, i: usize, j: usize, v: f32) {
-    let open = gate.is_none_or(|g| g[i * out.cols + j] > 0.0);
-    // SAFETY: callers pass i < rows and j inside their own column range (nn_cols).
-    unsafe { out.set(i, j, if open { v } else { 0.0 }) };
+    for (r, acc) in acc.iter().enumerate() {
+        // SAFETY: as above.
+        let dst = unsafe { out.row_mut(i + r, j, nr) };
+        let acc = &acc[..nr];
+        match epilogue {
+            Epilogue::Bias { bias, relu } if blk.last => {
+                for ((d, &s), &bias) in dst.iter_mut().zip(acc).zip(&bias[j..j + nr]) {
+                    let v = s + bias;
+                    *d = if relu { v.max(0.0) } else { v };
+                }
+            }
+            Epilogue::Gate(gate) if blk.last => {
+                let at = out.at(i + r, j);
+                for ((d, &s), &g) in dst.iter_mut().zip(acc).zip(&gate[at..at + nr]) {
+                    *d = if g > 0.0 { s } else { 0.0 };
+                }
+            }
+            _ => dst.copy_from_slice(acc),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
+    /// `epilogue(A · B)` by the textbook triple loop, summed in f64.
+    #[expect(clippy::too_many_arguments, reason = "gemm's own signature")]
     fn naive(
         m: usize,
         k: usize,
         n: usize,
-        a: impl Fn(usize, usize) -> f32,
-        b: impl Fn(usize, usize) -> f32,
+        a: &[f32],
+        a_layout: Layout,
+        b: &[f32],
+        b_layout: Layout,
+        epilogue: Epilogue,
     ) -> Vec<f32> {
+        let at = |i: usize, p: usize| match a_layout {
+            Layout::Normal => a[i * k + p],
+            Layout::Transposed => a[p * m + i],
+        };
+        let bt = |p: usize, j: usize| match b_layout {
+            Layout::Normal => b[p * n + j],
+            Layout::Transposed => b[j * k + p],
+        };
         let mut c = vec![0.0; m * n];
         for i in 0..m {
             for j in 0..n {
-                c[i * n + j] = (0..k).map(|p| a(i, p) * b(p, j)).sum();
+                let s = (0..k)
+                    .map(|p| f64::from(at(i, p)) * f64::from(bt(p, j)))
+                    .sum::<f64>() as f32;
+                c[i * n + j] = match epilogue {
+                    Epilogue::Plain => s,
+                    Epilogue::Bias { bias, relu } => {
+                        let v = s + bias[j];
+                        if relu { v.max(0.0) } else { v }
+                    }
+                    Epilogue::Gate(g) => {
+                        if g[i * n + j] > 0.0 {
+                            s
+                        } else {
+                            0.0
+                        }
+                    }
+                };
             }
         }
         c
+    }
+
+    /// Relative to the sum of the terms' magnitudes: what float reassociation can change.
+    #[track_caller]
+    fn assert_close(got: &[f32], want: &[f32], scale: &[f32], what: &str) {
+        for (idx, ((g, w), s)) in got.iter().zip(want).zip(scale).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 * (1.0 + s),
+                "{what}: [{idx}] {g} != {w}"
+            );
+        }
     }
 
     fn values(len: usize, seed: u32) -> Vec<f32> {
@@ -763,85 +647,105 @@ mod tests {
             .collect()
     }
 
-    #[track_caller]
-    fn assert_close(got: &[f32], want: &[f32], what: &str) {
-        for (idx, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                "{what}: [{idx}] {g} != {w}"
-            );
-        }
-    }
+    const LAYOUTS: [Layout; 2] = [Layout::Normal, Layout::Transposed];
 
-    /// Sizes around every tile edge (1, 4, 8, 16 and their neighbours), plus one large
-    /// enough to be split over threads.
-    const SHAPES: [(usize, usize, usize); 7] = [
-        (1, 1, 1),
-        (3, 5, 4),
-        (4, 8, 16),
-        (5, 9, 17),
-        (9, 17, 25),
-        (13, 33, 40),
-        (40, 300, 260),
-    ];
-
-    #[test]
-    fn nt_matches_a_naive_product_with_bias_and_relu() {
-        for (m, k, n) in SHAPES {
-            let (a, b, bias) = (values(m * k, 1), values(n * k, 2), values(n, 3));
-            let want = naive(m, k, n, |i, p| a[i * k + p], |p, j| b[j * k + p]);
-            for relu in [false, true] {
-                let mut c = vec![f32::NAN; m * n];
-                gemm_nt(m, k, n, &a, &b, &bias, relu, &mut c);
-                let want: Vec<f32> = want
-                    .iter()
-                    .enumerate()
-                    .map(|(idx, &v)| v + bias[idx % n])
-                    .map(|v| if relu { v.max(0.0) } else { v })
-                    .collect();
-                assert_close(&c, &want, &format!("nt {m}x{k}x{n} relu {relu}"));
+    /// Runs every layout pair and epilogue on one shape and compares with [`naive`].
+    fn check(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], bias: &[f32], gate: &[f32]) {
+        let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+        for a_layout in LAYOUTS {
+            for b_layout in LAYOUTS {
+                // |A| · |B|: the bound of the sum's rounding error.
+                let scale = naive(
+                    m,
+                    k,
+                    n,
+                    &abs(a),
+                    a_layout,
+                    &abs(b),
+                    b_layout,
+                    Epilogue::Plain,
+                );
+                for epilogue in [
+                    Epilogue::Plain,
+                    Epilogue::Bias { bias, relu: false },
+                    Epilogue::Bias { bias, relu: true },
+                    Epilogue::Gate(gate),
+                ] {
+                    let want = naive(m, k, n, a, a_layout, b, b_layout, epilogue);
+                    let mut c = vec![f32::NAN; m * n];
+                    gemm(m, k, n, a, a_layout, b, b_layout, epilogue, &mut c);
+                    assert_close(
+                        &c,
+                        &want,
+                        &scale,
+                        &format!("{m}x{k}x{n} {a_layout:?} {b_layout:?} {epilogue:?}"),
+                    );
+                }
             }
         }
     }
 
+    /// Sizes around every tile edge (1, 6, 16, 256 and their neighbours), plus ones large
+    /// enough to be split over threads and to span several blocks of `B`, with many rows or
+    /// few (computed transposed).
     #[test]
-    fn nn_matches_a_naive_product_in_both_layouts_with_and_without_gate() {
-        for (m, k, n) in SHAPES {
-            let (a, b, gate) = (values(m * k, 4), values(k * n, 5), values(m * n, 6));
-            // `a` read as m x k, or as the transpose of a k x m matrix.
-            for (layout, at) in [
-                (
-                    Layout::Normal,
-                    &(|i, p| a[i * k + p]) as &dyn Fn(usize, usize) -> f32,
-                ),
-                (Layout::Transposed, &|i, p| a[p * m + i]),
-            ] {
-                let want = naive(m, k, n, at, |p, j| b[p * n + j]);
-                let mut c = vec![f32::NAN; m * n];
-                gemm_nn(m, k, n, &a, layout, &b, None, &mut c);
-                assert_close(&c, &want, &format!("nn {m}x{k}x{n} {layout:?}"));
-                gemm_nn(m, k, n, &a, layout, &b, Some(&gate), &mut c);
-                let gated: Vec<f32> = want
-                    .iter()
-                    .zip(&gate)
-                    .map(|(&v, &g)| if g > 0.0 { v } else { 0.0 })
-                    .collect();
-                assert_close(&c, &gated, &format!("nn gated {m}x{k}x{n} {layout:?}"));
-            }
+    fn matches_a_naive_product_at_the_tile_edges() {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (5, 3, 15),
+            (6, 16, 16),
+            (7, 17, 17),
+            (13, 33, 40),
+            (12, 256, 32),
+            (12, 257, 33),
+            (40, 300, 260),
+            (70, 784, 48),
+            (3, 784, 256),
+            (10, 1000, 100),
+            // Shapes of 1 with enough products to take the tiles, not the triple loop.
+            (1, 5000, 1),
+            (7, 700, 1),
+            (17, 300, 1),
+            (1, 300, 17),
+        ] {
+            let (a, b) = (values(m * k, 1), values(k * n, 2));
+            check(m, k, n, &a, &b, &values(n, 3), &values(m * n, 4));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random shapes (shapes of 1 and non-multiples of every tile size included) and
+        /// values, every layout and epilogue, against the triple loop.
+        #[test]
+        fn matches_a_naive_product_on_random_shapes(
+            m in 1usize..40,
+            k in 1usize..600,
+            n in 1usize..50,
+            seed in any::<u64>(),
+        ) {
+            let mut rng = crate::rng::Rng::new(seed);
+            let mut draw = |len: usize| -> Vec<f32> {
+                (0..len).map(|_| rng.normal() as f32).collect()
+            };
+            let (a, b, bias, gate) = (draw(m * k), draw(k * n), draw(n), draw(m * n));
+            check(m, k, n, &a, &b, &bias, &gate);
         }
     }
 
     #[test]
     #[should_panic(expected = "gemm: b is not 2 x 2")]
     fn rejects_mismatched_shapes() {
-        gemm_nn(
+        gemm(
             1,
             2,
             2,
             &[0.0; 2],
             Layout::Normal,
             &[0.0; 3],
-            None,
+            Layout::Normal,
+            Epilogue::Plain,
             &mut [0.0; 2],
         );
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::quantize::{ShapeError, check_user_limits};
 
-use self::gemm::{Layout, gemm_nn, gemm_nt};
+use self::gemm::{Epilogue, Layout, gemm};
 pub use self::optim::{Adam, DenseGrads, Optimizer, OptimizerKind, Sgd};
 use crate::dataset::Dataset;
 use crate::rng::Rng;
@@ -149,14 +149,18 @@ impl Dense {
     /// # Shapes
     /// `x`: `batch x in_dim`; `y`: `batch x out_dim`.
     fn forward_into(&self, x: &[f32], batch: usize, relu: bool, y: &mut [f32]) {
-        gemm_nt(
+        gemm(
             batch,
             self.in_dim,
             self.out_dim,
             x,
+            Layout::Normal,
             &self.weights,
-            &self.bias,
-            relu,
+            Layout::Transposed,
+            Epilogue::Bias {
+                bias: &self.bias,
+                relu,
+            },
             y,
         );
     }
@@ -292,9 +296,21 @@ impl Trainer {
     /// # Shapes
     /// `x`: `labels.len() x num_inputs`, `1 <= labels.len() <= max_batch`, labels `< num_classes`.
     pub fn step(&mut self, x: &[f32], labels: &[u32]) -> StepStats {
-        let stats = self.forward_backward(x, labels);
-        self.optimizer.step(&mut self.mlp, &self.grads);
-        stats
+        let macs: usize = self.mlp.layers.iter().map(|l| l.in_dim * l.out_dim).sum();
+        let mut step = || {
+            let stats = self.forward_backward(x, labels);
+            self.optimizer.step(&mut self.mlp, &self.grads);
+            stats
+        };
+        if labels.len() * macs >= gemm::PARALLEL_MACS {
+            // On a rayon worker, each product or update the step splits is pushed onto that
+            // worker's own deque, for the other to steal, instead of waking the pool from
+            // outside and this thread after it, several times a step. A small step would
+            // only pay for the one hand-over.
+            rayon::scope(|_| step())
+        } else {
+            step()
+        }
     }
 
     /// The predicted class of each row of a batch, into `out` (one per row), through the
@@ -385,14 +401,15 @@ impl Trainer {
             };
             let g = &mut self.grads[l];
             // dW = deltaᵀ · input: (out x m) · (m x in).
-            gemm_nn(
+            gemm(
                 layer.out_dim,
                 m,
                 layer.in_dim,
                 delta,
                 Layout::Transposed,
                 input,
-                None,
+                Layout::Normal,
+                Epilogue::Plain,
                 &mut g.weights,
             );
             g.bias.fill(0.0);
@@ -404,14 +421,15 @@ impl Trainer {
             if l > 0 {
                 // d input = delta · W: (m x out) · (out x in), gated by the ReLU's derivative
                 // (the input is the previous layer's ReLU output).
-                gemm_nn(
+                gemm(
                     m,
                     layer.out_dim,
                     layer.in_dim,
                     delta,
                     Layout::Normal,
                     &layer.weights,
-                    Some(input),
+                    Layout::Normal,
+                    Epilogue::Gate(input),
                     &mut lower[l - 1][..m * layer.in_dim],
                 );
             }
