@@ -1200,66 +1200,15 @@ unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     Ok(result)
 }
 
-/// Puts back kernel.bpf_stats_enabled once no `--pin` attachment is left on the host: no link
-/// of an npk classifier that no process holds open. That is a pinned one, in this bpffs or in
-/// another (a container's own); foreground attachments hold their links and keep the
-/// accounting on by BPF_ENABLE_STATS, so they neither need the switch nor keep it on. Without
-/// CAP_SYS_ADMIN the kernel's lists are closed and the switch stays as it is.
+/// Puts back kernel.bpf_stats_enabled once no `--pin` attachment is left (foreground
+/// attachments pin their maps too, but only `--pin` ones leave a link).
 fn restore_stats_without_pinned_links() {
-    if super::load::has_sys_admin() && !unheld_classifier_links_left() {
+    let pins_left = std::fs::read_dir(pin_root()).is_ok_and(|mut attached| {
+        attached.any(|a| a.is_ok_and(|a| a.path().join(LINK_PIN).exists()))
+    });
+    if !pins_left {
         BpfStats::restore_after_pins();
     }
-}
-
-/// Whether a link of an npk classifier exists that no process of this pid namespace has open
-/// (one held in another pid namespace counts as unheld: the switch then stays on).
-fn unheld_classifier_links_left() -> bool {
-    // Errors are objects that went away while listed.
-    let classifiers: std::collections::HashSet<u32> = aya::programs::loaded_programs()
-        .flatten()
-        .filter(|p| {
-            p.name_as_str()
-                .is_some_and(|n| ProgramKind::classifier_named(n).is_some())
-        })
-        .map(|p| p.id())
-        .collect();
-    let links: Vec<u32> = aya::programs::loaded_links()
-        .flatten()
-        .filter(|l| classifiers.contains(&l.program_id()))
-        .map(|l| l.id())
-        .collect();
-    if links.is_empty() {
-        return false;
-    }
-    let held = held_link_ids();
-    links.iter().any(|id| !held.contains(id))
-}
-
-/// The ids of the BPF links the processes of this pid namespace hold open (the `link_id` of
-/// their bpf_link descriptors' fdinfo).
-fn held_link_ids() -> std::collections::HashSet<u32> {
-    let mut held = std::collections::HashSet::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return held;
-    };
-    for proc in procs.flatten() {
-        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else {
-            continue; // not a process, or gone
-        };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:bpf_link")
-                && let Ok(info) =
-                    std::fs::read_to_string(proc.path().join("fdinfo").join(fd.file_name()))
-            {
-                held.extend(
-                    info.lines()
-                        .filter_map(|l| l.strip_prefix("link_id:"))
-                        .filter_map(|id| id.trim().parse::<u32>().ok()),
-                );
-            }
-        }
-    }
-    held
 }
 
 /// Removes the pins of a directory [`pin_dirs`] found stale (npk's names only).
