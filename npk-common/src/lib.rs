@@ -18,6 +18,5 @@ pub mod loadgen;
 pub mod maps;
 pub mod model;
 pub mod packet;
-pub mod peer;
 pub mod udp_reply;
 pub mod wire;

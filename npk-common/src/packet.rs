@@ -373,7 +373,7 @@ pub fn observe(h: &Headers, state: PacketState<'_>, now_ns: u64, out: &mut [i32;
 /// walks the bounded inference loops on again: the branchy form of the schema's masks took
 /// 5.10's `npk_bounded_128` past its million instructions.
 #[inline(always)]
-pub(crate) fn nonzero(x: u64) -> u64 {
+fn nonzero(x: u64) -> u64 {
     core::hint::black_box((x | x.wrapping_neg()) >> 63)
 }
 
