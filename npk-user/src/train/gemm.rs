@@ -75,6 +75,28 @@ pub enum Epilogue<'a> {
     Gate(&'a [f32]),
 }
 
+impl Epilogue<'_> {
+    /// What is stored for the product `s` whose bias is `bias[bias_at]` and whose gate is
+    /// `gate[gate_at]` (the scalar paths and the tests' reference; the tiles store in bulk).
+    #[inline]
+    fn apply(self, s: f32, bias_at: usize, gate_at: usize) -> f32 {
+        match self {
+            Self::Plain => s,
+            Self::Bias { bias, relu } => {
+                let v = s + bias[bias_at];
+                if relu { v.max(0.0) } else { v }
+            }
+            Self::Gate(g) => {
+                if g[gate_at] > 0.0 {
+                    s
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
 /// Whether the AVX2+FMA build of the kernel can run here; std caches the CPUID answer.
 #[cfg(target_arch = "x86_64")]
 pub(super) fn avx2_fma() -> bool {
@@ -383,20 +405,7 @@ fn tiny(m: usize, k: usize, n: usize, a: Operand, b: Operand, epilogue: Epilogue
             let s: f32 = (0..k)
                 .map(|p| a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs])
                 .sum();
-            c[i * n + j] = match epilogue {
-                Epilogue::Plain => s,
-                Epilogue::Bias { bias, relu } => {
-                    let v = s + bias[j];
-                    if relu { v.max(0.0) } else { v }
-                }
-                Epilogue::Gate(g) => {
-                    if g[i * n + j] > 0.0 {
-                        s
-                    } else {
-                        0.0
-                    }
-                }
-            };
+            c[i * n + j] = epilogue.apply(s, j, i * n + j);
         }
     }
 }
@@ -542,13 +551,10 @@ fn tile_of<const R: usize, K: Kernel>(
             for (c, &s) in acc[..nr].iter().enumerate() {
                 let (i, j) = (i + r, j + c);
                 // The product is Cᵀ: its row i is column i of C.
-                let v = match epilogue {
-                    Epilogue::Bias { bias, relu } if blk.last => {
-                        let v = s + bias[i];
-                        if relu { v.max(0.0) } else { v }
-                    }
-                    Epilogue::Gate(g) if blk.last && g[out.at(i, j)] <= 0.0 => 0.0,
-                    _ => s,
+                let v = if blk.last {
+                    epilogue.apply(s, i, out.at(i, j))
+                } else {
+                    s
                 };
                 // SAFETY: as above.
                 unsafe { *out.element(i, j) = v };
@@ -610,20 +616,7 @@ mod tests {
                 let s = (0..k)
                     .map(|p| f64::from(at(i, p)) * f64::from(bt(p, j)))
                     .sum::<f64>() as f32;
-                c[i * n + j] = match epilogue {
-                    Epilogue::Plain => s,
-                    Epilogue::Bias { bias, relu } => {
-                        let v = s + bias[j];
-                        if relu { v.max(0.0) } else { v }
-                    }
-                    Epilogue::Gate(g) => {
-                        if g[i * n + j] > 0.0 {
-                            s
-                        } else {
-                            0.0
-                        }
-                    }
-                };
+                c[i * n + j] = epilogue.apply(s, j, i * n + j);
             }
         }
         c
