@@ -153,7 +153,7 @@ pub struct PacketEvent {
 /// [`crate::packet::FlowKey`]).
 ///
 /// # Layout
-/// 96 bytes.
+/// 112 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct HostState {
@@ -175,9 +175,38 @@ pub struct HostState {
     /// units; updated from the host's second packet on.
     pub gap_mean: i32,
     pub gap_dev: i32,
+    /// Decayed count of the packets this machine sent the host ([`RATE_ONE`] units): the
+    /// replies, counted into it at the host's next packet.
+    pub replies: u64,
+    /// Replies sent since the host's last packet ([`HostState::replied`]): the egress program
+    /// only adds here, so that it needs no clock and the decay stays the ingress packets' own.
+    pub pending_replies: u32,
+    pub _pad: u32,
 }
 
+/// [`HostState::reply_balance`] of a host that got no reply: below every ratio the counters
+/// can express (a reply's `log2_q3` is at least 1, the packet rate's at most 8 * 47).
+pub const NO_REPLIES: i32 = -384;
+
 impl HostState {
+    /// Counts one packet this machine sent the host (a reply, or a request of its own).
+    #[inline(always)]
+    pub fn replied(&mut self) {
+        self.pending_replies = self.pending_replies.saturating_add(1);
+    }
+
+    /// `log2_q3` of the replies over the packets, decayed alike: 0 when the host hears back
+    /// as much as it sends, -8 per halving of that ratio, [`NO_REPLIES`] when it hears nothing.
+    /// A ratio, so a tool that sends twice as fast (or twice as big) does not move it; a flood
+    /// or a scan of closed ports hears (almost) nothing back, a client its answers.
+    #[inline(always)]
+    pub fn reply_balance(&self) -> i32 {
+        let balance = log2_q3(self.replies) - log2_q3(self.packets);
+        // A mask, not a branch (see crate::packet::nonzero).
+        let none = 1 - crate::packet::nonzero(self.replies) as i32;
+        balance + none * (NO_REPLIES - balance)
+    }
+
     /// Counts `e` at `now_ns` and writes the host features: log rates of packets, bytes, SYNs,
     /// new flows and ICMP, distinct destination ports and hosts, then the pacing mean and
     /// deviation.
@@ -197,6 +226,12 @@ impl HostState {
         bump(&mut self.syns, elapsed, e.syn as u64 * RATE_ONE);
         bump(&mut self.new_flows, elapsed, e.new_flow as u64 * RATE_ONE);
         bump(&mut self.icmp, elapsed, e.icmp as u64 * RATE_ONE);
+        bump(
+            &mut self.replies,
+            elapsed,
+            (self.pending_replies as u64) << RATE_FRAC_BITS,
+        );
+        self.pending_replies = 0;
         let mut bitmaps = [self.ports, self.hosts];
         roll(&mut self.window, now_ns, &mut bitmaps);
         [self.ports, self.hosts] = bitmaps;
@@ -276,7 +311,7 @@ impl ServiceState {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<HostState>() == 96);
+const _: () = assert!(core::mem::size_of::<HostState>() == 112);
 const _: () = assert!(core::mem::size_of::<ServiceKey>() == 20);
 const _: () = assert!(core::mem::size_of::<ServiceState>() == 48);
 

@@ -20,6 +20,9 @@ pub const PROG_CLASSIFY: &str = "npk_classify";
 pub const PROG_CLASSIFY_TC: &str = "npk_classify_tc";
 /// A program that parses like the classifier and passes: the benchmark's baseline.
 pub const PROG_BARE: &str = "npk_bare";
+/// The TC egress program beside the classifier: counts every packet this machine sends as a
+/// reply to its flow and host (see [`crate::packet::observe_reply`]) and passes it.
+pub const PROG_EGRESS: &str = "npk_egress";
 /// The classifiers' bounded-loop twins, one pair per width of [`BOUNDED_WIDTHS`]: width, XDP
 /// program, TC program.
 pub const PROG_BOUNDED: [(usize, &str, &str); 3] = [
@@ -35,7 +38,7 @@ const _: () = assert!(
 
 /// Every program in the eBPF object. npk-user's tests compare this list and [`MAP_NAMES`] with
 /// the names in the built object, so that a rename on either side fails there, not at run time.
-pub const PROGRAM_NAMES: [&str; 12] = [
+pub const PROGRAM_NAMES: [&str; 13] = [
     PROG_CLASSIFY,
     PROG_CLASSIFY_TC,
     PROG_BOUNDED[0].1,
@@ -45,6 +48,7 @@ pub const PROGRAM_NAMES: [&str; 12] = [
     PROG_BOUNDED[2].1,
     PROG_BOUNDED[2].2,
     PROG_BARE,
+    PROG_EGRESS,
     wire::PROG_SERVE,
     loadgen::PROG_LOADGEN,
     loadgen::PROG_REPLIES,
@@ -205,7 +209,8 @@ pub struct FlowState {
     /// The last verdict's margin, and 1 when it reached the model's drop margin.
     pub margin: u32,
     pub confident: u32,
-    pub _pad: u32,
+    /// Packets this machine sent back in the flow (see [`crate::packet::observe_reply`]).
+    pub replies: u32,
 }
 
 /// Per-CPU counters. Userspace sums them over CPUs.

@@ -61,8 +61,12 @@ pub enum FeatureSchema {
     /// by name like v1.
     PacketV4 = 5,
     /// Version 5: v4 without ports, ICMP without sizes, a TCP flow's ACK share and half-open
-    /// state (see [`crate::packet`], [`crate::host`]).
+    /// state: the first [`crate::packet::INGRESS_FEATURES`] of v6, which the classifier still
+    /// computes (for kernels where npk cannot see replies).
     PacketV5 = 6,
+    /// Version 6: v5, then the replies this machine sends (see [`crate::packet`],
+    /// [`crate::host`]).
+    PacketV6 = 7,
 }
 
 impl FeatureSchema {
@@ -75,6 +79,7 @@ impl FeatureSchema {
             Self::PacketV3 => "packet features v3",
             Self::PacketV4 => "packet features v4",
             Self::PacketV5 => "packet features v5",
+            Self::PacketV6 => "packet features v6",
         }
     }
 
@@ -86,8 +91,32 @@ impl FeatureSchema {
             4 => Some(Self::PacketV3),
             5 => Some(Self::PacketV4),
             6 => Some(Self::PacketV5),
+            7 => Some(Self::PacketV6),
             _ => None,
         }
+    }
+
+    /// How many of the classifier's features a model of this schema reads (the first ones):
+    /// `None` for the schemas no program computes (tabular, v1-v4).
+    pub const fn packet_inputs(self) -> Option<usize> {
+        match self {
+            Self::PacketV5 => Some(crate::packet::INGRESS_FEATURES),
+            Self::PacketV6 => Some(crate::packet::NUM_FEATURES),
+            _ => None,
+        }
+    }
+
+    /// Whether a model of this schema runs in a program that computes `program`'s features:
+    /// the same schema, or v5 (v6's first features) in a v6 program.
+    pub const fn computed_by(self, program: FeatureSchema) -> bool {
+        self as u32 == program as u32
+            || (program as u32 == Self::PacketV6 as u32 && self as u32 == Self::PacketV5 as u32)
+    }
+
+    /// Whether a model of this schema needs the replies this machine sends (the egress
+    /// program) to see what it was trained on.
+    pub const fn needs_replies(self) -> bool {
+        matches!(self, Self::PacketV6)
     }
 }
 

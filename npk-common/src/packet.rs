@@ -1,4 +1,4 @@
-//! Packet parsing and the packet feature vector (schema [`crate::model::FeatureSchema::PacketV5`]).
+//! Packet parsing and the packet feature vector (schema [`crate::model::FeatureSchema::PacketV6`]).
 //!
 //! The parser reads through the [`Frame`] trait: the kernel implements it over a copy of the
 //! frame's first [`MAX_HEADER_OFFSET`] bytes, userspace over a byte slice with the same window,
@@ -33,9 +33,20 @@
 //! | 23 | rate of new flows to the service (destination address, protocol, port; log) | service |
 //! | 24 | rate of SYNs without ACK to the service (log) | service |
 //! | 25 | distinct source hosts of the service, last 1-2 s (0..=64) | service |
+//! | 26 | packets this machine sent back in the flow so far ([`log2_q3`]) | replies |
+//! | 27 | reply balance of the source host: `log2_q3` of replies over packets, decayed alike ([`HostState::reply_balance`]) | replies |
 //!
 //! A flow is the 5-tuple [`FlowKey`] in one direction, a host its source address, a service
 //! its [`ServiceKey`]; rates, sketches and pacing are explained in [`crate::host`].
+//!
+//! # Replies
+//! Features 26 and 27 count what this machine sends back ([`observe_reply`], run by the egress
+//! program on every outgoing packet): whether a flow was ever answered (an iperf3 stream's
+//! connect datagram is, a flood's datagram never) and whether a host hears back as much as it
+//! sends (a DNS client gets an answer per query, a flood to a closed port almost nothing).
+//! They are the first features of what the receiver does rather than what the sender chose. A
+//! model of the 26 ingress features alone ([`crate::model::FeatureSchema::PacketV5`], the
+//! first 26 columns) runs where no egress program can attach.
 //!
 //! # Left out on purpose
 //! A feature that a sending tool or a service sets freely describes the recording, not the
@@ -58,8 +69,11 @@ use bytemuck::{Pod, Zeroable};
 
 /// The schema of the features [`observe`] computes (a model header names the one it was
 /// trained on).
-pub const SCHEMA: FeatureSchema = FeatureSchema::PacketV5;
-pub const NUM_FEATURES: usize = 26;
+pub const SCHEMA: FeatureSchema = FeatureSchema::PacketV6;
+pub const NUM_FEATURES: usize = 28;
+/// Features 0..INGRESS_FEATURES need only the packets that arrive (schema v5, which a model
+/// can be trained on alone: `npk train --ingress-only`); the rest count replies.
+pub const INGRESS_FEATURES: usize = 26;
 /// Features 0..FLOW_FEATURES are the packet's and its flow's.
 pub const FLOW_FEATURES: usize = 14;
 /// Column names of the features, in order: the header of `npk features`/`npk capture` CSV files,
@@ -91,6 +105,8 @@ pub const FEATURE_NAMES: [&str; NUM_FEATURES] = [
     "svc_new_flow_rate",
     "svc_syn_rate",
     "svc_src_hosts",
+    "flow_replies_log2",
+    "host_reply_balance",
 ];
 /// Headers are read from the first this many bytes of a frame (Ethernet + VLAN + a 60-byte
 /// IPv4 header or IPv6 with extension headers + TCP with options fit easily).
@@ -154,6 +170,19 @@ mod pod {
 }
 
 impl FlowKey {
+    /// The key of the flow that this packet answers: addresses and ports swapped.
+    #[inline(always)]
+    pub fn reversed(&self) -> FlowKey {
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            protocol: self.protocol,
+            _pad: [0; 3],
+        }
+    }
+
     /// The service this packet targets.
     #[inline(always)]
     pub fn service(&self) -> ServiceKey {
@@ -336,11 +365,14 @@ pub struct PacketState<'a> {
 #[inline(always)]
 pub fn observe(h: &Headers, state: PacketState<'_>, now_ns: u64, out: &mut [i32; NUM_FEATURES]) {
     let (flow_out, rest) = out.split_at_mut(FLOW_FEATURES);
-    let (host_out, service_out) = rest.split_at_mut(HOST_FEATURES);
-    let (Ok(flow_out), Ok(host_out), Ok(service_out)) = (
+    let (host_out, rest) = rest.split_at_mut(HOST_FEATURES);
+    let (service_out, reply_out) =
+        rest.split_at_mut(INGRESS_FEATURES - FLOW_FEATURES - HOST_FEATURES);
+    let (Ok(flow_out), Ok(host_out), Ok(service_out), Ok(reply_out)) = (
         <&mut [i32; FLOW_FEATURES]>::try_from(flow_out),
         <&mut [i32; HOST_FEATURES]>::try_from(host_out),
-        <&mut [i32; NUM_FEATURES - FLOW_FEATURES - HOST_FEATURES]>::try_from(service_out),
+        <&mut [i32; INGRESS_FEATURES - FLOW_FEATURES - HOST_FEATURES]>::try_from(service_out),
+        <&mut [i32; NUM_FEATURES - INGRESS_FEATURES]>::try_from(reply_out),
     ) else {
         return;
     };
@@ -357,6 +389,10 @@ pub fn observe(h: &Headers, state: PacketState<'_>, now_ns: u64, out: &mut [i32;
     };
     state.host.observe(&event, now_ns, host_out);
     state.service.observe(&event, now_ns, service_out);
+    *reply_out = [
+        log2_q3(u64::from(state.flow.replies)),
+        state.host.reply_balance(),
+    ];
     // No sizes for UDP, ICMP and half-open TCP (see the schema notes above): the host and flow
     // still count the bytes. A mask, not a branch (see `nonzero`).
     let udp = 1 - nonzero(u64::from(h.key.protocol ^ PROTO_UDP));
@@ -368,12 +404,27 @@ pub fn observe(h: &Headers, state: PacketState<'_>, now_ns: u64, out: &mut [i32;
     }
 }
 
+/// Counts a packet this machine sends (parsed as `h`) as a reply: to the flow it answers (the
+/// reversed 5-tuple, when that flow is known) and to the host it goes to (when known). Nothing
+/// is created: only flows and hosts that sent something get replies counted. The other half of
+/// the one feature function: the kernel's egress program, `npk features` (packets from the
+/// local address) and the tests call it.
+#[inline(always)]
+pub fn observe_reply(flow: Option<&mut FlowState>, host: Option<&mut HostState>) {
+    if let Some(flow) = flow {
+        flow.replies = flow.replies.saturating_add(1);
+    }
+    if let Some(host) = host {
+        host.replied();
+    }
+}
+
 /// 1 when `x` is not 0, else 0, by arithmetic hidden from LLVM (which would turn a comparison
 /// back into a compare and branch). Every branch before the inference is a path the verifier
 /// walks the bounded inference loops on again: the branchy form of the schema's masks took
 /// 5.10's `npk_bounded_128` past its million instructions.
 #[inline(always)]
-fn nonzero(x: u64) -> u64 {
+pub(crate) fn nonzero(x: u64) -> u64 {
     core::hint::black_box((x | x.wrapping_neg()) >> 63)
 }
 
@@ -521,6 +572,57 @@ mod tests {
 
     fn column(name: &str) -> usize {
         FEATURE_NAMES.iter().position(|&n| n == name).unwrap()
+    }
+
+    impl Tables {
+        fn reply(&mut self, reply: &Headers) {
+            observe_reply(
+                self.flows.get_mut(&reply.key.reversed()),
+                self.hosts.get_mut(&reply.key.dst),
+            );
+        }
+    }
+
+    /// `packets` UDP datagrams `gap_ns` apart from one client, each answered when `answered`;
+    /// the features of the last.
+    fn udp_exchange(packets: u64, gap_ns: u64, answered: bool) -> [i32; NUM_FEATURES] {
+        let mut t = Tables::default();
+        let mut request = parse(&ipv4_tcp(0, 0)[..]).unwrap();
+        request.key.protocol = PROTO_UDP;
+        let mut reply = request;
+        reply.key = request.key.reversed();
+        let mut last = [0; NUM_FEATURES];
+        for i in 0..packets {
+            last = t.observe(&request, 1 + i * gap_ns);
+            if answered {
+                t.reply(&reply);
+            }
+        }
+        last
+    }
+
+    #[test]
+    fn replies_count_for_the_flow_they_answer_and_the_host_they_go_to() {
+        let (flow, balance) = (column("flow_replies_log2"), column("host_reply_balance"));
+        // Long enough (3 s) for the decayed counters to settle.
+        let silent = udp_exchange(3000, 1_000_000, false);
+        assert_eq!(
+            (silent[flow], silent[balance]),
+            (0, crate::host::NO_REPLIES)
+        );
+        let answered = udp_exchange(3000, 1_000_000, true);
+        // 2,999 replies counted by the last packet; the host hears back as much as it sends.
+        assert_eq!(answered[flow], log2_q3(2999));
+        assert!(answered[balance].abs() <= 1, "{}", answered[balance]);
+        // Twice the rate: the same balance (a ratio), where the rate features move by 8.
+        let faster = udp_exchange(3000, 500_000, true);
+        assert!((faster[balance] - answered[balance]).abs() <= 1);
+        assert!(faster[column("host_pkt_rate")] > answered[column("host_pkt_rate")] + 4);
+        // A reply to a flow or host never seen creates nothing.
+        let mut t = Tables::default();
+        let stray = parse(&ipv4_tcp(0, 0)[..]).unwrap();
+        t.reply(&stray);
+        assert!(t.flows.is_empty() && t.hosts.is_empty());
     }
 
     /// hping3-like: a SYN every 100 us, each from a new source port.

@@ -8,6 +8,7 @@
 #![deny(clippy::float_arithmetic)]
 
 mod classify;
+mod egress;
 mod frame;
 mod loadgen;
 mod maps;
@@ -44,6 +45,14 @@ pub fn npk_classify(ctx: XdpContext) -> u32 {
 pub fn npk_classify_tc(ctx: TcContext) -> i32 {
     let frame = HeaderBuf::from_skb(&ctx);
     tc_verdict(classify::classify::<BpfLoop>(frame, ctx.len() as u64))
+}
+
+/// Counts what this machine sends as replies for the classifier's features; passes every
+/// frame. Attached at TC egress beside either classifier.
+#[classifier]
+pub fn npk_egress(ctx: TcContext) -> i32 {
+    egress::observe(HeaderBuf::from_skb(&ctx));
+    TC_ACT_OK
 }
 
 /// [`npk_classify`] and [`npk_classify_tc`] for kernels without `bpf_loop` (< 5.17) and

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use npk_common::{
     model::FeatureSchema,
-    packet::{FEATURE_NAMES, SCHEMA},
+    packet::{FEATURE_NAMES, INGRESS_FEATURES, SCHEMA},
 };
 
 use crate::{
@@ -126,10 +126,13 @@ pub struct Scores {
 }
 
 /// Packet features (a CSV from `npk features`/`npk capture`/`npk gen`, recognized by its header)
-/// make a model for the kernel classifier; any other columns a tabular model.
+/// make a model for the kernel classifier (their first [`INGRESS_FEATURES`] alone a v5 model,
+/// for kernels where npk cannot count replies); any other columns a tabular model.
 pub fn schema_of(feature_names: &[String]) -> FeatureSchema {
     if feature_names == FEATURE_NAMES {
         SCHEMA
+    } else if *feature_names == FEATURE_NAMES[..INGRESS_FEATURES] {
+        FeatureSchema::PacketV5
     } else {
         FeatureSchema::Tabular
     }

@@ -1,6 +1,7 @@
 //! `npk verify`: runs the real classifier through BPF_PROG_TEST_RUN on generated frames and
 //! checks every result (features, logits, class, margin, action) against the userspace reference built
-//! from the same npk-common code.
+//! from the same npk-common code. Between them it runs the reply counter (the TC egress
+//! program) on generated replies to the same flows, so that the reply features are checked too.
 
 use aya::{
     Pod,
@@ -29,6 +30,8 @@ use crate::{
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
     pub packets: u64,
+    /// Reply frames run through the egress program between the packets (not in `packets`).
+    pub replies: u64,
     pub mismatches: u64,
     pub errors: u64,
     /// Classified frames of a drop class: dropped (the margin reached the model's drop margin),
@@ -101,8 +104,13 @@ pub fn verify_loaded(
     let flows_keys = flow_pool(&mut rng, 512);
     let mut tables = FlowTable::new();
     let mut scratch = Box::new(Scratch::new());
+    // Replies to the same flows, drawn from a generator of their own: the classified frames are
+    // the same with or without them.
+    let reply_keys: Vec<FlowKey> = flows_keys.iter().map(FlowKey::reversed).collect();
+    let mut reply_rng = Rng::new(seed ^ 0x5245_504c_4945_5321);
     let mut report = VerifyReport {
         packets: 0,
+        replies: 0,
         mismatches: 0,
         errors: 0,
         dropped: 0,
@@ -120,6 +128,31 @@ pub fn verify_loaded(
     for n in 0..packets {
         if n % 4096 == 0 {
             progress(n);
+        }
+        if reply_rng.bool(0.25) {
+            let (_, reply) = random_frame(&mut reply_rng, &reply_keys, 14 + 40);
+            report.replies += 1;
+            match classifier.test_run_egress(&reply) {
+                Ok(TC_ACT_OK) => {
+                    if let Ok(h) = parse(&reply[..]) {
+                        tables.observe_reply_headers(&h);
+                    }
+                }
+                Ok(action) => {
+                    report.mismatches += 1;
+                    note(
+                        &mut report,
+                        format!("reply before frame {n}: the egress program returned {action}"),
+                    );
+                }
+                Err(e) => {
+                    report.errors += 1;
+                    note(
+                        &mut report,
+                        format!("reply before frame {n}: test run failed: {e:#}"),
+                    );
+                }
+            }
         }
         let (_, frame) = random_frame(&mut rng, &flows_keys, min_len);
         report.packets += 1;
@@ -207,6 +240,9 @@ pub fn verify_loaded(
     progress(packets);
     Ok(report)
 }
+
+/// The TC return code that passes a frame.
+const TC_ACT_OK: u32 = 0;
 
 /// Empties the classifier's per-flow, per-host and per-service maps.
 fn clear_state(classifier: &mut Classifier) -> Result<(), KernelError> {

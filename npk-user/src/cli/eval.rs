@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use npk_common::model::FeatureSchema;
 use npk_common::model::MAX_DROP_MARGIN;
 use serde::Serialize;
 
@@ -91,7 +92,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(margin) = args.drop_margin {
         model.quantized.model.drop_margin = margin;
     }
-    let data = Dataset::load_for_model(&args.data, model.mlp.num_classes())?;
+    let mut data = Dataset::load_for_model(&args.data, model.mlp.num_classes())?;
+    // A model of the ingress features (v5) reads the first columns of packet data with replies.
+    if crate::pipeline::schema_of(&model.feature_names) == FeatureSchema::PacketV5 {
+        data.keep_features(model.feature_names.len());
+    }
     // Its labels were checked against the model's classes as it loaded.
     check_columns(&args.data, &data, &model.feature_names, &args.model)?;
     let scores = score(&model.mlp, &model.standardizer, &model.quantized, &data);

@@ -76,7 +76,8 @@ pub struct GenArgs {
     /// attack setting value occurs in two of them; any: a family per setting).
     #[arg(long, value_enum, default_value = "any")]
     pub family: Family,
-    /// --lab tools: also record the server's ingress with tcpdump into this pcap.
+    /// --lab tools: also record the server's traffic (both directions: npk features counts the
+    /// server's packets as replies) with tcpdump into this pcap.
     #[arg(long, value_name = "FILE.pcap")]
     pub pcap: Option<PathBuf>,
     /// --lab tools: where the run's manifest goes (default: the CSV's path with .json).

@@ -193,6 +193,7 @@ impl Report {
                 FeatureSchema::PacketV3 => "packet-v3",
                 FeatureSchema::PacketV4 => "packet-v4",
                 FeatureSchema::PacketV5 => "packet-v5",
+                FeatureSchema::PacketV6 => "packet-v6",
             },
             model_version: kernel.as_ref().ok().map(|k| k.header.model_version),
             drop_margin: model.drop_margin,

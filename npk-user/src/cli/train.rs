@@ -84,6 +84,11 @@ pub struct TrainArgs {
     /// of --data; default: the test split.
     #[arg(long, value_name = "FILE.csv", requires = "out")]
     pub validation: Option<PathBuf>,
+    /// Packet data: train on the features of received packets alone (packet features v5,
+    /// leaving out the replies this machine sends), for kernels without TCX (< 6.6), where npk
+    /// cannot count replies.
+    #[arg(long)]
+    pub ingress_only: bool,
     /// Where to train: cpu, or gpu (device 0, through CUDA; fails when there is none).
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
@@ -187,8 +192,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let console = out
         .as_ref()
         .map_or(Console::Stdout, OutputPath::report_console);
-    let data = Dataset::load(&args.data)?;
-    let test = match &args.test_data {
+    let mut data = Dataset::load(&args.data)?;
+    let mut test = match &args.test_data {
         Some(path) => {
             let rows = Dataset::load_for_model(path, data.num_classes)?;
             check_columns(path, &rows, &data.feature_names, &args.data)?;
@@ -202,7 +207,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             .max_benign_drop
             .get_or_insert(DEFAULT_MAX_BENIGN_DROP);
     }
-    let validation = match &args.validation {
+    let mut validation = match &args.validation {
         Some(path) => {
             let rows = Dataset::load_for_model(path, data.num_classes)?;
             check_columns(path, &rows, &data.feature_names, &args.data)?;
@@ -210,6 +215,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if args.ingress_only {
+        anyhow::ensure!(
+            pipeline::schema_of(&data.feature_names) == npk_common::packet::SCHEMA,
+            "--ingress-only: {} holds no packet features with replies (the header of `npk \
+             features`/`npk capture`/`npk gen` output)",
+            args.data.display()
+        );
+        for rows in [Some(&mut data), test.as_mut(), validation.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            rows.keep_features(npk_common::packet::INGRESS_FEATURES);
+        }
+    }
 
     let epochs = config.train.epochs;
     let bar = epoch_bar(epochs as u64, args.json);

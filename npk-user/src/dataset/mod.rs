@@ -201,6 +201,21 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Keeps the first `n` feature columns (all of them when there are fewer).
+    pub fn keep_features(&mut self, n: usize) {
+        if n >= self.num_features {
+            return;
+        }
+        self.features = self
+            .features
+            .chunks_exact(self.num_features)
+            .flat_map(|row| &row[..n])
+            .copied()
+            .collect();
+        self.feature_names.truncate(n);
+        self.num_features = n;
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }

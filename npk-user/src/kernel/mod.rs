@@ -20,7 +20,7 @@ use npk_common::{
     maps::{
         Config, Counters, InferenceRecord, MAP_ACTIVE, MAP_CONFIG, MAP_LAST, MAP_MODELS,
         MAP_SLOT_SEQ, MAP_STATS, NO_MODEL, PROG_BARE, PROG_BOUNDED, PROG_CLASSIFY,
-        PROG_CLASSIFY_TC,
+        PROG_CLASSIFY_TC, PROG_EGRESS,
     },
     model::{FeatureSchema, Model, ModelError},
 };
@@ -59,10 +59,12 @@ pub enum KernelError {
     #[error("the model is not valid")]
     InvalidModel(#[source] ModelError),
     #[error(
-        "model uses packet feature schema v{0}, this npk computes v5: retrain with npk \
+        "model uses packet feature schema v{0}, this npk computes v6 (and v5, its first 26 \
+         features): retrain with npk \
          features/npk train (v3 dropped TTL and TCP window, put ports and flow counters on the \
          log scale and added the host's pacing; v4 left UDP sizes out; v5 leaves ports and \
-         ICMP sizes out and adds a TCP flow's ACK share and half-open state)"
+         ICMP sizes out and adds a TCP flow's ACK share and half-open state; v6 adds the replies \
+         this machine sends)"
     )]
     OldSchema(u8),
     #[error(
@@ -70,6 +72,12 @@ pub enum KernelError {
          needs a model trained on `npk features`/`npk capture` output)"
     )]
     Schema(FeatureSchema),
+    #[error("a model of {schema} reads {inputs} features, this one {model}")]
+    PacketInputs {
+        schema: &'static str,
+        inputs: usize,
+        model: u32,
+    },
     #[error(
         "the model computes from {new} but the one active computes from {active}: push a model \
          trained on the same features"
@@ -452,10 +460,20 @@ impl ControlMaps {
         if let Some(active) = &previous {
             rule.check(active, model)?;
         }
-        if let Some(schema) = schema
-            && model.header.feature_schema != schema as u32
-        {
-            return Err(KernelError::Schema(schema));
+        if let Some(schema) = schema {
+            let model_schema = FeatureSchema::from_u32(model.header.feature_schema);
+            if !model_schema.is_some_and(|m| m.computed_by(schema)) {
+                return Err(KernelError::Schema(schema));
+            }
+            if let Some(inputs) = model_schema.and_then(FeatureSchema::packet_inputs)
+                && model.header.num_inputs as usize != inputs
+            {
+                return Err(KernelError::PacketInputs {
+                    schema: model_schema.map_or("?", FeatureSchema::name),
+                    inputs,
+                    model: model.header.num_inputs,
+                });
+            }
         }
         let version = previous.as_ref().map_or(0, |m| m.header.model_version) + 1;
         let active = self.active_slot()?;
@@ -521,6 +539,13 @@ impl Classifier {
             }
         };
         let mut ebpf = load_object()?;
+        if kind != ProgramKind::Bare {
+            // Beside every classifier: it attaches at TC egress where the kernel has TCX, and
+            // `npk verify` runs it through TEST_RUN on every kernel.
+            load_program(&mut ebpf, PROG_EGRESS, || {
+                format!("the kernel refused {PROG_EGRESS}, the classifier's reply counter")
+            })?;
+        }
         let name = kind.program(loops);
         load_program(&mut ebpf, name, || match loops {
             Loops::Helper => format!("the kernel refused {name}"),
@@ -583,7 +608,22 @@ impl Classifier {
         Ok((result.return_value, result.duration))
     }
 
-    /// Kernel statistics of the loaded program (verified instructions, run time).
+    /// Runs the egress program (the reply counter) on `frame` through BPF_PROG_TEST_RUN once.
+    pub fn test_run_egress(&self, frame: &[u8]) -> Result<u32> {
+        let prog = self
+            .ebpf
+            .program(PROG_EGRESS)
+            .ok_or_else(|| KernelError::MissingProgram(PROG_EGRESS.into()))?;
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            repeat: 1,
+            ..TestRunOptions::new()
+        };
+        Ok(<&SchedClassifier>::try_from(prog)?
+            .test_run(opts)?
+            .return_value)
+    }
+
     /// The name of the program this classifier runs (its kind, in its loop form).
     pub fn program_name(&self) -> &'static str {
         self.kind.program(self.loops)

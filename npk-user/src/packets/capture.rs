@@ -12,8 +12,8 @@ use aya::maps::{Map, MapData, MapError, RingBuf};
 use npk_common::{
     fixed::quantize_multiplier,
     maps::{Action, Config, FLAG_SAMPLE_ALL, MAP_SAMPLES, Sample},
-    model::{LOGIT_MAX, LOGIT_MIN, MAX_CLASSES, Model},
-    packet::NUM_FEATURES,
+    model::{FeatureSchema, LOGIT_MAX, LOGIT_MIN, MAX_CLASSES, Model},
+    packet::INGRESS_FEATURES,
 };
 
 use crate::kernel::{
@@ -40,14 +40,16 @@ pub enum CaptureError {
 type Result<T, E = CaptureError> = std::result::Result<T, E>;
 
 /// The model a capture runs: the classifier computes features only for packets it classifies,
-/// so one must be loaded. One layer of zero weights: every packet is class 0, and passes.
+/// so one must be loaded. One layer of zero weights: every packet is class 0, and passes. It
+/// reads the ingress features only (v5), so it attaches on every kernel; the samples carry
+/// every feature the classifier computes, the replies included where they are counted.
 pub fn pass_model() -> Box<Model> {
     let mut m: Box<Model> = bytemuck::allocation::zeroed_box();
-    m.set_shape(npk_common::packet::SCHEMA, NUM_FEATURES, &[], 2)
+    m.set_shape(FeatureSchema::PacketV5, INGRESS_FEATURES, &[], 2)
         .expect("the packet features and two classes fit the kernel");
     let (mult, shift) = quantize_multiplier(1.0).expect("1.0 is a valid multiplier");
-    m.input.multiplier[..NUM_FEATURES].fill(mult);
-    m.input.shift[..NUM_FEATURES].fill(shift);
+    m.input.multiplier[..INGRESS_FEATURES].fill(mult);
+    m.input.shift[..INGRESS_FEATURES].fill(shift);
     let l = &mut m.layers[0];
     (l.act_min, l.act_max) = (LOGIT_MIN, LOGIT_MAX);
     l.multiplier[..2].fill(mult);
@@ -135,7 +137,7 @@ mod tests {
         m.validate().unwrap();
         let mut scratch = Box::new(Scratch::new());
         for v in [0, 1, -5, i32::MAX] {
-            scratch.features[..NUM_FEATURES].fill(v);
+            scratch.features[..INGRESS_FEATURES].fill(v);
             assert_eq!(infer(&m, &mut scratch, &mut PlainLoop), 0);
         }
     }

@@ -18,7 +18,8 @@ use npk_common::{
     host::{HostState, ServiceKey, ServiceState},
     maps::FlowState,
     packet::{
-        FEATURE_NAMES, FlowKey, Headers, NUM_FEATURES, PacketState, ParseError, observe, parse,
+        FEATURE_NAMES, FlowKey, Headers, NUM_FEATURES, PacketState, ParseError, observe,
+        observe_reply, parse,
     },
 };
 
@@ -58,12 +59,57 @@ impl FlowTable {
         observe(h, state, now_ns, out);
     }
 
+    /// Counts a frame this machine sent (see [`observe_reply`]); a frame that does not parse
+    /// counts nothing, as in the kernel.
+    pub fn observe_reply(&mut self, frame: &[u8]) -> Result<(), ParseError> {
+        let h = parse(frame)?;
+        self.observe_reply_headers(&h);
+        Ok(())
+    }
+
+    /// [`FlowTable::observe_reply`] with parsed headers.
+    pub fn observe_reply_headers(&mut self, h: &Headers) {
+        observe_reply(
+            self.flows.get_mut(&h.key.reversed()),
+            self.hosts.get_mut(&h.key.dst),
+        );
+    }
+
     pub fn len(&self) -> usize {
         self.flows.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()
+    }
+}
+
+/// How many IP frames [`LocalGuess`] looks at.
+pub const LOCAL_GUESS_FRAMES: usize = 10_000;
+
+/// Finds the machine a capture was taken on, to tell its replies from what it received: the
+/// address that is the source or destination of at least 90% of the capture's first
+/// [`LOCAL_GUESS_FRAMES`] IP frames, as every frame at a host's own interface is. A capture
+/// of one direction only (`tcpdump -Q in`) finds it too, and simply holds no replies.
+#[derive(Debug, Default)]
+pub struct LocalGuess {
+    counts: HashMap<[u8; 16], u64>,
+    frames: u64,
+}
+
+impl LocalGuess {
+    pub fn add(&mut self, key: &FlowKey) {
+        self.frames += 1;
+        *self.counts.entry(key.src).or_default() += 1;
+        if key.dst != key.src {
+            *self.counts.entry(key.dst).or_default() += 1;
+        }
+    }
+
+    /// The local address, if one address is in at least 90% of the frames added.
+    pub fn local(&self) -> Option<[u8; 16]> {
+        let (addr, &count) = self.counts.iter().max_by_key(|&(a, c)| (c, *a))?;
+        (count * 10 >= self.frames * 9).then_some(*addr)
     }
 }
 

@@ -393,7 +393,8 @@ fn build(
             | FeatureSchema::PacketV2
             | FeatureSchema::PacketV3
             | FeatureSchema::PacketV4
-            | FeatureSchema::PacketV5 => 0,
+            | FeatureSchema::PacketV5
+            | FeatureSchema::PacketV6 => 0,
             FeatureSchema::Tabular => frac_bits_for(max_x),
         };
         if max_x * f64::from(f).exp2() >= crate::dataset::FEATURE_LIMIT {

@@ -78,6 +78,12 @@ pub enum AttachError {
     )]
     NoTcx { release: String },
     #[error(
+        "the model reads the replies this machine sends (packet features v6), which npk counts \
+         with a TCX egress program: this kernel ({release}) has no TCX (Linux >= 6.6). Train \
+         one on the ingress features alone (`npk train --ingress-only`, packet features v5)"
+    )]
+    NoReplies { release: String },
+    #[error(
         "the loaded classifier is {}, attaching as {mode} needs {}",
         loaded.name(),
         needed.name()

@@ -2,9 +2,10 @@
 //! `npk stats`, `npk detach`) find it, and detaching it.
 //!
 //! Layout: `/sys/fs/bpf/npk/<iface>/` holds the control maps (by map name), `prog`, `owner` (a
-//! symlink to `<pid>:<start time>` of the `npk attach` that made it) and, for `--pin`, `link`.
-//! The link pin keeps the program attached after npk exits; removing it detaches. npk removes
-//! only these names, never a directory tree.
+//! symlink to `<pid>:<start time>` of the `npk attach` that made it) and, for `--pin`, `link`
+//! and (where the reply counter runs at TC egress) `egress_link`. The link pins keep the
+//! programs attached after npk exits; removing them detaches. npk removes only these names,
+//! never a directory tree.
 //!
 //! Whether pins are live is asked of the kernel, not inferred from files: an attachment is live
 //! when the program id of its `prog` pin is among the programs the kernel runs on the
@@ -39,8 +40,8 @@ use std::{
 
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode, links::FdLink};
 use npk_common::{
-    maps::{Config, MAP_FLOWS, MAP_SAMPLES},
-    model::Model,
+    maps::{Config, MAP_FLOWS, MAP_SAMPLES, PROG_EGRESS},
+    model::{FeatureSchema, Model},
 };
 
 pub use detach::{Detached, detach, remove_stale};
@@ -58,7 +59,7 @@ pub use state::{
 
 use super::{BpfStats, Classifier, KernelError, ProgramKind, run_time_stats};
 use iface::ifindex;
-use pins::{LINK_PIN, Owner, PROG_PIN, c_path, ensure_bpffs, io_error};
+use pins::{EGRESS_LINK_PIN, LINK_PIN, Owner, PROG_PIN, c_path, ensure_bpffs, io_error};
 use query::attached_mode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -87,6 +88,9 @@ pub struct Attachment {
     pub iface: IfaceName,
     /// Why the pins an earlier attach left on the interface were removed first, if there were.
     pub replaced_stale: Option<Stale>,
+    /// Whether the reply counter runs at TC egress (kernels with TCX): else the reply features
+    /// read as if nothing were ever answered, and only v5 models may attach.
+    pub replies: bool,
     dir: PathBuf,
     ifindex: u32,
     prog_id: u32,
@@ -94,6 +98,7 @@ pub struct Attachment {
     /// Keeps the kernel's run-time accounting on while a foreground attachment lives.
     _stats: Option<OwnedFd>,
     _link: Option<FdLink>,
+    _egress_link: Option<FdLink>,
 }
 
 /// Loads the classifier, installs `model` and `config`, attaches it to `iface` and pins it.
@@ -148,6 +153,13 @@ fn attach_with(
     let kernel = super::probe::kernel();
     if mode == AttachMode::Tc && !kernel.tcx {
         return Err(AttachError::NoTcx {
+            release: kernel.release.clone(),
+        });
+    }
+    let needs_replies = FeatureSchema::from_u32(model.header.feature_schema)
+        .is_some_and(FeatureSchema::needs_replies);
+    if needs_replies && !kernel.tcx {
+        return Err(AttachError::NoReplies {
             release: kernel.release.clone(),
         });
     }
@@ -221,29 +233,43 @@ fn attach_with(
         classifier,
         iface: iface.clone(),
         replaced_stale,
+        replies: kernel.tcx,
         dir,
         ifindex,
         prog_id,
         persistent: false,
         _stats: None,
         _link: None,
+        _egress_link: None,
     };
     // run_time_ns/run_cnt for `npk stats` from the first packet (two clock reads per run).
     let run_time_stats = run_time_stats();
+    // The reply counter first: the classifier's first packet then already hears the replies.
+    let egress = match kernel.tcx {
+        true => Some(attach_egress(&mut attachment.classifier, iface)?),
+        false => None,
+    };
     let link = attach_link(&mut attachment.classifier, iface, mode)?;
     attachment.pin_all()?;
     if persistent {
-        let path = attachment.dir.join(LINK_PIN);
-        link.pin(&path).map_err(|source| AttachError::Pin {
-            what: "the link".into(),
-            path,
-            source,
-        })?;
+        let pin = |link: FdLink, name: &str, what: &str| {
+            let path = attachment.dir.join(name);
+            link.pin(&path).map_err(|source| AttachError::Pin {
+                what: what.into(),
+                path,
+                source,
+            })
+        };
+        if let Some(egress) = egress {
+            pin(egress, EGRESS_LINK_PIN, "the egress link")?;
+        }
+        pin(link, LINK_PIN, "the link")?;
         attachment.persistent = true;
         // The pins outlive this process, and its BPF_ENABLE_STATS with it.
         BpfStats::on_for_pins();
     } else {
         attachment._link = Some(link);
+        attachment._egress_link = egress;
         attachment._stats = run_time_stats;
     }
     Ok(attachment)
@@ -356,6 +382,28 @@ fn attach_link(
                 .map_err(|_| AttachError::NotBpfLink("TC"))
         }
     }
+}
+
+/// Attaches the reply counter at TC egress of `iface` through a TCX link.
+fn attach_egress(classifier: &mut Classifier, iface: &IfaceName) -> Result<FdLink, AttachError> {
+    let program_error = |what: String| move |source| AttachError::Program { what, source };
+    let sc: &mut SchedClassifier = classifier
+        .ebpf
+        .program_mut(PROG_EGRESS)
+        .ok_or_else(|| KernelError::MissingProgram(PROG_EGRESS.into()))?
+        .try_into()
+        .map_err(program_error(format!(
+            "{PROG_EGRESS} is not a TC classifier"
+        )))?;
+    let id = sc
+        .attach(iface.as_str(), TcAttachType::Egress)
+        .map_err(program_error(format!(
+            "attaching the reply counter to {iface}'s egress failed"
+        )))?;
+    sc.take_link(id)
+        .map_err(program_error("taking the TC egress link".into()))?
+        .try_into()
+        .map_err(|_| AttachError::NotBpfLink("TC egress"))
 }
 
 impl Attachment {

@@ -80,12 +80,16 @@ pub(super) const PROG_PIN: &str = "prog";
 
 pub(super) const LINK_PIN: &str = "link";
 
+/// The link of the reply counter at TC egress (where the kernel has TCX).
+pub(super) const EGRESS_LINK_PIN: &str = "egress_link";
+
 const OWNER_PIN: &str = "owner";
 
 /// Every name npk creates in an attachment's directory: all that detach and cleanup remove.
-const NPK_PINS: [&str; 11] = [
+const NPK_PINS: [&str; 12] = [
     PROG_PIN,
     LINK_PIN,
+    EGRESS_LINK_PIN,
     OWNER_PIN,
     MAP_MODELS,
     MAP_SLOT_SEQ,

@@ -1,8 +1,8 @@
 //! A traffic lab built on real tools: servers (nginx, dnsmasq, iperf3) in a server namespace,
 //! clients and attackers (curl, dig, iperf3, ping, hping3, nmap) in a client namespace, joined
 //! by a veth pair whose server end is where traffic is recorded: through the kernel classifier
-//! (the sample ring buffer, as `npk capture` records) and optionally by `tcpdump -Q in` into a
-//! pcap. Offloads are off on both ends, so the server sees MTU-sized frames as from a real NIC.
+//! (the sample ring buffer, as `npk capture` records) and optionally by tcpdump into a pcap
+//! (both directions: `npk features` counts the server's packets as replies). Offloads are off on both ends, so the server sees MTU-sized frames as from a real NIC.
 //!
 //! Every scenario ([`scenario::ToolScenario`]) sends from addresses of its own, with settings
 //! drawn from the run's seed ([`scenario::plan`]); a [`Manifest`] records them with each
@@ -117,7 +117,7 @@ pub struct LabConfig {
     pub duration: Duration,
     pub seed: u64,
     pub family: Family,
-    /// Where tcpdump writes the server's ingress (none: no tcpdump).
+    /// Where tcpdump writes the server's traffic, both directions (none: no tcpdump).
     pub pcap: Option<PathBuf>,
     pub mode: AttachMode,
 }
@@ -207,6 +207,7 @@ struct LabelWindow {
 #[derive(Debug, Deserialize)]
 struct ManifestLabels {
     manifest_version: u32,
+    server: Ipv4Addr,
     scenarios: Vec<LabelWindow>,
 }
 
@@ -215,6 +216,8 @@ struct ManifestLabels {
 #[derive(Clone, Debug)]
 pub struct Labels {
     windows: Vec<LabelWindow>,
+    /// The server's address: a packet from it is a reply (none for a run's own labels).
+    pub server: Option<Ipv4Addr>,
 }
 
 impl Labels {
@@ -243,6 +246,7 @@ impl Labels {
         }
         Ok(Self {
             windows: m.scenarios,
+            server: Some(m.server),
         })
     }
 
@@ -258,6 +262,7 @@ impl Labels {
                     end_unix_ns: r.end_unix_ns,
                 })
                 .collect(),
+            server: None,
         }
     }
 
@@ -612,7 +617,7 @@ fn run_in_server_netns(
     let mut tcpdump = match &pcap_tmp {
         Some(tmp) => {
             let argv = bounded(&[
-                "tcpdump", "-i", iface, "-Q", "in", "-s", "256", "-U", "-n", "-Z", "root", "-w",
+                "tcpdump", "-i", iface, "-Q", "inout", "-s", "256", "-U", "-n", "-Z", "root", "-w",
             ])
             .into_iter()
             .chain([tmp.display().to_string()])
