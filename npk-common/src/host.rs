@@ -184,8 +184,8 @@ pub struct HostState {
     pub _pad: u32,
 }
 
-/// [`HostState::reply_balance`] of a host that got no reply: below every ratio the counters
-/// can express (a reply's `log2_q3` is at least 1, the packet rate's at most 8 * 47).
+/// [`crate::packet::reply_balance`] of a flow or host that got no reply: below every ratio
+/// the counters can express (a reply's `log2_q3` is at least 1, a count's at most 8 * 47).
 pub const NO_REPLIES: i32 = -384;
 
 impl HostState {
@@ -201,10 +201,7 @@ impl HostState {
     /// or a scan of closed ports hears (almost) nothing back, a client its answers.
     #[inline(always)]
     pub fn reply_balance(&self) -> i32 {
-        let balance = log2_q3(self.replies) - log2_q3(self.packets);
-        // A mask, not a branch (see crate::packet::nonzero).
-        let none = 1 - crate::packet::nonzero(self.replies) as i32;
-        balance + none * (NO_REPLIES - balance)
+        crate::packet::reply_balance(self.replies, self.packets)
     }
 
     /// Counts `e` at `now_ns` and writes the host features: log rates of packets, bytes, SYNs,

@@ -33,8 +33,8 @@
 //! | 23 | rate of new flows to the service (destination address, protocol, port; log) | service |
 //! | 24 | rate of SYNs without ACK to the service (log) | service |
 //! | 25 | distinct source hosts of the service, last 1-2 s (0..=64) | service |
-//! | 26 | packets this machine sent back in the flow so far ([`log2_q3`]) | replies |
-//! | 27 | reply balance of the source host: `log2_q3` of replies over packets, decayed alike ([`HostState::reply_balance`]) | replies |
+//! | 26 | reply balance of the flow: `log2_q3` of the packets this machine sent back in it over its packets ([`reply_balance`]) | replies |
+//! | 27 | reply balance of the source host: the same of its decayed counts ([`HostState::reply_balance`]) | replies |
 //!
 //! A flow is the 5-tuple [`FlowKey`] in one direction, a host its source address, a service
 //! its [`ServiceKey`]; rates, sketches and pacing are explained in [`crate::host`].
@@ -61,7 +61,10 @@
 //! hosts touched.
 
 use crate::{
-    host::{HOST_FEATURES, HostState, PacketEvent, ServiceKey, ServiceState, fold_addr, log2_q3},
+    host::{
+        HOST_FEATURES, HostState, NO_REPLIES, PacketEvent, ServiceKey, ServiceState, fold_addr,
+        log2_q3,
+    },
     maps::FlowState,
     model::FeatureSchema,
 };
@@ -105,7 +108,7 @@ pub const FEATURE_NAMES: [&str; NUM_FEATURES] = [
     "svc_new_flow_rate",
     "svc_syn_rate",
     "svc_src_hosts",
-    "flow_replies_log2",
+    "flow_reply_balance",
     "host_reply_balance",
 ];
 /// Headers are read from the first this many bytes of a frame (Ethernet + VLAN + a 60-byte
@@ -390,7 +393,7 @@ pub fn observe(h: &Headers, state: PacketState<'_>, now_ns: u64, out: &mut [i32;
     state.host.observe(&event, now_ns, host_out);
     state.service.observe(&event, now_ns, service_out);
     *reply_out = [
-        log2_q3(u64::from(state.flow.replies)),
+        reply_balance(u64::from(state.flow.replies), u64::from(state.flow.packets)),
         state.host.reply_balance(),
     ];
     // No sizes for UDP, ICMP and half-open TCP (see the schema notes above): the host and flow
@@ -402,6 +405,19 @@ pub fn observe(h: &Headers, state: PacketState<'_>, now_ns: u64, out: &mut [i32;
     for i in SENDER_SIZE_FEATURES {
         out[i] *= keep;
     }
+}
+
+/// `log2_q3(replies) - log2_q3(packets)`: 0 when as many packets come back as go in, -8 per
+/// halving of that ratio, [`NO_REPLIES`] (below every ratio) when nothing came back. A ratio,
+/// so that a tool sending twice as fast or for twice as long barely moves it, and with no
+/// reply far apart from one reply in ten thousand: the step that tells a stream whose setup
+/// was answered from a flood that never is.
+#[inline(always)]
+pub fn reply_balance(replies: u64, packets: u64) -> i32 {
+    let balance = log2_q3(replies) - log2_q3(packets);
+    // A mask, not a branch (see `nonzero`).
+    let none = 1 - nonzero(replies) as i32;
+    balance + none * (NO_REPLIES - balance)
 }
 
 /// Counts a packet this machine sends (parsed as `h`) as a reply: to the flow it answers (the
@@ -603,16 +619,13 @@ mod tests {
 
     #[test]
     fn replies_count_for_the_flow_they_answer_and_the_host_they_go_to() {
-        let (flow, balance) = (column("flow_replies_log2"), column("host_reply_balance"));
+        let (flow, balance) = (column("flow_reply_balance"), column("host_reply_balance"));
         // Long enough (3 s) for the decayed counters to settle.
         let silent = udp_exchange(3000, 1_000_000, false);
-        assert_eq!(
-            (silent[flow], silent[balance]),
-            (0, crate::host::NO_REPLIES)
-        );
+        assert_eq!((silent[flow], silent[balance]), (NO_REPLIES, NO_REPLIES));
         let answered = udp_exchange(3000, 1_000_000, true);
-        // 2,999 replies counted by the last packet; the host hears back as much as it sends.
-        assert_eq!(answered[flow], log2_q3(2999));
+        // 2,999 replies by the 3,000th packet; the host hears back as much as it sends.
+        assert_eq!(answered[flow], log2_q3(2999) - log2_q3(3000));
         assert!(answered[balance].abs() <= 1, "{}", answered[balance]);
         // Twice the rate: the same balance (a ratio), where the rate features move by 8.
         let faster = udp_exchange(3000, 500_000, true);

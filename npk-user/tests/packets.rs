@@ -313,6 +313,18 @@ fn live_capture_records_what_the_kernel_saw() {
     assert!(last[column("host_pkt_rate")] > first[column("host_pkt_rate")] + 40);
     assert!(last[column("host_new_flow_rate")] <= first[column("host_new_flow_rate")]);
     assert_eq!(last[column("host_dst_ports")], 1);
+    // Port 9 is closed: the host answers with ICMP errors (rate-limited), which the egress
+    // program counts for the sending host but not for the UDP flow, which no reply answers.
+    let no_replies = i64::from(npk_common::host::NO_REPLIES);
+    assert!(
+        ours.iter()
+            .all(|r| r[column("flow_reply_balance")] == no_replies)
+    );
+    assert_eq!(first[column("host_reply_balance")], no_replies);
+    assert!(
+        last[column("host_reply_balance")] > no_replies,
+        "the ICMP errors were not counted"
+    );
     assert!(!pins.exists(), "capture left its pins");
 }
 
@@ -359,7 +371,7 @@ fn generated_traffic_trains_a_model_the_classifier_accepts() {
         model.to_str().unwrap(),
     ]);
     let file = ModelFile::load(&model).unwrap();
-    assert_eq!(file.schema(), FeatureSchema::PacketV5);
+    assert_eq!(file.schema(), FeatureSchema::PacketV6);
     // Integer means: the kernel's input offsets are exactly the standardization.
     assert!(file.standardizer.mean.iter().all(|m| m.fract() == 0.0));
     let mut c = Classifier::load(ProgramKind::Xdp).unwrap();
@@ -376,10 +388,46 @@ fn generated_traffic_trains_a_model_the_classifier_accepts() {
         let err = format!("{:#}", c.push(&model).unwrap_err());
         assert!(
             err.contains(&format!(
-                "model uses packet feature schema v{version}, this npk computes v5: retrain"
+                "model uses packet feature schema v{version}, this npk computes v6"
             )),
             "{err}"
         );
     }
+    // A packet model must read as many features as its schema has.
+    let mut short = file.kernel_model().unwrap();
+    short.header.num_inputs -= 1;
+    let err = format!("{:#}", c.push(&short).unwrap_err());
+    assert!(
+        err.contains("a model of packet features v6 reads 28 features, this one 27"),
+        "{err}"
+    );
     assert_eq!(c.active_model().unwrap().unwrap().header.model_version, 1);
+
+    // The ingress features alone: a v5 model, which the v6 classifier runs (its first 26
+    // features), and which `npk eval` scores on the same CSV.
+    let ingress = dir.path().join("ingress.npk");
+    ok(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch",
+        "64",
+        "--ingress-only",
+        "--out",
+        ingress.to_str().unwrap(),
+    ]);
+    let v5 = ModelFile::load(&ingress).unwrap();
+    assert_eq!(v5.schema(), FeatureSchema::PacketV5);
+    assert_eq!(v5.feature_names.len(), 26);
+    let mut c = Classifier::load(ProgramKind::Xdp).unwrap();
+    c.push(&v5.kernel_model().unwrap()).unwrap();
+    ok(&[
+        "eval",
+        "--model",
+        ingress.to_str().unwrap(),
+        "--data",
+        csv.to_str().unwrap(),
+    ]);
 }

@@ -205,6 +205,12 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
             iface
         );
     }
+    if !attachment.replies {
+        noteln!(
+            "replies are not counted on this kernel (no TCX, Linux < 6.6): the model reads the \
+             ingress features only"
+        );
+    }
     if pin {
         if json {
             outln!(
@@ -214,6 +220,7 @@ pub fn run_attach(args: AttachArgs) -> Result<()> {
                     "mode": mode.to_possible_value().map(|v| v.get_name().to_string()),
                     "pin_dir": pin_dir(&iface),
                     "replaced_stale": attachment.replaced_stale.as_ref().map(|s| s.to_string()),
+                    "replies_counted": attachment.replies,
                 })
             )?;
             return Ok(());

@@ -469,7 +469,15 @@ fn train_model(
         num_features: NUM_FEATURES,
         num_classes: CLASSES,
     };
-    let (train_raw, test_raw) = (dataset(&train_rows), dataset(&test_rows));
+    let (mut train_raw, mut test_raw) = (dataset(&train_rows), dataset(&test_rows));
+    // Where the kernel cannot count replies, the model is one of the ingress features (v5).
+    if !crate::kernel::probe::kernel().tcx {
+        say(
+            "this kernel has no TCX (Linux < 6.6): replies are not counted, the model reads the ingress features only",
+        );
+        train_raw.keep_features(npk_common::packet::INGRESS_FEATURES);
+        test_raw.keep_features(npk_common::packet::INGRESS_FEATURES);
+    }
     say(&format!(
         "train: {} rows ({} per scenario), {} epochs; {} packets held out",
         train_raw.len(),
@@ -571,7 +579,7 @@ impl Candidate {
             ..
         } = &fitted;
         let (mut float_errors, mut int8_errors) = (0, 0);
-        let mut z = vec![0f32; NUM_FEATURES];
+        let mut z = vec![0f32; test_raw.num_features];
         for (i, &label) in test_raw.labels.iter().enumerate() {
             let row = test_raw.row(i);
             standardizer.apply_row(row, &mut z);
