@@ -12,6 +12,7 @@ use crate::{
     dataset::{Dataset, DatasetError, Standardizer},
     metrics::Confusion,
     model_file::ModelFile,
+    packets::augment::with_rate_jitter,
     packets::features::packet_standardizer,
     quantize::{
         IntScratch, QuantizeError, Quantized,
@@ -223,15 +224,20 @@ pub fn fit_split(
     on_epoch: impl FnMut(&EpochStats),
 ) -> Result<Fitted, FitError> {
     config.check_quantizable(train_raw.num_features, train_raw.num_classes)?;
-    let (standardizer, mlp) = train_on(train_raw, config, device, on_epoch)?;
+    // Packet rows train with a copy at other speeds (see packets::augment); the standardization
+    // and the int8 calibration cover those too.
+    let schema = schema_of(&train_raw.feature_names);
+    let jittered;
+    let rows = match schema {
+        FeatureSchema::Tabular => train_raw,
+        _ => {
+            jittered = with_rate_jitter(train_raw, config.seed);
+            &jittered
+        }
+    };
+    let (standardizer, mlp) = train_on(rows, config, device, on_epoch)?;
     // Calibrated on the raw training rows: the quantized model folds standardization in.
-    let mut quantized = quantize(
-        &mlp,
-        &standardizer,
-        train_raw,
-        schema_of(&train_raw.feature_names),
-    )
-    .map_err(FitError::Quantize)?;
+    let mut quantized = quantize(&mlp, &standardizer, rows, schema).map_err(FitError::Quantize)?;
     let margin = margin.map(|policy| {
         let rows = policy.validation.unwrap_or(test_raw);
         let choice = choose_drop_margin(&quantized, rows, policy.max_benign_drop);
