@@ -14,7 +14,7 @@ use aya::{
     programs::{Xdp, XdpMode},
 };
 use npk::{
-    fixtures::{RANDOM_MODEL_DROP_MARGIN, random_packet_model},
+    fixtures::{RANDOM_MODEL_DROP_MARGIN, attachable_packet_model, random_packet_model},
     kernel::{
         Classifier, KernelError, ProgramKind, SwapRule,
         attach::{self, AttachMode, IfaceName, pin_dir},
@@ -299,7 +299,7 @@ fn pinned_attach_survives_its_handle_and_detach_removes_everything(
     lab: &NetLab,
     classifier: Classifier,
 ) {
-    let model = random_packet_model(&[16], 2, 3).unwrap();
+    let model = attachable_packet_model(&[16], 2, 3).unwrap();
     let bpf_stats = || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
     let stats_before = bpf_stats();
     drop(

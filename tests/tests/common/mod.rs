@@ -21,7 +21,9 @@ pub fn npk() -> PathBuf {
 }
 
 /// A packet-feature model with `classes` classes and one hidden layer of 8, trained by `npk
-/// train` into `dir` from separable synthetic rows; returns the model file's path.
+/// train` into `dir` from separable synthetic rows; returns the model file's path. Where the
+/// kernel has no TCX (< 6.6) it reads the ingress features only (`--ingress-only`), as `npk
+/// attach` requires there.
 #[allow(dead_code)] // not every test binary that includes this module trains a model
 pub fn trained_model(dir: &Path, classes: u32) -> String {
     trained_model_as(dir, classes, 8, &format!("m{classes}.npk"))
@@ -41,9 +43,11 @@ pub fn trained_model_as(dir: &Path, classes: u32, hidden: usize, name: &str) -> 
     }
     std::fs::write(&csv, text).unwrap();
     let out = dir.join(name).to_str().unwrap().to_string();
+    let ingress_only = (!npk::kernel::probe::kernel().tcx).then_some("--ingress-only");
     let status = Command::new(npk())
         .args(["train", "--data", csv.to_str().unwrap(), "--epochs", "2"])
         .args(["--hidden", &hidden.to_string(), "--out", &out])
+        .args(ingress_only)
         .stdout(Stdio::null())
         .status()
         .unwrap();
