@@ -72,10 +72,12 @@ const TEST_RUN_FRAMES: u64 = 5_000;
 /// The classifier's verdict on `TEST_RUN_FRAMES` generated frames equals the reference's, bit
 /// for bit, with a `hidden` model of `classes` classes pushed into the loaded `classifier`.
 fn assert_bit_exact(classifier: &mut Classifier, hidden: &[usize], classes: usize) {
-    let mut model = random_packet_model(hidden, classes, 7).unwrap();
+    // Seed 9: at every width tested, some verdicts of the drop classes reach the margin and
+    // some do not (`npk verify --hidden H --classes 4 --seed 9 --packets 5000` shows both).
+    let mut model = random_packet_model(hidden, classes, 9).unwrap();
     model.header.drop_margin = RANDOM_MODEL_DROP_MARGIN;
     let kind = classifier.kind;
-    let r = verify_loaded(classifier, &model, TEST_RUN_FRAMES, 7, |_| {}).unwrap();
+    let r = verify_loaded(classifier, &model, TEST_RUN_FRAMES, 9, |_| {}).unwrap();
     assert_eq!(
         (r.mismatches, r.errors),
         (0, 0),
@@ -315,6 +317,8 @@ fn pinned_attach_survives_its_handle_and_detach_removes_everything(
     );
     let dir = pin_dir(&iface(lab));
     assert!(dir.join("link").exists());
+    // The reply counter rides along at TC egress where the kernel has TCX, pinned too.
+    assert_eq!(dir.join("egress_link").exists(), kernel().tcx);
     // The run-time accounting stays on for `npk stats` after the attaching process is gone.
     assert_eq!(bpf_stats().trim(), "1");
     let maps = npk::kernel::ControlMaps::from_pins(&dir).unwrap();

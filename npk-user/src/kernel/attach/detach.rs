@@ -8,7 +8,10 @@ use aya::sys::SyscallError;
 use super::{
     AttachError, Leftovers, PinState, Stale,
     iface::IfaceName,
-    pins::{LINK_PIN, io_error, lock_dir, open_pin_error, pin_dir, pin_root, remove_pins},
+    pins::{
+        EGRESS_LINK_PIN, LINK_PIN, io_error, lock_dir, open_pin_error, pin_dir, pin_root,
+        remove_pins,
+    },
     query::{bpf_obj_get, link_detach},
     state::{pin_state, renamed_to},
 };
@@ -68,9 +71,12 @@ pub fn detach(iface: &IfaceName) -> Result<Detached, AttachError> {
     };
     // After any push in progress: it finishes on the attachment, or finds it gone.
     let _lock = lock_dir(&dir)?;
-    let link = dir.join(LINK_PIN);
-    if link.exists() {
-        detach_pinned_link(&link)?;
+    // The classifier first: the reply counter alone changes no verdict.
+    for name in [LINK_PIN, EGRESS_LINK_PIN] {
+        let link = dir.join(name);
+        if link.exists() {
+            detach_pinned_link(&link)?;
+        }
     }
     let leftovers = remove_pins(&dir)?;
     restore_stats_without_pinned_links();
