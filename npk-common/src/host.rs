@@ -175,13 +175,10 @@ pub struct HostState {
     /// units; updated from the host's second packet on.
     pub gap_mean: i32,
     pub gap_dev: i32,
-    /// Decayed count of the packets this machine sent the host ([`RATE_ONE`] units): the
-    /// replies, counted into it at the host's next packet.
+    /// Decayed count of the packets this machine sent the host ([`RATE_ONE`] units), as of
+    /// `replies_ns`: the replies, counted by the egress program ([`HostState::replied`]).
     pub replies: u64,
-    /// Replies sent since the host's last packet ([`HostState::replied`]): the egress program
-    /// only adds here, so that it needs no clock and the decay stays the ingress packets' own.
-    pub pending_replies: u32,
-    pub _pad: u32,
+    pub replies_ns: u64,
 }
 
 /// [`crate::packet::reply_balance`] of a flow or host that got no reply: below every ratio
@@ -189,19 +186,16 @@ pub struct HostState {
 pub const NO_REPLIES: i32 = -384;
 
 impl HostState {
-    /// Counts one packet this machine sent the host (a reply, or a request of its own).
+    /// Counts one packet this machine sent the host (a reply, or a request of its own) at
+    /// `now_ns`.
     #[inline(always)]
-    pub fn replied(&mut self) {
-        self.pending_replies = self.pending_replies.saturating_add(1);
-    }
-
-    /// `log2_q3` of the replies over the packets, decayed alike: 0 when the host hears back
-    /// as much as it sends, -8 per halving of that ratio, [`NO_REPLIES`] when it hears nothing.
-    /// A ratio, so a tool that sends twice as fast (or twice as big) does not move it; a flood
-    /// or a scan of closed ports hears (almost) nothing back, a client its answers.
-    #[inline(always)]
-    pub fn reply_balance(&self) -> i32 {
-        crate::packet::reply_balance(self.replies, self.packets)
+    pub fn replied(&mut self, now_ns: u64) {
+        bump(
+            &mut self.replies,
+            now_ns.saturating_sub(self.replies_ns),
+            RATE_ONE,
+        );
+        self.replies_ns = now_ns;
     }
 
     /// Counts `e` at `now_ns` and writes the host features: log rates of packets, bytes, SYNs,
@@ -223,12 +217,6 @@ impl HostState {
         bump(&mut self.syns, elapsed, e.syn as u64 * RATE_ONE);
         bump(&mut self.new_flows, elapsed, e.new_flow as u64 * RATE_ONE);
         bump(&mut self.icmp, elapsed, e.icmp as u64 * RATE_ONE);
-        bump(
-            &mut self.replies,
-            elapsed,
-            (self.pending_replies as u64) << RATE_FRAC_BITS,
-        );
-        self.pending_replies = 0;
         let mut bitmaps = [self.ports, self.hosts];
         roll(&mut self.window, now_ns, &mut bitmaps);
         [self.ports, self.hosts] = bitmaps;

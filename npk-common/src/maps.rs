@@ -313,6 +313,8 @@ pub struct InferenceRecord {
     pub confident: u32,
     pub features: [i32; crate::packet::NUM_FEATURES],
     pub logits: [i32; MAX_CLASSES],
+    /// When the egress program last counted a reply (its clock, for `npk verify`'s reference).
+    pub reply_ns: u64,
 }
 
 /// How the classifier finished with a packet.

@@ -62,8 +62,8 @@
 
 use crate::{
     host::{
-        HOST_FEATURES, HostState, NO_REPLIES, PacketEvent, ServiceKey, ServiceState, fold_addr,
-        log2_q3,
+        HOST_FEATURES, HostState, NO_REPLIES, PacketEvent, ServiceKey, ServiceState, decay,
+        fold_addr, log2_q3,
     },
     maps::FlowState,
     model::FeatureSchema,
@@ -363,21 +363,26 @@ pub struct PacketState<'a> {
 }
 
 /// Updates the packet's flow, host and service with this packet seen at `now_ns` and writes
-/// the feature vector. The one feature function: the kernel, `npk features`/`npk capture` and
-/// the tests call it.
+/// the feature vector: the ingress features here, the reply features by [`reply_features`] of
+/// the counts returned (the kernel computes those in a function of their own, see
+/// npk-ebpf's classify.rs). The one feature function: the kernel, `npk features`/`npk capture`
+/// and the tests call it ([`observe_all`] does both steps).
 #[inline(always)]
-pub fn observe(h: &Headers, state: PacketState<'_>, now_ns: u64, out: &mut [i32; NUM_FEATURES]) {
+pub fn observe(
+    h: &Headers,
+    state: PacketState<'_>,
+    now_ns: u64,
+    out: &mut [i32; NUM_FEATURES],
+) -> ReplyCounts {
     let (flow_out, rest) = out.split_at_mut(FLOW_FEATURES);
     let (host_out, rest) = rest.split_at_mut(HOST_FEATURES);
-    let (service_out, reply_out) =
-        rest.split_at_mut(INGRESS_FEATURES - FLOW_FEATURES - HOST_FEATURES);
-    let (Ok(flow_out), Ok(host_out), Ok(service_out), Ok(reply_out)) = (
+    let service_out = &mut rest[..INGRESS_FEATURES - FLOW_FEATURES - HOST_FEATURES];
+    let (Ok(flow_out), Ok(host_out), Ok(service_out)) = (
         <&mut [i32; FLOW_FEATURES]>::try_from(flow_out),
         <&mut [i32; HOST_FEATURES]>::try_from(host_out),
         <&mut [i32; INGRESS_FEATURES - FLOW_FEATURES - HOST_FEATURES]>::try_from(service_out),
-        <&mut [i32; NUM_FEATURES - INGRESS_FEATURES]>::try_from(reply_out),
     ) else {
-        return;
+        return ReplyCounts::default();
     };
     observe_flow(h, state.flow, now_ns, flow_out);
     const SYN_ACK: u8 = 0x02 | 0x10;
@@ -392,10 +397,6 @@ pub fn observe(h: &Headers, state: PacketState<'_>, now_ns: u64, out: &mut [i32;
     };
     state.host.observe(&event, now_ns, host_out);
     state.service.observe(&event, now_ns, service_out);
-    *reply_out = [
-        reply_balance(u64::from(state.flow.replies), u64::from(state.flow.packets)),
-        state.host.reply_balance(),
-    ];
     // No sizes for UDP, ICMP and half-open TCP (see the schema notes above): the host and flow
     // still count the bytes. A mask, not a branch (see `nonzero`).
     let udp = 1 - nonzero(u64::from(h.key.protocol ^ PROTO_UDP));
@@ -404,6 +405,65 @@ pub fn observe(h: &Headers, state: PacketState<'_>, now_ns: u64, out: &mut [i32;
     let keep = (1 - (udp | icmp | half_open)) as i32;
     for i in SENDER_SIZE_FEATURES {
         out[i] *= keep;
+    }
+    ReplyCounts {
+        flow_replies: u64::from(state.flow.replies),
+        flow_packets: u64::from(state.flow.packets),
+        host_replies: state.host.replies,
+        host_replies_ns: state.host.replies_ns,
+        host_packets: state.host.packets,
+    }
+}
+
+/// [`observe`] and [`reply_features`]: the whole vector (userspace and tests).
+#[inline(always)]
+pub fn observe_all(
+    h: &Headers,
+    state: PacketState<'_>,
+    now_ns: u64,
+    out: &mut [i32; NUM_FEATURES],
+) {
+    let counts = observe(h, state, now_ns, out);
+    if let Some(replies) = out.last_chunk_mut::<{ NUM_FEATURES - INGRESS_FEATURES }>() {
+        *replies = reply_features(&counts, now_ns);
+    }
+}
+
+/// What the reply features are computed from, as [`observe`] left the flow and the host.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyCounts {
+    pub flow_replies: u64,
+    pub flow_packets: u64,
+    /// The host's decayed replies as of `host_replies_ns`, and its packets as of now.
+    pub host_replies: u64,
+    pub host_replies_ns: u64,
+    pub host_packets: u64,
+}
+
+/// Features 26 and 27 at `now_ns`: the flow's and the host's [`reply_balance`] (the host's
+/// replies decayed to now, as its packets are).
+#[inline(always)]
+pub fn reply_features(c: &ReplyCounts, now_ns: u64) -> [i32; NUM_FEATURES - INGRESS_FEATURES] {
+    let host_replies = decay(c.host_replies, now_ns.saturating_sub(c.host_replies_ns));
+    [
+        reply_balance(c.flow_replies, c.flow_packets),
+        reply_balance(host_replies, c.host_packets),
+    ]
+}
+
+/// The features of the packets this machine sends count nothing but replies: the flow a
+/// packet answers (the reversed 5-tuple) gets one, and the host it goes to one at `now_ns`.
+/// Nothing is created: only flows and hosts that sent something get replies counted. The
+/// kernel's egress program, `npk features` (frames from the local address) and the tests call
+/// it.
+#[inline(always)]
+pub fn observe_reply(flow: Option<&mut FlowState>, host: Option<&mut HostState>, now_ns: u64) {
+    if let Some(flow) = flow {
+        flow.replies = flow.replies.saturating_add(1);
+    }
+    if let Some(host) = host {
+        host.replied(now_ns);
     }
 }
 
@@ -418,21 +478,6 @@ pub fn reply_balance(replies: u64, packets: u64) -> i32 {
     // A mask, not a branch (see `nonzero`).
     let none = 1 - nonzero(replies) as i32;
     balance + none * (NO_REPLIES - balance)
-}
-
-/// Counts a packet this machine sends (parsed as `h`) as a reply: to the flow it answers (the
-/// reversed 5-tuple, when that flow is known) and to the host it goes to (when known). Nothing
-/// is created: only flows and hosts that sent something get replies counted. The other half of
-/// the one feature function: the kernel's egress program, `npk features` (packets from the
-/// local address) and the tests call it.
-#[inline(always)]
-pub fn observe_reply(flow: Option<&mut FlowState>, host: Option<&mut HostState>) {
-    if let Some(flow) = flow {
-        flow.replies = flow.replies.saturating_add(1);
-    }
-    if let Some(host) = host {
-        host.replied();
-    }
 }
 
 /// 1 when `x` is not 0, else 0, by arithmetic hidden from LLVM (which would turn a comparison
@@ -581,7 +626,7 @@ mod tests {
                 host: self.hosts.entry(h.key.src).or_default(),
                 service: self.services.entry(h.key.service()).or_default(),
             };
-            observe(h, state, now_ns, &mut out);
+            observe_all(h, state, now_ns, &mut out);
             out
         }
     }
@@ -591,10 +636,11 @@ mod tests {
     }
 
     impl Tables {
-        fn reply(&mut self, reply: &Headers) {
+        fn reply(&mut self, reply: &Headers, now_ns: u64) {
             observe_reply(
                 self.flows.get_mut(&reply.key.reversed()),
                 self.hosts.get_mut(&reply.key.dst),
+                now_ns,
             );
         }
     }
@@ -611,7 +657,7 @@ mod tests {
         for i in 0..packets {
             last = t.observe(&request, 1 + i * gap_ns);
             if answered {
-                t.reply(&reply);
+                t.reply(&reply, 1 + i * gap_ns + 50_000);
             }
         }
         last
@@ -634,7 +680,7 @@ mod tests {
         // A reply to a flow or host never seen creates nothing.
         let mut t = Tables::default();
         let stray = parse(&ipv4_tcp(0, 0)[..]).unwrap();
-        t.reply(&stray);
+        t.reply(&stray, 1);
         assert!(t.flows.is_empty() && t.hosts.is_empty());
     }
 

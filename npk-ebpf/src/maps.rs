@@ -68,6 +68,8 @@ pub struct PacketScratch {
     pub confident: u32,
     pub version: u32,
     pub sample_window: SampleWindow,
+    /// What the reply features are computed from (see classify::npk_reply_stage).
+    pub reply_counts: npk_common::packet::ReplyCounts,
 }
 
 /// This CPU's sampling second: when it began and the samples taken in it (see classify.rs,

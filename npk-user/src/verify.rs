@@ -134,8 +134,10 @@ pub fn verify_loaded(
             report.replies += 1;
             match classifier.test_run_egress(&reply) {
                 Ok(TC_ACT_OK) => {
+                    // At the egress program's clock, which it records.
+                    let now = classifier.last_record()?.reply_ns;
                     if let Ok(h) = parse(&reply[..]) {
-                        tables.observe_reply_headers(&h);
+                        tables.observe_reply_headers(&h, now);
                     }
                 }
                 Ok(action) => {

@@ -124,7 +124,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         };
         if local == Some(h.key.src) {
             replies += 1;
-            return flows.observe_reply_headers(&h);
+            return flows.observe_reply_headers(&h, timestamp_ns);
         }
         let mut features = [0; npk_common::packet::NUM_FEATURES];
         flows.observe_headers(&h, timestamp_ns, &mut features);

@@ -18,7 +18,7 @@ use npk_common::{
     host::{HostState, ServiceKey, ServiceState},
     maps::FlowState,
     packet::{
-        FEATURE_NAMES, FlowKey, Headers, NUM_FEATURES, PacketState, ParseError, observe,
+        FEATURE_NAMES, FlowKey, Headers, NUM_FEATURES, PacketState, ParseError, observe_all,
         observe_reply, parse,
     },
 };
@@ -56,22 +56,23 @@ impl FlowTable {
             host: self.hosts.entry(h.key.src).or_default(),
             service: self.services.entry(h.key.service()).or_default(),
         };
-        observe(h, state, now_ns, out);
+        observe_all(h, state, now_ns, out);
     }
 
-    /// Counts a frame this machine sent (see [`observe_reply`]); a frame that does not parse
-    /// counts nothing, as in the kernel.
-    pub fn observe_reply(&mut self, frame: &[u8]) -> Result<(), ParseError> {
+    /// Counts a frame this machine sent at `now_ns` (see [`observe_reply`]); a frame that
+    /// does not parse counts nothing, as in the kernel.
+    pub fn observe_reply(&mut self, frame: &[u8], now_ns: u64) -> Result<(), ParseError> {
         let h = parse(frame)?;
-        self.observe_reply_headers(&h);
+        self.observe_reply_headers(&h, now_ns);
         Ok(())
     }
 
     /// [`FlowTable::observe_reply`] with parsed headers.
-    pub fn observe_reply_headers(&mut self, h: &Headers) {
+    pub fn observe_reply_headers(&mut self, h: &Headers, now_ns: u64) {
         observe_reply(
             self.flows.get_mut(&h.key.reversed()),
             self.hosts.get_mut(&h.key.dst),
+            now_ns,
         );
     }
 
