@@ -327,6 +327,7 @@ pub fn flow_stage<L: InferStage>(now: u64) -> u32 {
     // SAFETY: a map value (or this CPU's spare); races as described above.
     let flow = unsafe { &mut *flow };
     observe_stage(packet, flow, now, &mut scratch.features);
+    npk_reply_stage(now);
 
     let Some((_, model)) = active_model() else {
         return FLOW_NO_MODEL;
@@ -419,13 +420,13 @@ fn observe_stage(
             out,
         );
     }
-    npk_reply_stage(now);
 }
 
 /// The reply features (npk_common::packet::reply_features) from `PacketScratch::reply_counts`
 /// into `Scratch::features`. A global function whose result goes to map memory: the verifier
 /// checks its branches once, on their own (inline, the two balances took 5.10's and 6.1's
-/// classifiers past a million instructions).
+/// classifiers past a million instructions). Called from the flow stage's own frame: called
+/// from inside observe_stage (a static subprogram), 6.1 still went past the limit.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn npk_reply_stage(now: u64) -> u32 {
