@@ -269,7 +269,8 @@ fn live_capture_records_what_the_kernel_saw() {
         .unwrap();
     let pins = Path::new("/sys/fs/bpf/npk").join(&lab.host_if);
     let start = Instant::now();
-    while !pins.exists() {
+    // The program pin comes after the links (the directory before them).
+    while !pins.join("prog").exists() {
         // Loading the classifier takes seconds on a busy machine; the capture's own clock
         // starts once it is attached.
         assert!(start.elapsed() < Duration::from_secs(30), "never attached");
