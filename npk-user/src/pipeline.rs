@@ -169,6 +169,7 @@ pub fn fit(
         &train_raw,
         &test_raw,
         &config.train,
+        Augment::RateJitter,
         config.device,
         margin,
         on_epoch,
@@ -212,6 +213,16 @@ fn train_and_test<'a>(
     })
 }
 
+/// What training rows get before the fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Augment {
+    /// The rows as they are.
+    None,
+    /// Packet rows: one copy at other speeds and burstiness each (see
+    /// [`crate::packets::augment`]); tabular rows are left as they are.
+    RateJitter,
+}
+
 /// A model for the kernel from a split made by the caller (the demo balances its scenarios):
 /// standardized by the schema of the columns, trained, quantized (calibrated on the raw
 /// training rows), its drop margin chosen when `margin` asks, and scored on `test_raw`.
@@ -219,6 +230,7 @@ pub fn fit_split(
     train_raw: &Dataset,
     test_raw: &Dataset,
     config: &TrainConfig,
+    augment: Augment,
     device: Device,
     margin: Option<MarginPolicy<'_>>,
     on_epoch: impl FnMut(&EpochStats),
@@ -228,9 +240,9 @@ pub fn fit_split(
     // and the int8 calibration cover those too.
     let schema = schema_of(&train_raw.feature_names);
     let jittered;
-    let rows = match schema {
-        FeatureSchema::Tabular => train_raw,
-        _ => {
+    let rows = match (schema, augment) {
+        (FeatureSchema::Tabular, _) | (_, Augment::None) => train_raw,
+        (_, Augment::RateJitter) => {
             jittered = with_rate_jitter(train_raw, config.seed);
             &jittered
         }

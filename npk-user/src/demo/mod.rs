@@ -470,11 +470,19 @@ fn train_model(
         num_classes: CLASSES,
     };
     let (mut train_raw, mut test_raw) = (dataset(&train_rows), dataset(&test_rows));
-    // Where the kernel cannot count replies, the model is one of the ingress features (v5).
-    if !crate::kernel::probe::kernel().tcx {
+    // Where the kernel cannot count replies, the model is one of the ingress features (v5). So
+    // it is for npk's own generator: its replay drops attacks while it runs, which takes away
+    // the replies (a scan's RSTs) its recording saw and turns a scan into an unanswered sender,
+    // a flood's class (measured: its scans called a UDP flood in 2 of 3 test runs).
+    let ingress_only = if !crate::kernel::probe::kernel().tcx {
         say(
             "this kernel has no TCX (Linux < 6.6): replies are not counted, the model reads the ingress features only",
         );
+        true
+    } else {
+        matches!(config.traffic, Traffic::Synthetic)
+    };
+    if ingress_only {
         train_raw.keep_features(npk_common::packet::INGRESS_FEATURES);
         test_raw.keep_features(npk_common::packet::INGRESS_FEATURES);
     }
@@ -564,10 +572,17 @@ impl Candidate {
             max_benign_drop: DEFAULT_MAX_BENIGN_DROP,
             validation: None,
         };
+        // npk's own generator tells its UDP flood from its port scan (both to random ports)
+        // mainly by rate: jitter would erase that; the real-tool lab's tools are jittered.
+        let augment = match config.traffic {
+            Traffic::Synthetic => pipeline::Augment::None,
+            Traffic::Tools { .. } => pipeline::Augment::RateJitter,
+        };
         let fitted = pipeline::fit_split(
             train_raw,
             test_raw,
             &train_config,
+            augment,
             Device::Cpu,
             Some(margin),
             |e| epochs.push(*e),
