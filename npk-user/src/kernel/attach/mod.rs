@@ -365,45 +365,55 @@ fn attach_link(
                 .try_into()
                 .map_err(|_| AttachError::NotBpfLink("XDP"))
         }
-        AttachMode::Tc => {
-            // TCX (kernel >= 6.6) runs before any qdisc and needs none: a clsact qdisc on the
-            // interface, the user's or none, is neither required nor touched.
-            let sc: &mut SchedClassifier = prog
-                .try_into()
-                .map_err(program_error(format!("{name} is not a TC classifier")))?;
-            let id = sc
-                .attach(iface.as_str(), TcAttachType::Ingress)
-                .map_err(program_error(format!(
-                    "attaching the TC classifier to {iface} failed"
-                )))?;
-            sc.take_link(id)
-                .map_err(program_error("taking the TC link".into()))?
-                .try_into()
-                .map_err(|_| AttachError::NotBpfLink("TC"))
-        }
+        AttachMode::Tc => attach_tcx(
+            classifier,
+            name,
+            iface,
+            TcAttachType::Ingress,
+            &format!("attaching the TC classifier to {iface} failed"),
+            "TC",
+        ),
     }
 }
 
 /// Attaches the reply counter at TC egress of `iface` through a TCX link.
 fn attach_egress(classifier: &mut Classifier, iface: &IfaceName) -> Result<FdLink, AttachError> {
+    attach_tcx(
+        classifier,
+        PROG_EGRESS,
+        iface,
+        TcAttachType::Egress,
+        &format!("attaching the reply counter to {iface}'s egress failed"),
+        "TC egress",
+    )
+}
+
+/// Attaches the TC program `name` of `classifier` at `direction` of `iface` through a TCX link
+/// (kernel >= 6.6): it runs before any qdisc and needs none, so a clsact qdisc on the
+/// interface, the user's or none, is neither required nor touched. `failed` words an attach
+/// error, `link` names the link in the others.
+fn attach_tcx(
+    classifier: &mut Classifier,
+    name: &str,
+    iface: &IfaceName,
+    direction: TcAttachType,
+    failed: &str,
+    link: &'static str,
+) -> Result<FdLink, AttachError> {
     let program_error = |what: String| move |source| AttachError::Program { what, source };
     let sc: &mut SchedClassifier = classifier
         .ebpf
-        .program_mut(PROG_EGRESS)
-        .ok_or_else(|| KernelError::MissingProgram(PROG_EGRESS.into()))?
+        .program_mut(name)
+        .ok_or_else(|| KernelError::MissingProgram(name.into()))?
         .try_into()
-        .map_err(program_error(format!(
-            "{PROG_EGRESS} is not a TC classifier"
-        )))?;
+        .map_err(program_error(format!("{name} is not a TC classifier")))?;
     let id = sc
-        .attach(iface.as_str(), TcAttachType::Egress)
-        .map_err(program_error(format!(
-            "attaching the reply counter to {iface}'s egress failed"
-        )))?;
+        .attach(iface.as_str(), direction)
+        .map_err(program_error(failed.to_string()))?;
     sc.take_link(id)
-        .map_err(program_error("taking the TC egress link".into()))?
+        .map_err(program_error(format!("taking the {link} link")))?
         .try_into()
-        .map_err(|_| AttachError::NotBpfLink("TC egress"))
+        .map_err(|_| AttachError::NotBpfLink(link))
 }
 
 impl Attachment {
