@@ -630,6 +630,71 @@ fn concurrent_pushes_take_turns_and_announce_every_version_once() {
     ok(&["detach", "--iface", iface]);
 }
 
+/// A push that waits for a detach's turn finds nothing attached when its turn comes: it fails
+/// saying so, and announces no model. The detach is slowed at every bpf(2) call once it holds
+/// the attachment's lock (strace's delay injection), and the push starts only then.
+#[test]
+fn a_push_queued_behind_a_detach_fails_and_says_why() {
+    use std::os::unix::fs::MetadataExt;
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    attach_pinned(iface, &models.two, "skb", &[]);
+    let dir_inode = std::fs::metadata(pins(iface)).unwrap().ino();
+    let npk_path = npk();
+    let detach = Command::new("strace")
+        .args([
+            "-f",
+            "-o",
+            "/dev/null",
+            "-e",
+            "inject=bpf:delay_enter=300000",
+        ])
+        .arg(&npk_path)
+        .args(["detach", "--iface", iface])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // /proc/locks: "N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE START END".
+    let locked = || {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .any(|l| {
+                l.contains("FLOCK")
+                    && l.split_whitespace()
+                        .nth(5)
+                        .and_then(|dev_ino| dev_ino.rsplit(':').next())
+                        .is_some_and(|ino| ino == dir_inode.to_string())
+            })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !locked() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the detach never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let push = run(&["push", "--iface", iface, "--model", models.two.as_str()]);
+    let detached = detach.wait_with_output().unwrap();
+    assert!(detached.status.success(), "detach: {}", stderr(&detached));
+    assert!(
+        !push.status.success(),
+        "the push succeeded: {}",
+        stdout(&push)
+    );
+    assert!(
+        stderr(&push).contains(&format!(
+            "npk was detached from {iface} while this command waited"
+        )),
+        "{}",
+        stderr(&push)
+    );
+    assert!(!stdout(&push).contains("active"), "{}", stdout(&push));
+}
+
 /// `--json` on attach (pinned), push and detach: one JSON object each, for scripts; detach
 /// twice says the second time that nothing was attached, and succeeds.
 #[test]
