@@ -18,5 +18,6 @@ pub mod loadgen;
 pub mod maps;
 pub mod model;
 pub mod packet;
+pub mod peer;
 pub mod udp_reply;
 pub mod wire;

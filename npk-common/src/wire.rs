@@ -2,17 +2,21 @@
 //!
 //! One request datagram carries one feature vector; one reply datagram answers it. All integers
 //! are little-endian. Every request that reaches a server gets exactly one reply: a bad one gets
-//! an error [`Status`] (and is counted), never silence and never a guessed answer.
+//! an error [`Status`] (and is counted), never a guessed answer. Two exceptions, both counted
+//! and never answered: a request from or to an address no host answers (npk_common::peer), and
+//! a request shorter than its reply would be (no server amplifies a spoofed request; clients
+//! pad their requests to the reply they expect, [`encode_request`]).
 //!
 //! # Request
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `b"NPKQ"` ([`REQUEST_MAGIC`]) |
 //! | 4 | 2 | wire version ([`WIRE_VERSION`]) |
-//! | 6 | 2 | reserved: sent as 0, ignored |
+//! | 6 | 2 | padding P: bytes after the features, ignored (0 in requests of before padding) |
 //! | 8 | 4 | request id, echoed in the reply |
 //! | 12 | 4 | model id: [`ANY_MODEL`] or the model version the client expects |
 //! | 16 | 4 N | N int32 features; N must equal the model's input count |
+//! | 16 + 4 N | P | padding |
 //!
 //! # Reply
 //! | offset | size | field |
@@ -27,12 +31,14 @@
 //! | 24 | 4 C | the C int32 logits (C = the model's classes); none on an error |
 //!
 //! The checks run in a fixed order, and the first that fails names the status: length
-//! (`ShortPacket`), magic, version, model present, model id, feature count.
+//! (`ShortPacket`), magic, version, model present, model id, feature count. Then the reply's
+//! length is compared with the request's ([`Checked::refused`]).
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::infer::{NeuronLoop, Scratch, infer};
 use crate::model::{MAX_CLASSES, MAX_INPUTS, Model};
+use crate::peer::{IfAddr, MAX_IF_ADDRS};
 
 /// `b"NPKQ"` read as a little-endian u32.
 pub const REQUEST_MAGIC: u32 = u32::from_le_bytes(*b"NPKQ");
@@ -60,11 +66,12 @@ pub enum Status {
     BadMagic = 1,
     /// The version is not [`WIRE_VERSION`].
     BadVersion = 2,
-    /// The features are not `4 * num_inputs` bytes.
+    /// The features (the bytes between the header and the padding) are not `4 * num_inputs`.
     WrongFeatureCount = 3,
     /// The request names a model id other than [`ANY_MODEL`] and the active model's version.
     ModelMismatch = 4,
-    /// Shorter than [`REQUEST_HEADER_LEN`].
+    /// Shorter than [`REQUEST_HEADER_LEN`]. No server sends it any more: such a request is
+    /// shorter than any reply and refused; it stays for the clients of older servers.
     ShortPacket = 5,
     /// No model has been pushed yet.
     NoModel = 6,
@@ -127,6 +134,7 @@ pub struct ActiveModel {
     /// Meaningful only when `loaded`.
     pub version: u32,
     pub num_inputs: u32,
+    pub num_classes: u32,
 }
 
 impl ActiveModel {
@@ -134,6 +142,7 @@ impl ActiveModel {
         loaded: false,
         version: 0,
         num_inputs: 0,
+        num_classes: 0,
     };
 
     pub fn of(model: Option<&Model>) -> Self {
@@ -142,6 +151,7 @@ impl ActiveModel {
                 loaded: true,
                 version: m.header.model_version,
                 num_inputs: m.header.num_inputs,
+                num_classes: m.header.num_classes,
             },
             None => Self::NONE,
         }
@@ -156,6 +166,23 @@ pub struct Checked {
     pub request_id: u32,
     /// The reply's detail field.
     pub detail: u32,
+    /// The reply's length.
+    pub reply_len: usize,
+    /// The reply would be longer than the request: the server sends nothing (and counts it),
+    /// so that a request with a spoofed source is never answered with more bytes than it had.
+    pub refused: bool,
+}
+
+/// The length of an OK reply of a model with `classes` classes: what a request must be padded
+/// to at least.
+#[inline(always)]
+pub const fn ok_reply_len(classes: usize) -> usize {
+    let classes = if classes < MAX_CLASSES {
+        classes
+    } else {
+        MAX_CLASSES
+    };
+    REPLY_HEADER_LEN + 4 * classes
 }
 
 #[inline(always)]
@@ -187,15 +214,23 @@ pub fn check_request(head: &[u8; REQUEST_HEADER_LEN], len: usize, model: &Active
         (Status::NoModel, 0)
     } else if le32(head, 12) != ANY_MODEL && le32(head, 12) != model.version {
         (Status::ModelMismatch, 0)
-    } else if len - REQUEST_HEADER_LEN != 4 * model.num_inputs as usize {
+    } else if len - REQUEST_HEADER_LEN < le16(head, 6) as usize
+        || len - REQUEST_HEADER_LEN - le16(head, 6) as usize != 4 * model.num_inputs as usize
+    {
         (Status::WrongFeatureCount, model.num_inputs)
     } else {
         (Status::Ok, 0)
+    };
+    let reply_len = match status {
+        Status::Ok => ok_reply_len(model.num_classes as usize),
+        _ => REPLY_HEADER_LEN,
     };
     Checked {
         status,
         request_id,
         detail,
+        reply_len,
+        refused: reply_len > len,
     }
 }
 
@@ -228,28 +263,31 @@ pub fn write_reply_header(
 
 /// Answers one request payload with `model` (`None`: no model loaded), the way every npk server
 /// does: the userspace server calls it directly, the client calls it to know what each reply
-/// must be. Returns the reply length written to `out`.
+/// must be. Returns the reply length written to `out`, or `None` for a request refused
+/// because its reply would be longer ([`Checked::refused`]).
 pub fn respond<L: NeuronLoop>(
     request: &[u8],
     model: Option<&Model>,
     scratch: &mut Scratch,
     looper: &mut L,
     out: &mut [u8; MAX_REPLY_LEN],
-) -> usize {
+) -> Option<usize> {
     let mut head = [0u8; REQUEST_HEADER_LEN];
     let n = request.len().min(REQUEST_HEADER_LEN);
     head[..n].copy_from_slice(&request[..n]);
     let active = ActiveModel::of(model);
     let version = if active.loaded { active.version } else { 0 };
-    let Some(header) = out.first_chunk_mut::<REPLY_HEADER_LEN>() else {
-        return 0; // unreachable: MAX_REPLY_LEN > REPLY_HEADER_LEN
-    };
+    // (MAX_REPLY_LEN > REPLY_HEADER_LEN: always there.)
+    let header = out.first_chunk_mut::<REPLY_HEADER_LEN>()?;
     let checked = check_request(&head, request.len(), &active);
+    if checked.refused {
+        return None;
+    }
     let (Status::Ok, Some(model)) = (checked.status, model) else {
         // (check_request says OK only with a model loaded.)
         let c = checked;
         write_reply_header(header, c.status, c.request_id, NO_CLASS, version, c.detail);
-        return REPLY_HEADER_LEN;
+        return Some(REPLY_HEADER_LEN);
     };
     let request_id = checked.request_id;
     let features = &request[REQUEST_HEADER_LEN..];
@@ -263,20 +301,24 @@ pub fn respond<L: NeuronLoop>(
         let at = REPLY_HEADER_LEN + 4 * i;
         out[at..at + 4].copy_from_slice(&l.to_le_bytes());
     }
-    REPLY_HEADER_LEN + 4 * logits.len()
+    Some(REPLY_HEADER_LEN + 4 * logits.len())
 }
 
-/// Encodes a request into `out`; returns its length.
+/// Encodes a request into `out`, padded to `min_len` bytes (the reply the client expects,
+/// [`ok_reply_len`]: a server refuses a request shorter than its reply); returns its length.
 pub fn encode_request(
     out: &mut [u8],
     request_id: u32,
     model_id: u32,
     features: &[i32],
+    min_len: usize,
 ) -> Result<usize, WireError> {
     if features.len() > MAX_INPUTS {
         return Err(WireError::TooManyFeatures(features.len()));
     }
-    let len = REQUEST_HEADER_LEN + 4 * features.len();
+    let unpadded = REQUEST_HEADER_LEN + 4 * features.len();
+    let padding = min_len.saturating_sub(unpadded).min(u16::MAX as usize);
+    let len = unpadded + padding;
     let Some(out) = out.get_mut(..len) else {
         return Err(WireError::BufferTooSmall {
             needed: len,
@@ -285,12 +327,13 @@ pub fn encode_request(
     };
     out[0..4].copy_from_slice(&REQUEST_MAGIC.to_le_bytes());
     out[4..6].copy_from_slice(&WIRE_VERSION.to_le_bytes());
-    out[6..8].fill(0);
+    out[6..8].copy_from_slice(&(padding as u16).to_le_bytes());
     out[8..12].copy_from_slice(&request_id.to_le_bytes());
     out[12..16].copy_from_slice(&model_id.to_le_bytes());
     for (chunk, f) in out[REQUEST_HEADER_LEN..].chunks_exact_mut(4).zip(features) {
         chunk.copy_from_slice(&f.to_le_bytes());
     }
+    out[unpadded..].fill(0);
     Ok(len)
 }
 
@@ -437,7 +480,7 @@ pub const PROG_SERVE: &str = "npk_serve";
 /// The kernel server's configuration.
 ///
 /// # Layout
-/// 8 bytes.
+/// 168 bytes: the port (2), padding (6), then the interface's addresses.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct ServeConfig {
@@ -445,6 +488,10 @@ pub struct ServeConfig {
     pub port: u16,
     pub _pad: u16,
     pub _reserved: u32,
+    /// The served interface's addresses (unused entries [`IfAddr::NONE`]): requests to other
+    /// destinations, and from their subnets' broadcast addresses, are passed to the stack
+    /// (npk_common::peer).
+    pub addrs: [IfAddr; MAX_IF_ADDRS],
 }
 
 /// Per-CPU counters of the kernel server (the userspace server keeps the same ones).
@@ -466,10 +513,17 @@ pub struct ServeCounters {
     pub swap_retries: u64,
     /// Replies that could not be written into the frame (dropped).
     pub tx_errors: u64,
+    /// Datagrams to the served port from or to an address the server does not answer
+    /// (npk_common::peer): the kernel passes them to the stack, userspace sends nothing. Not
+    /// in `requests`.
+    pub refused_address: u64,
+    /// Requests shorter than their reply would be ([`Checked::refused`]): dropped unanswered.
+    /// In `requests`, not in `replies`.
+    pub refused_amplifying: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<ServeConfig>() == 8);
-const _: () = assert!(core::mem::size_of::<ServeCounters>() == 8 * (NUM_STATUSES + 6));
+const _: () = assert!(core::mem::size_of::<ServeConfig>() == 8 + 20 * MAX_IF_ADDRS);
+const _: () = assert!(core::mem::size_of::<ServeCounters>() == 8 * (NUM_STATUSES + 8));
 
 impl ServeCounters {
     /// Adds `other` into `self` (summing per-CPU values).
@@ -483,6 +537,8 @@ impl ServeCounters {
         self.unsupported += other.unsupported;
         self.swap_retries += other.swap_retries;
         self.tx_errors += other.tx_errors;
+        self.refused_address += other.refused_address;
+        self.refused_amplifying += other.refused_amplifying;
     }
 
     /// Replies of every status.
@@ -535,29 +591,46 @@ mod tests {
         m
     }
 
+    /// A request padded to the tiny model's OK reply (32 bytes).
     fn request(id: u32, model_id: u32, features: &[i32]) -> Vec<u8> {
         let mut buf = [0u8; MAX_REQUEST_LEN];
-        let n = encode_request(&mut buf, id, model_id, features).unwrap();
+        let n = encode_request(&mut buf, id, model_id, features, ok_reply_len(2)).unwrap();
         buf[..n].to_vec()
     }
 
-    fn answer(req: &[u8], model: Option<&Model>) -> Reply {
+    fn try_answer(req: &[u8], model: Option<&Model>) -> Option<Reply> {
         let mut out = [0u8; MAX_REPLY_LEN];
-        let n = respond(req, model, &mut Scratch::new(), &mut PlainLoop, &mut out);
-        decode_reply(&out[..n]).unwrap()
+        let n = respond(req, model, &mut Scratch::new(), &mut PlainLoop, &mut out)?;
+        Some(decode_reply(&out[..n]).unwrap())
+    }
+
+    #[track_caller]
+    fn answer(req: &[u8], model: Option<&Model>) -> Reply {
+        try_answer(req, model).expect("answered")
     }
 
     #[test]
     fn request_encodes_as_documented() {
-        let r = request(0x0102_0304, 0, &[-1, 2]);
+        let mut buf = [0u8; 64];
+        let n = encode_request(&mut buf, 0x0102_0304, 0, &[-1, 2], 0).unwrap();
+        let r = buf[..n].to_vec();
         assert_eq!(&r[..4], b"NPKQ");
         assert_eq!(&r[4..8], &[1, 0, 0, 0]);
         assert_eq!(&r[8..12], &[4, 3, 2, 1]);
         assert_eq!(&r[12..16], &[0; 4]);
         assert_eq!(&r[16..], &[0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0]);
+        // Padded to 36: 12 zero bytes after the features, counted at offset 6.
+        buf.fill(0xee);
+        assert_eq!(encode_request(&mut buf, 1, 0, &[-1, 2], 36), Ok(36));
+        assert_eq!(&buf[4..8], &[1, 0, 12, 0]);
+        assert_eq!(&buf[16..24], &[0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0]);
+        assert_eq!(&buf[24..36], &[0; 12]);
+        // Already long enough: no padding.
+        assert_eq!(encode_request(&mut buf, 1, 0, &[-1, 2], 20), Ok(24));
+        assert_eq!(&buf[6..8], &[0, 0]);
         let mut small = [0u8; 20];
         assert_eq!(
-            encode_request(&mut small, 1, 0, &[1, 2]),
+            encode_request(&mut small, 1, 0, &[1, 2], 0),
             Err(WireError::BufferTooSmall {
                 needed: 24,
                 have: 20
@@ -590,12 +663,12 @@ mod tests {
         bad_magic[0] = b'X';
         let mut bad_version = good.clone();
         bad_version[4] = 2;
+        let mut over_padded = good.clone();
+        over_padded[6] = 17; // more padding than the 16 bytes after the header
         // (request, model, status, echoed request id, detail)
         type Case<'a> = (&'a [u8], Option<&'a Model>, Status, u32, u32);
-        let cases: [Case; 8] = [
-            (&good[..15], Some(&m), Status::ShortPacket, 77, 0),
-            (&good[..11], Some(&m), Status::ShortPacket, 0, 0),
-            (&[], Some(&m), Status::ShortPacket, 0, 0),
+        let cases: [Case; 6] = [
+            (&over_padded, Some(&m), Status::WrongFeatureCount, 77, 3),
             (&bad_magic, Some(&m), Status::BadMagic, 77, 0),
             (&bad_version, Some(&m), Status::BadVersion, 77, 1),
             (&good, None, Status::NoModel, 77, 0),
@@ -621,6 +694,38 @@ mod tests {
         assert_eq!(answer(&two, Some(&m)).status, Status::WrongFeatureCount);
         let four = request(5, 0, &[1, 2, 3, 4]);
         assert_eq!(answer(&four, Some(&m)).status, Status::WrongFeatureCount);
+    }
+
+    /// No reply is longer than its request: shorter requests get no reply at all.
+    #[test]
+    fn requests_shorter_than_their_reply_are_refused() {
+        let m = tiny_model();
+        let good = request(77, 0, &[1, 2, 3]);
+        assert_eq!(good.len(), 32);
+        let mut unpadded = [0u8; MAX_REQUEST_LEN];
+        let n = encode_request(&mut unpadded, 77, 0, &[1, 2, 3], 0).unwrap();
+        // 28 bytes for a 32-byte OK reply; the error replies (24) fit in any request of 24.
+        for (req, model) in [
+            (&unpadded[..n], Some(&m)),
+            (&good[..23], Some(&m)),
+            (&good[..15], Some(&m)),
+            (&good[..11], Some(&m)),
+            (&[][..], Some(&m)),
+            (&good[..23], None),
+        ] {
+            assert_eq!(try_answer(req, model), None, "{} bytes", req.len());
+            let mut head = [0u8; REQUEST_HEADER_LEN];
+            let k = req.len().min(REQUEST_HEADER_LEN);
+            head[..k].copy_from_slice(&req[..k]);
+            let c = check_request(&head, req.len(), &ActiveModel::of(model));
+            assert!(c.refused && c.reply_len > req.len());
+        }
+        assert_eq!(answer(&good, Some(&m)).status, Status::Ok);
+        assert_eq!(answer(&unpadded[..24], None).status, Status::NoModel);
+        assert_eq!(
+            answer(&good[..24], Some(&m)).status,
+            Status::WrongFeatureCount
+        );
     }
 
     #[test]
@@ -688,7 +793,7 @@ mod tests {
         let mut buf = [0u8; MAX_REQUEST_LEN + 4];
         let features = [0i32; MAX_INPUTS + 1];
         assert_eq!(
-            encode_request(&mut buf, 0, 0, &features),
+            encode_request(&mut buf, 0, 0, &features, 0),
             Err(WireError::TooManyFeatures(MAX_INPUTS + 1))
         );
     }

@@ -1,6 +1,8 @@
 //! The in-kernel inference server: a UDP request to the configured port (npk_common::wire) is
 //! answered in place and sent back out of the interface it came in on (XDP_TX). The model is
 //! the classifier's (same seqlocked slots, same `classify`), so `npk push` swaps it here too.
+//! Requests from or to an address no host answers are passed to the stack, requests shorter
+//! than their reply dropped (npk_common::peer, npk_common::wire::Checked::refused).
 //!
 //! All packet access goes through `bpf_xdp_load_bytes`/`bpf_xdp_store_bytes` and a per-CPU
 //! buffer: variable offsets (VLAN tag, IPv4 options) then only index map memory, which the
@@ -19,13 +21,14 @@ use aya_ebpf::{
 use npk_common::{
     infer::Scratch,
     model::{MAX_CLASSES, MAX_INPUTS, ModelHeader},
+    peer::check_frame,
     udp_reply::{
         FRAME_BUF, FRAME_WINDOW, OnesSum, PAYLOAD_AT, Refusal, Request, UDP_AT, UDP_BUF, fold,
         parse_request, rewrite_headers,
     },
     wire::{
         ActiveModel, NO_CLASS, REPLY_HEADER_LEN, REQUEST_HEADER_LEN, ServeCounters, Status,
-        check_request, write_reply_header,
+        check_request, ok_reply_len, write_reply_header,
     },
 };
 
@@ -95,11 +98,23 @@ pub fn serve(ctx: &XdpContext) -> u32 {
             return xdp_action::XDP_PASS;
         }
     }
+    // Passed: the stack applies the same rules (martian sources) or delivers the datagram to
+    // the sockets that want broadcasts; this server only answers its own unicast traffic.
+    if npk_serve_peer() != PEER_OK {
+        stats.refused_address += 1;
+        return xdp_action::XDP_PASS;
+    }
     stats.requests += 1;
     let Answer {
         status,
         len: reply_len,
+        refused,
     } = answer(ctx, buf);
+    if refused {
+        // Dropped, not passed: the stack would hand it to this server's own sockets.
+        stats.refused_amplifying += 1;
+        return xdp_action::XDP_DROP;
+    }
     if reply_len == 0 {
         stats.tx_errors += 1;
         return xdp_action::XDP_DROP;
@@ -126,6 +141,28 @@ fn parse(
 ) -> Result<(), Refusal> {
     *out = parse_request(b, len, frame_len, port)?;
     Ok(())
+}
+
+const PEER_OK: u32 = 1;
+
+/// [`check_frame`] on the parsed request in [`ServeBuf`] with the configured addresses:
+/// [`PEER_OK`], or 0 when the server must not answer.
+///
+/// A global function, for the same reason as [`npk_serve_infer`]: every comparison with an
+/// address is a branch, and inlined, the verifier walked the rest of the program once per
+/// combination of their outcomes (past its 1M instruction limit).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn npk_serve_peer() -> u32 {
+    let (Some(buf), Some(config)) = (SERVE_BUF.get_ptr(0), SERVE_CONFIG.get(0)) else {
+        return 0;
+    };
+    // SAFETY: a per-CPU map value, used by one program run at a time on this CPU.
+    let buf = unsafe { &*buf };
+    match check_frame(&buf.frame, &buf.parsed, &config.addrs) {
+        Ok(()) => PEER_OK,
+        Err(_) => 0,
+    }
 }
 
 /// What [`model_header`] found.
@@ -159,15 +196,18 @@ fn model_header(out: &mut ModelHeader) -> ModelState {
 }
 
 /// A reply written to `buf.udp[PAYLOAD_AT..]`, or `len` 0 when the request's bytes could not
-/// be read. (A plain struct, not an `Option`: see npk_common::wire::ActiveModel.)
+/// be read, or `refused` (npk_common::wire::Checked::refused). (A plain struct, not an
+/// `Option`: see npk_common::wire::ActiveModel.)
 struct Answer {
     status: Status,
     len: usize,
+    refused: bool,
 }
 
 const UNANSWERED: Answer = Answer {
     status: Status::Ok,
     len: 0,
+    refused: false,
 };
 
 /// Checks the request and writes the reply payload.
@@ -207,8 +247,16 @@ fn answer(ctx: &XdpContext, buf: &mut ServeBuf) -> Answer {
         loaded: state == ModelState::Loaded,
         version: header.model_version,
         num_inputs: header.num_inputs,
+        num_classes: header.num_classes,
     };
     let checked = check_request(&buf.head, len, &active);
+    if checked.refused {
+        return Answer {
+            status: checked.status,
+            len: 0,
+            refused: true,
+        };
+    }
     let mut status = checked.status;
     if status == Status::Ok {
         status = match npk_serve_infer(ctx.ctx, header.num_inputs) {
@@ -220,7 +268,8 @@ fn answer(ctx: &XdpContext, buf: &mut ServeBuf) -> Answer {
                 }
                 return Answer {
                     status: Status::Ok,
-                    len: REPLY_HEADER_LEN + 4 * (header.num_classes as usize).min(MAX_CLASSES),
+                    len: ok_reply_len(header.num_classes as usize),
+                    refused: false,
                 };
             }
             INFERRED | RETRY => Status::Retry,
@@ -246,6 +295,7 @@ fn answer(ctx: &XdpContext, buf: &mut ServeBuf) -> Answer {
     Answer {
         status,
         len: REPLY_HEADER_LEN,
+        refused: false,
     }
 }
 

@@ -2,7 +2,8 @@
 //! [`check_request`], which the userspace server and, for the checks, the kernel server run)
 //! and the reply decoder ([`decode_reply`], what `npk client` reads): mutations of valid
 //! requests and replies, and random datagrams up to twice the largest request. Every request
-//! must get exactly one reply that decodes and says what the checks say; never a panic.
+//! must get exactly one reply that decodes and says what the checks say, or none when the
+//! reply would be longer than the request; never a panic.
 
 mod fuzz_common;
 
@@ -15,7 +16,7 @@ use npk_common::model::Model;
 use npk_common::wire::{
     ActiveModel, MAX_REPLY_LEN, MAX_REQUEST_LEN, NO_CLASS, REPLY_HEADER_LEN, REPLY_MAGIC,
     REQUEST_HEADER_LEN, REQUEST_MAGIC, Status, WIRE_VERSION, check_request, decode_reply,
-    encode_request, respond,
+    encode_request, ok_reply_len, respond,
 };
 use proptest::prelude::*;
 
@@ -36,7 +37,15 @@ static REQUESTS: LazyLock<Vec<Input>> = LazyLock::new(|| {
         let features: Vec<i32> = (0..inputs as i32).map(|i| i * 1000 - 3000).collect();
         for model_id in [0, model.header.model_version] {
             let mut buf = [0u8; MAX_REQUEST_LEN];
-            let n = encode_request(&mut buf, 0x1234_5678, model_id, &features).unwrap();
+            let classes = model.header.num_classes as usize;
+            let n = encode_request(
+                &mut buf,
+                0x1234_5678,
+                model_id,
+                &features,
+                ok_reply_len(classes),
+            )
+            .unwrap();
             out.push(buf[..n].to_vec());
         }
     }
@@ -49,8 +58,8 @@ static REPLIES: LazyLock<Vec<Input>> = LazyLock::new(|| {
     let mut out = Vec::new();
     for (i, request) in REQUESTS.iter().enumerate() {
         let model = Some(&*MODELS[i / 2]);
-        for request in [&request.bytes[..], &request.bytes[..10]] {
-            out.push(Input::binary(reply_to(request, model), 64, &[]));
+        for request in [&request.bytes[..], &request.bytes[..24]] {
+            out.push(Input::binary(reply_to(request, model).unwrap(), 64, &[]));
         }
     }
     out
@@ -70,8 +79,8 @@ fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
 
-/// The server's reply to `request` (userspace reference path).
-fn reply_to(request: &[u8], model: Option<&Model>) -> Vec<u8> {
+/// The server's reply to `request` (userspace reference path), `None` when refused.
+fn reply_to(request: &[u8], model: Option<&Model>) -> Option<Vec<u8>> {
     let mut reply = [0u8; MAX_REPLY_LEN];
     let n = respond(
         request,
@@ -79,8 +88,8 @@ fn reply_to(request: &[u8], model: Option<&Model>) -> Vec<u8> {
         &mut Scratch::new(),
         &mut PlainLoop,
         &mut reply,
-    );
-    reply[..n].to_vec()
+    )?;
+    Some(reply[..n].to_vec())
 }
 
 /// What the checks say about `request` for `model`, written out from docs/wire-format.md.
@@ -101,7 +110,8 @@ fn expected_status(request: &[u8], model: Option<&Model>) -> Status {
     if id != 0 && id != model.header.model_version {
         return Status::ModelMismatch;
     }
-    if request.len() != REQUEST_HEADER_LEN + 4 * model.header.num_inputs as usize {
+    let padding = usize::from(u16::from_le_bytes([request[6], request[7]]));
+    if request.len() != REQUEST_HEADER_LEN + 4 * model.header.num_inputs as usize + padding {
         return Status::WrongFeatureCount;
     }
     Status::Ok
@@ -109,11 +119,28 @@ fn expected_status(request: &[u8], model: Option<&Model>) -> Status {
 
 /// Answers `request` and checks the reply against the documented checks.
 fn answer(request: &[u8], model: Option<&Model>) -> Result<(), TestCaseError> {
+    let status = expected_status(request, model);
+    let reply_len = match (status, model) {
+        (Status::Ok, Some(m)) => REPLY_HEADER_LEN + 4 * m.header.num_classes as usize,
+        _ => REPLY_HEADER_LEN,
+    };
     let reply = reply_to(request, model);
+    let mut head = [0u8; REQUEST_HEADER_LEN];
+    let k = request.len().min(REQUEST_HEADER_LEN);
+    head[..k].copy_from_slice(&request[..k]);
+    let checked = check_request(&head, request.len(), &ActiveModel::of(model));
+    prop_assert_eq!(checked.refused, reply_len > request.len());
+    let Some(reply) = reply else {
+        prop_assert!(
+            reply_len > request.len(),
+            "refused a request of {} bytes",
+            request.len()
+        );
+        return Ok(());
+    };
     let decoded = decode_reply(&reply);
     prop_assert!(decoded.is_ok(), "the reply does not decode: {decoded:?}");
     let decoded = decoded.unwrap();
-    let status = expected_status(request, model);
     prop_assert_eq!(decoded.status, status);
     let request_id = if request.len() >= 12 {
         le32(request, 8)
@@ -129,11 +156,8 @@ fn answer(request: &[u8], model: Option<&Model>) -> Result<(), TestCaseError> {
         prop_assert_eq!(decoded.class, NO_CLASS);
         prop_assert_eq!(reply.len(), REPLY_HEADER_LEN);
     }
+    prop_assert_eq!(reply.len(), reply_len);
     // The kernel server runs check_request on the first 16 bytes and the length.
-    let mut head = [0u8; REQUEST_HEADER_LEN];
-    let k = request.len().min(REQUEST_HEADER_LEN);
-    head[..k].copy_from_slice(&request[..k]);
-    let checked = check_request(&head, request.len(), &ActiveModel::of(model));
     prop_assert_eq!(checked.status, status);
     Ok(())
 }

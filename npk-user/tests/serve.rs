@@ -20,10 +20,15 @@ use npk::{
 };
 use npk_common::{
     infer::{PlainLoop, Scratch},
-    model::Model,
-    wire::{MAX_REPLY_LEN, MAX_REQUEST_LEN, Reply, Status, decode_reply, encode_request, respond},
+    model::{MAX_CLASSES, Model},
+    peer::IfAddr,
+    wire::{
+        MAX_REPLY_LEN, MAX_REQUEST_LEN, Reply, Status, decode_reply, encode_request, ok_reply_len,
+        respond,
+    },
 };
 
+const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const PORT: u16 = 7878;
@@ -165,6 +170,7 @@ fn reply_payload(shape: Shape, frame: &[u8]) -> Vec<u8> {
     udp[8..].to_vec()
 }
 
+#[track_caller]
 fn reference(request: &[u8], model: Option<&Model>) -> Vec<u8> {
     let mut out = [0u8; MAX_REPLY_LEN];
     let n = respond(
@@ -173,14 +179,26 @@ fn reference(request: &[u8], model: Option<&Model>) -> Vec<u8> {
         &mut Scratch::new(),
         &mut PlainLoop,
         &mut out,
-    );
+    )
+    .expect("a request as long as its reply");
     out[..n].to_vec()
 }
 
+/// A request padded to the longest reply, answered by every model.
 fn request(id: u32, model_id: u32, features: &[i32]) -> Vec<u8> {
     let mut buf = [0u8; MAX_REQUEST_LEN];
-    let n = encode_request(&mut buf, id, model_id, features).unwrap();
+    let n = encode_request(&mut buf, id, model_id, features, ok_reply_len(MAX_CLASSES)).unwrap();
     buf[..n].to_vec()
+}
+
+/// The kernel server of the test-run tests: B's addresses (see [`udp_frame`]) are its own.
+fn test_server() -> KernelServer {
+    let mut server = KernelServer::load(PORT).unwrap();
+    let b6 = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    server
+        .set_addresses(&[IfAddr::v4([10, 0, 0, 2], 24), IfAddr::v6(b6, 64)])
+        .unwrap();
+    server
 }
 
 /// Sends `payload` in a frame of `shape` through the program; returns the decoded reply.
@@ -218,7 +236,7 @@ fn xdp_replies_match_the_reference_bit_for_bit() {
         },
     ];
     for (model, name) in [(iris_like(), "iris-like"), (digits_like(), "digits-like")] {
-        let mut server = KernelServer::load(PORT).unwrap();
+        let mut server = test_server();
         assert_eq!(server.push(&model).unwrap(), 1);
         let mut rng = npk::rng::Rng::new(5);
         for i in 0..300u32 {
@@ -244,7 +262,7 @@ fn xdp_replies_match_the_reference_bit_for_bit() {
 #[test]
 fn xdp_bad_requests_get_error_statuses_and_are_counted() {
     let model = iris_like();
-    let mut server = KernelServer::load(PORT).unwrap();
+    let mut server = test_server();
     let good = request(31, 0, &[1, 2, 3, 4]);
 
     // Before any push.
@@ -257,10 +275,7 @@ fn xdp_bad_requests_get_error_statuses_and_are_counted() {
     bad_magic[1] = 0;
     let mut bad_version = good.clone();
     bad_version[4] = 7;
-    let cases: [(&str, Vec<u8>, Status); 8] = [
-        ("empty", vec![], Status::ShortPacket),
-        ("3 bytes", good[..3].to_vec(), Status::ShortPacket),
-        ("15 bytes", good[..15].to_vec(), Status::ShortPacket),
+    let cases: [(&str, Vec<u8>, Status); 5] = [
         ("magic", bad_magic, Status::BadMagic),
         ("version", bad_version, Status::BadVersion),
         (
@@ -297,7 +312,6 @@ fn xdp_bad_requests_get_error_statuses_and_are_counted() {
 
     let c = server.counters().unwrap();
     assert_eq!(c.replies[Status::NoModel as usize], 1);
-    assert_eq!(c.replies[Status::ShortPacket as usize], 6);
     assert_eq!(c.replies[Status::BadMagic as usize], 2);
     assert_eq!(c.replies[Status::BadVersion as usize], 2);
     assert_eq!(c.replies[Status::ModelMismatch as usize], 3);
@@ -306,9 +320,95 @@ fn xdp_bad_requests_get_error_statuses_and_are_counted() {
     assert_eq!(c.requests, c.replies_total());
 }
 
+/// A reply is never longer than its request: requests shorter than their reply (a valid but
+/// unpadded request, anything under the 24-byte error reply) are dropped and counted, in
+/// IPv4 and IPv6; the same request padded is answered.
+#[test]
+fn xdp_drops_requests_shorter_than_their_reply() {
+    let model = iris_like();
+    let mut server = test_server();
+    server.push(&model).unwrap();
+    let mut buf = [0u8; MAX_REQUEST_LEN];
+    let n = encode_request(&mut buf, 4, 0, &[1, 2, 3, 4], 0).unwrap();
+    let unpadded = buf[..n].to_vec();
+    assert!(unpadded.len() < ok_reply_len(3));
+    let padded = request(4, 0, &[1, 2, 3, 4]);
+    for shape in [V4, Shape { ipv6: true, ..V4 }] {
+        for req in [&unpadded[..], &padded[..23], &padded[..15], &[]] {
+            let frame = udp_frame(shape, req);
+            let (action, _) = server.test_run(&frame).unwrap();
+            assert_eq!(action, XDP_DROP, "{} bytes {shape:?}", req.len());
+        }
+        assert_eq!(serve_once(&mut server, shape, &padded).1.status, Status::Ok);
+    }
+    let c = server.counters().unwrap();
+    assert_eq!((c.requests, c.refused_amplifying), (10, 8));
+    assert_eq!((c.replies_total(), c.replies[Status::Ok as usize]), (2, 2));
+}
+
+/// Requests from a source that is not one unicast host, or to an address that is not the
+/// server's own, are passed to the stack untouched and counted, never answered.
+#[test]
+fn xdp_passes_requests_no_host_would_answer() {
+    let mut server = test_server();
+    server.push(&iris_like()).unwrap();
+    let req = request(1, 0, &[1, 2, 3, 4]);
+    let v6 = Shape { ipv6: true, ..V4 };
+    // (what, shape, byte offset from the IP header, bytes written there)
+    let v4_src = 12;
+    let v4_dst = 16;
+    let (v6_src, v6_dst) = (8, 24);
+    let ff02 = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let cases: [(&str, Shape, usize, &[u8]); 13] = [
+        ("broadcast source", V4, v4_src, &[255; 4]),
+        ("multicast source", V4, v4_src, &[224, 0, 0, 1]),
+        ("subnet broadcast source", V4, v4_src, &[10, 0, 0, 255]),
+        ("zero source", V4, v4_src, &[0; 4]),
+        ("loopback source", V4, v4_src, &[127, 0, 0, 1]),
+        ("to broadcast", V4, v4_dst, &[255; 4]),
+        ("to the subnet's broadcast", V4, v4_dst, &[10, 0, 0, 255]),
+        ("to multicast", V4, v4_dst, &[224, 0, 0, 1]),
+        ("to another host", V4, v4_dst, &[10, 0, 0, 3]),
+        ("IPv6 multicast source", v6, v6_src, &ff02),
+        ("IPv6 unspecified source", v6, v6_src, &[0; 16]),
+        ("to IPv6 multicast", v6, v6_dst, &ff02),
+        (
+            "to another IPv6 host",
+            v6,
+            v6_dst,
+            &[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3],
+        ),
+    ];
+    let mut frames: Vec<(&str, Vec<u8>)> = cases
+        .iter()
+        .map(|(what, shape, at, bytes)| {
+            let mut f = udp_frame(*shape, &req);
+            f[14 + at..14 + at + bytes.len()].copy_from_slice(bytes);
+            (*what, f)
+        })
+        .collect();
+    for (what, at) in [("broadcast source MAC", 6), ("to the broadcast MAC", 0)] {
+        let mut f = udp_frame(V4, &req);
+        f[at..at + 6].fill(0xff);
+        frames.push((what, f));
+    }
+    let mut f = udp_frame(V4, &req);
+    f[6] = 0x01; // a multicast source MAC
+    frames.push(("multicast source MAC", f));
+    for (what, frame) in &frames {
+        let (action, out) = server.test_run(frame).unwrap();
+        assert_eq!(action, XDP_PASS, "{what}");
+        assert_eq!(&out, frame, "{what}: untouched");
+    }
+    let c = server.counters().unwrap();
+    assert_eq!((c.refused_address, c.requests), (frames.len() as u64, 0));
+    // Served before and after: the rule is per frame.
+    assert_eq!(serve_once(&mut server, V4, &req).1.status, Status::Ok);
+}
+
 #[test]
 fn xdp_passes_everything_else() {
-    let mut server = KernelServer::load(PORT).unwrap();
+    let mut server = test_server();
     server.push(&iris_like()).unwrap();
     let req = request(1, 0, &[1, 2, 3, 4]);
     let other_port = udp_frame(Shape { dst_port: 53, ..V4 }, &req);
@@ -468,7 +568,7 @@ fn bench_serve_runs_every_server_under_strace() {
 #[test]
 fn xdp_push_swaps_the_model_between_requests() {
     let (a, b) = (iris_like(), random_tabular_model(4, &[8], 5, 9).unwrap());
-    let mut server = KernelServer::load(PORT).unwrap();
+    let mut server = test_server();
     let req = request(3, 0, &[70_000, -20_000, 5, 131_072]);
     for (version, model) in [(1, &a), (2, &b), (3, &a)] {
         assert_eq!(server.push(model).unwrap(), version);
@@ -855,4 +955,230 @@ fn kernel_and_userspace_servers_agree_on_every_request_size_and_fragments() {
         expected,
         "userspace server"
     );
+}
+
+/// An AF_PACKET socket on one interface: sends whole frames, sees every frame there.
+struct Tap(std::os::fd::OwnedFd);
+
+impl Tap {
+    /// Opens it on `iface` of the calling thread's network namespace.
+    fn open(iface: &str) -> Self {
+        use std::os::fd::FromRawFd;
+        let all = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: socket() has no memory arguments; the fd is owned right away.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(all)) };
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        let tap = Self(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        let name = std::ffi::CString::new(iface).unwrap();
+        // SAFETY: plain C structs and a valid C string.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = all;
+        addr.sll_ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+        let r = unsafe {
+            libc::bind(
+                fd,
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 50_000,
+        };
+        // SAFETY: a timeval option on our socket.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const timeout).cast(),
+                size_of::<libc::timeval>() as u32,
+            )
+        };
+        tap
+    }
+
+    fn send(&self, frame: &[u8]) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: frame is readable for its length.
+        let n = unsafe { libc::send(self.0.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// The request ids of the npk replies from UDP port `port` seen for `wait`.
+    fn replies(&self, port: u16, wait: std::time::Duration) -> Vec<u32> {
+        use std::os::fd::AsRawFd;
+        let deadline = std::time::Instant::now() + wait;
+        let mut ids = Vec::new();
+        let mut f = [0u8; 2048];
+        while std::time::Instant::now() < deadline {
+            // SAFETY: f is writable for its length.
+            let n = unsafe { libc::recv(self.0.as_raw_fd(), f.as_mut_ptr().cast(), f.len(), 0) };
+            if n < 42 || f[12..14] != [0x08, 0x00] || f[23] != 17 {
+                continue;
+            }
+            let l4 = 14 + usize::from(f[14] & 0xf) * 4;
+            let payload = &f[l4 + 8..n as usize];
+            if u16::from_be_bytes([f[l4], f[l4 + 1]]) == port
+                && let Ok(reply) = decode_reply(payload)
+            {
+                ids.push(reply.request_id);
+            }
+        }
+        ids
+    }
+}
+
+/// An IPv4 UDP frame with a valid IP header checksum (the stack checks it) and no UDP checksum.
+fn ipv4_frame(
+    macs: ([u8; 6], [u8; 6]),
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    port: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let (src_mac, dst_mac) = macs;
+    let mut f = dst_mac.to_vec();
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (28 + payload.len()) as u16;
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 1, 0x40, 0, 64, 17, 0, 0]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let sum = !ones_sum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&CLIENT_PORT.to_be_bytes());
+    f.extend_from_slice(&port.to_be_bytes());
+    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Neither server answers a request from a broadcast, multicast or subnet-broadcast source,
+/// to the limited or the subnet's broadcast address, or shorter than its reply; both answer
+/// the same request from a unicast source to their address, padded. Frames forged in the
+/// namespace (AF_PACKET), replies looked for there.
+#[test]
+fn neither_server_answers_broadcast_multicast_or_unpadded_requests() {
+    use std::net::Ipv4Addr;
+    let model = iris_like();
+    let lab = NetLab::create(1).unwrap();
+    let host_mac: Vec<u8> =
+        std::fs::read_to_string(format!("/sys/class/net/{}/address", lab.host_if))
+            .unwrap()
+            .trim()
+            .split(':')
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect();
+    let host_mac: [u8; 6] = host_mac.try_into().unwrap();
+    let ns_mac = [2, 0, 0, 0, 0, 0xa];
+    let to_host = (ns_mac, host_mac);
+    let to_all = (ns_mac, [0xff; 6]);
+    let unicast = lab.ns_addrs[0];
+    // The lab's /27.
+    let subnet_broadcast = Ipv4Addr::from(u32::from(lab.host_addr) + 30);
+    let port = 7911; // not PORT: a userspace server on every address
+    let padded = |id| {
+        let mut buf = [0u8; MAX_REQUEST_LEN];
+        let n = encode_request(&mut buf, id, 0, &[1, 2, 3, 4], ok_reply_len(3)).unwrap();
+        buf[..n].to_vec()
+    };
+    let mut buf = [0u8; MAX_REQUEST_LEN];
+    let n = encode_request(&mut buf, 6, 0, &[1, 2, 3, 4], 0).unwrap();
+    let unpadded = buf[..n].to_vec();
+    let host = lab.host_addr;
+    let refused = [
+        (
+            "broadcast source",
+            to_host,
+            Ipv4Addr::BROADCAST,
+            host,
+            padded(1),
+        ),
+        (
+            "to 255.255.255.255",
+            to_all,
+            unicast,
+            Ipv4Addr::BROADCAST,
+            padded(2),
+        ),
+        (
+            "multicast source",
+            to_host,
+            Ipv4Addr::new(224, 0, 0, 1),
+            host,
+            padded(3),
+        ),
+        (
+            "subnet broadcast source",
+            to_host,
+            subnet_broadcast,
+            host,
+            padded(4),
+        ),
+        (
+            "to the subnet's broadcast",
+            to_all,
+            unicast,
+            subnet_broadcast,
+            padded(5),
+        ),
+        ("unpadded", to_host, unicast, host, unpadded),
+    ];
+    let tap = lab.in_netns(|| Tap::open(&lab.ns_if)).unwrap();
+    let check = |server: &str| {
+        for (_, macs, src, dst, payload) in &refused {
+            tap.send(&ipv4_frame(*macs, *src, *dst, port, payload));
+        }
+        let ids = tap.replies(port, std::time::Duration::from_millis(500));
+        let answered: Vec<&str> = ids
+            .iter()
+            .filter_map(|id| refused.get(*id as usize - 1).map(|c| c.0))
+            .collect();
+        assert!(ids.is_empty(), "{server} answered {answered:?} ({ids:?})");
+        tap.send(&ipv4_frame(to_host, unicast, host, port, &padded(7)));
+        assert_eq!(
+            tap.replies(port, std::time::Duration::from_millis(500)),
+            [7],
+            "{server}: the padded request from a unicast source"
+        );
+    };
+
+    let mut kernel = KernelServer::load(port).unwrap();
+    kernel.push(&model).unwrap();
+    kernel.attach(&lab.host_if, XdpMode::Skb).unwrap();
+    check("the kernel server");
+    let c = kernel.counters().unwrap();
+    assert_eq!((c.refused_address, c.refused_amplifying), (5, 1), "{c:?}");
+    drop(kernel);
+
+    let mut user = UserServer::bind(
+        (Ipv4Addr::UNSPECIFIED, port).into(),
+        model.clone(),
+        Io::Plain,
+    )
+    .unwrap();
+    let stop = AtomicBool::new(false);
+    let counters = std::thread::scope(|s| {
+        let serving = s.spawn(|| user.run(&stop).unwrap());
+        {
+            let _stop = SetOnDrop(&stop);
+            check("the userspace server");
+        }
+        serving.join().unwrap()
+    });
+    // The stack drops the martian sources itself; the rest reach the server.
+    assert_eq!(counters.refused_amplifying, 1, "{counters:?}");
+    assert!(counters.refused_address >= 2, "{counters:?}");
 }

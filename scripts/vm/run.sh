@@ -13,7 +13,8 @@
 # and boots. NPK_VM_JOBS VMs run at once (default 2: the verifier's walk uses one CPU, and
 # the longest kernel goes first); each has a time limit (NPK_VM_TIMEOUT seconds, default
 # 600): past it the VM is stopped and the kernel fails. NPK_VM_CHECKS=FILE
-# runs FILE instead of checks.sh, NPK_VM_APPEND adds to the kernel command line, NPK_VM_NICE
+# runs FILE instead of checks.sh (NPK_VM_EXTRA="FILE..." copies executables it runs, at
+# their paths), NPK_VM_APPEND adds to the kernel command line, NPK_VM_NICE
 # sets qemu's niceness (15). Prints a table, one row per kernel with the time it took; exits
 # non-zero if any check failed. Per-kernel logs: $NPK_VM_CACHE/logs/SUITE.{out,console}.log.
 set -euo pipefail
@@ -83,6 +84,8 @@ for applet in $("$busybox" --list); do
     [ -n "$found" ] || ln -s busybox "$root/bin/$applet"
 done
 ln -sf "$npk" "$root/usr/local/bin/npk"
+# NPK_VM_EXTRA: more executables (e.g. npk builds of other eBPF variants) for a checks file.
+for extra in ${NPK_VM_EXTRA:-}; do copy_with_libs "$extra"; done
 for t in $tests; do
     copy_with_libs "$t"
     ln -sf "$t" "$root/tests/$(basename "$t" | sed 's/-[0-9a-f]*$//')"

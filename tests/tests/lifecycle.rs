@@ -630,6 +630,144 @@ fn concurrent_pushes_take_turns_and_announce_every_version_once() {
     ok(&["detach", "--iface", iface]);
 }
 
+/// Pushes racing each other (one slowed at every bpf(2) call, as above) while traffic runs
+/// through a `--fail-closed` attachment: no packet meets a half-written model (the kernel's
+/// read gives up only when a writer keeps the slot busy: `swap_failures`, which get the fail
+/// action), and every version is announced once.
+#[test]
+fn racing_pushes_under_traffic_leave_no_packet_to_the_fail_action() {
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    attach_pinned(iface, &models.two, "skb", &["--fail-closed"]);
+    let sender = format!(
+        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         end=time.time()+4\nwhile time.time()<end:\n  s.sendto(b'x'*40,('{}',9000))\n",
+        lab.host_addr
+    );
+    let mut traffic = Command::new("ip")
+        .args(["netns", "exec", &lab.netns, "python3", "-c", &sender])
+        .spawn()
+        .unwrap();
+    let npk_path = npk();
+    let push_args = ["push", "--iface", iface, "--model", models.two.as_str()];
+    let version_of = |out: &Output| -> u32 {
+        assert!(out.status.success(), "{}", stderr(out));
+        let text = stdout(out);
+        text.split_whitespace()
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no version in {text:?}"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut versions: Vec<u32> = std::thread::scope(|s| {
+        let slow = s.spawn(|| {
+            let mut versions = Vec::new();
+            while std::time::Instant::now() < deadline {
+                let out = Command::new("strace")
+                    .args([
+                        "-f",
+                        "-o",
+                        "/dev/null",
+                        "-e",
+                        "inject=bpf:delay_enter=20000",
+                    ])
+                    .arg(&npk_path)
+                    .args(push_args)
+                    .output()
+                    .unwrap();
+                versions.push(version_of(&out));
+            }
+            versions
+        });
+        let mut versions = Vec::new();
+        while std::time::Instant::now() < deadline {
+            versions.push(version_of(&ok(&push_args)));
+        }
+        versions.extend(slow.join().unwrap());
+        versions
+    });
+    assert!(traffic.wait().unwrap().success());
+    versions.sort_unstable();
+    let expected: Vec<u32> = (2..2 + versions.len() as u32).collect();
+    assert_eq!(versions, expected);
+    let stats: serde_json::Value =
+        serde_json::from_str(stdout(&ok(&["stats", "--iface", iface, "--json"])).trim()).unwrap();
+    let counter = |name: &str| {
+        stats[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {name} in {stats}"))
+    };
+    assert!(counter("inferences") > 1000, "{stats}");
+    assert_eq!(counter("swap_failures"), 0, "{stats}");
+    ok(&["detach", "--iface", iface]);
+}
+
+/// A push that waits for a detach's turn finds nothing attached when its turn comes: it fails
+/// saying so, and announces no model. The detach is slowed at every bpf(2) call once it holds
+/// the attachment's lock (strace's delay injection), and the push starts only then.
+#[test]
+fn a_push_queued_behind_a_detach_fails_and_says_why() {
+    use std::os::unix::fs::MetadataExt;
+    let models = Models::new();
+    let lab = lab();
+    let iface = lab.host_if.as_str();
+    attach_pinned(iface, &models.two, "skb", &[]);
+    let dir_inode = std::fs::metadata(pins(iface)).unwrap().ino();
+    let npk_path = npk();
+    let detach = Command::new("strace")
+        .args([
+            "-f",
+            "-o",
+            "/dev/null",
+            "-e",
+            "inject=bpf:delay_enter=300000",
+        ])
+        .arg(&npk_path)
+        .args(["detach", "--iface", iface])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // /proc/locks: "N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE START END".
+    let locked = || {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .any(|l| {
+                l.contains("FLOCK")
+                    && l.split_whitespace()
+                        .nth(5)
+                        .and_then(|dev_ino| dev_ino.rsplit(':').next())
+                        .is_some_and(|ino| ino == dir_inode.to_string())
+            })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !locked() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the detach never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let push = run(&["push", "--iface", iface, "--model", models.two.as_str()]);
+    let detached = detach.wait_with_output().unwrap();
+    assert!(detached.status.success(), "detach: {}", stderr(&detached));
+    assert!(
+        !push.status.success(),
+        "the push succeeded: {}",
+        stdout(&push)
+    );
+    assert!(
+        stderr(&push).contains(&format!(
+            "npk was detached from {iface} while this command waited"
+        )),
+        "{}",
+        stderr(&push)
+    );
+    assert!(!stdout(&push).contains("active"), "{}", stdout(&push));
+}
+
 /// `--json` on attach (pinned), push and detach: one JSON object each, for scripts; detach
 /// twice says the second time that nothing was attached, and succeeds.
 #[test]

@@ -142,14 +142,15 @@ fn the_exporter_shows_what_npk_stats_shows_and_promtool_accepts_it() {
         (e, addr)
     };
 
-    // Traffic through both, then none: UDP to the classified host, and requests too short to
-    // be valid to the server (each is answered SHORT_PACKET).
+    // Traffic through both, then none: UDP to the classified host, and requests to the server
+    // that are not valid (24 bytes: answered BAD_MAGIC) or shorter than any reply (refused).
     send_udp(&classifier_lab, 0, 300);
     let to_server = std::net::SocketAddr::from((server_lab.host_addr, port as u16));
     server_lab
         .in_netns(|| {
             let s = UdpSocket::bind((server_lab.ns_addrs[0], 0)).unwrap();
             for _ in 0..25 {
+                s.send_to(&b"npk?".repeat(6), to_server).unwrap();
                 s.send_to(b"npk?", to_server).unwrap();
             }
         })
@@ -249,16 +250,26 @@ fn the_exporter_shows_what_npk_stats_shows_and_promtool_accepts_it() {
         .find(|l| l.contains("\"stopped\""))
         .map(|l| serde_json::from_str(l).unwrap())
         .unwrap_or_else(|| panic!("no stopped line: {lines:?}"));
-    assert_eq!(stopped["requests"].as_u64(), Some(25), "{stopped}");
+    assert_eq!(stopped["requests"].as_u64(), Some(50), "{stopped}");
+    assert_eq!(
+        stopped["refused_amplifying"].as_u64(),
+        Some(25),
+        "{stopped}"
+    );
     assert_eq!(
         theirs.get("npk_server_requests_total{}"),
-        Some(&25.0),
+        Some(&50.0),
         "{text}"
     );
     assert_eq!(
-        theirs.get("npk_server_replies_total{,status=\"SHORT_PACKET\"}"),
-        Some(&(stopped["replies"]["SHORT_PACKET"].as_u64().unwrap() as f64)),
+        theirs.get("npk_server_replies_total{,status=\"BAD_MAGIC\"}"),
+        Some(&(stopped["replies"]["BAD_MAGIC"].as_u64().unwrap() as f64)),
         "{stopped}\n{text}"
+    );
+    assert_eq!(
+        theirs.get("npk_server_refused_amplifying_requests_total{}"),
+        Some(&25.0),
+        "{text}"
     );
 
     let (stopped_ok, lines) = stop(exporter);

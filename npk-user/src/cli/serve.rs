@@ -31,8 +31,10 @@ use crate::{
 };
 
 /// How often the kernel server's process looks at the counters and the stop flag: the only
-/// system calls it makes while serving.
+/// system calls it makes while serving, with reading the interface's addresses.
 const POLL: Duration = Duration::from_millis(250);
+/// How often the kernel server's addresses are compared with its interface's.
+const ADDRESS_REFRESH: Duration = Duration::from_secs(1);
 
 /// The model to serve or to check replies against: a model file, or a random tabular model
 /// (every process given the same arguments builds the same one).
@@ -184,11 +186,26 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 ),
             )?;
             let mut kernel_log = server.take_log()?;
+            let mut addrs = KernelServer::interface_addrs(iface.as_str())?;
+            let mut read_at = Instant::now();
             let passed = std::thread::scope(|s| {
                 let serving: Vec<_> = passed.iter_mut().map(|p| s.spawn(|| p.run(stop))).collect();
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(POLL);
                     kernel_log.forward();
+                    // Addresses added or removed are served (or no longer) within a second.
+                    if read_at.elapsed() >= ADDRESS_REFRESH {
+                        read_at = Instant::now();
+                        match KernelServer::interface_addrs(iface.as_str()) {
+                            Ok(now) if now != addrs => {
+                                if let Err(e) = server.set_addresses(&now) {
+                                    crate::noteln!("npk serve: updating the served addresses: {e}");
+                                }
+                                addrs = now;
+                            }
+                            _ => {}
+                        }
+                    }
                 }
                 serving
                     .into_iter()
@@ -266,6 +283,13 @@ fn print_counters(c: &ServeCounters, elapsed: Duration) -> Result<(), ConsoleErr
             c.malformed,
             c.unsupported,
             c.tx_errors
+        )?;
+    }
+    if c.refused_address + c.refused_amplifying > 0 {
+        outln!(
+            "  unanswered: {} from or to an address not served, {} shorter than their reply",
+            c.refused_address,
+            c.refused_amplifying
         )?;
     }
     Ok(())

@@ -149,6 +149,12 @@ fn effective_capabilities() -> Result<u64, PrivilegeError> {
         })
 }
 
+/// Whether this process has CAP_SYS_ADMIN (which the kernel's lists of programs and links
+/// ask for).
+pub(crate) fn has_sys_admin() -> bool {
+    effective_capabilities().is_ok_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF memory to it, and explains a
 /// missing privilege up front instead of an EPERM deep inside a load: loading XDP and TC
 /// programs takes CAP_BPF and CAP_NET_ADMIN, and npk's programs pass the verifier only with

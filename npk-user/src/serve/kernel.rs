@@ -8,6 +8,7 @@ use aya::{
 };
 use npk_common::{
     model::Model,
+    peer::{IfAddr, MAX_IF_ADDRS},
     wire::{MAP_SERVE_CONFIG, MAP_SERVE_STATS, PROG_SERVE, ServeConfig, ServeCounters},
 };
 
@@ -52,6 +53,12 @@ pub enum KernelServerError {
     },
     #[error(transparent)]
     NetLab(#[from] NetLabError),
+    #[error("listing the addresses of {iface}")]
+    Addresses {
+        iface: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 type Result<T, E = KernelServerError> = std::result::Result<T, E>;
@@ -66,6 +73,8 @@ pub struct KernelServer {
     /// Keeps the kernel's run-time accounting on while the server lives (`None` where the
     /// kernel refuses BPF_ENABLE_STATS, or once turned off).
     run_time_stats: Option<std::os::fd::OwnedFd>,
+    /// What the config map holds.
+    config: ServeConfig,
 }
 
 impl KernelServer {
@@ -85,6 +94,7 @@ impl KernelServer {
             ebpf,
             maps,
             run_time_stats: crate::kernel::run_time_stats(),
+            config: bytemuck::Zeroable::zeroed(),
         };
         server.set_port(port)?;
         Ok(server)
@@ -98,20 +108,40 @@ impl KernelServer {
     }
 
     pub fn set_port(&mut self, port: u16) -> Result<()> {
+        self.config.port = port;
+        self.write_config()
+    }
+
+    /// The addresses the server answers at (npk_common::peer): requests to any other
+    /// destination are passed to the stack. [`attach`](Self::attach) sets the interface's;
+    /// after a change of the interface's addresses, set them again. Past [`MAX_IF_ADDRS`]
+    /// (IPv4 first), requests go to the stack and the sockets of
+    /// [`UserServer::bind_device`](super::user::UserServer::bind_device).
+    pub fn set_addresses(&mut self, addrs: &[IfAddr]) -> Result<()> {
+        let mut sorted = addrs.to_vec();
+        sorted.sort_by_key(|a| a.family);
+        self.config.addrs = [IfAddr::NONE; MAX_IF_ADDRS];
+        for (slot, a) in self.config.addrs.iter_mut().zip(sorted) {
+            *slot = a;
+        }
+        self.write_config()
+    }
+
+    /// The addresses of `iface` in this network namespace (for [`set_addresses`](Self::set_addresses)).
+    pub fn interface_addrs(iface: &str) -> Result<Vec<IfAddr>> {
+        super::interface_addrs(Some(iface)).map_err(|source| KernelServerError::Addresses {
+            iface: iface.into(),
+            source,
+        })
+    }
+
+    fn write_config(&mut self) -> Result<()> {
         let map = self
             .ebpf
             .map_mut(MAP_SERVE_CONFIG)
             .ok_or(KernelServerError::MissingMap(MAP_SERVE_CONFIG))?;
         let mut config: Array<&mut MapData, ServeConfig> = Array::try_from(map)?;
-        config.set(
-            0,
-            ServeConfig {
-                port,
-                _pad: 0,
-                _reserved: 0,
-            },
-            0,
-        )?;
+        config.set(0, self.config, 0)?;
         Ok(())
     }
 
@@ -136,8 +166,10 @@ impl KernelServer {
         Ok(<&Xdp>::try_from(prog)?.info()?)
     }
 
-    /// Attaches to `iface` in this process's network namespace; detached when `self` drops.
+    /// Attaches to `iface` in this process's network namespace, serving its addresses of now
+    /// ([`set_addresses`](Self::set_addresses)); detached when `self` drops.
     pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<()> {
+        self.set_addresses(&Self::interface_addrs(iface)?)?;
         self.program()?
             .attach(iface, mode)
             .map_err(|source| KernelServerError::Attach {
@@ -150,7 +182,8 @@ impl KernelServer {
 
     /// Attaches to `iface` inside network namespace `netns`. Native XDP_TX on a veth needs an
     /// XDP program on the peer that receives the replies; npk_serve passes them (they are not
-    /// to the served port), so it can be that program.
+    /// to the served port), so it can be that program. The served addresses stay those of
+    /// [`attach`](Self::attach).
     pub fn attach_in_netns(&mut self, netns: &str, iface: &str, mode: XdpMode) -> Result<()> {
         let program = self.program()?;
         netlab::in_netns(netns, || program.attach(iface, mode))?.map_err(|source| {

@@ -7,9 +7,16 @@ pub mod kernel;
 pub mod model;
 pub mod user;
 
-use std::{io, net::UdpSocket, os::fd::AsRawFd};
+use std::{
+    io,
+    net::{IpAddr, UdpSocket},
+    os::fd::AsRawFd,
+};
 
-use npk_common::wire::{ServeCounters, Status, WireError};
+use npk_common::{
+    peer::{IfAddr, PeerRefusal, check_peer},
+    wire::{ServeCounters, Status, WireError},
+};
 use serde::{Deserialize, Serialize};
 
 /// Socket buffers big enough for every window in flight.
@@ -89,6 +96,12 @@ pub struct ServerEvent {
     /// Replies by status name.
     pub replies: std::collections::BTreeMap<String, u64>,
     pub tx_errors: u64,
+    /// Datagrams from or to an address the server does not answer (npk_common::peer).
+    #[serde(default)]
+    pub refused_address: u64,
+    /// Requests shorter than their reply would be, unanswered.
+    #[serde(default)]
+    pub refused_amplifying: u64,
     /// Server CPU time per request: the XDP program's run time (kernel accounting), or the
     /// userspace server process's user + system time. Packet processing on the way to the
     /// server (the stack, for the userspace server) is not in either.
@@ -108,6 +121,8 @@ impl ServerEvent {
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             tx_errors: c.tx_errors,
+            refused_address: c.refused_address,
+            refused_amplifying: c.refused_amplifying,
             cpu_ns_per_request: None,
         }
     }
@@ -137,4 +152,76 @@ pub fn grow_buffers(s: &UdpSocket) {
             set(plain);
         }
     }
+}
+
+/// The IPv4 and IPv6 addresses of `iface` (every interface's with `None`), with their prefix
+/// lengths, link-local ones included.
+pub fn interface_addrs(iface: Option<&str>) -> io::Result<Vec<IfAddr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut addrs = Vec::new();
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: entries of the list getifaddrs returned, alive until freeifaddrs.
+        let e = unsafe { &*entry };
+        entry = e.ifa_next;
+        // SAFETY: ifa_name is a NUL-terminated string.
+        let name = unsafe { std::ffi::CStr::from_ptr(e.ifa_name) };
+        if e.ifa_addr.is_null() || iface.is_some_and(|i| name.to_bytes() != i.as_bytes()) {
+            continue;
+        }
+        // SAFETY: ifa_addr and ifa_netmask (when set) point at sockaddrs of the family
+        // ifa_addr names.
+        match i32::from(unsafe { (*e.ifa_addr).sa_family }) {
+            libc::AF_INET => {
+                let sin = unsafe { &*e.ifa_addr.cast::<libc::sockaddr_in>() };
+                let prefix = match e.ifa_netmask.is_null() {
+                    true => 32,
+                    false => unsafe { &*e.ifa_netmask.cast::<libc::sockaddr_in>() }
+                        .sin_addr
+                        .s_addr
+                        .count_ones(),
+                };
+                addrs.push(IfAddr::v4(sin.sin_addr.s_addr.to_ne_bytes(), prefix as u8));
+            }
+            libc::AF_INET6 => {
+                let sin6 = unsafe { &*e.ifa_addr.cast::<libc::sockaddr_in6>() };
+                let prefix = match e.ifa_netmask.is_null() {
+                    true => 128,
+                    false => unsafe { &*e.ifa_netmask.cast::<libc::sockaddr_in6>() }
+                        .sin6_addr
+                        .s6_addr
+                        .iter()
+                        .map(|b| b.count_ones())
+                        .sum(),
+                };
+                addrs.push(IfAddr::v6(sin6.sin6_addr.s6_addr, prefix as u8));
+            }
+            _ => {}
+        }
+    }
+    // SAFETY: the list getifaddrs returned, not used after this.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(addrs)
+}
+
+/// npk_common::peer's rule for a datagram a socket received from `src` for `dst` (IPv4-mapped
+/// IPv6 addresses read as IPv4).
+pub fn check_datagram(src: IpAddr, dst: IpAddr, local: &[IfAddr]) -> Result<(), PeerRefusal> {
+    let bytes = |ip: IpAddr| match ip.to_canonical() {
+        IpAddr::V4(a) => {
+            let mut b = [0; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (false, b)
+        }
+        IpAddr::V6(a) => (true, a.octets()),
+    };
+    let ((v6, s), (dst_v6, d)) = (bytes(src), bytes(dst));
+    if v6 != dst_v6 {
+        return Err(PeerRefusal::Destination);
+    }
+    check_peer(v6, &s, &d, local)
 }

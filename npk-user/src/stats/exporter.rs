@@ -338,7 +338,7 @@ struct ServerCounterDesc {
     read: fn(&ServeCounters) -> u64,
 }
 
-const SERVER_COUNTERS: [ServerCounterDesc; 6] = [
+const SERVER_COUNTERS: [ServerCounterDesc; 8] = [
     ServerCounterDesc {
         metric: "npk_server_requests",
         help: "UDP datagrams to the served port with sound IP and UDP headers",
@@ -368,6 +368,17 @@ const SERVER_COUNTERS: [ServerCounterDesc; 6] = [
         metric: "npk_server_tx_error_replies",
         help: "Replies that could not be written into the frame (dropped)",
         read: |c| c.tx_errors,
+    },
+    ServerCounterDesc {
+        metric: "npk_server_refused_address_packets",
+        help: "Datagrams to the served port from or to an address the server does not answer \
+               (broadcast, multicast, not its own; passed)",
+        read: |c| c.refused_address,
+    },
+    ServerCounterDesc {
+        metric: "npk_server_refused_amplifying_requests",
+        help: "Requests shorter than their reply would be (unpadded): dropped unanswered",
+        read: |c| c.refused_amplifying,
     },
 ];
 

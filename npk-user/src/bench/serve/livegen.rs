@@ -29,7 +29,10 @@ use npk_common::{
         MAP_LOADGEN_STATS, MAX_CASES, PAYLOAD_OFFSET, PROG_LOADGEN, PROG_REPLIES,
     },
     model::Model,
-    wire::{ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, WireError, encode_request, respond},
+    wire::{
+        ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, WireError, encode_request, ok_reply_len,
+        respond,
+    },
 };
 
 use super::packet_sender::{PacketSocket, Sent, send_requests};
@@ -50,6 +53,8 @@ pub enum LiveGenError {
     NetLab(#[from] NetLabError),
     #[error("encoding a request")]
     Encode(#[source] WireError),
+    #[error("a request shorter than its reply: servers refuse it")]
+    Unanswered,
     #[error("map {0} missing")]
     MissingMap(&'static str),
     #[error("program {0} missing")]
@@ -207,7 +212,8 @@ impl LiveGen {
         for _ in 0..config.cases {
             let features = random_features(&mut rng, model);
             let mut request = [0u8; MAX_REQUEST_LEN];
-            let n = encode_request(&mut request, 0, ANY_MODEL, &features)
+            let reply_len = ok_reply_len(model.header.num_classes as usize);
+            let n = encode_request(&mut request, 0, ANY_MODEL, &features, reply_len)
                 .map_err(LiveGenError::Encode)?;
             let mut reply = [0u8; MAX_REPLY_LEN];
             let len = respond(
@@ -216,7 +222,8 @@ impl LiveGen {
                 &mut scratch,
                 &mut PlainLoop,
                 &mut reply,
-            );
+            )
+            .ok_or(LiveGenError::Unanswered)?;
             frames.push(request_frame(&addrs, &request[..n]));
             let mut words = [0u32; MAX_REPLY_LEN / 4];
             for (w, b) in words.iter_mut().zip(reply.chunks_exact(4)) {

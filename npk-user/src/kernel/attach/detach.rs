@@ -1,7 +1,7 @@
 //! Detaching: the pinned link first (at once, not when its inode goes), then npk's pins, then
 //! the run-time statistics switch once no pinned attachment needs it.
 
-use std::path::Path;
+use std::{collections::HashSet, path::Path};
 
 use aya::sys::SyscallError;
 
@@ -12,10 +12,10 @@ use super::{
         EGRESS_LINK_PIN, LINK_PIN, io_error, lock_dir, open_pin_error, pin_dir, pin_root,
         remove_pins,
     },
-    query::{bpf_obj_get, link_detach},
+    query::{bpf_obj_get, link_attached, link_detach},
     state::{pin_state, renamed_to},
 };
-use crate::kernel::BpfStats;
+use crate::kernel::{BpfStats, ProgramKind, load::has_sys_admin};
 
 /// What [`detach`] found and did.
 #[derive(Debug)]
@@ -102,15 +102,72 @@ fn detach_pinned_link(path: &Path) -> Result<(), AttachError> {
     Ok(())
 }
 
-/// Puts back kernel.bpf_stats_enabled once no `--pin` attachment is left (foreground
-/// attachments pin their maps too, but only `--pin` ones leave a link).
+/// Puts back kernel.bpf_stats_enabled once no `--pin` attachment is left on the host: no link
+/// pinned under this bpffs, and no attached link of an npk classifier that no process holds
+/// open (a pinned one in another bpffs: a container's own). Foreground attachments hold their
+/// links and keep the accounting on by BPF_ENABLE_STATS, so they neither need the switch nor
+/// keep it on. Without CAP_SYS_ADMIN the kernel's lists are closed and the switch stays on.
 fn restore_stats_without_pinned_links() {
     let pins_left = std::fs::read_dir(pin_root()).is_ok_and(|mut attached| {
         attached.any(|a| a.is_ok_and(|a| a.path().join(LINK_PIN).exists()))
     });
-    if !pins_left {
+    if !pins_left && has_sys_admin() && !unheld_classifier_links_left() {
         BpfStats::restore_after_pins();
     }
+}
+
+/// Whether a link of an npk classifier is attached that no process of this pid namespace
+/// holds open (one held in another pid namespace counts as unheld: the switch then stays on).
+/// Detached links are not counted: the one just detached here lingers in the kernel's list
+/// for a while after its pin is removed (seen on 5.10).
+fn unheld_classifier_links_left() -> bool {
+    // Errors are objects that went away while listed.
+    let classifiers: HashSet<u32> = aya::programs::loaded_programs()
+        .flatten()
+        .filter(|p| {
+            p.name_as_str()
+                .is_some_and(|n| ProgramKind::classifier_named(n).is_some())
+        })
+        .map(|p| p.id())
+        .collect();
+    let links: Vec<u32> = aya::programs::loaded_links()
+        .flatten()
+        .filter(|l| classifiers.contains(&l.program_id()))
+        .map(|l| l.id())
+        .filter(|&id| link_attached(id))
+        .collect();
+    if links.is_empty() {
+        return false;
+    }
+    let held = held_link_ids();
+    links.iter().any(|id| !held.contains(id))
+}
+
+/// The ids of the BPF links the processes of this pid namespace hold open (the `link_id` of
+/// their bpf_link descriptors' fdinfo).
+fn held_link_ids() -> HashSet<u32> {
+    let mut held = HashSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return held;
+    };
+    for proc in procs.flatten() {
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else {
+            continue; // not a process, or gone
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:bpf_link")
+                && let Ok(info) =
+                    std::fs::read_to_string(proc.path().join("fdinfo").join(fd.file_name()))
+            {
+                held.extend(
+                    info.lines()
+                        .filter_map(|l| l.strip_prefix("link_id:"))
+                        .filter_map(|id| id.trim().parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    held
 }
 
 /// Removes the pins of a directory [`pin_dirs`] found stale (npk's names only).

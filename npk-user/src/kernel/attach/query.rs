@@ -27,6 +27,16 @@ pub struct QueryError {
 /// its interface was deleted (the kernel detaches the link then) or the link is no XDP/TCX
 /// link; None when no link is pinned there.
 pub(super) fn pinned_link_ifindex(path: &Path) -> io::Result<Option<u32>> {
+    let link = match bpf_obj_get(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        link => link?,
+    };
+    link_ifindex(&link).map(Some)
+}
+
+/// The interface index on which XDP or TCX link `link` holds its program: 0 once it is
+/// detached (BPF_LINK_DETACH, its interface deleted) or for another kind of link.
+fn link_ifindex(link: &OwnedFd) -> io::Result<u32> {
     const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
     const BPF_LINK_TYPE_XDP: u32 = 6;
     const BPF_LINK_TYPE_TCX: u32 = 11;
@@ -49,10 +59,6 @@ pub(super) fn pinned_link_ifindex(path: &Path) -> io::Result<Option<u32>> {
         info_len: u32,
         info: u64,
     }
-    let link = match bpf_obj_get(path) {
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        link => link?,
-    };
     let mut info = LinkInfoHead::default();
     let mut attr = InfoByFd {
         bpf_fd: link.as_raw_fd() as u32,
@@ -61,13 +67,30 @@ pub(super) fn pinned_link_ifindex(path: &Path) -> io::Result<Option<u32>> {
     };
     // SAFETY: the kernel writes at most `info_len` bytes into `info`, which outlives the call.
     unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
-    Ok(Some(
+    Ok(
         if matches!(info.kind, BPF_LINK_TYPE_XDP | BPF_LINK_TYPE_TCX) {
             info.ifindex
         } else {
             0
         },
-    ))
+    )
+}
+
+/// Whether link `id` still holds its program on an interface. A detached link outlives its
+/// detach until its last reference goes (a removed pin's: after an RCU grace period), and
+/// the kernel's list of links shows it until then. False for a link already gone.
+/// BPF_LINK_GET_FD_BY_ID needs CAP_SYS_ADMIN.
+pub(crate) fn link_attached(id: u32) -> bool {
+    const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+    // bpf_attr's id member: link_id, next_id, open_flags.
+    let mut attr = [id, 0, 0];
+    // SAFETY: BPF_LINK_GET_FD_BY_ID only reads the id and flags.
+    let Ok(fd) = (unsafe { bpf(BPF_LINK_GET_FD_BY_ID, &mut attr) }) else {
+        return false;
+    };
+    // SAFETY: the kernel just returned this fd, owned by nobody else.
+    let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    link_ifindex(&link).is_ok_and(|ifindex| ifindex != 0)
 }
 
 /// BPF_OBJ_GET: a new fd of the object pinned at `path`, read-write.
