@@ -344,12 +344,13 @@ fn pinned_attach_survives_its_handle_and_detach_removes_everything(
         .err()
         .unwrap();
     assert!(err.to_string().contains("already attached"), "{err}");
-    attach::detach(&iface(lab)).unwrap();
+    let detached = attach::detach(&iface(lab)).unwrap();
     assert!(!dir.exists());
     assert_eq!(
         bpf_stats(),
         stats_before,
-        "detach restores kernel.bpf_stats_enabled"
+        "detach restores kernel.bpf_stats_enabled: {:?}",
+        detached.stats_kept_on
     );
     let xdp = Command::new("ip")
         .args(["link", "show", &lab.host_if])

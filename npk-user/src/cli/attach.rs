@@ -287,6 +287,10 @@ pub fn run_detach(args: DetachArgs) -> Result<()> {
         );
     }
     let stale = detached.as_ref().and_then(|d| d.stale.as_ref());
+    let stats_kept_on = detached.as_ref().and_then(|d| d.stats_kept_on.as_ref());
+    if let Some(why) = stats_kept_on {
+        noteln!("kernel.bpf_stats_enabled left on: {why}");
+    }
     if args.json {
         let result = match (&detached, stale) {
             (None, _) => "not_attached",
@@ -300,6 +304,7 @@ pub fn run_detach(args: DetachArgs) -> Result<()> {
                 "result": result,
                 "stale": stale.map(|s| s.to_string()),
                 "kept": kept,
+                "bpf_stats_kept_on": stats_kept_on.map(|s| s.to_string()),
             })
         )?;
         return Ok(());

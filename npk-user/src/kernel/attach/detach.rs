@@ -23,6 +23,21 @@ pub struct Detached {
     /// Set when the pins were stale (nothing was attached any more): why.
     pub stale: Option<Stale>,
     pub leftovers: Leftovers,
+    /// Why kernel.bpf_stats_enabled stayed as it was, when it did.
+    pub stats_kept_on: Option<StatsKeptOn>,
+}
+
+/// Why a detach left kernel.bpf_stats_enabled on (`npk attach --pin` turned it on).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatsKeptOn {
+    #[error("another pinned npk attachment in this bpffs ({0}) needs it")]
+    PinsHere(String),
+    #[error(
+        "attached npk classifier links no process holds (pinned in another bpffs) need it: link ids {0:?}"
+    )]
+    PinnedLinks(Vec<u32>),
+    #[error("without CAP_SYS_ADMIN npk cannot list the host's links to know whether any needs it")]
+    NoCapability,
 }
 
 /// Detaches what `npk attach --pin` left on `iface` and removes npk's pins; stale pins (of a
@@ -79,8 +94,12 @@ pub fn detach(iface: &IfaceName) -> Result<Detached, AttachError> {
         }
     }
     let leftovers = remove_pins(&dir)?;
-    restore_stats_without_pinned_links();
-    Ok(Detached { stale, leftovers })
+    let stats_kept_on = restore_stats_without_pinned_links().err();
+    Ok(Detached {
+        stale,
+        leftovers,
+        stats_kept_on,
+    })
 }
 
 /// Detaches the link pinned at `path` at once (BPF_LINK_DETACH), then removes the pin. The
@@ -107,20 +126,31 @@ fn detach_pinned_link(path: &Path) -> Result<(), AttachError> {
 /// open (a pinned one in another bpffs: a container's own). Foreground attachments hold their
 /// links and keep the accounting on by BPF_ENABLE_STATS, so they neither need the switch nor
 /// keep it on. Without CAP_SYS_ADMIN the kernel's lists are closed and the switch stays on.
-fn restore_stats_without_pinned_links() {
-    let pins_left = std::fs::read_dir(pin_root()).is_ok_and(|mut attached| {
-        attached.any(|a| a.is_ok_and(|a| a.path().join(LINK_PIN).exists()))
+fn restore_stats_without_pinned_links() -> Result<(), StatsKeptOn> {
+    let pinned_here = std::fs::read_dir(pin_root()).ok().and_then(|attached| {
+        attached
+            .flatten()
+            .find(|a| a.path().join(LINK_PIN).exists())
+            .map(|a| a.file_name().to_string_lossy().into_owned())
     });
-    if !pins_left && has_sys_admin() && !unheld_classifier_links_left() {
-        BpfStats::restore_after_pins();
+    if let Some(iface) = pinned_here {
+        return Err(StatsKeptOn::PinsHere(iface));
     }
+    if !has_sys_admin() {
+        return Err(StatsKeptOn::NoCapability);
+    }
+    let unheld = unheld_classifier_links();
+    if !unheld.is_empty() {
+        return Err(StatsKeptOn::PinnedLinks(unheld));
+    }
+    BpfStats::restore_after_pins();
+    Ok(())
 }
 
-/// Whether a link of an npk classifier is attached that no process of this pid namespace
-/// holds open (one held in another pid namespace counts as unheld: the switch then stays on).
+/// The attached links of npk classifiers that no process of this pid namespace holds open (one held in another pid namespace counts as unheld: the switch then stays on).
 /// Detached links are not counted: the one just detached here lingers in the kernel's list
 /// for a while after its pin is removed (seen on 5.10).
-fn unheld_classifier_links_left() -> bool {
+fn unheld_classifier_links() -> Vec<u32> {
     // Errors are objects that went away while listed.
     let classifiers: HashSet<u32> = aya::programs::loaded_programs()
         .flatten()
@@ -137,10 +167,10 @@ fn unheld_classifier_links_left() -> bool {
         .filter(|&id| link_attached(id))
         .collect();
     if links.is_empty() {
-        return false;
+        return links;
     }
     let held = held_link_ids();
-    links.iter().any(|id| !held.contains(id))
+    links.into_iter().filter(|id| !held.contains(id)).collect()
 }
 
 /// The ids of the BPF links the processes of this pid namespace hold open (the `link_id` of
@@ -173,6 +203,7 @@ fn held_link_ids() -> HashSet<u32> {
 /// Removes the pins of a directory [`pin_dirs`] found stale (npk's names only).
 pub fn remove_stale(dir: &Path) -> Result<Leftovers, AttachError> {
     let leftovers = remove_pins(dir)?;
-    restore_stats_without_pinned_links();
+    // Cleanup reports leftovers only; the switch's state is `npk detach`'s to explain.
+    let _ = restore_stats_without_pinned_links();
     Ok(leftovers)
 }

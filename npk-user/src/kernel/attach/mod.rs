@@ -44,7 +44,7 @@ use npk_common::{
     model::{FeatureSchema, Model},
 };
 
-pub use detach::{Detached, detach, remove_stale};
+pub use detach::{Detached, StatsKeptOn, detach, remove_stale};
 pub use error::AttachError;
 pub use iface::{IFACE_NAME_MAX, IfaceName, IfaceNameError};
 pub use pins::{
