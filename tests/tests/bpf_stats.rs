@@ -36,7 +36,8 @@ fn ok(args: &[&str]) {
 /// The switch stays on while a pinned attachment is left anywhere on the host, in this bpffs
 /// or in another one (a private mount namespace's, as a container has), and goes back to what
 /// the first pinned attach found (and saved) once none is left, whatever foreground
-/// attachments run (they hold their own accounting, BPF_ENABLE_STATS).
+/// attachments run (they hold their own accounting, BPF_ENABLE_STATS) and whatever stale pins
+/// (of an interface deleted under its attachment) are left.
 #[test]
 fn detach_restores_the_switch_only_when_no_pinned_attachment_is_left_on_the_host() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,6 +90,11 @@ fn detach_restores_the_switch_only_when_no_pinned_attachment_is_left_on_the_host
     ]);
     fg.wait_for("attached to");
     assert_eq!(switch(), "1");
+    // Stale pins: an attachment whose interface is deleted (the kernel detaches its link).
+    let gone = NetLab::create(1).unwrap();
+    let gone_if = gone.host_if.clone();
+    ok(&attach(&gone_if).each_ref().map(String::as_str));
+    drop(gone);
 
     ok(&["detach", "--iface", &here.host_if]);
     assert_eq!(
@@ -105,9 +111,16 @@ fn detach_restores_the_switch_only_when_no_pinned_attachment_is_left_on_the_host
     assert_eq!(
         switch(),
         saved,
-        "no pinned attachment left (a foreground one runs)"
+        "no pinned attachment left (a foreground one runs, stale pins are left)"
     );
     assert!(!std::path::Path::new(SAVED).exists());
+    // The same decided in this bpffs, beside the stale pins.
+    let last = NetLab::create(1).unwrap();
+    ok(&attach(&last.host_if).each_ref().map(String::as_str));
+    assert_eq!(switch(), "1");
+    ok(&["detach", "--iface", &last.host_if]);
+    assert_eq!(switch(), saved, "stale pins need no switch");
+    ok(&["detach", "--iface", &gone_if]);
     fg.signal(libc::SIGINT);
     let (stopped, lines) = fg.exit(Duration::from_secs(10));
     assert!(stopped, "{lines:?}");

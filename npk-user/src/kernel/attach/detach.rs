@@ -12,7 +12,7 @@ use super::{
         EGRESS_LINK_PIN, LINK_PIN, io_error, lock_dir, open_pin_error, pin_dir, pin_root,
         remove_pins,
     },
-    query::{bpf_obj_get, link_attached, link_detach},
+    query::{bpf_obj_get, link_attached, link_detach, pinned_link_ifindex},
     state::{pin_state, renamed_to},
 };
 use crate::kernel::{BpfStats, ProgramKind, load::has_sys_admin};
@@ -130,7 +130,10 @@ fn restore_stats_without_pinned_links() -> Result<(), StatsKeptOn> {
     let pinned_here = std::fs::read_dir(pin_root()).ok().and_then(|attached| {
         attached
             .flatten()
-            .find(|a| a.path().join(LINK_PIN).exists())
+            // A stale directory's link (its interface deleted) runs nowhere and needs nothing.
+            .find(|a| {
+                pinned_link_ifindex(&a.path().join(LINK_PIN)).is_ok_and(|i| i.unwrap_or(0) != 0)
+            })
             .map(|a| a.file_name().to_string_lossy().into_owned())
     });
     if let Some(iface) = pinned_here {
