@@ -32,6 +32,27 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The version a successful `npk push` announces ("model version N active").
+#[track_caller]
+fn pushed_version(out: &Output) -> u32 {
+    assert!(out.status.success(), "{}", stderr(out));
+    let text = stdout(out);
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no version in {text:?}"))
+}
+
+/// `npk` under strace with every bpf(2) call delayed by `delay_us` (its arguments to add).
+fn slowed_npk(delay_us: u32) -> Command {
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-o", "/dev/null", "-e"])
+        .arg(format!("inject=bpf:delay_enter={delay_us}"))
+        .arg(npk());
+    command
+}
+
 #[track_caller]
 fn ok(args: &[&str]) -> Output {
     let out = run(args);
@@ -577,36 +598,12 @@ fn concurrent_pushes_take_turns_and_announce_every_version_once() {
     let lab = lab();
     let iface = lab.host_if.as_str();
     attach_pinned(iface, &models.two, "skb", &["--action", "1=drop"]);
-    let npk_path = npk();
-    let npk_path = npk_path.to_str().unwrap();
     let push_args = ["push", "--iface", iface, "--model", models.two.as_str()];
-    let version_of = |out: &Output| -> u32 {
-        assert!(out.status.success(), "{}", stderr(out));
-        let text = stdout(out);
-        text.split_whitespace()
-            .nth(2)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no version in {text:?}"))
-    };
     let slow_done = std::sync::atomic::AtomicBool::new(false);
     let (slow, fast) = std::thread::scope(|s| {
         let slow = s.spawn(|| {
             let versions = (0..3)
-                .map(|_| {
-                    let out = Command::new("strace")
-                        .args([
-                            "-f",
-                            "-o",
-                            "/dev/null",
-                            "-e",
-                            "inject=bpf:delay_enter=40000",
-                        ])
-                        .arg(npk_path)
-                        .args(push_args)
-                        .output()
-                        .unwrap();
-                    version_of(&out)
-                })
+                .map(|_| pushed_version(&slowed_npk(40_000).args(push_args).output().unwrap()))
                 .collect::<Vec<_>>();
             slow_done.store(true, std::sync::atomic::Ordering::SeqCst);
             versions
@@ -615,7 +612,7 @@ fn concurrent_pushes_take_turns_and_announce_every_version_once() {
         let fast = s.spawn(|| {
             let mut versions = Vec::new();
             while !slow_done.load(std::sync::atomic::Ordering::SeqCst) {
-                versions.push(version_of(&ok(&push_args)));
+                versions.push(pushed_version(&ok(&push_args)));
                 std::thread::sleep(Duration::from_millis(20));
             }
             versions
@@ -649,40 +646,20 @@ fn racing_pushes_under_traffic_leave_no_packet_to_the_fail_action() {
         .args(["netns", "exec", &lab.netns, "python3", "-c", &sender])
         .spawn()
         .unwrap();
-    let npk_path = npk();
     let push_args = ["push", "--iface", iface, "--model", models.two.as_str()];
-    let version_of = |out: &Output| -> u32 {
-        assert!(out.status.success(), "{}", stderr(out));
-        let text = stdout(out);
-        text.split_whitespace()
-            .nth(2)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no version in {text:?}"))
-    };
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     let mut versions: Vec<u32> = std::thread::scope(|s| {
         let slow = s.spawn(|| {
             let mut versions = Vec::new();
             while std::time::Instant::now() < deadline {
-                let out = Command::new("strace")
-                    .args([
-                        "-f",
-                        "-o",
-                        "/dev/null",
-                        "-e",
-                        "inject=bpf:delay_enter=20000",
-                    ])
-                    .arg(&npk_path)
-                    .args(push_args)
-                    .output()
-                    .unwrap();
-                versions.push(version_of(&out));
+                let out = slowed_npk(20_000).args(push_args).output().unwrap();
+                versions.push(pushed_version(&out));
             }
             versions
         });
         let mut versions = Vec::new();
         while std::time::Instant::now() < deadline {
-            versions.push(version_of(&ok(&push_args)));
+            versions.push(pushed_version(&ok(&push_args)));
         }
         versions.extend(slow.join().unwrap());
         versions
@@ -714,16 +691,7 @@ fn a_push_queued_behind_a_detach_fails_and_says_why() {
     let iface = lab.host_if.as_str();
     attach_pinned(iface, &models.two, "skb", &[]);
     let dir_inode = std::fs::metadata(pins(iface)).unwrap().ino();
-    let npk_path = npk();
-    let detach = Command::new("strace")
-        .args([
-            "-f",
-            "-o",
-            "/dev/null",
-            "-e",
-            "inject=bpf:delay_enter=300000",
-        ])
-        .arg(&npk_path)
+    let detach = slowed_npk(300_000)
         .args(["detach", "--iface", iface])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

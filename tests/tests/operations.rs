@@ -932,3 +932,42 @@ fn events_show_each_drop_with_its_addresses_and_count_what_the_rate_limit_left_o
     let (stopped, _) = stop(foreground);
     assert!(stopped);
 }
+
+/// `npk bench flood`: a live spoofed SYN flood reaches both programs in turn, each turn says
+/// how many frames it ran on and at what cost, and the classifier costs more per frame than
+/// parsing alone.
+#[test]
+fn bench_flood_times_both_programs_under_a_live_flood() {
+    let out = std::process::Command::new(npk())
+        .args([
+            "bench",
+            "flood",
+            "--hidden",
+            "16,16",
+            "--seconds",
+            "1",
+            "--rounds",
+            "1",
+        ])
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let turns = r["turns"].as_array().unwrap();
+    let programs: Vec<&str> = turns
+        .iter()
+        .map(|t| t["program"].as_str().unwrap())
+        .collect();
+    assert_eq!(programs[0], "npk_bare", "{r}");
+    assert!(programs[1].starts_with("npk_"), "{r}");
+    for t in turns {
+        assert!(t["frames"].as_u64().unwrap() > 1000, "{r}");
+        assert!(t["ns_per_frame"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(r["classifier_over_bare"].as_f64().unwrap() > 1.0, "{r}");
+}

@@ -40,6 +40,32 @@ pub enum BenchCommand {
         after_help = "Example:\n  sudo npk bench serve --model iris.npk --requests 1000000 --strace"
     )]
     Serve(BenchServeArgs),
+    /// A spoofed SYN flood (hping3) through a veth pair: the kernel's ns per frame in the
+    /// classifier and in the parse-only program, live, taking turns.
+    #[command(after_help = "Example:\n  sudo npk bench flood --hidden 32,32 --json")]
+    Flood(FloodArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FloodArgs {
+    /// Hidden widths of the random packet model the classifier runs.
+    #[arg(long, default_value = "32,32")]
+    hidden: Hidden,
+    /// Classes of the random model.
+    #[arg(long, default_value_t = 4)]
+    classes: usize,
+    /// Seconds of flood per turn.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Turns of each program, alternated (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Seeds the random model.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +150,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Infer(a) => infer(a),
         BenchCommand::Train(a) => train(a),
         BenchCommand::Serve(a) => serve(a),
+        BenchCommand::Flood(a) => flood(a),
     }
 }
 
@@ -288,6 +315,45 @@ fn infer(args: InferArgs) -> Result<()> {
             l.hot_with_bpf_stats
         )?;
     }
+    Ok(())
+}
+
+fn flood(args: FloodArgs) -> Result<()> {
+    anyhow::ensure!(
+        args.seconds > 0.0 && args.seconds <= 600.0,
+        "--seconds {}: must be more than 0 and at most 600",
+        args.seconds
+    );
+    anyhow::ensure!(
+        (1..=100).contains(&args.rounds),
+        "--rounds {}: must be 1..=100",
+        args.rounds
+    );
+    let model = random_packet_model(&args.hidden.0, args.classes, args.seed)?;
+    let r = bench::flood::run(&model, args.seconds, args.rounds)?;
+    if args.json {
+        outln!("{}", serde_json::to_string(&r)?)?;
+        return Ok(());
+    }
+    for t in &r.turns {
+        outln!(
+            "{:<14} {:>6} XDP: {:>9} frames in {:.1} s ({:.0}/s arrived), {:.0} ns/frame in the \
+             program ({:.0} frames/s per core in it)",
+            t.program,
+            t.mode,
+            t.frames,
+            t.seconds,
+            t.arrived_per_second,
+            t.ns_per_frame,
+            t.frames_per_core_second
+        )?;
+    }
+    outln!(
+        "medians: classifier {:.0} ns/frame, parse only {:.0} ns/frame ({:.1}x)",
+        r.classifier_ns_per_frame,
+        r.bare_ns_per_frame,
+        r.classifier_over_bare
+    )?;
     Ok(())
 }
 

@@ -591,7 +591,28 @@ impl Classifier {
     /// Runs the program on `frame` through BPF_PROG_TEST_RUN `repeat` times; returns the
     /// program's return value and the kernel's mean time per run.
     pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<(u32, Duration)> {
-        let name = self.kind.program(self.loops);
+        self.run_program(
+            self.kind.program(self.loops),
+            self.kind == ProgramKind::Tc,
+            frame,
+            repeat,
+        )
+    }
+
+    /// Runs the egress program (the reply counter) on `frame` through BPF_PROG_TEST_RUN once.
+    pub fn test_run_egress(&self, frame: &[u8]) -> Result<u32> {
+        Ok(self.run_program(PROG_EGRESS, true, frame, 1)?.0)
+    }
+
+    /// BPF_PROG_TEST_RUN of program `name` (a TC classifier when `tc`, else XDP): its return
+    /// value and the kernel's time per run.
+    fn run_program(
+        &self,
+        name: &str,
+        tc: bool,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, Duration)> {
         let prog = self
             .ebpf
             .program(name)
@@ -601,27 +622,12 @@ impl Classifier {
             repeat,
             ..TestRunOptions::new()
         };
-        let result = match self.kind {
-            ProgramKind::Tc => <&SchedClassifier>::try_from(prog)?.test_run(opts)?,
-            _ => <&Xdp>::try_from(prog)?.test_run(opts)?,
+        let result = if tc {
+            <&SchedClassifier>::try_from(prog)?.test_run(opts)?
+        } else {
+            <&Xdp>::try_from(prog)?.test_run(opts)?
         };
         Ok((result.return_value, result.duration))
-    }
-
-    /// Runs the egress program (the reply counter) on `frame` through BPF_PROG_TEST_RUN once.
-    pub fn test_run_egress(&self, frame: &[u8]) -> Result<u32> {
-        let prog = self
-            .ebpf
-            .program(PROG_EGRESS)
-            .ok_or_else(|| KernelError::MissingProgram(PROG_EGRESS.into()))?;
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            repeat: 1,
-            ..TestRunOptions::new()
-        };
-        Ok(<&SchedClassifier>::try_from(prog)?
-            .test_run(opts)?
-            .return_value)
     }
 
     /// The name of the program this classifier runs (its kind, in its loop form).
