@@ -11,7 +11,7 @@
 use crate::infer::BOUNDED_WIDTHS;
 use crate::model::MAX_CLASSES;
 use crate::packet::FlowKey;
-use crate::{loadgen, wire};
+use crate::service::{loadgen, wire};
 use bytemuck::{Pod, Zeroable};
 
 /// The XDP classifier.

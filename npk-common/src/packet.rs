@@ -122,7 +122,7 @@ pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMPV6: u8 = 58;
 
-/// EtherTypes (also read by [`crate::udp_reply`]).
+/// EtherTypes (also read by [`crate::service::udp_reply`]).
 pub(crate) const ETH_P_IP: u16 = 0x0800;
 pub(crate) const ETH_P_IPV6: u16 = 0x86dd;
 pub(crate) const ETH_P_8021Q: u16 = 0x8100;

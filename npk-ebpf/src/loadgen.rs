@@ -1,4 +1,4 @@
-//! The in-kernel load generator and reply counter (npk_common::loadgen): no system call per
+//! The in-kernel load generator and reply counter (npk_common::service::loadgen): no system call per
 //! request on the measuring side, so `npk bench serve` sees the servers' costs.
 
 use core::ffi::c_void;
@@ -12,11 +12,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use npk_common::{
-    loadgen::{
+    service::loadgen::{
         CASE_SHIFT, FRAME_TEMPLATE_LEN, HIST_BUCKETS, MAX_CASES, PAYLOAD_OFFSET, STAMP_MASK,
         latency_bucket,
     },
-    wire::{MAX_REPLY_LEN, NUM_STATUSES, REPLY_MAGIC},
+    service::wire::{MAX_REPLY_LEN, NUM_STATUSES, REPLY_MAGIC},
 };
 
 use crate::{
@@ -48,7 +48,7 @@ pub fn generate(ctx: &XdpContext) -> u32 {
     ) else {
         return xdp_action::XDP_ABORTED;
     };
-    // SAFETY: the state has one writer, the one generator thread (npk_common::loadgen); the
+    // SAFETY: the state has one writer, the one generator thread (npk_common::service::loadgen); the
     // stats are per-CPU, used by one program run at a time on this CPU.
     let (state, stats) = unsafe { (&mut *state, &mut *stats) };
     // SAFETY: bpf_ktime_get_ns has no preconditions.

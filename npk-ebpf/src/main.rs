@@ -118,7 +118,7 @@ pub fn npk_bare(ctx: XdpContext) -> u32 {
     }
 }
 
-/// Answers npk inference requests (UDP, npk_common::wire) in place and sends the reply back
+/// Answers npk inference requests (UDP, npk_common::service::wire) in place and sends the reply back
 /// out of the interface; every other frame passes.
 #[xdp]
 pub fn npk_serve(ctx: XdpContext) -> u32 {

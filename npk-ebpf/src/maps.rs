@@ -15,7 +15,7 @@ use npk_common::{
     },
     model::Model,
     packet::FlowKey,
-    wire::{ServeConfig, ServeCounters},
+    service::wire::{ServeConfig, ServeCounters},
 };
 
 #[map(name = "NPK_MODELS")]
@@ -84,7 +84,7 @@ pub type ConfigWords = [u32; 6];
 #[map(name = "NPK_LAST")]
 pub static LAST: Array<InferenceRecord> = Array::with_max_entries(1, 0);
 
-/// The inference server's configuration (npk_common::wire::ServeConfig).
+/// The inference server's configuration (npk_common::service::wire::ServeConfig).
 #[map(name = "NPK_SERVE_CFG")]
 pub static SERVE_CONFIG: Array<ServeConfig> = Array::with_max_entries(1, 0);
 #[map(name = "NPK_SERVE_STATS")]
@@ -93,20 +93,21 @@ pub static SERVE_STATS: PerCpuArray<ServeCounters> = PerCpuArray::with_max_entri
 #[map(name = "NPK_SERVE_BUF")]
 pub static SERVE_BUF: PerCpuArray<crate::serve::ServeBuf> = PerCpuArray::with_max_entries(1, 0);
 
-/// The in-kernel load generator and reply counter (npk_common::loadgen).
+/// The in-kernel load generator and reply counter (npk_common::service::loadgen).
 #[map(name = "NPK_LG_CFG")]
-pub static LOADGEN_CONFIG: Array<npk_common::loadgen::LoadgenConfig> =
+pub static LOADGEN_CONFIG: Array<npk_common::service::loadgen::LoadgenConfig> =
     Array::with_max_entries(1, 0);
 #[map(name = "NPK_LG_FRAMES")]
-pub static LOADGEN_FRAMES: Array<npk_common::loadgen::FrameTemplate> =
-    Array::with_max_entries(npk_common::loadgen::MAX_CASES as u32, 0);
+pub static LOADGEN_FRAMES: Array<npk_common::service::loadgen::FrameTemplate> =
+    Array::with_max_entries(npk_common::service::loadgen::MAX_CASES as u32, 0);
 #[map(name = "NPK_LG_EXPECT")]
-pub static LOADGEN_EXPECTED: Array<npk_common::loadgen::ExpectedReply> =
-    Array::with_max_entries(npk_common::loadgen::MAX_CASES as u32, 0);
+pub static LOADGEN_EXPECTED: Array<npk_common::service::loadgen::ExpectedReply> =
+    Array::with_max_entries(npk_common::service::loadgen::MAX_CASES as u32, 0);
 #[map(name = "NPK_LG_STATE")]
-pub static LOADGEN_STATE: Array<npk_common::loadgen::GenState> = Array::with_max_entries(1, 0);
+pub static LOADGEN_STATE: Array<npk_common::service::loadgen::GenState> =
+    Array::with_max_entries(1, 0);
 #[map(name = "NPK_LG_STATS")]
-pub static LOADGEN_STATS: PerCpuArray<npk_common::loadgen::LoadgenCounters> =
+pub static LOADGEN_STATS: PerCpuArray<npk_common::service::loadgen::LoadgenCounters> =
     PerCpuArray::with_max_entries(1, 0);
 /// Per-CPU copy of the reply being checked.
 #[map(name = "NPK_LG_BUF")]

@@ -1,8 +1,8 @@
-//! The in-kernel inference server: a UDP request to the configured port (npk_common::wire) is
+//! The in-kernel inference server: a UDP request to the configured port (npk_common::service::wire) is
 //! answered in place and sent back out of the interface it came in on (XDP_TX). The model is
 //! the classifier's (same seqlocked slots, same `classify`), so `npk push` swaps it here too.
 //! Requests from or to an address no host answers are passed to the stack, requests shorter
-//! than their reply dropped (npk_common::peer, npk_common::wire::Checked::refused).
+//! than their reply dropped (npk_common::service::peer, npk_common::service::wire::Checked::refused).
 //!
 //! All packet access goes through `bpf_xdp_load_bytes`/`bpf_xdp_store_bytes` and a per-CPU
 //! buffer: variable offsets (VLAN tag, IPv4 options) then only index map memory, which the
@@ -21,12 +21,12 @@ use aya_ebpf::{
 use npk_common::{
     infer::Scratch,
     model::{MAX_CLASSES, MAX_INPUTS, ModelHeader},
-    peer::check_frame,
-    udp_reply::{
+    service::peer::check_frame,
+    service::udp_reply::{
         FRAME_BUF, FRAME_WINDOW, OnesSum, PAYLOAD_AT, Refusal, Request, UDP_AT, UDP_BUF, fold,
         parse_request, rewrite_headers,
     },
-    wire::{
+    service::wire::{
         ActiveModel, NO_CLASS, REPLY_HEADER_LEN, REQUEST_HEADER_LEN, ServeCounters, Status,
         check_request, ok_reply_len, write_reply_header,
     },
@@ -196,8 +196,8 @@ fn model_header(out: &mut ModelHeader) -> ModelState {
 }
 
 /// A reply written to `buf.udp[PAYLOAD_AT..]`, or `len` 0 when the request's bytes could not
-/// be read, or `refused` (npk_common::wire::Checked::refused). (A plain struct, not an
-/// `Option`: see npk_common::wire::ActiveModel.)
+/// be read, or `refused` (npk_common::service::wire::Checked::refused). (A plain struct, not an
+/// `Option`: see npk_common::service::wire::ActiveModel.)
 struct Answer {
     status: Status,
     len: usize,

@@ -1,4 +1,4 @@
-//! Fuzzing the wire-format request parser ([`npk_common::wire::respond`] and
+//! Fuzzing the wire-format request parser ([`npk_common::service::wire::respond`] and
 //! [`check_request`], which the userspace server and, for the checks, the kernel server run)
 //! and the reply decoder ([`decode_reply`], what `npk client` reads): mutations of valid
 //! requests and replies, and random datagrams up to twice the largest request. Every request
@@ -13,7 +13,7 @@ use fuzz_common::{DEFAULT_CASES, Input, config, mutations};
 use npk::fixtures::random_tabular_model;
 use npk_common::infer::{PlainLoop, Scratch};
 use npk_common::model::Model;
-use npk_common::wire::{
+use npk_common::service::wire::{
     ActiveModel, MAX_REPLY_LEN, MAX_REQUEST_LEN, NO_CLASS, REPLY_HEADER_LEN, REPLY_MAGIC,
     REQUEST_HEADER_LEN, REQUEST_MAGIC, Status, WIRE_VERSION, check_request, decode_reply,
     encode_request, ok_reply_len, respond,

@@ -21,12 +21,26 @@ use npk::{
 use npk_common::{
     infer::{PlainLoop, Scratch},
     model::{MAX_CLASSES, Model},
-    peer::IfAddr,
-    wire::{
+    service::peer::IfAddr,
+    service::wire::{
         MAX_REPLY_LEN, MAX_REQUEST_LEN, Reply, Status, decode_reply, encode_request, ok_reply_len,
         respond,
     },
 };
+
+/// The rate tests measure the sender's pace on a 2-core machine: they run alone (the write
+/// side), every other test of this binary beside the others (the read side).
+static CPU: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared_cpu() -> std::sync::RwLockReadGuard<'static, ()> {
+    CPU.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn exclusive_cpu() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CPU.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -218,6 +232,7 @@ fn serve_once(server: &mut KernelServer, shape: Shape, payload: &[u8]) -> (Vec<u
 
 #[test]
 fn xdp_replies_match_the_reference_bit_for_bit() {
+    let _cpu = shared_cpu();
     let shapes = [
         V4,
         Shape {
@@ -261,6 +276,7 @@ fn xdp_replies_match_the_reference_bit_for_bit() {
 
 #[test]
 fn xdp_bad_requests_get_error_statuses_and_are_counted() {
+    let _cpu = shared_cpu();
     let model = iris_like();
     let mut server = test_server();
     let good = request(31, 0, &[1, 2, 3, 4]);
@@ -325,6 +341,7 @@ fn xdp_bad_requests_get_error_statuses_and_are_counted() {
 /// IPv4 and IPv6; the same request padded is answered.
 #[test]
 fn xdp_drops_requests_shorter_than_their_reply() {
+    let _cpu = shared_cpu();
     let model = iris_like();
     let mut server = test_server();
     server.push(&model).unwrap();
@@ -350,6 +367,7 @@ fn xdp_drops_requests_shorter_than_their_reply() {
 /// server's own, are passed to the stack untouched and counted, never answered.
 #[test]
 fn xdp_passes_requests_no_host_would_answer() {
+    let _cpu = shared_cpu();
     let mut server = test_server();
     server.push(&iris_like()).unwrap();
     let req = request(1, 0, &[1, 2, 3, 4]);
@@ -408,6 +426,7 @@ fn xdp_passes_requests_no_host_would_answer() {
 
 #[test]
 fn xdp_passes_everything_else() {
+    let _cpu = shared_cpu();
     let mut server = test_server();
     server.push(&iris_like()).unwrap();
     let req = request(1, 0, &[1, 2, 3, 4]);
@@ -481,6 +500,7 @@ fn load(lab: &NetLab, target: SocketAddr, model: &Model, requests: u64, bad_ever
 
 #[test]
 fn kernel_server_over_veth_in_both_xdp_modes() {
+    let _cpu = shared_cpu();
     let model = digits_like();
     for mode in [XdpMode::Skb, XdpMode::Driver] {
         let lab = NetLab::create(1).unwrap();
@@ -502,6 +522,7 @@ fn kernel_server_over_veth_in_both_xdp_modes() {
 
 #[test]
 fn userspace_server_over_veth_in_both_io_styles() {
+    let _cpu = shared_cpu();
     let model = iris_like();
     for io in [Io::Plain, Io::Mmsg { batch: 16 }] {
         let lab = NetLab::create(1).unwrap();
@@ -539,6 +560,7 @@ fn bench_serve(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn bench_serve_runs_every_server_under_strace() {
+    let _cpu = shared_cpu();
     let v = bench_serve(&[
         "--generator",
         "socket",
@@ -567,6 +589,7 @@ fn bench_serve_runs_every_server_under_strace() {
 
 #[test]
 fn xdp_push_swaps_the_model_between_requests() {
+    let _cpu = shared_cpu();
     let (a, b) = (iris_like(), random_tabular_model(4, &[8], 5, 9).unwrap());
     let mut server = test_server();
     let req = request(3, 0, &[70_000, -20_000, 5, 131_072]);
@@ -584,6 +607,7 @@ fn xdp_push_swaps_the_model_between_requests() {
 /// answer (the version says which) or RETRY, never a mix.
 #[test]
 fn hot_swap_under_traffic_never_mixes_models() {
+    let _cpu = shared_cpu();
     let models = [
         iris_like(),
         random_tabular_model(4, &[16, 16], 3, 77).unwrap(),
@@ -712,12 +736,14 @@ fn generator_counts_and_checks_the_kernel_servers_replies(
 /// The generator `auto` picks (live frames where the kernel takes them).
 #[test]
 fn kernel_generator_counts_and_checks_the_kernel_servers_replies() {
+    let _cpu = shared_cpu();
     generator_counts_and_checks_the_kernel_servers_replies(None);
 }
 
 /// The AF_PACKET sender, on every kernel.
 #[test]
 fn packet_generator_counts_and_checks_the_kernel_servers_replies() {
+    let _cpu = shared_cpu();
     generator_counts_and_checks_the_kernel_servers_replies(Some(
         npk::bench::serve::livegen::Sender::PacketSocket,
     ));
@@ -759,11 +785,13 @@ fn generator_keeps_its_rate(sender: Option<npk::bench::serve::livegen::Sender>) 
 
 #[test]
 fn kernel_generator_keeps_its_rate() {
+    let _cpu = exclusive_cpu();
     generator_keeps_its_rate(None);
 }
 
 #[test]
 fn packet_generator_keeps_its_rate() {
+    let _cpu = exclusive_cpu();
     generator_keeps_its_rate(Some(npk::bench::serve::livegen::Sender::PacketSocket));
 }
 
@@ -772,6 +800,7 @@ fn packet_generator_keeps_its_rate() {
 /// generator ran and, where it fell back, why.
 #[test]
 fn bench_serve_searches_capacity_with_the_kernel_generator() {
+    let _cpu = shared_cpu();
     let v = bench_serve(&[
         "--servers",
         "kernel,user-mmsg",
@@ -816,6 +845,7 @@ fn bench_serve_searches_capacity_with_the_kernel_generator() {
 /// `--generator packet` by name, with a fixed rate: no capacity search, every reply checked.
 #[test]
 fn bench_serve_runs_the_packet_generator_at_a_rate() {
+    let _cpu = shared_cpu();
     let v = bench_serve(&[
         "--generator",
         "packet",
@@ -899,6 +929,7 @@ fn with_cli_server<T>(args: &[&str], f: impl FnOnce() -> T) -> T {
 /// fragments to the stack and answers them from its socket bound to the interface.
 #[test]
 fn kernel_and_userspace_servers_agree_on_every_request_size_and_fragments() {
+    let _cpu = shared_cpu();
     let model = digits_like();
     let mut rng = npk::rng::Rng::new(7);
     let features = random_features(&mut rng, &model);
@@ -1071,6 +1102,7 @@ fn ipv4_frame(
 /// namespace (AF_PACKET), replies looked for there.
 #[test]
 fn neither_server_answers_broadcast_multicast_or_unpadded_requests() {
+    let _cpu = shared_cpu();
     use std::net::Ipv4Addr;
     let model = iris_like();
     let lab = NetLab::create(1).unwrap();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
 use clap::{Args, Subcommand, ValueEnum};
-use npk_common::wire::DEFAULT_PORT;
+use npk_common::service::wire::DEFAULT_PORT;
 
 use super::{Hidden, serve::ModelArgs};
 use crate::{

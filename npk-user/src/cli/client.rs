@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
-use npk_common::wire::ANY_MODEL;
+use npk_common::service::wire::ANY_MODEL;
 
 use super::serve::ModelArgs;
 use crate::{

@@ -1,4 +1,4 @@
-//! `npk serve`: answer inference requests (npk_common::wire over UDP) in the kernel (XDP) or
+//! `npk serve`: answer inference requests (npk_common::service::wire over UDP) in the kernel (XDP) or
 //! from a userspace socket, until Ctrl-C, SIGTERM or --seconds.
 
 use std::{
@@ -12,7 +12,7 @@ use anyhow::{Context, Result, ensure};
 use clap::Args;
 use npk_common::{
     model::Model,
-    wire::{DEFAULT_PORT, ServeCounters, Status},
+    service::wire::{DEFAULT_PORT, ServeCounters, Status},
 };
 
 use super::Hidden;

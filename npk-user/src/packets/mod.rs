@@ -6,6 +6,6 @@ pub mod capture;
 pub mod features;
 pub mod lab;
 pub mod pcap;
+pub mod raw_ipv4;
 pub mod synth;
 pub mod traffic;
-pub mod wire;

@@ -33,8 +33,8 @@ use serde::Serialize;
 
 use super::{
     capture::Sampler,
+    raw_ipv4::{TCP_SYN, TcpSegment, icmp_echo, ipv4, udp},
     synth::v4_mapped,
-    wire::{TCP_SYN, TcpSegment, icmp_echo, ipv4, udp},
 };
 use crate::rng::Rng;
 

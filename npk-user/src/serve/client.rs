@@ -18,7 +18,7 @@ use std::{
 use npk_common::{
     infer::{PlainLoop, Scratch},
     model::Model,
-    wire::{
+    service::wire::{
         ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, REQUEST_HEADER_LEN, Status, decode_reply,
         encode_request, ok_reply_len, respond, set_request_id,
     },

@@ -8,8 +8,8 @@ use aya::{
 };
 use npk_common::{
     model::Model,
-    peer::{IfAddr, MAX_IF_ADDRS},
-    wire::{MAP_SERVE_CONFIG, MAP_SERVE_STATS, PROG_SERVE, ServeConfig, ServeCounters},
+    service::peer::{IfAddr, MAX_IF_ADDRS},
+    service::wire::{MAP_SERVE_CONFIG, MAP_SERVE_STATS, PROG_SERVE, ServeConfig, ServeCounters},
 };
 
 use crate::{
@@ -112,7 +112,7 @@ impl KernelServer {
         self.write_config()
     }
 
-    /// The addresses the server answers at (npk_common::peer): requests to any other
+    /// The addresses the server answers at (npk_common::service::peer): requests to any other
     /// destination are passed to the stack. [`attach`](Self::attach) sets the interface's;
     /// after a change of the interface's addresses, set them again. Past [`MAX_IF_ADDRS`]
     /// (IPv4 first), requests go to the stack and the sockets of

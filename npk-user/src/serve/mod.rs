@@ -1,5 +1,5 @@
 //! Inference as a network service: the XDP server (`npk_serve`, answering in the kernel), the
-//! userspace server it is measured against, and the client. The protocol is npk_common::wire;
+//! userspace server it is measured against, and the client. The protocol is npk_common::service::wire;
 //! the benchmark that runs them side by side is crate::bench::serve.
 
 pub mod client;
@@ -14,8 +14,8 @@ use std::{
 };
 
 use npk_common::{
-    peer::{IfAddr, PeerRefusal, check_peer},
-    wire::{ServeCounters, Status, WireError},
+    service::peer::{IfAddr, PeerRefusal, check_peer},
+    service::wire::{ServeCounters, Status, WireError},
 };
 use serde::{Deserialize, Serialize};
 
@@ -96,7 +96,7 @@ pub struct ServerEvent {
     /// Replies by status name.
     pub replies: std::collections::BTreeMap<String, u64>,
     pub tx_errors: u64,
-    /// Datagrams from or to an address the server does not answer (npk_common::peer).
+    /// Datagrams from or to an address the server does not answer (npk_common::service::peer).
     #[serde(default)]
     pub refused_address: u64,
     /// Requests shorter than their reply would be, unanswered.
@@ -208,7 +208,7 @@ pub fn interface_addrs(iface: Option<&str>) -> io::Result<Vec<IfAddr>> {
     Ok(addrs)
 }
 
-/// npk_common::peer's rule for a datagram a socket received from `src` for `dst` (IPv4-mapped
+/// npk_common::service::peer's rule for a datagram a socket received from `src` for `dst` (IPv4-mapped
 /// IPv6 addresses read as IPv4).
 pub fn check_datagram(src: IpAddr, dst: IpAddr, local: &[IfAddr]) -> Result<(), PeerRefusal> {
     let bytes = |ip: IpAddr| match ip.to_canonical() {

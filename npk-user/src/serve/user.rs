@@ -14,8 +14,8 @@ use std::{
 use npk_common::{
     infer::{PlainLoop, Scratch},
     model::Model,
-    peer::IfAddr,
-    wire::{MAX_REPLY_LEN, ServeCounters, respond},
+    service::peer::IfAddr,
+    service::wire::{MAX_REPLY_LEN, ServeCounters, respond},
 };
 
 use super::{ServeError, check_datagram, interface_addrs};
@@ -92,7 +92,7 @@ pub struct UserServer {
     counters: ServeCounters,
     /// The interface whose addresses the server answers at; `None`: every interface's.
     iface: Option<String>,
-    /// Those addresses (npk_common::peer), read again every [`ADDRESS_REFRESH`].
+    /// Those addresses (npk_common::service::peer), read again every [`ADDRESS_REFRESH`].
     local: Vec<IfAddr>,
     read_at: Instant,
 }
@@ -180,7 +180,7 @@ impl UserServer {
     }
 
     /// Answers one request from `from` to `to` into `out`; returns the reply length, or
-    /// `None` where no reply goes out (npk_common::peer's rule, or a reply longer than the
+    /// `None` where no reply goes out (npk_common::service::peer's rule, or a reply longer than the
     /// request).
     fn answer(
         &mut self,

@@ -23,7 +23,7 @@ use aya::{
 use npk_common::{
     maps::Counters,
     model::{MAX_CLASSES, Model},
-    wire::{MAP_SERVE_STATS, NUM_STATUSES, PROG_SERVE, ServeCounters, Status},
+    service::wire::{MAP_SERVE_STATS, NUM_STATUSES, PROG_SERVE, ServeCounters, Status},
 };
 use prometheus_client::{
     collector::Collector,

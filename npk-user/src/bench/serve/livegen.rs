@@ -1,4 +1,4 @@
-//! The load generator seen from userspace (npk_common::loadgen): builds the request frames
+//! The load generator seen from userspace (npk_common::service::loadgen): builds the request frames
 //! and their reference replies, attaches the reply counter to the lab namespace's veth end
 //! and sends, paced or flat out, from a thread inside the namespace with one of two senders:
 //! - [`Sender::LiveFrames`]: `npk_loadgen` under BPF_PROG_TEST_RUN in XDP live-frames mode.
@@ -23,13 +23,13 @@ use aya::{
 };
 use npk_common::{
     infer::{PlainLoop, Scratch},
-    loadgen::{
+    model::Model,
+    service::loadgen::{
         ExpectedReply, FRAME_PAD, FrameTemplate, GenState, LoadgenConfig, LoadgenCounters,
         MAP_LOADGEN_CONFIG, MAP_LOADGEN_EXPECTED, MAP_LOADGEN_FRAMES, MAP_LOADGEN_STATE,
         MAP_LOADGEN_STATS, MAX_CASES, PAYLOAD_OFFSET, PROG_LOADGEN, PROG_REPLIES,
     },
-    model::Model,
-    wire::{
+    service::wire::{
         ANY_MODEL, MAX_REPLY_LEN, MAX_REQUEST_LEN, Status, WireError, encode_request, ok_reply_len,
         respond,
     },
@@ -243,7 +243,7 @@ impl LiveGen {
             )?;
             for (i, f) in frames.iter().enumerate() {
                 let mut t = FrameTemplate {
-                    bytes: [0; npk_common::loadgen::FRAME_TEMPLATE_LEN],
+                    bytes: [0; npk_common::service::loadgen::FRAME_TEMPLATE_LEN],
                 };
                 t.bytes[..f.len()].copy_from_slice(f);
                 map.set(i as u32, t, 0)?;

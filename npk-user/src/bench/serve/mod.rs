@@ -462,7 +462,7 @@ fn gen_config(config: &BenchConfig, requests: u64, rate: Option<f64>) -> GenConf
         port: config.port,
         requests,
         rate,
-        cases: npk_common::loadgen::MAX_CASES,
+        cases: npk_common::service::loadgen::MAX_CASES,
         seed: 1,
         cpu: config.pin.map(|p| p.client),
     }

@@ -1,6 +1,6 @@
 //! The load generator's second sender, for kernels that refuse BPF_PROG_TEST_RUN in XDP
 //! live-frames mode (docs/serve-benchmark.md): the same request frames and the same pacing
-//! ([`GenState`], trains of `npk_common::loadgen::TRAIN`), sent from userspace through an AF_PACKET socket bound
+//! ([`GenState`], trains of `npk_common::service::loadgen::TRAIN`), sent from userspace through an AF_PACKET socket bound
 //! to the namespace's veth end, one `sendmmsg` per train, bypassing the qdisc. Replies are
 //! still counted, timed and checked in the kernel by `npk_replies`: the stamp in each request
 //! id is CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns()` reads there. The measuring side
@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use npk_common::loadgen::{CASE_SHIFT, GenState, PAYLOAD_OFFSET, STAMP_MASK, TIME_SHIFT};
+use npk_common::service::loadgen::{CASE_SHIFT, GenState, PAYLOAD_OFFSET, STAMP_MASK, TIME_SHIFT};
 
 use crate::sys::monotonic_ns;
 

@@ -3,7 +3,7 @@
 //! One request datagram carries one feature vector; one reply datagram answers it. All integers
 //! are little-endian. Every request that reaches a server gets exactly one reply: a bad one gets
 //! an error [`Status`] (and is counted), never a guessed answer. Two exceptions, both counted
-//! and never answered: a request from or to an address no host answers (npk_common::peer), and
+//! and never answered: a request from or to an address no host answers (npk_common::service::peer), and
 //! a request shorter than its reply would be (no server amplifies a spoofed request; clients
 //! pad their requests to the reply they expect, [`encode_request`]).
 //!
@@ -38,7 +38,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::infer::{NeuronLoop, Scratch, infer};
 use crate::model::{MAX_CLASSES, MAX_INPUTS, Model};
-use crate::peer::{IfAddr, MAX_IF_ADDRS};
+use crate::service::peer::{IfAddr, MAX_IF_ADDRS};
 
 /// `b"NPKQ"` read as a little-endian u32.
 pub const REQUEST_MAGIC: u32 = u32::from_le_bytes(*b"NPKQ");
@@ -490,7 +490,7 @@ pub struct ServeConfig {
     pub _reserved: u32,
     /// The served interface's addresses (unused entries [`IfAddr::NONE`]): requests to other
     /// destinations, and from their subnets' broadcast addresses, are passed to the stack
-    /// (npk_common::peer).
+    /// (npk_common::service::peer).
     pub addrs: [IfAddr; MAX_IF_ADDRS],
 }
 
@@ -514,7 +514,7 @@ pub struct ServeCounters {
     /// Replies that could not be written into the frame (dropped).
     pub tx_errors: u64,
     /// Datagrams to the served port from or to an address the server does not answer
-    /// (npk_common::peer): the kernel passes them to the stack, userspace sends nothing. Not
+    /// (npk_common::service::peer): the kernel passes them to the stack, userspace sends nothing. Not
     /// in `requests`.
     pub refused_address: u64,
     /// Requests shorter than their reply would be ([`Checked::refused`]): dropped unanswered.

@@ -18,7 +18,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::wire::{MAX_REPLY_LEN, MAX_REQUEST_LEN, NUM_STATUSES};
+use crate::service::wire::{MAX_REPLY_LEN, MAX_REQUEST_LEN, NUM_STATUSES};
 
 /// The generator (XDP, run by BPF_PROG_TEST_RUN only).
 pub const PROG_LOADGEN: &str = "npk_loadgen";

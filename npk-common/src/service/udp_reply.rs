@@ -10,7 +10,7 @@
 
 use crate::{
     packet::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, PROTO_UDP},
-    wire::MAX_REPLY_LEN,
+    service::wire::MAX_REPLY_LEN,
 };
 
 /// Frame bytes copied for parsing: Ethernet, one VLAN tag, the longest IPv4 header (60) and

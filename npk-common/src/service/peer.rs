@@ -9,12 +9,12 @@
 //! frames before the stack, and the userspace servers to one host's unicast conversations.
 //!
 //! npk-ebpf's `npk_serve` applies [`check_frame`] to each request frame with the served
-//! interface's addresses (npk_common::wire::ServeConfig); the userspace servers apply
+//! interface's addresses (npk_common::service::wire::ServeConfig); the userspace servers apply
 //! [`check_peer`] to each datagram's source and destination (IP_PKTINFO) with the host's.
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::udp_reply::{FRAME_BUF, Request};
+use crate::service::udp_reply::{FRAME_BUF, Request};
 
 /// Interface addresses the kernel server's configuration holds.
 pub const MAX_IF_ADDRS: usize = 8;
@@ -178,7 +178,7 @@ pub fn check_peer(
 }
 
 /// [`check_peer`] on a request frame as npk_serve holds it (`frame` as parsed into `p` by
-/// npk_common::udp_reply::parse_request), and the MAC addresses: a group (multicast or
+/// npk_common::service::udp_reply::parse_request), and the MAC addresses: a group (multicast or
 /// broadcast) source MAC is refused, and so is a group destination MAC, which the in-place
 /// reply would carry as its source.
 #[inline(always)]
@@ -329,7 +329,7 @@ mod tests {
         f.extend_from_slice(&[0x9c, 0x40, 0x1e, 0xc6, 0, 8, 0, 0]);
         let mut b = [0u8; FRAME_BUF];
         b[..f.len()].copy_from_slice(&f);
-        let p = crate::udp_reply::parse_request(&b, f.len(), f.len(), 7878).unwrap();
+        let p = crate::service::udp_reply::parse_request(&b, f.len(), f.len(), 7878).unwrap();
         (p, b)
     }
 
