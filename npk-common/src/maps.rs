@@ -102,7 +102,7 @@ pub const NO_MODEL: u32 = u32::MAX;
 pub const MAP_CONFIG: &str = "NPK_CONFIG";
 /// `PerCpuArray<Scratch>`, one entry: features and activations of the running inference.
 pub const MAP_SCRATCH: &str = "NPK_SCRATCH";
-/// `LruHashMap<FlowKey, FlowState>`: per-flow state and the verdict cache.
+/// `LruHashMap<FlowKey, FlowState>` (npk_common::packet): per-flow state and the verdict cache.
 pub const MAP_FLOWS: &str = "NPK_FLOWS";
 pub const FLOW_CAPACITY: u32 = 65536;
 /// `LruHashMap<[u8; 16], HostState>`: per-source-address state (npk_common::host).
@@ -187,32 +187,6 @@ impl Default for Config {
     }
 }
 
-/// Per-flow state: the inputs of the flow features and the verdict cache.
-///
-/// # Layout
-/// 64 bytes.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
-pub struct FlowState {
-    pub first_ns: u64,
-    pub last_ns: u64,
-    pub bytes: u64,
-    pub packets: u32,
-    pub syn: u32,
-    pub fin_rst: u32,
-    pub ack: u32,
-    /// The last verdict and the version of the model that gave it.
-    pub class: u32,
-    pub model_version: u32,
-    /// Packets since the last inference.
-    pub since_infer: u32,
-    /// The last verdict's margin, and 1 when it reached the model's drop margin.
-    pub margin: u32,
-    pub confident: u32,
-    /// Packets this machine sent back in the flow (see [`crate::packet::observe_reply`]).
-    pub replies: u32,
-}
-
 /// Per-CPU counters. Userspace sums them over CPUs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
@@ -279,14 +253,12 @@ pub struct Sample {
 }
 
 const _: () = assert!(core::mem::size_of::<Config>() == 32);
-const _: () = assert!(core::mem::size_of::<FlowState>() == 64);
 const _: () = assert!(core::mem::size_of::<Counters>() == 8 * (2 * MAX_CLASSES + 12));
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain-old-data without padding (size asserts above).
     unsafe impl aya::Pod for super::Config {}
-    unsafe impl aya::Pod for super::FlowState {}
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::Sample {}
 }

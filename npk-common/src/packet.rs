@@ -65,7 +65,6 @@ use crate::{
         HOST_FEATURES, HostState, NO_REPLIES, PacketEvent, ServiceKey, ServiceState, decay,
         fold_addr, log2_q3,
     },
-    maps::FlowState,
     model::FeatureSchema,
 };
 use bytemuck::{Pod, Zeroable};
@@ -166,10 +165,39 @@ pub struct FlowKey {
 
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 
+/// Per-flow state: the inputs of the flow features and the verdict cache.
+///
+/// # Layout
+/// 64 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FlowState {
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub bytes: u64,
+    pub packets: u32,
+    pub syn: u32,
+    pub fin_rst: u32,
+    pub ack: u32,
+    /// The last verdict and the version of the model that gave it.
+    pub class: u32,
+    pub model_version: u32,
+    /// Packets since the last inference.
+    pub since_infer: u32,
+    /// The last verdict's margin, and 1 when it reached the model's drop margin.
+    pub margin: u32,
+    pub confident: u32,
+    /// Packets this machine sent back in the flow (see [`observe_reply`]).
+    pub replies: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<FlowState>() == 64);
+
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: plain-old-data without padding (size assert above).
+    // SAFETY: plain-old-data without padding (size asserts above).
     unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowState {}
 }
 
 impl FlowKey {

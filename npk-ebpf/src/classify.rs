@@ -6,11 +6,12 @@ use npk_common::{
     infer::margin,
     maps::{
         Action, Config, Counters, FLAG_FAIL_CLOSED, FLAG_RECORD_LAST, FLAG_SAMPLE_ALL,
-        FLAG_SAMPLE_DROPS, FLAG_SAMPLE_UNSURE, FlowState, Outcome, Sample,
+        FLAG_SAMPLE_DROPS, FLAG_SAMPLE_UNSURE, Outcome, Sample,
     },
     model::{MAX_CLASSES, MAX_INPUTS},
     packet::{
-        INGRESS_FEATURES, NUM_FEATURES, PacketState, ParseError, observe, parse, reply_features,
+        FlowState, INGRESS_FEATURES, NUM_FEATURES, PacketState, ParseError, observe, parse,
+        reply_features,
     },
 };
 

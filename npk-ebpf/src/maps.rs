@@ -10,11 +10,11 @@ use npk_common::{
     host::{HostState, ServiceKey, ServiceState},
     infer::Scratch,
     maps::{
-        Config, Counters, FLOW_CAPACITY, FlowState, HOST_CAPACITY, InferenceRecord, MODEL_SLOTS,
+        Config, Counters, FLOW_CAPACITY, HOST_CAPACITY, InferenceRecord, MODEL_SLOTS,
         SAMPLES_BYTES, SERVICE_CAPACITY,
     },
     model::Model,
-    packet::FlowKey,
+    packet::{FlowKey, FlowState},
     service::wire::{ServeConfig, ServeCounters},
 };
 

@@ -10,11 +10,9 @@ use aya::{
 use npk_common::{
     host::{HostState, ServiceKey, ServiceState},
     infer::{PlainLoop, Scratch, predict},
-    maps::{
-        Action, Config, FLAG_RECORD_LAST, FlowState, MAP_FLOWS, MAP_HOSTS, MAP_SERVICES, Outcome,
-    },
+    maps::{Action, Config, FLAG_RECORD_LAST, MAP_FLOWS, MAP_HOSTS, MAP_SERVICES, Outcome},
     model::{MAX_CLASSES, Model},
-    packet::{FlowKey, NUM_FEATURES, ParseError, parse},
+    packet::{FlowKey, FlowState, NUM_FEATURES, ParseError, parse},
 };
 use serde::Serialize;
 

@@ -16,10 +16,9 @@ use crate::{
 
 use npk_common::{
     host::{HostState, ServiceKey, ServiceState},
-    maps::FlowState,
     packet::{
-        FEATURE_NAMES, FlowKey, Headers, NUM_FEATURES, PacketState, ParseError, observe_all,
-        observe_reply, parse,
+        FEATURE_NAMES, FlowKey, FlowState, Headers, NUM_FEATURES, PacketState, ParseError,
+        observe_all, observe_reply, parse,
     },
 };
 
