@@ -508,10 +508,14 @@ pub fn reply_balance(replies: u64, packets: u64) -> i32 {
     balance + none * (NO_REPLIES - balance)
 }
 
-/// 1 when `x` is not 0, else 0, by arithmetic hidden from LLVM (which would turn a comparison
-/// back into a compare and branch). Every branch before the inference is a path the verifier
+/// 1 when `x` is not 0, else 0, as arithmetic whose result LLVM cannot see through (LLVM still
+/// reads `(x | -x) >> 63` as `x != 0`, a short compare and branch in BPF, but the branches of
+/// the masks' `if`s are gone). Every branch before the inference is a path the verifier
 /// walks the bounded inference loops on again: the branchy form of the schema's masks took
-/// 5.10's `npk_bounded_128` past its million instructions.
+/// 5.10's `npk_bounded_128` past its million instructions. Not the form of
+/// npk_common::service::peer's `zero` (the opaque value between the `or` and the shift, which
+/// leaves no branch at all): here that form took 6.1's and 5.10's classifiers past the limit
+/// (measured in qemu, `scripts/vm/run.sh bookworm bullseye`), though 6.18 counted fewer.
 #[inline(always)]
 pub(crate) fn nonzero(x: u64) -> u64 {
     core::hint::black_box((x | x.wrapping_neg()) >> 63)

@@ -96,7 +96,8 @@ fn v4(b: &[u8; 16]) -> u64 {
 /// 1 when `x` is 0, else 0, without a branch. The opaque value sits between the `or` and the
 /// shift: LLVM reads `(x | -x) >> 63` as `x != 0`, which BPF (no set-on-compare) can only
 /// compute with a branch, and every such branch doubled the paths the verifier walked here
-/// (6.1 refused npk_serve at 1,000,001 instructions).
+/// (6.1 refused npk_serve at 1,000,001 instructions). Not npk_common::packet's `nonzero`,
+/// whose branches the classifier's verifier walks better (see there).
 #[inline(always)]
 fn zero(x: u64) -> u64 {
     1 - (core::hint::black_box(x | x.wrapping_neg()) >> 63)
