@@ -18,6 +18,7 @@ use aya::programs::{Xdp, XdpMode};
 use npk_common::{maps::Config, model::Model};
 use serde::Serialize;
 
+use super::median;
 use crate::{
     kernel::{Classifier, KernelError, ProgramKind, run_time_stats},
     netlab::{NetLab, NetLabError},
@@ -98,11 +99,6 @@ pub fn run(model: &Model, seconds: f64, rounds: u32) -> Result<FloodBench, Flood
         classifier_ns_per_frame: classifier,
         classifier_over_bare: classifier / bare,
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Attaches `loaded`'s program to the lab namespace's veth end, floods it for `seconds`, and

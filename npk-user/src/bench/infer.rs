@@ -11,6 +11,7 @@ use npk_common::{
 };
 use serde::Serialize;
 
+use super::median;
 use crate::kernel::{BpfStats, Classifier, KernelError, ProgramKind, run_time_stats};
 use crate::packets::{
     capture::{CaptureError, Sampler},
@@ -133,11 +134,6 @@ fn new_host_frame(n: u32) -> Vec<u8> {
         },
         0x02,
     )
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The mean of the kernel's per-run time over single-run calls.

@@ -1,7 +1,7 @@
 //! Detaching: the pinned link first (at once, not when its inode goes), then npk's pins, then
 //! the run-time statistics switch once no pinned attachment needs it.
 
-use std::{collections::HashSet, path::Path};
+use std::path::Path;
 
 use aya::sys::SyscallError;
 
@@ -12,10 +12,10 @@ use super::{
         EGRESS_LINK_PIN, LINK_PIN, io_error, lock_dir, open_pin_error, pin_dir, pin_root,
         remove_pins,
     },
-    query::{bpf_obj_get, link_attached, link_detach, pinned_link_ifindex},
+    query::{bpf_obj_get, link_detach, pinned_link_ifindex, unheld_classifier_links},
     state::{pin_state, renamed_to},
 };
-use crate::kernel::{BpfStats, ProgramKind, load::has_sys_admin};
+use crate::kernel::{BpfStats, load::has_sys_admin};
 
 /// What [`detach`] found and did.
 #[derive(Debug)]
@@ -148,59 +148,6 @@ fn restore_stats_without_pinned_links() -> Result<(), StatsKeptOn> {
     }
     BpfStats::restore_after_pins();
     Ok(())
-}
-
-/// The attached links of npk classifiers that no process of this pid namespace holds open (one held in another pid namespace counts as unheld: the switch then stays on).
-/// Detached links are not counted: the one just detached here lingers in the kernel's list
-/// for a while after its pin is removed (seen on 5.10).
-fn unheld_classifier_links() -> Vec<u32> {
-    // Errors are objects that went away while listed.
-    let classifiers: HashSet<u32> = aya::programs::loaded_programs()
-        .flatten()
-        .filter(|p| {
-            p.name_as_str()
-                .is_some_and(|n| ProgramKind::classifier_named(n).is_some())
-        })
-        .map(|p| p.id())
-        .collect();
-    let links: Vec<u32> = aya::programs::loaded_links()
-        .flatten()
-        .filter(|l| classifiers.contains(&l.program_id()))
-        .map(|l| l.id())
-        .filter(|&id| link_attached(id))
-        .collect();
-    if links.is_empty() {
-        return links;
-    }
-    let held = held_link_ids();
-    links.into_iter().filter(|id| !held.contains(id)).collect()
-}
-
-/// The ids of the BPF links the processes of this pid namespace hold open (the `link_id` of
-/// their bpf_link descriptors' fdinfo).
-fn held_link_ids() -> HashSet<u32> {
-    let mut held = HashSet::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return held;
-    };
-    for proc in procs.flatten() {
-        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else {
-            continue; // not a process, or gone
-        };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:bpf_link")
-                && let Ok(info) =
-                    std::fs::read_to_string(proc.path().join("fdinfo").join(fd.file_name()))
-            {
-                held.extend(
-                    info.lines()
-                        .filter_map(|l| l.strip_prefix("link_id:"))
-                        .filter_map(|id| id.trim().parse::<u32>().ok()),
-                );
-            }
-        }
-    }
-    held
 }
 
 /// Removes the pins of a directory [`pin_dirs`] found stale (npk's names only).

@@ -1,8 +1,11 @@
 //! What the kernel runs where, asked directly: the raw netlink (RTM_GETLINK) and bpf(2)
-//! (BPF_OBJ_GET, BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY, BPF_LINK_DETACH) calls in one place,
-//! as aya keeps its own in `sys/`. CAP_NET_ADMIN suffices for all of them.
+//! (BPF_OBJ_GET, BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY, BPF_LINK_DETACH,
+//! BPF_LINK_GET_FD_BY_ID) calls in one place, as aya keeps its own in `sys/`, and the host's
+//! lists of programs and links. CAP_NET_ADMIN suffices for all but the last two
+//! ([`unheld_classifier_links`]: CAP_SYS_ADMIN).
 
 use std::{
+    collections::HashSet,
     ffi::CString,
     io::{self, ErrorKind},
     os::{
@@ -13,6 +16,7 @@ use std::{
 };
 
 use super::{AttachMode, iface::IfaceName};
+use crate::kernel::ProgramKind;
 
 /// The kernel did not say what runs on an interface.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +84,7 @@ fn link_ifindex(link: &OwnedFd) -> io::Result<u32> {
 /// detach until its last reference goes (a removed pin's: after an RCU grace period), and
 /// the kernel's list of links shows it until then. False for a link already gone.
 /// BPF_LINK_GET_FD_BY_ID needs CAP_SYS_ADMIN.
-pub(crate) fn link_attached(id: u32) -> bool {
+fn link_attached(id: u32) -> bool {
     const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
     // bpf_attr's id member: link_id, next_id, open_flags.
     let mut attr = [id, 0, 0];
@@ -113,6 +117,59 @@ pub(super) fn bpf_obj_get(path: &Path) -> io::Result<OwnedFd> {
     let fd = unsafe { bpf(BPF_OBJ_GET, &mut attr) }?;
     // SAFETY: the kernel just returned this fd, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The attached links of npk classifiers that no process of this pid namespace holds open (one
+/// held in another pid namespace counts as unheld). Detached links are not counted: the one just detached here lingers in the kernel's list
+/// for a while after its pin is removed (seen on 5.10).
+pub(super) fn unheld_classifier_links() -> Vec<u32> {
+    // Errors are objects that went away while listed.
+    let classifiers: HashSet<u32> = aya::programs::loaded_programs()
+        .flatten()
+        .filter(|p| {
+            p.name_as_str()
+                .is_some_and(|n| ProgramKind::classifier_named(n).is_some())
+        })
+        .map(|p| p.id())
+        .collect();
+    let links: Vec<u32> = aya::programs::loaded_links()
+        .flatten()
+        .filter(|l| classifiers.contains(&l.program_id()))
+        .map(|l| l.id())
+        .filter(|&id| link_attached(id))
+        .collect();
+    if links.is_empty() {
+        return links;
+    }
+    let held = held_link_ids();
+    links.into_iter().filter(|id| !held.contains(id)).collect()
+}
+
+/// The ids of the BPF links the processes of this pid namespace hold open (the `link_id` of
+/// their bpf_link descriptors' fdinfo).
+fn held_link_ids() -> HashSet<u32> {
+    let mut held = HashSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return held;
+    };
+    for proc in procs.flatten() {
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else {
+            continue; // not a process, or gone
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:bpf_link")
+                && let Ok(info) =
+                    std::fs::read_to_string(proc.path().join("fdinfo").join(fd.file_name()))
+            {
+                held.extend(
+                    info.lines()
+                        .filter_map(|l| l.strip_prefix("link_id:"))
+                        .filter_map(|id| id.trim().parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    held
 }
 
 /// BPF_LINK_DETACH (Linux >= 5.9, as are XDP and TCX links): the program leaves its hook now;
